@@ -1,0 +1,927 @@
+//! [`Deferred`], its [`Resolver`], and what callbacks may return ([`Outcome`]).
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::chain::{self, Chain, Current, Entry, Fire, Flow, Holder, Input, Ready, Shared, Step};
+use crate::error::{AlreadyCalled, WaitError};
+use crate::Failure;
+
+/// A result you hold before it exists: Twisted's `Deferred`, typed.
+///
+/// A `Deferred<T>` will be fired once, by its [`Resolver`], with a `T` or a [`Failure`].
+/// Callbacks and errbacks added to it form a chain; each `add_*` consumes the handle and
+/// returns one typed at the chain's new result, so the types of the whole chain are
+/// checked at compile time.
+///
+/// - A callback returns an [`Outcome`]: `Ok(value)` goes on down the callback path,
+///   `Err(failure)` (or `?` on any error) switches to the errback path, and a `Deferred`
+///   pauses this chain until that one fires, then goes on with its result.
+/// - An errback that returns `Ok` switches back to the callback path.
+/// - Callbacks run synchronously when the Deferred fires, on the firing thread; callbacks
+///   added after it fired run at once. No callback runs re-entrantly, and no chain, however
+///   long or deeply nested, grows the stack.
+/// - A panic in a callback becomes a [`Failure`] ([`Panicked`](crate::Panicked)) on the
+///   errback path; it never unwinds into the code that fired the Deferred.
+/// - A Deferred whose chain ends in a failure that nobody handled logs it through
+///   `log::error!` when it is dropped ("Unhandled error in Deferred").
+///
+/// A `Deferred` is a [`Future`]: `d.await` gives `Result<T, Failure>` (and does not suspend
+/// if it has already fired). Dropping a Deferred that is being awaited cancels it, as
+/// dropping a future does; dropping one that was never polled does not.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::{Deferred, Failure};
+///
+/// let (d, resolver) = Deferred::<&str>::pending();
+/// let d = d
+///     .add_callback(|s| Ok(s.len()))                    // Deferred<usize>
+///     .add_callback(|n| Deferred::succeed(n * 2))       // returns a Deferred: chains
+///     .add_callback(|n| -> Result<usize, Failure> {
+///         if n > 100 { Err(Failure::msg("too long")) } else { Ok(n) }
+///     })
+///     .add_errback(|_f| Ok(0));
+/// resolver.callback("hello").unwrap();
+/// assert_eq!(d.wait().unwrap(), 10);
+/// ```
+#[must_use = "a Deferred does nothing unless callbacks are added, or it is awaited or waited on"]
+pub struct Deferred<T> {
+    chain: Option<Shared>,
+    /// Polled as a future and not finished: dropping it cancels.
+    polled: bool,
+    _t: PhantomData<fn() -> T>,
+}
+
+/// The producer's side of a [`Deferred`]: fires it once, with a value or a failure.
+///
+/// Firing consumes the resolver, so one producer cannot fire twice. Dropping a resolver
+/// without firing errbacks the Deferred with [`ResolverDropped`](crate::ResolverDropped)
+/// (when anything is listening), so a waiter never hangs on a producer that is gone.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::Deferred;
+///
+/// let (d, r) = Deferred::<u8>::pending();
+/// assert!(!r.is_called());
+/// r.callback(7).unwrap();
+/// assert_eq!(d.wait().unwrap(), 7);
+/// ```
+pub struct Resolver<T> {
+    chain: Option<Shared>,
+    _t: PhantomData<fn(T)>,
+}
+
+/// A handle that can only cancel a Deferred and ask whether it fired; it does not keep the
+/// Deferred alive. Get one with [`Deferred::cancel_handle`] before handing the Deferred on.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::{Deferred, Cancelled};
+///
+/// let (d, _r) = Deferred::<()>::pending();
+/// let h = d.cancel_handle();
+/// let d = d.add_errback(|f| { f.trap::<Cancelled>()?; Ok(()) });
+/// h.cancel();
+/// assert!(h.is_called());
+/// assert!(d.wait().is_ok());
+/// ```
+#[derive(Clone)]
+pub struct CancelHandle {
+    chain: chain::WeakShared,
+}
+
+/// What a callback hands on: a value, a failure, or a Deferred to wait on.
+///
+/// Callbacks usually return `Result<U, Failure>` or `Deferred<U>`, which convert through
+/// [`IntoOutcome`]; `Outcome` is for a callback that decides at run time which of the three
+/// it returns.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::{Deferred, Outcome};
+///
+/// let d = Deferred::succeed(3).add_callback(|n| {
+///     if n > 2 { Outcome::Chain(Deferred::succeed(n)) } else { Outcome::Value(0) }
+/// });
+/// assert_eq!(d.wait().unwrap(), 3);
+/// ```
+pub enum Outcome<U> {
+    /// Go on down the callback path with this value.
+    Value(U),
+    /// Switch to the errback path with this failure.
+    Failure(Failure),
+    /// Pause until this Deferred fires, then go on with its result.
+    Chain(Deferred<U>),
+}
+
+impl<U: 'static + fmt::Debug> fmt::Debug for Outcome<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Value(v) => f.debug_tuple("Value").field(v).finish(),
+            Outcome::Failure(fail) => f.debug_tuple("Failure").field(fail).finish(),
+            Outcome::Chain(d) => f.debug_tuple("Chain").field(d).finish(),
+        }
+    }
+}
+
+/// What a callback may return: `Result<U, Failure>`, `Deferred<U>` or [`Outcome<U>`].
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::{IntoOutcome, Outcome, Failure};
+///
+/// let o = Ok::<_, Failure>(1).into_outcome();
+/// assert!(matches!(o, Outcome::Value(1)));
+/// ```
+pub trait IntoOutcome<U> {
+    /// Converts into an [`Outcome`].
+    fn into_outcome(self) -> Outcome<U>;
+}
+
+impl<U> IntoOutcome<U> for Result<U, Failure> {
+    fn into_outcome(self) -> Outcome<U> {
+        match self {
+            Ok(v) => Outcome::Value(v),
+            Err(f) => Outcome::Failure(f),
+        }
+    }
+}
+
+impl<U> IntoOutcome<U> for Deferred<U> {
+    fn into_outcome(self) -> Outcome<U> {
+        Outcome::Chain(self)
+    }
+}
+
+impl<U> IntoOutcome<U> for Outcome<U> {
+    fn into_outcome(self) -> Outcome<U> {
+        self
+    }
+}
+
+fn emit<U: 'static>(slot: &mut Option<U>, outcome: Outcome<U>) -> Flow {
+    match outcome {
+        Outcome::Value(v) => {
+            *slot = Some(v);
+            Flow::Value
+        }
+        Outcome::Failure(f) => Flow::Failure(f),
+        Outcome::Chain(d) => Flow::Chain(d.into_shared()),
+    }
+}
+
+/// A callback, an errback, or both, as one closure over `Result<T, Failure>`.
+struct Both<T, U, F> {
+    f: Option<F>,
+    out: Option<U>,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: 'static, U: 'static, F> Holder for Both<T, U, F> {
+    fn slot(&self) -> &dyn std::any::Any {
+        &self.out
+    }
+    fn slot_mut(&mut self) -> &mut dyn std::any::Any {
+        &mut self.out
+    }
+}
+
+impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U>> Step for Both<T, U, F> {
+    fn run(&mut self, input: Input<'_>) -> Flow {
+        let f = self.f.take().expect("step runs once");
+        let arg = match input {
+            Input::Value(v) => Ok(chain::take_value::<T>(v)),
+            Input::Failure(fail) => Err(fail),
+        };
+        emit(&mut self.out, f(arg))
+    }
+}
+
+/// An errback alone: a value passes by without being moved.
+struct Errback<T, F> {
+    f: Option<F>,
+    out: Option<T>,
+}
+
+impl<T: 'static, F> Holder for Errback<T, F> {
+    fn slot(&self) -> &dyn std::any::Any {
+        &self.out
+    }
+    fn slot_mut(&mut self) -> &mut dyn std::any::Any {
+        &mut self.out
+    }
+}
+
+impl<T: 'static, F: FnOnce(Failure) -> Outcome<T>> Step for Errback<T, F> {
+    fn run(&mut self, input: Input<'_>) -> Flow {
+        match input {
+            Input::Value(_) => Flow::Pass,
+            Input::Failure(fail) => {
+                let f = self.f.take().expect("step runs once");
+                emit(&mut self.out, f(fail))
+            }
+        }
+    }
+}
+
+impl<T: 'static> Deferred<T> {
+    fn from_chain(chain: Chain) -> Deferred<T> {
+        Deferred::from_shared(Rc::new(std::cell::RefCell::new(chain)))
+    }
+
+    pub(crate) fn from_shared(chain: Shared) -> Deferred<T> {
+        Deferred {
+            chain: Some(chain),
+            polled: false,
+            _t: PhantomData,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        self.chain.as_ref().expect("live deferred")
+    }
+
+    pub(crate) fn into_shared(mut self) -> Shared {
+        self.chain.take().expect("live deferred")
+    }
+
+    /// A Deferred with no result yet, and the [`Resolver`] that will give it one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::Deferred;
+    ///
+    /// let (d, r) = Deferred::<String>::pending();
+    /// let d = d.add_callback(|s| Ok(s + "!"));
+    /// r.callback("hi".to_string()).unwrap();
+    /// assert_eq!(d.wait().unwrap(), "hi!");
+    /// ```
+    #[track_caller]
+    pub fn pending() -> (Deferred<T>, Resolver<T>) {
+        let shared = Rc::new(std::cell::RefCell::new(Chain::new(Location::caller())));
+        let resolver = Resolver {
+            chain: Some(shared.clone()),
+            _t: PhantomData,
+        };
+        (Deferred::from_shared(shared), resolver)
+    }
+
+    /// A pending Deferred with a canceller, called once by the first [`cancel`](Self::cancel)
+    /// while it has no result.
+    ///
+    /// The canceller stops the work (it is Twisted's `Deferred(canceller)`) and may give the
+    /// result itself: `Some(Ok(v))` or `Some(Err(f))`. `None` errbacks the Deferred with
+    /// [`Cancelled`](crate::Cancelled). Either way the Deferred then has its result, and the
+    /// producer's later fire returns [`AlreadyCalled`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::{Deferred, Cancelled};
+    ///
+    /// let (d, r) = Deferred::<i32>::with_canceller(|| None);
+    /// d.cancel();
+    /// assert!(r.callback(1).is_err());
+    /// assert!(d.wait().unwrap_err().is::<Cancelled>());
+    /// ```
+    #[track_caller]
+    pub fn with_canceller(
+        canceller: impl FnOnce() -> Option<Result<T, Failure>> + 'static,
+    ) -> (Deferred<T>, Resolver<T>) {
+        let (d, r) = Deferred::pending();
+        d.shared().borrow_mut().canceller = Some(Box::new(move || canceller().map(fire_of)));
+        (d, r)
+    }
+
+    /// A Deferred that already has the value `value` (Twisted's `succeed`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = ropewalk_deferred::Deferred::succeed(5).add_callback(|n| Ok(n + 1));
+    /// assert_eq!(d.wait().unwrap(), 6);
+    /// ```
+    #[track_caller]
+    pub fn succeed(value: T) -> Deferred<T> {
+        Deferred::from_chain(Chain::fired(
+            Location::caller(),
+            Fire::Value(Box::new(Ready(Some(value)))),
+        ))
+    }
+
+    /// A Deferred that already failed (Twisted's `fail`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::{Deferred, Failure};
+    ///
+    /// let d = Deferred::<i32>::fail(Failure::msg("nope")).add_errback(|_| Ok(0));
+    /// assert_eq!(d.wait().unwrap(), 0);
+    /// ```
+    #[track_caller]
+    pub fn fail(failure: impl Into<Failure>) -> Deferred<T> {
+        Deferred::from_chain(Chain::fired(
+            Location::caller(),
+            Fire::Failure(failure.into()),
+        ))
+    }
+
+    /// A Deferred fired with `result`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = ropewalk_deferred::Deferred::from_result(Ok::<_, ropewalk_deferred::Failure>(1));
+    /// assert_eq!(d.wait().unwrap(), 1);
+    /// ```
+    #[track_caller]
+    pub fn from_result(result: Result<T, Failure>) -> Deferred<T> {
+        Deferred::from_chain(Chain::fired(Location::caller(), fire_of(result)))
+    }
+
+    fn then<U: 'static>(
+        self,
+        f: impl FnOnce(Result<T, Failure>) -> Outcome<U> + 'static,
+    ) -> Deferred<U> {
+        let shared = self.into_shared();
+        chain::push(
+            &shared,
+            Entry::Step(Box::new(Both {
+                f: Some(f),
+                out: None,
+                _t: PhantomData,
+            })),
+        );
+        Deferred::from_shared(shared)
+    }
+
+    /// Adds a callback: it runs with the value when the chain is on the callback path.
+    ///
+    /// It returns `Ok(u)`, `Err(failure)` (with `?`, any error), or a `Deferred<U>` to wait
+    /// on. A failure passes it by.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::Deferred;
+    ///
+    /// let d = Deferred::succeed("42").add_callback(|s| Ok(s.parse::<i32>()?));
+    /// assert_eq!(d.wait().unwrap(), 42);
+    /// let d = Deferred::succeed("x").add_callback(|s| Ok(s.parse::<i32>()?));
+    /// assert!(d.wait().unwrap_err().is::<std::num::ParseIntError>());
+    /// ```
+    pub fn add_callback<U: 'static, R: IntoOutcome<U>>(
+        self,
+        f: impl FnOnce(T) -> R + 'static,
+    ) -> Deferred<U> {
+        self.then(move |r| match r {
+            Ok(v) => f(v).into_outcome(),
+            Err(fail) => Outcome::Failure(fail),
+        })
+    }
+
+    /// Adds an errback: it runs with the failure when the chain is on the errback path.
+    ///
+    /// Returning `Ok(value)` recovers (back to the callback path); `Err(failure)` hands a
+    /// failure on. A value passes it by.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::{Deferred, Failure};
+    ///
+    /// let d = Deferred::<u8>::fail(Failure::msg("x")).add_errback(|f| {
+    ///     assert_eq!(f.to_string(), "x");
+    ///     Ok(1)
+    /// });
+    /// assert_eq!(d.wait().unwrap(), 1);
+    /// ```
+    pub fn add_errback<R: IntoOutcome<T>>(
+        self,
+        f: impl FnOnce(Failure) -> R + 'static,
+    ) -> Deferred<T> {
+        let shared = self.into_shared();
+        chain::push(
+            &shared,
+            Entry::Step(Box::new(Errback {
+                f: Some(move |fail| f(fail).into_outcome()),
+                out: None,
+            })),
+        );
+        Deferred::from_shared(shared)
+    }
+
+    /// Adds one function for both paths: it gets the result as `Result<T, Failure>`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::{Deferred, Failure};
+    ///
+    /// let d = Deferred::<i32>::fail(Failure::msg("x")).add_both(|r| Ok(r.is_ok()));
+    /// assert_eq!(d.wait().unwrap(), false);
+    /// ```
+    pub fn add_both<U: 'static, R: IntoOutcome<U>>(
+        self,
+        f: impl FnOnce(Result<T, Failure>) -> R + 'static,
+    ) -> Deferred<U> {
+        self.then(move |r| f(r).into_outcome())
+    }
+
+    /// Adds a callback and an errback as one step: exactly one of them runs, and the
+    /// errback does not see a failure raised by the callback (Twisted's `addCallbacks`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::{Deferred, Failure};
+    ///
+    /// let d = Deferred::succeed(1).add_callbacks(
+    ///     |_| -> Result<i32, Failure> { Err(Failure::msg("cb failed")) },
+    ///     |_| Ok(-1), // not called for the callback's own failure
+    /// );
+    /// assert_eq!(d.wait().unwrap_err().to_string(), "cb failed");
+    /// ```
+    pub fn add_callbacks<U: 'static, R1: IntoOutcome<U>, R2: IntoOutcome<U>>(
+        self,
+        callback: impl FnOnce(T) -> R1 + 'static,
+        errback: impl FnOnce(Failure) -> R2 + 'static,
+    ) -> Deferred<U> {
+        self.then(move |r| match r {
+            Ok(v) => callback(v).into_outcome(),
+            Err(f) => errback(f).into_outcome(),
+        })
+    }
+
+    /// Fires `other` with this Deferred's result when it arrives (Twisted's
+    /// `chainDeferred`). Unlike Twisted's, a long explicit chain does not grow the stack.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::Deferred;
+    ///
+    /// let (a, ra) = Deferred::<i32>::pending();
+    /// let (b, rb) = Deferred::<i32>::pending();
+    /// a.chain_deferred(rb);
+    /// ra.callback(9).unwrap();
+    /// assert_eq!(b.wait().unwrap(), 9);
+    /// ```
+    pub fn chain_deferred(self, other: Resolver<T>) {
+        let target = other.into_shared();
+        let shared = self.into_shared();
+        chain::push(
+            &shared,
+            Entry::Continue {
+                target,
+                explicit: true,
+            },
+        );
+    }
+
+    /// Pauses the chain: no callback runs until a matching [`unpause`](Self::unpause).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// use ropewalk_deferred::Deferred;
+    ///
+    /// let ran = Rc::new(Cell::new(false));
+    /// let d = Deferred::succeed(1);
+    /// d.pause();
+    /// let r = ran.clone();
+    /// let d = d.add_callback(move |n| { r.set(true); Ok(n) });
+    /// assert!(!ran.get());
+    /// d.unpause();
+    /// assert!(ran.get());
+    /// ```
+    pub fn pause(&self) {
+        chain::pause(self.shared());
+    }
+
+    /// Undoes one [`pause`](Self::pause), and goes on running if it was the last.
+    ///
+    /// An `unpause` without a matching `pause` does nothing (Twisted lets the counter go
+    /// negative, so that the next `pause` has no effect; we do not).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = ropewalk_deferred::Deferred::succeed(1);
+    /// d.unpause(); // unmatched: no effect
+    /// d.pause();   // still pauses
+    /// assert!(d.is_paused());
+    /// ```
+    pub fn unpause(&self) {
+        chain::unpause(self.shared());
+    }
+
+    /// Whether the chain is paused (by [`pause`](Self::pause) or while it waits on a
+    /// Deferred a callback returned).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = ropewalk_deferred::Deferred::succeed(());
+    /// assert!(!d.is_paused());
+    /// ```
+    pub fn is_paused(&self) -> bool {
+        self.shared().borrow().paused > 0
+    }
+
+    /// Whether the Deferred has been fired (it may still be running or waiting on another).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (d, r) = ropewalk_deferred::Deferred::<()>::pending();
+    /// assert!(!d.is_called());
+    /// r.callback(()).unwrap();
+    /// assert!(d.is_called());
+    /// ```
+    pub fn is_called(&self) -> bool {
+        self.shared().borrow().called
+    }
+
+    /// Whether the result is final: fired, not paused, every callback run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = ropewalk_deferred::Deferred::succeed(());
+    /// assert!(d.has_result());
+    /// ```
+    pub fn has_result(&self) -> bool {
+        self.shared().borrow().is_settled()
+    }
+
+    /// Cancels the Deferred (Twisted's `cancel`).
+    ///
+    /// - With no result yet: the canceller runs, if there is one (see
+    ///   [`with_canceller`](Self::with_canceller)); otherwise the Deferred errbacks with
+    ///   [`Cancelled`](crate::Cancelled) and exactly one later fire from its producer is
+    ///   swallowed silently.
+    /// - Fired but waiting on a Deferred a callback returned: that one is cancelled.
+    /// - Fired otherwise: nothing happens.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::{Deferred, Cancelled};
+    ///
+    /// let (d, r) = Deferred::<i32>::pending();
+    /// d.cancel();
+    /// assert!(r.callback(1).is_ok()); // the one late fire is swallowed
+    /// assert!(d.wait().unwrap_err().is::<Cancelled>());
+    /// ```
+    pub fn cancel(&self) {
+        chain::cancel(self.shared());
+    }
+
+    /// A handle that can cancel this Deferred later, after it has been handed on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (d, _r) = ropewalk_deferred::Deferred::<()>::pending();
+    /// let h = d.cancel_handle();
+    /// h.cancel();
+    /// assert!(d.is_called());
+    /// ```
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            chain: Rc::downgrade(self.shared()),
+        }
+    }
+
+    /// Takes the result if it is final, without waiting: Twisted's `successResultOf` /
+    /// `failureResultOf` in one. `None` (and the Deferred is left as it was) otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut d, r) = ropewalk_deferred::Deferred::<i32>::pending();
+    /// assert!(d.try_result().is_none());
+    /// r.callback(3).unwrap();
+    /// assert_eq!(d.try_result().unwrap().unwrap(), 3);
+    /// ```
+    pub fn try_result(&mut self) -> Option<Result<T, Failure>> {
+        let mut c = self.shared().borrow_mut();
+        if c.is_settled() {
+            Some(c.take_result::<T>())
+        } else {
+            None
+        }
+    }
+
+    /// Blocks until the Deferred has a result, and returns it: for scripts.
+    ///
+    /// - If it already has one, it is returned at once.
+    /// - Otherwise, if a reactor runs on this thread (it installs a
+    ///   [`WaitDriver`](crate::WaitDriver)), that reactor runs until the Deferred fires.
+    /// - Called from inside a callback or a reactor turn it returns
+    ///   [`WaitError::InsideCallback`] rather than re-entering; with no reactor on this thread
+    ///   it returns [`WaitError::NoReactor`] rather than hanging.
+    ///
+    /// # Errors
+    ///
+    /// The Deferred's failure, or a [`WaitError`] wrapped in a [`Failure`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::{Deferred, WaitError};
+    ///
+    /// assert_eq!(Deferred::succeed(1).wait().unwrap(), 1);
+    /// let (d, _r) = Deferred::<i32>::pending();
+    /// assert!(d.wait().unwrap_err().is::<WaitError>());
+    /// ```
+    pub fn wait(self) -> Result<T, Failure> {
+        let shared = self.into_shared();
+        if shared.borrow().is_settled() {
+            return shared.borrow_mut().take_result::<T>();
+        }
+        if chain::in_callback() {
+            return Err(Failure::new(WaitError::InsideCallback));
+        }
+        let Some(driver) = crate::wait::driver() else {
+            return Err(Failure::new(WaitError::NoReactor));
+        };
+        driver.run_until(&mut || shared.borrow().is_settled())?;
+        let mut c = shared.borrow_mut();
+        if c.is_settled() {
+            c.take_result::<T>()
+        } else {
+            Err(Failure::new(WaitError::ReactorStopped))
+        }
+    }
+}
+
+pub(crate) fn fire_of<T: 'static>(result: Result<T, Failure>) -> Fire {
+    match result {
+        Ok(v) => Fire::Value(Box::new(Ready(Some(v)))),
+        Err(f) => Fire::Failure(f),
+    }
+}
+
+impl<T> Drop for Deferred<T> {
+    fn drop(&mut self) {
+        if self.polled {
+            if let Some(shared) = &self.chain {
+                chain::cancel(shared);
+            }
+        }
+    }
+}
+
+impl<T: 'static> Future for Deferred<T> {
+    type Output = Result<T, Failure>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let Some(shared) = &this.chain else {
+            return Poll::Ready(Err(Failure::new(WaitError::ResultTaken)));
+        };
+        let mut c = shared.borrow_mut();
+        if c.is_settled() {
+            let result = c.take_result::<T>();
+            drop(c);
+            this.polled = false;
+            return Poll::Ready(result);
+        }
+        match &c.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => c.waker = Some(cx.waker().clone()),
+        }
+        this.polled = true;
+        Poll::Pending
+    }
+}
+
+impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(shared) = &self.chain else {
+            return f.write_str("Deferred(consumed)");
+        };
+        let Ok(c) = shared.try_borrow() else {
+            return f.write_str("Deferred(running callbacks)");
+        };
+        if c.is_settled() && c.chained_to.is_none() {
+            if let Current::Value(h) = &c.current {
+                if let Some(Some(v)) = h.slot().downcast_ref::<Option<T>>() {
+                    return write!(f, "Deferred(current result: {v:?})");
+                }
+            }
+        }
+        fmt::Debug::fmt(&*c, f)
+    }
+}
+
+impl<T: 'static> Resolver<T> {
+    fn into_shared(mut self) -> Shared {
+        self.chain.take().expect("live resolver")
+    }
+
+    /// Fires the Deferred with a value; its callbacks run now, on this thread.
+    ///
+    /// # Errors
+    ///
+    /// [`AlreadyCalled`] if a canceller already gave the Deferred its result. After a
+    /// cancel without a canceller, this one late fire is swallowed and returns `Ok`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (d, r) = ropewalk_deferred::Deferred::pending();
+    /// r.callback("done").unwrap();
+    /// assert_eq!(d.wait().unwrap(), "done");
+    /// ```
+    pub fn callback(self, value: T) -> Result<(), AlreadyCalled> {
+        chain::fire(
+            &self.into_shared(),
+            Fire::Value(Box::new(Ready(Some(value)))),
+        )
+    }
+
+    /// Fires the Deferred with a failure; its errbacks run now, on this thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`callback`](Self::callback).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (d, r) = ropewalk_deferred::Deferred::<()>::pending();
+    /// r.errback(std::io::Error::other("gone")).unwrap();
+    /// assert_eq!(d.wait().unwrap_err().to_string(), "gone");
+    /// ```
+    pub fn errback(self, failure: impl Into<Failure>) -> Result<(), AlreadyCalled> {
+        chain::fire(&self.into_shared(), Fire::Failure(failure.into()))
+    }
+
+    /// Fires with a `Result`: `Ok` as [`callback`](Self::callback), `Err` as
+    /// [`errback`](Self::errback).
+    ///
+    /// # Errors
+    ///
+    /// As [`callback`](Self::callback).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (d, r) = ropewalk_deferred::Deferred::<u8>::pending();
+    /// r.resolve("7".parse::<u8>().map_err(Into::into)).unwrap();
+    /// assert_eq!(d.wait().unwrap(), 7);
+    /// ```
+    pub fn resolve(self, result: Result<T, Failure>) -> Result<(), AlreadyCalled> {
+        chain::fire(&self.into_shared(), fire_of(result))
+    }
+
+    /// Whether the Deferred already has a result: it was cancelled, so the work behind it
+    /// may stop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (d, r) = ropewalk_deferred::Deferred::<()>::pending();
+    /// d.cancel();
+    /// assert!(r.is_called());
+    /// ```
+    pub fn is_called(&self) -> bool {
+        self.chain.as_ref().is_some_and(|c| c.borrow().called)
+    }
+}
+
+impl<T> Drop for Resolver<T> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.chain.take() {
+            chain::resolver_dropped(&shared);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Resolver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.chain {
+            Some(c) => match c.try_borrow() {
+                Ok(c) => write!(f, "Resolver({:?})", &*c),
+                Err(_) => f.write_str("Resolver(running callbacks)"),
+            },
+            None => f.write_str("Resolver(fired)"),
+        }
+    }
+}
+
+impl CancelHandle {
+    /// Cancels the Deferred, as [`Deferred::cancel`]; nothing if it is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (d, _r) = ropewalk_deferred::Deferred::<()>::pending();
+    /// d.cancel_handle().cancel();
+    /// assert!(d.is_called());
+    /// ```
+    pub fn cancel(&self) {
+        if let Some(shared) = self.chain.upgrade() {
+            chain::cancel(&shared);
+        }
+    }
+
+    /// Whether the Deferred has been fired (or is gone).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = ropewalk_deferred::Deferred::succeed(());
+    /// assert!(d.cancel_handle().is_called());
+    /// ```
+    pub fn is_called(&self) -> bool {
+        self.chain.upgrade().is_none_or(|c| c.borrow().called)
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.chain.upgrade() {
+            Some(c) => write!(f, "CancelHandle(alive, called: {})", c.borrow().called),
+            None => f.write_str("CancelHandle(gone)"),
+        }
+    }
+}
+
+/// Calls `f` and gives its outcome as a Deferred (Twisted's `maybeDeferred`): a value as a
+/// fired Deferred, an error or a panic as a failed one, a Deferred as that same Deferred.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::{maybe_deferred, Deferred};
+///
+/// assert_eq!(maybe_deferred(|| Ok(1)).wait().unwrap(), 1);
+/// assert!(maybe_deferred(|| -> Result<i32, _> { panic!("x") }).wait().unwrap_err().is_panic());
+/// assert_eq!(maybe_deferred(|| Deferred::succeed(2)).wait().unwrap(), 2);
+/// ```
+#[track_caller]
+pub fn maybe_deferred<U: 'static, R: IntoOutcome<U>>(f: impl FnOnce() -> R) -> Deferred<U> {
+    let at = Location::caller();
+    let outcome = catch_unwind(AssertUnwindSafe(|| f().into_outcome()))
+        .unwrap_or_else(|p| Outcome::Failure(Failure::from_panic(p)));
+    match outcome {
+        Outcome::Value(v) => {
+            Deferred::from_chain(Chain::fired(at, Fire::Value(Box::new(Ready(Some(v))))))
+        }
+        Outcome::Failure(f) => Deferred::from_chain(Chain::fired(at, Fire::Failure(f))),
+        Outcome::Chain(d) => d,
+    }
+}
+
+/// A Deferred that already has `value` (Twisted's `succeed`); see [`Deferred::succeed`].
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(ropewalk_deferred::succeed(1).wait().unwrap(), 1);
+/// ```
+#[track_caller]
+pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
+    Deferred::succeed(value)
+}
+
+/// A Deferred that already failed (Twisted's `fail`); see [`Deferred::fail`].
+///
+/// # Examples
+///
+/// ```
+/// let d = ropewalk_deferred::fail::<()>(ropewalk_deferred::Failure::msg("x"));
+/// assert!(d.wait().is_err());
+/// ```
+#[track_caller]
+pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
+    Deferred::fail(failure)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn deferred_is_unpin_whatever_its_type() {
+        fn unpin<X: Unpin>() {}
+        unpin::<super::Deferred<std::marker::PhantomPinned>>();
+    }
+}
