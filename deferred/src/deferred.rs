@@ -51,7 +51,9 @@ use crate::Failure;
 /// resolver.callback("hello").unwrap();
 /// assert_eq!(d.wait().unwrap(), 10);
 /// ```
-#[must_use = "a Deferred does nothing unless callbacks are added, or it is awaited or waited on"]
+///
+/// Dropping a Deferred after adding callbacks is normal (it is not `#[must_use]`): its
+/// chain runs when it fires, whoever holds it.
 pub struct Deferred<T> {
     chain: Option<Shared>,
     /// Polled as a future and not finished: dropping it cancels.

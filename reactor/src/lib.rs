@@ -1,7 +1,43 @@
-//! The ropewalk reactor: one event loop per thread, on which Protocols, Deferreds, timers
-//! and async tasks all run.
+//! The ropewalk reactor: one event loop per thread, on which timers, callbacks,
+//! Deferreds, `async` tasks, worker-pool results and I/O all run.
 //!
-//! This crate is being built; today it re-exports the Deferred layer it sits on.
+//! - [`Reactor`]: `run`, `stop`, `iterate`, `call_soon`, timers through [`Clock`]
+//!   (`call_later` → [`DelayedCall`]), `spawn` for futures, `defer_to_thread` for blocking
+//!   work, and `stats`.
+//! - [`ReactorHandle`]: the `Send + Sync` way in from other threads (`call_from_thread`,
+//!   `blocking_call`, `stop`).
+//! - [`ManualClock`]: Twisted's `task.Clock`, so tests drive time by hand.
+//! - [`defer_later`], [`yield_now`].
+//!
+//! Creating a reactor makes it this thread's driver for
+//! [`Deferred::wait`](ropewalk_deferred::Deferred::wait): a script builds a reactor, calls
+//! something that returns a Deferred, and `.wait()`s on it.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use ropewalk_reactor::{defer_later, Reactor};
+//!
+//! let reactor = Reactor::new()?;
+//! let d = defer_later(&reactor, Duration::from_millis(10), || Ok("tick"))
+//!     .add_callback(|s| Ok(s.len()));
+//! assert_eq!(d.wait().unwrap(), 4);
+//! # Ok::<(), std::io::Error>(())
+//! ```
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![forbid(unsafe_code)]
 
+mod error;
+mod pool;
+mod reactor;
+mod slab;
+mod task;
+mod time;
+
+pub use crate::error::{ReactorError, TimerError};
+pub use crate::pool::{PoolConfig, PoolStats};
+pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
+pub use crate::task::{yield_now, YieldNow};
+pub use crate::time::{defer_later, Clock, DelayedCall, ManualClock};
 pub use ropewalk_deferred as deferred;

@@ -1,0 +1,178 @@
+//! The worker pool behind `defer_to_thread` and `call_in_thread`: a bounded number of
+//! threads, started lazily, that retire after a keep-alive when idle.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use ropewalk_deferred::Failure;
+
+use crate::error::ReactorError;
+
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
+/// How the worker pool behaves.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_reactor::PoolConfig;
+///
+/// let config = PoolConfig { max_threads: 4, ..PoolConfig::default() };
+/// assert_eq!(config.max_queue, 100_000);
+/// assert_eq!(config.keep_alive, Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Most threads at once (default 10, as Twisted's reactor pool; at least 1).
+    pub max_threads: usize,
+    /// Most jobs waiting for a thread (default 100,000); past it, submitting fails with
+    /// [`ReactorError::PoolFull`] instead of growing memory.
+    pub max_queue: usize,
+    /// How long an idle thread waits for work before it exits (default 10 s).
+    pub keep_alive: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_threads: 10,
+            max_queue: 100_000,
+            keep_alive: Duration::from_secs(10),
+        }
+    }
+}
+
+struct State {
+    queue: VecDeque<Job>,
+    threads: usize,
+    idle: usize,
+    shutdown: bool,
+    spawned: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+    config: PoolConfig,
+}
+
+/// A handle on the pool; cloning shares it.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    shared: Arc<Shared>,
+}
+
+/// A snapshot of the pool, for stats and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Threads alive now.
+    pub threads: usize,
+    /// Threads waiting for work.
+    pub idle: usize,
+    /// Jobs waiting for a thread.
+    pub queued: usize,
+    /// Threads started since the pool was made.
+    pub spawned: u64,
+}
+
+impl Pool {
+    pub(crate) fn new(mut config: PoolConfig) -> Pool {
+        config.max_threads = config.max_threads.max(1);
+        Pool {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    threads: 0,
+                    idle: 0,
+                    shutdown: false,
+                    spawned: 0,
+                }),
+                cv: Condvar::new(),
+                config,
+            }),
+        }
+    }
+
+    pub(crate) fn submit(&self, job: Job) -> Result<(), ReactorError> {
+        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.shutdown {
+            return Err(ReactorError::PoolShutDown);
+        }
+        if st.queue.len() >= self.shared.config.max_queue {
+            return Err(ReactorError::PoolFull(st.queue.len()));
+        }
+        st.queue.push_back(job);
+        if st.queue.len() > st.idle && st.threads < self.shared.config.max_threads {
+            st.threads += 1;
+            st.spawned += 1;
+            let n = st.spawned;
+            drop(st);
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("ropewalk-worker-{n}"))
+                .spawn(move || worker(shared));
+            if let Err(e) = spawned {
+                log::error!("cannot start a worker thread: {e}");
+                let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.threads -= 1;
+            }
+        } else {
+            drop(st);
+            self.shared.cv.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        let st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        PoolStats {
+            threads: st.threads,
+            idle: st.idle,
+            queued: st.queue.len(),
+            spawned: st.spawned,
+        }
+    }
+
+    /// Stops taking jobs, drops the queued ones, and lets the threads exit once their
+    /// current job is done. Does not wait for them.
+    pub(crate) fn shutdown(&self) {
+        let dropped = {
+            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.shutdown = true;
+            std::mem::take(&mut st.queue)
+        };
+        drop(dropped);
+        self.shared.cv.notify_all();
+    }
+}
+
+fn worker(shared: Arc<Shared>) {
+    let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(job) = st.queue.pop_front() {
+            drop(st);
+            if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
+                log::error!("panic in a worker job: {}", Failure::from_panic(p));
+            }
+            st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        if st.shutdown {
+            break;
+        }
+        st.idle += 1;
+        let (guard, timeout) = shared
+            .cv
+            .wait_timeout(st, shared.config.keep_alive)
+            .unwrap_or_else(|e| e.into_inner());
+        st = guard;
+        st.idle -= 1;
+        if timeout.timed_out() && st.queue.is_empty() {
+            break;
+        }
+    }
+    st.threads -= 1;
+}

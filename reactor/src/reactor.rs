@@ -1,0 +1,833 @@
+//! The [`Reactor`]: one event loop, owned by one thread.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use polling::{Events, Poller};
+use ropewalk_deferred::{
+    set_wait_driver, Deferred, Failure, ScheduledCall, Scheduler, WaitDriver, WaitError,
+};
+
+use crate::error::ReactorError;
+use crate::pool::{Pool, PoolConfig, PoolStats};
+use crate::slab::{Key, Slab};
+use crate::task::TaskSlot;
+use crate::time::{self, Clock, DelayedCall, SharedTimers, TimerQueue};
+
+/// Most `call_soon` callbacks run in one turn, so that I/O and timers are never starved.
+const SOON_BUDGET: usize = 1024;
+
+/// Work handed to the reactor from any thread.
+pub(crate) enum RemoteOp {
+    Call(Box<dyn FnOnce(&Reactor) + Send>),
+    Wake(Key),
+}
+
+/// The part of a reactor other threads may touch.
+pub(crate) struct Remote {
+    pub(crate) poller: Poller,
+    pub(crate) queue: Mutex<VecDeque<RemoteOp>>,
+    pub(crate) thread: ThreadId,
+    pub(crate) stop: AtomicBool,
+    pub(crate) alive: AtomicBool,
+    /// Live `ReactorHandle`s and in-flight worker jobs: work that may still arrive.
+    pub(crate) external: AtomicUsize,
+}
+
+impl Remote {
+    pub(crate) fn push(&self, op: RemoteOp) -> bool {
+        if !self.alive.load(Ordering::Acquire) {
+            return false;
+        }
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(op);
+        // The reactor's own thread looks at the queue before it blocks.
+        if std::thread::current().id() != self.thread {
+            if let Err(e) = self.poller.notify() {
+                log::error!("cannot wake the reactor: {e}");
+            }
+        }
+        true
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) remote: Arc<Remote>,
+    pub(crate) timers: SharedTimers,
+    soon: RefCell<VecDeque<Box<dyn FnOnce()>>>,
+    pub(crate) tasks: RefCell<Slab<TaskSlot>>,
+    pub(crate) ready: RefCell<Vec<Key>>,
+    jobs: RefCell<Slab<Box<dyn Any>>>,
+    pool: RefCell<Option<Pool>>,
+    pool_config: RefCell<PoolConfig>,
+    events: RefCell<Events>,
+    spare: RefCell<VecDeque<RemoteOp>>,
+    running: Cell<bool>,
+    in_turn: Cell<bool>,
+    turns: Cell<u64>,
+    driver: RefCell<Option<Rc<dyn WaitDriver>>>,
+}
+
+/// The event loop: timers, callbacks, tasks, worker-pool results and (with the transports)
+/// I/O, all run on the thread that owns it.
+///
+/// A `Reactor` is a cheap handle (`Clone` shares it) and is neither `Send` nor `Sync`: it
+/// and everything attached to it live on one thread. Other threads reach it through a
+/// [`ReactorHandle`]. Several reactors on several threads make a multi-core program.
+///
+/// Creating a reactor installs it as this thread's [`WaitDriver`], so
+/// [`Deferred::wait`] on this thread runs it until the Deferred fires.
+///
+/// Unlike Twisted's, a reactor can be [`run`](Self::run) again after it returned.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_reactor::{Clock, Reactor};
+///
+/// let reactor = Reactor::new()?;
+/// let r = reactor.clone();
+/// reactor.call_later(Duration::from_millis(1), move || r.stop().unwrap());
+/// reactor.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Implementation
+///
+/// One turn: wait in the poller (for no time if anything is ready, else until the next
+/// timer, or forever), then run what other threads queued (only what was there when the
+/// drain started), the timers that are due, at most 1,024 `call_soon` callbacks, and the
+/// tasks that were woken. Every callback runs under `catch_unwind`: a panic is logged and
+/// the loop goes on.
+#[derive(Clone)]
+pub struct Reactor {
+    pub(crate) inner: Rc<Inner>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Weak<Inner>> = const { RefCell::new(Weak::new()) };
+}
+
+/// Counters that describe a reactor at one moment (see [`Reactor::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReactorStats {
+    /// Delayed calls still to run.
+    pub pending_timers: usize,
+    /// `call_soon` callbacks waiting for a turn.
+    pub queued_callbacks: usize,
+    /// Spawned tasks not yet finished.
+    pub live_tasks: usize,
+    /// I/O sources registered with the poller.
+    pub sources: usize,
+    /// Worker-pool jobs whose result has not come back yet.
+    pub pending_jobs: usize,
+    /// Turns of the loop so far.
+    pub turns: u64,
+}
+
+struct Driver(Weak<Inner>);
+
+impl WaitDriver for Driver {
+    fn run_until(&self, done: &mut dyn FnMut() -> bool) -> Result<(), Failure> {
+        let inner = self
+            .0
+            .upgrade()
+            .ok_or_else(|| Failure::new(WaitError::ReactorStopped))?;
+        Reactor { inner }.run_until(done)
+    }
+}
+
+impl Reactor {
+    /// A new reactor, owned by this thread, installed as its [`WaitDriver`] and as
+    /// [`Reactor::current`].
+    ///
+    /// # Errors
+    ///
+    /// The system error if the poller cannot be made (out of file descriptors).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// assert_eq!(reactor.stats().turns, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new() -> std::io::Result<Reactor> {
+        let remote = Arc::new(Remote {
+            poller: Poller::new()?,
+            queue: Mutex::new(VecDeque::new()),
+            thread: std::thread::current().id(),
+            stop: AtomicBool::new(false),
+            alive: AtomicBool::new(true),
+            external: AtomicUsize::new(0),
+        });
+        let inner = Rc::new(Inner {
+            remote,
+            timers: Rc::new(RefCell::new(TimerQueue::new(Some(Instant::now())))),
+            soon: RefCell::new(VecDeque::new()),
+            tasks: RefCell::new(Slab::new()),
+            ready: RefCell::new(Vec::new()),
+            jobs: RefCell::new(Slab::new()),
+            pool: RefCell::new(None),
+            pool_config: RefCell::new(PoolConfig::default()),
+            events: RefCell::new(Events::new()),
+            spare: RefCell::new(VecDeque::new()),
+            running: Cell::new(false),
+            in_turn: Cell::new(false),
+            turns: Cell::new(0),
+            driver: RefCell::new(None),
+        });
+        let driver: Rc<dyn WaitDriver> = Rc::new(Driver(Rc::downgrade(&inner)));
+        *inner.driver.borrow_mut() = Some(driver.clone());
+        set_wait_driver(Some(driver));
+        CURRENT.with(|c| *c.borrow_mut() = Rc::downgrade(&inner));
+        Ok(Reactor { inner })
+    }
+
+    /// The reactor most recently made on this thread, if it is still alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::Reactor;
+    ///
+    /// let reactor = Reactor::new()?;
+    /// assert!(Reactor::current().unwrap().ptr_eq(&reactor));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn current() -> Option<Reactor> {
+        CURRENT.with(|c| c.borrow().upgrade().map(|inner| Reactor { inner }))
+    }
+
+    /// Whether two handles are the same reactor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_reactor::Reactor::new()?;
+    /// assert!(r.ptr_eq(&r.clone()));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn ptr_eq(&self, other: &Reactor) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// A `Send + Sync` handle through which other threads reach this reactor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let handle = reactor.handle();
+    /// std::thread::spawn(move || handle.stop()).join().unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn handle(&self) -> ReactorHandle {
+        ReactorHandle::new(self.inner.remote.clone())
+    }
+
+    /// Runs the loop until [`stop`](Self::stop) is called.
+    ///
+    /// # Errors
+    ///
+    /// [`ReactorError::AlreadyRunning`] if it is already running on this thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let r = reactor.clone();
+    /// reactor.call_soon(move || r.stop().unwrap());
+    /// reactor.run()?;
+    /// reactor.call_soon({ let r = reactor.clone(); move || r.stop().unwrap() });
+    /// reactor.run()?; // a reactor may run again
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run(&self) -> Result<(), ReactorError> {
+        self.enter()?;
+        while !self.inner.remote.stop.load(Ordering::Acquire) {
+            self.turn(None);
+        }
+        self.leave();
+        Ok(())
+    }
+
+    fn enter(&self) -> Result<(), ReactorError> {
+        if self.inner.running.get() {
+            return Err(ReactorError::AlreadyRunning);
+        }
+        self.inner.running.set(true);
+        self.inner.remote.stop.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    fn leave(&self) {
+        self.inner.running.set(false);
+        self.inner.remote.stop.store(false, Ordering::Release);
+    }
+
+    /// Runs turns until `done()` holds: what [`Deferred::wait`] uses.
+    fn run_until(&self, done: &mut dyn FnMut() -> bool) -> Result<(), Failure> {
+        if self.inner.in_turn.get() {
+            return Err(Failure::new(WaitError::InsideCallback));
+        }
+        let nested = self.inner.running.get();
+        if !nested {
+            self.enter().map_err(Failure::new)?;
+        }
+        let result = loop {
+            if done() {
+                break Ok(());
+            }
+            if self.inner.remote.stop.load(Ordering::Acquire) || self.idle_forever() {
+                break Err(Failure::new(WaitError::ReactorStopped));
+            }
+            self.turn(None);
+        };
+        if !nested {
+            self.leave();
+        }
+        result
+    }
+
+    /// Nothing is scheduled and nothing can arrive: waiting would never end.
+    fn idle_forever(&self) -> bool {
+        let i = &self.inner;
+        i.timers.borrow().len() == 0
+            && i.soon.borrow().is_empty()
+            && i.ready.borrow().is_empty()
+            && i.jobs.borrow().len() == 0
+            && i.remote.external.load(Ordering::Acquire) == 0
+            && i.remote.queue.lock().map(|q| q.is_empty()).unwrap_or(true)
+    }
+
+    /// Asks the loop to stop after the current turn.
+    ///
+    /// # Errors
+    ///
+    /// [`ReactorError::NotRunning`] if it is not running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{Reactor, ReactorError};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// assert_eq!(reactor.stop(), Err(ReactorError::NotRunning));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stop(&self) -> Result<(), ReactorError> {
+        if !self.inner.running.get() {
+            return Err(ReactorError::NotRunning);
+        }
+        self.inner.remote.stop.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether [`run`](Self::run) (or a `wait()`) is running the loop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!ropewalk_reactor::Reactor::new()?.is_running());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// Runs one turn, waiting at most `timeout` for something to happen: for tests and for
+    /// embedding the reactor in another loop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let ran = Rc::new(Cell::new(false));
+    /// let r = ran.clone();
+    /// reactor.call_soon(move || r.set(true));
+    /// reactor.iterate(Duration::ZERO);
+    /// assert!(ran.get());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn iterate(&self, timeout: Duration) {
+        if self.inner.in_turn.get() {
+            log::warn!("iterate() called from inside a reactor turn: ignored");
+            return;
+        }
+        self.turn(Some(timeout));
+    }
+
+    /// Queues `f` to run on the next turn; callbacks run in the order they were queued.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc, time::Duration};
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let order = Rc::new(RefCell::new(vec![]));
+    /// for n in 0..3 {
+    ///     let o = order.clone();
+    ///     reactor.call_soon(move || o.borrow_mut().push(n));
+    /// }
+    /// reactor.iterate(Duration::ZERO);
+    /// assert_eq!(*order.borrow(), vec![0, 1, 2]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn call_soon(&self, f: impl FnOnce() + 'static) {
+        self.inner.soon.borrow_mut().push_back(Box::new(f));
+    }
+
+    /// Counters describing the reactor now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, Reactor};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// reactor.call_later(Duration::from_secs(60), || {});
+    /// reactor.call_soon(|| {});
+    /// let s = reactor.stats();
+    /// assert_eq!((s.pending_timers, s.queued_callbacks), (1, 1));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stats(&self) -> ReactorStats {
+        let i = &self.inner;
+        ReactorStats {
+            pending_timers: i.timers.borrow().len(),
+            queued_callbacks: i.soon.borrow().len(),
+            live_tasks: i.tasks.borrow().len(),
+            sources: 0,
+            pending_jobs: i.jobs.borrow().len(),
+            turns: i.turns.get(),
+        }
+    }
+
+    /// Sets how the worker pool behaves; takes effect when the pool first starts (Twisted's
+    /// `suggestThreadPoolSize`, and more).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{PoolConfig, Reactor};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// reactor.configure_pool(PoolConfig { max_threads: 2, ..PoolConfig::default() });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn configure_pool(&self, config: PoolConfig) {
+        if self.inner.pool.borrow().is_some() {
+            log::warn!("configure_pool() after the pool started: applies to no running thread");
+        }
+        *self.inner.pool_config.borrow_mut() = config;
+    }
+
+    /// A snapshot of the worker pool (all zero before its first job).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// assert_eq!(reactor.pool_stats().threads, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn pool_stats(&self) -> PoolStats {
+        self.inner
+            .pool
+            .borrow()
+            .as_ref()
+            .map(Pool::stats)
+            .unwrap_or_default()
+    }
+
+    fn pool(&self) -> Pool {
+        self.inner
+            .pool
+            .borrow_mut()
+            .get_or_insert_with(|| Pool::new(self.inner.pool_config.borrow().clone()))
+            .clone()
+    }
+
+    /// Runs `f` on the worker pool, fire and forget (Twisted's `callInThread`).
+    ///
+    /// # Errors
+    ///
+    /// [`ReactorError::PoolFull`] when the pool's queue is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// reactor.call_in_thread(move || tx.send(6 * 7).unwrap())?;
+    /// assert_eq!(rx.recv().unwrap(), 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_in_thread(&self, f: impl FnOnce() + Send + 'static) -> Result<(), ReactorError> {
+        self.pool().submit(Box::new(f))
+    }
+
+    /// Runs `f` on the worker pool and gives its result back on this thread as a Deferred
+    /// (Twisted's `deferToThread`). A panic in `f` becomes a [`Failure`].
+    ///
+    /// Cancelling the Deferred gives [`Cancelled`](ropewalk_deferred::Cancelled) at once; a
+    /// job that has not started then never runs, and one that has is left to finish, its
+    /// result dropped. A full queue gives a failed Deferred ([`ReactorError::PoolFull`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let d = reactor.defer_to_thread(|| Ok((1..=10u64).product::<u64>()));
+    /// assert_eq!(d.wait().unwrap(), 3_628_800);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn defer_to_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+    ) -> Deferred<T> {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let slot: Rc<Cell<Option<Key>>> = Rc::new(Cell::new(None));
+        let (weak, flag, key_cell) = (Rc::downgrade(&self.inner), cancelled.clone(), slot.clone());
+        let (d, resolver) = Deferred::<T>::with_canceller(move || {
+            flag.store(true, Ordering::Release);
+            if let (Some(inner), Some(key)) = (weak.upgrade(), key_cell.get()) {
+                let removed = inner.jobs.borrow_mut().remove(key);
+                drop(removed);
+            }
+            None
+        });
+        let key = self.inner.jobs.borrow_mut().insert(Box::new(resolver));
+        slot.set(Some(key));
+        let remote = self.inner.remote.clone();
+        let job = Box::new(move || {
+            if cancelled.load(Ordering::Acquire) {
+                return;
+            }
+            let result =
+                catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Failure::from_panic(p)));
+            remote.push(RemoteOp::Call(Box::new(move |reactor: &Reactor| {
+                reactor.complete_job::<T>(key, result);
+            })));
+        });
+        if let Err(e) = self.pool().submit(job) {
+            let resolver = self.inner.jobs.borrow_mut().remove(key);
+            if let Some(r) =
+                resolver.and_then(|r| r.downcast::<ropewalk_deferred::Resolver<T>>().ok())
+            {
+                let _ = r.errback(e);
+            }
+        }
+        d
+    }
+
+    fn complete_job<T: 'static>(&self, key: Key, result: Result<T, Failure>) {
+        let resolver = self.inner.jobs.borrow_mut().remove(key);
+        if let Some(r) = resolver.and_then(|r| r.downcast::<ropewalk_deferred::Resolver<T>>().ok())
+        {
+            let _ = r.resolve(result);
+        }
+    }
+
+    /// One turn of the loop; `max_wait: None` may block until something happens.
+    fn turn(&self, max_wait: Option<Duration>) {
+        let inner = &self.inner;
+        let was_in_turn = inner.in_turn.replace(true);
+        inner.turns.set(inner.turns.get() + 1);
+
+        self.poll_io(max_wait);
+        self.run_remote();
+        time::run_due(&inner.timers, false);
+        self.run_soon();
+        crate::task::run_ready(self);
+
+        inner.in_turn.set(was_in_turn);
+    }
+
+    fn poll_io(&self, max_wait: Option<Duration>) {
+        let inner = &self.inner;
+        let busy = !inner.soon.borrow().is_empty()
+            || !inner.ready.borrow().is_empty()
+            || inner.remote.stop.load(Ordering::Acquire)
+            || !inner
+                .remote
+                .queue
+                .lock()
+                .map(|q| q.is_empty())
+                .unwrap_or(true);
+        let timeout = if busy {
+            Some(Duration::ZERO)
+        } else {
+            let next = inner.timers.borrow_mut().next_time();
+            let until_timer = next.map(|t| {
+                let now = inner.timers.borrow().now();
+                t.saturating_sub(now)
+            });
+            match (until_timer, max_wait) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        let mut events = inner.events.borrow_mut();
+        events.clear();
+        if let Err(e) = inner.remote.poller.wait(&mut events, timeout) {
+            log::error!("poller wait failed: {e}");
+        }
+    }
+
+    fn run_remote(&self) {
+        let inner = &self.inner;
+        let mut batch = std::mem::take(&mut *inner.spare.borrow_mut());
+        {
+            let mut q = inner.remote.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.is_empty() {
+                *inner.spare.borrow_mut() = batch;
+                return;
+            }
+            std::mem::swap(&mut *q, &mut batch);
+        }
+        for op in batch.drain(..) {
+            match op {
+                RemoteOp::Call(f) => {
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+                        log::error!(
+                            "panic in a call from another thread: {}",
+                            Failure::from_panic(p)
+                        );
+                    }
+                }
+                RemoteOp::Wake(key) => inner.ready.borrow_mut().push(key),
+            }
+        }
+        *inner.spare.borrow_mut() = batch;
+    }
+
+    fn run_soon(&self) {
+        let n = self.inner.soon.borrow().len().min(SOON_BUDGET);
+        for _ in 0..n {
+            let Some(f) = self.inner.soon.borrow_mut().pop_front() else {
+                break;
+            };
+            if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+                log::error!(
+                    "panic in a callback (continuing): {}",
+                    Failure::from_panic(p)
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.remote.alive.store(false, Ordering::Release);
+        if let Some(pool) = self.pool.get_mut().take() {
+            pool.shutdown();
+        }
+        // Stop being this thread's wait driver, unless another reactor took over.
+        if let Some(ours) = self.driver.get_mut().take() {
+            if let Some(current) = set_wait_driver(None) {
+                if !Rc::ptr_eq(&current, &ours) {
+                    set_wait_driver(Some(current));
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("running", &self.inner.running.get())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Clock for Reactor {
+    fn now(&self) -> Duration {
+        self.inner.timers.borrow().now()
+    }
+
+    fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        time::clock_call(&self.inner.timers, delay, f)
+    }
+}
+
+impl Scheduler for Reactor {
+    fn schedule(&self, delay: Duration, f: Box<dyn FnOnce()>) -> ScheduledCall {
+        time::scheduler_call(self.call_later_boxed(delay, f))
+    }
+}
+
+/// A `Send + Sync` handle on a [`Reactor`], for other threads.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::{Clock, Reactor};
+///
+/// let reactor = Reactor::new()?;
+/// let handle = reactor.handle();
+/// let worker = std::thread::spawn(move || {
+///     // Runs on the reactor thread; may return a Deferred, whose result comes back here.
+///     handle.blocking_call(|| Ok(21 * 2)).unwrap()
+/// });
+/// # let r = reactor.clone();
+/// # reactor.call_later(std::time::Duration::from_secs(30), move || { let _ = r.stop(); });
+/// let d = reactor.defer_to_thread(move || Ok(worker.join().unwrap()));
+/// assert_eq!(d.wait().unwrap(), 42);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct ReactorHandle {
+    remote: Arc<Remote>,
+}
+
+impl ReactorHandle {
+    fn new(remote: Arc<Remote>) -> ReactorHandle {
+        remote.external.fetch_add(1, Ordering::AcqRel);
+        ReactorHandle { remote }
+    }
+
+    /// Runs `f` on the reactor thread on its next turn, waking it if it sleeps
+    /// (Twisted's `callFromThread`). Calls run in the order they were made. If the reactor
+    /// is gone, `f` is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let h = reactor.handle();
+    /// let r = reactor.clone();
+    /// std::thread::spawn(move || h.call_from_thread(|| println!("on the reactor thread")));
+    /// let h = reactor.handle();
+    /// std::thread::spawn(move || h.stop());
+    /// reactor.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_from_thread(&self, f: impl FnOnce() + Send + 'static) {
+        if !self
+            .remote
+            .push(RemoteOp::Call(Box::new(move |_: &Reactor| f())))
+        {
+            log::debug!("call_from_thread: the reactor is gone; call dropped");
+        }
+    }
+
+    /// Runs `f` on the reactor thread with the reactor at hand.
+    pub(crate) fn call_with_reactor(&self, f: impl FnOnce(&Reactor) + Send + 'static) -> bool {
+        self.remote.push(RemoteOp::Call(Box::new(f)))
+    }
+
+    /// Stops the reactor after its current turn, from any thread. Nothing happens if it is
+    /// not running when the request arrives.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let h = reactor.handle();
+    /// std::thread::spawn(move || h.stop());
+    /// reactor.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stop(&self) {
+        self.call_with_reactor(|r| {
+            let _ = r.stop();
+        });
+    }
+
+    /// Runs `f` on the reactor thread and blocks this thread until its result, which may
+    /// be a Deferred, is there (Twisted's `blockingCallFromThread`).
+    ///
+    /// # Errors
+    ///
+    /// `f`'s failure; [`ReactorError::OnReactorThread`] if called on the reactor's own
+    /// thread (it would deadlock); [`ReactorError::Gone`] if the reactor went away (or
+    /// stopped being driven and was dropped) before answering.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{Reactor, ReactorError};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let err = reactor.handle().blocking_call(|| Ok(1)).unwrap_err();
+    /// assert_eq!(err.downcast_ref::<ReactorError>(), Some(&ReactorError::OnReactorThread));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn blocking_call<T, R>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        R: ropewalk_deferred::IntoOutcome<T> + 'static,
+    {
+        if std::thread::current().id() == self.remote.thread {
+            return Err(Failure::new(ReactorError::OnReactorThread));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, Failure>>(1);
+        let pushed = self.call_with_reactor(move |_| {
+            let d = ropewalk_deferred::maybe_deferred(f);
+            d.add_both(move |result| {
+                let _ = tx.send(result);
+                Ok(())
+            });
+        });
+        if !pushed {
+            return Err(Failure::new(ReactorError::Gone));
+        }
+        rx.recv()
+            .unwrap_or_else(|_| Err(Failure::new(ReactorError::Gone)))
+    }
+
+    /// Whether the calling thread is the reactor's (Twisted's `isInIOThread`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// assert!(reactor.handle().is_reactor_thread());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn is_reactor_thread(&self) -> bool {
+        std::thread::current().id() == self.remote.thread
+    }
+}
+
+impl Clone for ReactorHandle {
+    fn clone(&self) -> Self {
+        ReactorHandle::new(self.remote.clone())
+    }
+}
+
+impl Drop for ReactorHandle {
+    fn drop(&mut self) {
+        self.remote.external.fetch_sub(1, Ordering::AcqRel);
+        // Let a reactor waiting in `wait()` notice that no more work can come.
+        let _ = self.remote.poller.notify();
+    }
+}
+
+impl fmt::Debug for ReactorHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReactorHandle")
+            .field("alive", &self.remote.alive.load(Ordering::Relaxed))
+            .finish()
+    }
+}

@@ -1,0 +1,616 @@
+//! Time: the [`Clock`] trait, [`DelayedCall`], the timer queue, and the hand-driven
+//! [`ManualClock`] (Twisted's `task.Clock`).
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use ropewalk_deferred::{Deferred, Failure, IntoOutcome, ScheduledCall, Scheduler};
+
+use crate::error::TimerError;
+
+/// Something that tells the time and runs functions later: the reactor, or a
+/// [`ManualClock`] in tests (Twisted's `IReactorTime`).
+///
+/// Time is a [`Duration`] since the clock's origin (the reactor's creation, or zero for a
+/// `ManualClock`). Timers, [`LoopingCall`](crate::LoopingCall),
+/// [`defer_later`](crate::defer_later) and Deferred timeouts all take a `Clock`, so tests
+/// drive time by hand instead of sleeping.
+///
+/// # Examples
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc, time::Duration};
+/// use ropewalk_reactor::{Clock, ManualClock};
+///
+/// fn remind(clock: &dyn Clock, fired: Rc<Cell<bool>>) {
+///     clock.call_later_boxed(Duration::from_secs(5), Box::new(move || fired.set(true)));
+/// }
+///
+/// let clock = ManualClock::new();
+/// let fired = Rc::new(Cell::new(false));
+/// remind(&clock, fired.clone());
+/// clock.advance(Duration::from_secs(5));
+/// assert!(fired.get());
+/// ```
+pub trait Clock {
+    /// The current time, since the clock's origin.
+    fn now(&self) -> Duration;
+
+    /// Runs `f` once, `delay` from now (the object-safe form of
+    /// [`call_later`](Clock::call_later)).
+    fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall;
+
+    /// Runs `f` once, `delay` from now, and never earlier. Calls due at the same time run
+    /// in the order they were made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let call = clock.call_later(Duration::from_millis(10), || println!("later"));
+    /// assert_eq!(call.time(), Duration::from_millis(10));
+    /// ```
+    fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall
+    where
+        Self: Sized,
+    {
+        self.call_later_boxed(delay, Box::new(f))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Active,
+    Called,
+    Cancelled,
+}
+
+struct CallState {
+    status: Cell<Status>,
+    time: Cell<Duration>,
+    slot: Cell<usize>,
+    seq: Cell<u64>,
+}
+
+struct Pending {
+    seq: u64,
+    f: Box<dyn FnOnce()>,
+    state: Rc<CallState>,
+}
+
+/// The timers of one clock: a binary heap of `(time, seq, slot)` over a slab of calls.
+/// Scheduling is O(log n); cancelling is O(1) (the heap entry goes stale and is skipped, and
+/// the heap is rebuilt when stale entries outnumber live ones).
+pub(crate) struct TimerQueue {
+    heap: BinaryHeap<Reverse<(Duration, u64, usize)>>,
+    slots: Vec<Option<Pending>>,
+    free: Vec<usize>,
+    next_seq: u64,
+    live: usize,
+    origin: Option<Instant>,
+    manual_now: Cell<Duration>,
+    due: Vec<(usize, u64)>,
+}
+
+pub(crate) type SharedTimers = Rc<RefCell<TimerQueue>>;
+
+impl TimerQueue {
+    pub(crate) fn new(origin: Option<Instant>) -> TimerQueue {
+        TimerQueue {
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            next_seq: 0,
+            live: 0,
+            origin,
+            manual_now: Cell::new(Duration::ZERO),
+            due: Vec::new(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Duration {
+        match self.origin {
+            Some(o) => o.elapsed(),
+            None => self.manual_now.get(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    fn insert(&mut self, time: Duration, f: Box<dyn FnOnce()>, state: Rc<CallState>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        state.time.set(time);
+        state.slot.set(slot);
+        state.seq.set(seq);
+        self.slots[slot] = Some(Pending { seq, f, state });
+        self.heap.push(Reverse((time, seq, slot)));
+        self.live += 1;
+    }
+
+    fn remove(&mut self, slot: usize, seq: u64) -> Option<Pending> {
+        match &self.slots[slot] {
+            Some(p) if p.seq == seq => {}
+            _ => return None,
+        }
+        let p = self.slots[slot].take();
+        self.free.push(slot);
+        self.live -= 1;
+        // Rebuild when stale entries outnumber live ones, so memory follows live timers.
+        if self.heap.len() > 64 && self.heap.len() > 2 * self.live {
+            let slots = &self.slots;
+            self.heap.retain(
+                |Reverse((_, seq, slot))| matches!(&slots[*slot], Some(p) if p.seq == *seq),
+            );
+        }
+        p
+    }
+
+    fn is_live(&self, slot: usize, seq: u64) -> bool {
+        matches!(&self.slots[slot], Some(p) if p.seq == seq)
+    }
+
+    /// The time of the earliest live call.
+    pub(crate) fn next_time(&mut self) -> Option<Duration> {
+        while let Some(Reverse((time, seq, slot))) = self.heap.peek().copied() {
+            if self.is_live(slot, seq) {
+                return Some(time);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    fn active_calls(&self, weak: &Weak<RefCell<TimerQueue>>) -> Vec<DelayedCall> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|p| DelayedCall {
+                state: p.state.clone(),
+                queue: weak.clone(),
+            })
+            .collect()
+    }
+}
+
+fn schedule(queue: &SharedTimers, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+    let state = Rc::new(CallState {
+        status: Cell::new(Status::Active),
+        time: Cell::new(Duration::ZERO),
+        slot: Cell::new(0),
+        seq: Cell::new(0),
+    });
+    let mut q = queue.borrow_mut();
+    let time = q.now().saturating_add(delay);
+    q.insert(time, f, state.clone());
+    DelayedCall {
+        state,
+        queue: Rc::downgrade(queue),
+    }
+}
+
+/// Runs the calls due at `now`. Calls made while they run wait for the next pass unless
+/// `same_pass` (the `ManualClock` behaviour, as Twisted's `task.Clock`). Returns how many ran.
+pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
+    let mut ran = 0;
+    loop {
+        let mut due = {
+            let mut q = queue.borrow_mut();
+            let now = q.now();
+            let mut due = std::mem::take(&mut q.due);
+            while let Some(Reverse((time, seq, slot))) = q.heap.peek().copied() {
+                if time > now {
+                    break;
+                }
+                q.heap.pop();
+                if q.is_live(slot, seq) {
+                    due.push((slot, seq));
+                }
+            }
+            due
+        };
+        if due.is_empty() {
+            queue.borrow_mut().due = due;
+            return ran;
+        }
+        for &(slot, seq) in &due {
+            // An earlier call of this pass may have cancelled or moved this one.
+            let Some(p) = queue.borrow_mut().remove(slot, seq) else {
+                continue;
+            };
+            p.state.status.set(Status::Called);
+            ran += 1;
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(p.f)) {
+                log::error!(
+                    "panic in a timed call (continuing): {}",
+                    Failure::from_panic(payload)
+                );
+            }
+        }
+        due.clear();
+        queue.borrow_mut().due = due;
+        if !same_pass {
+            return ran;
+        }
+    }
+}
+
+/// A call scheduled with [`Clock::call_later`]: Twisted's `DelayedCall`.
+///
+/// Dropping the handle does not cancel the call.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_reactor::{Clock, ManualClock, TimerError};
+///
+/// let clock = ManualClock::new();
+/// let call = clock.call_later(Duration::from_secs(2), || {});
+/// call.reset(Duration::from_secs(5)).unwrap();
+/// assert_eq!(call.time(), Duration::from_secs(5));
+/// clock.advance(Duration::from_secs(5));
+/// assert!(!call.active());
+/// assert_eq!(call.cancel(), Err(TimerError::AlreadyCalled));
+/// ```
+#[derive(Clone)]
+pub struct DelayedCall {
+    state: Rc<CallState>,
+    queue: Weak<RefCell<TimerQueue>>,
+}
+
+impl DelayedCall {
+    fn check(&self) -> Result<SharedTimers, TimerError> {
+        match self.state.status.get() {
+            Status::Called => Err(TimerError::AlreadyCalled),
+            Status::Cancelled => Err(TimerError::AlreadyCancelled),
+            // A clock that is gone never runs its calls: they count as cancelled.
+            Status::Active => self.queue.upgrade().ok_or(TimerError::AlreadyCancelled),
+        }
+    }
+
+    /// Unschedules the call.
+    ///
+    /// # Errors
+    ///
+    /// [`TimerError::AlreadyCalled`] once it ran (also from inside the call itself),
+    /// [`TimerError::AlreadyCancelled`] once cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let call = clock.call_later(Duration::from_secs(1), || panic!("never"));
+    /// call.cancel().unwrap();
+    /// clock.advance(Duration::from_secs(2));
+    /// ```
+    pub fn cancel(&self) -> Result<(), TimerError> {
+        let queue = self.check()?;
+        queue
+            .borrow_mut()
+            .remove(self.state.slot.get(), self.state.seq.get());
+        self.state.status.set(Status::Cancelled);
+        Ok(())
+    }
+
+    fn move_to(
+        &self,
+        time: impl FnOnce(&TimerQueue, Duration) -> Duration,
+    ) -> Result<(), TimerError> {
+        let queue = self.check()?;
+        let mut q = queue.borrow_mut();
+        let new_time = time(&q, self.state.time.get());
+        let p = q
+            .remove(self.state.slot.get(), self.state.seq.get())
+            .expect("an active call is in its queue");
+        q.insert(new_time, p.f, p.state);
+        Ok(())
+    }
+
+    /// Reschedules the call to `delay` from now, earlier or later than before.
+    ///
+    /// # Errors
+    ///
+    /// As [`cancel`](Self::cancel).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let call = clock.call_later(Duration::from_secs(10), || {});
+    /// call.reset(Duration::from_secs(1)).unwrap();
+    /// clock.advance(Duration::from_secs(1));
+    /// assert!(!call.active());
+    /// ```
+    pub fn reset(&self, delay: Duration) -> Result<(), TimerError> {
+        self.move_to(|q, _| q.now().saturating_add(delay))
+    }
+
+    /// Pushes the call `by` later.
+    ///
+    /// # Errors
+    ///
+    /// As [`cancel`](Self::cancel).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let call = clock.call_later(Duration::from_secs(1), || {});
+    /// call.delay(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(call.time(), Duration::from_secs(2));
+    /// ```
+    pub fn delay(&self, by: Duration) -> Result<(), TimerError> {
+        self.move_to(|_, t| t.saturating_add(by))
+    }
+
+    /// Whether the call is still to run (neither run nor cancelled).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let call = clock.call_later(Duration::ZERO, || {});
+    /// assert!(call.active());
+    /// clock.advance(Duration::ZERO);
+    /// assert!(!call.active());
+    /// ```
+    pub fn active(&self) -> bool {
+        self.state.status.get() == Status::Active && self.queue.strong_count() > 0
+    }
+
+    /// When the call runs (or ran), as time since the clock's origin.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(clock.call_later(Duration::from_secs(2), || {}).time(), Duration::from_secs(3));
+    /// ```
+    pub fn time(&self) -> Duration {
+        self.state.time.get()
+    }
+}
+
+impl fmt::Debug for DelayedCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DelayedCall")
+            .field("time", &self.state.time.get())
+            .field("status", &self.state.status.get())
+            .finish()
+    }
+}
+
+/// A clock you drive by hand, for tests: Twisted's `task.Clock`.
+///
+/// Time starts at zero and moves only with [`advance`](Self::advance) or
+/// [`pump`](Self::pump), which run every call that comes due, in time order (FIFO for
+/// equal times). As in Twisted's `Clock`, a zero-delay call made by a call that `advance`
+/// runs, runs in the same `advance` (the reactor runs it on its next turn).
+///
+/// `ManualClock` is a cheap handle (`Clone` shares the clock).
+///
+/// # Examples
+///
+/// ```
+/// use std::{cell::RefCell, rc::Rc, time::Duration};
+/// use ropewalk_reactor::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// for (n, secs) in [(1, 3), (2, 1), (3, 2)] {
+///     let log = log.clone();
+///     clock.call_later(Duration::from_secs(secs), move || log.borrow_mut().push(n));
+/// }
+/// clock.pump(&[Duration::from_secs(1); 3]);
+/// assert_eq!(*log.borrow(), vec![2, 3, 1]);
+/// ```
+#[derive(Clone)]
+pub struct ManualClock {
+    timers: SharedTimers,
+}
+
+impl ManualClock {
+    /// A clock at time zero with no calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    /// assert_eq!(ManualClock::new().now(), std::time::Duration::ZERO);
+    /// ```
+    pub fn new() -> ManualClock {
+        ManualClock {
+            timers: Rc::new(RefCell::new(TimerQueue::new(None))),
+        }
+    }
+
+    /// Moves time forward by `by` and runs every call that comes due.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// clock.advance(Duration::from_millis(1500));
+    /// assert_eq!(clock.now(), Duration::from_millis(1500));
+    /// ```
+    pub fn advance(&self, by: Duration) {
+        {
+            let q = self.timers.borrow();
+            q.manual_now.set(q.manual_now.get().saturating_add(by));
+        }
+        run_due(&self.timers, true);
+    }
+
+    /// Advances by each of `steps` in turn (Twisted's `Clock.pump`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// clock.pump(&[Duration::from_secs(1), Duration::from_secs(2)]);
+    /// assert_eq!(clock.now(), Duration::from_secs(3));
+    /// ```
+    pub fn pump(&self, steps: &[Duration]) {
+        for &s in steps {
+            self.advance(s);
+        }
+    }
+
+    /// The calls still to run (Twisted's `getDelayedCalls`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let call = clock.call_later(Duration::from_secs(1), || {});
+    /// assert_eq!(clock.delayed_calls().len(), 1);
+    /// call.cancel().unwrap();
+    /// assert!(clock.delayed_calls().is_empty());
+    /// ```
+    pub fn delayed_calls(&self) -> Vec<DelayedCall> {
+        self.timers
+            .borrow()
+            .active_calls(&Rc::downgrade(&self.timers))
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock::new()
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let q = self.timers.borrow();
+        f.debug_struct("ManualClock")
+            .field("now", &q.now())
+            .field("pending", &q.len())
+            .finish()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Duration {
+        self.timers.borrow().now()
+    }
+
+    fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        schedule(&self.timers, delay, f)
+    }
+}
+
+pub(crate) fn clock_call(
+    queue: &SharedTimers,
+    delay: Duration,
+    f: Box<dyn FnOnce()>,
+) -> DelayedCall {
+    schedule(queue, delay, f)
+}
+
+/// Adapts any [`Clock`] to the Deferred crate's [`Scheduler`], for
+/// [`Deferred::add_timeout`].
+fn scheduled(call: DelayedCall) -> ScheduledCall {
+    ScheduledCall::new(move || {
+        let _ = call.cancel();
+    })
+}
+
+impl Scheduler for ManualClock {
+    fn schedule(&self, delay: Duration, f: Box<dyn FnOnce()>) -> ScheduledCall {
+        scheduled(self.call_later_boxed(delay, f))
+    }
+}
+
+impl Scheduler for dyn Clock {
+    fn schedule(&self, delay: Duration, f: Box<dyn FnOnce()>) -> ScheduledCall {
+        scheduled(self.call_later_boxed(delay, f))
+    }
+}
+
+pub(crate) fn scheduler_call(call: DelayedCall) -> ScheduledCall {
+    scheduled(call)
+}
+
+/// A Deferred that fires with `f()`'s outcome `delay` from now (Twisted's `deferLater`).
+///
+/// Cancelling the Deferred before then cancels the call and errbacks with
+/// [`Cancelled`](ropewalk_deferred::Cancelled).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_reactor::{defer_later, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let mut d = defer_later(&clock, Duration::from_secs(3), || Ok("done"));
+/// assert!(d.try_result().is_none());
+/// clock.advance(Duration::from_secs(3));
+/// assert_eq!(d.wait().unwrap(), "done");
+/// ```
+pub fn defer_later<T: 'static, R: IntoOutcome<T> + 'static>(
+    clock: &(impl Clock + ?Sized),
+    delay: Duration,
+    f: impl FnOnce() -> R + 'static,
+) -> Deferred<T> {
+    let cell: Rc<Cell<Option<DelayedCall>>> = Rc::new(Cell::new(None));
+    let c2 = cell.clone();
+    let (d, r) = Deferred::<()>::with_canceller(move || {
+        if let Some(call) = c2.take() {
+            let _ = call.cancel();
+        }
+        None
+    });
+    let call = clock.call_later_boxed(
+        delay,
+        Box::new(move || {
+            let _ = r.callback(());
+        }),
+    );
+    cell.set(Some(call));
+    d.add_callback(move |()| f())
+}
