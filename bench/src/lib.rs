@@ -1,0 +1,12 @@
+//! Shared pieces of ropewalk's side-by-side benchmarks.
+//!
+//! Each benchmark is a binary in `src/bin/` that measures ropewalk with [`harness`], counts
+//! its heap allocations with [`alloc`], runs the peer's version of the same scenarios as a
+//! subprocess through [`peer`] (which prints JSON lines), and prints one table with
+//! [`report`]. See `bench/README.md` for how each benchmark is run and measured.
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod alloc;
+pub mod harness;
+pub mod peer;
+pub mod report;
