@@ -7,7 +7,7 @@
 //! - [`ReactorHandle`]: the `Send + Sync` way in from other threads (`call_from_thread`,
 //!   `blocking_call`, `stop`).
 //! - [`ManualClock`]: Twisted's `task.Clock`, so tests drive time by hand.
-//! - [`defer_later`], [`yield_now`].
+//! - [`LoopingCall`], [`defer_later`], [`yield_now`].
 //!
 //! Creating a reactor makes it this thread's driver for
 //! [`Deferred::wait`](ropewalk_deferred::Deferred::wait): a script builds a reactor, calls
@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod looping;
 mod pool;
 mod reactor;
 mod slab;
@@ -36,6 +37,7 @@ mod task;
 mod time;
 
 pub use crate::error::{ReactorError, TimerError};
+pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
 pub use crate::task::{yield_now, YieldNow};
