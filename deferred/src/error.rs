@@ -259,3 +259,18 @@ impl fmt::Display for FailureGroup {
 }
 
 impl Error for FailureGroup {}
+
+/// A [`DeferredSemaphore`](crate::DeferredSemaphore) was asked for with no tokens
+/// (Twisted raises `ValueError` for `tokens < 1`).
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::{DeferredSemaphore, InvalidTokens};
+///
+/// assert_eq!(DeferredSemaphore::new(0).unwrap_err(), InvalidTokens);
+/// assert_eq!(InvalidTokens.to_string(), "a semaphore needs at least one token");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a semaphore needs at least one token")]
+pub struct InvalidTokens;
