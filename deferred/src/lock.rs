@@ -175,8 +175,8 @@ fn fmt_slots<G>(name: &str, slots: &Shared<G>, f: &mut fmt::Formatter<'_>) -> fm
 ///   the guard is dropped with the Deferred.
 /// - Where Twisted raises `AssertionError` on releasing an unlocked lock, here the guard is
 ///   the only way to release, so it cannot happen.
-/// - If every handle is dropped while Deferreds still wait, they errback with
-///   [`ResolverDropped`](crate::ResolverDropped).
+/// - A guard keeps the lock's state alive: with every `DeferredLock` handle dropped, the
+///   waiters still get their turns as the guards are dropped.
 ///
 /// # Examples
 ///
