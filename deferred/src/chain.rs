@@ -291,6 +291,13 @@ pub(crate) fn resolver_dropped(chain: &Shared) {
     }
 }
 
+/// Unfired, and nobody can see it fire: only the resolver holds the chain, with no step to
+/// run and no task awaiting it (its Deferred was dropped unobserved).
+pub(crate) fn abandoned(chain: &Shared) -> bool {
+    let c = chain.borrow();
+    !c.called && Rc::strong_count(chain) == 1 && c.steps.is_empty() && c.waker.is_none()
+}
+
 /// Runs chains until none can go on: the loop that replaces Twisted's recursion.
 ///
 /// A continuation hands the result to the chain that waited on this one and moves on to

@@ -808,6 +808,12 @@ impl<T: 'static> Resolver<T> {
     pub fn is_called(&self) -> bool {
         self.chain.as_ref().is_some_and(|c| c.borrow().called)
     }
+
+    /// Whether firing would reach nobody: the Deferred was dropped unfired, with no
+    /// callbacks and no task awaiting it. Producers that hand out values (a queue) skip it.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.chain.as_ref().is_some_and(chain::abandoned)
+    }
 }
 
 impl<T> Drop for Resolver<T> {

@@ -259,3 +259,115 @@ impl fmt::Display for FailureGroup {
 }
 
 impl Error for FailureGroup {}
+
+/// A [`DeferredSemaphore`](crate::DeferredSemaphore) was asked for with no tokens
+/// (Twisted raises `ValueError` for `tokens < 1`).
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::{DeferredSemaphore, InvalidTokens};
+///
+/// assert_eq!(DeferredSemaphore::new(0).unwrap_err(), InvalidTokens);
+/// assert_eq!(InvalidTokens.to_string(), "a semaphore needs at least one token");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a semaphore needs at least one token")]
+pub struct InvalidTokens;
+
+/// [`DeferredQueue::put`](crate::DeferredQueue::put) found the queue full and no getter
+/// waiting (Twisted's `QueueOverflow`). The item that did not fit rides inside, so nothing
+/// is lost: take it back with [`into_inner`](Self::into_inner).
+///
+/// To pass the error on as a [`Failure`] when `T` is not `Send + Sync`, drop the item
+/// first with [`drop_item`](Self::drop_item).
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::{DeferredQueue, Failure, QueueOverflow};
+///
+/// let q = DeferredQueue::with_limits(Some(0), None);
+/// let err: QueueOverflow<&str> = q.put("late").unwrap_err();
+/// assert_eq!(err.to_string(), "deferred queue is full");
+/// assert_eq!(err.into_inner(), "late");
+/// ```
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error("deferred queue is full")]
+pub struct QueueOverflow<T = ()> {
+    item: T,
+}
+
+impl<T> QueueOverflow<T> {
+    /// An overflow carrying the item that did not fit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ropewalk_deferred::QueueOverflow::new(3).into_inner(), 3);
+    /// ```
+    pub fn new(item: T) -> QueueOverflow<T> {
+        QueueOverflow { item }
+    }
+
+    /// The item that did not fit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(*ropewalk_deferred::QueueOverflow::new('x').item(), 'x');
+    /// ```
+    pub fn item(&self) -> &T {
+        &self.item
+    }
+
+    /// Takes the item back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let v = ropewalk_deferred::QueueOverflow::new(vec![1, 2]).into_inner();
+    /// assert_eq!(v, [1, 2]);
+    /// ```
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+
+    /// The same error without the item (which is dropped), for a [`Failure`] or a log line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use ropewalk_deferred::{Failure, QueueOverflow};
+    ///
+    /// let err = QueueOverflow::new(Rc::new(1)); // Rc is not Send: no Failure from it
+    /// let f = Failure::new(err.drop_item());
+    /// assert!(f.is::<QueueOverflow>());
+    /// ```
+    pub fn drop_item(self) -> QueueOverflow {
+        QueueOverflow { item: () }
+    }
+}
+
+impl<T> fmt::Debug for QueueOverflow<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("QueueOverflow { .. }")
+    }
+}
+
+/// [`DeferredQueue::get`](crate::DeferredQueue::get) found the queue empty and its backlog
+/// of waiting getters full (Twisted's `QueueUnderflow`).
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::{DeferredQueue, QueueUnderflow};
+///
+/// let q = DeferredQueue::<u8>::with_limits(None, Some(0));
+/// assert_eq!(q.get().unwrap_err(), QueueUnderflow);
+/// assert_eq!(QueueUnderflow.to_string(), "too many getters waiting on the deferred queue");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many getters waiting on the deferred queue")]
+pub struct QueueUnderflow;

@@ -63,6 +63,8 @@ mod chain;
 mod deferred;
 mod error;
 mod failure;
+mod lock;
+mod queue;
 mod timeout;
 mod wait;
 
@@ -70,8 +72,11 @@ pub use crate::deferred::{
     fail, maybe_deferred, succeed, CancelHandle, Deferred, IntoOutcome, Outcome, Resolver,
 };
 pub use crate::error::{
-    AlreadyCalled, Cancelled, FailureGroup, FirstError, ResolverDropped, Timeout, WaitError,
+    AlreadyCalled, Cancelled, FailureGroup, FirstError, InvalidTokens, QueueOverflow,
+    QueueUnderflow, ResolverDropped, Timeout, WaitError,
 };
 pub use crate::failure::{is_debugging, set_debugging, Failure, Panicked};
+pub use crate::lock::{DeferredLock, DeferredSemaphore, LockGuard, Permit};
+pub use crate::queue::DeferredQueue;
 pub use crate::timeout::{ScheduledCall, Scheduler};
 pub use crate::wait::{set_wait_driver, WaitDriver};
