@@ -7,6 +7,7 @@
 //! - [`ReactorHandle`]: the `Send + Sync` way in from other threads (`call_from_thread`,
 //!   `blocking_call`, `stop`).
 //! - [`ManualClock`]: Twisted's `task.Clock`, so tests drive time by hand.
+//! - [`Emitter`]: typed listeners (`on`, `off`, `emit`) and an event queue (`post`).
 //! - [`LoopingCall`], [`defer_later`], [`yield_now`].
 //!
 //! Creating a reactor makes it this thread's driver for
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod events;
 mod looping;
 mod pool;
 mod reactor;
@@ -37,6 +39,7 @@ mod task;
 mod time;
 
 pub use crate::error::{ReactorError, TimerError};
+pub use crate::events::{Emitter, ListenerId};
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
