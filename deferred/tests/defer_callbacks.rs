@@ -439,7 +439,7 @@ fn debug_with_result() {
     let d = fail::<i32>(Boom("b"));
     let s = format!("{d:?}");
     assert!(s.starts_with("Deferred(failed: boom: b"), "{s}");
-    let _ = d.add_errback(|_| Ok(0));
+    drop(d.add_errback(|_| Ok(0)));
 }
 
 /// Twisted: DeferredTests.test_reprWithChaining
