@@ -181,13 +181,19 @@ impl<T: 'static> Deferred<T> {
         scheduler: &(impl Scheduler + ?Sized),
         on_timeout: impl FnOnce(Result<T, Failure>, Duration) -> R + 'static,
     ) -> Deferred<T> {
-        let timed_out = Rc::new(Cell::new(false));
+        // None: waiting; Some(true): the deadline passed first; Some(false): the result
+        // came first, so a timer that still runs (a scheduler that ran it in the same batch
+        // as the cancel) must not cancel what the chain waits on by then.
+        let state = Rc::new(Cell::new(None::<bool>));
         let weak = Rc::downgrade(self.shared());
-        let flag = timed_out.clone();
+        let flag = state.clone();
         let call = scheduler.schedule(
             timeout,
             Box::new(move || {
-                flag.set(true);
+                if flag.get().is_some() {
+                    return;
+                }
+                flag.set(Some(true));
                 if let Some(shared) = weak.upgrade() {
                     chain::cancel(&shared);
                 }
@@ -195,9 +201,10 @@ impl<T: 'static> Deferred<T> {
         );
         let call = RefCell::new(Some(call));
         self.add_both(move |result| {
-            if timed_out.get() {
+            if state.get() == Some(true) {
                 on_timeout(result, timeout).into_outcome()
             } else {
+                state.set(Some(false));
                 if let Some(call) = call.borrow_mut().take() {
                     call.cancel();
                 }

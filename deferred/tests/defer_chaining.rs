@@ -1,0 +1,459 @@
+//! A Deferred returned from a callback (implicit chaining), `chain_deferred`, and
+//! pause/unpause: Twisted's `DeferredTests` in test/test_defer.py.
+//!
+//! Not ported, one line each:
+//! - `test_chainedPausedDeferredWithResult`, and the `d2.pause()`/`d2.unpause()` half of
+//!   `test_callbackReturnsDeferred`: the inner handle is moved into the outer chain, so nothing
+//!   can unpause it afterwards (waiting on a Deferred that waits on a third is ported instead).
+//! - `test_asynchronousImplicitChain`/`…ErrorChain` "inner's later callbacks see None", and
+//!   `test_resultOfDeferredResultOfDeferredOfFiredDeferredCalled`'s "callbacks added to the
+//!   middle afterwards": the inner handle is moved, so nothing can be added to it afterwards.
+//! - `test_circularChainWarning`, `test_circularChainException`: a callback cannot return the
+//!   Deferred it is attached to; `add_*` consumed that handle.
+//! - `test_chainDeferredRecordsExplicitChain` (`a._chainedTo is b`): private state; the
+//!   observable part (the target fires with the source's result) is ported.
+//! - `test_boundedStackDepth`: see defer_stack.rs (a million links on a 2 MiB stack).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ropewalk_deferred::{succeed, Deferred, Failure};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn entries(l: &Log) -> Vec<String> {
+    l.borrow().clone()
+}
+
+fn push(l: &Log, s: impl Into<String>) {
+    l.borrow_mut().push(s.into());
+}
+
+/// Twisted: DeferredTests.test_callbackReturnsDeferred (unpaused inner; see the note above)
+#[test]
+fn callback_returning_unfired_deferred_waits_for_it() {
+    let got = log();
+    let (d1, r1) = Deferred::<i32>::pending();
+    let (d2, r2) = Deferred::<i32>::pending();
+    let g = got.clone();
+    let d1 = d1.add_callback(move |_| d2).add_callback(move |n| {
+        push(&g, format!("got {n}"));
+        Ok(n)
+    });
+    r1.callback(1).unwrap();
+    assert!(entries(&got).is_empty(), "must wait for d2");
+    assert!(d1.is_paused());
+    r2.callback(2).unwrap();
+    assert_eq!(entries(&got), ["got 2"]);
+    assert!(!d1.is_paused());
+    assert_eq!(d1.wait().unwrap(), 2);
+}
+
+/// Twisted: DeferredTests.test_errbackReturnsDeferred
+#[test]
+fn errback_returning_deferred_waits_for_it() {
+    let got = log();
+    let (d, r) = Deferred::<&str>::pending();
+    let (d2, r2) = Deferred::<&str>::pending();
+    let g = got.clone();
+    let mut d = d.add_errback(move |_| d2).add_callback(move |s| {
+        push(&g, s);
+        Ok(s)
+    });
+    r.errback(std::io::Error::other("value error")).unwrap();
+    assert!(d.try_result().is_none(), "assertNoResult");
+    assert!(entries(&got).is_empty());
+    r2.callback("result").unwrap();
+    assert_eq!(entries(&got), ["result"]);
+}
+
+/// Twisted: DeferredTests.test_synchronousImplicitChain
+#[test]
+fn callback_returning_fired_deferred_continues_synchronously() {
+    let got = log();
+    let g = got.clone();
+    let d = succeed(1)
+        .add_callback(|_| succeed("inner"))
+        .add_callback(move |s| {
+            push(&g, s);
+            Ok(())
+        });
+    assert_eq!(entries(&got), ["inner"]);
+    assert!(d.has_result());
+}
+
+/// Twisted: DeferredTests.test_asynchronousImplicitChain (the outer part)
+#[test]
+fn outer_takes_inner_result_when_inner_fires_later() {
+    let got = log();
+    let (first, r1) = Deferred::<()>::pending();
+    let (second, r2) = Deferred::<u64>::pending();
+    let g = got.clone();
+    let _first = first.add_callback(move |_| second).add_callback(move |n| {
+        push(&g, n.to_string());
+        Ok(())
+    });
+    r1.callback(()).unwrap();
+    assert!(entries(&got).is_empty());
+    r2.callback(42).unwrap();
+    assert_eq!(entries(&got), ["42"]);
+}
+
+/// Twisted: DeferredTests.test_synchronousImplicitErrorChain
+#[test]
+fn callback_returning_failed_deferred_switches_to_errback() {
+    let d = succeed(1)
+        .add_callback(|_| Deferred::<i32>::fail(Failure::msg("inner failed")))
+        .add_callback(|n| Ok(n + 1000))
+        .add_errback(|f| {
+            assert_eq!(f.to_string(), "inner failed");
+            Ok(-1)
+        });
+    assert_eq!(d.wait().unwrap(), -1);
+}
+
+/// Twisted: DeferredTests.test_asynchronousImplicitErrorChain
+#[test]
+fn outer_takes_inner_failure_when_inner_fails_later() {
+    let (first, r1) = Deferred::<()>::pending();
+    let (second, r2) = Deferred::<i32>::pending();
+    let mut first = first.add_callback(move |_| second);
+    r1.callback(()).unwrap();
+    assert!(first.try_result().is_none());
+    r2.errback(std::io::Error::other("late")).unwrap();
+    let f = first.try_result().unwrap().unwrap_err();
+    assert!(f.is::<std::io::Error>());
+}
+
+/// Twisted: DeferredTests.test_doubleAsynchronousImplicitChaining
+#[test]
+fn chaining_is_transitive() {
+    let got = log();
+    let (first, r_first) = Deferred::<&str>::pending();
+    let (second, r_second) = Deferred::<()>::pending();
+    let (third, r_third) = Deferred::<()>::pending();
+    let second = second.add_callback(move |_| first);
+    let g = got.clone();
+    let _third = third.add_callback(move |_| second).add_callback(move |s| {
+        push(&g, s);
+        Ok(())
+    });
+    // second waits for first; third waits for second.
+    r_second.callback(()).unwrap();
+    r_third.callback(()).unwrap();
+    assert!(entries(&got).is_empty());
+    r_first.callback("result").unwrap();
+    assert_eq!(entries(&got), ["result"]);
+}
+
+/// Twisted: DeferredTests.test_innerCallbacksPreserved
+#[test]
+fn inner_callbacks_run_before_the_outer_continues() {
+    let got = log();
+    let (inner, r_inner) = Deferred::<String>::pending();
+    let (g0, g1, g2, g3) = (got.clone(), got.clone(), got.clone(), got.clone());
+    let outer = succeed("outer".to_string()).add_callback(move |s| {
+        push(&g0, format!("start-of-cb {s}"));
+        succeed("inner".to_string())
+            .add_callback(move |_| {
+                push(&g1, "firstCallback");
+                inner
+            })
+            .add_callback(move |s| {
+                push(&g2, format!("secondCallback {s}"));
+                Ok(s.repeat(2))
+            })
+    });
+    r_inner.callback("orange".into()).unwrap();
+    let _outer = outer.add_callback(move |s| {
+        push(&g3, s);
+        Ok(())
+    });
+    assert_eq!(
+        entries(&got),
+        [
+            "start-of-cb outer",
+            "firstCallback",
+            "secondCallback orange",
+            "orangeorange"
+        ]
+    );
+}
+
+/// Twisted: DeferredTests.test_continueCallbackNotFirst (gatherResults([a]) replaced by `a`)
+#[test]
+fn continuation_is_found_after_other_callbacks() {
+    let got = log();
+    let (a, ra) = Deferred::<&str>::pending();
+    let (g0, g1, g2, g3) = (got.clone(), got.clone(), got.clone(), got.clone());
+    let d = succeed("outer")
+        .add_callback(move |s| {
+            push(&g0, format!("cb {s}"));
+            let (d, r) = Deferred::<()>::pending();
+            let returner = d
+                .add_callback(move |_| {
+                    push(&g1, "firstCallback");
+                    a
+                })
+                .add_callback(move |s| {
+                    push(&g2, format!("secondCallback {s}"));
+                    Ok(())
+                });
+            r.callback(()).unwrap();
+            returner
+        })
+        .add_errback(move |f| {
+            push(&g3, format!("failure {f}"));
+            Ok(())
+        });
+    assert_eq!(entries(&got), ["cb outer", "firstCallback"]);
+    ra.callback("withers").unwrap();
+    assert_eq!(
+        entries(&got),
+        ["cb outer", "firstCallback", "secondCallback withers"]
+    );
+    assert!(d.has_result());
+}
+
+/// Twisted: DeferredTests.test_callbackOrderPreserved
+#[test]
+fn outer_callbacks_run_after_the_inner_ones() {
+    let got = log();
+    let (a, ra) = Deferred::<&str>::pending();
+    let (outer, r_outer) = Deferred::<&str>::pending();
+    let (g0, g1, g2, g3) = (got.clone(), got.clone(), got.clone(), got.clone());
+    let _outer = outer
+        .add_callback(move |s| {
+            push(&g0, format!("cb {s}"));
+            let (d, r) = Deferred::<()>::pending();
+            let returner = d
+                .add_callback(move |_| {
+                    push(&g1, "firstCallback");
+                    a
+                })
+                .add_callback(move |s| {
+                    push(&g2, format!("secondCallback {s}"));
+                    Ok(())
+                });
+            r.callback(()).unwrap();
+            returner
+        })
+        .add_callback(move |_| {
+            push(&g3, "final");
+            Ok(())
+        });
+    r_outer.callback("outer").unwrap();
+    assert_eq!(entries(&got), ["cb outer", "firstCallback"]);
+    ra.callback("withers").unwrap();
+    assert_eq!(
+        entries(&got),
+        [
+            "cb outer",
+            "firstCallback",
+            "secondCallback withers",
+            "final"
+        ]
+    );
+}
+
+/// Twisted: DeferredTests.test_nestedAsynchronousChainedDeferredsWithExtraCallbacks
+#[test]
+fn nested_chains_with_extra_callbacks() {
+    let got = log();
+    let (inner, r_inner) = Deferred::<&str>::pending();
+    let (g0, g1, g2, g3) = (got.clone(), got.clone(), got.clone(), got.clone());
+    let (outer, r_outer) = Deferred::<&str>::pending();
+    let _outer = outer
+        .add_callback(move |s| {
+            push(&g0, format!("start-of-cb {s}"));
+            succeed("inner")
+                .add_callback(move |s| {
+                    push(&g1, format!("firstCallback {s}"));
+                    inner.add_callback(|s| Ok(vec![s]))
+                })
+                .add_callback(move |v| {
+                    push(&g2, format!("secondCallback {v:?}"));
+                    Ok(v.repeat(2))
+                })
+        })
+        .add_callback(move |v| {
+            push(&g3, format!("outer {v:?}"));
+            Ok(())
+        });
+    r_outer.callback("outer").unwrap();
+    assert_eq!(entries(&got), ["start-of-cb outer", "firstCallback inner"]);
+    r_inner.callback("withers").unwrap();
+    assert_eq!(
+        entries(&got),
+        [
+            "start-of-cb outer",
+            "firstCallback inner",
+            "secondCallback [\"withers\"]",
+            "outer [\"withers\", \"withers\"]"
+        ]
+    );
+}
+
+/// Twisted: DeferredTests.test_resultOfDeferredResultOfDeferredOfFiredDeferredCalled
+/// (order of firing kept: second, first, then third)
+#[test]
+fn three_deferreds_fired_out_of_order() {
+    let got = log();
+    let (first, r1) = Deferred::<()>::pending();
+    let (second, r2) = Deferred::<()>::pending();
+    let (third, r3) = Deferred::<&str>::pending();
+    let second = second.add_callback(move |_| third);
+    let g = got.clone();
+    let _first = first.add_callback(move |_| second).add_callback(move |s| {
+        push(&g, s);
+        Ok(())
+    });
+    r2.callback(()).unwrap();
+    r1.callback(()).unwrap();
+    assert!(entries(&got).is_empty());
+    r3.callback("third").unwrap();
+    assert_eq!(entries(&got), ["third"]);
+}
+
+/// Twisted: DeferredTests.test_pausedDeferredChained (the inner's own callbacks run even
+/// though the outer is paused; the outer goes on only when unpaused)
+#[test]
+fn paused_outer_does_not_stop_the_inner() {
+    let got = log();
+    let (first, r1) = Deferred::<()>::pending();
+    let (second, r2) = Deferred::<()>::pending();
+    let (g1, g2) = (got.clone(), got.clone());
+    let second = second.add_callback(move |_| {
+        push(&g1, "second's callback");
+        Ok(())
+    });
+    let first = first.add_callback(move |_| second);
+    r1.callback(()).unwrap();
+    first.pause();
+    r2.callback(()).unwrap();
+    assert_eq!(entries(&got), ["second's callback"]);
+    let first = first.add_callback(move |_| {
+        push(&g2, "first goes on");
+        Ok(())
+    });
+    assert_eq!(entries(&got), ["second's callback"]);
+    first.unpause();
+    assert_eq!(entries(&got), ["second's callback", "first goes on"]);
+}
+
+/// Twisted: DeferredTests.test_chainDeferredRecordsImplicitChain and
+/// test_explicitChainClearedWhenResolved (seen through `Debug` and `is_paused`)
+#[test]
+fn implicit_chain_recorded_then_cleared() {
+    let (b, rb) = Deferred::<i32>::pending();
+    let a = succeed(0).add_callback(move |_| b);
+    assert!(format!("{a:?}").contains("waiting on Deferred at"));
+    assert!(a.is_paused());
+    rb.callback(1).unwrap();
+    assert!(!format!("{a:?}").contains("waiting on"));
+    assert!(!a.is_paused());
+    assert_eq!(a.wait().unwrap(), 1);
+}
+
+/// Twisted: DeferredTests.test_explicitChainClearedWhenResolved (chainDeferred)
+#[test]
+fn chain_deferred_hands_on_the_value() {
+    let (a, ra) = Deferred::<&str>::pending();
+    let (b, rb) = Deferred::<&str>::pending();
+    b.chain_deferred(ra);
+    assert!(!a.is_called());
+    rb.callback("x").unwrap();
+    assert!(a.has_result());
+    assert_eq!(a.wait().unwrap(), "x");
+}
+
+/// Twisted: chainDeferred = addCallbacks(d2.callback, d2.errback) (reference §1.5.29)
+#[test]
+fn chain_deferred_hands_on_a_failure() {
+    let (a, ra) = Deferred::<i32>::pending();
+    let (b, rb) = Deferred::<i32>::pending();
+    b.add_callback(|n| Ok(n * 2)).chain_deferred(ra);
+    rb.errback(std::io::Error::other("gone")).unwrap();
+    assert_eq!(a.wait().unwrap_err().to_string(), "gone");
+}
+
+/// Twisted: DeferredTests.testPausedFailure
+#[test]
+fn paused_failure_waits_for_unpause() {
+    let got = log();
+    let d = Deferred::<()>::fail(Failure::msg("fail"));
+    d.pause();
+    let g = got.clone();
+    let d = d.add_errback(move |f| {
+        push(&g, f.to_string());
+        Ok(())
+    });
+    assert!(entries(&got).is_empty());
+    d.unpause();
+    assert_eq!(entries(&got), ["fail"]);
+}
+
+/// Twisted: DeferredTests.testUnpauseBeforeCallback
+#[test]
+fn unpause_before_callback() {
+    let got = log();
+    let (d, r) = Deferred::<i32>::pending();
+    d.pause();
+    let g = got.clone();
+    let d = d.add_callback(move |n| {
+        push(&g, n.to_string());
+        Ok(n)
+    });
+    d.unpause();
+    assert!(entries(&got).is_empty());
+    r.callback(5).unwrap();
+    assert_eq!(entries(&got), ["5"]);
+}
+
+/// Twisted: pause() is a counter (reference §1.3.18): two pauses need two unpauses.
+#[test]
+fn pauses_nest() {
+    let got = log();
+    let (d, r) = Deferred::<i32>::pending();
+    d.pause();
+    d.pause();
+    let g = got.clone();
+    let d = d.add_callback(move |n| {
+        push(&g, n.to_string());
+        Ok(n)
+    });
+    r.callback(1).unwrap();
+    d.unpause();
+    assert!(entries(&got).is_empty());
+    assert!(d.is_paused());
+    d.unpause();
+    assert_eq!(entries(&got), ["1"]);
+    assert!(d.has_result());
+}
+
+/// Twisted: the unmatched-unpause quirk (reference §1.3.19). A deliberate difference,
+/// documented on `Deferred::unpause`: an unmatched unpause does nothing, so the next pause
+/// still pauses (Twisted's counter would go to -1 and that pause would have no effect).
+#[test]
+fn unmatched_unpause_is_a_no_op() {
+    let got = log();
+    let d = succeed(3);
+    d.unpause();
+    d.pause();
+    assert!(d.is_paused());
+    let g = got.clone();
+    let d = d.add_callback(move |n| {
+        push(&g, n.to_string());
+        Ok(n)
+    });
+    assert!(
+        entries(&got).is_empty(),
+        "pause after an unmatched unpause holds"
+    );
+    d.unpause();
+    assert_eq!(entries(&got), ["3"]);
+}
