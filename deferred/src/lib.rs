@@ -63,6 +63,7 @@ mod chain;
 mod deferred;
 mod error;
 mod failure;
+mod list;
 mod timeout;
 mod wait;
 
@@ -73,5 +74,8 @@ pub use crate::error::{
     AlreadyCalled, Cancelled, FailureGroup, FirstError, ResolverDropped, Timeout, WaitError,
 };
 pub use crate::failure::{is_debugging, set_debugging, Failure, Panicked};
+pub use crate::list::{
+    gather_results, gather_results_consuming_errors, race, DeferredList, ListOutcome,
+};
 pub use crate::timeout::{ScheduledCall, Scheduler};
 pub use crate::wait::{set_wait_driver, WaitDriver};
