@@ -63,6 +63,7 @@ mod chain;
 mod deferred;
 mod error;
 mod failure;
+mod list;
 mod lock;
 mod queue;
 mod timeout;
@@ -76,6 +77,9 @@ pub use crate::error::{
     QueueUnderflow, ResolverDropped, Timeout, WaitError,
 };
 pub use crate::failure::{is_debugging, set_debugging, Failure, Panicked};
+pub use crate::list::{
+    gather_results, gather_results_consuming_errors, race, DeferredList, ListOutcome,
+};
 pub use crate::lock::{DeferredLock, DeferredSemaphore, LockGuard, Permit};
 pub use crate::queue::DeferredQueue;
 pub use crate::timeout::{ScheduledCall, Scheduler};

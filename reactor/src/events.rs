@@ -140,7 +140,10 @@ impl<E: 'static> Emitter<E> {
                 continue;
             };
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| (*f)(event))) {
-                log::error!("panic in a listener (continuing): {}", Failure::from_panic(p));
+                log::error!(
+                    "panic in a listener (continuing): {}",
+                    Failure::from_panic(p)
+                );
             }
         }
     }

@@ -340,7 +340,9 @@ impl LoopingCall {
             Duration::from_nanos(until_next.min(u64::MAX as u128) as u64)
         };
         let this = self.clone();
-        let call = i.clock.call_later_boxed(delay, Box::new(move || this.call_now()));
+        let call = i
+            .clock
+            .call_later_boxed(delay, Box::new(move || this.call_now()));
         *i.call.borrow_mut() = Some(call);
     }
 }
