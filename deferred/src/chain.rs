@@ -85,12 +85,69 @@ pub(crate) enum Current {
 
 pub(crate) enum Entry {
     Step(Box<dyn Step>),
-    /// Hand the result to `target` and run it: implicit chaining (a callback returned this
-    /// chain's Deferred, `target` is paused waiting) or explicit (`chain_deferred`).
-    Continue {
-        target: Shared,
-        explicit: bool,
-    },
+    /// Hand the result to the chain that waits on this one (a callback there returned
+    /// this chain's Deferred) and run it.
+    Continue(Shared),
+    /// Fire another chain with the result (`chain_deferred`) and run it.
+    ChainTo(Shared),
+}
+
+/// A FIFO of steps that keeps the first four inline: most chains never allocate for it.
+pub(crate) struct Steps {
+    ring: [Option<Entry>; INLINE],
+    head: usize,
+    len: usize,
+    /// Used once the ring is full, and until it empties, so order is kept.
+    overflow: VecDeque<Entry>,
+}
+
+const INLINE: usize = 4;
+
+impl Steps {
+    fn new() -> Steps {
+        Steps {
+            ring: [None, None, None, None],
+            head: 0,
+            len: 0,
+            overflow: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0 && self.overflow.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len + self.overflow.len()
+    }
+
+    pub(crate) fn push_back(&mut self, entry: Entry) {
+        if self.len < INLINE && self.overflow.is_empty() {
+            self.ring[(self.head + self.len) % INLINE] = Some(entry);
+            self.len += 1;
+        } else {
+            self.overflow.push_back(entry);
+        }
+    }
+
+    pub(crate) fn front(&self) -> Option<&Entry> {
+        if self.len > 0 {
+            self.ring[self.head].as_ref()
+        } else {
+            self.overflow.front()
+        }
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<Entry> {
+        if self.len > 0 {
+            let e = self.ring[self.head].take();
+            self.head = (self.head + 1) % INLINE;
+            self.len -= 1;
+            e
+        } else {
+            self.overflow.pop_front()
+        }
+    }
 }
 
 pub(crate) type Canceller = Box<dyn FnOnce() -> Option<Fire>>;
@@ -98,7 +155,7 @@ pub(crate) type Canceller = Box<dyn FnOnce() -> Option<Fire>>;
 pub(crate) struct Chain {
     pub(crate) current: Current,
     pub(crate) called: bool,
-    pub(crate) steps: VecDeque<Entry>,
+    pub(crate) steps: Steps,
     pub(crate) paused: u32,
     pub(crate) running: bool,
     /// The Deferred this one waits on (implicit chaining), for `cancel` and `Debug`.
@@ -122,10 +179,10 @@ pub(crate) fn in_callback() -> bool {
     DEPTH.with(|d| d.get() > 0)
 }
 
-struct DepthGuard;
+pub(crate) struct DepthGuard;
 
 impl DepthGuard {
-    fn enter() -> DepthGuard {
+    pub(crate) fn enter() -> DepthGuard {
         DEPTH.with(|d| d.set(d.get() + 1));
         DepthGuard
     }
@@ -142,7 +199,7 @@ impl Chain {
         Chain {
             current: Current::Pending,
             called: false,
-            steps: VecDeque::new(),
+            steps: Steps::new(),
             paused: 0,
             running: false,
             chained_to: None,
@@ -298,6 +355,36 @@ pub(crate) fn abandoned(chain: &Shared) -> bool {
     !c.called && Rc::strong_count(chain) == 1 && c.steps.is_empty() && c.waker.is_none()
 }
 
+/// Takes the final result out of a chain that nobody else can see (no other strong or weak
+/// reference, nothing waiting), so the handle can carry it and run callbacks inline.
+#[inline]
+pub(crate) fn take_unshared<T: 'static>(
+    chain: &Shared,
+) -> Option<(Result<T, Failure>, &'static Location<'static>)> {
+    if Rc::strong_count(chain) != 1 || Rc::weak_count(chain) != 0 {
+        return None;
+    }
+    take_settled(chain)
+}
+
+fn take_settled<T: 'static>(
+    chain: &Shared,
+) -> Option<(Result<T, Failure>, &'static Location<'static>)> {
+    let mut c = chain.borrow_mut();
+    if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
+        return None;
+    }
+    let at = c.created_at;
+    match mem::replace(&mut c.current, Current::Taken) {
+        Current::Value(mut h) => Some((Ok(take_value::<T>(h.slot_mut())), at)),
+        Current::Failure(f) => Some((Err(f), at)),
+        other => {
+            c.current = other;
+            None
+        }
+    }
+}
+
 /// Runs chains until none can go on: the loop that replaces Twisted's recursion.
 ///
 /// A continuation hands the result to the chain that waited on this one and moves on to
@@ -318,12 +405,18 @@ fn run_one(shared: &Shared) -> Option<Shared> {
     }
     c.running = true;
     let mut next = None;
+    let _depth = DepthGuard::enter();
     while c.paused == 0 {
         let Some(entry) = c.steps.pop_front() else {
             break;
         };
         match entry {
-            Entry::Continue { target, explicit } => {
+            entry @ (Entry::Continue(_) | Entry::ChainTo(_)) => {
+                let (target, explicit) = match entry {
+                    Entry::Continue(t) => (t, false),
+                    Entry::ChainTo(t) => (t, true),
+                    Entry::Step(_) => unreachable!("matched above"),
+                };
                 let result = match mem::replace(&mut c.current, Current::Taken) {
                     Current::Value(h) => Fire::Value(h),
                     Current::Failure(f) => Fire::Failure(f),
@@ -339,7 +432,6 @@ fn run_one(shared: &Shared) -> Option<Shared> {
                 let current = mem::replace(&mut c.current, Current::Running);
                 drop(c);
                 let (flow, kept) = {
-                    let _depth = DepthGuard::enter();
                     match current {
                         Current::Value(mut h) => {
                             let flow = catch_unwind(AssertUnwindSafe(|| {
@@ -356,19 +448,10 @@ fn run_one(shared: &Shared) -> Option<Shared> {
                     }
                 };
                 c = shared.borrow_mut();
-                c.current = match flow {
-                    Ok(Flow::Pass) => Current::Value(kept.expect("pass keeps a value")),
-                    Ok(Flow::Value) => Current::Value(step),
-                    Ok(Flow::Failure(f)) => Current::Failure(f),
-                    Err(payload) => Current::Failure(Failure::from_panic(payload)),
-                    Ok(Flow::Chain(inner)) => {
-                        drop(kept);
-                        match wait_on(shared, &mut c, inner) {
-                            Some(result) => result,
-                            None => break,
-                        }
-                    }
-                };
+                match settle(shared, &mut c, flow, step, kept) {
+                    Some(result) => c.current = result,
+                    None => break,
+                }
             }
         }
     }
@@ -380,6 +463,68 @@ fn run_one(shared: &Shared) -> Option<Shared> {
         }
     }
     next
+}
+
+type StepResult = Result<Flow, Box<dyn std::any::Any + Send>>;
+
+/// The chain's new current result after `step` ran; `None` when it now waits on a
+/// Deferred the step returned.
+fn settle(
+    shared: &Shared,
+    c: &mut Chain,
+    flow: StepResult,
+    step: Box<dyn Step>,
+    kept: Option<Box<dyn Holder>>,
+) -> Option<Current> {
+    Some(match flow {
+        Ok(Flow::Pass) => Current::Value(kept.expect("pass keeps a value")),
+        Ok(Flow::Value) => Current::Value(step),
+        Ok(Flow::Failure(f)) => Current::Failure(f),
+        Err(payload) => Current::Failure(Failure::from_panic(payload)),
+        Ok(Flow::Chain(inner)) => {
+            drop(kept);
+            return wait_on(shared, c, inner);
+        }
+    })
+}
+
+/// Fires a chain with a value. When a callback is waiting, it runs on the value where it
+/// lies, so the value needs no box of its own.
+pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled> {
+    let mut step = {
+        let mut c = chain.borrow_mut();
+        if c.called || c.paused > 0 || c.running || !matches!(c.steps.front(), Some(Entry::Step(_)))
+        {
+            drop(c);
+            return fire(chain, Fire::Value(Box::new(Ready(Some(value)))));
+        }
+        let Some(Entry::Step(step)) = c.steps.pop_front() else {
+            unreachable!("checked above")
+        };
+        c.called = true;
+        c.canceller = None;
+        c.running = true;
+        c.current = Current::Running;
+        step
+    };
+    let mut slot = Some(value);
+    let flow = {
+        let _depth = DepthGuard::enter();
+        catch_unwind(AssertUnwindSafe(|| step.run(Input::Value(&mut slot))))
+    };
+    let kept: Option<Box<dyn Holder>> = match &flow {
+        Ok(Flow::Pass) => Some(Box::new(Ready(slot))),
+        _ => None,
+    };
+    let mut c = chain.borrow_mut();
+    c.running = false;
+    match settle(chain, &mut c, flow, step, kept) {
+        Some(result) => c.current = result,
+        None => return Ok(()),
+    }
+    drop(c);
+    run(chain.clone());
+    Ok(())
 }
 
 /// A step returned `inner`: take its result now if it has a final one, else pause this
@@ -401,10 +546,7 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
     c.paused += 1;
     c.chained_to = Some(Rc::downgrade(&inner));
     c.current = Current::Pending;
-    ic.steps.push_back(Entry::Continue {
-        target: shared.clone(),
-        explicit: false,
-    });
+    ic.steps.push_back(Entry::Continue(shared.clone()));
     None
 }
 

@@ -55,11 +55,25 @@ use crate::Failure;
 /// Dropping a Deferred after adding callbacks is normal (it is not `#[must_use]`): its
 /// chain runs when it fires, whoever holds it.
 pub struct Deferred<T> {
-    chain: Option<Shared>,
+    state: State<T>,
     /// Polled as a future and not finished: dropping it cancels.
     polled: bool,
-    _t: PhantomData<fn() -> T>,
 }
+
+/// Where a Deferred's result is.
+enum State<T> {
+    /// In a shared chain: pending, or fired with others (a resolver, a canceller handle,
+    /// a waiting Deferred) able to see it.
+    Chain(Shared),
+    /// Fired, every callback run, and nobody else can see it: the result lives in the
+    /// handle, and callbacks added now run inline without allocating.
+    Ready(Result<T, Failure>, &'static Location<'static>),
+    /// Taken by `try_result` or by a completed `poll`.
+    Taken,
+}
+
+// The result is never pinned: a Deferred can move while it is awaited.
+impl<T> Unpin for Deferred<T> {}
 
 /// The producer's side of a [`Deferred`]: fires it once, with a value or a failure.
 ///
@@ -180,7 +194,17 @@ fn emit<U: 'static>(slot: &mut Option<U>, outcome: Outcome<U>) -> Flow {
             Flow::Value
         }
         Outcome::Failure(f) => Flow::Failure(f),
-        Outcome::Chain(d) => Flow::Chain(d.into_shared()),
+        Outcome::Chain(mut d) => match std::mem::replace(&mut d.state, State::Taken) {
+            State::Ready(Ok(v), _) => {
+                *slot = Some(v);
+                Flow::Value
+            }
+            State::Ready(Err(f), _) => Flow::Failure(f),
+            other => {
+                d.state = other;
+                Flow::Chain(d.into_shared())
+            }
+        },
     }
 }
 
@@ -239,24 +263,61 @@ impl<T: 'static, F: FnOnce(Failure) -> Outcome<T>> Step for Errback<T, F> {
 }
 
 impl<T: 'static> Deferred<T> {
-    fn from_chain(chain: Chain) -> Deferred<T> {
-        Deferred::from_shared(Rc::new(std::cell::RefCell::new(chain)))
-    }
-
     pub(crate) fn from_shared(chain: Shared) -> Deferred<T> {
         Deferred {
-            chain: Some(chain),
+            state: State::Chain(chain),
             polled: false,
-            _t: PhantomData,
         }
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
-        self.chain.as_ref().expect("live deferred")
+    fn ready(result: Result<T, Failure>, at: &'static Location<'static>) -> Deferred<T> {
+        Deferred {
+            state: State::Ready(result, at),
+            polled: false,
+        }
     }
 
+    /// The shared chain, if the result is not carried by the handle.
+    pub(crate) fn chain(&self) -> Option<&Shared> {
+        match &self.state {
+            State::Chain(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The shared chain, made for a result the handle carries (the rare paths: pause,
+    /// timeouts on a fired Deferred, explicit chaining).
     pub(crate) fn into_shared(mut self) -> Shared {
-        self.chain.take().expect("live deferred")
+        let chain = match std::mem::replace(&mut self.state, State::Taken) {
+            State::Chain(s) => return s,
+            State::Ready(r, at) => Chain::fired(at, fire_of(r)),
+            State::Taken => Chain::fired(
+                Location::caller(),
+                Fire::Failure(Failure::new(WaitError::ResultTaken)),
+            ),
+        };
+        Rc::new(std::cell::RefCell::new(chain))
+    }
+
+    /// Takes the result if the handle carries it, or can take it from a chain nobody else
+    /// sees; otherwise gives the chain back.
+    fn take_ready(mut self) -> Result<(Result<T, Failure>, &'static Location<'static>), Shared> {
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Ready(r, at) => Ok((r, at)),
+            State::Chain(s) => match chain::take_unshared::<T>(&s) {
+                Some(found) => Ok(found),
+                None => Err(s),
+            },
+            State::Taken => Ok((
+                Err(Failure::new(WaitError::ResultTaken)),
+                Location::caller(),
+            )),
+        }
+    }
+
+    /// Whether the result is carried by the handle (no chain).
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready(..))
     }
 
     /// A Deferred with no result yet, and the [`Resolver`] that will give it one.
@@ -304,7 +365,9 @@ impl<T: 'static> Deferred<T> {
         canceller: impl FnOnce() -> Option<Result<T, Failure>> + 'static,
     ) -> (Deferred<T>, Resolver<T>) {
         let (d, r) = Deferred::pending();
-        d.shared().borrow_mut().canceller = Some(Box::new(move || canceller().map(fire_of)));
+        if let Some(c) = d.chain() {
+            c.borrow_mut().canceller = Some(Box::new(move || canceller().map(fire_of)));
+        }
         (d, r)
     }
 
@@ -318,10 +381,7 @@ impl<T: 'static> Deferred<T> {
     /// ```
     #[track_caller]
     pub fn succeed(value: T) -> Deferred<T> {
-        Deferred::from_chain(Chain::fired(
-            Location::caller(),
-            Fire::Value(Box::new(Ready(Some(value)))),
-        ))
+        Deferred::ready(Ok(value), Location::caller())
     }
 
     /// A Deferred that already failed (Twisted's `fail`).
@@ -336,10 +396,7 @@ impl<T: 'static> Deferred<T> {
     /// ```
     #[track_caller]
     pub fn fail(failure: impl Into<Failure>) -> Deferred<T> {
-        Deferred::from_chain(Chain::fired(
-            Location::caller(),
-            Fire::Failure(failure.into()),
-        ))
+        Deferred::ready(Err(failure.into()), Location::caller())
     }
 
     /// A Deferred fired with `result`.
@@ -352,23 +409,27 @@ impl<T: 'static> Deferred<T> {
     /// ```
     #[track_caller]
     pub fn from_result(result: Result<T, Failure>) -> Deferred<T> {
-        Deferred::from_chain(Chain::fired(Location::caller(), fire_of(result)))
+        Deferred::ready(result, Location::caller())
     }
 
     fn then<U: 'static>(
         self,
         f: impl FnOnce(Result<T, Failure>) -> Outcome<U> + 'static,
     ) -> Deferred<U> {
-        let shared = self.into_shared();
-        chain::push(
-            &shared,
-            Entry::Step(Box::new(Both {
-                f: Some(f),
-                out: None,
-                _t: PhantomData,
-            })),
-        );
-        Deferred::from_shared(shared)
+        match self.take_ready() {
+            Ok((result, at)) => run_inline(at, move || f(result)),
+            Err(shared) => {
+                chain::push(
+                    &shared,
+                    Entry::Step(Box::new(Both {
+                        f: Some(f),
+                        out: None,
+                        _t: PhantomData,
+                    })),
+                );
+                Deferred::from_shared(shared)
+            }
+        }
     }
 
     /// Adds a callback: it runs with the value when the chain is on the callback path.
@@ -416,7 +477,11 @@ impl<T: 'static> Deferred<T> {
         self,
         f: impl FnOnce(Failure) -> R + 'static,
     ) -> Deferred<T> {
-        let shared = self.into_shared();
+        let shared = match self.take_ready() {
+            Ok((Ok(v), at)) => return Deferred::ready(Ok(v), at),
+            Ok((Err(fail), at)) => return run_inline(at, move || f(fail).into_outcome()),
+            Err(shared) => shared,
+        };
         chain::push(
             &shared,
             Entry::Step(Box::new(Errback {
@@ -484,15 +549,19 @@ impl<T: 'static> Deferred<T> {
     /// assert_eq!(b.wait().unwrap(), 9);
     /// ```
     pub fn chain_deferred(self, other: Resolver<T>) {
+        if self.is_ready() {
+            if let Ok((result, at)) = self.take_ready() {
+                if other.resolve(result).is_err() {
+                    log::error!(
+                        "chain_deferred: target deferred was already called (source created at {at})"
+                    );
+                }
+            }
+            return;
+        }
         let target = other.into_shared();
         let shared = self.into_shared();
-        chain::push(
-            &shared,
-            Entry::Continue {
-                target,
-                explicit: true,
-            },
-        );
+        chain::push(&shared, Entry::ChainTo(target));
     }
 
     /// Pauses the chain: no callback runs until a matching [`unpause`](Self::unpause).
@@ -504,7 +573,7 @@ impl<T: 'static> Deferred<T> {
     /// use ropewalk_deferred::Deferred;
     ///
     /// let ran = Rc::new(Cell::new(false));
-    /// let d = Deferred::succeed(1);
+    /// let mut d = Deferred::succeed(1);
     /// d.pause();
     /// let r = ran.clone();
     /// let d = d.add_callback(move |n| { r.set(true); Ok(n) });
@@ -512,8 +581,18 @@ impl<T: 'static> Deferred<T> {
     /// d.unpause();
     /// assert!(ran.get());
     /// ```
-    pub fn pause(&self) {
-        chain::pause(self.shared());
+    pub fn pause(&mut self) {
+        if self.chain().is_none() {
+            let placeholder = Deferred {
+                state: State::Taken,
+                polled: false,
+            };
+            let d = std::mem::replace(self, placeholder);
+            *self = Deferred::from_shared(d.into_shared());
+        }
+        if let Some(c) = self.chain() {
+            chain::pause(c);
+        }
     }
 
     /// Undoes one [`pause`](Self::pause), and goes on running if it was the last.
@@ -524,13 +603,15 @@ impl<T: 'static> Deferred<T> {
     /// # Examples
     ///
     /// ```
-    /// let d = ropewalk_deferred::Deferred::succeed(1);
+    /// let mut d = ropewalk_deferred::Deferred::succeed(1);
     /// d.unpause(); // unmatched: no effect
     /// d.pause();   // still pauses
     /// assert!(d.is_paused());
     /// ```
     pub fn unpause(&self) {
-        chain::unpause(self.shared());
+        if let Some(c) = self.chain() {
+            chain::unpause(c);
+        }
     }
 
     /// Whether the chain is paused (by [`pause`](Self::pause) or while it waits on a
@@ -543,7 +624,7 @@ impl<T: 'static> Deferred<T> {
     /// assert!(!d.is_paused());
     /// ```
     pub fn is_paused(&self) -> bool {
-        self.shared().borrow().paused > 0
+        self.chain().is_some_and(|c| c.borrow().paused > 0)
     }
 
     /// Whether the Deferred has been fired (it may still be running or waiting on another).
@@ -557,7 +638,7 @@ impl<T: 'static> Deferred<T> {
     /// assert!(d.is_called());
     /// ```
     pub fn is_called(&self) -> bool {
-        self.shared().borrow().called
+        self.chain().is_none_or(|c| c.borrow().called)
     }
 
     /// Whether the result is final: fired, not paused, every callback run.
@@ -569,7 +650,7 @@ impl<T: 'static> Deferred<T> {
     /// assert!(d.has_result());
     /// ```
     pub fn has_result(&self) -> bool {
-        self.shared().borrow().is_settled()
+        self.chain().is_none_or(|c| c.borrow().is_settled())
     }
 
     /// Cancels the Deferred (Twisted's `cancel`).
@@ -592,7 +673,9 @@ impl<T: 'static> Deferred<T> {
     /// assert!(d.wait().unwrap_err().is::<Cancelled>());
     /// ```
     pub fn cancel(&self) {
-        chain::cancel(self.shared());
+        if let Some(c) = self.chain() {
+            chain::cancel(c);
+        }
     }
 
     /// A handle that can cancel this Deferred later, after it has been handed on.
@@ -607,7 +690,7 @@ impl<T: 'static> Deferred<T> {
     /// ```
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
-            chain: Rc::downgrade(self.shared()),
+            chain: self.chain().map(Rc::downgrade).unwrap_or_default(),
         }
     }
 
@@ -623,11 +706,19 @@ impl<T: 'static> Deferred<T> {
     /// assert_eq!(d.try_result().unwrap().unwrap(), 3);
     /// ```
     pub fn try_result(&mut self) -> Option<Result<T, Failure>> {
-        let mut c = self.shared().borrow_mut();
-        if c.is_settled() {
-            Some(c.take_result::<T>())
-        } else {
-            None
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Ready(r, _) => Some(r),
+            State::Chain(s) => {
+                let taken = {
+                    let mut c = s.borrow_mut();
+                    c.is_settled().then(|| c.take_result::<T>())
+                };
+                if taken.is_none() {
+                    self.state = State::Chain(s);
+                }
+                taken
+            }
+            State::Taken => None,
         }
     }
 
@@ -654,7 +745,10 @@ impl<T: 'static> Deferred<T> {
     /// assert!(d.wait().unwrap_err().is::<WaitError>());
     /// ```
     pub fn wait(self) -> Result<T, Failure> {
-        let shared = self.into_shared();
+        let shared = match self.take_ready() {
+            Ok((result, _)) => return result,
+            Err(shared) => shared,
+        };
         if shared.borrow().is_settled() {
             return shared.borrow_mut().take_result::<T>();
         }
@@ -674,6 +768,23 @@ impl<T: 'static> Deferred<T> {
     }
 }
 
+/// Runs a callback now, on a result the handle carries.
+fn run_inline<U: 'static>(
+    at: &'static Location<'static>,
+    f: impl FnOnce() -> Outcome<U>,
+) -> Deferred<U> {
+    let outcome = {
+        let _depth = chain::DepthGuard::enter();
+        catch_unwind(AssertUnwindSafe(f))
+            .unwrap_or_else(|p| Outcome::Failure(Failure::from_panic(p)))
+    };
+    match outcome {
+        Outcome::Value(v) => Deferred::ready(Ok(v), at),
+        Outcome::Failure(f) => Deferred::ready(Err(f), at),
+        Outcome::Chain(d) => d,
+    }
+}
+
 pub(crate) fn fire_of<T: 'static>(result: Result<T, Failure>) -> Fire {
     match result {
         Ok(v) => Fire::Value(Box::new(Ready(Some(v)))),
@@ -683,10 +794,12 @@ pub(crate) fn fire_of<T: 'static>(result: Result<T, Failure>) -> Fire {
 
 impl<T> Drop for Deferred<T> {
     fn drop(&mut self) {
-        if self.polled {
-            if let Some(shared) = &self.chain {
-                chain::cancel(shared);
+        match &self.state {
+            State::Chain(shared) if self.polled => chain::cancel(shared),
+            State::Ready(Err(f), at) => {
+                log::error!("Unhandled error in Deferred (created at {at}): {f}");
             }
+            _ => {}
         }
     }
 }
@@ -696,8 +809,15 @@ impl<T: 'static> Future for Deferred<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let Some(shared) = &this.chain else {
-            return Poll::Ready(Err(Failure::new(WaitError::ResultTaken)));
+        let shared = match &this.state {
+            State::Chain(s) => s,
+            State::Ready(..) => {
+                let State::Ready(r, _) = std::mem::replace(&mut this.state, State::Taken) else {
+                    unreachable!("matched above")
+                };
+                return Poll::Ready(r);
+            }
+            State::Taken => return Poll::Ready(Err(Failure::new(WaitError::ResultTaken))),
         };
         let mut c = shared.borrow_mut();
         if c.is_settled() {
@@ -717,8 +837,13 @@ impl<T: 'static> Future for Deferred<T> {
 
 impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(shared) = &self.chain else {
-            return f.write_str("Deferred(consumed)");
+        let shared = match &self.state {
+            State::Chain(s) => s,
+            State::Ready(Ok(v), _) => return write!(f, "Deferred(current result: {v:?})"),
+            State::Ready(Err(e), at) => {
+                return write!(f, "Deferred(failed: {e}, created at {at})");
+            }
+            State::Taken => return f.write_str("Deferred(result taken)"),
         };
         let Ok(c) = shared.try_borrow() else {
             return f.write_str("Deferred(running callbacks)");
@@ -754,10 +879,7 @@ impl<T: 'static> Resolver<T> {
     /// assert_eq!(d.wait().unwrap(), "done");
     /// ```
     pub fn callback(self, value: T) -> Result<(), AlreadyCalled> {
-        chain::fire(
-            &self.into_shared(),
-            Fire::Value(Box::new(Ready(Some(value)))),
-        )
+        chain::fire_value(&self.into_shared(), value)
     }
 
     /// Fires the Deferred with a failure; its errbacks run now, on this thread.
@@ -792,7 +914,10 @@ impl<T: 'static> Resolver<T> {
     /// assert_eq!(d.wait().unwrap(), 7);
     /// ```
     pub fn resolve(self, result: Result<T, Failure>) -> Result<(), AlreadyCalled> {
-        chain::fire(&self.into_shared(), fire_of(result))
+        match result {
+            Ok(v) => chain::fire_value(&self.into_shared(), v),
+            Err(f) => chain::fire(&self.into_shared(), Fire::Failure(f)),
+        }
     }
 
     /// Whether the Deferred already has a result: it was cancelled, so the work behind it
@@ -892,10 +1017,8 @@ pub fn maybe_deferred<U: 'static, R: IntoOutcome<U>>(f: impl FnOnce() -> R) -> D
     let outcome = catch_unwind(AssertUnwindSafe(|| f().into_outcome()))
         .unwrap_or_else(|p| Outcome::Failure(Failure::from_panic(p)));
     match outcome {
-        Outcome::Value(v) => {
-            Deferred::from_chain(Chain::fired(at, Fire::Value(Box::new(Ready(Some(v))))))
-        }
-        Outcome::Failure(f) => Deferred::from_chain(Chain::fired(at, Fire::Failure(f))),
+        Outcome::Value(v) => Deferred::ready(Ok(v), at),
+        Outcome::Failure(f) => Deferred::ready(Err(f), at),
         Outcome::Chain(d) => d,
     }
 }

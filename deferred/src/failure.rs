@@ -68,11 +68,32 @@ pub fn is_debugging() -> bool {
 /// assert_eq!(f.to_string(), "invalid digit found in string");
 /// ```
 #[derive(Clone)]
-pub struct Failure(Arc<Inner>);
+pub struct Failure(Arc<Inner<dyn AsDynError>>);
 
-struct Inner {
-    error: Box<dyn Error + Send + Sync + 'static>,
+/// The error is stored inline, so a `Failure` is one allocation.
+struct Inner<E: ?Sized> {
     backtrace: Option<Backtrace>,
+    error: E,
+}
+
+/// Reaches the error inside, seeing through an already boxed one.
+trait AsDynError: Send + Sync + 'static {
+    fn get(&self) -> &(dyn Error + Send + Sync + 'static);
+}
+
+impl<E: Error + Send + Sync + 'static> AsDynError for E {
+    fn get(&self) -> &(dyn Error + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// An error that came boxed (`Failure::from_boxed`).
+struct Boxed(Box<dyn Error + Send + Sync + 'static>);
+
+impl AsDynError for Boxed {
+    fn get(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.0
+    }
 }
 
 /// A panic caught inside a callback, a canceller or a task, turned into an error.
@@ -150,7 +171,10 @@ impl Failure {
     /// assert!(f.is::<Cancelled>());
     /// ```
     pub fn new<E: Error + Send + Sync + 'static>(error: E) -> Failure {
-        Failure::from_boxed(Box::new(error))
+        Failure(Arc::new(Inner {
+            backtrace: capture(),
+            error,
+        }))
     }
 
     /// Wraps an already boxed error.
@@ -162,12 +186,10 @@ impl Failure {
     /// assert_eq!(ropewalk_deferred::Failure::from_boxed(e).to_string(), "bad");
     /// ```
     pub fn from_boxed(error: Box<dyn Error + Send + Sync + 'static>) -> Failure {
-        let backtrace = if is_debugging() {
-            Some(Backtrace::force_capture())
-        } else {
-            None
-        };
-        Failure(Arc::new(Inner { error, backtrace }))
+        Failure(Arc::new(Inner {
+            backtrace: capture(),
+            error: Boxed(error),
+        }))
     }
 
     /// A failure that carries only a message.
@@ -207,7 +229,7 @@ impl Failure {
     /// assert!(!f.is::<Timeout>());
     /// ```
     pub fn is<E: Error + 'static>(&self) -> bool {
-        self.0.error.is::<E>()
+        self.error().is::<E>()
     }
 
     /// The error as `E`, if it is one (the outermost error only).
@@ -219,7 +241,7 @@ impl Failure {
     /// assert_eq!(f.downcast_ref::<std::io::Error>().unwrap().kind(), std::io::ErrorKind::Other);
     /// ```
     pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
-        self.0.error.downcast_ref::<E>()
+        self.error().downcast_ref::<E>()
     }
 
     /// The first error of type `E` along the cause chain, starting with this one.
@@ -269,7 +291,7 @@ impl Failure {
     /// assert_eq!(f.error().to_string(), "m");
     /// ```
     pub fn error(&self) -> &(dyn Error + Send + Sync + 'static) {
-        &*self.0.error
+        self.0.error.get()
     }
 
     /// The error, then its `source()`s, outermost first.
@@ -283,7 +305,7 @@ impl Failure {
     /// assert_eq!(f.chain().count(), 2);
     /// ```
     pub fn chain(&self) -> impl Iterator<Item = &(dyn Error + 'static)> {
-        let first: &(dyn Error + 'static) = &*self.0.error;
+        let first: &(dyn Error + 'static) = self.error();
         std::iter::successors(Some(first), |e| (*e).source())
     }
 
@@ -336,6 +358,14 @@ impl Failure {
     }
 }
 
+fn capture() -> Option<Backtrace> {
+    if is_debugging() {
+        Some(Backtrace::force_capture())
+    } else {
+        None
+    }
+}
+
 /// A `Failure` seen as a `std::error::Error`.
 struct AsError(Failure);
 
@@ -347,13 +377,13 @@ impl fmt::Debug for AsError {
 
 impl fmt::Display for AsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0 .0.error, f)
+        fmt::Display::fmt(self.0.error(), f)
     }
 }
 
 impl Error for AsError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.0 .0.error.source()
+        self.0.error().source()
     }
 }
 

@@ -185,7 +185,10 @@ impl<T: 'static> Deferred<T> {
         // came first, so a timer that still runs (a scheduler that ran it in the same batch
         // as the cancel) must not cancel what the chain waits on by then.
         let state = Rc::new(Cell::new(None::<bool>));
-        let weak = Rc::downgrade(self.shared());
+        if self.is_ready() {
+            return self;
+        }
+        let weak = Rc::downgrade(self.chain().expect("not ready: has a chain"));
         let flag = state.clone();
         let call = scheduler.schedule(
             timeout,

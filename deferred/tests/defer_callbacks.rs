@@ -446,7 +446,9 @@ fn debug_with_result() {
 #[test]
 fn debug_while_waiting_on_another() {
     let (inner, r) = Deferred::<i32>::pending();
-    let d = succeed(1).add_callback(move |_| inner);
+    let (outer, r0) = Deferred::<i32>::pending();
+    let d = outer.add_callback(move |_| inner);
+    r0.callback(1).unwrap();
     let s = format!("{d:?}");
     assert!(s.starts_with("Deferred(waiting on Deferred at 0x"), "{s}");
     r.callback(2).unwrap();

@@ -331,7 +331,7 @@ fn paused_outer_does_not_stop_the_inner() {
         push(&g1, "second's callback");
         Ok(())
     });
-    let first = first.add_callback(move |_| second);
+    let mut first = first.add_callback(move |_| second);
     r1.callback(()).unwrap();
     first.pause();
     r2.callback(()).unwrap();
@@ -350,7 +350,9 @@ fn paused_outer_does_not_stop_the_inner() {
 #[test]
 fn implicit_chain_recorded_then_cleared() {
     let (b, rb) = Deferred::<i32>::pending();
-    let a = succeed(0).add_callback(move |_| b);
+    let (a, ra) = Deferred::<i32>::pending();
+    let a = a.add_callback(move |_| b);
+    ra.callback(0).unwrap();
     assert!(format!("{a:?}").contains("waiting on Deferred at"));
     assert!(a.is_paused());
     rb.callback(1).unwrap();
@@ -385,7 +387,7 @@ fn chain_deferred_hands_on_a_failure() {
 #[test]
 fn paused_failure_waits_for_unpause() {
     let got = log();
-    let d = Deferred::<()>::fail(Failure::msg("fail"));
+    let mut d = Deferred::<()>::fail(Failure::msg("fail"));
     d.pause();
     let g = got.clone();
     let d = d.add_errback(move |f| {
@@ -401,7 +403,7 @@ fn paused_failure_waits_for_unpause() {
 #[test]
 fn unpause_before_callback() {
     let got = log();
-    let (d, r) = Deferred::<i32>::pending();
+    let (mut d, r) = Deferred::<i32>::pending();
     d.pause();
     let g = got.clone();
     let d = d.add_callback(move |n| {
@@ -418,7 +420,7 @@ fn unpause_before_callback() {
 #[test]
 fn pauses_nest() {
     let got = log();
-    let (d, r) = Deferred::<i32>::pending();
+    let (mut d, r) = Deferred::<i32>::pending();
     d.pause();
     d.pause();
     let g = got.clone();
@@ -441,7 +443,7 @@ fn pauses_nest() {
 #[test]
 fn unmatched_unpause_is_a_no_op() {
     let got = log();
-    let d = succeed(3);
+    let mut d = succeed(3);
     d.unpause();
     d.pause();
     assert!(d.is_paused());

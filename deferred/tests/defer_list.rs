@@ -488,7 +488,7 @@ fn test_cancel_deferred_list_member_waiting_on_inner() {
 #[test]
 fn cancel_deferred_list_that_members_do_not_settle() {
     logs::start();
-    let (d1, r1) = Deferred::<u8>::pending();
+    let (mut d1, r1) = Deferred::<u8>::pending();
     d1.pause();
     let h = d1.cancel_handle();
     let mut dl = DeferredList::new([d1]).into_deferred();
