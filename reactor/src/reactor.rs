@@ -73,7 +73,8 @@ pub(crate) struct Inner {
     events: RefCell<Events>,
     spare: RefCell<VecDeque<RemoteOp>>,
     running: Cell<bool>,
-    in_turn: Cell<bool>,
+    /// A turn, or a task's poll, is on the stack: `wait()` and `iterate()` must not re-enter.
+    pub(crate) in_turn: Cell<bool>,
     turns: Cell<u64>,
     driver: RefCell<Option<Rc<dyn WaitDriver>>>,
 }
