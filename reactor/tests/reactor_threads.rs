@@ -544,3 +544,29 @@ fn defer_to_thread_result_fires_on_the_reactor_thread() {
     assert_eq!(wait(&reactor, d).unwrap(), (5, true));
     assert!(reactor.now() >= t0);
 }
+
+/// A blocking call queued to a reactor that is then dropped without running it fails with
+/// `Gone` instead of blocking its thread forever (whichever of the two comes first).
+#[test]
+fn blocking_call_queued_then_reactor_dropped_is_gone() {
+    for _ in 0..20 {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (handle_tx, handle_rx) = mpsc::channel();
+        // The reactor lives on its own thread, which drops it without ever running it.
+        let owner = std::thread::spawn(move || {
+            let reactor = Reactor::new().unwrap();
+            handle_tx.send(reactor.handle()).unwrap();
+            ready_rx.recv_timeout(LIMIT).unwrap();
+            drop(reactor);
+        });
+        let h = handle_rx.recv_timeout(LIMIT).unwrap();
+        let err = support::bounded(LIMIT, move || {
+            ready_tx.send(()).unwrap();
+            h.blocking_call(|| Ok::<_, Failure>(1))
+                .unwrap_err()
+                .to_string()
+        });
+        assert_eq!(err, ReactorError::Gone.to_string());
+        owner.join().unwrap();
+    }
+}
