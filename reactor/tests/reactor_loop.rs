@@ -319,8 +319,10 @@ fn current_is_this_threads_reactor() {
         assert!(Reactor::current().unwrap().ptr_eq(&b));
         assert!(!a.ptr_eq(&b));
         drop(b);
-        assert!(Reactor::current().is_none(), "the current reactor is gone");
+        // Which reactor (if any) is current once the newest is dropped while an older one
+        // lives is left open here (today: none, and `a` loses its `wait()` driver too).
         drop(a);
+        assert!(Reactor::current().is_none(), "every reactor is gone");
         // Another thread never sees this thread's reactor.
         let c = Reactor::new().unwrap();
         let other = std::thread::spawn(|| Reactor::current().is_none())
