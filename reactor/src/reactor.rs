@@ -44,13 +44,15 @@ pub(crate) struct Remote {
 
 impl Remote {
     pub(crate) fn push(&self, op: RemoteOp) -> bool {
-        if !self.alive.load(Ordering::Acquire) {
-            return false;
+        {
+            // `alive` is checked under the queue's lock, so no op lands in the queue after
+            // the reactor's drop emptied it (it would never run nor be dropped).
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.alive.load(Ordering::Acquire) {
+                return false;
+            }
+            q.push_back(op);
         }
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(op);
         // The reactor's own thread looks at the queue before it blocks.
         if std::thread::current().id() != self.thread {
             if let Err(e) = self.poller.notify() {
@@ -73,7 +75,8 @@ pub(crate) struct Inner {
     events: RefCell<Events>,
     spare: RefCell<VecDeque<RemoteOp>>,
     running: Cell<bool>,
-    in_turn: Cell<bool>,
+    /// A turn, or a task's poll, is on the stack: `wait()` and `iterate()` must not re-enter.
+    pub(crate) in_turn: Cell<bool>,
     turns: Cell<u64>,
     driver: RefCell<Option<Rc<dyn WaitDriver>>>,
 }
@@ -637,7 +640,14 @@ impl Reactor {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.remote.alive.store(false, Ordering::Release);
+        // Drop what other threads queued and will never run: a `blocking_call` waiting on
+        // one of them then gets `Gone` instead of blocking forever.
+        let orphans = {
+            let mut q = self.remote.queue.lock().unwrap_or_else(|e| e.into_inner());
+            self.remote.alive.store(false, Ordering::Release);
+            std::mem::take(&mut *q)
+        };
+        drop(orphans);
         if let Some(pool) = self.pool.get_mut().take() {
             pool.shutdown();
         }

@@ -218,6 +218,9 @@ fn poll_task(reactor: &Reactor, key: Key) {
         (future, Waker::from(slot.waker.clone()))
     };
     let mut cx = Context::from_waker(&waker);
+    // A task's first poll runs inside `spawn`, outside any turn: mark it as one, so that
+    // `wait()` or `iterate()` in the task fails instead of re-entering the loop.
+    let was_in_turn = inner.in_turn.replace(true);
     // The wrapper catches the user future's panics; this one guards the wrapper itself.
     let done = match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
         Ok(Poll::Pending) => false,
@@ -227,6 +230,7 @@ fn poll_task(reactor: &Reactor, key: Key) {
             true
         }
     };
+    inner.in_turn.set(was_in_turn);
     let finished = {
         let mut tasks = inner.tasks.borrow_mut();
         match tasks.get_mut(key) {
