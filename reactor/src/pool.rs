@@ -28,7 +28,7 @@ pub(crate) type Job = Box<dyn FnOnce() + Send>;
 pub struct PoolConfig {
     /// Most threads at once (default 10, as Twisted's reactor pool; at least 1).
     pub max_threads: usize,
-    /// Most jobs waiting for a thread (default 100,000); past it, submitting fails with
+    /// Most jobs waiting for a thread (default 100,000, at least 1); past it, submitting fails with
     /// [`ReactorError::PoolFull`] instead of growing memory.
     pub max_queue: usize,
     /// How long an idle thread waits for work before it exits (default 10 s).
@@ -81,6 +81,7 @@ pub struct PoolStats {
 impl Pool {
     pub(crate) fn new(mut config: PoolConfig) -> Pool {
         config.max_threads = config.max_threads.max(1);
+        config.max_queue = config.max_queue.max(1);
         Pool {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {

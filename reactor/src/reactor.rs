@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) in_turn: Cell<bool>,
     turns: Cell<u64>,
     driver: RefCell<Option<Rc<dyn WaitDriver>>>,
+    /// The reactor made before this one on this thread: current again when this one goes.
+    previous: Weak<Inner>,
 }
 
 /// The event loop: timers, callbacks, tasks, worker-pool results and (with the transports)
@@ -89,7 +91,11 @@ pub(crate) struct Inner {
 /// [`ReactorHandle`]. Several reactors on several threads make a multi-core program.
 ///
 /// Creating a reactor installs it as this thread's [`WaitDriver`], so
-/// [`Deferred::wait`] on this thread runs it until the Deferred fires.
+/// [`Deferred::wait`] on this thread runs it until the Deferred fires. `wait()` gives up
+/// with [`WaitError::ReactorStopped`] when the reactor is stopped, or when nothing could
+/// ever fire the Deferred: no timer, no queued callback or woken task, no worker job in
+/// flight, and no live [`ReactorHandle`] through which another thread could still call in.
+/// Dropping a reactor makes the one created before it on this thread current again.
 ///
 /// Unlike Twisted's, a reactor can be [`run`](Self::run) again after it returned.
 ///
@@ -191,6 +197,7 @@ impl Reactor {
             in_turn: Cell::new(false),
             turns: Cell::new(0),
             driver: RefCell::new(None),
+            previous: CURRENT.with(|c| c.borrow().clone()),
         });
         let driver: Rc<dyn WaitDriver> = Rc::new(Driver(Rc::downgrade(&inner)));
         *inner.driver.borrow_mut() = Some(driver.clone());
@@ -268,7 +275,7 @@ impl Reactor {
     }
 
     fn enter(&self) -> Result<(), ReactorError> {
-        if self.inner.running.get() {
+        if self.inner.running.get() || self.inner.in_turn.get() {
             return Err(ReactorError::AlreadyRunning);
         }
         self.inner.running.set(true);
@@ -651,11 +658,15 @@ impl Drop for Inner {
         if let Some(pool) = self.pool.get_mut().take() {
             pool.shutdown();
         }
-        // Stop being this thread's wait driver, unless another reactor took over.
+        // Stop being this thread's wait driver and current reactor, unless another reactor
+        // took over; the one made before this one, if alive, becomes current again.
         if let Some(ours) = self.driver.get_mut().take() {
             if let Some(current) = set_wait_driver(None) {
                 if !Rc::ptr_eq(&current, &ours) {
                     set_wait_driver(Some(current));
+                } else if let Some(prev) = self.previous.upgrade() {
+                    set_wait_driver(prev.driver.borrow().clone());
+                    CURRENT.with(|c| *c.borrow_mut() = Rc::downgrade(&prev));
                 }
             }
         }

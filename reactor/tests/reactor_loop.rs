@@ -336,3 +336,28 @@ fn current_is_this_threads_reactor() {
         assert!(seen.get());
     });
 }
+
+/// Twisted: none (ropewalk-specific): dropping the newest reactor on a thread makes the
+/// one made before it current again, and `wait()` drives that one.
+#[test]
+fn dropping_the_newest_reactor_restores_the_previous_one() {
+    let a = Reactor::new().unwrap();
+    let b = Reactor::new().unwrap();
+    assert!(Reactor::current().unwrap().ptr_eq(&b));
+    drop(b);
+    assert!(Reactor::current().unwrap().ptr_eq(&a));
+    let d = a.sleep(Duration::from_millis(1));
+    assert!(d.wait().is_ok());
+}
+
+/// Twisted: ReactorCoreTestsBuilder.test_multipleRun (variant): `run()` from inside a turn
+/// driven by `iterate()` is refused rather than nesting a loop.
+#[test]
+fn run_inside_iterate_is_already_running() {
+    let reactor = Reactor::new().unwrap();
+    let got = Rc::new(RefCell::new(None));
+    let (r, g) = (reactor.clone(), got.clone());
+    reactor.call_soon(move || *g.borrow_mut() = Some(r.run()));
+    reactor.iterate(Duration::ZERO);
+    assert_eq!(*got.borrow(), Some(Err(ReactorError::AlreadyRunning)));
+}
