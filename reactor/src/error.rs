@@ -28,6 +28,9 @@ pub enum ReactorError {
     /// The worker pool's queue is full.
     #[error("the worker pool queue is full ({0} jobs waiting)")]
     PoolFull(usize),
+    /// No such system event trigger (it ran, or was removed).
+    #[error("no such system event trigger")]
+    UnknownTrigger,
     /// The worker pool was shut down.
     #[error("the worker pool is shut down")]
     PoolShutDown,

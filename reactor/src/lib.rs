@@ -7,6 +7,8 @@
 //! - [`ReactorHandle`]: the `Send + Sync` way in from other threads (`call_from_thread`,
 //!   `blocking_call`, `stop`).
 //! - [`ManualClock`]: Twisted's `task.Clock`, so tests drive time by hand.
+//! - Lifecycle: system event triggers ([`Phase`], [`SystemEvent`]), `call_when_running`,
+//!   and opt-in SIGINT/SIGTERM handling (`install_signal_handlers`).
 //! - [`Emitter`]: typed listeners (`on`, `off`, `emit`) and an event queue (`post`).
 //! - [`LoopingCall`], [`defer_later`], [`yield_now`].
 //!
@@ -31,6 +33,7 @@
 
 mod error;
 mod events;
+mod lifecycle;
 mod looping;
 mod pool;
 mod reactor;
@@ -40,6 +43,7 @@ mod time;
 
 pub use crate::error::{ReactorError, TimerError};
 pub use crate::events::{Emitter, ListenerId};
+pub use crate::lifecycle::{Phase, SignalGuard, SystemEvent, TriggerId};
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};

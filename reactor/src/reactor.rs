@@ -17,6 +17,7 @@ use ropewalk_deferred::{
 };
 
 use crate::error::ReactorError;
+use crate::lifecycle::{ShutdownHook, SystemEvent, Triggers};
 use crate::pool::{Pool, PoolConfig, PoolStats};
 use crate::slab::{Key, Slab};
 use crate::task::TaskSlot;
@@ -81,6 +82,8 @@ pub(crate) struct Inner {
     driver: RefCell<Option<Rc<dyn WaitDriver>>>,
     /// The reactor made before this one on this thread: current again when this one goes.
     previous: Weak<Inner>,
+    pub(crate) triggers: RefCell<Triggers>,
+    pub(crate) shutdown_hooks: RefCell<Vec<ShutdownHook>>,
 }
 
 /// The event loop: timers, callbacks, tasks, worker-pool results and (with the transports)
@@ -198,6 +201,8 @@ impl Reactor {
             turns: Cell::new(0),
             driver: RefCell::new(None),
             previous: CURRENT.with(|c| c.borrow().clone()),
+            triggers: RefCell::new(Triggers::default()),
+            shutdown_hooks: RefCell::new(Vec::new()),
         });
         let driver: Rc<dyn WaitDriver> = Rc::new(Driver(Rc::downgrade(&inner)));
         *inner.driver.borrow_mut() = Some(driver.clone());
@@ -267,11 +272,29 @@ impl Reactor {
     /// ```
     pub fn run(&self) -> Result<(), ReactorError> {
         self.enter()?;
+        self.fire_system_event(SystemEvent::Startup);
         while !self.inner.remote.stop.load(Ordering::Acquire) {
             self.turn(None);
         }
+        self.clear_stop();
+        self.fire_system_event(SystemEvent::Shutdown);
         self.leave();
         Ok(())
+    }
+
+    pub(crate) fn clear_stop(&self) {
+        self.inner.remote.stop.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn turn_for(&self, max_wait: Duration) {
+        self.turn(Some(max_wait));
+    }
+
+    /// Runs `hook` during shutdown (the `During` phase, after `Before` triggers finished):
+    /// where transports close their connections.
+    #[allow(dead_code)]
+    pub(crate) fn on_shutdown(&self, hook: impl FnOnce() + 'static) {
+        self.inner.shutdown_hooks.borrow_mut().push(Box::new(hook));
     }
 
     fn enter(&self) -> Result<(), ReactorError> {

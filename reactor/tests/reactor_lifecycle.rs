@@ -1,0 +1,284 @@
+//! System event triggers, `call_when_running`, shutdown and signals
+//! (Twisted: `test_internet.py` ThreePhaseEventTests / SystemEventTests,
+//! `internet/test/test_core.py`).
+
+mod support;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ropewalk_reactor::deferred::{Deferred, Failure};
+use ropewalk_reactor::{Clock, Phase, Reactor, ReactorError, SystemEvent};
+use support::{bounded, capture_logs, logged};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn push(log: &Log, s: &str) {
+    log.borrow_mut().push(s.to_string());
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.borrow().clone()
+}
+
+/// Stops the reactor once it runs.
+fn stop_when_running(reactor: &Reactor) {
+    let r = reactor.clone();
+    reactor.call_when_running(move || r.stop().unwrap());
+}
+
+/// Twisted: ThreePhaseEventTests.test_fireEvent (startup and shutdown, every phase in
+/// order, all before `run()` returns).
+#[test]
+fn phases_run_in_order_for_startup_and_shutdown() {
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let log: Log = Rc::default();
+        for event in [SystemEvent::Shutdown, SystemEvent::Startup] {
+            for phase in [Phase::After, Phase::During, Phase::Before] {
+                let l = log.clone();
+                reactor.add_system_event_trigger(phase, event, move || {
+                    push(&l, &format!("{event:?} {phase:?}"));
+                    Ok(())
+                });
+            }
+        }
+        stop_when_running(&reactor);
+        reactor.run().unwrap();
+        assert_eq!(
+            entries(&log),
+            [
+                "Startup Before",
+                "Startup During",
+                "Startup After",
+                "Shutdown Before",
+                "Shutdown During",
+                "Shutdown After"
+            ]
+        );
+    });
+}
+
+/// Twisted: SystemEventTests.test_beforeReturnsDeferred: a `Before` shutdown trigger's
+/// Deferred holds shutdown until it fires; the loop keeps running meanwhile.
+#[test]
+fn before_shutdown_deferred_delays_the_rest() {
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let log: Log = Rc::default();
+        let (l, r) = (log.clone(), reactor.clone());
+        reactor.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || {
+            push(&l, "before");
+            let l = l.clone();
+            r.sleep(Duration::from_millis(20)).add_callback(move |()| {
+                push(&l, "saved");
+                Ok(())
+            })
+        });
+        let l = log.clone();
+        reactor.add_system_event_trigger(Phase::During, SystemEvent::Shutdown, move || {
+            push(&l, "during");
+            Ok(())
+        });
+        stop_when_running(&reactor);
+        reactor.run().unwrap();
+        assert_eq!(entries(&log), ["before", "saved", "during"]);
+    });
+}
+
+/// Twisted: SystemEventTests.test_multipleBeforeReturnDeferred: `During` waits for all
+/// of them.
+#[test]
+fn during_waits_for_every_before_deferred() {
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let log: Log = Rc::default();
+        for ms in [15u64, 5] {
+            let (l, r) = (log.clone(), reactor.clone());
+            reactor.add_system_event_trigger(Phase::Before, SystemEvent::Startup, move || {
+                let l = l.clone();
+                r.sleep(Duration::from_millis(ms)).add_callback(move |()| {
+                    push(&l, &format!("slept {ms}"));
+                    Ok(())
+                })
+            });
+        }
+        let l = log.clone();
+        reactor.add_system_event_trigger(Phase::During, SystemEvent::Startup, move || {
+            push(&l, "during");
+            Ok(())
+        });
+        stop_when_running(&reactor);
+        reactor.run().unwrap();
+        assert_eq!(entries(&log), ["slept 5", "slept 15", "during"]);
+    });
+}
+
+/// Twisted: none (the deadline is ropewalk's): a `Before` shutdown trigger that never
+/// fires holds shutdown only until the shutdown timeout, with a warning.
+#[test]
+fn shutdown_gives_up_waiting_after_the_timeout() {
+    capture_logs();
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        reactor.set_shutdown_timeout(Duration::from_millis(30));
+        let keep: Rc<RefCell<Vec<ropewalk_reactor::deferred::Resolver<()>>>> = Rc::default();
+        let k = keep.clone();
+        reactor.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || {
+            let (d, r) = Deferred::<()>::pending();
+            k.borrow_mut().push(r);
+            d
+        });
+        let ran_after = Rc::new(RefCell::new(false));
+        let a = ran_after.clone();
+        reactor.add_system_event_trigger(Phase::After, SystemEvent::Shutdown, move || {
+            *a.borrow_mut() = true;
+            Ok(())
+        });
+        stop_when_running(&reactor);
+        reactor.run().unwrap();
+        assert!(*ran_after.borrow());
+        drop(keep);
+    });
+    assert!(!logged("trigger(s) still pending after 30ms").is_empty());
+}
+
+/// Twisted: ThreePhaseEventTests.test_beforeTriggerException and
+/// test_duringTriggerException: a failing or panicking trigger is logged and the others
+/// still run.
+#[test]
+fn failing_triggers_are_logged_and_the_rest_run() {
+    capture_logs();
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let log: Log = Rc::default();
+        reactor.add_system_event_trigger(Phase::Before, SystemEvent::Startup, || {
+            Err(Failure::msg("lifecycle-marker-1 failed"))
+        });
+        reactor.add_system_event_trigger(
+            Phase::During,
+            SystemEvent::Startup,
+            || -> Result<(), Failure> { panic!("lifecycle-marker-2 panicked") },
+        );
+        let l = log.clone();
+        reactor.add_system_event_trigger(Phase::During, SystemEvent::Startup, move || {
+            push(&l, "still ran");
+            Ok(())
+        });
+        stop_when_running(&reactor);
+        reactor.run().unwrap();
+        assert_eq!(entries(&log), ["still ran"]);
+    });
+    assert_eq!(logged("lifecycle-marker-1").len(), 1);
+    assert_eq!(logged("lifecycle-marker-2").len(), 1);
+}
+
+/// Twisted: ThreePhaseEventTests.test_removeTrigger, test_removeNonexistentTrigger,
+/// test_removeRemovedTrigger.
+#[test]
+fn removed_triggers_do_not_run() {
+    let reactor = Reactor::new().unwrap();
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let id = reactor.add_system_event_trigger(Phase::During, SystemEvent::Startup, move || {
+        push(&l, "removed one ran");
+        Ok(())
+    });
+    reactor.remove_system_event_trigger(id).unwrap();
+    assert_eq!(
+        reactor.remove_system_event_trigger(id),
+        Err(ReactorError::UnknownTrigger)
+    );
+    stop_when_running(&reactor);
+    reactor.run().unwrap();
+    assert!(entries(&log).is_empty());
+}
+
+/// Twisted: ThreePhaseEventTests.test_triggersRunOnce: a trigger runs at its event once;
+/// running the reactor again does not run it again.
+#[test]
+fn triggers_run_once() {
+    let reactor = Reactor::new().unwrap();
+    let log: Log = Rc::default();
+    let l = log.clone();
+    reactor.add_system_event_trigger(Phase::After, SystemEvent::Startup, move || {
+        push(&l, "started");
+        Ok(())
+    });
+    stop_when_running(&reactor);
+    reactor.run().unwrap();
+    stop_when_running(&reactor);
+    reactor.run().unwrap();
+    assert_eq!(entries(&log), ["started"]);
+}
+
+/// Twisted: test_core.test_callWhenRunningOrder: before `run()` the calls wait for
+/// startup and keep their order; while running they run at once.
+#[test]
+fn call_when_running_order() {
+    let reactor = Reactor::new().unwrap();
+    let log: Log = Rc::default();
+    for name in ["first", "second"] {
+        let l = log.clone();
+        assert!(reactor.call_when_running(move || push(&l, name)).is_some());
+    }
+    let (l, r) = (log.clone(), reactor.clone());
+    reactor.call_when_running(move || {
+        let l2 = l.clone();
+        assert!(r.call_when_running(move || push(&l2, "now")).is_none());
+        push(&l, "third");
+        r.stop().unwrap();
+    });
+    reactor.run().unwrap();
+    assert_eq!(entries(&log), ["first", "second", "now", "third"]);
+}
+
+/// Twisted: test_core.test_runningForStartupEvents (adapted): the reactor counts as
+/// running in every startup phase, so `call_when_running` inside one runs at once.
+#[test]
+fn running_during_startup_phases() {
+    let reactor = Reactor::new().unwrap();
+    let seen = Rc::new(RefCell::new(vec![]));
+    for phase in [Phase::Before, Phase::During, Phase::After] {
+        let (s, r) = (seen.clone(), reactor.clone());
+        reactor.add_system_event_trigger(phase, SystemEvent::Startup, move || {
+            s.borrow_mut().push(r.is_running());
+            Ok(())
+        });
+    }
+    stop_when_running(&reactor);
+    reactor.run().unwrap();
+    assert_eq!(*seen.borrow(), [true, true, true]);
+}
+
+/// Twisted: test_base.ReactorBaseSignalTests (adapted): with handlers installed, SIGTERM
+/// stops the reactor gracefully, running the shutdown triggers.
+#[test]
+fn sigterm_stops_the_reactor_gracefully() {
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let guard = reactor.install_signal_handlers().unwrap();
+        let log: Log = Rc::default();
+        let l = log.clone();
+        reactor.add_system_event_trigger(Phase::After, SystemEvent::Shutdown, move || {
+            push(&l, "shut down");
+            Ok(())
+        });
+        reactor.call_when_running(|| {
+            signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
+        });
+        // A failsafe so a lost signal fails the test instead of hanging it.
+        let r = reactor.clone();
+        reactor.call_later(Duration::from_secs(5), move || {
+            let _ = r.stop();
+        });
+        reactor.run().unwrap();
+        assert_eq!(entries(&log), ["shut down"]);
+        assert!(
+            reactor.now() < Duration::from_secs(5),
+            "stopped by the signal"
+        );
+        drop(guard);
+    });
+}
