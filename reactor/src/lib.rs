@@ -29,24 +29,33 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+mod connection;
 mod error;
 mod events;
+mod io;
 mod lifecycle;
 mod looping;
 mod pool;
+mod protocol;
 mod reactor;
 mod slab;
 mod task;
+mod tcp;
 mod time;
 
+pub use crate::connection::DEFAULT_HIGH_WATER;
 pub use crate::error::{ReactorError, TimerError};
 pub use crate::events::{Emitter, ListenerId};
 pub use crate::lifecycle::{Phase, SignalGuard, SystemEvent, TriggerId};
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
+pub use crate::protocol::{
+    Address, ConnectionError, Factory, Producer, Protocol, Transport, TransportRef,
+};
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
 pub use crate::task::{yield_now, YieldNow};
+pub use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 pub use crate::time::{defer_later, Clock, DelayedCall, ManualClock};
 pub use ropewalk_deferred as deferred;

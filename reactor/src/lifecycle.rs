@@ -214,6 +214,9 @@ impl Reactor {
                 for hook in std::mem::take(&mut *self.inner.shutdown_hooks.borrow_mut()) {
                     hook();
                 }
+                self.shutdown_sources();
+                // Let the connections' `connection_lost` calls run before `run()` returns.
+                self.turn_for(Duration::ZERO);
             }
         }
     }

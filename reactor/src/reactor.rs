@@ -17,6 +17,7 @@ use ropewalk_deferred::{
 };
 
 use crate::error::ReactorError;
+use crate::io::{Ready, SourceEntry};
 use crate::lifecycle::{ShutdownHook, SystemEvent, Triggers};
 use crate::pool::{Pool, PoolConfig, PoolStats};
 use crate::slab::{Key, Slab};
@@ -73,7 +74,7 @@ pub(crate) struct Inner {
     jobs: RefCell<Slab<Box<dyn Any>>>,
     pool: RefCell<Option<Pool>>,
     pool_config: RefCell<PoolConfig>,
-    events: RefCell<Events>,
+    pub(crate) events: RefCell<Events>,
     spare: RefCell<VecDeque<RemoteOp>>,
     running: Cell<bool>,
     /// A turn, or a task's poll, is on the stack: `wait()` and `iterate()` must not re-enter.
@@ -83,6 +84,9 @@ pub(crate) struct Inner {
     /// The reactor made before this one on this thread: current again when this one goes.
     previous: Weak<Inner>,
     pub(crate) triggers: RefCell<Triggers>,
+    pub(crate) sources: RefCell<Slab<SourceEntry>>,
+    pub(crate) io_ready: RefCell<Vec<(usize, Ready)>>,
+    pub(crate) read_buf: RefCell<Vec<u8>>,
     pub(crate) shutdown_hooks: RefCell<Vec<ShutdownHook>>,
 }
 
@@ -202,6 +206,9 @@ impl Reactor {
             driver: RefCell::new(None),
             previous: CURRENT.with(|c| c.borrow().clone()),
             triggers: RefCell::new(Triggers::default()),
+            sources: RefCell::new(Slab::new()),
+            io_ready: RefCell::new(Vec::new()),
+            read_buf: RefCell::new(Vec::new()),
             shutdown_hooks: RefCell::new(Vec::new()),
         });
         let driver: Rc<dyn WaitDriver> = Rc::new(Driver(Rc::downgrade(&inner)));
@@ -342,6 +349,7 @@ impl Reactor {
             && i.soon.borrow().is_empty()
             && i.ready.borrow().is_empty()
             && i.jobs.borrow().len() == 0
+            && i.sources.borrow().len() == 0
             && i.remote.external.load(Ordering::Acquire) == 0
             && i.remote.queue.lock().map(|q| q.is_empty()).unwrap_or(true)
     }
@@ -447,7 +455,7 @@ impl Reactor {
             pending_timers: i.timers.borrow().len(),
             queued_callbacks: i.soon.borrow().len(),
             live_tasks: i.tasks.borrow().len(),
-            sources: 0,
+            sources: i.sources.borrow().len(),
             pending_jobs: i.jobs.borrow().len(),
             turns: i.turns.get(),
         }
@@ -618,11 +626,14 @@ impl Reactor {
                 (a, b) => a.or(b),
             }
         };
-        let mut events = inner.events.borrow_mut();
-        events.clear();
-        if let Err(e) = inner.remote.poller.wait(&mut events, timeout) {
-            log::error!("poller wait failed: {e}");
+        {
+            let mut events = inner.events.borrow_mut();
+            events.clear();
+            if let Err(e) = inner.remote.poller.wait(&mut events, timeout) {
+                log::error!("poller wait failed: {e}");
+            }
         }
+        self.dispatch_io();
     }
 
     fn run_remote(&self) {

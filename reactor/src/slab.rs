@@ -66,6 +66,10 @@ impl<T> Slab<T> {
         }
     }
 
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|(_, v)| v.as_ref())
+    }
+
     pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
         match self.slots.get_mut(key.index as usize) {
             Some((gen, v @ Some(_))) if *gen == key.gen => {

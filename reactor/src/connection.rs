@@ -1,0 +1,607 @@
+//! A stream connection (TCP or Unix): the read path, the write queue with flow control,
+//! and the ways it closes. It is the [`Transport`] its protocol writes to.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use polling::PollMode;
+use ropewalk_deferred::Failure;
+
+use crate::io::{Interest, IoHandler, Ready};
+use crate::protocol::{Address, ConnectionError, Producer, Protocol, Transport, TransportRef};
+use crate::reactor::{Inner, Reactor};
+use crate::slab::Key;
+
+/// Default high-water mark of a connection's write queue.
+pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+
+/// Most reads from one connection in one readiness event (fairness between connections).
+const READS_PER_EVENT: usize = 4;
+
+/// A connected stream socket.
+pub(crate) trait StreamSocket: AsRawFd + 'static {
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn write_some(&self, buf: &[u8]) -> io::Result<usize>;
+    fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    fn shutdown_write(&self) -> io::Result<()>;
+    fn peer_address(&self) -> Address;
+    fn local_address(&self) -> Address;
+    fn set_nodelay(&self, _on: bool) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_keepalive(&self, _idle: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+    /// Makes the next close send a reset (TCP `SO_LINGER` 0).
+    fn set_reset_on_close(&self) {}
+}
+
+impl StreamSocket for TcpStream {
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+    fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+    fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+    fn peer_address(&self) -> Address {
+        self.peer_addr().map(Address::Inet).unwrap_or(Address::Test)
+    }
+    fn local_address(&self) -> Address {
+        self.local_addr()
+            .map(Address::Inet)
+            .unwrap_or(Address::Test)
+    }
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        TcpStream::set_nodelay(self, on)
+    }
+    fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        let sock = socket2::SockRef::from(self);
+        match idle {
+            Some(t) => sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(t)),
+            None => sock.set_keepalive(false),
+        }
+    }
+    fn set_reset_on_close(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl StreamSocket for UnixStream {
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+    fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+    fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+    fn peer_address(&self) -> Address {
+        Address::Unix(
+            self.peer_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Into::into)),
+        )
+    }
+    fn local_address(&self) -> Address {
+        Address::Unix(
+            self.local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Into::into)),
+        )
+    }
+}
+
+struct State {
+    /// Bytes queued for the socket: `wbuf[wpos..]`.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// What the poller was last told.
+    registered: Interest,
+    reading_paused: bool,
+    read_eof: bool,
+    /// `lose_connection` was called: close once the queue is empty.
+    disconnecting: bool,
+    /// `half_close` was called: shut down writing once the queue is empty.
+    half_closing: bool,
+    write_shut: bool,
+    closed: bool,
+    producer: Option<(Rc<dyn Producer>, bool)>,
+    producer_paused: bool,
+    high_water: usize,
+}
+
+impl State {
+    fn queued(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    fn wanted(&self) -> Interest {
+        Interest {
+            read: !self.closed && !self.reading_paused && !self.read_eof,
+            write: !self.closed && self.queued() > 0,
+        }
+    }
+}
+
+/// One connection: its socket, its protocol, its write queue.
+pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
+    reactor: Weak<Inner>,
+    sock: RefCell<Option<S>>,
+    key: Cell<Option<Key>>,
+    state: RefCell<State>,
+    protocol: RefCell<Option<Rc<RefCell<P>>>>,
+    peer: Address,
+    local: Address,
+}
+
+impl<S: StreamSocket, P: Protocol> Conn<S, P> {
+    /// Registers `sock` and calls `connection_made`. The protocol may close the connection
+    /// at once; the returned handle is still the protocol.
+    pub(crate) fn start(reactor: &Reactor, sock: S, protocol: P) -> io::Result<Rc<RefCell<P>>> {
+        let protocol = Rc::new(RefCell::new(protocol));
+        let conn = Rc::new(Conn {
+            reactor: Rc::downgrade(&reactor.inner),
+            peer: sock.peer_address(),
+            local: sock.local_address(),
+            sock: RefCell::new(Some(sock)),
+            key: Cell::new(None),
+            state: RefCell::new(State {
+                wbuf: Vec::new(),
+                wpos: 0,
+                registered: Interest::READ,
+                reading_paused: false,
+                read_eof: false,
+                disconnecting: false,
+                half_closing: false,
+                write_shut: false,
+                closed: false,
+                producer: None,
+                producer_paused: false,
+                high_water: DEFAULT_HIGH_WATER,
+            }),
+            protocol: RefCell::new(Some(protocol.clone())),
+        });
+        let key = {
+            let sock = conn.sock.borrow();
+            let sock = sock.as_ref().expect("just made");
+            reactor.register(sock, Interest::READ, PollMode::Level, conn.clone())?
+        };
+        conn.key.set(Some(key));
+        let transport: TransportRef = conn.clone();
+        conn.with_protocol(|p| {
+            p.connection_made(transport);
+            Ok(())
+        });
+        Ok(protocol)
+    }
+
+    fn reactor(&self) -> Option<Reactor> {
+        self.reactor.upgrade().map(|inner| Reactor { inner })
+    }
+
+    /// Calls into the protocol; an error or a panic closes the connection with it.
+    fn with_protocol(&self, f: impl FnOnce(&mut P) -> Result<(), Failure>) {
+        let Some(p) = self.protocol.borrow().clone() else {
+            return;
+        };
+        let result = {
+            let Ok(mut p) = p.try_borrow_mut() else {
+                log::error!("protocol re-entered by its own connection: call dropped");
+                return;
+            };
+            catch_unwind(AssertUnwindSafe(|| f(&mut p)))
+                .unwrap_or_else(|payload| Err(Failure::from_panic(payload)))
+        };
+        if let Err(failure) = result {
+            log::debug!("protocol failed, closing its connection: {failure}");
+            self.close(failure, true);
+        }
+    }
+
+    /// Tells the poller what the state wants now, if that changed.
+    fn update_interest(&self) {
+        let (wanted, changed) = {
+            let mut st = self.state.borrow_mut();
+            let wanted = st.wanted();
+            let changed = wanted != st.registered;
+            st.registered = wanted;
+            (wanted, changed)
+        };
+        if changed {
+            if let (Some(reactor), Some(key)) = (self.reactor(), self.key.get()) {
+                if let Err(e) = reactor.reregister(key, wanted) {
+                    log::error!("cannot change poller interest: {e}");
+                }
+            }
+        }
+    }
+
+    fn on_readable(&self, reactor: &Reactor) {
+        let mut buf = reactor.take_read_buffer();
+        for _ in 0..READS_PER_EVENT {
+            {
+                let st = self.state.borrow();
+                if st.closed || st.reading_paused || st.read_eof {
+                    break;
+                }
+            }
+            let n = {
+                let sock = self.sock.borrow();
+                let Some(sock) = sock.as_ref() else { break };
+                sock.read_some(&mut buf)
+            };
+            match n {
+                Ok(0) => {
+                    self.on_eof();
+                    break;
+                }
+                Ok(n) => {
+                    self.with_protocol(|p| p.data_received(&buf[..n]));
+                    // A short read drained the socket: no need to read again for EAGAIN.
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close(Failure::new(ConnectionError::Lost(e)), false);
+                    break;
+                }
+            }
+        }
+        reactor.return_read_buffer(buf);
+    }
+
+    fn on_eof(&self) {
+        self.state.borrow_mut().read_eof = true;
+        let mut keep_open = false;
+        self.with_protocol(|p| {
+            keep_open = p.eof_received();
+            Ok(())
+        });
+        if self.state.borrow().closed {
+            return;
+        }
+        if keep_open {
+            self.update_interest();
+        } else {
+            self.lose_connection();
+        }
+    }
+
+    /// Sends as much of the queue as the socket takes.
+    fn flush(&self) {
+        let result = {
+            let mut st = self.state.borrow_mut();
+            let sock = self.sock.borrow();
+            let Some(sock) = sock.as_ref() else { return };
+            let mut result = Ok(());
+            while st.queued() > 0 {
+                match sock.write_some(&st.wbuf[st.wpos..]) {
+                    Ok(n) => st.wpos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if st.queued() == 0 {
+                st.wbuf.clear();
+                st.wpos = 0;
+                // Give memory back after a burst.
+                if st.wbuf.capacity() > 4 * st.high_water {
+                    st.wbuf = Vec::new();
+                }
+            } else if st.wpos > st.wbuf.len() / 2 {
+                let pos = st.wpos;
+                st.wbuf.drain(..pos);
+                st.wpos = 0;
+            }
+            result
+        };
+        if let Err(e) = result {
+            self.close(Failure::new(ConnectionError::Lost(e)), false);
+            return;
+        }
+        self.after_write();
+    }
+
+    /// After the queue shrank or grew: finish a pending close, move the producer,
+    /// and tell the poller.
+    fn after_write(&self) {
+        let (empty, disconnecting, half_closing, resume, pull) = {
+            let mut st = self.state.borrow_mut();
+            let empty = st.queued() == 0;
+            let low = st.high_water / 4;
+            let resume = st.producer_paused && st.queued() <= low;
+            if resume {
+                st.producer_paused = false;
+            }
+            let pull = empty && matches!(st.producer, Some((_, false)));
+            (empty, st.disconnecting, st.half_closing, resume, pull)
+        };
+        if empty && disconnecting {
+            self.close(Failure::new(ConnectionError::Done), false);
+            return;
+        }
+        if empty && half_closing {
+            self.shut_write();
+        }
+        if resume || pull {
+            let producer = self.state.borrow().producer.clone();
+            if let Some((p, _)) = producer {
+                p.resume_producing();
+            }
+        }
+        self.update_interest();
+    }
+
+    fn shut_write(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.write_shut {
+            return;
+        }
+        st.write_shut = true;
+        st.half_closing = false;
+        if let Some(sock) = self.sock.borrow().as_ref() {
+            let _ = sock.shutdown_write();
+        }
+    }
+
+    /// Closes the socket now; `connection_lost` runs on the next turn (never inside the
+    /// call that closed it).
+    pub(crate) fn close(&self, reason: Failure, reset: bool) {
+        let producer = {
+            let mut st = self.state.borrow_mut();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            st.wbuf = Vec::new();
+            st.wpos = 0;
+            st.producer.take()
+        };
+        if let Some(key) = self.key.take() {
+            if let Some(reactor) = self.reactor() {
+                reactor.deregister(key);
+            }
+        }
+        if let Some(sock) = self.sock.borrow_mut().take() {
+            if reset {
+                sock.set_reset_on_close();
+            }
+            drop(sock);
+        }
+        if let Some((p, _)) = producer {
+            p.stop_producing();
+        }
+        let protocol = self.protocol.borrow_mut().take();
+        let Some(protocol) = protocol else { return };
+        let lost = move || {
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                protocol.borrow_mut().connection_lost(reason);
+            }));
+            if let Err(p) = result {
+                log::error!("panic in connection_lost: {}", Failure::from_panic(p));
+            }
+        };
+        match self.reactor() {
+            Some(reactor) => reactor.call_soon(lost),
+            None => lost(),
+        }
+    }
+}
+
+impl<S: StreamSocket, P: Protocol> IoHandler for Conn<S, P> {
+    fn shutdown(self: Rc<Self>) {
+        self.close(Failure::new(ConnectionError::Shutdown), false);
+    }
+
+    fn ready(self: Rc<Self>, reactor: &Reactor, ready: Ready) {
+        if ready.writable {
+            self.flush();
+        }
+        if ready.readable {
+            self.on_readable(reactor);
+        } else if ready.hangup {
+            self.close(
+                Failure::new(ConnectionError::Lost(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "hang-up",
+                ))),
+                false,
+            );
+        }
+    }
+}
+
+impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
+    fn write(&self, data: &[u8]) {
+        self.write_vectored(&[data]);
+    }
+
+    fn write_vectored(&self, bufs: &[&[u8]]) {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return;
+        }
+        let (result, grew) = {
+            let mut st = self.state.borrow_mut();
+            if st.closed || st.disconnecting || st.write_shut || st.half_closing {
+                return;
+            }
+            let mut written = 0;
+            let mut result = Ok(());
+            if st.queued() == 0 {
+                // Straight to the socket: most writes end here, with no queue at all.
+                let sock = self.sock.borrow();
+                if let Some(sock) = sock.as_ref() {
+                    let r = if bufs.len() == 1 {
+                        sock.write_some(bufs[0])
+                    } else {
+                        let slices: Vec<IoSlice<'_>> =
+                            bufs.iter().map(|b| IoSlice::new(b)).collect();
+                        sock.write_vectored_some(&slices)
+                    };
+                    match r {
+                        Ok(n) => written = n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => result = Err(e),
+                    }
+                }
+            }
+            if result.is_ok() && written < total {
+                let mut skip = written;
+                for b in bufs {
+                    if skip >= b.len() {
+                        skip -= b.len();
+                        continue;
+                    }
+                    st.wbuf.extend_from_slice(&b[skip..]);
+                    skip = 0;
+                }
+            }
+            let pause = result.is_ok()
+                && !st.producer_paused
+                && st.queued() > st.high_water
+                && matches!(st.producer, Some((_, true)));
+            if pause {
+                st.producer_paused = true;
+            }
+            (result, if pause { st.producer.clone() } else { None })
+        };
+        if let Err(e) = result {
+            self.close(Failure::new(ConnectionError::Lost(e)), false);
+            return;
+        }
+        if let Some((p, _)) = grew {
+            p.pause_producing();
+        }
+        self.update_interest();
+    }
+
+    fn lose_connection(&self) {
+        let empty = {
+            let mut st = self.state.borrow_mut();
+            if st.closed || st.disconnecting {
+                return;
+            }
+            st.disconnecting = true;
+            st.queued() == 0
+        };
+        if empty {
+            self.close(Failure::new(ConnectionError::Done), false);
+        }
+    }
+
+    fn abort_connection(&self) {
+        self.close(Failure::new(ConnectionError::Aborted), true);
+    }
+
+    fn half_close(&self) {
+        let empty = {
+            let mut st = self.state.borrow_mut();
+            if st.closed || st.write_shut {
+                return;
+            }
+            st.half_closing = true;
+            st.queued() == 0
+        };
+        if empty {
+            self.shut_write();
+        }
+    }
+
+    fn peer_addr(&self) -> Address {
+        self.peer.clone()
+    }
+
+    fn local_addr(&self) -> Address {
+        self.local.clone()
+    }
+
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.set_nodelay(on),
+            None => Ok(()),
+        }
+    }
+
+    fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.set_keepalive(idle),
+            None => Ok(()),
+        }
+    }
+
+    fn pause_reading(&self) {
+        self.state.borrow_mut().reading_paused = true;
+        self.update_interest();
+    }
+
+    fn resume_reading(&self) {
+        self.state.borrow_mut().reading_paused = false;
+        self.update_interest();
+    }
+
+    fn register_producer(&self, producer: Rc<dyn Producer>, streaming: bool) {
+        let pull_now = {
+            let mut st = self.state.borrow_mut();
+            if st.closed {
+                drop(st);
+                producer.stop_producing();
+                return;
+            }
+            st.producer = Some((producer.clone(), streaming));
+            st.producer_paused = false;
+            !streaming && st.queued() == 0
+        };
+        if pull_now {
+            producer.resume_producing();
+        }
+    }
+
+    fn unregister_producer(&self) {
+        let mut st = self.state.borrow_mut();
+        st.producer = None;
+        st.producer_paused = false;
+    }
+
+    fn write_buffer_len(&self) -> usize {
+        self.state.borrow().queued()
+    }
+
+    fn is_closing(&self) -> bool {
+        let st = self.state.borrow();
+        st.closed || st.disconnecting
+    }
+}
+
+impl<S: StreamSocket, P: Protocol> Drop for Conn<S, P> {
+    fn drop(&mut self) {
+        // The poller must forget a descriptor before it is closed.
+        if let (Some(key), Some(inner)) = (self.key.take(), self.reactor.upgrade()) {
+            Reactor { inner }.deregister(key);
+        }
+    }
+}

@@ -1,0 +1,750 @@
+//! Listening and connecting: TCP and Unix-domain stream sockets with [`Factory`]s.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use polling::PollMode;
+use ropewalk_deferred::{Deferred, Failure, Resolver};
+
+use crate::connection::{Conn, StreamSocket};
+use crate::io::{Interest, IoHandler, Ready};
+use crate::protocol::{Address, ConnectionError, Factory};
+use crate::reactor::{Inner, Reactor};
+use crate::slab::Key;
+use crate::time::{Clock, DelayedCall};
+
+/// Most connections accepted in one readiness event.
+const ACCEPTS_PER_EVENT: usize = 128;
+
+/// How long accepting pauses when the process runs out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How a listening socket is set up.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::ListenOptions;
+///
+/// let opts = ListenOptions { backlog: 128, ..ListenOptions::default() };
+/// assert!(!opts.reuse_port);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// The kernel's queue of connections not yet accepted (default 1024; the kernel caps
+    /// it at `net.core.somaxconn`).
+    pub backlog: i32,
+    /// `SO_REUSEPORT`: several sockets (one per reactor) may listen on the same port, and
+    /// the kernel spreads connections among them (default off).
+    pub reuse_port: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: 1024,
+            reuse_port: false,
+        }
+    }
+}
+
+/// Where to connect: a socket address, or a `"host:port"` name resolved on the worker
+/// pool.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::Target;
+///
+/// let t: Target = "localhost:8080".into();
+/// assert_eq!(t.to_string(), "localhost:8080");
+/// let t: Target = "127.0.0.1:80".parse::<std::net::SocketAddr>().unwrap().into();
+/// assert!(matches!(t, Target::Addr(_)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A socket address.
+    Addr(SocketAddr),
+    /// A name to resolve, `host:port`.
+    Name(String),
+}
+
+impl From<SocketAddr> for Target {
+    fn from(a: SocketAddr) -> Target {
+        Target::Addr(a)
+    }
+}
+
+impl From<&str> for Target {
+    fn from(s: &str) -> Target {
+        match s.parse() {
+            Ok(a) => Target::Addr(a),
+            Err(_) => Target::Name(s.to_string()),
+        }
+    }
+}
+
+impl From<String> for Target {
+    fn from(s: String) -> Target {
+        Target::from(s.as_str())
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Addr(a) => write!(f, "{a}"),
+            Target::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A listening socket.
+trait Acceptor: AsRawFd + 'static {
+    type Stream: StreamSocket;
+    fn accept_stream(&self) -> io::Result<(Self::Stream, Address)>;
+    fn local_address(&self) -> Address;
+}
+
+impl Acceptor for TcpListener {
+    type Stream = TcpStream;
+    fn accept_stream(&self) -> io::Result<(TcpStream, Address)> {
+        let (s, a) = self.accept()?;
+        s.set_nonblocking(true)?;
+        Ok((s, Address::Inet(a)))
+    }
+    fn local_address(&self) -> Address {
+        self.local_addr()
+            .map(Address::Inet)
+            .unwrap_or(Address::Test)
+    }
+}
+
+impl Acceptor for UnixListener {
+    type Stream = UnixStream;
+    fn accept_stream(&self) -> io::Result<(UnixStream, Address)> {
+        let (s, a) = self.accept()?;
+        s.set_nonblocking(true)?;
+        Ok((s, Address::Unix(a.as_pathname().map(Into::into))))
+    }
+    fn local_address(&self) -> Address {
+        Address::Unix(
+            self.local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Into::into)),
+        )
+    }
+}
+
+struct Listener<A: Acceptor, F: Factory> {
+    reactor: Weak<Inner>,
+    sock: RefCell<Option<A>>,
+    key: Cell<Option<Key>>,
+    factory: F,
+    local: Address,
+    /// Accepting is paused after running out of descriptors.
+    backing_off: Cell<bool>,
+    /// A Unix socket file to remove when the port stops.
+    unlink: Option<PathBuf>,
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::PermissionDenied
+    ) || matches!(e.raw_os_error(), Some(71)) // EPROTO
+}
+
+fn is_out_of_resources(e: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+impl<A: Acceptor, F: Factory> Listener<A, F> {
+    fn accept_some(self: &Rc<Self>, reactor: &Reactor) {
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let accepted = {
+                let sock = self.sock.borrow();
+                let Some(sock) = sock.as_ref() else { return };
+                sock.accept_stream()
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let built =
+                        catch_unwind(AssertUnwindSafe(|| self.factory.build_protocol(&peer)));
+                    match built {
+                        Ok(Some(protocol)) => {
+                            if let Err(e) = Conn::start(reactor, stream, protocol) {
+                                log::error!("cannot register a connection from {peer}: {e}");
+                            }
+                        }
+                        Ok(None) => drop(stream),
+                        Err(p) => {
+                            log::error!("panic in build_protocol: {}", Failure::from_panic(p));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_transient(&e) => continue,
+                Err(e) if is_out_of_resources(&e) => {
+                    self.back_off(reactor, e);
+                    return;
+                }
+                Err(e) => {
+                    log::error!("accept on {} failed: {e}", self.local);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Out of descriptors: stop accepting for a while instead of spinning on a socket
+    /// that stays readable.
+    fn back_off(self: &Rc<Self>, reactor: &Reactor, e: io::Error) {
+        if self.backing_off.replace(true) {
+            return;
+        }
+        log::warn!(
+            "accept on {} failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}",
+            self.local
+        );
+        if let Some(key) = self.key.get() {
+            let _ = reactor.reregister(key, Interest::NONE);
+        }
+        let this = Rc::downgrade(self);
+        reactor.call_later(ACCEPT_BACKOFF, move || {
+            if let Some(this) = this.upgrade() {
+                this.backing_off.set(false);
+                if let (Some(key), Some(inner)) = (this.key.get(), this.reactor.upgrade()) {
+                    let _ = Reactor { inner }.reregister(key, Interest::READ);
+                }
+            }
+        });
+    }
+}
+
+impl<A: Acceptor, F: Factory> IoHandler for Listener<A, F> {
+    fn shutdown(self: Rc<Self>) {
+        self.stop();
+    }
+
+    fn ready(self: Rc<Self>, reactor: &Reactor, _ready: Ready) {
+        if !self.backing_off.get() {
+            self.accept_some(reactor);
+        }
+    }
+}
+
+trait Port {
+    fn local(&self) -> Address;
+    fn stop(&self);
+}
+
+impl<A: Acceptor, F: Factory> Port for Listener<A, F> {
+    fn local(&self) -> Address {
+        self.local.clone()
+    }
+
+    fn stop(&self) {
+        if let Some(key) = self.key.take() {
+            if let Some(inner) = self.reactor.upgrade() {
+                Reactor { inner }.deregister(key);
+            }
+            self.sock.borrow_mut().take();
+            if let Some(path) = &self.unlink {
+                let _ = std::fs::remove_file(path);
+            }
+            self.factory.stop_factory();
+        }
+    }
+}
+
+/// A listening port (Twisted's `IListeningPort`). It listens until
+/// [`stop_listening`](Self::stop_listening); dropping the handle does not stop it.
+#[derive(Clone)]
+pub struct ListeningPort {
+    port: Rc<dyn Port>,
+}
+
+impl ListeningPort {
+    /// The address it listens on (with the real port when asked for port 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(P))?;
+    /// assert_ne!(port.local_addr().inet().unwrap().port(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn local_addr(&self) -> Address {
+        self.port.local()
+    }
+
+    /// Stops listening: the socket is closed now (connections already accepted go on),
+    /// and the returned Deferred has fired.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(P))?;
+    /// port.stop_listening().wait().unwrap();
+    /// assert_eq!(reactor.stats().sources, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stop_listening(&self) -> Deferred<()> {
+        self.port.stop();
+        Deferred::succeed(())
+    }
+}
+
+impl fmt::Debug for ListeningPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListeningPort")
+            .field("local_addr", &self.port.local())
+            .finish()
+    }
+}
+
+/// A protocol connected by [`Reactor::connect_tcp`] or [`Reactor::connect_unix`].
+pub type Connected<P> = Rc<RefCell<P>>;
+
+fn listen<A: Acceptor, F: Factory>(
+    reactor: &Reactor,
+    sock: A,
+    factory: F,
+    unlink: Option<PathBuf>,
+) -> io::Result<ListeningPort> {
+    let listener = Rc::new(Listener {
+        reactor: Rc::downgrade(&reactor.inner),
+        local: sock.local_address(),
+        sock: RefCell::new(None),
+        key: Cell::new(None),
+        factory,
+        backing_off: Cell::new(false),
+        unlink,
+    });
+    let key = reactor.register(&sock, Interest::READ, PollMode::Level, listener.clone())?;
+    *listener.sock.borrow_mut() = Some(sock);
+    listener.key.set(Some(key));
+    listener.factory.start_factory();
+    Ok(ListeningPort { port: listener })
+}
+
+impl Reactor {
+    /// Listens for TCP connections on `addr` (IPv4 or IPv6; port 0 picks a free one), and
+    /// runs a protocol from `factory` on each (Twisted's `listenTCP`).
+    ///
+    /// # Errors
+    ///
+    /// The system error if the address cannot be bound (in use, not local...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::{Address, Protocol, Reactor, TransportRef};
+    ///
+    /// struct Echo(Option<TransportRef>);
+    /// impl Protocol for Echo {
+    ///     fn connection_made(&mut self, t: TransportRef) { self.0 = Some(t); }
+    ///     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+    ///         self.0.as_ref().unwrap().write(data);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(Echo(None)))?;
+    /// println!("listening on {}", port.local_addr());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_tcp<F: Factory>(
+        &self,
+        addr: SocketAddr,
+        factory: F,
+    ) -> io::Result<ListeningPort> {
+        self.listen_tcp_with(addr, factory, &ListenOptions::default())
+    }
+
+    /// As [`listen_tcp`](Self::listen_tcp), with options (backlog, `SO_REUSEPORT`).
+    ///
+    /// # Errors
+    ///
+    /// As [`listen_tcp`](Self::listen_tcp).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor, ListenOptions};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let reactor = Reactor::new()?;
+    /// let opts = ListenOptions { backlog: 16, ..ListenOptions::default() };
+    /// let port = reactor.listen_tcp_with("[::1]:0".parse().unwrap(), |_: &Address| Some(P), &opts);
+    /// # drop(port);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_tcp_with<F: Factory>(
+        &self,
+        addr: SocketAddr,
+        factory: F,
+        options: &ListenOptions,
+    ) -> io::Result<ListeningPort> {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        sock.set_reuse_address(true)?;
+        if options.reuse_port {
+            sock.set_reuse_port(true)?;
+        }
+        if addr.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
+        sock.bind(&addr.into())?;
+        sock.listen(options.backlog)?;
+        sock.set_nonblocking(true)?;
+        listen(self, TcpListener::from(sock), factory, None)
+    }
+
+    /// Listens on a TCP socket made elsewhere: for several reactors sharing one accept
+    /// queue (each adopts a `try_clone` of the same listener). It is made non-blocking.
+    ///
+    /// # Errors
+    ///
+    /// The system error if it cannot be made non-blocking or registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.adopt_tcp_listener(listener.try_clone()?, |_: &Address| Some(P))?;
+    /// assert_eq!(port.local_addr().inet(), Some(listener.local_addr()?));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn adopt_tcp_listener<F: Factory>(
+        &self,
+        listener: TcpListener,
+        factory: F,
+    ) -> io::Result<ListeningPort> {
+        listener.set_nonblocking(true)?;
+        listen(self, listener, factory, None)
+    }
+
+    /// Listens on a Unix-domain stream socket at `path` (which must not exist).
+    ///
+    /// # Errors
+    ///
+    /// The system error if the path cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let path = std::env::temp_dir().join(format!("ropewalk-doc-{}.sock", std::process::id()));
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_unix(&path, |_: &Address| Some(P))?;
+    /// port.stop_listening();
+    /// assert!(!path.exists());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_unix<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+    ) -> io::Result<ListeningPort> {
+        let path = path.as_ref();
+        let sock = UnixListener::bind(path)?;
+        sock.set_nonblocking(true)?;
+        listen(self, sock, factory, Some(path.to_path_buf()))
+    }
+
+    /// Connects to `target` over TCP and runs a protocol from `factory` on the connection
+    /// (Twisted's `connectTCP`). The Deferred fires with the protocol once connected.
+    ///
+    /// A name is resolved on the worker pool and its first address is tried. Errors are
+    /// [`ConnectionError`]s: `Refused`, `TimedOut` (after `timeout`), `LookupFailed`,
+    /// `ConnectFailed`. Cancelling the Deferred abandons the attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::{Address, ConnectionError, Protocol, Reactor};
+    ///
+    /// struct Quiet;
+    /// impl Protocol for Quiet {
+    ///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// // Nothing listens on this port: the connection is refused.
+    /// let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    /// let d = reactor.connect_tcp(free, |_: &Address| Some(Quiet), Duration::from_secs(5));
+    /// let Err(f) = d.wait() else { panic!("connected") };
+    /// assert!(matches!(f.downcast_ref(), Some(ConnectionError::Refused(_))));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect_tcp<F: Factory>(
+        &self,
+        target: impl Into<Target>,
+        factory: F,
+        timeout: Duration,
+    ) -> Deferred<Connected<F::Protocol>> {
+        match target.into() {
+            Target::Addr(addr) => connect_addr(self, addr, factory, timeout),
+            Target::Name(name) => {
+                let lookup_name = name.clone();
+                let reactor = self.clone();
+                self.defer_to_thread(move || {
+                    let addrs = lookup_name.to_socket_addrs().map_err(|e| {
+                        Failure::new(ConnectionError::LookupFailed(lookup_name.clone(), e))
+                    })?;
+                    addrs.into_iter().next().ok_or_else(|| {
+                        Failure::new(ConnectionError::LookupFailed(
+                            lookup_name.clone(),
+                            io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+                        ))
+                    })
+                })
+                .add_callback(move |addr| connect_addr(&reactor, addr, factory, timeout))
+            }
+        }
+    }
+
+    /// Connects to the Unix-domain socket at `path` and runs a protocol from `factory`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let path = std::env::temp_dir().join(format!("ropewalk-doc2-{}.sock", std::process::id()));
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_unix(&path, |_: &Address| Some(P))?;
+    /// let client = reactor.connect_unix(&path, |_: &Address| Some(P)).wait();
+    /// assert!(client.is_ok());
+    /// port.stop_listening();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect_unix<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+    ) -> Deferred<Connected<F::Protocol>> {
+        let path = path.as_ref();
+        let result = UnixStream::connect(path)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    || e.kind() == io::ErrorKind::NotFound
+                {
+                    ConnectionError::Refused(e)
+                } else {
+                    ConnectionError::ConnectFailed(e)
+                }
+            });
+        let stream = match result {
+            Ok(s) => s,
+            Err(e) => return Deferred::fail(e),
+        };
+        start_client(
+            self,
+            stream,
+            Address::Unix(Some(path.to_path_buf())),
+            &factory,
+        )
+    }
+}
+
+fn start_client<S: StreamSocket, F: Factory>(
+    reactor: &Reactor,
+    stream: S,
+    peer: Address,
+    factory: &F,
+) -> Deferred<Connected<F::Protocol>> {
+    factory.start_factory();
+    let built = catch_unwind(AssertUnwindSafe(|| factory.build_protocol(&peer)));
+    let result = match built {
+        Ok(Some(p)) => Conn::start(reactor, stream, p)
+            .map_err(|e| Failure::new(ConnectionError::ConnectFailed(e))),
+        Ok(None) => Err(Failure::new(ConnectionError::ConnectFailed(
+            io::Error::other("the factory refused to build a protocol"),
+        ))),
+        Err(p) => Err(Failure::from_panic(p)),
+    };
+    factory.stop_factory();
+    Deferred::from_result(result)
+}
+
+/// A TCP connect in progress.
+struct Connector<F: Factory> {
+    reactor: Weak<Inner>,
+    sock: RefCell<Option<socket2::Socket>>,
+    key: Cell<Option<Key>>,
+    factory: F,
+    peer: SocketAddr,
+    resolver: RefCell<Option<Resolver<Connected<F::Protocol>>>>,
+    timer: RefCell<Option<DelayedCall>>,
+}
+
+impl<F: Factory> Connector<F> {
+    /// Ends the attempt: the socket is closed unless it became the connection.
+    fn finish(&self) -> Option<socket2::Socket> {
+        if let Some(key) = self.key.take() {
+            if let Some(inner) = self.reactor.upgrade() {
+                Reactor { inner }.deregister(key);
+            }
+        }
+        if let Some(timer) = self.timer.borrow_mut().take() {
+            let _ = timer.cancel();
+        }
+        self.sock.borrow_mut().take()
+    }
+
+    fn fail(&self, error: ConnectionError) {
+        drop(self.finish());
+        self.factory.stop_factory();
+        if let Some(r) = self.resolver.borrow_mut().take() {
+            let _ = r.errback(error);
+        }
+    }
+}
+
+impl<F: Factory> IoHandler for Connector<F> {
+    fn shutdown(self: Rc<Self>) {
+        self.fail(ConnectionError::Shutdown);
+    }
+
+    fn ready(self: Rc<Self>, reactor: &Reactor, _ready: Ready) {
+        let Some(sock) = self.finish() else { return };
+        let status = match sock.take_error() {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) | Err(e) => Err(e),
+        };
+        if let Err(e) = status {
+            self.factory.stop_factory();
+            let error = if e.kind() == io::ErrorKind::ConnectionRefused {
+                ConnectionError::Refused(e)
+            } else {
+                ConnectionError::ConnectFailed(e)
+            };
+            if let Some(r) = self.resolver.borrow_mut().take() {
+                let _ = r.errback(error);
+            }
+            return;
+        }
+        let d = start_client(
+            reactor,
+            TcpStream::from(sock),
+            Address::Inet(self.peer),
+            &self.factory,
+        );
+        if let Some(r) = self.resolver.borrow_mut().take() {
+            d.chain_deferred(r);
+        }
+    }
+}
+
+fn connect_addr<F: Factory>(
+    reactor: &Reactor,
+    addr: SocketAddr,
+    factory: F,
+    timeout: Duration,
+) -> Deferred<Connected<F::Protocol>> {
+    use socket2::{Domain, Socket, Type};
+    let sock = match Socket::new(Domain::for_address(addr), Type::STREAM, None)
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+    {
+        Ok(s) => s,
+        Err(e) => return Deferred::fail(ConnectionError::ConnectFailed(e)),
+    };
+    match sock.connect(&addr.into()) {
+        Ok(()) => {
+            return start_client(
+                reactor,
+                TcpStream::from(sock),
+                Address::Inet(addr),
+                &factory,
+            )
+        }
+        Err(e) if e.raw_os_error() == Some(115) || e.kind() == io::ErrorKind::WouldBlock => {} // EINPROGRESS
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            return Deferred::fail(ConnectionError::Refused(e));
+        }
+        Err(e) => return Deferred::fail(ConnectionError::ConnectFailed(e)),
+    }
+    factory.start_factory();
+    let connector = Rc::new(Connector {
+        reactor: Rc::downgrade(&reactor.inner),
+        sock: RefCell::new(None),
+        key: Cell::new(None),
+        factory,
+        peer: addr,
+        resolver: RefCell::new(None),
+        timer: RefCell::new(None),
+    });
+    let weak = Rc::downgrade(&connector);
+    let (d, resolver) = Deferred::with_canceller(move || {
+        if let Some(c) = weak.upgrade() {
+            drop(c.finish());
+            c.factory.stop_factory();
+            c.resolver.borrow_mut().take();
+        }
+        None
+    });
+    *connector.resolver.borrow_mut() = Some(resolver);
+    let key = reactor.register(
+        &sock,
+        Interest {
+            read: false,
+            write: true,
+        },
+        PollMode::Oneshot,
+        connector.clone(),
+    );
+    match key {
+        Ok(key) => {
+            connector.key.set(Some(key));
+            *connector.sock.borrow_mut() = Some(sock);
+        }
+        Err(e) => {
+            connector.fail(ConnectionError::ConnectFailed(e));
+            return d;
+        }
+    }
+    let weak = Rc::downgrade(&connector);
+    let timer = reactor.call_later(timeout, move || {
+        if let Some(c) = weak.upgrade() {
+            c.timer.borrow_mut().take();
+            c.fail(ConnectionError::TimedOut(timeout));
+        }
+    });
+    *connector.timer.borrow_mut() = Some(timer);
+    d
+}
