@@ -43,6 +43,7 @@ mod reactor;
 mod slab;
 mod task;
 mod tcp;
+pub mod testing;
 mod time;
 
 pub use crate::connection::DEFAULT_HIGH_WATER;
