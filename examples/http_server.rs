@@ -1,0 +1,122 @@
+//! The main example: an HTTP/1.1 server on one reactor, where each route shows a way of
+//! producing a response.
+//!
+//! ```sh
+//! cargo run --release --example http_server              # 127.0.0.1:8080
+//! cargo run --release --example http_server -- --port 0  # any free port
+//! curl -s localhost:8080/                   # Hello, World!
+//! curl -s -d 'rope' localhost:8080/echo     # the body, echoed
+//! curl -s 'localhost:8080/delay?ms=250'     # a Deferred fired by call_later
+//! curl -s 'localhost:8080/thread?ms=100'    # work on the worker pool
+//! ```
+//!
+//! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
+//! what the reactor does; Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
+
+use std::time::Duration;
+
+use ropewalk::prelude::*;
+use ropewalk::protocols::http::{HttpServer, Request, Response, Site};
+use ropewalk::reactor::{defer_later, Reactor};
+
+/// Longest delay the `/delay` and `/thread` routes accept.
+const MAX_MS: u64 = 10_000;
+
+fn millis(req: &Request) -> Result<Duration, Response> {
+    let ms = match req.query_param("ms") {
+        None => 0,
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| Response::text("ms must be a whole number\n").with_status(400))?,
+    };
+    if ms > MAX_MS {
+        return Err(Response::text(format!("ms must be at most {MAX_MS}\n")).with_status(400));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+fn site(reactor: &Reactor) -> Site {
+    let delay_reactor = reactor.clone();
+    let thread_reactor = reactor.clone();
+    Site::new()
+        // Inline closure, answered at once.
+        .get("/", |_req: Request| Ok(Response::text("Hello, World!\n")))
+        // The request body, echoed back.
+        .post("/echo", |req: Request| Ok(Response::bytes(req.into_body())))
+        // A Deferred fired later by a timer: the response waits for it.
+        .get("/delay", move |req: Request| {
+            let wait = match millis(&req) {
+                Ok(d) => d,
+                Err(resp) => return Deferred::succeed(resp),
+            };
+            defer_later(&delay_reactor, wait, move || {
+                Ok(Response::text(format!("waited {} ms\n", wait.as_millis())))
+            })
+        })
+        // Blocking work on the worker pool, chained into the response.
+        .get("/thread", move |req: Request| {
+            let work = match millis(&req) {
+                Ok(d) => d,
+                Err(resp) => return Deferred::succeed(resp),
+            };
+            thread_reactor
+                .defer_to_thread(move || {
+                    std::thread::sleep(work); // stands for blocking work
+                    Ok(format!(
+                        "{:?}",
+                        std::thread::current().name().unwrap_or("worker")
+                    ))
+                })
+                .add_callback(move |thread| {
+                    Ok(Response::text(format!(
+                        "worked {} ms on {thread}\n",
+                        work.as_millis()
+                    )))
+                })
+        })
+}
+
+fn port_arg() -> Result<u16, String> {
+    let mut args = std::env::args().skip(1);
+    let mut port = 8080;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => {
+                let v = args.next().ok_or("--port needs a value")?;
+                port = v.parse().map_err(|_| format!("bad port: {v}"))?;
+            }
+            "-h" | "--help" => {
+                println!("usage: http_server [--port P]   (P = 0 picks a free port)");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument: {other}")),
+        }
+    }
+    Ok(port)
+}
+
+fn main() {
+    env_logger::init();
+    let port = match port_arg() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("http_server: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = serve(port) {
+        eprintln!("http_server: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn serve(port: u16) -> Result<(), Box<dyn std::error::Error>> {
+    let reactor = Reactor::new()?;
+    let _signals = reactor.install_signal_handlers()?;
+    let server = HttpServer::new(&reactor, site(&reactor));
+    let listening = server.listen(&reactor, ([127, 0, 0, 1], port).into())?;
+    println!("listening on {}", listening.local_addr());
+    reactor.run()?;
+    log::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! HTTP/1.1: a strict, pipelining server ([`HttpServer`], [`Site`]) on the reactor.
+//!
+//! Requests are parsed with `httparse`; framing, keep-alive, pipelining, limits and
+//! timeouts are this module's. What RFC 9112 says to reject is rejected with the right
+//! status and a closed connection, never guessed at: conflicting or malformed
+//! `Content-Length`, `Transfer-Encoding` with `Content-Length`, codings other than a final
+//! `chunked` (501), bad chunk framing, missing or repeated `Host` on HTTP/1.1, too many
+//! or too large headers (431), long targets (414), bodies over the limit (413).
+
+mod headers;
+mod parse;
+mod request;
+mod response;
+mod server;
+mod site;
+
+pub use headers::Headers;
+pub use request::{Request, Version};
+pub use response::{reason, BodyWriter, Response};
+pub use server::{Handler, HttpConnection, HttpServer, ServerConfig};
+pub use site::Site;

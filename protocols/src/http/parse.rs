@@ -1,0 +1,474 @@
+//! Request-head parsing (on `httparse`) with RFC 9112's rejections, and the chunked
+//! body decoder. Every rejection carries the status to answer with.
+
+use super::{Headers, Version};
+
+/// Limits a request must stay within.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) max_uri: usize,
+    pub(crate) max_body: u64,
+}
+
+/// How the request body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed and checked request head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) version: Version,
+    pub(crate) headers: Headers,
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
+    pub(crate) expect_continue: bool,
+}
+
+#[derive(Debug)]
+pub(crate) enum HeadResult {
+    /// More bytes needed.
+    Partial,
+    /// A head, and how many bytes it took.
+    Complete(Head, usize),
+    /// Answer with this status and close.
+    Reject(u16),
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The request line is the part before the first LF.
+fn request_line_len(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+/// Whether the request line names a well-formed HTTP version we do not speak.
+fn is_other_http_version(buf: &[u8]) -> bool {
+    let line = &buf[..request_line_len(buf).unwrap_or(buf.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(v) = line.rsplit(|&b| b == b' ').next() else {
+        return false;
+    };
+    v.len() == 8
+        && v.starts_with(b"HTTP/")
+        && v[5].is_ascii_digit()
+        && v[6] == b'.'
+        && v[7].is_ascii_digit()
+}
+
+pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
+    // A request line longer than any URI we accept: 414 without waiting for its end.
+    let line_limit = limits.max_uri + 64;
+    match request_line_len(buf) {
+        None if buf.len() > line_limit => return HeadResult::Reject(414),
+        Some(n) if n > line_limit => return HeadResult::Reject(414),
+        _ => {}
+    }
+    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut storage);
+    let consumed = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > limits.max_header_bytes {
+                HeadResult::Reject(431)
+            } else {
+                HeadResult::Partial
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => return HeadResult::Reject(431),
+        Err(httparse::Error::Version) if is_other_http_version(buf) => {
+            return HeadResult::Reject(505)
+        }
+        Err(_) => return HeadResult::Reject(400),
+    };
+    if consumed > limits.max_header_bytes {
+        return HeadResult::Reject(431);
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return HeadResult::Reject(400);
+    };
+    if method.is_empty() || !method.bytes().all(is_tchar) {
+        return HeadResult::Reject(400);
+    }
+    let version = match version {
+        0 => Version::Http10,
+        1 => Version::Http11,
+        _ => return HeadResult::Reject(505),
+    };
+    if target.len() > limits.max_uri {
+        return HeadResult::Reject(414);
+    }
+    let target_ok = if target == "*" {
+        method == "OPTIONS"
+    } else if target.starts_with('/') {
+        true
+    } else {
+        let lower = target.to_ascii_lowercase();
+        lower.starts_with("http://") || lower.starts_with("https://")
+    };
+    if !target_ok || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return HeadResult::Reject(400);
+    }
+
+    let mut headers = Headers::new();
+    for h in req.headers.iter() {
+        let value = match std::str::from_utf8(h.value) {
+            Ok(v) => v.to_string(),
+            // obs-text: kept, but never valid in the fields we interpret.
+            Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+        };
+        headers.append(h.name, value.trim_matches(|c| c == ' ' || c == '\t'));
+    }
+
+    // RFC 9112 §3.2: exactly one Host on HTTP/1.1; never two.
+    let hosts = headers.get_all("host").count();
+    if hosts > 1 || (version == Version::Http11 && hosts != 1) {
+        return HeadResult::Reject(400);
+    }
+
+    let lengths: Vec<&str> = headers.get_all("content-length").collect();
+    let length = match lengths.as_slice() {
+        [] => None,
+        [one] => {
+            if one.is_empty() || !one.bytes().all(|b| b.is_ascii_digit()) {
+                return HeadResult::Reject(400);
+            }
+            match one.parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => return HeadResult::Reject(400),
+            }
+        }
+        _ => return HeadResult::Reject(400),
+    };
+
+    let codings: Vec<String> = headers
+        .get_all("transfer-encoding")
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .collect();
+    let framing = if headers.contains("transfer-encoding") {
+        if length.is_some() || version == Version::Http10 {
+            return HeadResult::Reject(400);
+        }
+        match codings.as_slice() {
+            [only] if only == "chunked" => Framing::Chunked,
+            // chunked must be last; anything else is a coding we do not implement.
+            [.., last] if last == "chunked" => return HeadResult::Reject(501),
+            _ if codings.iter().any(|c| c.is_empty()) => return HeadResult::Reject(400),
+            _ => return HeadResult::Reject(501),
+        }
+    } else {
+        Framing::Length(length.unwrap_or(0))
+    };
+    if let Framing::Length(n) = framing {
+        if n > limits.max_body {
+            return HeadResult::Reject(413);
+        }
+    }
+
+    let keep_alive = match version {
+        Version::Http11 => !headers.has_token("connection", "close"),
+        Version::Http10 => {
+            headers.has_token("connection", "keep-alive")
+                && !headers.has_token("connection", "close")
+        }
+    };
+    let mut expect_continue = false;
+    if let Some(expect) = headers.get("expect") {
+        if expect.eq_ignore_ascii_case("100-continue") {
+            expect_continue = version == Version::Http11;
+        } else {
+            return HeadResult::Reject(417);
+        }
+    }
+
+    HeadResult::Complete(
+        Head {
+            method: method.to_string(),
+            target: target.to_string(),
+            version,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+        },
+        consumed,
+    )
+}
+
+/// The longest chunk-size line (size and extensions) accepted.
+const MAX_CHUNK_LINE: usize = 1024;
+/// The most trailer bytes accepted (they are read and dropped).
+const MAX_TRAILERS: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+/// Decodes a chunked body, strictly: hex sizes without sign or `0x`, CRLF everywhere
+/// (a bare LF is an error), well-formed extensions; trailers are read and dropped.
+#[derive(Debug)]
+pub(crate) struct ChunkedDecoder {
+    state: ChunkState,
+    total: u64,
+    max_body: u64,
+    trailer_bytes: usize,
+}
+
+/// Finds a CRLF-terminated line at the start of `buf`: `Ok(Some(len))` without the CRLF,
+/// `Ok(None)` if incomplete, `Err` on a bare LF or a line longer than `max`.
+fn crlf_line(buf: &[u8], max: usize) -> Result<Option<usize>, u16> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(i) => {
+            if i == 0 || buf[i - 1] != b'\r' {
+                return Err(400);
+            }
+            if i - 1 > max {
+                return Err(400);
+            }
+            if buf[..i - 1].contains(&b'\r') {
+                return Err(400);
+            }
+            Ok(Some(i - 1))
+        }
+        None if buf.len() > max + 1 => Err(400),
+        None => Ok(None),
+    }
+}
+
+fn valid_chunk_ext(ext: &[u8]) -> bool {
+    // *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < ext.len() && (ext[*i] == b' ' || ext[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ws(&mut i);
+        if i == ext.len() {
+            return true;
+        }
+        if ext[i] != b';' {
+            return false;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let start = i;
+        while i < ext.len() && is_tchar(ext[i]) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        skip_ws(&mut i);
+        if i < ext.len() && ext[i] == b'=' {
+            i += 1;
+            skip_ws(&mut i);
+            if i < ext.len() && ext[i] == b'"' {
+                i += 1;
+                loop {
+                    match ext.get(i) {
+                        None => return false,
+                        Some(b'"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(b'\\') => i += 2,
+                        Some(&c) if c == b'\t' || (c >= 0x20 && c != 0x7f) => i += 1,
+                        Some(_) => return false,
+                    }
+                }
+            } else {
+                let start = i;
+                while i < ext.len() && is_tchar(ext[i]) {
+                    i += 1;
+                }
+                if i == start {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+impl ChunkedDecoder {
+    pub(crate) fn new(max_body: u64) -> ChunkedDecoder {
+        ChunkedDecoder {
+            state: ChunkState::Size,
+            total: 0,
+            max_body,
+            trailer_bytes: 0,
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from `buf` into `out`; returns how many bytes of `buf` were used. Stops at
+    /// the end of the body. `Err(status)` on malformed framing (400) or a body too large
+    /// (413).
+    pub(crate) fn decode(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<usize, u16> {
+        let mut pos = 0;
+        loop {
+            let rest = &buf[pos..];
+            match self.state {
+                ChunkState::Done => return Ok(pos),
+                ChunkState::Size => {
+                    let Some(len) = crlf_line(rest, MAX_CHUNK_LINE)? else {
+                        return Ok(pos);
+                    };
+                    let line = &rest[..len];
+                    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                    if digits == 0 || !valid_chunk_ext(&line[digits..]) {
+                        return Err(400);
+                    }
+                    let hex = std::str::from_utf8(&line[..digits]).map_err(|_| 400u16)?;
+                    let size = u64::from_str_radix(hex, 16).map_err(|_| 400u16)?;
+                    pos += len + 2;
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        if self.total.saturating_add(size) > self.max_body {
+                            return Err(413);
+                        }
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if rest.is_empty() {
+                        return Ok(pos);
+                    }
+                    let n = (left.min(rest.len() as u64)) as usize;
+                    out.extend_from_slice(&rest[..n]);
+                    self.total += n as u64;
+                    pos += n;
+                    self.state = if n as u64 == left {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left - n as u64)
+                    };
+                }
+                ChunkState::DataEnd => {
+                    if rest.len() < 2 {
+                        if rest.first().is_some_and(|&b| b != b'\r') {
+                            return Err(400);
+                        }
+                        return Ok(pos);
+                    }
+                    if &rest[..2] != b"\r\n" {
+                        return Err(400);
+                    }
+                    pos += 2;
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(len) = crlf_line(rest, MAX_TRAILERS)? else {
+                        if self.trailer_bytes + rest.len() > MAX_TRAILERS {
+                            return Err(431);
+                        }
+                        return Ok(pos);
+                    };
+                    self.trailer_bytes += len + 2;
+                    if self.trailer_bytes > MAX_TRAILERS {
+                        return Err(431);
+                    }
+                    let line = &rest[..len];
+                    pos += len + 2;
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                        continue;
+                    }
+                    // A trailer field: checked for shape, then dropped (never merged).
+                    let Some(colon) = line.iter().position(|&b| b == b':') else {
+                        return Err(400);
+                    };
+                    if colon == 0
+                        || !line[..colon].iter().all(|&b| is_tchar(b))
+                        || line[colon + 1..]
+                            .iter()
+                            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+                    {
+                        return Err(400);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8]) -> Result<Vec<u8>, u16> {
+        let mut d = ChunkedDecoder::new(1 << 20);
+        let mut out = Vec::new();
+        let n = d.decode(input, &mut out)?;
+        assert!(d.is_done(), "incomplete after {n} bytes");
+        Ok(out)
+    }
+
+    #[test]
+    fn chunked_happy_path_with_extensions_and_trailers() {
+        let body = decode_all(b"5;a=b;c=\"d e\"\r\nhello\r\n0\r\nX-T: 1\r\n\r\n").unwrap();
+        assert_eq!(body, b"hello");
+    }
+
+    #[test]
+    fn chunked_rejections() {
+        for bad in [
+            &b"0x5\r\nhello\r\n0\r\n\r\n"[..],
+            b"+5\r\nhello\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"g\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"5;\x01\r\nhello\r\n0\r\n\r\n",
+            b"11111111111111111\r\n",
+            b"5;=x\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert_eq!(
+                decode_all(bad),
+                Err(400),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_byte_at_a_time() {
+        let input = b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let mut d = ChunkedDecoder::new(100);
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for &b in input.iter() {
+            buf.push(b);
+            let n = d.decode(&buf, &mut out).unwrap();
+            buf.drain(..n);
+        }
+        assert!(d.is_done());
+        assert_eq!(out, b"abcde");
+    }
+
+    #[test]
+    fn chunked_body_limit_is_413() {
+        let mut d = ChunkedDecoder::new(4);
+        assert_eq!(d.decode(b"5\r\nhello\r\n", &mut Vec::new()), Err(413));
+    }
+}

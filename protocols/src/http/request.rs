@@ -1,0 +1,265 @@
+//! [`Request`]: what the server hands a handler.
+
+use ropewalk_reactor::Address;
+
+use super::Headers;
+
+/// The HTTP version of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// HTTP/1.0: not persistent unless asked, no chunked encoding.
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+}
+
+impl Version {
+    /// `"HTTP/1.0"` or `"HTTP/1.1"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ropewalk_protocols::http::Version::Http11.as_str(), "HTTP/1.1");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// A complete request: head and body.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::{Headers, Request, Version};
+///
+/// let req = Request::new("GET", "/search?q=rope%20walk&n=2", Version::Http11, Headers::new(), vec![]);
+/// assert_eq!(req.path(), "/search");
+/// assert_eq!(req.query_param("q").as_deref(), Some("rope walk"));
+/// assert_eq!(req.query_param("n").as_deref(), Some("2"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    target: String,
+    path: String,
+    query: Option<String>,
+    version: Version,
+    headers: Headers,
+    body: Vec<u8>,
+    peer: Address,
+}
+
+impl Request {
+    /// A request, as the server builds one (also handy in handler tests). `target` is the
+    /// request target: origin form (`/path?query`), absolute form (`http://host/path`) or
+    /// `*`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("GET", "http://h.test/a?b", Version::Http11, Headers::new(), vec![]);
+    /// assert_eq!((r.path(), r.query()), ("/a", Some("b")));
+    /// ```
+    pub fn new(
+        method: impl Into<String>,
+        target: impl Into<String>,
+        version: Version,
+        headers: Headers,
+        body: Vec<u8>,
+    ) -> Request {
+        let target = target.into();
+        let origin = match target.find("://") {
+            Some(i) if !target.starts_with('/') => {
+                let rest = &target[i + 3..];
+                rest.find('/').map_or("/", |j| &rest[j..])
+            }
+            _ => target.as_str(),
+        };
+        let (path, query) = match origin.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (origin.to_string(), None),
+        };
+        Request {
+            method: method.into(),
+            target,
+            path,
+            query,
+            version,
+            headers,
+            body,
+            peer: Address::Test,
+        }
+    }
+
+    pub(crate) fn with_peer(mut self, peer: Address) -> Request {
+        self.peer = peer;
+        self
+    }
+
+    /// The method, as sent (methods are case-sensitive).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("POST", "/", Version::Http11, Headers::new(), vec![]);
+    /// assert_eq!(r.method(), "POST");
+    /// ```
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target as sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("GET", "/a?b=1", Version::Http11, Headers::new(), vec![]);
+    /// assert_eq!(r.target(), "/a?b=1");
+    /// ```
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The path, without the query (not percent-decoded).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("GET", "/a%20b?c", Version::Http11, Headers::new(), vec![]);
+    /// assert_eq!(r.path(), "/a%20b");
+    /// ```
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The query string, after `?`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("GET", "/", Version::Http11, Headers::new(), vec![]);
+    /// assert_eq!(r.query(), None);
+    /// ```
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// The first value of a query parameter, percent-decoded (`+` is a space).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("GET", "/d?ms=250&x", Version::Http11, Headers::new(), vec![]);
+    /// assert_eq!(r.query_param("ms").as_deref(), Some("250"));
+    /// assert_eq!(r.query_param("x").as_deref(), Some(""));
+    /// assert_eq!(r.query_param("y"), None);
+    /// ```
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.as_deref()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    /// The HTTP version.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("GET", "/", Version::Http10, Headers::new(), vec![]);
+    /// assert_eq!(r.version(), Version::Http10);
+    /// ```
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The header fields.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let mut h = Headers::new();
+    /// h.append("Host", "x.test");
+    /// let r = Request::new("GET", "/", Version::Http11, h, vec![]);
+    /// assert_eq!(r.headers().get("host"), Some("x.test"));
+    /// ```
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The body (empty when there was none).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("POST", "/", Version::Http11, Headers::new(), b"hi".to_vec());
+    /// assert_eq!(r.body(), b"hi");
+    /// ```
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Takes the body out of the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("POST", "/", Version::Http11, Headers::new(), b"hi".to_vec());
+    /// assert_eq!(r.into_body(), b"hi");
+    /// ```
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+
+    /// The client's address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("GET", "/", Version::Http11, Headers::new(), vec![]);
+    /// assert_eq!(r.peer(), &ropewalk_reactor::Address::Test);
+    /// ```
+    pub fn peer(&self) -> &Address {
+        &self.peer
+    }
+}
+
+/// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

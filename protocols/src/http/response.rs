@@ -1,0 +1,477 @@
+//! [`Response`] and streaming bodies ([`BodyWriter`]).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use ropewalk_deferred::{Deferred, Resolver};
+
+use super::Headers;
+
+/// What a handler answers.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::Response;
+///
+/// let r = Response::text("Hello, World!").with_header("X-Rope", "walk");
+/// assert_eq!(r.status(), 200);
+/// assert_eq!(r.headers().get("content-type"), Some("text/plain; charset=utf-8"));
+/// ```
+pub struct Response {
+    status: u16,
+    headers: Headers,
+    pub(crate) body: Body,
+}
+
+/// A response body.
+pub(crate) enum Body {
+    Full(Vec<u8>),
+    Stream(BodyWriter),
+}
+
+impl Response {
+    /// An empty response with `status`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ropewalk_protocols::http::Response::new(204).status(), 204);
+    /// ```
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Headers::new(),
+            body: Body::Full(Vec::new()),
+        }
+    }
+
+    /// 200 with a UTF-8 text body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_protocols::http::Response::text("hi");
+    /// assert_eq!(r.body_bytes(), Some(&b"hi"[..]));
+    /// ```
+    pub fn text(body: impl Into<String>) -> Response {
+        Response::new(200)
+            .with_header("Content-Type", "text/plain; charset=utf-8")
+            .with_body(body.into().into_bytes())
+    }
+
+    /// 200 with an HTML body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_protocols::http::Response::html("<p>hi</p>");
+    /// assert_eq!(r.headers().get("content-type"), Some("text/html; charset=utf-8"));
+    /// ```
+    pub fn html(body: impl Into<String>) -> Response {
+        Response::new(200)
+            .with_header("Content-Type", "text/html; charset=utf-8")
+            .with_body(body.into().into_bytes())
+    }
+
+    /// 200 with a binary body (`application/octet-stream`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_protocols::http::Response::bytes(vec![0, 1]);
+    /// assert_eq!(r.body_bytes().unwrap().len(), 2);
+    /// ```
+    pub fn bytes(body: Vec<u8>) -> Response {
+        Response::new(200)
+            .with_header("Content-Type", "application/octet-stream")
+            .with_body(body)
+    }
+
+    /// A response with a plain-text message for an error `status` (no internals).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_protocols::http::Response::error(404);
+    /// assert_eq!(r.body_bytes(), Some(&b"Not Found\n"[..]));
+    /// ```
+    pub fn error(status: u16) -> Response {
+        Response::new(status)
+            .with_header("Content-Type", "text/plain; charset=utf-8")
+            .with_body(format!("{}\n", reason(status)).into_bytes())
+    }
+
+    /// A streaming response: the body is written later through the [`BodyWriter`], sent
+    /// as it comes (chunked on HTTP/1.1 unless a `Content-Length` is set), never
+    /// buffered whole.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::Response;
+    ///
+    /// let (resp, body) = Response::streaming(200);
+    /// body.write(b"part 1, ");
+    /// body.write(b"part 2");
+    /// body.finish();
+    /// assert_eq!(resp.status(), 200);
+    /// ```
+    pub fn streaming(status: u16) -> (Response, BodyWriter) {
+        let writer = BodyWriter::new();
+        let resp = Response {
+            status,
+            headers: Headers::new(),
+            body: Body::Stream(writer.clone()),
+        };
+        (resp, writer)
+    }
+
+    /// Sets the status.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_protocols::http::Response::text("gone").with_status(410);
+    /// assert_eq!(r.status(), 410);
+    /// ```
+    pub fn with_status(mut self, status: u16) -> Response {
+        self.status = status;
+        self
+    }
+
+    /// Adds a header field.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_protocols::http::Response::new(200).with_header("Cache-Control", "no-store");
+    /// assert!(r.headers().contains("cache-control"));
+    /// ```
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Replaces the body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_protocols::http::Response::new(200).with_body(b"x".to_vec());
+    /// assert_eq!(r.body_bytes(), Some(&b"x"[..]));
+    /// ```
+    pub fn with_body(mut self, body: Vec<u8>) -> Response {
+        self.body = Body::Full(body);
+        self
+    }
+
+    /// The status code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ropewalk_protocols::http::Response::error(500).status(), 500);
+    /// ```
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The header fields.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(ropewalk_protocols::http::Response::new(200).headers().is_empty());
+    /// ```
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The header fields, to change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut r = ropewalk_protocols::http::Response::new(200);
+    /// r.headers_mut().insert("X-A", "1");
+    /// assert_eq!(r.headers().get("x-a"), Some("1"));
+    /// ```
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+
+    /// The body, unless it is streamed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (r, _w) = ropewalk_protocols::http::Response::streaming(200);
+    /// assert!(r.body_bytes().is_none());
+    /// ```
+    pub fn body_bytes(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Full(b) => Some(b),
+            Body::Stream(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field(
+                "body",
+                &match &self.body {
+                    Body::Full(b) => format!("{} bytes", b.len()),
+                    Body::Stream(_) => "stream".to_string(),
+                },
+            )
+            .finish()
+    }
+}
+
+/// The reason phrase of a status code.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(ropewalk_protocols::http::reason(431), "Request Header Fields Too Large");
+/// ```
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Where a streamed body goes once the server starts sending it.
+pub(crate) trait BodySink {
+    fn data(&self, data: &[u8]);
+    fn end(&self);
+}
+
+#[derive(Default)]
+struct StreamState {
+    /// Written before the server took the response.
+    early: Vec<Vec<u8>>,
+    finished: bool,
+    aborted: bool,
+    paused: bool,
+    sink: Option<Rc<dyn BodySink>>,
+    waiting: Vec<Resolver<()>>,
+}
+
+/// Writes a streamed response body ([`Response::streaming`]). Cheap to clone.
+///
+/// Writes go to the connection as they come. When the client reads slower than the body
+/// is written, the writer is paused ([`is_paused`](Self::is_paused)); wait for
+/// [`ready`](Self::ready) before writing more to keep memory bounded.
+#[derive(Clone, Default)]
+pub struct BodyWriter {
+    state: Rc<RefCell<StreamState>>,
+}
+
+impl BodyWriter {
+    fn new() -> BodyWriter {
+        BodyWriter::default()
+    }
+
+    /// Sends `data` as the next piece of the body; ignored after `finish` or once the
+    /// client is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_r, w) = ropewalk_protocols::http::Response::streaming(200);
+    /// w.write(b"tick\n");
+    /// ```
+    pub fn write(&self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let sink = {
+            let mut st = self.state.borrow_mut();
+            if st.finished || st.aborted {
+                return;
+            }
+            match &st.sink {
+                Some(s) => s.clone(),
+                None => {
+                    st.early.push(data.to_vec());
+                    return;
+                }
+            }
+        };
+        sink.data(data);
+    }
+
+    /// Ends the body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_r, w) = ropewalk_protocols::http::Response::streaming(200);
+    /// w.finish();
+    /// assert!(w.is_finished());
+    /// ```
+    pub fn finish(&self) {
+        let sink = {
+            let mut st = self.state.borrow_mut();
+            if st.finished || st.aborted {
+                return;
+            }
+            st.finished = true;
+            st.sink.clone()
+        };
+        if let Some(s) = sink {
+            s.end();
+        }
+    }
+
+    /// Whether `finish` was called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_r, w) = ropewalk_protocols::http::Response::streaming(200);
+    /// assert!(!w.is_finished());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.state.borrow().finished
+    }
+
+    /// Whether the client is gone (writes are dropped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_r, w) = ropewalk_protocols::http::Response::streaming(200);
+    /// assert!(!w.is_aborted());
+    /// ```
+    pub fn is_aborted(&self) -> bool {
+        self.state.borrow().aborted
+    }
+
+    /// Whether the connection's write queue is full: wait for [`ready`](Self::ready).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_r, w) = ropewalk_protocols::http::Response::streaming(200);
+    /// assert!(!w.is_paused());
+    /// ```
+    pub fn is_paused(&self) -> bool {
+        self.state.borrow().paused
+    }
+
+    /// A Deferred that fires when writing may go on (at once if not paused); it fires too
+    /// when the client goes away, so a writer loop should check
+    /// [`is_aborted`](Self::is_aborted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_r, w) = ropewalk_protocols::http::Response::streaming(200);
+    /// assert!(w.ready().wait().is_ok());
+    /// ```
+    pub fn ready(&self) -> Deferred<()> {
+        let mut st = self.state.borrow_mut();
+        if !st.paused || st.aborted {
+            return Deferred::succeed(());
+        }
+        let (d, r) = Deferred::pending();
+        st.waiting.push(r);
+        d
+    }
+
+    /// The server starts sending: flush what was written early.
+    pub(crate) fn attach(&self, sink: Rc<dyn BodySink>) {
+        let (early, finished) = {
+            let mut st = self.state.borrow_mut();
+            st.sink = Some(sink.clone());
+            (std::mem::take(&mut st.early), st.finished)
+        };
+        for chunk in early {
+            sink.data(&chunk);
+        }
+        if finished {
+            sink.end();
+        }
+    }
+
+    pub(crate) fn set_paused(&self, paused: bool) {
+        let waiting = {
+            let mut st = self.state.borrow_mut();
+            st.paused = paused;
+            if paused {
+                return;
+            }
+            std::mem::take(&mut st.waiting)
+        };
+        for r in waiting {
+            let _ = r.callback(());
+        }
+    }
+
+    pub(crate) fn set_aborted(&self) {
+        let waiting = {
+            let mut st = self.state.borrow_mut();
+            st.aborted = true;
+            st.sink = None;
+            std::mem::take(&mut st.waiting)
+        };
+        for r in waiting {
+            let _ = r.callback(());
+        }
+    }
+}
+
+impl fmt::Debug for BodyWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state.borrow();
+        f.debug_struct("BodyWriter")
+            .field("finished", &st.finished)
+            .field("aborted", &st.aborted)
+            .field("paused", &st.paused)
+            .finish()
+    }
+}

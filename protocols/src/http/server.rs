@@ -1,0 +1,980 @@
+//! The HTTP/1.1 server: [`HttpServer`] (a [`Factory`]) and its per-connection protocol.
+//!
+//! # Implementation
+//!
+//! Each connection parses every complete request in its buffer, hands each to the
+//! handler (which returns a Deferred), and queues a slot per request. Responses leave
+//! strictly in request order: whenever the front slots are ready they are serialized into
+//! one buffer and written with one `write`. While `max_pipelined` requests wait for their
+//! responses, reading pauses, so read-ahead stays bounded (Twisted's CVE-2023-46137 and
+//! CVE-2024-41671 were out-of-order responses to pipelined requests).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ropewalk_deferred::{maybe_deferred, CancelHandle, Deferred, Failure, IntoOutcome};
+use ropewalk_reactor::{
+    Address, Clock, DelayedCall, Factory, ListeningPort, Producer, Protocol, Reactor, TransportRef,
+};
+
+use super::parse::{parse_head, ChunkedDecoder, Framing, Head, HeadResult, Limits};
+use super::response::{reason, Body, BodySink, BodyWriter};
+use super::{Request, Response, Version};
+
+/// Answers requests: anything `Fn(Request) -> R` where `R` is `Result<Response, Failure>`,
+/// `Deferred<Response>` (an `async` block spawned on the reactor is one) or an
+/// [`Outcome`](ropewalk_deferred::Outcome).
+///
+/// A handler that fails (an `Err`, a failed Deferred, a panic) gives a 500 with no
+/// details; the failure is logged.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::{Handler, Request, Response};
+///
+/// let hello = |_req: Request| Ok(Response::text("Hello, World!"));
+/// let d = hello.handle(Request::new("GET", "/", ropewalk_protocols::http::Version::Http11,
+///     Default::default(), vec![]));
+/// assert_eq!(d.wait().unwrap().status(), 200);
+/// ```
+pub trait Handler: 'static {
+    /// The response to `request`, now or later.
+    fn handle(&self, request: Request) -> Deferred<Response>;
+}
+
+impl<F, R> Handler for F
+where
+    F: Fn(Request) -> R + 'static,
+    R: IntoOutcome<Response>,
+{
+    fn handle(&self, request: Request) -> Deferred<Response> {
+        maybe_deferred(|| self(request))
+    }
+}
+
+/// The server's limits and timeouts.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_protocols::http::ServerConfig;
+///
+/// let config = ServerConfig { max_body: 1 << 20, idle_timeout: Duration::from_secs(5), ..ServerConfig::default() };
+/// assert_eq!(config.max_headers, 100);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Most bytes in a request head (request line and header fields); past it, 431.
+    /// Default 64 KiB.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request; past it, 431. Default 100.
+    pub max_headers: usize,
+    /// Longest request target; past it, 414. Default 8 KiB.
+    pub max_uri: usize,
+    /// Largest request body; past it, 413 (the body is not read). Default 16 MiB.
+    pub max_body: u64,
+    /// Time to receive a request head from its first byte, and the longest pause inside
+    /// a body; past it, 408 and close. Default 30 s.
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Most requests read ahead while their responses are pending; past it, reading
+    /// pauses. Default 16.
+    pub max_pipelined: usize,
+    /// The `Server` header (`None` sends none). Default `ropewalk`.
+    pub server_name: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_uri: 8 * 1024,
+            max_body: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_pipelined: 16,
+            server_name: Some("ropewalk".to_string()),
+        }
+    }
+}
+
+struct Shared {
+    handler: Box<dyn Handler>,
+    config: ServerConfig,
+    limits: Limits,
+    clock: Rc<dyn Clock>,
+    date: RefCell<(u64, String)>,
+}
+
+impl Shared {
+    fn date(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut cache = self.date.borrow_mut();
+        if cache.0 != now || cache.1.is_empty() {
+            *cache = (now, http_date(now));
+        }
+        cache.1.clone()
+    }
+}
+
+/// An HTTP/1.1 server: a [`Factory`] of connections that hand requests to a [`Handler`].
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::{HttpServer, Request, Response};
+/// use ropewalk_reactor::Reactor;
+///
+/// let reactor = Reactor::new()?;
+/// let server = HttpServer::new(&reactor, |_req: Request| Ok(Response::text("Hello, World!")));
+/// let port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+/// println!("listening on {}", port.local_addr());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct HttpServer {
+    shared: Rc<Shared>,
+}
+
+impl HttpServer {
+    /// A server with the default [`ServerConfig`]; `clock` (the reactor, or a
+    /// `ManualClock` in tests) runs its timeouts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let _server = HttpServer::new(&clock, |_: Request| Ok(Response::new(204)));
+    /// ```
+    pub fn new(clock: &(impl Clock + Clone + 'static), handler: impl Handler) -> HttpServer {
+        HttpServer::with_config(clock, handler, ServerConfig::default())
+    }
+
+    /// A server with `config`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response, ServerConfig};
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let config = ServerConfig { server_name: None, ..ServerConfig::default() };
+    /// let _server = HttpServer::with_config(&clock, |_: Request| Ok(Response::new(204)), config);
+    /// ```
+    pub fn with_config(
+        clock: &(impl Clock + Clone + 'static),
+        handler: impl Handler,
+        config: ServerConfig,
+    ) -> HttpServer {
+        let limits = Limits {
+            max_header_bytes: config.max_header_bytes,
+            max_headers: config.max_headers,
+            max_uri: config.max_uri,
+            max_body: config.max_body,
+        };
+        HttpServer {
+            shared: Rc::new(Shared {
+                handler: Box::new(handler),
+                config,
+                limits,
+                clock: Rc::new(clock.clone()),
+                date: RefCell::new((0, String::new())),
+            }),
+        }
+    }
+
+    /// Listens on `addr` with this server.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the address cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// port.stop_listening();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen(&self, reactor: &Reactor, addr: SocketAddr) -> io::Result<ListeningPort> {
+        reactor.listen_tcp(addr, self.clone())
+    }
+
+    /// The protocol for one connection (for tests with a `StringTransport`, or custom
+    /// factories).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// use ropewalk_reactor::{testing::StringTransport, ManualClock, Protocol};
+    ///
+    /// let clock = ManualClock::new();
+    /// let server = HttpServer::new(&clock, |_: Request| Ok(Response::text("hi")));
+    /// let mut conn = server.connection();
+    /// let t = StringTransport::connect(&mut conn);
+    /// conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    /// let out = String::from_utf8(t.value()).unwrap();
+    /// assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+    /// assert!(out.ends_with("\r\n\r\nhi"));
+    /// ```
+    pub fn connection(&self) -> HttpConnection {
+        HttpConnection {
+            state: Rc::new(RefCell::new(State {
+                shared: self.shared.clone(),
+                transport: None,
+                buf: Vec::new(),
+                reading: Reading::Head,
+                queue: VecDeque::new(),
+                closing: false,
+                closed: false,
+                reading_paused: false,
+                timer: None,
+                timer_kind: None,
+                request_started: false,
+                stream: None,
+                out: Vec::new(),
+            })),
+            pumping: Rc::new(Cell::new(Pump::Idle)),
+        }
+    }
+}
+
+impl Factory for HttpServer {
+    type Protocol = HttpConnection;
+
+    fn build_protocol(&self, _peer: &Address) -> Option<HttpConnection> {
+        Some(self.connection())
+    }
+}
+
+impl fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+enum Reading {
+    Head,
+    Body {
+        head: Head,
+        body: Vec<u8>,
+        left: u64,
+        chunked: Option<ChunkedDecoder>,
+    },
+}
+
+struct Slot {
+    head_only: bool,
+    version: Version,
+    keep_alive: bool,
+    response: Option<Response>,
+    cancel: Option<CancelHandle>,
+    id: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    Request,
+    Idle,
+}
+
+/// A response body being streamed: later responses wait for it.
+struct ActiveStream {
+    writer: BodyWriter,
+}
+
+struct State {
+    shared: Rc<Shared>,
+    transport: Option<TransportRef>,
+    buf: Vec<u8>,
+    reading: Reading,
+    queue: VecDeque<Slot>,
+    /// No more requests are read; close once the queue is written.
+    closing: bool,
+    closed: bool,
+    reading_paused: bool,
+    timer: Option<DelayedCall>,
+    timer_kind: Option<TimerKind>,
+    /// The first byte of the current request has arrived.
+    request_started: bool,
+    stream: Option<ActiveStream>,
+    out: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pump {
+    Idle,
+    Running,
+    Again,
+}
+
+/// One HTTP connection: the [`Protocol`] an [`HttpServer`] builds.
+pub struct HttpConnection {
+    state: Rc<RefCell<State>>,
+    pumping: Rc<Cell<Pump>>,
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What one parsing step decided.
+enum Step {
+    /// Nothing more to do until more bytes come.
+    Wait,
+    /// A complete request to hand to the handler.
+    Dispatch(Head, Vec<u8>),
+    /// A malformed request: answer with this status and close.
+    Reject(u16),
+    /// Send `100 Continue` now.
+    Continue,
+    /// Parsing changed state; go on.
+    Progress,
+}
+
+impl HttpConnection {
+    fn pump(&self) {
+        match self.pumping.get() {
+            Pump::Idle => {}
+            _ => {
+                self.pumping.set(Pump::Again);
+                return;
+            }
+        }
+        loop {
+            self.pumping.set(Pump::Running);
+            self.process();
+            self.flush();
+            self.update_timer();
+            if self.pumping.get() != Pump::Again {
+                break;
+            }
+        }
+        self.pumping.set(Pump::Idle);
+    }
+
+    /// Parses and dispatches every complete request in the buffer.
+    fn process(&self) {
+        loop {
+            let step = {
+                let mut st = self.state.borrow_mut();
+                if st.closing || st.closed {
+                    return;
+                }
+                if st.queue.len() >= st.shared.config.max_pipelined {
+                    if !st.reading_paused {
+                        st.reading_paused = true;
+                        if let Some(t) = &st.transport {
+                            t.pause_reading();
+                        }
+                    }
+                    return;
+                }
+                st.step()
+            };
+            match step {
+                Step::Wait => return,
+                Step::Progress => continue,
+                Step::Continue => {
+                    let st = self.state.borrow();
+                    if let Some(t) = &st.transport {
+                        t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                }
+                Step::Reject(status) => {
+                    let mut st = self.state.borrow_mut();
+                    st.closing = true;
+                    st.buf = Vec::new();
+                    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    st.queue.push_back(Slot {
+                        head_only: false,
+                        version: Version::Http11,
+                        keep_alive: false,
+                        response: Some(Response::error(status)),
+                        cancel: None,
+                        id,
+                    });
+                    return;
+                }
+                Step::Dispatch(head, body) => self.dispatch(head, body),
+            }
+        }
+    }
+
+    fn dispatch(&self, head: Head, body: Vec<u8>) {
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (shared, peer) = {
+            let mut st = self.state.borrow_mut();
+            if !head.keep_alive {
+                st.closing = true;
+            }
+            st.queue.push_back(Slot {
+                head_only: head.method == "HEAD",
+                version: head.version,
+                keep_alive: head.keep_alive,
+                response: None,
+                cancel: None,
+                id,
+            });
+            let peer = st
+                .transport
+                .as_ref()
+                .map(|t| t.peer_addr())
+                .unwrap_or(Address::Test);
+            (st.shared.clone(), peer)
+        };
+        let request = Request::new(head.method, head.target, head.version, head.headers, body)
+            .with_peer(peer);
+        let d = shared.handler.handle(request);
+        let cancel = d.cancel_handle();
+        if let Some(slot) = self
+            .state
+            .borrow_mut()
+            .queue
+            .iter_mut()
+            .find(|s| s.id == id)
+        {
+            slot.cancel = Some(cancel);
+        }
+        let state = Rc::downgrade(&self.state);
+        let pumping = self.pumping.clone();
+        d.add_both(move |result: Result<Response, Failure>| {
+            let response = result.unwrap_or_else(|f| {
+                log::error!("request handler failed: {f}");
+                Response::error(500)
+            });
+            if let Some(state) = state.upgrade() {
+                if let Some(slot) = state.borrow_mut().queue.iter_mut().find(|s| s.id == id) {
+                    slot.response = Some(response);
+                }
+                HttpConnection { state, pumping }.pump();
+            }
+            Ok(())
+        });
+    }
+
+    /// Writes every ready response at the front of the queue, in one write.
+    fn flush(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.closed || st.stream.is_some() {
+            return;
+        }
+        let mut out = std::mem::take(&mut st.out);
+        let mut started_stream = None;
+        while st.queue.front().is_some_and(|s| s.response.is_some()) {
+            let mut slot = st.queue.pop_front().expect("front exists");
+            let response = slot.response.take().expect("checked");
+            let date = st.shared.date();
+            let server = st.shared.config.server_name.clone();
+            let keep = slot.keep_alive && !(st.closing && st.queue.is_empty());
+            match serialize(&mut out, response, &slot, keep, &date, server.as_deref()) {
+                Some((writer, chunked, keep_alive)) => {
+                    if !keep_alive {
+                        st.closing = true;
+                        st.queue.clear();
+                    }
+                    started_stream = Some((writer, chunked));
+                    break;
+                }
+                None => {
+                    if !slot.keep_alive {
+                        st.closing = true;
+                        st.queue.clear();
+                    }
+                }
+            }
+        }
+        let transport = st.transport.clone();
+        if let Some(t) = &transport {
+            if !out.is_empty() {
+                t.write(&out);
+            }
+        }
+        out.clear();
+        st.out = out;
+        if let Some((writer, chunked)) = started_stream {
+            st.stream = Some(ActiveStream {
+                writer: writer.clone(),
+            });
+            drop(st);
+            self.start_stream(writer, chunked);
+            return;
+        }
+        if st.closing && st.queue.is_empty() {
+            if let Some(t) = &transport {
+                t.lose_connection();
+            }
+            return;
+        }
+        if st.reading_paused && st.queue.len() < st.shared.config.max_pipelined {
+            st.reading_paused = false;
+            if let Some(t) = &transport {
+                t.resume_reading();
+            }
+            drop(st);
+            // Requests already buffered are parsed now.
+            if self.pumping.get() == Pump::Running {
+                self.pumping.set(Pump::Again);
+            }
+        }
+    }
+
+    fn start_stream(&self, writer: BodyWriter, chunked: bool) {
+        let transport = self.state.borrow().transport.clone();
+        let Some(transport) = transport else { return };
+        let producer = Rc::new(StreamProducer {
+            writer: writer.clone(),
+        });
+        transport.register_producer(producer, true);
+        let sink = Rc::new(StreamSink {
+            connection: Rc::downgrade(&self.state),
+            pumping: self.pumping.clone(),
+            transport,
+            chunked,
+        });
+        writer.attach(sink);
+    }
+
+    fn update_timer(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.closed {
+            return;
+        }
+        let want = if !st.queue.is_empty() || st.stream.is_some() || st.closing {
+            None
+        } else if st.request_started
+            || !st.buf.is_empty()
+            || matches!(st.reading, Reading::Body { .. })
+        {
+            Some(TimerKind::Request)
+        } else {
+            Some(TimerKind::Idle)
+        };
+        if want == st.timer_kind && want != Some(TimerKind::Request) {
+            return;
+        }
+        if want == Some(TimerKind::Request) && st.timer_kind == Some(TimerKind::Request) {
+            // Keep the deadline of the request in progress.
+            return;
+        }
+        if let Some(t) = st.timer.take() {
+            let _ = t.cancel();
+        }
+        st.timer_kind = want;
+        let Some(kind) = want else { return };
+        let delay = match kind {
+            TimerKind::Request => st.shared.config.request_timeout,
+            TimerKind::Idle => st.shared.config.idle_timeout,
+        };
+        let state = Rc::downgrade(&self.state);
+        let pumping = self.pumping.clone();
+        let clock = st.shared.clock.clone();
+        st.timer = Some(clock.call_later_boxed(
+            delay,
+            Box::new(move || {
+                if let Some(state) = state.upgrade() {
+                    HttpConnection { state, pumping }.timed_out(kind);
+                }
+            }),
+        ));
+    }
+
+    fn timed_out(&self, kind: TimerKind) {
+        let mut st = self.state.borrow_mut();
+        st.timer = None;
+        st.timer_kind = None;
+        let Some(t) = st.transport.clone() else {
+            return;
+        };
+        st.closing = true;
+        st.buf = Vec::new();
+        match kind {
+            TimerKind::Idle => {
+                drop(st);
+                t.lose_connection();
+            }
+            TimerKind::Request => {
+                log::debug!("request timed out; answering 408");
+                let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                st.queue.push_back(Slot {
+                    head_only: false,
+                    version: Version::Http11,
+                    keep_alive: false,
+                    response: Some(Response::error(408)),
+                    cancel: None,
+                    id,
+                });
+                drop(st);
+                self.pump();
+            }
+        }
+    }
+
+    /// The streamed response ended: go on with the queue.
+    fn stream_done(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.stream = None;
+            if let Some(t) = &st.transport {
+                t.unregister_producer();
+            }
+        }
+        self.pump();
+    }
+}
+
+impl State {
+    fn step(&mut self) -> Step {
+        match &mut self.reading {
+            Reading::Head => {
+                if self.buf.is_empty() {
+                    return Step::Wait;
+                }
+                self.request_started = true;
+                match parse_head(&self.buf, &self.shared.limits) {
+                    HeadResult::Partial => Step::Wait,
+                    HeadResult::Reject(status) => Step::Reject(status),
+                    HeadResult::Complete(head, n) => {
+                        self.buf.drain(..n);
+                        // The request timer now covers the body.
+                        if let Some(t) = self.timer.take() {
+                            let _ = t.cancel();
+                        }
+                        self.timer_kind = None;
+                        let expect = head.expect_continue;
+                        let (left, chunked) = match head.framing {
+                            Framing::Length(n) => (n, None),
+                            Framing::Chunked => {
+                                (0, Some(ChunkedDecoder::new(self.shared.limits.max_body)))
+                            }
+                        };
+                        let needs_body = left > 0 || chunked.is_some();
+                        self.reading = Reading::Body {
+                            head,
+                            body: Vec::with_capacity(left.min(64 * 1024) as usize),
+                            left,
+                            chunked,
+                        };
+                        if expect && needs_body && self.queue.is_empty() {
+                            Step::Continue
+                        } else {
+                            Step::Progress
+                        }
+                    }
+                }
+            }
+            Reading::Body {
+                body,
+                left,
+                chunked,
+                ..
+            } => {
+                match chunked {
+                    Some(decoder) => match decoder.decode(&self.buf, body) {
+                        Err(status) => return Step::Reject(status),
+                        Ok(n) => {
+                            self.buf.drain(..n);
+                            if !decoder.is_done() {
+                                return Step::Wait;
+                            }
+                        }
+                    },
+                    None => {
+                        let n = (*left).min(self.buf.len() as u64) as usize;
+                        body.extend_from_slice(&self.buf[..n]);
+                        self.buf.drain(..n);
+                        *left -= n as u64;
+                        if *left > 0 {
+                            return Step::Wait;
+                        }
+                    }
+                }
+                let Reading::Body { head, body, .. } =
+                    std::mem::replace(&mut self.reading, Reading::Head)
+                else {
+                    unreachable!("matched above")
+                };
+                self.request_started = false;
+                if let Some(t) = self.timer.take() {
+                    let _ = t.cancel();
+                }
+                self.timer_kind = None;
+                Step::Dispatch(head, body)
+            }
+        }
+    }
+}
+
+/// Writes `response`'s head (and body, unless streamed) into `out`; for a streamed body,
+/// returns its writer, whether it is chunked, and whether the connection stays open.
+fn serialize(
+    out: &mut Vec<u8>,
+    mut response: Response,
+    slot: &Slot,
+    keep_alive: bool,
+    date: &str,
+    server: Option<&str>,
+) -> Option<(BodyWriter, bool, bool)> {
+    use std::io::Write;
+    let status = response.status();
+    let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
+    let user_length = response.headers().get("content-length").map(str::to_string);
+    let headers = response.headers_mut();
+    headers.remove("transfer-encoding");
+    headers.remove("connection");
+    headers.remove("date");
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in headers.iter() {
+        if name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        write_field(out, name, value);
+    }
+    write_field(out, "Date", date);
+    if let Some(server) = server {
+        if !response.headers().contains("server") {
+            write_field(out, "Server", server);
+        }
+    }
+    let mut keep_alive = keep_alive;
+    let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
+    match body {
+        Body::Full(bytes) => {
+            if status != 204 && !(100..200).contains(&status) {
+                write_field(out, "Content-Length", &bytes.len().to_string());
+            }
+            finish_head(out, keep_alive, slot.version);
+            if !no_body {
+                out.extend_from_slice(&bytes);
+            }
+            None
+        }
+        Body::Stream(writer) => {
+            if no_body {
+                finish_head(out, keep_alive, slot.version);
+                writer.set_aborted();
+                None
+            } else {
+                let mut chunked = false;
+                match user_length {
+                    Some(len) => write_field(out, "Content-Length", &len),
+                    None if slot.version == Version::Http11 => {
+                        write_field(out, "Transfer-Encoding", "chunked");
+                        chunked = true;
+                    }
+                    // HTTP/1.0 without a length: the body ends when the connection does.
+                    None => keep_alive = false,
+                }
+                finish_head(out, keep_alive, slot.version);
+                Some((writer, chunked, keep_alive))
+            }
+        }
+    }
+}
+
+fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `name: value`, replacing CR and LF (never sent inside a field) with spaces.
+fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    let clean = |s: &str, out: &mut Vec<u8>| {
+        out.extend(
+            s.bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    };
+    clean(name, out);
+    out.extend_from_slice(b": ");
+    clean(value, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+struct StreamSink {
+    connection: Weak<RefCell<State>>,
+    pumping: Rc<Cell<Pump>>,
+    transport: TransportRef,
+    chunked: bool,
+}
+
+impl BodySink for StreamSink {
+    fn data(&self, data: &[u8]) {
+        if self.chunked {
+            let size = format!("{:x}\r\n", data.len());
+            self.transport
+                .write_vectored(&[size.as_bytes(), data, b"\r\n"]);
+        } else {
+            self.transport.write(data);
+        }
+    }
+
+    fn end(&self) {
+        if self.chunked {
+            self.transport.write(b"0\r\n\r\n");
+        }
+        if let Some(state) = self.connection.upgrade() {
+            let close = {
+                let st = state.borrow();
+                !self.chunked && st.queue.is_empty() && st.closing
+            };
+            HttpConnection {
+                state,
+                pumping: self.pumping.clone(),
+            }
+            .stream_done();
+            if close {
+                self.transport.lose_connection();
+            }
+        }
+    }
+}
+
+/// Pauses a streamed body's writer when the connection's queue is full.
+struct StreamProducer {
+    writer: BodyWriter,
+}
+
+impl Producer for StreamProducer {
+    fn pause_producing(&self) {
+        self.writer.set_paused(true);
+    }
+
+    fn resume_producing(&self) {
+        self.writer.set_paused(false);
+    }
+
+    fn stop_producing(&self) {
+        self.writer.set_aborted();
+    }
+}
+
+impl Protocol for HttpConnection {
+    fn connection_made(&mut self, transport: TransportRef) {
+        let _ = transport.set_nodelay(true);
+        self.state.borrow_mut().transport = Some(transport);
+        self.update_timer();
+    }
+
+    fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.closing || st.closed {
+                return Ok(());
+            }
+            st.buf.extend_from_slice(data);
+        }
+        self.pump();
+        Ok(())
+    }
+
+    fn eof_received(&mut self) -> bool {
+        // The client will send no more: answer what was asked, then close.
+        let mut st = self.state.borrow_mut();
+        st.closing = true;
+        let busy = !st.queue.is_empty() || st.stream.is_some();
+        if busy {
+            return true;
+        }
+        false
+    }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        let (timer, slots, stream) = {
+            let mut st = self.state.borrow_mut();
+            st.closed = true;
+            st.transport = None;
+            (
+                st.timer.take(),
+                std::mem::take(&mut st.queue),
+                st.stream.take(),
+            )
+        };
+        if let Some(t) = timer {
+            let _ = t.cancel();
+        }
+        if let Some(s) = stream {
+            s.writer.set_aborted();
+        }
+        // Nobody will read these responses: stop the work behind them.
+        for slot in slots {
+            if let Some(c) = slot.cancel {
+                c.cancel();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for HttpConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state.borrow();
+        f.debug_struct("HttpConnection")
+            .field("pending", &st.queue.len())
+            .field("buffered", &st.buf.len())
+            .field("closing", &st.closing)
+            .finish()
+    }
+}
+
+/// Formats a Unix time as an IMF-fixdate (`Fri, 27 Nov 2026 16:17:00 GMT`).
+pub(crate) fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days.rem_euclid(7)) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_date;
+
+    #[test]
+    fn dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(1_795_796_220), "Fri, 27 Nov 2026 16:17:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+}

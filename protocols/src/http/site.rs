@@ -1,0 +1,200 @@
+//! [`Site`]: routes requests to handlers by path and method.
+
+use std::fmt;
+use std::rc::Rc;
+
+use ropewalk_deferred::Deferred;
+
+use super::{Handler, Request, Response};
+
+/// The methods the server knows; any other gets 501.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+];
+
+struct Route {
+    path: String,
+    /// `None`: any method.
+    method: Option<String>,
+    handler: Rc<dyn Handler>,
+}
+
+/// Routes requests to handlers: exact paths with methods, and mounted prefixes (Twisted's
+/// `Site` with child resources, flattened into a table).
+///
+/// - A route for `GET` answers `HEAD` too (the server sends no body).
+/// - A path that has routes, but none for the method, gives 405 with `Allow`.
+/// - An unknown method gives 501; no match gives 404.
+/// - A mount (`/static/`) takes every path under its prefix; the longest prefix wins.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::{Request, Response, Site, Handler, Headers, Version};
+///
+/// let site = Site::new()
+///     .get("/", |_: Request| Ok(Response::text("home")))
+///     .post("/echo", |req: Request| Ok(Response::bytes(req.into_body())));
+/// let get = |path: &str, method: &str| {
+///     site.handle(Request::new(method, path, Version::Http11, Headers::new(), vec![]))
+///         .wait().unwrap()
+/// };
+/// assert_eq!(get("/", "GET").status(), 200);
+/// assert_eq!(get("/echo", "GET").status(), 405);
+/// assert_eq!(get("/nope", "GET").status(), 404);
+/// assert_eq!(get("/", "BREW").status(), 501);
+/// ```
+#[derive(Default)]
+pub struct Site {
+    routes: Vec<Route>,
+    mounts: Vec<(String, Rc<dyn Handler>)>,
+}
+
+impl Site {
+    /// A site with no routes (everything is 404).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _site = ropewalk_protocols::http::Site::new();
+    /// ```
+    pub fn new() -> Site {
+        Site::default()
+    }
+
+    /// Routes `method` requests for exactly `path` to `handler`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{Request, Response, Site};
+    /// let site = Site::new().route("PUT", "/item", |_: Request| Ok(Response::new(204)));
+    /// # drop(site);
+    /// ```
+    pub fn route(mut self, method: &str, path: &str, handler: impl Handler) -> Site {
+        self.routes.push(Route {
+            path: path.to_string(),
+            method: Some(method.to_string()),
+            handler: Rc::new(handler),
+        });
+        self
+    }
+
+    /// Routes `GET` (and `HEAD`) for `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{Request, Response, Site};
+    /// let _ = Site::new().get("/", |_: Request| Ok(Response::text("hi")));
+    /// ```
+    pub fn get(self, path: &str, handler: impl Handler) -> Site {
+        self.route("GET", path, handler)
+    }
+
+    /// Routes `POST` for `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{Request, Response, Site};
+    /// let _ = Site::new().post("/echo", |r: Request| Ok(Response::bytes(r.into_body())));
+    /// ```
+    pub fn post(self, path: &str, handler: impl Handler) -> Site {
+        self.route("POST", path, handler)
+    }
+
+    /// Routes every method for `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{Request, Response, Site};
+    /// let _ = Site::new().any("/anything", |r: Request| Ok(Response::text(r.method().to_string())));
+    /// ```
+    pub fn any(mut self, path: &str, handler: impl Handler) -> Site {
+        self.routes.push(Route {
+            path: path.to_string(),
+            method: None,
+            handler: Rc::new(handler),
+        });
+        self
+    }
+
+    /// Sends every path that starts with `prefix` to `handler` (which sees the full path).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{Request, Response, Site};
+    /// let _ = Site::new().mount("/api/", |r: Request| Ok(Response::text(r.path().to_string())));
+    /// ```
+    pub fn mount(mut self, prefix: &str, handler: impl Handler) -> Site {
+        self.mounts.push((prefix.to_string(), Rc::new(handler)));
+        self.mounts.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        self
+    }
+}
+
+impl Handler for Site {
+    fn handle(&self, request: Request) -> Deferred<Response> {
+        let method = request.method().to_string();
+        if !KNOWN_METHODS.contains(&method.as_str()) {
+            return Deferred::succeed(Response::error(501));
+        }
+        if request.target() == "*" {
+            return Deferred::succeed(
+                Response::new(200).with_header("Allow", KNOWN_METHODS[..7].join(", ")),
+            );
+        }
+        let path = request.path().to_string();
+        let mut allowed: Vec<&str> = Vec::new();
+        for route in self.routes.iter().filter(|r| r.path == path) {
+            match &route.method {
+                None => return route.handler.handle(request),
+                Some(m) if *m == method || (m == "GET" && method == "HEAD") => {
+                    return route.handler.handle(request);
+                }
+                Some(m) => {
+                    allowed.push(m);
+                    if m == "GET" {
+                        allowed.push("HEAD");
+                    }
+                }
+            }
+        }
+        if !allowed.is_empty() {
+            allowed.dedup();
+            return Deferred::succeed(
+                Response::error(405).with_header("Allow", allowed.join(", ")),
+            );
+        }
+        if let Some((_, handler)) = self
+            .mounts
+            .iter()
+            .find(|(p, _)| path.starts_with(p.as_str()))
+        {
+            return handler.handle(request);
+        }
+        Deferred::succeed(Response::error(404))
+    }
+}
+
+impl fmt::Debug for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Site")
+            .field(
+                "routes",
+                &self
+                    .routes
+                    .iter()
+                    .map(|r| format!("{} {}", r.method.as_deref().unwrap_or("*"), r.path))
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "mounts",
+                &self.mounts.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
