@@ -120,7 +120,8 @@ impl Pool {
                 let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.threads -= 1;
             }
-        } else {
+        } else if st.idle > 0 {
+            // Wake a waiting worker; busy ones look at the queue before they wait.
             drop(st);
             self.shared.cv.notify_one();
         }

@@ -123,7 +123,7 @@ pub(crate) struct Inner {
 ///
 /// One turn: wait in the poller (for no time if anything is ready, else until the next
 /// timer, or forever), then run what other threads queued (only what was there when the
-/// drain started), the timers that are due, at most 1,024 `call_soon` callbacks, and the
+/// drain started), the timers that are due (at most 4,096), at most 1,024 `call_soon` callbacks, and the
 /// tasks that were woken. Every callback runs under `catch_unwind`: a panic is logged and
 /// the loop goes on.
 #[derive(Clone)]

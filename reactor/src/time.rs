@@ -206,6 +206,9 @@ fn schedule(queue: &SharedTimers, delay: Duration, f: Box<dyn FnOnce()>) -> Dela
     }
 }
 
+/// Most timed calls one reactor turn runs.
+const TIMERS_PER_TURN: usize = 4096;
+
 /// Runs the calls due at `now`. Calls made while they run wait for the next pass unless
 /// `same_pass` (the `ManualClock` behaviour, as Twisted's `task.Clock`). Returns how many ran.
 pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
@@ -216,7 +219,9 @@ pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
             let now = q.now();
             let mut due = std::mem::take(&mut q.due);
             while let Some(Reverse((time, seq, slot))) = q.heap.peek().copied() {
-                if time > now {
+                // A turn runs a bounded number of timers, so I/O is never starved; the
+                // rest are due at once and run on the next turns.
+                if time > now || (!same_pass && due.len() >= TIMERS_PER_TURN) {
                     break;
                 }
                 q.heap.pop();
