@@ -1,0 +1,267 @@
+//! Every example, run as a user runs it: servers are started on a free loopback port,
+//! talked to, and stopped with SIGTERM; scripts are checked by output and exit code.
+//! (`cargo test` builds the examples before it runs this.)
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Where cargo put the example binaries (next to this test's `deps/` folder).
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "example {name} not built at {}",
+        path.display()
+    );
+    path
+}
+
+/// Runs a script example to completion, bounded in time.
+fn run_script(name: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(example(name))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn example");
+    let (tx, rx) = mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+    });
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    let _ = tx.send(());
+    Output {
+        status,
+        stdout: out,
+        stderr: err,
+    }
+}
+
+/// A running server example; stopped with SIGTERM when dropped.
+struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(name: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(example(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server printed its address in time");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .expect("an address");
+        Server {
+            child: Some(child),
+            addr,
+        }
+    }
+
+    /// Sends SIGTERM and checks the server exits cleanly, in time.
+    fn stop(mut self) {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(status) => {
+                let status = status.unwrap();
+                assert!(status.success(), "server exit status {status}");
+            }
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+                panic!("server did not stop on SIGTERM");
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns status and body.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let status = head[9..12].parse().unwrap();
+    (status, resp[split + 4..].to_vec())
+}
+
+#[test]
+fn http_server_routes() {
+    let server = Server::start("http_server", &["--port", "0"]);
+    let addr = server.addr;
+    assert_eq!(
+        http(addr, "GET", "/", b""),
+        (200, b"Hello, World!\n".to_vec())
+    );
+    assert_eq!(
+        http(addr, "POST", "/echo", b"rope"),
+        (200, b"rope".to_vec())
+    );
+    let (status, body) = http(addr, "GET", "/delay?ms=30", b"");
+    assert_eq!((status, body.as_slice()), (200, &b"waited 30 ms\n"[..]));
+    let (status, body) = http(addr, "GET", "/thread?ms=5", b"");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).starts_with("worked 5 ms on"));
+    assert_eq!(http(addr, "GET", "/delay?ms=abc", b"").0, 400);
+    assert_eq!(http(addr, "GET", "/nowhere", b"").0, 404);
+    assert_eq!(http(addr, "DELETE", "/", b"").0, 405);
+    server.stop();
+}
+
+#[test]
+fn tcp_proxy_forwards_to_the_http_server() {
+    let backend = Server::start("http_server", &["--port", "0"]);
+    let to = backend.addr.to_string();
+    let proxy = Server::start("tcp_proxy", &["--port", "0", "--to", &to]);
+    assert_eq!(
+        http(proxy.addr, "GET", "/", b""),
+        (200, b"Hello, World!\n".to_vec())
+    );
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(http(proxy.addr, "POST", "/echo", &big), (200, big));
+    proxy.stop();
+    backend.stop();
+}
+
+#[test]
+fn tcp_proxy_refuses_bad_arguments() {
+    let out = run_script("tcp_proxy", &["--port", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--to HOST:PORT is required"));
+}
+
+#[test]
+fn pattern_event_queue_prints_the_dispatch_order() {
+    let out = run_script("pattern_event_queue", &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let order = [
+        "before the reactor runs: [\"thermostat target is now 22\"]",
+        "display shows Reading(21.5)",
+        "display shows Reading(31.0)",
+        "fan switched on",
+        "display shows Alarm(\"door open\")",
+        "siren: door open",
+    ];
+    let mut at = 0;
+    for line in order {
+        let found = text[at..]
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} missing in\n{text}"));
+        at += found + line.len();
+    }
+}
+
+#[test]
+fn pattern_closures_runs_timer_and_connection() {
+    let out = run_script("pattern_closures", &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "client: got welcome",
+        "server: got \"hello\"",
+        "client: got bye",
+        "timer: 50 ms passed",
+        "done",
+    ] {
+        assert!(text.contains(line), "{line:?} missing in\n{text}");
+    }
+}
+
+#[test]
+fn pattern_deferred_shows_callbacks_errbacks_and_timeouts() {
+    let out = run_script("pattern_deferred", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1. connected, then waited 20 ms"), "{text}");
+    assert!(text.contains("2. refused, as expected"), "{text}");
+    assert!(text.contains("3. deferred timed out after 30ms"), "{text}");
+}
+
+#[test]
+fn echo_client_reports_a_refused_connection() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let out = run_script("echo_client", &["--port", &free, "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("connection refused"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
