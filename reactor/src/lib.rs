@@ -12,6 +12,8 @@
 //! - [`Emitter`]: typed listeners (`on`, `off`, `emit`) and an event queue (`post`).
 //! - [`LoopingCall`], [`defer_later`], [`yield_now`].
 //! - UDP: [`Reactor::listen_udp`] runs a [`DatagramProtocol`] on a [`UdpPort`].
+//! - [`net`]: async sockets for tasks (`TcpListener`, `TcpStream`, `UdpSocket`):
+//!   `let (n, addr) = sock.recv_from(&mut buf).await?;`
 //!
 //! Creating a reactor makes it this thread's driver for
 //! [`Deferred::wait`](ropewalk_deferred::Deferred::wait): a script builds a reactor, calls
@@ -38,6 +40,7 @@ mod events;
 mod io;
 mod lifecycle;
 mod looping;
+pub mod net;
 mod pool;
 mod protocol;
 mod reactor;
