@@ -11,6 +11,9 @@
 //!   and opt-in SIGINT/SIGTERM handling (`install_signal_handlers`).
 //! - [`Emitter`]: typed listeners (`on`, `off`, `emit`) and an event queue (`post`).
 //! - [`LoopingCall`], [`defer_later`], [`yield_now`].
+//! - UDP: [`Reactor::listen_udp`] runs a [`DatagramProtocol`] on a [`UdpPort`].
+//! - [`net`]: async sockets for tasks (`TcpListener`, `TcpStream`, `UdpSocket`):
+//!   `let (n, addr) = sock.recv_from(&mut buf).await?;`
 //!
 //! Creating a reactor makes it this thread's driver for
 //! [`Deferred::wait`](ropewalk_deferred::Deferred::wait): a script builds a reactor, calls
@@ -37,6 +40,7 @@ mod events;
 mod io;
 mod lifecycle;
 mod looping;
+pub mod net;
 mod pool;
 mod protocol;
 mod reactor;
@@ -45,6 +49,7 @@ mod task;
 mod tcp;
 pub mod testing;
 mod time;
+mod udp;
 
 pub use crate::connection::DEFAULT_HIGH_WATER;
 pub use crate::error::{ReactorError, TimerError};
@@ -59,4 +64,5 @@ pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
 pub use crate::task::{yield_now, YieldNow};
 pub use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 pub use crate::time::{defer_later, Clock, DelayedCall, ManualClock};
+pub use crate::udp::{DatagramProtocol, DatagramTransport, DatagramTransportRef, UdpPort};
 pub use ropewalk_deferred as deferred;
