@@ -206,5 +206,12 @@ impl Reactor {
     }
 }
 
+/// `EINPROGRESS`: a non-blocking connect has started (std has no stable `ErrorKind`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) const EINPROGRESS: i32 = 115;
+/// `EINPROGRESS`: a non-blocking connect has started (std has no stable `ErrorKind`).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) const EINPROGRESS: i32 = 36;
+
 /// The size of the reactor's one read buffer.
 pub(crate) const READ_BUFFER: usize = 64 * 1024;

@@ -421,8 +421,11 @@ impl TcpStream {
         let sock = new_socket(addr, socket2::Type::STREAM)?;
         let in_progress = match sock.connect(&addr.into()) {
             Ok(()) => false,
-            // EINPROGRESS
-            Err(e) if e.raw_os_error() == Some(115) || e.kind() == io::ErrorKind::WouldBlock => {
+
+            Err(e)
+                if e.raw_os_error() == Some(crate::io::EINPROGRESS)
+                    || e.kind() == io::ErrorKind::WouldBlock =>
+            {
                 true
             }
             Err(e) => return Err(e),

@@ -693,7 +693,9 @@ fn connect_addr<F: Factory>(
                 &factory,
             )
         }
-        Err(e) if e.raw_os_error() == Some(115) || e.kind() == io::ErrorKind::WouldBlock => {} // EINPROGRESS
+        Err(e)
+            if e.raw_os_error() == Some(crate::io::EINPROGRESS)
+                || e.kind() == io::ErrorKind::WouldBlock => {}
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             return Deferred::fail(ConnectionError::Refused(e));
         }
