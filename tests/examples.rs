@@ -265,3 +265,24 @@ fn echo_client_reports_a_refused_connection() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn pattern_coop_runs_the_udp_server_and_clients_as_tasks() {
+    let out = run_script("pattern_coop", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["alpha", "beta", "gamma"] {
+        assert!(
+            text.contains(&format!("server: {name:?} from a client")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("client got: response to {name}")),
+            "{text}"
+        );
+    }
+}
