@@ -40,6 +40,8 @@ pub(crate) trait StreamSocket: AsRawFd + 'static {
     }
     /// Makes the next close send a reset (TCP `SO_LINGER` 0).
     fn set_reset_on_close(&self) {}
+    /// The pending socket error (`SO_ERROR`), cleared.
+    fn take_socket_error(&self) -> io::Result<Option<io::Error>>;
 }
 
 impl StreamSocket for TcpStream {
@@ -76,6 +78,9 @@ impl StreamSocket for TcpStream {
     fn set_reset_on_close(&self) {
         let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
     }
+    fn take_socket_error(&self) -> io::Result<Option<io::Error>> {
+        self.take_error()
+    }
 }
 
 impl StreamSocket for UnixStream {
@@ -104,6 +109,9 @@ impl StreamSocket for UnixStream {
                 .ok()
                 .and_then(|a| a.as_pathname().map(Into::into)),
         )
+    }
+    fn take_socket_error(&self) -> io::Result<Option<io::Error>> {
+        self.take_error()
     }
 }
 
@@ -276,10 +284,17 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             keep_open = p.eof_received();
             Ok(())
         });
-        if self.state.borrow().closed {
+        let (closed, write_shut) = {
+            let st = self.state.borrow();
+            (st.closed, st.write_shut)
+        };
+        if closed {
             return;
         }
-        if keep_open {
+        if keep_open && write_shut {
+            // Both directions are shut: nothing can flow any more.
+            self.close(Failure::new(ConnectionError::Done), false);
+        } else if keep_open {
             self.update_interest();
         } else {
             self.lose_connection();
@@ -356,15 +371,52 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     }
 
     fn shut_write(&self) {
-        let mut st = self.state.borrow_mut();
-        if st.write_shut {
+        let read_eof = {
+            let mut st = self.state.borrow_mut();
+            if st.write_shut || st.closed {
+                return;
+            }
+            st.write_shut = true;
+            st.half_closing = false;
+            if let Some(sock) = self.sock.borrow().as_ref() {
+                let _ = sock.shutdown_write();
+            }
+            st.read_eof
+        };
+        if read_eof {
+            // The peer had already shut its side: the connection is over.
+            self.close(Failure::new(ConnectionError::Done), false);
+        }
+    }
+
+    /// The poller reported a hang-up or an error. It reports them whatever the interest,
+    /// and again on every wait (level-triggered), so a connection that is not reading
+    /// (paused, or past EOF) must act on them here or the loop would spin.
+    fn on_hangup(&self) {
+        let (closed, paused, read_eof, write_shut) = {
+            let st = self.state.borrow();
+            (st.closed, st.reading_paused, st.read_eof, st.write_shut)
+        };
+        if closed || !(paused || read_eof) {
+            // The read path sees the EOF or the error itself.
             return;
         }
-        st.write_shut = true;
-        st.half_closing = false;
-        if let Some(sock) = self.sock.borrow().as_ref() {
-            let _ = sock.shutdown_write();
-        }
+        let error = self
+            .sock
+            .borrow()
+            .as_ref()
+            .and_then(|s| s.take_socket_error().unwrap_or_else(Some));
+        let reason = match error {
+            Some(e) => ConnectionError::Lost(e),
+            // A clean hang-up with reading paused: the peer's last bytes may still wait
+            // to be read, so leave them for `resume_reading`.
+            None if !read_eof => return,
+            None if write_shut => ConnectionError::Done,
+            None => {
+                ConnectionError::Lost(io::Error::new(io::ErrorKind::ConnectionReset, "hang-up"))
+            }
+        };
+        self.close(Failure::new(reason), false);
     }
 
     /// Closes the socket now; `connection_lost` runs on the next turn (never inside the
@@ -422,14 +474,9 @@ impl<S: StreamSocket, P: Protocol> IoHandler for Conn<S, P> {
         }
         if ready.readable {
             self.on_readable(reactor);
-        } else if ready.hangup {
-            self.close(
-                Failure::new(ConnectionError::Lost(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "hang-up",
-                ))),
-                false,
-            );
+        }
+        if ready.hangup {
+            self.on_hangup();
         }
     }
 }
