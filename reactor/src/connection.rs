@@ -131,6 +131,9 @@ struct State {
     closed: bool,
     producer: Option<(Rc<dyn Producer>, bool)>,
     producer_paused: bool,
+    /// A pull producer's write went straight to the socket: ask it for more once the
+    /// socket is writable (from the loop, not from inside its own `write`).
+    pull_pending: bool,
     high_water: usize,
 }
 
@@ -142,7 +145,7 @@ impl State {
     fn wanted(&self) -> Interest {
         Interest {
             read: !self.closed && !self.reading_paused && !self.read_eof,
-            write: !self.closed && self.queued() > 0,
+            write: !self.closed && (self.queued() > 0 || self.pull_pending),
         }
     }
 }
@@ -181,6 +184,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
                 closed: false,
                 producer: None,
                 producer_paused: false,
+                pull_pending: false,
                 high_water: DEFAULT_HIGH_WATER,
             }),
             protocol: RefCell::new(Some(protocol.clone())),
@@ -352,6 +356,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
                 st.producer_paused = false;
             }
             let pull = empty && matches!(st.producer, Some((_, false)));
+            st.pull_pending = false;
             (empty, st.disconnecting, st.half_closing, resume, pull)
         };
         if empty && disconnecting {
@@ -528,6 +533,9 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
                     skip = 0;
                 }
             }
+            if st.queued() == 0 && matches!(st.producer, Some((_, false))) {
+                st.pull_pending = true;
+            }
             let pause = result.is_ok()
                 && !st.producer_paused
                 && st.queued() > st.high_water
@@ -629,9 +637,13 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
     }
 
     fn unregister_producer(&self) {
-        let mut st = self.state.borrow_mut();
-        st.producer = None;
-        st.producer_paused = false;
+        {
+            let mut st = self.state.borrow_mut();
+            st.producer = None;
+            st.producer_paused = false;
+            st.pull_pending = false;
+        }
+        self.update_interest();
     }
 
     fn write_buffer_len(&self) -> usize {
