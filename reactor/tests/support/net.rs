@@ -110,6 +110,12 @@ impl Probe {
     }
 }
 
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe").field("echo", &self.echo).finish()
+    }
+}
+
 impl Protocol for Probe {
     fn connection_made(&mut self, transport: TransportRef) {
         self.ev.made.set(self.ev.made.get() + 1);
