@@ -192,6 +192,9 @@ impl Producer for PauseReading {
     fn stop_producing(&self) {}
 }
 
+/// The checksum the server computed and the reason its connection ended.
+type EchoResult = Rc<RefCell<Option<((u64, u64), Failure)>>>;
+
 /// An echo server that pauses reading while its write queue is full, checksumming what
 /// it got and recording how long its queue grew.
 struct BoundedEcho {
@@ -199,7 +202,7 @@ struct BoundedEcho {
     sum: Checksum,
     max_queued: Rc<Cell<usize>>,
     pauses: Rc<Cell<usize>>,
-    result: Rc<RefCell<Option<((u64, u64), Failure)>>>,
+    result: EchoResult,
 }
 
 impl Protocol for BoundedEcho {
