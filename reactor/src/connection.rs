@@ -40,6 +40,8 @@ pub(crate) trait StreamSocket: AsRawFd + 'static {
     }
     /// Makes the next close send a reset (TCP `SO_LINGER` 0).
     fn set_reset_on_close(&self) {}
+    /// The pending socket error (`SO_ERROR`), cleared.
+    fn take_socket_error(&self) -> io::Result<Option<io::Error>>;
 }
 
 impl StreamSocket for TcpStream {
@@ -76,6 +78,9 @@ impl StreamSocket for TcpStream {
     fn set_reset_on_close(&self) {
         let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
     }
+    fn take_socket_error(&self) -> io::Result<Option<io::Error>> {
+        self.take_error()
+    }
 }
 
 impl StreamSocket for UnixStream {
@@ -105,6 +110,9 @@ impl StreamSocket for UnixStream {
                 .and_then(|a| a.as_pathname().map(Into::into)),
         )
     }
+    fn take_socket_error(&self) -> io::Result<Option<io::Error>> {
+        self.take_error()
+    }
 }
 
 struct State {
@@ -123,6 +131,9 @@ struct State {
     closed: bool,
     producer: Option<(Rc<dyn Producer>, bool)>,
     producer_paused: bool,
+    /// A pull producer's write went straight to the socket: ask it for more once the
+    /// socket is writable (from the loop, not from inside its own `write`).
+    pull_pending: bool,
     high_water: usize,
 }
 
@@ -134,7 +145,7 @@ impl State {
     fn wanted(&self) -> Interest {
         Interest {
             read: !self.closed && !self.reading_paused && !self.read_eof,
-            write: !self.closed && self.queued() > 0,
+            write: !self.closed && (self.queued() > 0 || self.pull_pending),
         }
     }
 }
@@ -173,6 +184,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
                 closed: false,
                 producer: None,
                 producer_paused: false,
+                pull_pending: false,
                 high_water: DEFAULT_HIGH_WATER,
             }),
             protocol: RefCell::new(Some(protocol.clone())),
@@ -276,10 +288,17 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             keep_open = p.eof_received();
             Ok(())
         });
-        if self.state.borrow().closed {
+        let (closed, write_shut) = {
+            let st = self.state.borrow();
+            (st.closed, st.write_shut)
+        };
+        if closed {
             return;
         }
-        if keep_open {
+        if keep_open && write_shut {
+            // Both directions are shut: nothing can flow any more.
+            self.close(Failure::new(ConnectionError::Done), false);
+        } else if keep_open {
             self.update_interest();
         } else {
             self.lose_connection();
@@ -337,6 +356,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
                 st.producer_paused = false;
             }
             let pull = empty && matches!(st.producer, Some((_, false)));
+            st.pull_pending = false;
             (empty, st.disconnecting, st.half_closing, resume, pull)
         };
         if empty && disconnecting {
@@ -356,15 +376,52 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     }
 
     fn shut_write(&self) {
-        let mut st = self.state.borrow_mut();
-        if st.write_shut {
+        let read_eof = {
+            let mut st = self.state.borrow_mut();
+            if st.write_shut || st.closed {
+                return;
+            }
+            st.write_shut = true;
+            st.half_closing = false;
+            if let Some(sock) = self.sock.borrow().as_ref() {
+                let _ = sock.shutdown_write();
+            }
+            st.read_eof
+        };
+        if read_eof {
+            // The peer had already shut its side: the connection is over.
+            self.close(Failure::new(ConnectionError::Done), false);
+        }
+    }
+
+    /// The poller reported a hang-up or an error. It reports them whatever the interest,
+    /// and again on every wait (level-triggered), so a connection that is not reading
+    /// (paused, or past EOF) must act on them here or the loop would spin.
+    fn on_hangup(&self) {
+        let (closed, paused, read_eof, write_shut) = {
+            let st = self.state.borrow();
+            (st.closed, st.reading_paused, st.read_eof, st.write_shut)
+        };
+        if closed || !(paused || read_eof) {
+            // The read path sees the EOF or the error itself.
             return;
         }
-        st.write_shut = true;
-        st.half_closing = false;
-        if let Some(sock) = self.sock.borrow().as_ref() {
-            let _ = sock.shutdown_write();
-        }
+        let error = self
+            .sock
+            .borrow()
+            .as_ref()
+            .and_then(|s| s.take_socket_error().unwrap_or_else(Some));
+        let reason = match error {
+            Some(e) => ConnectionError::Lost(e),
+            // A clean hang-up with reading paused: the peer's last bytes may still wait
+            // to be read, so leave them for `resume_reading`.
+            None if !read_eof => return,
+            None if write_shut => ConnectionError::Done,
+            None => {
+                ConnectionError::Lost(io::Error::new(io::ErrorKind::ConnectionReset, "hang-up"))
+            }
+        };
+        self.close(Failure::new(reason), false);
     }
 
     /// Closes the socket now; `connection_lost` runs on the next turn (never inside the
@@ -422,14 +479,9 @@ impl<S: StreamSocket, P: Protocol> IoHandler for Conn<S, P> {
         }
         if ready.readable {
             self.on_readable(reactor);
-        } else if ready.hangup {
-            self.close(
-                Failure::new(ConnectionError::Lost(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "hang-up",
-                ))),
-                false,
-            );
+        }
+        if ready.hangup {
+            self.on_hangup();
         }
     }
 }
@@ -480,6 +532,9 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
                     st.wbuf.extend_from_slice(&b[skip..]);
                     skip = 0;
                 }
+            }
+            if st.queued() == 0 && matches!(st.producer, Some((_, false))) {
+                st.pull_pending = true;
             }
             let pause = result.is_ok()
                 && !st.producer_paused
@@ -582,9 +637,13 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
     }
 
     fn unregister_producer(&self) {
-        let mut st = self.state.borrow_mut();
-        st.producer = None;
-        st.producer_paused = false;
+        {
+            let mut st = self.state.borrow_mut();
+            st.producer = None;
+            st.producer_paused = false;
+            st.pull_pending = false;
+        }
+        self.update_interest();
     }
 
     fn write_buffer_len(&self) -> usize {

@@ -573,6 +573,7 @@ impl Reactor {
             Ok(s) => s,
             Err(e) => return Deferred::fail(e),
         };
+        factory.start_factory();
         start_client(
             self,
             stream,
@@ -582,13 +583,14 @@ impl Reactor {
     }
 }
 
+/// Builds the protocol for a connected client socket and starts it; the factory has been
+/// started (`start_factory`) by the caller, and is stopped here.
 fn start_client<S: StreamSocket, F: Factory>(
     reactor: &Reactor,
     stream: S,
     peer: Address,
     factory: &F,
 ) -> Deferred<Connected<F::Protocol>> {
-    factory.start_factory();
     let built = catch_unwind(AssertUnwindSafe(|| factory.build_protocol(&peer)));
     let result = match built {
         Ok(Some(p)) => Conn::start(reactor, stream, p)
@@ -686,12 +688,13 @@ fn connect_addr<F: Factory>(
     };
     match sock.connect(&addr.into()) {
         Ok(()) => {
+            factory.start_factory();
             return start_client(
                 reactor,
                 TcpStream::from(sock),
                 Address::Inet(addr),
                 &factory,
-            )
+            );
         }
         Err(e)
             if e.raw_os_error() == Some(crate::io::EINPROGRESS)

@@ -65,3 +65,5 @@ pub fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send 
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {limit:?} (hang)"),
     }
 }
+
+pub mod net;
