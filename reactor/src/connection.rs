@@ -144,7 +144,8 @@ impl State {
 
     fn wanted(&self) -> Interest {
         Interest {
-            read: !self.closed && !self.reading_paused && !self.read_eof,
+            // Like Twisted, a connection being closed reads no more.
+            read: !self.closed && !self.reading_paused && !self.read_eof && !self.disconnecting,
             write: !self.closed && (self.queued() > 0 || self.pull_pending),
         }
     }
@@ -222,7 +223,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         };
         if let Err(failure) = result {
             log::debug!("protocol failed, closing its connection: {failure}");
-            self.close(failure, true);
+            self.close(failure, false);
         }
     }
 
@@ -249,7 +250,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         for _ in 0..READS_PER_EVENT {
             {
                 let st = self.state.borrow();
-                if st.closed || st.reading_paused || st.read_eof {
+                if st.closed || st.reading_paused || st.read_eof || st.disconnecting {
                     break;
                 }
             }
@@ -398,11 +399,31 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     /// and again on every wait (level-triggered), so a connection that is not reading
     /// (paused, or past EOF) must act on them here or the loop would spin.
     fn on_hangup(&self) {
-        let (closed, paused, read_eof, write_shut) = {
+        let (closed, paused, read_eof, write_shut, disconnecting) = {
             let st = self.state.borrow();
-            (st.closed, st.reading_paused, st.read_eof, st.write_shut)
+            (
+                st.closed,
+                st.reading_paused,
+                st.read_eof,
+                st.write_shut,
+                st.disconnecting,
+            )
         };
-        if closed || !(paused || read_eof) {
+        if closed {
+            return;
+        }
+        if disconnecting {
+            // Closing already, and the peer is gone: what is queued cannot be delivered.
+            let error = self
+                .sock
+                .borrow()
+                .as_ref()
+                .and_then(|s| s.take_socket_error().unwrap_or_else(Some));
+            let reason = error.map_or(ConnectionError::Done, ConnectionError::Lost);
+            self.close(Failure::new(reason), false);
+            return;
+        }
+        if !(paused || read_eof) {
             // The read path sees the EOF or the error itself.
             return;
         }
