@@ -485,7 +485,8 @@ impl Reactor {
     /// Connects to `target` over TCP and runs a protocol from `factory` on the connection
     /// (Twisted's `connectTCP`). The Deferred fires with the protocol once connected.
     ///
-    /// A name is resolved on the worker pool and its first address is tried. Errors are
+    /// A name is resolved on the worker pool and its addresses are tried in order until
+    /// one connects. Errors are
     /// [`ConnectionError`]s: `Refused`, `TimedOut` (after `timeout`), `LookupFailed`,
     /// `ConnectFailed`. Cancelling the Deferred abandons the attempt.
     ///
@@ -521,17 +522,23 @@ impl Reactor {
                 let lookup_name = name.clone();
                 let reactor = self.clone();
                 self.defer_to_thread(move || {
-                    let addrs = lookup_name.to_socket_addrs().map_err(|e| {
-                        Failure::new(ConnectionError::LookupFailed(lookup_name.clone(), e))
-                    })?;
-                    addrs.into_iter().next().ok_or_else(|| {
-                        Failure::new(ConnectionError::LookupFailed(
+                    let addrs: Vec<SocketAddr> = lookup_name
+                        .to_socket_addrs()
+                        .map_err(|e| {
+                            Failure::new(ConnectionError::LookupFailed(lookup_name.clone(), e))
+                        })?
+                        .collect();
+                    if addrs.is_empty() {
+                        return Err(Failure::new(ConnectionError::LookupFailed(
                             lookup_name.clone(),
                             io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-                        ))
-                    })
+                        )));
+                    }
+                    Ok(addrs)
                 })
-                .add_callback(move |addr| connect_addr(&reactor, addr, factory, timeout))
+                .add_callback(move |addrs| {
+                    connect_in_turn(reactor, addrs, 0, Rc::new(factory), timeout)
+                })
             }
         }
     }
@@ -602,6 +609,51 @@ fn start_client<S: StreamSocket, F: Factory>(
     };
     factory.stop_factory();
     Deferred::from_result(result)
+}
+
+/// Shares one factory among the attempts of a name with several addresses.
+struct SharedFactory<F>(Rc<F>);
+
+impl<F: Factory> Factory for SharedFactory<F> {
+    type Protocol = F::Protocol;
+
+    fn build_protocol(&self, peer: &Address) -> Option<F::Protocol> {
+        self.0.build_protocol(peer)
+    }
+
+    fn start_factory(&self) {
+        self.0.start_factory();
+    }
+
+    fn stop_factory(&self) {
+        self.0.stop_factory();
+    }
+}
+
+/// Tries a name's addresses in order (e.g. `::1`, then `127.0.0.1` for `localhost`)
+/// until one connects; the last failure is the result.
+fn connect_in_turn<F: Factory>(
+    reactor: Reactor,
+    addrs: Vec<SocketAddr>,
+    i: usize,
+    factory: Rc<F>,
+    timeout: Duration,
+) -> Deferred<Connected<F::Protocol>> {
+    let attempt = connect_addr(&reactor, addrs[i], SharedFactory(factory.clone()), timeout);
+    if i + 1 == addrs.len() {
+        return attempt;
+    }
+    attempt.add_errback(move |failure: Failure| {
+        if failure.is::<ropewalk_deferred::Cancelled>() {
+            return Deferred::fail(failure);
+        }
+        log::debug!(
+            "connect to {} failed ({failure}); trying {}",
+            addrs[i],
+            addrs[i + 1]
+        );
+        connect_in_turn(reactor, addrs, i + 1, factory, timeout)
+    })
 }
 
 /// A TCP connect in progress.
