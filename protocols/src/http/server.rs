@@ -756,8 +756,23 @@ fn serialize(
     let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
     match body {
         Body::Full(bytes) => {
-            if status != 204 && !(100..200).contains(&status) {
-                write_field(out, "Content-Length", &bytes.len().to_string());
+            // HEAD and 304 send no body, so an empty one stands for "not sent": the
+            // handler's Content-Length (the GET body's length) is kept, not replaced by 0
+            // (RFC 9110 §8.6); a 304 without one sends none.
+            let declared = user_length
+                .as_deref()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+            let length = if status == 204 || (100..200).contains(&status) {
+                None
+            } else if (slot.head_only || status == 304) && bytes.is_empty() {
+                declared
+                    .map(str::to_string)
+                    .or_else(|| (status != 304).then(|| "0".to_string()))
+            } else {
+                Some(bytes.len().to_string())
+            };
+            if let Some(len) = length {
+                write_field(out, "Content-Length", &len);
             }
             finish_head(out, keep_alive, slot.version);
             if !no_body {
@@ -767,6 +782,11 @@ fn serialize(
         }
         Body::Stream(writer) => {
             if no_body {
+                if let Some(len) = &user_length {
+                    if status != 204 && !(100..200).contains(&status) {
+                        write_field(out, "Content-Length", len);
+                    }
+                }
                 finish_head(out, keep_alive, slot.version);
                 writer.set_aborted();
                 None
