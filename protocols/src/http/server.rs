@@ -817,17 +817,24 @@ fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes `name: value`, replacing CR and LF (never sent inside a field) with spaces.
+/// Writes `name: value`. Control bytes in the value (CR and LF above all: response
+/// splitting) become spaces; a field whose name is not a token is dropped, since no
+/// replacement makes it valid.
 fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    let clean = |s: &str, out: &mut Vec<u8>| {
-        out.extend(
-            s.bytes()
-                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
-    };
-    clean(name, out);
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        log::warn!("dropping response header with an invalid name: {name:?}");
+        return;
+    }
+    out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
-    clean(value, out);
+    out.extend(value.bytes().map(|b| {
+        if (b < 0x20 && b != b'\t') || b == 0x7f {
+            b' '
+        } else {
+            b
+        }
+    }));
     out.extend_from_slice(b"\r\n");
 }
 
