@@ -247,6 +247,7 @@ impl HttpServer {
                 timer: None,
                 timer_kind: None,
                 request_started: false,
+                continue_pending: false,
                 stream: None,
                 out: Vec::new(),
             })),
@@ -315,6 +316,9 @@ struct State {
     timer_kind: Option<TimerKind>,
     /// The first byte of the current request has arrived.
     request_started: bool,
+    /// The request being read asked for `100 Continue` while earlier responses were
+    /// pending: send it once they are written.
+    continue_pending: bool,
     stream: Option<ActiveStream>,
     out: Vec<u8>,
 }
@@ -500,6 +504,10 @@ impl HttpConnection {
                 }
             }
         }
+        if st.continue_pending && st.queue.is_empty() && !st.closing {
+            st.continue_pending = false;
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
         let transport = st.transport.clone();
         if let Some(t) = &transport {
             if !out.is_empty() {
@@ -674,6 +682,7 @@ impl State {
                         if expect && needs_body && self.queue.is_empty() {
                             Step::Continue
                         } else {
+                            self.continue_pending = expect && needs_body;
                             Step::Progress
                         }
                     }
@@ -711,6 +720,7 @@ impl State {
                     unreachable!("matched above")
                 };
                 self.request_started = false;
+                self.continue_pending = false;
                 if let Some(t) = self.timer.take() {
                     let _ = t.cancel();
                 }
