@@ -694,25 +694,29 @@ impl State {
                 chunked,
                 ..
             } => {
-                match chunked {
+                let (used, done) = match chunked {
                     Some(decoder) => match decoder.decode(&self.buf, body) {
                         Err(status) => return Step::Reject(status),
-                        Ok(n) => {
-                            self.buf.drain(..n);
-                            if !decoder.is_done() {
-                                return Step::Wait;
-                            }
-                        }
+                        Ok(n) => (n, decoder.is_done()),
                     },
                     None => {
                         let n = (*left).min(self.buf.len() as u64) as usize;
                         body.extend_from_slice(&self.buf[..n]);
-                        self.buf.drain(..n);
                         *left -= n as u64;
-                        if *left > 0 {
-                            return Step::Wait;
-                        }
+                        (n, *left == 0)
                     }
+                };
+                self.buf.drain(..used);
+                if !done {
+                    if used > 0 {
+                        // The body moves: `request_timeout` bounds each pause in it, not
+                        // the whole upload (update_timer re-arms it).
+                        if let Some(t) = self.timer.take() {
+                            let _ = t.cancel();
+                        }
+                        self.timer_kind = None;
+                    }
+                    return Step::Wait;
                 }
                 let Reading::Body { head, body, .. } =
                     std::mem::replace(&mut self.reading, Reading::Head)
