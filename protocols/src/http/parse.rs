@@ -50,14 +50,18 @@ fn request_line_len(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|&b| b == b'\n')
 }
 
-/// Whether the request line names a well-formed HTTP version we do not speak.
+/// Whether the request line is well-formed (`method SP target SP version`, single
+/// spaces) and names an HTTP version we do not speak.
 fn is_other_http_version(buf: &[u8]) -> bool {
     let line = &buf[..request_line_len(buf).unwrap_or(buf.len())];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Some(v) = line.rsplit(|&b| b == b' ').next() else {
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let [method, target, v] = parts.as_slice() else {
         return false;
     };
-    v.len() == 8
+    !method.is_empty()
+        && !target.is_empty()
+        && v.len() == 8
         && v.starts_with(b"HTTP/")
         && v[5].is_ascii_digit()
         && v[6] == b'.'
@@ -464,6 +468,26 @@ mod tests {
         }
         assert!(d.is_done());
         assert_eq!(out, b"abcde");
+    }
+
+    #[test]
+    fn spaces_in_the_request_line_are_400_not_505() {
+        let limits = Limits {
+            max_header_bytes: 1024,
+            max_headers: 10,
+            max_uri: 100,
+            max_body: 100,
+        };
+        let status =
+            |line: &str| match parse_head(format!("{line}\r\nHost: x\r\n\r\n").as_bytes(), &limits)
+            {
+                HeadResult::Reject(s) => s,
+                other => panic!("{line:?}: {other:?}"),
+            };
+        assert_eq!(status("GET / HTTP/2.0"), 505);
+        assert_eq!(status("GET /a b HTTP/1.1"), 400);
+        assert_eq!(status("GET /  HTTP/1.1"), 400);
+        assert_eq!(status("GET /a b HTTP/2.0"), 400);
     }
 
     #[test]

@@ -247,6 +247,7 @@ impl HttpServer {
                 timer: None,
                 timer_kind: None,
                 request_started: false,
+                continue_pending: false,
                 stream: None,
                 out: Vec::new(),
             })),
@@ -315,6 +316,9 @@ struct State {
     timer_kind: Option<TimerKind>,
     /// The first byte of the current request has arrived.
     request_started: bool,
+    /// The request being read asked for `100 Continue` while earlier responses were
+    /// pending: send it once they are written.
+    continue_pending: bool,
     stream: Option<ActiveStream>,
     out: Vec<u8>,
 }
@@ -500,6 +504,10 @@ impl HttpConnection {
                 }
             }
         }
+        if st.continue_pending && st.queue.is_empty() && !st.closing {
+            st.continue_pending = false;
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
         let transport = st.transport.clone();
         if let Some(t) = &transport {
             if !out.is_empty() {
@@ -674,6 +682,7 @@ impl State {
                         if expect && needs_body && self.queue.is_empty() {
                             Step::Continue
                         } else {
+                            self.continue_pending = expect && needs_body;
                             Step::Progress
                         }
                     }
@@ -685,25 +694,29 @@ impl State {
                 chunked,
                 ..
             } => {
-                match chunked {
+                let (used, done) = match chunked {
                     Some(decoder) => match decoder.decode(&self.buf, body) {
                         Err(status) => return Step::Reject(status),
-                        Ok(n) => {
-                            self.buf.drain(..n);
-                            if !decoder.is_done() {
-                                return Step::Wait;
-                            }
-                        }
+                        Ok(n) => (n, decoder.is_done()),
                     },
                     None => {
                         let n = (*left).min(self.buf.len() as u64) as usize;
                         body.extend_from_slice(&self.buf[..n]);
-                        self.buf.drain(..n);
                         *left -= n as u64;
-                        if *left > 0 {
-                            return Step::Wait;
-                        }
+                        (n, *left == 0)
                     }
+                };
+                self.buf.drain(..used);
+                if !done {
+                    if used > 0 {
+                        // The body moves: `request_timeout` bounds each pause in it, not
+                        // the whole upload (update_timer re-arms it).
+                        if let Some(t) = self.timer.take() {
+                            let _ = t.cancel();
+                        }
+                        self.timer_kind = None;
+                    }
+                    return Step::Wait;
                 }
                 let Reading::Body { head, body, .. } =
                     std::mem::replace(&mut self.reading, Reading::Head)
@@ -711,6 +724,7 @@ impl State {
                     unreachable!("matched above")
                 };
                 self.request_started = false;
+                self.continue_pending = false;
                 if let Some(t) = self.timer.take() {
                     let _ = t.cancel();
                 }
@@ -756,8 +770,23 @@ fn serialize(
     let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
     match body {
         Body::Full(bytes) => {
-            if status != 204 && !(100..200).contains(&status) {
-                write_field(out, "Content-Length", &bytes.len().to_string());
+            // HEAD and 304 send no body, so an empty one stands for "not sent": the
+            // handler's Content-Length (the GET body's length) is kept, not replaced by 0
+            // (RFC 9110 §8.6); a 304 without one sends none.
+            let declared = user_length
+                .as_deref()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+            let length = if status == 204 || (100..200).contains(&status) {
+                None
+            } else if (slot.head_only || status == 304) && bytes.is_empty() {
+                declared
+                    .map(str::to_string)
+                    .or_else(|| (status != 304).then(|| "0".to_string()))
+            } else {
+                Some(bytes.len().to_string())
+            };
+            if let Some(len) = length {
+                write_field(out, "Content-Length", &len);
             }
             finish_head(out, keep_alive, slot.version);
             if !no_body {
@@ -767,6 +796,11 @@ fn serialize(
         }
         Body::Stream(writer) => {
             if no_body {
+                if let Some(len) = &user_length {
+                    if status != 204 && !(100..200).contains(&status) {
+                        write_field(out, "Content-Length", len);
+                    }
+                }
                 finish_head(out, keep_alive, slot.version);
                 writer.set_aborted();
                 None
@@ -797,17 +831,24 @@ fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes `name: value`, replacing CR and LF (never sent inside a field) with spaces.
+/// Writes `name: value`. Control bytes in the value (CR and LF above all: response
+/// splitting) become spaces; a field whose name is not a token is dropped, since no
+/// replacement makes it valid.
 fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    let clean = |s: &str, out: &mut Vec<u8>| {
-        out.extend(
-            s.bytes()
-                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
-    };
-    clean(name, out);
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        log::warn!("dropping response header with an invalid name: {name:?}");
+        return;
+    }
+    out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
-    clean(value, out);
+    out.extend(value.bytes().map(|b| {
+        if (b < 0x20 && b != b'\t') || b == 0x7f {
+            b' '
+        } else {
+            b
+        }
+    }));
     out.extend_from_slice(b"\r\n");
 }
 

@@ -1,0 +1,230 @@
+//! Timeouts, on a `ManualClock`: idle keep-alive connections close, incomplete requests
+//! get 408 (never a hang), and no timer runs while a handler works. Mirrors Twisted's
+//! `policies.TimeoutMixin` in `HTTPChannel` (`test_http.py` `HTTP1_0Tests.test_requestBodyTimeout`,
+//! `test_requestBodyDefaultTimeout`).
+
+mod common;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::{echo, get, Conn};
+use ropewalk_protocols::http::{Request, Response, ServerConfig};
+use ropewalk_reactor::deferred::Deferred;
+use ropewalk_reactor::Protocol;
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        request_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(60),
+        ..ServerConfig::default()
+    }
+}
+
+/// Twisted: HTTP1_0Tests.test_requestBodyDefaultTimeout (60 s idle). A connection that
+/// never sends a byte is closed at the idle timeout, without a response.
+#[test]
+fn idle_new_connection_closes() {
+    let c = Conn::with_config(echo, config());
+    c.advance(59.9);
+    assert!(!c.closed());
+    c.advance(0.1);
+    assert!(c.closed());
+    assert!(!c.t.was_aborted());
+    assert!(c.output().is_empty());
+}
+
+/// An idle keep-alive connection closes `idle_timeout` after its last response.
+#[test]
+fn idle_keep_alive_closes() {
+    let mut c = Conn::with_config(echo, config());
+    c.advance(50.0);
+    c.send(get("/"));
+    c.advance(59.0);
+    assert!(!c.closed(), "the idle clock restarts after each response");
+    c.send(get("/"));
+    c.advance(59.0);
+    assert!(!c.closed());
+    c.advance(1.0);
+    assert!(c.closed());
+    assert_eq!(c.responses().len(), 2);
+}
+
+/// A slowloris head: bytes keep coming but the head never ends. The head has
+/// `request_timeout` from its first byte, not reset by each byte (Twisted resets its
+/// timer on every read, so a byte every 59 s keeps a connection forever); then 408.
+#[test]
+fn slow_head_gets_408() {
+    let mut c = Conn::with_config(echo, config());
+    let head = get("/");
+    for b in head.as_bytes()[..10].iter() {
+        c.send([*b]);
+        c.advance(2.9);
+    }
+    assert!(!c.closed());
+    c.advance(1.0);
+    let r = c.response();
+    assert_eq!(r.status, 408);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.closed());
+    // The rest of the head arriving late is ignored.
+    c.send(&head[10..]);
+    assert_eq!(c.responses().len(), 1);
+}
+
+/// An incomplete body (the client stops sending) gets 408 too: never a hang.
+#[test]
+fn stalled_body_gets_408() {
+    for request in [
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
+    ] {
+        let mut c = Conn::with_config(echo, config());
+        c.send(request);
+        c.advance(29.0);
+        assert!(!c.closed(), "{request:?}");
+        c.advance(1.0);
+        assert_eq!(c.response().status, 408, "{request:?}");
+        assert!(c.closed());
+    }
+}
+
+/// Twisted: HTTP1_0Tests.test_requestBodyTimeout (every read restarts the timer). A
+/// body that keeps arriving, each pause shorter than `request_timeout`, is not cut off
+/// (`ServerConfig::request_timeout`: "the longest pause inside a body"); a longer pause
+/// is a 408.
+#[test]
+fn slow_but_steady_body_is_not_cut_off() {
+    let mut c = Conn::with_config(echo, config());
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
+    for b in b"hello" {
+        c.advance(20.0);
+        c.send([*b]);
+    }
+    assert_eq!(c.response().text(), "POST / 5:hello");
+    assert!(!c.closed());
+
+    let mut c = Conn::with_config(echo, config());
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for piece in ["3\r\n", "abc", "\r\n", "0\r\n", "\r\n"] {
+        c.advance(20.0);
+        c.send(piece);
+    }
+    assert_eq!(c.response().text(), "POST / 3:abc");
+
+    let mut c = Conn::with_config(echo, config());
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe");
+    c.advance(20.0);
+    c.send("l");
+    c.advance(30.0);
+    assert_eq!(c.response().status, 408);
+}
+
+/// Twisted: the timer is disabled from `allContentReceived` to `requestDone`. A handler
+/// that takes 1000 s is not timed out; the idle timer starts after its response.
+#[test]
+fn no_timeout_while_the_handler_works() {
+    let resolver = Rc::new(Cell::new(None));
+    let r = resolver.clone();
+    let mut c = Conn::with_config(
+        move |_: Request| {
+            let (d, res) = Deferred::pending();
+            r.set(Some(res));
+            d
+        },
+        config(),
+    );
+    c.send(get("/"));
+    c.advance(1000.0);
+    assert!(!c.closed());
+    assert!(c.output().is_empty());
+    resolver
+        .take()
+        .unwrap()
+        .callback(Response::text("done"))
+        .unwrap();
+    assert_eq!(c.response().text(), "done");
+    c.advance(59.0);
+    assert!(!c.closed());
+    c.advance(1.0);
+    assert!(c.closed());
+}
+
+/// A streamed response in progress is not timed out either.
+#[test]
+fn no_timeout_while_streaming() {
+    let writer = Rc::new(Cell::new(None));
+    let w = writer.clone();
+    let mut c = Conn::with_config(
+        move |_: Request| {
+            let (resp, body) = Response::streaming(200);
+            w.set(Some(body));
+            Ok(resp)
+        },
+        config(),
+    );
+    c.send(get("/"));
+    let body = writer.take().unwrap();
+    for _ in 0..10 {
+        c.advance(100.0);
+        body.write(b"tick");
+    }
+    assert!(!c.closed());
+    body.finish();
+    c.advance(60.0);
+    assert!(c.closed());
+    assert_eq!(c.response().text(), "tick".repeat(10));
+}
+
+/// A request waiting behind a slow one (pipelined, incomplete) is not timed out while
+/// the server itself is busy; its clock starts when the server can read it.
+#[test]
+fn pipelined_partial_request_waits_for_the_server() {
+    let resolver = Rc::new(Cell::new(None));
+    let r = resolver.clone();
+    let mut c = Conn::with_config(
+        move |req: Request| {
+            if req.path() == "/slow" {
+                let (d, res) = Deferred::pending();
+                r.set(Some(res));
+                d
+            } else {
+                Deferred::from_result(echo(req))
+            }
+        },
+        config(),
+    );
+    c.send(format!("{}GET /next HTTP/1.1\r\n", get("/slow")));
+    c.advance(100.0);
+    assert!(!c.closed());
+    resolver
+        .take()
+        .unwrap()
+        .callback(Response::text("slow"))
+        .unwrap();
+    c.advance(29.0);
+    c.send("Host: x\r\n\r\n");
+    let rs = c.responses();
+    assert_eq!(rs.len(), 2);
+    assert_eq!(rs[1].text(), "GET /next 0:");
+}
+
+/// Once the connection is lost no timer is left behind.
+#[test]
+fn no_timers_after_close() {
+    let mut c = Conn::with_config(echo, config());
+    c.send("GET / HTTP/1.1\r\n");
+    assert_eq!(c.clock.delayed_calls().len(), 1);
+    c.lose();
+    assert!(c.clock.delayed_calls().is_empty());
+    c.advance(1000.0);
+    assert!(c.output().is_empty());
+
+    let mut c = Conn::with_config(echo, config());
+    c.send(get("/"));
+    c.conn
+        .connection_lost(ropewalk_reactor::deferred::Failure::msg("gone"));
+    assert!(c.clock.delayed_calls().is_empty());
+}
