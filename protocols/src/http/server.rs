@@ -756,7 +756,7 @@ fn serialize(
     let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
     match body {
         Body::Full(bytes) => {
-            if status != 204 && !(100..200).contains(&status) {
+            if status != 204 && status != 304 && !(100..200).contains(&status) {
                 write_field(out, "Content-Length", &bytes.len().to_string());
             }
             finish_head(out, keep_alive, slot.version);
@@ -767,6 +767,10 @@ fn serialize(
         }
         Body::Stream(writer) => {
             if no_body {
+                // HEAD: the length the body would have had, if known.
+                if let Some(len) = user_length.as_ref().filter(|_| status != 204) {
+                    write_field(out, "Content-Length", len);
+                }
                 finish_head(out, keep_alive, slot.version);
                 writer.set_aborted();
                 None
@@ -827,6 +831,10 @@ impl BodySink for StreamSink {
         } else {
             self.transport.write(data);
         }
+    }
+
+    fn abort(&self) {
+        self.transport.abort_connection();
     }
 
     fn end(&self) {
