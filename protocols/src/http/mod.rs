@@ -1,5 +1,5 @@
 //! HTTP/1.1: a strict, pipelining server ([`HttpServer`], [`Site`]) and a client
-//! ([`Client`]) on the reactor.
+//! ([`Client`]) on the reactor, and [`StaticFiles`] to serve a directory.
 //!
 //! Requests are parsed with `httparse`; framing, keep-alive, pipelining, limits and
 //! timeouts are this module's. What RFC 9112 says to reject is rejected with the right
@@ -15,6 +15,7 @@ mod request;
 mod response;
 mod server;
 mod site;
+mod static_files;
 
 pub use client::{Client, ClientConfig, ClientError, ClientResponse};
 pub use headers::Headers;
@@ -22,3 +23,4 @@ pub use request::{Request, Version};
 pub use response::{reason, BodyWriter, Response};
 pub use server::{Handler, HttpConnection, HttpServer, ServerConfig};
 pub use site::Site;
+pub use static_files::{content_type, StaticFiles};
