@@ -379,6 +379,10 @@ fn find(
         Ok(m) => m,
         Err(e) => return status_of(e),
     };
+    if trailing_slash && !meta.is_dir() {
+        // `file.txt/`: what the file system would answer (ENOTDIR).
+        return Found::Status(404);
+    }
     if meta.is_dir() {
         if !trailing_slash {
             return Found::Redirect;
