@@ -17,21 +17,6 @@
 //! assert_eq!(resp.text(), "Hello, World!");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-//!
-//! # Implementation
-//!
-//! Each request connects with `connect_tcp` (a host name is resolved on the worker pool),
-//! writes the request with `Connection: close`, parses the response head with
-//! `httparse`, and reads the body by `Content-Length`, by chunks (the server's strict
-//! decoder) or until the server closes. `1xx` responses are skipped; `HEAD`, `204` and
-//! `304` have no body. One timer covers the whole exchange (connect, request, response):
-//! past it, the connection is aborted and the Deferred fails with
-//! [`ClientError::TimedOut`]. Cancelling the Deferred aborts the connection too.
-//!
-//! Not yet: keep-alive connection pooling (every request opens its own connection and
-//! closes it), TLS (`https://` URLs fail with [`ClientError::UnsupportedScheme`]),
-//! redirects (a `3xx` is returned as is), proxies, and streaming response bodies (the body
-//! is collected, up to [`ClientConfig::max_body`]).
 
 use std::cell::RefCell;
 use std::error::Error as StdError;
@@ -284,6 +269,21 @@ impl fmt::Debug for ClientResponse {
 /// assert_eq!(n, 4);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Implementation
+///
+/// Each request connects with `connect_tcp` (a host name is resolved on the worker pool),
+/// writes the request with `Connection: close`, parses the response head with
+/// `httparse`, and reads the body by `Content-Length`, by chunks (the server's strict
+/// decoder) or until the server closes. `1xx` responses are skipped; `HEAD`, `204` and
+/// `304` have no body. One timer covers the whole exchange (connect, request, response):
+/// past it, the connection is aborted and the Deferred fails with
+/// [`ClientError::TimedOut`]. Cancelling the Deferred aborts the connection too.
+///
+/// Not yet: keep-alive connection pooling (every request opens its own connection and
+/// closes it), TLS (`https://` URLs fail with [`ClientError::UnsupportedScheme`]),
+/// redirects (a `3xx` is returned as is), proxies, and streaming response bodies (the body
+/// is collected, up to [`ClientConfig::max_body`]).
 #[derive(Clone)]
 pub struct Client {
     reactor: Reactor,

@@ -1,30 +1,4 @@
 //! [`StaticFiles`]: serves a directory tree (Twisted's `static.File`).
-//!
-//! # Implementation
-//!
-//! The request path (after the mount prefix) is percent-decoded and split into segments;
-//! `..`, hidden names (a leading `.`), NUL and `\` are refused before the file system is
-//! touched. Everything that touches the file system runs on the worker pool
-//! (`defer_to_thread`): the path is canonicalized (following symlinks) and must still be
-//! under the canonical root, then the file is opened and its metadata read from the open
-//! handle. Small files come back read whole in that same job; larger ones are streamed by
-//! a task on the reactor that reads one chunk at a time on the pool and waits for
-//! [`BodyWriter::ready`] between chunks, so a slow client holds at most a few chunks in
-//! memory. The reactor thread never blocks on the disk.
-//!
-//! Decisions:
-//!
-//! - A directory answers with its `index.html` if it has one, else **403** (no listings).
-//!   A directory asked for without a trailing `/` is redirected (301) to the URL with one,
-//!   so relative links in its index work.
-//! - `..` gives 403; names that do not exist, hidden names and undecodable paths give
-//!   404; a symlink that leads outside the root gives 403; anything but a regular file
-//!   (a FIFO, a socket) gives 403 and is never opened.
-//! - Only `GET` and `HEAD` (405 with `Allow` otherwise). `Last-Modified` is sent, and
-//!   `If-Modified-Since` (IMF-fixdate form; the two obsolete date forms are ignored)
-//!   gives 304.
-//! - Not yet: `Range` requests (the whole file is always sent), `ETag`, compression,
-//!   directory listings.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -40,7 +14,19 @@ use super::{BodyWriter, Handler, Request, Response};
 /// Serves the files under a directory: a [`Handler`] to [`mount`](super::Site::mount)
 /// under a prefix.
 ///
-/// See the [module docs](self) for what is served and what is refused.
+/// What is served and what is refused:
+///
+/// - A directory answers with its `index.html` if it has one, else **403** (no listings).
+///   A directory asked for without a trailing `/` is redirected (301) to the URL with one,
+///   so relative links in its index work.
+/// - `..` gives 403; names that do not exist, hidden names and undecodable paths give
+///   404; a symlink that leads outside the root gives 403; anything but a regular file
+///   (a FIFO, a socket) gives 403 and is never opened.
+/// - Only `GET` and `HEAD` (405 with `Allow` otherwise). `Last-Modified` is sent, and
+///   `If-Modified-Since` (IMF-fixdate form; the two obsolete date forms are ignored)
+///   gives 304.
+/// - Not yet: `Range` requests (the whole file is always sent), `ETag`, compression,
+///   directory listings.
 ///
 /// # Examples
 ///
@@ -64,6 +50,18 @@ use super::{BodyWriter, Handler, Request, Response};
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Implementation
+///
+/// The request path (after the mount prefix) is percent-decoded and split into segments;
+/// `..`, hidden names (a leading `.`), NUL and `\` are refused before the file system is
+/// touched. Everything that touches the file system runs on the worker pool
+/// (`defer_to_thread`): the path is canonicalized (following symlinks) and must still be
+/// under the canonical root, then the file is opened and its metadata read from the open
+/// handle. Small files come back read whole in that same job; larger ones are streamed by
+/// a task on the reactor that reads one chunk at a time on the pool and waits for
+/// [`BodyWriter::ready`] between chunks, so a slow client holds at most a few chunks in
+/// memory. The reactor thread never blocks on the disk.
 #[derive(Debug)]
 pub struct StaticFiles {
     reactor: Reactor,
@@ -80,7 +78,7 @@ impl StaticFiles {
     ///
     /// # Errors
     ///
-    /// The system error if `root` cannot be canonicalized, or `NotADirectory`-like
+    /// The system error if `root` cannot be canonicalized, or
     /// [`io::ErrorKind::InvalidInput`] if it is not a directory.
     ///
     /// # Examples
