@@ -8,6 +8,9 @@
 //! curl -s -d 'rope' localhost:8080/echo     # the body, echoed
 //! curl -s 'localhost:8080/delay?ms=250'     # a Deferred fired by call_later
 //! curl -s 'localhost:8080/thread?ms=100'    # work on the worker pool
+//! curl -s 'localhost:8080/fetch?url=http://127.0.0.1:8080/'  # our HTTP client, chained in
+//! cargo run --example http_server -- --root ./docs  # and files under /static/
+//! curl -s localhost:8080/static/index.html
 //! ```
 //!
 //! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
@@ -16,7 +19,9 @@
 use std::time::Duration;
 
 use ropewalk::prelude::*;
-use ropewalk::protocols::http::{HttpServer, Request, Response, Site};
+use ropewalk::protocols::http::{
+    Client, ClientConfig, HttpServer, Request, Response, Site, StaticFiles,
+};
 use ropewalk::reactor::{defer_later, Reactor};
 
 /// Longest delay the `/delay` and `/thread` routes accept.
@@ -35,10 +40,20 @@ fn millis(req: &Request) -> Result<Duration, Response> {
     Ok(Duration::from_millis(ms))
 }
 
-fn site(reactor: &Reactor) -> Site {
+/// How long `/fetch` waits for the page it fetches.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn site(reactor: &Reactor, root: Option<StaticFiles>) -> Site {
     let delay_reactor = reactor.clone();
     let thread_reactor = reactor.clone();
-    Site::new()
+    let client = Client::with_config(
+        reactor,
+        ClientConfig {
+            timeout: FETCH_TIMEOUT,
+            ..ClientConfig::default()
+        },
+    );
+    let site = Site::new()
         // Inline closure, answered at once.
         .get("/", |_req: Request| Ok(Response::text("Hello, World!\n")))
         // The request body, echoed back.
@@ -74,46 +89,95 @@ fn site(reactor: &Reactor) -> Site {
                     )))
                 })
         })
+        // An outgoing request with our client, chained into the response.
+        .get("/fetch", move |req: Request| {
+            let Some(url) = req.query_param("url") else {
+                return Deferred::succeed(
+                    Response::text("usage: /fetch?url=http://host[:port]/path\n").with_status(400),
+                );
+            };
+            client
+                .get(&url)
+                .add_callback(|resp| {
+                    let head = format!("{} {}\n", resp.status(), resp.reason());
+                    let mut body = head.into_bytes();
+                    body.extend_from_slice(resp.body());
+                    Ok(Response::bytes(body)
+                        .with_header("X-Fetched-Status", resp.status().to_string()))
+                })
+                .add_errback(move |f: Failure| {
+                    Ok(Response::text(format!("could not fetch {url}: {f}\n")).with_status(502))
+                })
+        });
+    match root {
+        // Files under --root DIR, as /static/NAME.
+        Some(files) => site.mount("/static/", files),
+        None => site,
+    }
 }
 
-fn port_arg() -> Result<u16, String> {
+struct Args {
+    port: u16,
+    root: Option<std::path::PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let mut port = 8080;
+    let mut parsed = Args {
+        port: 8080,
+        root: None,
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--port" => {
                 let v = args.next().ok_or("--port needs a value")?;
-                port = v.parse().map_err(|_| format!("bad port: {v}"))?;
+                parsed.port = v.parse().map_err(|_| format!("bad port: {v}"))?;
+            }
+            "--root" => {
+                let v = args.next().ok_or("--root needs a directory")?;
+                parsed.root = Some(v.into());
             }
             "-h" | "--help" => {
-                println!("usage: http_server [--port P]   (P = 0 picks a free port)");
+                println!(
+                    "usage: http_server [--port P] [--root DIR]   \
+                     (P = 0 picks a free port; DIR is served under /static/)"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument: {other}")),
         }
     }
-    Ok(port)
+    Ok(parsed)
 }
 
 fn main() {
     env_logger::init();
-    let port = match port_arg() {
-        Ok(p) => p,
+    let args = match parse_args() {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("http_server: {e}");
             std::process::exit(2);
         }
     };
-    if let Err(e) = serve(port) {
+    if let Err(e) = serve(args) {
         eprintln!("http_server: {e}");
         std::process::exit(1);
     }
 }
 
-fn serve(port: u16) -> Result<(), Box<dyn std::error::Error>> {
+fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let reactor = Reactor::new()?;
     let _signals = reactor.install_signal_handlers()?;
-    let server = HttpServer::new(&reactor, site(&reactor));
+    let files = match &args.root {
+        Some(dir) => Some(
+            StaticFiles::new(&reactor, dir)
+                .map_err(|e| format!("--root {}: {e}", dir.display()))?
+                .with_prefix("/static/"),
+        ),
+        None => None,
+    };
+    let port = args.port;
+    let server = HttpServer::new(&reactor, site(&reactor, files));
     let listening = server.listen(&reactor, ([127, 0, 0, 1], port).into())?;
     println!("listening on {}", listening.local_addr());
     reactor.run()?;

@@ -1,4 +1,5 @@
-//! HTTP/1.1: a strict, pipelining server ([`HttpServer`], [`Site`]) on the reactor.
+//! HTTP/1.1: a strict, pipelining server ([`HttpServer`], [`Site`]) and a client
+//! ([`Client`]) on the reactor, and [`StaticFiles`] to serve a directory.
 //!
 //! Requests are parsed with `httparse`; framing, keep-alive, pipelining, limits and
 //! timeouts are this module's. What RFC 9112 says to reject is rejected with the right
@@ -7,15 +8,19 @@
 //! `chunked` (501), bad chunk framing, missing or repeated `Host` on HTTP/1.1, too many
 //! or too large headers (431), long targets (414), bodies over the limit (413).
 
+mod client;
 mod headers;
 mod parse;
 mod request;
 mod response;
 mod server;
 mod site;
+mod static_files;
 
+pub use client::{Client, ClientConfig, ClientError, ClientResponse};
 pub use headers::Headers;
 pub use request::{Request, Version};
 pub use response::{reason, BodyWriter, Response};
 pub use server::{Handler, HttpConnection, HttpServer, ServerConfig};
 pub use site::Site;
+pub use static_files::{content_type, StaticFiles};

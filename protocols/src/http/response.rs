@@ -287,6 +287,8 @@ pub fn reason(status: u16) -> &'static str {
 pub(crate) trait BodySink {
     fn data(&self, data: &[u8]);
     fn end(&self);
+    /// The body cannot be completed: drop the connection.
+    fn abort(&self);
 }
 
 #[derive(Default)]
@@ -300,11 +302,17 @@ struct StreamState {
     waiting: Vec<Resolver<()>>,
 }
 
+/// How much a writer holds before the server takes the response, before
+/// [`BodyWriter::ready`] waits.
+const EARLY_LIMIT: usize = 64 * 1024;
+
 /// Writes a streamed response body ([`Response::streaming`]). Cheap to clone.
 ///
 /// Writes go to the connection as they come. When the client reads slower than the body
 /// is written, the writer is paused ([`is_paused`](Self::is_paused)); wait for
-/// [`ready`](Self::ready) before writing more to keep memory bounded.
+/// [`ready`](Self::ready) before writing more to keep memory bounded. Writes made before
+/// the server takes the response (it waits behind earlier pipelined responses) are held;
+/// past 64 KiB of them, `ready` waits too.
 #[derive(Clone, Default)]
 pub struct BodyWriter {
     state: Rc<RefCell<StreamState>>,
@@ -367,6 +375,32 @@ impl BodyWriter {
         }
     }
 
+    /// Ends the response by dropping the connection, for a body that cannot be
+    /// completed (the file behind it shrank, its source failed): the client sees an
+    /// incomplete response rather than a wrong one. Ignored after `finish`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_r, w) = ropewalk_protocols::http::Response::streaming(200);
+    /// w.write(b"half of it");
+    /// w.abort();
+    /// assert!(w.is_aborted());
+    /// ```
+    pub fn abort(&self) {
+        let sink = {
+            let st = self.state.borrow();
+            if st.finished || st.aborted {
+                return;
+            }
+            st.sink.clone()
+        };
+        self.set_aborted();
+        if let Some(s) = sink {
+            s.abort();
+        }
+    }
+
     /// Whether `finish` was called.
     ///
     /// # Examples
@@ -415,7 +449,11 @@ impl BodyWriter {
     /// ```
     pub fn ready(&self) -> Deferred<()> {
         let mut st = self.state.borrow_mut();
-        if !st.paused || st.aborted {
+        // Before the server takes the response, writes are held in memory: past a
+        // bound, wait for it to take them.
+        let held: usize = st.early.iter().map(Vec::len).sum();
+        let waiting_for_server = st.sink.is_none() && !st.finished && held >= EARLY_LIMIT;
+        if (!st.paused && !waiting_for_server) || st.aborted {
             return Deferred::succeed(());
         }
         let (d, r) = Deferred::pending();
@@ -425,16 +463,33 @@ impl BodyWriter {
 
     /// The server starts sending: flush what was written early.
     pub(crate) fn attach(&self, sink: Rc<dyn BodySink>) {
-        let (early, finished) = {
+        let (early, finished, aborted) = {
             let mut st = self.state.borrow_mut();
-            st.sink = Some(sink.clone());
-            (std::mem::take(&mut st.early), st.finished)
+            if !st.aborted {
+                st.sink = Some(sink.clone());
+            }
+            (std::mem::take(&mut st.early), st.finished, st.aborted)
         };
+        if aborted {
+            sink.abort();
+            return;
+        }
         for chunk in early {
             sink.data(&chunk);
         }
         if finished {
             sink.end();
+        }
+        let waiting = {
+            let mut st = self.state.borrow_mut();
+            if st.paused {
+                Vec::new()
+            } else {
+                std::mem::take(&mut st.waiting)
+            }
+        };
+        for r in waiting {
+            let _ = r.callback(());
         }
     }
 

@@ -870,6 +870,10 @@ impl BodySink for StreamSink {
         }
     }
 
+    fn abort(&self) {
+        self.transport.abort_connection();
+    }
+
     fn end(&self) {
         if self.chunked {
             self.transport.write(b"0\r\n\r\n");

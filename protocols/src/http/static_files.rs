@@ -1,0 +1,566 @@
+//! [`StaticFiles`]: serves a directory tree (Twisted's `static.File`).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use ropewalk_deferred::{Deferred, Failure};
+use ropewalk_reactor::Reactor;
+
+use super::server::http_date;
+use super::{BodyWriter, Handler, Request, Response};
+
+/// Serves the files under a directory: a [`Handler`] to [`mount`](super::Site::mount)
+/// under a prefix.
+///
+/// What is served and what is refused:
+///
+/// - A directory answers with its `index.html` if it has one, else **403** (no listings).
+///   A directory asked for without a trailing `/` is redirected (301) to the URL with one,
+///   so relative links in its index work.
+/// - `..` gives 403; names that do not exist, hidden names and undecodable paths give
+///   404; a symlink that leads outside the root gives 403; anything but a regular file
+///   (a FIFO, a socket) gives 403 and is never opened.
+/// - Only `GET` and `HEAD` (405 with `Allow` otherwise). `Last-Modified` is sent, and
+///   `If-Modified-Since` (IMF-fixdate form; the two obsolete date forms are ignored)
+///   gives 304.
+/// - Not yet: `Range` requests (the whole file is always sent), `ETag`, compression,
+///   directory listings.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::{Client, HttpServer, Site, StaticFiles};
+/// use ropewalk_reactor::Reactor;
+///
+/// let dir = std::env::temp_dir().join(format!("ropewalk-doc-static-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// std::fs::write(dir.join("hello.txt"), "hello from disk")?;
+///
+/// let reactor = Reactor::new()?;
+/// let files = StaticFiles::new(&reactor, &dir)?.with_prefix("/static/");
+/// let site = Site::new().mount("/static/", files);
+/// let port = HttpServer::new(&reactor, site).listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+///
+/// let url = format!("http://{}/static/hello.txt", port.local_addr());
+/// let resp = Client::new(&reactor).get(&url).wait()?;
+/// assert_eq!(resp.headers().get("content-type"), Some("text/plain; charset=utf-8"));
+/// assert_eq!(resp.text(), "hello from disk");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Implementation
+///
+/// The request path (after the mount prefix) is percent-decoded and split into segments;
+/// `..`, hidden names (a leading `.`), NUL and `\` are refused before the file system is
+/// touched. Everything that touches the file system runs on the worker pool
+/// (`defer_to_thread`): the path is canonicalized (following symlinks) and must still be
+/// under the canonical root, then the file is opened and its metadata read from the open
+/// handle. Small files come back read whole in that same job; larger ones are streamed by
+/// a task on the reactor that reads one chunk at a time on the pool and waits for
+/// [`BodyWriter::ready`] between chunks, so a slow client holds at most a few chunks in
+/// memory. The reactor thread never blocks on the disk.
+#[derive(Debug)]
+pub struct StaticFiles {
+    reactor: Reactor,
+    root: PathBuf,
+    prefix: String,
+    chunk_size: usize,
+    stream_threshold: u64,
+}
+
+impl StaticFiles {
+    /// Serves the files under `root`, which must be a directory; the mount prefix is
+    /// `/` until [`with_prefix`](Self::with_prefix). `reactor`'s worker pool does the file
+    /// system work.
+    ///
+    /// # Errors
+    ///
+    /// The system error if `root` cannot be canonicalized, or
+    /// [`io::ErrorKind::InvalidInput`] if it is not a directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let files = ropewalk_protocols::http::StaticFiles::new(&reactor, std::env::temp_dir())?;
+    /// assert!(files.root().is_absolute());
+    /// assert!(ropewalk_protocols::http::StaticFiles::new(&reactor, "/no/such/dir").is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new(reactor: &Reactor, root: impl AsRef<Path>) -> io::Result<StaticFiles> {
+        let root = root.as_ref().canonicalize()?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(StaticFiles {
+            reactor: reactor.clone(),
+            root,
+            prefix: "/".to_string(),
+            chunk_size: 64 * 1024,
+            stream_threshold: 256 * 1024,
+        })
+    }
+
+    /// The prefix this handler is mounted under (the same one given to
+    /// [`Site::mount`](super::Site::mount)); it is stripped from the request path. A
+    /// missing leading or trailing `/` is added. Default `/`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let files = ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?.with_prefix("static");
+    /// assert_eq!(files.prefix(), "/static/");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_prefix(mut self, prefix: &str) -> StaticFiles {
+        let mut p = prefix.trim_matches('/').to_string();
+        p.insert(0, '/');
+        if p.len() > 1 {
+            p.push('/');
+        }
+        self.prefix = p;
+        self
+    }
+
+    /// Files larger than `bytes` are streamed in chunks of `chunk` bytes; smaller ones are
+    /// read whole. Defaults: 256 KiB and 64 KiB; `chunk` is at least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let _files = ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?
+    ///     .with_streaming(1 << 20, 128 * 1024);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_streaming(mut self, bytes: u64, chunk: usize) -> StaticFiles {
+        self.stream_threshold = bytes;
+        self.chunk_size = chunk.max(1);
+        self
+    }
+
+    /// The canonical root directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let files = ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?;
+    /// assert_eq!(files.root(), std::env::current_dir()?.canonicalize()?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The mount prefix.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// assert_eq!(ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?.prefix(), "/");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// What the pool found for a request.
+enum Found {
+    File {
+        file: File,
+        len: u64,
+        mtime: Option<u64>,
+        content_type: &'static str,
+        /// The whole file, when it was small enough to read in the same job.
+        data: Option<Vec<u8>>,
+    },
+    NotModified(Option<u64>),
+    Redirect,
+    Status(u16),
+}
+
+impl Handler for StaticFiles {
+    fn handle(&self, request: Request) -> Deferred<Response> {
+        let head = match request.method() {
+            "GET" => false,
+            "HEAD" => true,
+            _ => return Deferred::succeed(Response::error(405).with_header("Allow", "GET, HEAD")),
+        };
+        let Some(rest) = request.path().strip_prefix(self.prefix.as_str()) else {
+            return Deferred::succeed(Response::error(404));
+        };
+        let (segments, trailing_slash) = match split_path(rest) {
+            Ok(s) => s,
+            Err(status) => return Deferred::succeed(Response::error(status)),
+        };
+        let since = request
+            .headers()
+            .get("if-modified-since")
+            .and_then(parse_http_date);
+        let root = self.root.clone();
+        let read_whole = !head;
+        let threshold = self.stream_threshold;
+        let found = self.reactor.defer_to_thread(move || {
+            Ok(find(
+                &root,
+                &segments,
+                trailing_slash,
+                since,
+                read_whole.then_some(threshold),
+            ))
+        });
+        let reactor = self.reactor.clone();
+        let chunk = self.chunk_size;
+        let location = match request.query() {
+            Some(q) => format!("{}/?{q}", request.path()),
+            None => format!("{}/", request.path()),
+        };
+        found.add_callback(move |found| {
+            Ok(match found {
+                Found::Status(status) => Response::error(status),
+                Found::Redirect => Response::text(format!("moved to {location}\n"))
+                    .with_status(301)
+                    .with_header("Location", location),
+                Found::NotModified(mtime) => with_mtime(Response::new(304), mtime),
+                Found::File {
+                    file,
+                    len,
+                    mtime,
+                    content_type,
+                    data,
+                } => {
+                    let typed = |r: Response| {
+                        with_mtime(r, mtime)
+                            .with_header("Content-Type", content_type)
+                            .with_header("X-Content-Type-Options", "nosniff")
+                    };
+                    match data {
+                        Some(data) => typed(Response::new(200).with_body(data)),
+                        None => {
+                            let (resp, writer) = Response::streaming(200);
+                            let resp = typed(resp).with_header("Content-Length", len.to_string());
+                            if !head {
+                                stream_file(&reactor, file, len, chunk, writer);
+                            }
+                            resp
+                        }
+                    }
+                }
+            })
+        })
+    }
+}
+
+fn with_mtime(r: Response, mtime: Option<u64>) -> Response {
+    match mtime {
+        Some(t) => r.with_header("Last-Modified", http_date(t)),
+        None => r,
+    }
+}
+
+/// Sends `len` bytes of `file` through `writer`, a chunk at a time, each read on the pool.
+fn stream_file(reactor: &Reactor, file: File, len: u64, chunk: usize, writer: BodyWriter) {
+    let pool = reactor.clone();
+    let w = writer.clone();
+    let task = reactor.spawn(async move {
+        let mut file = Some(file);
+        let mut sent = 0u64;
+        while sent < len {
+            w.ready().await?;
+            if w.is_aborted() {
+                return Ok(());
+            }
+            let want = (len - sent).min(chunk as u64) as usize;
+            let mut f = file.take().expect("file is put back after each read");
+            let (f, buf) = pool
+                .defer_to_thread(move || {
+                    let mut buf = vec![0u8; want];
+                    let mut n = 0;
+                    while n < want {
+                        match f.read(&mut buf[n..]) {
+                            Ok(0) => break,
+                            Ok(k) => n += k,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(Failure::new(e)),
+                        }
+                    }
+                    buf.truncate(n);
+                    Ok((f, buf))
+                })
+                .await?;
+            if buf.is_empty() {
+                return Err(Failure::msg(format!(
+                    "file shrank while being sent ({sent} of {len} bytes)"
+                )));
+            }
+            sent += buf.len() as u64;
+            w.write(&buf);
+            file = Some(f);
+        }
+        w.finish();
+        Ok::<(), Failure>(())
+    });
+    // A failure half-way cannot become an error status any more: drop the connection so
+    // the client sees a short response, never a wrong one.
+    drop(task.add_errback(move |f: Failure| {
+        log::warn!("static file: {f}");
+        writer.abort();
+        Ok(())
+    }));
+}
+
+/// Decodes and checks the path after the prefix: its segments, and whether it ended
+/// with `/`. `Err(status)` for what is refused.
+fn split_path(rest: &str) -> Result<(Vec<String>, bool), u16> {
+    let bytes = rest.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(404u16)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| 404u16)?;
+            decoded.push(u8::from_str_radix(hex, 16).map_err(|_| 404u16)?);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let path = String::from_utf8(decoded).map_err(|_| 404u16)?;
+    if path.contains(['\0', '\\']) {
+        return Err(404);
+    }
+    let mut segments = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err(403),
+            s if s.starts_with('.') => return Err(404),
+            s => segments.push(s.to_string()),
+        }
+    }
+    Ok((segments, path.is_empty() || path.ends_with('/')))
+}
+
+/// On the pool: resolves `segments` under `root`, never outside it.
+fn find(
+    root: &Path,
+    segments: &[String],
+    trailing_slash: bool,
+    since: Option<u64>,
+    read_whole_up_to: Option<u64>,
+) -> Found {
+    let mut candidate = root.to_path_buf();
+    candidate.extend(segments);
+    let status_of = |e: io::Error| match e.kind() {
+        io::ErrorKind::PermissionDenied => Found::Status(403),
+        _ => Found::Status(404),
+    };
+    let mut path = match candidate.canonicalize() {
+        Ok(p) => p,
+        Err(e) => return status_of(e),
+    };
+    if !path.starts_with(root) {
+        return Found::Status(403);
+    }
+    let mut meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) => return status_of(e),
+    };
+    if trailing_slash && !meta.is_dir() {
+        // `file.txt/`: what the file system would answer (ENOTDIR).
+        return Found::Status(404);
+    }
+    if meta.is_dir() {
+        if !trailing_slash {
+            return Found::Redirect;
+        }
+        path = match path.join("index.html").canonicalize() {
+            Ok(p) if p.starts_with(root) => p,
+            _ => return Found::Status(403),
+        };
+        meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(_) => return Found::Status(403),
+        };
+    }
+    // Never open a FIFO or a device: opening one can block.
+    if !meta.is_file() {
+        return Found::Status(403);
+    }
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) => return status_of(e),
+    };
+    let meta = match file.metadata() {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return Found::Status(403),
+        Err(e) => return status_of(e),
+    };
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    if let (Some(since), Some(mtime)) = (since, mtime) {
+        if mtime <= since {
+            return Found::NotModified(Some(mtime));
+        }
+    }
+    let len = meta.len();
+    let data = match read_whole_up_to {
+        Some(limit) if len <= limit => {
+            let mut data = Vec::with_capacity(len as usize);
+            if let Err(e) = (&mut file).take(limit).read_to_end(&mut data) {
+                return status_of(e);
+            }
+            Some(data)
+        }
+        _ => None,
+    };
+    Found::File {
+        file,
+        len,
+        mtime,
+        content_type: content_type(&path),
+        data,
+    }
+}
+
+/// The media type for a file name, by extension; `application/octet-stream` if unknown.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::content_type;
+/// assert_eq!(content_type("a/index.HTML".as_ref()), "text/html; charset=utf-8");
+/// assert_eq!(content_type("app.wasm".as_ref()), "application/wasm");
+/// assert_eq!(content_type("README".as_ref()), "application/octet-stream");
+/// ```
+pub fn content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" | "map" => "application/json",
+        "txt" => "text/plain; charset=utf-8",
+        "md" => "text/markdown; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "xml" => "application/xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "ico" => "image/x-icon",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "wasm" => "application/wasm",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into Unix seconds.
+fn parse_http_date(s: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut parts = s.trim().split(' ');
+    let (_day, dd, mon, yyyy, time, gmt) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if parts.next().is_some() || gmt != "GMT" || dd.len() != 2 || yyyy.len() != 4 {
+        return None;
+    }
+    let day: i64 = dd.parse().ok()?;
+    let month = MONTHS.iter().position(|m| *m == mon)? as i64 + 1;
+    let year: i64 = yyyy.parse().ok()?;
+    let mut hms = time.split(':');
+    let (h, m, sec): (i64, i64, i64) = (
+        hms.next()?.parse().ok()?,
+        hms.next()?.parse().ok()?,
+        hms.next()?.parse().ok()?,
+    );
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
+    u64::try_from(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        for t in [0, 784_111_777, 951_782_400, 1_795_796_220] {
+            assert_eq!(parse_http_date(&http_date(t)), Some(t));
+        }
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), None);
+        assert_eq!(parse_http_date("garbage"), None);
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(split_path(""), Ok((vec![], true)));
+        assert_eq!(
+            split_path("a/b%20c.txt"),
+            Ok((vec!["a".into(), "b c.txt".into()], false))
+        );
+        assert_eq!(
+            split_path("a/./b/"),
+            Ok((vec!["a".into(), "b".into()], true))
+        );
+        assert_eq!(split_path("../x"), Err(403));
+        assert_eq!(split_path("a/%2e%2e/%2E%2E/x"), Err(403));
+        assert_eq!(split_path("a%2f..%2fx"), Err(403));
+        assert_eq!(split_path("a%00.txt"), Err(404));
+        assert_eq!(split_path("a%5c..%5cx"), Err(404));
+        assert_eq!(split_path(".git/config"), Err(404));
+        assert_eq!(split_path("%zz"), Err(404));
+        assert_eq!(split_path("%4"), Err(404));
+        assert_eq!(split_path("%ff"), Err(404));
+    }
+}

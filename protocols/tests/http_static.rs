@@ -1,0 +1,275 @@
+//! `StaticFiles` over loopback, fetched with our client: files in a fresh directory under
+//! the system temp dir. Bounded by the client's timeout; nothing sleeps.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ropewalk_protocols::http::{
+    Client, ClientConfig, ClientResponse, Headers, HttpServer, Site, StaticFiles,
+};
+use ropewalk_reactor::{ListeningPort, Reactor};
+
+/// A temp directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("ropewalk-static-{}-{name}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const SECRET: &str = "the secret outside the root";
+
+/// `base/outside.txt` (never to be served) and `base/root/…`.
+fn tree(base: &Path) -> PathBuf {
+    std::fs::write(base.join("outside.txt"), SECRET).unwrap();
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    for (name, body) in [
+        ("hello.txt", "hello"),
+        ("page.html", "<p>hi</p>"),
+        ("style.css", "p{}"),
+        ("app.js", "1"),
+        ("data.json", "{}"),
+        ("pic.PNG", "png"),
+        ("photo.jpg", "jpg"),
+        ("anim.gif", "gif"),
+        ("logo.svg", "<svg/>"),
+        ("mod.wasm", "wasm"),
+        ("noext", "?"),
+        ("with space.txt", "spaced"),
+        (".hidden", "hidden"),
+        ("sub/index.html", "<h1>sub</h1>"),
+    ] {
+        std::fs::write(root.join(name), body).unwrap();
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(base.join("outside.txt"), root.join("link.txt")).unwrap();
+    root
+}
+
+struct Fixture {
+    reactor: Reactor,
+    client: Client,
+    base: String,
+    _port: ListeningPort,
+}
+
+impl Fixture {
+    fn new(root: &Path) -> Fixture {
+        let reactor = Reactor::new().unwrap();
+        let files = StaticFiles::new(&reactor, root)
+            .unwrap()
+            .with_prefix("/static/");
+        let site = Site::new().mount("/static/", files);
+        let port = HttpServer::new(&reactor, site)
+            .listen(&reactor, "127.0.0.1:0".parse().unwrap())
+            .unwrap();
+        let client = Client::with_config(
+            &reactor,
+            ClientConfig {
+                timeout: Duration::from_secs(20),
+                ..ClientConfig::default()
+            },
+        );
+        Fixture {
+            base: format!("http://{}", port.local_addr()),
+            reactor,
+            client,
+            _port: port,
+        }
+    }
+
+    fn get(&self, path: &str) -> ClientResponse {
+        self.client
+            .get(&format!("{}{path}", self.base))
+            .wait()
+            .unwrap()
+    }
+
+    fn request(&self, method: &str, path: &str, headers: Headers) -> ClientResponse {
+        self.client
+            .request(method, &format!("{}{path}", self.base), headers, vec![])
+            .wait()
+            .unwrap()
+    }
+}
+
+#[test]
+fn content_types_by_extension() {
+    let dir = TempDir::new("types");
+    let f = Fixture::new(&tree(&dir.0));
+    for (path, ty, body) in [
+        ("hello.txt", "text/plain; charset=utf-8", "hello"),
+        ("page.html", "text/html; charset=utf-8", "<p>hi</p>"),
+        ("style.css", "text/css; charset=utf-8", "p{}"),
+        ("app.js", "text/javascript; charset=utf-8", "1"),
+        ("data.json", "application/json", "{}"),
+        ("pic.PNG", "image/png", "png"),
+        ("photo.jpg", "image/jpeg", "jpg"),
+        ("anim.gif", "image/gif", "gif"),
+        ("logo.svg", "image/svg+xml", "<svg/>"),
+        ("mod.wasm", "application/wasm", "wasm"),
+        ("noext", "application/octet-stream", "?"),
+        ("with%20space.txt", "text/plain; charset=utf-8", "spaced"),
+    ] {
+        let resp = f.get(&format!("/static/{path}"));
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers().get("content-type"), Some(ty), "{path}");
+        assert_eq!(resp.text(), body, "{path}");
+        assert!(resp.headers().contains("last-modified"), "{path}");
+    }
+    drop(f.reactor);
+}
+
+#[test]
+fn missing_hidden_and_methods() {
+    let dir = TempDir::new("missing");
+    let f = Fixture::new(&tree(&dir.0));
+    assert_eq!(f.get("/static/nope.txt").status(), 404);
+    assert_eq!(f.get("/static/sub/nope/deeper").status(), 404);
+    assert_eq!(f.get("/static/.hidden").status(), 404);
+    assert_eq!(f.get("/static/%2ehidden").status(), 404);
+    assert_eq!(f.get("/static/hello.txt/").status(), 404);
+    let resp = f.request("DELETE", "/static/hello.txt", Headers::new());
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers().get("allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn traversal_is_never_served() {
+    let dir = TempDir::new("traversal");
+    let f = Fixture::new(&tree(&dir.0));
+    for path in [
+        "/static/../outside.txt",
+        "/static/../Cargo.toml",
+        "/static/sub/../../outside.txt",
+        "/static/%2e%2e/outside.txt",
+        "/static/%2E%2E/outside.txt",
+        "/static/..%2foutside.txt",
+        "/static/sub%2f..%2f..%2foutside.txt",
+        "/static/..%5coutside.txt",
+        "/static/hello.txt%00.png",
+        "/static/%00",
+        "/static//etc/passwd",
+        "/static/%2fetc%2fpasswd",
+        "/static/link.txt",
+    ] {
+        let resp = f.get(path);
+        assert!(
+            resp.status() == 403 || resp.status() == 404,
+            "{path}: {}",
+            resp.status()
+        );
+        assert!(!resp.text().contains(SECRET), "{path} leaked");
+    }
+    assert_eq!(f.get("/static/../outside.txt").status(), 403);
+    assert_eq!(f.get("/static/%2e%2e/outside.txt").status(), 403);
+    assert_eq!(f.get("/static/hello.txt%00.png").status(), 404);
+    #[cfg(unix)]
+    assert_eq!(f.get("/static/link.txt").status(), 403);
+}
+
+#[test]
+fn directories() {
+    let dir = TempDir::new("dirs");
+    let f = Fixture::new(&tree(&dir.0));
+    let resp = f.get("/static/sub/");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(resp.text(), "<h1>sub</h1>");
+
+    let resp = f.get("/static/sub?x=1");
+    assert_eq!(resp.status(), 301);
+    assert_eq!(resp.headers().get("location"), Some("/static/sub/?x=1"));
+
+    assert_eq!(f.get("/static/empty/").status(), 403);
+    // The root has no index.html.
+    assert_eq!(f.get("/static/").status(), 403);
+}
+
+#[test]
+fn head_and_if_modified_since() {
+    let dir = TempDir::new("cond");
+    let f = Fixture::new(&tree(&dir.0));
+    let resp = f.request("HEAD", "/static/hello.txt", Headers::new());
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("content-length"), Some("5"));
+    assert!(resp.body().is_empty());
+
+    let full = f.get("/static/hello.txt");
+    let modified = full.headers().get("last-modified").unwrap().to_string();
+    let mut h = Headers::new();
+    h.append("If-Modified-Since", modified.clone());
+    let resp = f.request("GET", "/static/hello.txt", h);
+    assert_eq!(resp.status(), 304);
+    assert!(resp.body().is_empty());
+    assert!(!resp.headers().contains("content-length"));
+    assert_eq!(resp.headers().get("last-modified"), Some(modified.as_str()));
+
+    let mut h = Headers::new();
+    h.append("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT");
+    assert_eq!(f.request("GET", "/static/hello.txt", h).status(), 200);
+    let mut h = Headers::new();
+    h.append("If-Modified-Since", "not a date");
+    assert_eq!(f.request("GET", "/static/hello.txt", h).status(), 200);
+}
+
+#[test]
+fn a_large_file_is_streamed_byte_exact() {
+    let dir = TempDir::new("large");
+    let root = tree(&dir.0);
+    // 5 MiB and a bit, not a multiple of the chunk size; a simple LCG so that any
+    // reordered or dropped chunk shows.
+    let mut x: u32 = 12345;
+    let data: Vec<u8> = (0..5 * 1024 * 1024 + 777)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let f = Fixture::new(&root);
+
+    let resp = f.request("HEAD", "/static/big.bin", Headers::new());
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("content-length"),
+        Some(data.len().to_string().as_str())
+    );
+    assert!(resp.body().is_empty());
+
+    let resp = f.get("/static/big.bin");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("content-length"),
+        Some(data.len().to_string().as_str())
+    );
+    assert!(!resp.headers().contains("transfer-encoding"));
+    assert_eq!(resp.body().len(), data.len());
+    assert!(resp.body() == &data[..], "streamed body differs");
+
+    // Several at once on one reactor, all byte-exact.
+    let all: Vec<_> = (0..3)
+        .map(|_| f.client.get(&format!("{}/static/big.bin", f.base)))
+        .collect();
+    for resp in ropewalk_deferred::gather_results(all).wait().unwrap() {
+        assert!(resp.body() == &data[..]);
+    }
+}
