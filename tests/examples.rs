@@ -286,3 +286,54 @@ fn pattern_coop_runs_the_udp_server_and_clients_as_tasks() {
         );
     }
 }
+
+#[test]
+fn http_server_fetch_and_static_files() {
+    let root = std::env::temp_dir().join(format!("ropewalk-example-root-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), b"static hello\n").unwrap();
+    let backend = Server::start("http_server", &["--port", "0"]);
+    let root_arg = root.to_str().unwrap().to_string();
+    let server = Server::start("http_server", &["--port", "0", "--root", &root_arg]);
+    assert_eq!(
+        http(server.addr, "GET", "/static/hello.txt", b""),
+        (200, b"static hello\n".to_vec())
+    );
+    assert_eq!(
+        http(server.addr, "GET", "/static/../Cargo.toml", b"").0,
+        403
+    );
+    let url = format!("/fetch?url=http://{}/", backend.addr);
+    let (status, body) = http(server.addr, "GET", &url, b"");
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&body).contains("Hello, World!"),
+        "{body:?}"
+    );
+    let (status, _) = http(server.addr, "GET", "/fetch?url=http://127.0.0.1:1/", b"");
+    assert_eq!(status, 502);
+    server.stop();
+    backend.stop();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn http_get_prints_the_response_and_fails_clearly() {
+    let server = Server::start("http_server", &["--port", "0"]);
+    let url = format!("http://{}/", server.addr);
+    let out = run_script("http_get", &[&url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("Hello, World!"), "{text}");
+    server.stop();
+    let out = run_script("http_get", &["http://127.0.0.1:1/"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!out.stderr.is_empty());
+    let out = run_script("http_get", &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
