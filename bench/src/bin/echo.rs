@@ -309,15 +309,18 @@ fn throughput(
         args.duration.as_millis().to_string(),
         "--warmup-ms".into(),
         args.warmup.as_millis().to_string(),
+        "--wait-go".into(),
     ];
     let deadline = args.duration + args.warmup + Duration::from_secs(60);
     let mut load = Load::start(paths, &server.addr, &load_args, deadline)?;
     load.expect("connected")?;
+    load.go();
     load.expect("start")?;
     let cpu0 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
     let rec = load.expect("result")?;
     let cpu1 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
-    let rts = num_of(&rec, "round_trips");
+    // Every round trip served between the two readings, the last in-flight ones included.
+    let rts = num_of(&rec, "round_trips_total");
     Ok(Throughput {
         rps: num_of(&rec, "rps"),
         p50_us: num_of(&rec, "p50_us"),
@@ -505,7 +508,7 @@ fn syscalls(
     } else {
         parse_perf(&text)
     };
-    s.round_trips = num_of(&rec, "round_trips");
+    s.round_trips = num_of(&rec, "round_trips_total");
     if s.total <= 0.0 || s.round_trips.is_nan() || s.round_trips <= 0.0 {
         return Err(format!("no syscalls counted ({})", s.tool));
     }
@@ -711,7 +714,7 @@ fn main() -> ExitCode {
                         .iter()
                         .map(|n| s.per_rt(n))
                         .sum::<f64>();
-                let other = s.total_per_rt() - listed;
+                let other = (s.total_per_rt() - listed).max(0.0);
                 b.row([
                     name.clone(),
                     conns.to_string(),

@@ -16,8 +16,13 @@
 //! - `{"kind": "connected", "connections": N}`: all connected (with `--wait-go`, it then
 //!   waits for a line on stdin before sending load);
 //! - `{"kind": "start"}`: the warm-up is over; round trips are counted from now;
-//! - `{"kind": "result", "round_trips": …, "seconds": …, "rps": …, "p50_us": …, …}`: the
-//!   load has stopped (every connection finished its last round trip);
+//! - `{"kind": "result", "round_trips": …, "round_trips_total": …, "seconds": …, "rps": …,
+//!   "p50_us": …, …}`: the load has stopped. `round_trips` (and `rps`, and the latencies)
+//!   are those that ended within the measured `seconds`; `round_trips_total` adds the last
+//!   round trip of each connection, in flight when the time was up, so it counts all the
+//!   server served between `start` and `result`. With `--wait-go` the connections then
+//!   stay open until a line arrives on stdin (or it closes), so closing them is not
+//!   counted either;
 //! - with `--idle`, `{"kind": "idle_ready", "connections": N}`, then it keeps the
 //!   connections open, idle, until stdin closes (or a line arrives).
 
@@ -39,7 +44,8 @@ usage: echo_load --addr IP:PORT [options]
   --duration-ms MS       measured time (default 3000)
   --warmup-ms MS         load before counting starts (default 500)
   --connect-parallel K   connects in flight at once (default 32)
-  --wait-go              after connecting, wait for a line on stdin before the load
+  --wait-go              after connecting, wait for a line on stdin before the load;
+                         after the result, wait for another before closing
   --idle                 connect, print idle_ready, hold the connections until stdin closes
 Prints JSON lines (connected, start, result / idle_ready).";
 
@@ -133,13 +139,15 @@ const WARMUP: u8 = 0;
 const MEASURE: u8 = 1;
 const STOP: u8 = 2;
 
-/// Ping-pongs until [`STOP`]; returns the latencies (ns) of the round trips that ended
-/// while [`MEASURE`] was on.
+/// Ping-pongs until [`STOP`]. Returns the stream (kept open until the driver is done, so
+/// that closing it is not counted), the latencies (ns) of the round trips that ended while
+/// [`MEASURE`] was on, and the number of round trips that ended after it (the last one,
+/// in flight when the load stopped).
 async fn ping_pong(
     mut s: TcpStream,
     size: usize,
     phase: Arc<AtomicU8>,
-) -> std::io::Result<Vec<u32>> {
+) -> std::io::Result<(TcpStream, Vec<u32>, u64)> {
     let ping = vec![b'x'; size];
     let mut buf = vec![0; size];
     let mut lat = Vec::new();
@@ -148,7 +156,7 @@ async fn ping_pong(
         round_trip(&mut s, &ping, &mut buf).await?;
         match phase.load(Ordering::Relaxed) {
             MEASURE => lat.push(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32),
-            STOP => return Ok(lat),
+            STOP => return Ok((s, lat, 1)),
             _ => {}
         }
     }
@@ -194,13 +202,21 @@ async fn run(args: Args) -> std::io::Result<()> {
     if args.wait_go {
         wait_stdin_line();
     }
-    let phase = Arc::new(AtomicU8::new(WARMUP));
+    // Without a warm-up, every round trip counts, the first ones included.
+    let first = if args.warmup.is_zero() {
+        MEASURE
+    } else {
+        WARMUP
+    };
+    let phase = Arc::new(AtomicU8::new(first));
     let mut tasks = tokio::task::JoinSet::new();
     for s in streams {
         tasks.spawn(ping_pong(s, args.size, phase.clone()));
     }
-    tokio::time::sleep(args.warmup).await;
-    phase.store(MEASURE, Ordering::Relaxed);
+    if !args.warmup.is_zero() {
+        tokio::time::sleep(args.warmup).await;
+        phase.store(MEASURE, Ordering::Relaxed);
+    }
     let cpu0 = own_cpu_ticks();
     let t0 = Instant::now();
     println!("{{\"kind\": \"start\"}}");
@@ -209,8 +225,13 @@ async fn run(args: Args) -> std::io::Result<()> {
     let seconds = t0.elapsed().as_secs_f64();
     let cpu1 = own_cpu_ticks();
     let mut lat = Vec::new();
+    let mut tail = 0;
+    let mut open = Vec::with_capacity(args.connections);
     while let Some(r) = tasks.join_next().await {
-        lat.extend(r.map_err(std::io::Error::other)??);
+        let (s, l, t) = r.map_err(std::io::Error::other)??;
+        lat.extend(l);
+        tail += t;
+        open.push(s);
     }
     lat.sort_unstable();
     let n = lat.len() as f64;
@@ -220,11 +241,13 @@ async fn run(args: Args) -> std::io::Result<()> {
         _ => f64::NAN,
     };
     println!(
-        "{{\"kind\": \"result\", \"connections\": {}, \"round_trips\": {}, \"seconds\": {:.4}, \
+        "{{\"kind\": \"result\", \"connections\": {}, \"round_trips\": {}, \
+         \"round_trips_total\": {}, \"seconds\": {:.4}, \
          \"rps\": {:.1}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \
          \"p999_us\": {:.1}, \"max_us\": {:.1}, \"client_cpu_s\": {:.3}}}",
         args.connections,
         lat.len(),
+        lat.len() as u64 + tail,
         seconds,
         n / seconds,
         percentile(&lat, 0.50),
@@ -234,6 +257,11 @@ async fn run(args: Args) -> std::io::Result<()> {
         percentile(&lat, 1.0),
         client_cpu_s,
     );
+    if args.wait_go {
+        // The driver stops counting before the connections close.
+        wait_stdin_line();
+    }
+    drop(open);
     Ok(())
 }
 
