@@ -42,6 +42,8 @@ usage: echo [options]
   --warmup-ms MS      load before measuring (default 500)
   --syscall-ms MS     length of the syscall-counting run (default 1500; 0 skips it)
   --strace            count syscalls with strace -c -f instead of perf stat
+  --repeat N          run every scenario N times, servers interleaved; report medians
+                      (default 1)
   --idle N            idle connections for the memory table (default 10000; 0 skips it)
   -h, --help          this text
 The binaries echo_server and echo_load must sit next to this one (cargo build --release).";
@@ -54,6 +56,7 @@ struct Args {
     syscall: Duration,
     strace: bool,
     idle: usize,
+    repeat: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -65,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
         syscall: Duration::from_millis(1500),
         strace: false,
         idle: 10_000,
+        repeat: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -84,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
             "--syscall-ms" => a.syscall = Duration::from_millis(num(value()?)?),
             "--strace" => a.strace = true,
             "--idle" => a.idle = num(value()?)? as usize,
+            "--repeat" => a.repeat = (num(value()?)? as usize).max(1),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -599,30 +604,84 @@ fn main() -> ExitCode {
             }
         }
     }
-    for &conns in &args.scenarios {
-        for name in &available {
-            eprintln!("echo: {name}, {conns} connections: throughput");
-            let run =
-                Server::start(name, &paths).and_then(|srv| throughput(&paths, &srv, conns, &args));
-            match run {
-                Ok(t) => {
-                    tput.insert((name.clone(), conns), t);
+    let mut tput_runs: BTreeMap<(String, usize), Vec<Throughput>> = BTreeMap::new();
+    let mut sys_runs: BTreeMap<(String, usize), Vec<Syscalls>> = BTreeMap::new();
+    for round in 1..=args.repeat {
+        for &conns in &args.scenarios {
+            for name in &available {
+                eprintln!(
+                    "echo: [{round}/{}] {name}, {conns} connections: throughput",
+                    args.repeat
+                );
+                let run = Server::start(name, &paths)
+                    .and_then(|srv| throughput(&paths, &srv, conns, &args));
+                match run {
+                    Ok(t) => tput_runs.entry((name.clone(), conns)).or_default().push(t),
+                    Err(e) => notes.push(format!("{name}, {conns} connections: {e}")),
                 }
-                Err(e) => notes.push(format!("{name}, {conns} connections: {e}")),
-            }
-            if args.syscall.is_zero() {
-                continue;
-            }
-            eprintln!("echo: {name}, {conns} connections: syscalls");
-            let run = Server::start(name, &paths)
-                .and_then(|srv| syscalls(&paths, &srv, conns, &args, use_strace));
-            match run {
-                Ok(s) => {
-                    sys.insert((name.clone(), conns), s);
+                if args.syscall.is_zero() {
+                    continue;
                 }
-                Err(e) => notes.push(format!("{name}, {conns} connections, syscalls: {e}")),
+                eprintln!(
+                    "echo: [{round}/{}] {name}, {conns} connections: syscalls",
+                    args.repeat
+                );
+                let run = Server::start(name, &paths)
+                    .and_then(|srv| syscalls(&paths, &srv, conns, &args, use_strace));
+                match run {
+                    Ok(s) => sys_runs.entry((name.clone(), conns)).or_default().push(s),
+                    Err(e) => notes.push(format!("{name}, {conns} connections, syscalls: {e}")),
+                }
             }
         }
+    }
+    // Medians over the rounds: of each throughput figure on its own, and the syscall run
+    // whose total per round trip is the median (so that its breakdown adds up).
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    for (key, runs) in &tput_runs {
+        let m = |f: fn(&Throughput) -> f64| median(runs.iter().map(f).collect());
+        tput.insert(
+            key.clone(),
+            Throughput {
+                rps: m(|t| t.rps),
+                p50_us: m(|t| t.p50_us),
+                p99_us: m(|t| t.p99_us),
+                cpu_us_per_rt: m(|t| t.cpu_us_per_rt),
+                client_cpu_us_per_rt: m(|t| t.client_cpu_us_per_rt),
+            },
+        );
+        if runs.len() > 1 {
+            let list = |f: fn(&Throughput) -> f64, d: usize| {
+                runs.iter()
+                    .map(|t| fmt(f(t), d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            notes.push(format!(
+                "{} {}: round trips/s {}; server CPU µs/rt {}",
+                key.0,
+                key.1,
+                list(|t| t.rps, 0),
+                list(|t| t.cpu_us_per_rt, 2)
+            ));
+        }
+    }
+    for (key, mut runs) in sys_runs {
+        runs.sort_by(|a, b| a.total_per_rt().total_cmp(&b.total_per_rt()));
+        if runs.len() > 1 {
+            let all: Vec<String> = runs.iter().map(|s| fmt(s.total_per_rt(), 2)).collect();
+            notes.push(format!(
+                "{} {}: syscalls/rt {}",
+                key.0,
+                key.1,
+                all.join(", ")
+            ));
+        }
+        let mid = runs.len() / 2;
+        sys.insert(key, runs.swap_remove(mid));
     }
     if args.idle > 0 {
         for name in &available {
