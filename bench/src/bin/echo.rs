@@ -697,8 +697,20 @@ fn main() -> ExitCode {
 
     // Table 1: throughput, CPU and syscalls per round trip.
     let vs = |x: f64, base: Option<f64>| match base {
-        Some(b) if b > 0.0 && x.is_finite() => report::ratio(x / b),
+        Some(b) if b > 0.0 && x.is_finite() => ratio2(x / b),
         _ => "-".into(),
+    };
+    // With --repeat, a throughput ratio is the median of each round's ratio (the two runs
+    // of a round are seconds apart, so they share the machine's other load), else the
+    // ratio of the medians.
+    let paired = |name: &str, conns: usize, f: fn(&Throughput) -> f64| -> Option<String> {
+        let a = tput_runs.get(&(name.to_string(), conns))?;
+        let b = tput_runs.get(&("tokio".to_string(), conns))?;
+        if a.len() < 2 || a.len() != b.len() {
+            return None;
+        }
+        let r = median(a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect());
+        r.is_finite().then(|| ratio2(r))
     };
     let mut t = Table::new([
         "server",
@@ -731,11 +743,14 @@ fn main() -> ExitCode {
                 name.clone(),
                 conns.to_string(),
                 fmt(th.rps, 0),
-                vs(th.rps, base_t.as_ref().map(|b| b.rps)),
+                paired(name, conns, |t| t.rps)
+                    .unwrap_or_else(|| vs(th.rps, base_t.as_ref().map(|b| b.rps))),
                 fmt(th.p50_us, 0),
                 fmt(th.p99_us, 0),
                 fmt(th.cpu_us_per_rt, 2),
-                vs(th.cpu_us_per_rt, base_t.as_ref().map(|b| b.cpu_us_per_rt)),
+                paired(name, conns, |t| t.cpu_us_per_rt).unwrap_or_else(|| {
+                    vs(th.cpu_us_per_rt, base_t.as_ref().map(|b| b.cpu_us_per_rt))
+                }),
                 fmt(s, 2),
                 vs(s, base_s),
             ]);
@@ -848,4 +863,9 @@ fn main() -> ExitCode {
         println!("note: {n}");
     }
     ExitCode::SUCCESS
+}
+
+/// A ratio to tokio, with two decimals: small differences are the point here.
+fn ratio2(x: f64) -> String {
+    format!("{x:.2}×")
 }
