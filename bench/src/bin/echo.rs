@@ -1,0 +1,871 @@
+//! The echo benchmark's driver: ropewalk, tokio and Twisted echo servers under the same
+//! load generator, one after the other in the same run, and the memory each holds per
+//! idle connection.
+//!
+//! ```sh
+//! cd bench && ./run-echo.sh            # builds, then runs this
+//! target/release/echo --help
+//! ```
+//!
+//! For each server and scenario (64 and 1000 connections), on a fresh server process:
+//!
+//! 1. **throughput**: `echo_load` connects, warms up, then counts round trips for
+//!    `--duration-ms`; the server's CPU time (utime + stime of `/proc/PID/stat`) is read at
+//!    the start and at the end of that window → server CPU µs per round trip;
+//! 2. **syscalls**: a second, shorter run with the server's system calls counted by
+//!    `perf stat` on the kernel's syscall tracepoints (in-kernel counters: the server runs
+//!    at almost full speed, so its batching per `epoll_wait` is the real one), or by
+//!    `strace -c -f` (`--strace`, or when perf cannot count) → syscalls per round trip,
+//!    and their breakdown.
+//!
+//! Then, per server, 10,000 idle connections (from one `echo_load --idle` child) and
+//! (VmRSS after − VmRSS before) / 10,000.
+//!
+//! Every step is bounded in time; only 127.0.0.1 is used. See `bench/README.md`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use ropewalk_bench::peer::{self, Record, Value};
+use ropewalk_bench::report::{self, Table};
+
+const USAGE: &str = "\
+usage: echo [options]
+
+  --servers LIST      comma-separated: ropewalk,tokio,twisted (default: all three)
+  --no-twisted        same as --servers ropewalk,tokio
+  --scenarios LIST    connection counts (default 64,1000)
+  --duration-ms MS    measured load per scenario (default 3000)
+  --warmup-ms MS      load before measuring (default 500)
+  --syscall-ms MS     length of the syscall-counting run (default 1500; 0 skips it)
+  --strace            count syscalls with strace -c -f instead of perf stat
+  --repeat N          run every scenario N times, servers interleaved; report medians
+                      (default 1)
+  --idle N            idle connections for the memory table (default 10000; 0 skips it)
+  -h, --help          this text
+The binaries echo_server and echo_load must sit next to this one (cargo build --release).";
+
+struct Args {
+    servers: Vec<String>,
+    scenarios: Vec<usize>,
+    duration: Duration,
+    warmup: Duration,
+    syscall: Duration,
+    strace: bool,
+    idle: usize,
+    repeat: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        servers: vec!["ropewalk".into(), "tokio".into(), "twisted".into()],
+        scenarios: vec![64, 1000],
+        duration: Duration::from_millis(3000),
+        warmup: Duration::from_millis(500),
+        syscall: Duration::from_millis(1500),
+        strace: false,
+        idle: 10_000,
+        repeat: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{v}: {e}"));
+        match arg.as_str() {
+            "--servers" => a.servers = value()?.split(',').map(str::to_string).collect(),
+            "--no-twisted" => a.servers.retain(|s| s != "twisted"),
+            "--scenarios" => {
+                a.scenarios = value()?
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| format!("{s}: {e}")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--duration-ms" => a.duration = Duration::from_millis(num(value()?)?),
+            "--warmup-ms" => a.warmup = Duration::from_millis(num(value()?)?),
+            "--syscall-ms" => a.syscall = Duration::from_millis(num(value()?)?),
+            "--strace" => a.strace = true,
+            "--idle" => a.idle = num(value()?)? as usize,
+            "--repeat" => a.repeat = (num(value()?)? as usize).max(1),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    for s in &a.servers {
+        if !["ropewalk", "tokio", "twisted"].contains(&s.as_str()) {
+            return Err(format!("unknown server {s}"));
+        }
+    }
+    Ok(a)
+}
+
+/// Where `echo_server`, `echo_load` and the Twisted script are.
+struct Paths {
+    server: PathBuf,
+    load: PathBuf,
+    twisted: PathBuf,
+}
+
+/// A server process that printed `listening on IP:PORT`.
+struct Server {
+    child: Child,
+    addr: String,
+    // Kept open so the server never writes into a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start(name: &str, paths: &Paths) -> Result<Server, String> {
+        let mut cmd = match name {
+            "twisted" => {
+                let mut c = Command::new(peer::python());
+                c.arg(&paths.twisted);
+                c
+            }
+            imp => {
+                let mut c = Command::new(&paths.server);
+                c.args(["--impl", imp]);
+                c
+            }
+        };
+        cmd.args(["--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let status = child.wait().map_err(|e| e.to_string())?;
+            return Err(format!("{name} did not start ({status})"));
+        };
+        Ok(Server {
+            addr: addr.to_string(),
+            child,
+            _stdout: out,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        signal(self.child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a child's pid; no memory is involved.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// A running `echo_load`, read line by line, killed if it outlives its deadline.
+struct Load {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Load {
+    fn start(
+        paths: &Paths,
+        addr: &str,
+        args: &[String],
+        deadline: Duration,
+    ) -> Result<Load, String> {
+        let mut child = Command::new(&paths.load)
+            .args(["--addr", addr])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", paths.load.display()))?;
+        let pid = child.id();
+        // The watchdog: nothing here may hang longer than `deadline`.
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline);
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                eprintln!("echo: the load generator ran past {deadline:?}: killing it");
+                signal(pid, libc::SIGKILL);
+            }
+        });
+        Ok(Load {
+            stdin: child.stdin.take(),
+            stdout: BufReader::new(child.stdout.take().expect("piped")),
+            child,
+        })
+    }
+
+    /// The next JSON line's record and its kind.
+    fn next(&mut self) -> Result<(String, Record), String> {
+        loop {
+            let mut line = String::new();
+            match self.stdout.read_line(&mut line) {
+                Ok(0) | Err(_) => return Err("the load generator stopped early".into()),
+                Ok(_) => {}
+            }
+            if let Some(rec) = peer::parse_object(&line) {
+                let kind = match rec.get("kind") {
+                    Some(Value::Str(k)) => k.clone(),
+                    _ => continue,
+                };
+                if kind == "error" {
+                    return Err(format!("load generator: {}", str_of(&rec, "error")));
+                }
+                return Ok((kind, rec));
+            }
+        }
+    }
+
+    fn expect(&mut self, kind: &str) -> Result<Record, String> {
+        let (k, rec) = self.next()?;
+        if k == kind {
+            Ok(rec)
+        } else {
+            Err(format!("expected {kind} from the load generator, got {k}"))
+        }
+    }
+
+    fn go(&mut self) {
+        if let Some(s) = self.stdin.as_mut() {
+            let _ = s.write_all(b"go\n");
+            let _ = s.flush();
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn str_of(rec: &Record, key: &str) -> String {
+    rec.get(key).map_or_else(String::new, ToString::to_string)
+}
+
+fn num_of(rec: &Record, key: &str) -> f64 {
+    match rec.get(key) {
+        Some(Value::Num(n)) => *n,
+        _ => f64::NAN,
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    Some(ticks as f64 / hz as f64)
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One throughput measurement.
+#[derive(Debug, Clone, Default)]
+struct Throughput {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_rt: f64,
+    client_cpu_us_per_rt: f64,
+}
+
+fn throughput(
+    paths: &Paths,
+    server: &Server,
+    conns: usize,
+    args: &Args,
+) -> Result<Throughput, String> {
+    let load_args = vec![
+        "--connections".to_string(),
+        conns.to_string(),
+        "--duration-ms".into(),
+        args.duration.as_millis().to_string(),
+        "--warmup-ms".into(),
+        args.warmup.as_millis().to_string(),
+        "--wait-go".into(),
+    ];
+    let deadline = args.duration + args.warmup + Duration::from_secs(60);
+    let mut load = Load::start(paths, &server.addr, &load_args, deadline)?;
+    load.expect("connected")?;
+    load.go();
+    load.expect("start")?;
+    let cpu0 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
+    let rec = load.expect("result")?;
+    let cpu1 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
+    // Every round trip served between the two readings, the last in-flight ones included.
+    let rts = num_of(&rec, "round_trips_total");
+    Ok(Throughput {
+        rps: num_of(&rec, "rps"),
+        p50_us: num_of(&rec, "p50_us"),
+        p99_us: num_of(&rec, "p99_us"),
+        cpu_us_per_rt: (cpu1 - cpu0) * 1e6 / rts,
+        client_cpu_us_per_rt: num_of(&rec, "client_cpu_s") * 1e6 / rts,
+    })
+}
+
+/// The syscalls perf counts one by one; the rest are counted together as "other".
+const PERF_SYSCALLS: &[&str] = &[
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_ctl",
+    "recvfrom",
+    "sendto",
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "recvmsg",
+    "sendmsg",
+    "timerfd_settime",
+    "accept4",
+    "futex",
+];
+
+/// Failed calls (ret < 0: EAGAIN, mostly) that perf counts.
+const PERF_FAILS: &[&str] = &["recvfrom", "read"];
+
+/// System calls of one short run: calls by name (a `!fail` suffix counts failures), the
+/// total, and the round trips they served.
+#[derive(Debug, Clone, Default)]
+struct Syscalls {
+    calls: BTreeMap<String, f64>,
+    total: f64,
+    round_trips: f64,
+    tool: &'static str,
+}
+
+impl Syscalls {
+    fn per_rt(&self, name: &str) -> f64 {
+        self.calls.get(name).copied().unwrap_or(0.0) / self.round_trips
+    }
+
+    fn total_per_rt(&self) -> f64 {
+        self.total / self.round_trips
+    }
+}
+
+fn perf_args(pid: u32, out: &Path) -> Vec<String> {
+    let mut a = vec![
+        "stat".to_string(),
+        "-x,".into(),
+        "-o".into(),
+        out.display().to_string(),
+        "-p".into(),
+        pid.to_string(),
+        "-e".into(),
+        "raw_syscalls:sys_enter".into(),
+    ];
+    for s in PERF_SYSCALLS {
+        a.push("-e".into());
+        a.push(format!("syscalls:sys_enter_{s}"));
+    }
+    for s in PERF_FAILS {
+        a.push("-e".into());
+        a.push(format!("syscalls:sys_exit_{s}"));
+        a.push("--filter".into());
+        a.push("ret < 0".into());
+    }
+    a
+}
+
+fn parse_perf(text: &str) -> Syscalls {
+    let mut s = Syscalls {
+        tool: "perf",
+        ..Syscalls::default()
+    };
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let Ok(v) = f[0].parse::<f64>() else { continue };
+        if f[2] == "raw_syscalls:sys_enter" {
+            s.total = v;
+        } else if let Some(n) = f[2].strip_prefix("syscalls:sys_enter_") {
+            s.calls.insert(n.to_string(), v);
+        } else if let Some(n) = f[2].strip_prefix("syscalls:sys_exit_") {
+            s.calls.insert(format!("{n}!fail"), v);
+        }
+    }
+    s
+}
+
+/// Reads `strace -c` output: `% time seconds usecs/call calls [errors] syscall`.
+fn parse_strace(text: &str) -> Syscalls {
+    let mut s = Syscalls {
+        tool: "strace",
+        ..Syscalls::default()
+    };
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 || f[0].parse::<f64>().is_err() {
+            continue;
+        }
+        let Ok(calls) = f[3].parse::<f64>() else {
+            continue;
+        };
+        let name = f[f.len() - 1];
+        let errors = if f.len() >= 6 {
+            f[4].parse::<f64>().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        if name == "total" {
+            s.total = calls;
+        } else {
+            s.calls.insert(name.to_string(), calls);
+            if errors > 0.0 {
+                s.calls.insert(format!("{name}!fail"), errors);
+            }
+        }
+    }
+    s
+}
+
+fn perf_works() -> bool {
+    Command::new("perf")
+        .args(["stat", "-e", "raw_syscalls:sys_enter", "-x,", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn syscalls(
+    paths: &Paths,
+    server: &Server,
+    conns: usize,
+    args: &Args,
+    use_strace: bool,
+) -> Result<Syscalls, String> {
+    let load_args = vec![
+        "--connections".to_string(),
+        conns.to_string(),
+        "--duration-ms".into(),
+        args.syscall.as_millis().to_string(),
+        "--warmup-ms".into(),
+        "0".into(),
+        "--wait-go".into(),
+    ];
+    let deadline = args.syscall + Duration::from_secs(60);
+    let mut load = Load::start(paths, &server.addr, &load_args, deadline)?;
+    load.expect("connected")?;
+    // Count from before the first ping of the run to after the last one.
+    let out = std::env::temp_dir().join(format!("ropewalk-echo-{}.txt", std::process::id()));
+    let mut tracer = if use_strace {
+        Command::new("strace")
+            .args(["-c", "-f", "-q", "-o"])
+            .arg(&out)
+            .args(["-p", &server.pid().to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+    } else {
+        Command::new("perf")
+            .args(perf_args(server.pid(), &out))
+            .stderr(Stdio::null())
+            .spawn()
+    }
+    .map_err(|e| format!("cannot start the syscall counter: {e}"))?;
+    std::thread::sleep(Duration::from_millis(500));
+    load.go();
+    let rec = load.expect("start").and_then(|_| load.expect("result"));
+    std::thread::sleep(Duration::from_millis(100));
+    signal(tracer.id(), libc::SIGINT);
+    let _ = tracer.wait();
+    let rec = rec?;
+    let text = std::fs::read_to_string(&out).map_err(|e| format!("no syscall counts: {e}"))?;
+    let _ = std::fs::remove_file(&out);
+    let mut s = if use_strace {
+        parse_strace(&text)
+    } else {
+        parse_perf(&text)
+    };
+    s.round_trips = num_of(&rec, "round_trips_total");
+    if s.total <= 0.0 || s.round_trips.is_nan() || s.round_trips <= 0.0 {
+        return Err(format!("no syscalls counted ({})", s.tool));
+    }
+    Ok(s)
+}
+
+/// Bytes per idle connection: (VmRSS after − before) / n.
+#[derive(Debug, Clone, Copy)]
+struct Memory {
+    before_kib: u64,
+    after_kib: u64,
+    per_conn: f64,
+}
+
+fn memory(paths: &Paths, server: &Server, n: usize) -> Result<Memory, String> {
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(server.pid()).ok_or("cannot read VmRSS")?;
+    let load_args = vec!["--connections".to_string(), n.to_string(), "--idle".into()];
+    let mut load = Load::start(paths, &server.addr, &load_args, Duration::from_secs(120))?;
+    load.expect("idle_ready")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(server.pid()).ok_or("cannot read VmRSS")?;
+    drop(load);
+    Ok(Memory {
+        before_kib: before,
+        after_kib: after,
+        per_conn: (after as f64 - before as f64) * 1024.0 / n as f64,
+    })
+}
+
+fn fmt(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        if x >= 1000.0 {
+            report::group(x.round() as u64)
+        } else {
+            format!("{x:.digits$}")
+        }
+    } else {
+        "-".into()
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("echo: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    let paths = Paths {
+        server: dir.join("echo_server"),
+        load: dir.join("echo_load"),
+        twisted: Path::new(env!("CARGO_MANIFEST_DIR")).join("twisted/echo_server.py"),
+    };
+    for p in [&paths.server, &paths.load] {
+        if !p.exists() {
+            eprintln!(
+                "echo: {} is missing: run `cargo build --release` in bench/ (or ./run-echo.sh)",
+                p.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let use_strace = args.strace || !perf_works();
+    if !args.strace && use_strace {
+        eprintln!("echo: perf cannot count syscall tracepoints here: using strace -c");
+    }
+
+    let mut notes = Vec::new();
+    let mut tput: BTreeMap<(String, usize), Throughput> = BTreeMap::new();
+    let mut sys: BTreeMap<(String, usize), Syscalls> = BTreeMap::new();
+    let mut mem: BTreeMap<String, Memory> = BTreeMap::new();
+    let mut available = Vec::new();
+
+    for name in &args.servers {
+        match Server::start(name, &paths) {
+            Ok(_) => available.push(name.clone()),
+            Err(e) => {
+                notes.push(format!("{name}: not measured: {e}"));
+                eprintln!("echo: {name}: {e}");
+            }
+        }
+    }
+    let mut tput_runs: BTreeMap<(String, usize), Vec<Throughput>> = BTreeMap::new();
+    let mut sys_runs: BTreeMap<(String, usize), Vec<Syscalls>> = BTreeMap::new();
+    for round in 1..=args.repeat {
+        for &conns in &args.scenarios {
+            for name in &available {
+                eprintln!(
+                    "echo: [{round}/{}] {name}, {conns} connections: throughput",
+                    args.repeat
+                );
+                let run = Server::start(name, &paths)
+                    .and_then(|srv| throughput(&paths, &srv, conns, &args));
+                match run {
+                    Ok(t) => tput_runs.entry((name.clone(), conns)).or_default().push(t),
+                    Err(e) => notes.push(format!("{name}, {conns} connections: {e}")),
+                }
+                if args.syscall.is_zero() {
+                    continue;
+                }
+                eprintln!(
+                    "echo: [{round}/{}] {name}, {conns} connections: syscalls",
+                    args.repeat
+                );
+                let run = Server::start(name, &paths)
+                    .and_then(|srv| syscalls(&paths, &srv, conns, &args, use_strace));
+                match run {
+                    Ok(s) => sys_runs.entry((name.clone(), conns)).or_default().push(s),
+                    Err(e) => notes.push(format!("{name}, {conns} connections, syscalls: {e}")),
+                }
+            }
+        }
+    }
+    // Medians over the rounds: of each throughput figure on its own, and the syscall run
+    // whose total per round trip is the median (so that its breakdown adds up).
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    for (key, runs) in &tput_runs {
+        let m = |f: fn(&Throughput) -> f64| median(runs.iter().map(f).collect());
+        tput.insert(
+            key.clone(),
+            Throughput {
+                rps: m(|t| t.rps),
+                p50_us: m(|t| t.p50_us),
+                p99_us: m(|t| t.p99_us),
+                cpu_us_per_rt: m(|t| t.cpu_us_per_rt),
+                client_cpu_us_per_rt: m(|t| t.client_cpu_us_per_rt),
+            },
+        );
+        if runs.len() > 1 {
+            let list = |f: fn(&Throughput) -> f64, d: usize| {
+                runs.iter()
+                    .map(|t| fmt(f(t), d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            notes.push(format!(
+                "{} {}: round trips/s {}; server CPU µs/rt {}",
+                key.0,
+                key.1,
+                list(|t| t.rps, 0),
+                list(|t| t.cpu_us_per_rt, 2)
+            ));
+        }
+    }
+    for (key, mut runs) in sys_runs {
+        runs.sort_by(|a, b| a.total_per_rt().total_cmp(&b.total_per_rt()));
+        if runs.len() > 1 {
+            let all: Vec<String> = runs.iter().map(|s| fmt(s.total_per_rt(), 2)).collect();
+            notes.push(format!(
+                "{} {}: syscalls/rt {}",
+                key.0,
+                key.1,
+                all.join(", ")
+            ));
+        }
+        let mid = runs.len() / 2;
+        sys.insert(key, runs.swap_remove(mid));
+    }
+    if args.idle > 0 {
+        for name in &available {
+            eprintln!("echo: {name}: {} idle connections", args.idle);
+            match Server::start(name, &paths).and_then(|srv| memory(&paths, &srv, args.idle)) {
+                Ok(m) => {
+                    mem.insert(name.clone(), m);
+                }
+                Err(e) => notes.push(format!("{name}, idle connections: {e}")),
+            }
+        }
+    }
+
+    // Table 1: throughput, CPU and syscalls per round trip.
+    let vs = |x: f64, base: Option<f64>| match base {
+        Some(b) if b > 0.0 && x.is_finite() => ratio2(x / b),
+        _ => "-".into(),
+    };
+    // With --repeat, a throughput ratio is the median of each round's ratio (the two runs
+    // of a round are seconds apart, so they share the machine's other load), else the
+    // ratio of the medians.
+    let paired = |name: &str, conns: usize, f: fn(&Throughput) -> f64| -> Option<String> {
+        let a = tput_runs.get(&(name.to_string(), conns))?;
+        let b = tput_runs.get(&("tokio".to_string(), conns))?;
+        if a.len() < 2 || a.len() != b.len() {
+            return None;
+        }
+        let r = median(a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect());
+        r.is_finite().then(|| ratio2(r))
+    };
+    let mut t = Table::new([
+        "server",
+        "connections",
+        "round trips/s",
+        "vs tokio",
+        "p50 µs",
+        "p99 µs",
+        "server CPU µs/rt",
+        "vs tokio",
+        "syscalls/rt",
+        "vs tokio",
+    ]);
+    for &conns in &args.scenarios {
+        let base_t = tput.get(&("tokio".to_string(), conns)).cloned();
+        let base_s = sys
+            .get(&("tokio".to_string(), conns))
+            .map(Syscalls::total_per_rt);
+        for name in &available {
+            let key = (name.clone(), conns);
+            let th = tput.get(&key).cloned().unwrap_or(Throughput {
+                rps: f64::NAN,
+                p50_us: f64::NAN,
+                p99_us: f64::NAN,
+                cpu_us_per_rt: f64::NAN,
+                client_cpu_us_per_rt: f64::NAN,
+            });
+            let s = sys.get(&key).map_or(f64::NAN, Syscalls::total_per_rt);
+            t.row([
+                name.clone(),
+                conns.to_string(),
+                fmt(th.rps, 0),
+                paired(name, conns, |t| t.rps)
+                    .unwrap_or_else(|| vs(th.rps, base_t.as_ref().map(|b| b.rps))),
+                fmt(th.p50_us, 0),
+                fmt(th.p99_us, 0),
+                fmt(th.cpu_us_per_rt, 2),
+                paired(name, conns, |t| t.cpu_us_per_rt).unwrap_or_else(|| {
+                    vs(th.cpu_us_per_rt, base_t.as_ref().map(|b| b.cpu_us_per_rt))
+                }),
+                fmt(s, 2),
+                vs(s, base_s),
+            ]);
+        }
+    }
+    println!("{t}");
+
+    // Table 2: where the syscalls go.
+    if !sys.is_empty() {
+        let waits = |s: &Syscalls| {
+            s.per_rt("epoll_wait") + s.per_rt("epoll_pwait") + s.per_rt("epoll_pwait2")
+        };
+        let mut b = Table::new([
+            "server",
+            "connections",
+            "syscalls/rt",
+            "epoll_wait",
+            "epoll_ctl",
+            "recvfrom",
+            "  EAGAIN",
+            "sendto",
+            "read",
+            "  EAGAIN",
+            "timerfd_settime",
+            "other",
+            "rt per wait",
+        ]);
+        for &conns in &args.scenarios {
+            for name in &available {
+                let Some(s) = sys.get(&(name.clone(), conns)) else {
+                    continue;
+                };
+                let listed = waits(s)
+                    + ["epoll_ctl", "recvfrom", "sendto", "read", "timerfd_settime"]
+                        .iter()
+                        .map(|n| s.per_rt(n))
+                        .sum::<f64>();
+                let other = (s.total_per_rt() - listed).max(0.0);
+                b.row([
+                    name.clone(),
+                    conns.to_string(),
+                    fmt(s.total_per_rt(), 3),
+                    fmt(waits(s), 3),
+                    fmt(s.per_rt("epoll_ctl"), 3),
+                    fmt(s.per_rt("recvfrom"), 3),
+                    fmt(s.per_rt("recvfrom!fail"), 3),
+                    fmt(s.per_rt("sendto"), 3),
+                    fmt(s.per_rt("read"), 3),
+                    fmt(s.per_rt("read!fail"), 3),
+                    fmt(s.per_rt("timerfd_settime"), 3),
+                    fmt(other, 3),
+                    fmt(1.0 / waits(s), 1),
+                ]);
+            }
+        }
+        println!("Syscalls per round trip, by call:\n\n{b}");
+    }
+
+    // Table 3: memory per idle connection.
+    if !mem.is_empty() {
+        let base = mem.get("tokio").map(|m| m.per_conn);
+        let mut m = Table::new([
+            "server",
+            "idle connections",
+            "VmRSS before KiB",
+            "VmRSS after KiB",
+            "bytes/connection",
+            "vs tokio",
+        ]);
+        for name in &available {
+            let Some(x) = mem.get(name) else { continue };
+            m.row([
+                name.clone(),
+                report::group(args.idle as u64),
+                report::group(x.before_kib),
+                report::group(x.after_kib),
+                report::group(x.per_conn.max(0.0).round() as u64),
+                vs(x.per_conn, base),
+            ]);
+        }
+        println!("{m}");
+    }
+
+    println!(
+        "ropewalk and tokio: one thread each (tokio current_thread); Twisted: epoll reactor. \
+         Load: echo_load on one tokio current_thread, {} B ping-pong, {} ms warm-up + {} ms \
+         measured per scenario.",
+        64,
+        args.warmup.as_millis(),
+        args.duration.as_millis()
+    );
+    if !sys.is_empty() {
+        println!(
+            "syscalls counted by {} in a separate {} ms run.",
+            if use_strace {
+                "strace -c -f (slows the server: more events per epoll_wait than at full speed)"
+            } else {
+                "perf stat on the syscall tracepoints"
+            },
+            args.syscall.as_millis()
+        );
+    }
+    for ((name, conns), th) in &tput {
+        println!(
+            "load generator CPU, {name} {conns}: {:.2} µs/rt",
+            th.client_cpu_us_per_rt
+        );
+    }
+    for n in &notes {
+        println!("note: {n}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// A ratio to tokio, with two decimals: small differences are the point here.
+fn ratio2(x: f64) -> String {
+    format!("{x:.2}×")
+}
