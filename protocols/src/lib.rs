@@ -4,3 +4,5 @@
 //! client on top of `ropewalk-reactor`.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
+
+pub mod line;
