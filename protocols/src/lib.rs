@@ -6,3 +6,4 @@
 #![forbid(unsafe_code)]
 
 pub mod line;
+pub mod line_only;
