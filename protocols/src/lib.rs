@@ -5,5 +5,6 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod framing;
 pub mod line;
 pub mod line_only;
