@@ -165,3 +165,28 @@ fn send_line_is_one_write() {
     assert_eq!(t.value(), b"hi\n");
     assert_eq!(t.write_calls(), 1);
 }
+
+/// Any chunking gives the lines one chunk gives, with a self-overlapping delimiter.
+#[test]
+fn chunking_does_not_change_lines() {
+    let data = b"xabababyababzzabaabab\r\nabababab".repeat(7);
+    let one = {
+        let mut p = LineOnlyReceiver::new(Tester::default()).with_delimiter(b"abab");
+        p.data_received(&data).unwrap();
+        p.handler().received.clone()
+    };
+    assert!(!one.is_empty());
+    let mut seed = 11u32;
+    for _ in 0..200 {
+        let mut p = LineOnlyReceiver::new(Tester::default()).with_delimiter(b"abab");
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let n = (seed >> 16) as usize % 6 + 1;
+            let (c, r) = rest.split_at(n.min(rest.len()));
+            p.data_received(c).unwrap();
+            rest = r;
+        }
+        assert_eq!(p.handler().received, one);
+    }
+}

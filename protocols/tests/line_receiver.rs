@@ -653,3 +653,29 @@ fn handle_resume_inside_a_callback() {
     p.data_received(b"1\r\n2\r\n3\r\n").unwrap();
     assert_eq!(p.handler().0, 3);
 }
+
+/// Any chunking gives the lines one chunk gives, with a self-overlapping delimiter.
+#[test]
+fn chunking_does_not_change_lines() {
+    let data = b"xabababyababzzabaabab\r\nabababab".repeat(7);
+    let one = {
+        let mut p = LineReceiver::new(Record::default()).with_delimiter(b"abab");
+        p.data_received(&data).unwrap();
+        let lines = p.handler().lines.clone();
+        lines
+    };
+    assert!(!one.is_empty());
+    let mut seed = 7u32;
+    for _ in 0..200 {
+        let mut p = LineReceiver::new(Record::default()).with_delimiter(b"abab");
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let n = (seed >> 16) as usize % 6 + 1;
+            let (c, r) = rest.split_at(n.min(rest.len()));
+            p.data_received(c).unwrap();
+            rest = r;
+        }
+        assert_eq!(p.handler().lines, one);
+    }
+}
