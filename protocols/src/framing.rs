@@ -1,0 +1,1027 @@
+//! Framed strings: length-prefixed ([`IntNStringReceiver`], Twisted's
+//! `Int32StringReceiver` / `Int16StringReceiver` / `Int8StringReceiver`) and netstrings
+//! ([`NetstringReceiver`], <http://cr.yp.to/proto/netstrings.txt>).
+//!
+//! Both hand each complete string to a [`StringHandler`]; the handler answers through a
+//! [`StringControl`], whose `send_string` frames the same way. As with the line receivers,
+//! a chunk with nothing held before it is parsed in place, and only an unfinished string
+//! is copied.
+//!
+//! Parsing is strict. A netstring whose length is not a plain decimal number (no digits,
+//! a leading zero, another character before `:`), is longer than `max_length`, or does
+//! not end with `,` makes the receiver close the connection and ignore what follows.
+
+use std::fmt;
+
+use ropewalk_deferred::Failure;
+use ropewalk_reactor::{Protocol, TransportRef};
+
+/// The default longest string, in bytes: 99999 (Twisted's `MAX_LENGTH` for both framings).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(ropewalk_protocols::framing::DEFAULT_MAX_STRING, 99_999);
+/// ```
+pub const DEFAULT_MAX_STRING: usize = 99_999;
+
+/// Errors of the framed-string receivers.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::framing::FramingError;
+/// let e = FramingError::TooLongToSend { len: 300, max: 255 };
+/// assert_eq!(e.to_string(), "a string of 300 bytes is too long to send (at most 255)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FramingError {
+    /// `send_string` was given more than the length prefix can describe.
+    #[error("a string of {len} bytes is too long to send (at most {max})")]
+    TooLongToSend {
+        /// The string's length.
+        len: usize,
+        /// The longest the prefix allows.
+        max: usize,
+    },
+    /// A netstring's length is not a decimal number followed by `:`.
+    #[error("bad netstring length")]
+    BadLength,
+    /// A received string is longer than the receiver's `max_length`.
+    #[error("the received string is longer than the maximum {max}")]
+    TooLong {
+        /// The receiver's `max_length`.
+        max: usize,
+    },
+    /// A netstring does not end with `,`.
+    #[error("the received netstring is not terminated by a comma")]
+    MissingComma,
+}
+
+/// The width of a length prefix: an unsigned big-endian integer of 1, 2 or 4 bytes.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::framing::Prefix;
+/// assert_eq!(Prefix::U16.len(), 2);
+/// assert_eq!(Prefix::U8.max_string(), 255);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    /// One byte (Twisted's `Int8StringReceiver`).
+    U8,
+    /// Two bytes (`Int16StringReceiver`).
+    U16,
+    /// Four bytes (`Int32StringReceiver`).
+    U32,
+}
+
+impl Prefix {
+    /// The prefix's size in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ropewalk_protocols::framing::Prefix::U32.len(), 4);
+    /// ```
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(self) -> usize {
+        match self {
+            Prefix::U8 => 1,
+            Prefix::U16 => 2,
+            Prefix::U32 => 4,
+        }
+    }
+
+    /// The longest string the prefix can describe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(ropewalk_protocols::framing::Prefix::U16.max_string(), 65535);
+    /// ```
+    pub fn max_string(self) -> usize {
+        match self {
+            Prefix::U8 => u8::MAX as usize,
+            Prefix::U16 => u16::MAX as usize,
+            Prefix::U32 => u32::MAX as usize,
+        }
+    }
+
+    fn decode(self, b: &[u8]) -> usize {
+        b[..self.len()]
+            .iter()
+            .fold(0usize, |n, &byte| (n << 8) | byte as usize)
+    }
+
+    fn encode(self, len: usize) -> ([u8; 4], usize) {
+        let n = self.len();
+        let be = (len as u32).to_be_bytes();
+        let mut out = [0; 4];
+        out[..n].copy_from_slice(&be[4 - n..]);
+        (out, n)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Prefix(Prefix),
+    Netstring,
+}
+
+/// The code that handles framed strings for an [`IntNStringReceiver`] or a
+/// [`NetstringReceiver`].
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::framing::{NetstringReceiver, StringControl, StringHandler};
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::testing::StringTransport;
+/// use ropewalk_reactor::Protocol;
+///
+/// /// Echoes each string back.
+/// struct Echo;
+/// impl StringHandler for Echo {
+///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) -> Result<(), Failure> {
+///         ctl.send_string(s)?;
+///         Ok(())
+///     }
+/// }
+///
+/// let mut p = NetstringReceiver::new(Echo);
+/// let t = StringTransport::connect(&mut p);
+/// p.data_received(b"5:hello,").unwrap();
+/// assert_eq!(t.value(), b"5:hello,");
+/// ```
+pub trait StringHandler: 'static {
+    /// The connection is up.
+    fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
+        let _ = ctl;
+    }
+
+    /// A complete string arrived, without its framing.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the handler finds wrong: the rest of the chunk is dropped and the
+    /// connection closed with that failure.
+    fn string_received(
+        &mut self,
+        string: &[u8],
+        ctl: &mut StringControl<'_>,
+    ) -> Result<(), Failure>;
+
+    /// A length prefix announced `length` bytes, more than `max_length` (length-prefixed
+    /// receivers only; a netstring that is too long is a parse error). The receiver
+    /// ignores everything after it. The default closes the connection.
+    ///
+    /// # Errors
+    ///
+    /// An `Err` closes the connection with that failure.
+    fn length_limit_exceeded(
+        &mut self,
+        length: usize,
+        ctl: &mut StringControl<'_>,
+    ) -> Result<(), Failure> {
+        let _ = length;
+        ctl.lose_connection();
+        Ok(())
+    }
+
+    /// The peer shut down its sending side; see [`Protocol::eof_received`].
+    fn eof_received(&mut self, ctl: &mut StringControl<'_>) -> bool {
+        let _ = ctl;
+        false
+    }
+
+    /// The connection is gone.
+    fn connection_lost(&mut self, reason: Failure) {
+        let _ = reason;
+    }
+}
+
+/// What a [`StringHandler`] callback can do: send framed strings, write, close.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::framing::{IntNStringReceiver, StringControl, StringHandler};
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::testing::StringTransport;
+///
+/// struct Greet;
+/// impl StringHandler for Greet {
+///     fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
+///         ctl.send_string(b"hi").unwrap();
+///     }
+///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> {
+///         Ok(())
+///     }
+/// }
+/// let mut p = IntNStringReceiver::int16(Greet);
+/// assert_eq!(StringTransport::connect(&mut p).value(), b"\x00\x02hi");
+/// ```
+pub struct StringControl<'a> {
+    transport: Option<&'a TransportRef>,
+    framing: Framing,
+}
+
+impl StringControl<'_> {
+    /// The connection, once `connection_made` has run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{NetstringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport};
+    /// struct P;
+    /// impl StringHandler for P {
+    ///     fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
+    ///         assert!(ctl.transport().is_some());
+    ///     }
+    ///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// }
+    /// StringTransport::connect(&mut NetstringReceiver::new(P));
+    /// ```
+    pub fn transport(&self) -> Option<&TransportRef> {
+        self.transport
+    }
+
+    /// Sends `string`, framed as this receiver frames (in one vectored write).
+    ///
+    /// # Errors
+    ///
+    /// [`FramingError::TooLongToSend`] if a length prefix cannot describe `string`;
+    /// nothing is written then.
+    ///
+    /// # Examples
+    ///
+    /// See [`StringControl`].
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, FramingError, StringControl, StringHandler};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport};
+    /// struct Big;
+    /// impl StringHandler for Big {
+    ///     fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
+    ///         let e = ctl.send_string(&[0; 256]).unwrap_err();
+    ///         assert_eq!(e, FramingError::TooLongToSend { len: 256, max: 255 });
+    ///     }
+    ///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// }
+    /// assert!(StringTransport::connect(&mut IntNStringReceiver::int8(Big)).value().is_empty());
+    /// ```
+    pub fn send_string(&self, string: &[u8]) -> Result<(), FramingError> {
+        send_framed(self.transport, self.framing, string)
+    }
+
+    /// Writes `data` as it is, unframed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{NetstringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport};
+    /// struct Raw;
+    /// impl StringHandler for Raw {
+    ///     fn connection_made(&mut self, ctl: &mut StringControl<'_>) { ctl.write(b"0:,"); }
+    ///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// }
+    /// assert_eq!(StringTransport::connect(&mut NetstringReceiver::new(Raw)).value(), b"0:,");
+    /// ```
+    pub fn write(&self, data: &[u8]) {
+        if let Some(t) = self.transport {
+            t.write(data);
+        }
+    }
+
+    /// Closes the connection once what is queued is sent; the strings after this one in
+    /// the same chunk are dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{NetstringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport, Protocol};
+    /// #[derive(Default)]
+    /// struct One(usize);
+    /// impl StringHandler for One {
+    ///     fn string_received(&mut self, _: &[u8], ctl: &mut StringControl<'_>) -> Result<(), Failure> {
+    ///         self.0 += 1;
+    ///         ctl.lose_connection();
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let mut p = NetstringReceiver::new(One::default());
+    /// let t = StringTransport::connect(&mut p);
+    /// p.data_received(b"1:a,1:b,").unwrap();
+    /// assert_eq!(p.handler().0, 1);
+    /// assert!(t.is_disconnecting());
+    /// ```
+    pub fn lose_connection(&self) {
+        if let Some(t) = self.transport {
+            t.lose_connection();
+        }
+    }
+}
+
+impl fmt::Debug for StringControl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StringControl")
+            .field("framing", &self.framing)
+            .field("connected", &self.transport.is_some())
+            .finish()
+    }
+}
+
+fn send_framed(
+    transport: Option<&TransportRef>,
+    framing: Framing,
+    string: &[u8],
+) -> Result<(), FramingError> {
+    match framing {
+        Framing::Prefix(prefix) => {
+            if string.len() > prefix.max_string() {
+                return Err(FramingError::TooLongToSend {
+                    len: string.len(),
+                    max: prefix.max_string(),
+                });
+            }
+            let (head, n) = prefix.encode(string.len());
+            if let Some(t) = transport {
+                t.write_vectored(&[&head[..n], string]);
+            }
+        }
+        Framing::Netstring => {
+            if let Some(t) = transport {
+                let head = format!("{}:", string.len());
+                t.write_vectored(&[head.as_bytes(), string, b","]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `held ++ data` with `parse`, which returns how many bytes it consumed and
+/// whether to keep the rest; keeps the rest in `held` (reusing its allocation). When
+/// nothing is held, `data` is parsed in place.
+fn parse_buffered<R>(
+    held: &mut Vec<u8>,
+    data: &[u8],
+    parse: impl FnOnce(&[u8]) -> (usize, bool, R),
+) -> R {
+    let mut buf = std::mem::take(held);
+    let in_buf = !buf.is_empty();
+    if in_buf {
+        buf.extend_from_slice(data);
+    }
+    let src: &[u8] = if in_buf { &buf } else { data };
+    let (pos, keep, r) = parse(src);
+    if !keep {
+        buf.clear();
+    } else if in_buf {
+        buf.drain(..pos);
+    } else {
+        buf.clear();
+        buf.extend_from_slice(&data[pos..]);
+    }
+    *held = buf;
+    r
+}
+
+/// The state both receivers share.
+struct Base<H> {
+    handler: H,
+    transport: Option<TransportRef>,
+    buf: Vec<u8>,
+    max_length: usize,
+    /// The stream could not be parsed: everything from now on is ignored.
+    broken: bool,
+}
+
+impl<H: StringHandler> Base<H> {
+    fn new(handler: H) -> Self {
+        Base {
+            handler,
+            transport: None,
+            buf: Vec::new(),
+            max_length: DEFAULT_MAX_STRING,
+            broken: false,
+        }
+    }
+
+    fn closing(&self) -> bool {
+        self.broken || self.transport.as_ref().is_some_and(|t| t.is_closing())
+    }
+
+    fn connection_made(&mut self, transport: TransportRef, framing: Framing) {
+        self.transport = Some(transport);
+        let mut ctl = StringControl {
+            transport: self.transport.as_ref(),
+            framing,
+        };
+        self.handler.connection_made(&mut ctl);
+    }
+
+    fn eof_received(&mut self, framing: Framing) -> bool {
+        let mut ctl = StringControl {
+            transport: self.transport.as_ref(),
+            framing,
+        };
+        self.handler.eof_received(&mut ctl)
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        self.broken = true;
+        self.buf = Vec::new();
+        self.handler.connection_lost(reason);
+    }
+}
+
+/// A [`Protocol`] for strings that each follow a big-endian length prefix of 1, 2 or 4
+/// bytes (Twisted's `Int8StringReceiver`, `Int16StringReceiver`, `Int32StringReceiver`).
+///
+/// A prefix announcing more than `max_length` bytes (default 99999) goes to
+/// [`StringHandler::length_limit_exceeded`] (the default closes the connection), and the
+/// receiver ignores the rest of the stream: it cannot find the next string's start.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::framing::{IntNStringReceiver, StringControl, StringHandler};
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::testing::StringTransport;
+/// use ropewalk_reactor::Protocol;
+///
+/// #[derive(Default)]
+/// struct Collect(Vec<Vec<u8>>);
+/// impl StringHandler for Collect {
+///     fn string_received(&mut self, s: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> {
+///         self.0.push(s.to_vec());
+///         Ok(())
+///     }
+/// }
+///
+/// let mut p = IntNStringReceiver::int32(Collect::default());
+/// let t = StringTransport::connect(&mut p);
+/// p.data_received(b"\x00\x00\x00\x04ubar\x00\x00").unwrap();
+/// assert_eq!(p.handler().0, [b"ubar".to_vec()]);
+/// p.send_string(b"foo").unwrap();
+/// assert_eq!(t.value(), b"\x00\x00\x00\x03foo");
+/// ```
+pub struct IntNStringReceiver<H> {
+    base: Base<H>,
+    prefix: Prefix,
+}
+
+impl<H: StringHandler> IntNStringReceiver<H> {
+    /// A receiver with a `prefix`-wide length prefix.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, Prefix, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// let p = IntNStringReceiver::new(Prefix::U16, P);
+    /// assert_eq!(p.prefix(), Prefix::U16);
+    /// ```
+    pub fn new(prefix: Prefix, handler: H) -> Self {
+        IntNStringReceiver {
+            base: Base::new(handler),
+            prefix,
+        }
+    }
+
+    /// A receiver with a 4-byte prefix (Twisted's `Int32StringReceiver`).
+    ///
+    /// # Examples
+    ///
+    /// See [`IntNStringReceiver`].
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, Prefix, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// assert_eq!(IntNStringReceiver::int32(P).prefix(), Prefix::U32);
+    /// ```
+    pub fn int32(handler: H) -> Self {
+        Self::new(Prefix::U32, handler)
+    }
+
+    /// A receiver with a 2-byte prefix (Twisted's `Int16StringReceiver`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, Prefix, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// assert_eq!(IntNStringReceiver::int16(P).prefix(), Prefix::U16);
+    /// ```
+    pub fn int16(handler: H) -> Self {
+        Self::new(Prefix::U16, handler)
+    }
+
+    /// A receiver with a 1-byte prefix (Twisted's `Int8StringReceiver`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, Prefix, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// assert_eq!(IntNStringReceiver::int8(P).prefix(), Prefix::U8);
+    /// ```
+    pub fn int8(handler: H) -> Self {
+        Self::new(Prefix::U8, handler)
+    }
+
+    /// Sets the longest string accepted (default 99999).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport, Protocol};
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// let mut p = IntNStringReceiver::int8(P).with_max_length(10);
+    /// let t = StringTransport::connect(&mut p);
+    /// p.data_received(b"\x0b").unwrap();
+    /// assert!(t.is_disconnecting());
+    /// ```
+    pub fn with_max_length(mut self, max_length: usize) -> Self {
+        self.base.max_length = max_length;
+        self
+    }
+
+    /// The prefix width.
+    ///
+    /// # Examples
+    ///
+    /// See [`new`](Self::new).
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, Prefix, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// assert_eq!(IntNStringReceiver::int8(P).prefix().len(), 1);
+    /// ```
+    pub fn prefix(&self) -> Prefix {
+        self.prefix
+    }
+
+    /// The handler.
+    ///
+    /// # Examples
+    ///
+    /// See [`IntNStringReceiver`].
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// #[derive(Default)]
+    /// struct Count(usize);
+    /// # impl StringHandler for Count {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// assert_eq!(IntNStringReceiver::int8(Count::default()).handler().0, 0);
+    /// ```
+    pub fn handler(&self) -> &H {
+        &self.base.handler
+    }
+
+    /// The handler, to change it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// # #[derive(Default)] struct Count(usize);
+    /// # impl StringHandler for Count {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// let mut p = IntNStringReceiver::int8(Count::default());
+    /// p.handler_mut().0 = 2;
+    /// assert_eq!(p.handler().0, 2);
+    /// ```
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.base.handler
+    }
+
+    /// Sends `string` with its length prefix.
+    ///
+    /// # Errors
+    ///
+    /// [`FramingError::TooLongToSend`] if the prefix cannot describe `string`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{IntNStringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport};
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// let mut p = IntNStringReceiver::int8(P);
+    /// let t = StringTransport::connect(&mut p);
+    /// p.send_string(b"foo").unwrap();
+    /// assert_eq!(t.value(), b"\x03foo");
+    /// assert!(p.send_string(&[0; 256]).is_err());
+    /// ```
+    pub fn send_string(&self, string: &[u8]) -> Result<(), FramingError> {
+        send_framed(
+            self.base.transport.as_ref(),
+            Framing::Prefix(self.prefix),
+            string,
+        )
+    }
+}
+
+impl<H: StringHandler> Protocol for IntNStringReceiver<H> {
+    fn connection_made(&mut self, transport: TransportRef) {
+        self.base
+            .connection_made(transport, Framing::Prefix(self.prefix));
+    }
+
+    fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+        if self.base.closing() {
+            return Ok(());
+        }
+        let prefix = self.prefix;
+        let plen = prefix.len();
+        let Base {
+            handler,
+            transport,
+            buf,
+            max_length,
+            broken,
+        } = &mut self.base;
+        let transport = transport.as_ref();
+        let mut ctl = StringControl {
+            transport,
+            framing: Framing::Prefix(prefix),
+        };
+        parse_buffered(buf, data, |src| {
+            let mut pos = 0;
+            while src.len() - pos >= plen {
+                let len = prefix.decode(&src[pos..]);
+                if len > *max_length {
+                    *broken = true;
+                    return (pos, false, handler.length_limit_exceeded(len, &mut ctl));
+                }
+                let start = pos + plen;
+                if src.len() - start < len {
+                    break;
+                }
+                if let Err(f) = handler.string_received(&src[start..start + len], &mut ctl) {
+                    return (pos, false, Err(f));
+                }
+                pos = start + len;
+                if transport.is_some_and(|t| t.is_closing()) {
+                    return (pos, false, Ok(()));
+                }
+            }
+            (pos, true, Ok(()))
+        })
+    }
+
+    fn eof_received(&mut self) -> bool {
+        self.base.eof_received(Framing::Prefix(self.prefix))
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        self.base.connection_lost(reason);
+    }
+}
+
+impl<H> fmt::Debug for IntNStringReceiver<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntNStringReceiver")
+            .field("prefix", &self.prefix)
+            .field("buffered", &self.base.buf.len())
+            .field("max_length", &self.base.max_length)
+            .finish()
+    }
+}
+
+/// Reads a netstring's `<digits>:` header: where the payload starts and its length, or
+/// `None` if more bytes are needed.
+fn netstring_header(b: &[u8], max: usize) -> Result<Option<(usize, usize)>, FramingError> {
+    let mut value: usize = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                if i == 1 && b[0] == b'0' {
+                    // A leading zero.
+                    return Err(FramingError::BadLength);
+                }
+                value = value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(usize::from(c - b'0')))
+                    .filter(|&v| v <= max)
+                    .ok_or(FramingError::TooLong { max })?;
+            }
+            b':' if i > 0 => return Ok(Some((i + 1, value))),
+            _ => return Err(FramingError::BadLength),
+        }
+    }
+    Ok(None)
+}
+
+/// A [`Protocol`] for netstrings, `<length>:<bytes>,` (Twisted's `NetstringReceiver`).
+///
+/// Strict: a bad length, a length over `max_length` (default 99999) or a missing comma
+/// closes the connection (`lose_connection`), and the rest of the stream is ignored;
+/// [`NetstringReceiver::error`] tells what went wrong. An error is found as early as the
+/// bytes allow: `9999999` is refused at its sixth digit, `01:` at its second.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::framing::{FramingError, NetstringReceiver, StringControl, StringHandler};
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::testing::StringTransport;
+/// use ropewalk_reactor::Protocol;
+///
+/// #[derive(Default)]
+/// struct Collect(Vec<Vec<u8>>);
+/// impl StringHandler for Collect {
+///     fn string_received(&mut self, s: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> {
+///         self.0.push(s.to_vec());
+///         Ok(())
+///     }
+/// }
+///
+/// let mut p = NetstringReceiver::new(Collect::default());
+/// let t = StringTransport::connect(&mut p);
+/// p.data_received(b"4:1:a,,0:,").unwrap();
+/// assert_eq!(p.handler().0, [b"1:a,".to_vec(), b"".to_vec()]);
+///
+/// p.data_received(b"2:aaa,").unwrap();
+/// assert!(t.is_disconnecting());
+/// assert_eq!(p.error(), Some(&FramingError::MissingComma));
+/// ```
+pub struct NetstringReceiver<H> {
+    base: Base<H>,
+    error: Option<FramingError>,
+}
+
+impl<H: StringHandler> NetstringReceiver<H> {
+    /// A receiver for `handler`, with `max_length` 99999.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{NetstringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// assert!(NetstringReceiver::new(P).error().is_none());
+    /// ```
+    pub fn new(handler: H) -> Self {
+        NetstringReceiver {
+            base: Base::new(handler),
+            error: None,
+        }
+    }
+
+    /// Sets the longest string accepted (default 99999).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{FramingError, NetstringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport, Protocol};
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// let mut p = NetstringReceiver::new(P).with_max_length(11);
+    /// StringTransport::connect(&mut p);
+    /// p.data_received(b"12:").unwrap();
+    /// assert_eq!(p.error(), Some(&FramingError::TooLong { max: 11 }));
+    /// ```
+    pub fn with_max_length(mut self, max_length: usize) -> Self {
+        self.base.max_length = max_length;
+        self
+    }
+
+    /// Why the stream was refused, if it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{FramingError, NetstringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport, Protocol};
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// let mut p = NetstringReceiver::new(P);
+    /// StringTransport::connect(&mut p);
+    /// p.data_received(b":aaa,").unwrap();
+    /// assert_eq!(p.error(), Some(&FramingError::BadLength));
+    /// ```
+    pub fn error(&self) -> Option<&FramingError> {
+        self.error.as_ref()
+    }
+
+    /// The handler.
+    ///
+    /// # Examples
+    ///
+    /// See [`NetstringReceiver`].
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{NetstringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// # #[derive(Default)] struct Count(usize);
+    /// # impl StringHandler for Count {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// assert_eq!(NetstringReceiver::new(Count::default()).handler().0, 0);
+    /// ```
+    pub fn handler(&self) -> &H {
+        &self.base.handler
+    }
+
+    /// The handler, to change it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{NetstringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::deferred::Failure;
+    /// # #[derive(Default)] struct Count(usize);
+    /// # impl StringHandler for Count {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// let mut p = NetstringReceiver::new(Count::default());
+    /// p.handler_mut().0 = 1;
+    /// assert_eq!(p.handler().0, 1);
+    /// ```
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.base.handler
+    }
+
+    /// Sends `string` as a netstring.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::framing::{NetstringReceiver, StringControl, StringHandler};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport};
+    /// # struct P;
+    /// # impl StringHandler for P {
+    /// #     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) -> Result<(), Failure> { Ok(()) }
+    /// # }
+    /// let mut p = NetstringReceiver::new(P);
+    /// let t = StringTransport::connect(&mut p);
+    /// p.send_string(b"hello");
+    /// assert_eq!(t.value(), b"5:hello,");
+    /// ```
+    pub fn send_string(&self, string: &[u8]) {
+        // A netstring has no length limit to break.
+        let _ = send_framed(self.base.transport.as_ref(), Framing::Netstring, string);
+    }
+}
+
+impl<H: StringHandler> Protocol for NetstringReceiver<H> {
+    fn connection_made(&mut self, transport: TransportRef) {
+        self.base.connection_made(transport, Framing::Netstring);
+    }
+
+    fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+        if self.base.closing() {
+            return Ok(());
+        }
+        let Base {
+            handler,
+            transport,
+            buf,
+            max_length,
+            broken,
+        } = &mut self.base;
+        let error = &mut self.error;
+        let transport = transport.as_ref();
+        let mut ctl = StringControl {
+            transport,
+            framing: Framing::Netstring,
+        };
+        let mut refuse = |e: FramingError| {
+            log::debug!("refusing a netstring stream: {e}");
+            *error = Some(e);
+            *broken = true;
+            if let Some(t) = transport {
+                t.lose_connection();
+            }
+        };
+        parse_buffered(buf, data, |src| {
+            let mut pos = 0;
+            while pos < src.len() {
+                let (start, len) = match netstring_header(&src[pos..], *max_length) {
+                    Ok(Some((start, len))) => (pos + start, len),
+                    Ok(None) => break,
+                    Err(e) => {
+                        refuse(e);
+                        return (pos, false, Ok(()));
+                    }
+                };
+                // Refuse a wrong byte where the comma belongs as soon as it arrives.
+                if src.len() - start <= len {
+                    break;
+                }
+                if src[start + len] != b',' {
+                    refuse(FramingError::MissingComma);
+                    return (pos, false, Ok(()));
+                }
+                if let Err(f) = handler.string_received(&src[start..start + len], &mut ctl) {
+                    return (pos, false, Err(f));
+                }
+                pos = start + len + 1;
+                if transport.is_some_and(|t| t.is_closing()) {
+                    return (pos, false, Ok(()));
+                }
+            }
+            (pos, true, Ok(()))
+        })
+    }
+
+    fn eof_received(&mut self) -> bool {
+        self.base.eof_received(Framing::Netstring)
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        self.base.connection_lost(reason);
+    }
+}
+
+impl<H> fmt::Debug for NetstringReceiver<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetstringReceiver")
+            .field("buffered", &self.base.buf.len())
+            .field("max_length", &self.base.max_length)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{netstring_header, FramingError, Prefix};
+
+    #[test]
+    fn headers() {
+        assert_eq!(netstring_header(b"12:", 99), Ok(Some((3, 12))));
+        assert_eq!(netstring_header(b"12:", 12), Ok(Some((3, 12))));
+        assert_eq!(
+            netstring_header(b"12:", 11),
+            Err(FramingError::TooLong { max: 11 })
+        );
+        assert_eq!(
+            netstring_header(b"1000:", 11),
+            Err(FramingError::TooLong { max: 11 })
+        );
+        assert_eq!(netstring_header(b"0:", 11), Ok(Some((2, 0))));
+        assert_eq!(netstring_header(b"01:", 11), Err(FramingError::BadLength));
+        assert_eq!(netstring_header(b"1", 11), Ok(None));
+        assert_eq!(netstring_header(b"", 11), Ok(None));
+        assert_eq!(
+            netstring_header(b"99999999999999999999999999", usize::MAX),
+            Err(FramingError::TooLong { max: usize::MAX })
+        );
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(Prefix::U32.decode(b"\x00\x00\x01\x02"), 258);
+        assert_eq!(Prefix::U16.encode(258), ([1, 2, 0, 0], 2));
+        assert_eq!(Prefix::U8.encode(7), ([7, 0, 0, 0], 1));
+    }
+}
