@@ -337,3 +337,83 @@ fn http_get_prints_the_response_and_fails_clearly() {
     let out = run_script("http_get", &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Reads lines from `s` until one contains `want` (bounded by the socket's read timeout).
+fn read_until(r: &mut BufReader<TcpStream>, want: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = r.read_line(&mut line).expect("a line before the timeout");
+        assert!(n > 0, "connection closed before {want:?}; got {seen:?}");
+        seen.push_str(&line);
+        if line.contains(want) {
+            return line;
+        }
+    }
+}
+
+fn chat_client(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+#[test]
+fn chat_server_broadcasts_between_clients() {
+    let server = Server::start("chat_server", &["--port", "0"]);
+    let (mut a, mut ar) = chat_client(server.addr);
+    read_until(&mut ar, "welcome");
+    let (mut b, mut br) = chat_client(server.addr);
+    read_until(&mut br, "welcome");
+    read_until(&mut ar, "joined");
+    a.write_all(b"/nick alice\r\n").unwrap();
+    read_until(&mut ar, "you are now alice");
+    read_until(&mut br, "is now alice");
+    a.write_all(b"hello bob\r\n").unwrap();
+    assert!(read_until(&mut br, "hello bob").contains("<alice> hello bob"));
+    b.write_all(b"/nick alice\r\n").unwrap();
+    read_until(&mut br, "that name is taken");
+    b.write_all(b"/quit\r\n").unwrap();
+    read_until(&mut br, "bye");
+    read_until(&mut ar, "left");
+    a.write_all(b"/quit\r\n").unwrap();
+    read_until(&mut ar, "bye");
+    server.stop();
+}
+
+#[test]
+fn echo_server_echoes_tcp_after_half_close_and_udp_whole() {
+    let server = Server::start("echo_server", &["--port", "0"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let data: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    s.write_all(&data).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert_eq!(
+        back, data,
+        "RFC 862: everything sent before the half-close comes back"
+    );
+
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let big = vec![7u8; 65_507];
+    udp.send_to(&big, server.addr).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let (n, _) = udp.recv_from(&mut buf).unwrap();
+    assert_eq!(n, big.len());
+
+    let out = run_script(
+        "echo_client",
+        &["--port", &server.addr.port().to_string(), "hi", "there"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi there");
+    server.stop();
+}

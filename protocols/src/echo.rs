@@ -7,9 +7,10 @@
 //! yet: it waits for the reactor's UDP API.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 use ropewalk_deferred::Failure;
-use ropewalk_reactor::{Address, Protocol, TransportRef};
+use ropewalk_reactor::{Address, DatagramProtocol, DatagramTransportRef, Protocol, TransportRef};
 
 /// Writes back every byte it receives, unframed (RFC 862).
 ///
@@ -136,5 +137,64 @@ impl Discard {
 impl Protocol for Discard {
     fn data_received(&mut self, _data: &[u8]) -> Result<(), Failure> {
         Ok(())
+    }
+}
+
+/// Echoes every datagram back to its sender, whole (RFC 862 over UDP): up to 65,507 bytes,
+/// the largest UDP payload over IPv4.
+///
+/// A datagram that cannot be sent back (the socket's buffer is full) is dropped, as UDP
+/// allows; the failure is logged at debug level.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_protocols::echo::UdpEcho;
+/// use ropewalk_reactor::Reactor;
+///
+/// let reactor = Reactor::new()?;
+/// let port = reactor.listen_udp("127.0.0.1:0".parse().unwrap(), UdpEcho::default())?;
+/// let server = port.local_addr();
+/// let client = reactor.defer_to_thread(move || {
+///     let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+///     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+///     s.send_to(b"ping", server)?;
+///     let mut buf = [0u8; 16];
+///     let (n, _) = s.recv_from(&mut buf)?;
+///     Ok(buf[..n].to_vec())
+/// });
+/// assert_eq!(client.wait().unwrap(), b"ping");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Default)]
+pub struct UdpEcho {
+    transport: Option<DatagramTransportRef>,
+}
+
+impl fmt::Debug for UdpEcho {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpEcho")
+            .field("started", &self.transport.is_some())
+            .finish()
+    }
+}
+
+impl DatagramProtocol for UdpEcho {
+    fn start_protocol(&mut self, transport: DatagramTransportRef) {
+        self.transport = Some(transport);
+    }
+
+    fn datagram_received(&mut self, data: &[u8], from: SocketAddr) -> Result<(), Failure> {
+        if let Some(t) = &self.transport {
+            if let Err(e) = t.write_to(data, from) {
+                log::debug!("udp echo to {from} dropped: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn stop_protocol(&mut self) {
+        self.transport = None;
     }
 }

@@ -11,7 +11,7 @@
 //!   `LineOnlyReceiver`, with its partial-delimiter bug fixed).
 //! - [`framing`]: length-prefixed strings ([`IntNStringReceiver`], 8/16/32-bit) and
 //!   netstrings ([`NetstringReceiver`]), for a [`StringHandler`].
-//! - [`echo`]: [`Echo`] (RFC 862) and [`Discard`] (RFC 863).
+//! - [`echo`]: [`Echo`] (RFC 862) and [`Discard`] (RFC 863) over TCP, [`UdpEcho`] over UDP.
 //! - [`http`]: the HTTP/1.1 server ([`http::HttpServer`], [`http::Site`], static files)
 //!   and client ([`http::Client`]).
 //!
@@ -99,7 +99,7 @@ pub mod http;
 pub mod line;
 pub mod line_only;
 
-pub use crate::echo::{Discard, Echo};
+pub use crate::echo::{Discard, Echo, UdpEcho};
 pub use crate::framing::{
     FramingError, IntNStringReceiver, NetstringReceiver, Prefix, StringControl, StringHandler,
 };
