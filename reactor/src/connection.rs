@@ -160,6 +160,10 @@ pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
     protocol: RefCell<Option<Rc<RefCell<P>>>>,
     peer: Address,
     local: Address,
+    this: Weak<Conn<S, P>>,
+    /// Taken off the poller: the peer hung up while reading was paused, and epoll would
+    /// report that hang-up on every wait until `resume_reading`.
+    parked: Cell<bool>,
 }
 
 impl<S: StreamSocket, P: Protocol> Conn<S, P> {
@@ -167,7 +171,9 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     /// at once; the returned handle is still the protocol.
     pub(crate) fn start(reactor: &Reactor, sock: S, protocol: P) -> io::Result<Rc<RefCell<P>>> {
         let protocol = Rc::new(RefCell::new(protocol));
-        let conn = Rc::new(Conn {
+        let conn = Rc::new_cyclic(|this| Conn {
+            this: this.clone(),
+            parked: Cell::new(false),
             reactor: Rc::downgrade(&reactor.inner),
             peer: sock.peer_address(),
             local: sock.local_address(),
@@ -236,12 +242,46 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             st.registered = wanted;
             (wanted, changed)
         };
+        if self.parked.get() {
+            if wanted.read || wanted.write {
+                self.unpark(wanted);
+            }
+            return;
+        }
         if changed {
             if let (Some(reactor), Some(key)) = (self.reactor(), self.key.get()) {
                 if let Err(e) = reactor.reregister(key, wanted) {
                     log::error!("cannot change poller interest: {e}");
                 }
             }
+        }
+    }
+
+    /// Takes the socket off the poller (see `parked`).
+    fn park(&self) {
+        if let (Some(reactor), Some(key)) = (self.reactor(), self.key.take()) {
+            reactor.deregister(key);
+            self.parked.set(true);
+        }
+    }
+
+    /// Puts a parked socket back on the poller with `interest`.
+    fn unpark(&self, interest: Interest) {
+        let (Some(reactor), Some(this)) = (self.reactor(), self.this.upgrade()) else {
+            return;
+        };
+        let registered = {
+            let sock = self.sock.borrow();
+            let Some(sock) = sock.as_ref() else { return };
+            reactor.register(sock, interest, PollMode::Level, this)
+        };
+        match registered {
+            Ok(key) => {
+                self.key.set(Some(key));
+                self.parked.set(false);
+                self.state.borrow_mut().registered = interest;
+            }
+            Err(e) => self.close(Failure::new(ConnectionError::Lost(e)), false),
         }
     }
 
@@ -435,8 +475,11 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         let reason = match error {
             Some(e) => ConnectionError::Lost(e),
             // A clean hang-up with reading paused: the peer's last bytes may still wait
-            // to be read, so leave them for `resume_reading`.
-            None if !read_eof => return,
+            // to be read, so leave them for `resume_reading`, off the poller meanwhile.
+            None if !read_eof => {
+                self.park();
+                return;
+            }
             None if write_shut => ConnectionError::Done,
             None => {
                 ConnectionError::Lost(io::Error::new(io::ErrorKind::ConnectionReset, "hang-up"))

@@ -851,3 +851,47 @@ fn a_panicking_protocol_closes_only_its_connection() {
         let (_, _) = read_to_end(&mut bad);
     });
 }
+
+/// Twisted: none: with our reading paused and our sending side already shut down, a peer
+/// that sends and closes makes epoll report a hang-up on every wait; the socket must
+/// leave the poller instead of spinning, and the bytes and the clean close are delivered
+/// once reading resumes.
+#[test]
+fn hang_up_while_paused_parks_the_socket_until_resume() {
+    bounded(Duration::from_secs(20), || {
+        let reactor = Reactor::new().unwrap();
+        let ev = Events::new();
+        let e2 = ev.clone();
+        let port = reactor
+            .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_: &Address| {
+                Some(Probe::new(&e2).on_made(|t| {
+                    t.pause_reading();
+                    t.half_close();
+                }))
+            })
+            .unwrap();
+        let addr = port.local_addr().inet().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        run_until(&reactor, Duration::from_secs(10), "accepted", || {
+            ev.made.get() == 1
+        });
+        client.write_all(b"last words").unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap(); // our half-close reached the client
+        drop(client);
+        // The listener and the connection are registered; after the hang-up only the
+        // listener is, and no amount of turns delivers anything while paused.
+        run_until(&reactor, Duration::from_secs(10), "parked", || {
+            reactor.stats().sources == 1
+        });
+        spin(&reactor, 20);
+        assert_eq!(ev.received(), 0);
+        assert_eq!(ev.lost_count(), 0);
+        ev.transport().resume_reading();
+        run_until(&reactor, Duration::from_secs(10), "closed", || {
+            ev.lost_count() == 1
+        });
+        assert_eq!(&*ev.data.borrow(), b"last words");
+        assert_eq!(ev.reason_kind(), "Done");
+    });
+}
