@@ -21,6 +21,6 @@ pub use client::{Client, ClientConfig, ClientError, ClientResponse};
 pub use headers::Headers;
 pub use request::{Request, Version};
 pub use response::{reason, BodyWriter, Response};
-pub use server::{Handler, HttpConnection, HttpServer, ServerConfig};
+pub use server::{Handler, HttpConnection, HttpServer, ServerConfig, ACCESS_LOG_TARGET};
 pub use site::Site;
 pub use static_files::{content_type, StaticFiles};
