@@ -17,7 +17,7 @@ mod server;
 mod site;
 mod static_files;
 
-pub use client::{Client, ClientConfig, ClientError, ClientResponse};
+pub use client::{Client, ClientConfig, ClientError, ClientResponse, PoolStats};
 pub use headers::Headers;
 pub use request::{Request, Version};
 pub use response::{reason, BodyWriter, Response};
