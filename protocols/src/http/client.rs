@@ -87,6 +87,12 @@ pub enum ClientError {
     /// The server closed the connection before the response was complete.
     #[error("connection closed before the response was complete ({0})")]
     ConnectionClosed(String),
+    /// More redirects in a row than [`ClientConfig::follow_redirects`] allows.
+    #[error("more than {0} redirects")]
+    TooManyRedirects(usize),
+    /// A redirect led back to a request already made in this chain.
+    #[error("redirect loop: {0} again")]
+    RedirectLoop(String),
 }
 
 impl ClientError {
@@ -165,6 +171,10 @@ pub struct ClientConfig {
     /// How long a kept-alive connection may sit idle in the pool before the client
     /// closes it (timed by the reactor's clock). Default 30 s.
     pub idle_timeout: Duration,
+    /// Follow redirects, at most this many in a row (then
+    /// [`ClientError::TooManyRedirects`]); `None`, the default, returns `3xx` responses
+    /// as they are. See [redirects](Client#redirects).
+    pub follow_redirects: Option<usize>,
 }
 
 impl Default for ClientConfig {
@@ -177,6 +187,7 @@ impl Default for ClientConfig {
             user_agent: Some(concat!("ropewalk/", env!("CARGO_PKG_VERSION")).to_string()),
             max_per_host: 8,
             idle_timeout: Duration::from_secs(30),
+            follow_redirects: None,
         }
     }
 }
@@ -301,6 +312,46 @@ impl fmt::Debug for ClientResponse {
 /// once more on a fresh connection; a `POST` (or a second failure) fails with
 /// [`ClientError::ConnectionClosed`] instead, since it may have been acted on.
 ///
+/// # Redirects
+///
+/// Off by default; with [`ClientConfig::follow_redirects`] set to `Some(max)`, a `301`,
+/// `302`, `303`, `307` or `308` response with a `Location` is followed (a `3xx` without
+/// one is returned as it is):
+///
+/// - `301`, `302` and `303` are followed with a `GET` (a `HEAD` stays `HEAD`) without the
+///   body and its `Content-Type`, as browsers do; `307` and `308` repeat the method and
+///   the body.
+/// - A relative `Location` (`/path`, `../x`, `?q`, `//host/path`) is resolved against
+///   the URL it answered (RFC 3986 §5.2); the fragment is dropped.
+/// - When the redirect goes to another origin (scheme, host or port), `Authorization`,
+///   `Proxy-Authorization`, `Cookie` and a caller-given `Host` are dropped, and stay
+///   dropped for the rest of the chain, so credentials never leak to a host the caller
+///   did not name (Twisted's CVE-2022-21712).
+/// - More than `max` redirects fail with [`ClientError::TooManyRedirects`]; a redirect
+///   back to a request already made in the chain fails with
+///   [`ClientError::RedirectLoop`]. A `Location` that is not an `http://` URL fails as a
+///   bad URL would.
+/// - Each hop has its own [`ClientConfig::timeout`].
+///
+/// ```
+/// # use ropewalk_protocols::http::{HttpServer, Request, Response};
+/// use ropewalk_protocols::http::{Client, ClientConfig};
+///
+/// let reactor = ropewalk_reactor::Reactor::new()?;
+/// # let server = HttpServer::new(&reactor, |r: Request| Ok(match r.path() {
+/// #     "/old" => Response::new(301).with_header("Location", "/new"),
+/// #     _ => Response::text("new place"),
+/// # }));
+/// # let port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+/// # let url = format!("http://{}/old", port.local_addr());
+/// let config = ClientConfig { follow_redirects: Some(5), ..ClientConfig::default() };
+/// let resp = Client::with_config(&reactor, config).get(&url).wait()?;
+/// assert_eq!(resp.text(), "new place");
+/// // Without it, the 301 itself comes back.
+/// assert_eq!(Client::new(&reactor).get(&url).wait()?.status(), 301);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Implementation
 ///
 /// A new connection is made with `connect_tcp` (a host name is resolved on the worker
@@ -313,8 +364,8 @@ impl fmt::Debug for ClientResponse {
 /// queue). Bytes that arrive on an idle connection, or after a response, are a protocol
 /// error: that connection is closed, never reused.
 ///
-/// Not yet: TLS (`https://` URLs fail with [`ClientError::UnsupportedScheme`]), proxies,
-/// pipelining, and streaming response bodies (the body is collected, up to
+/// Not yet: TLS (`https://` URLs fail with [`ClientError::UnsupportedScheme`], and so
+/// does a redirect to one), proxies, pipelining, cookies, and streaming response bodies (the body is collected, up to
 /// [`ClientConfig::max_body`]).
 #[derive(Clone)]
 pub struct Client {
@@ -501,6 +552,76 @@ impl Client {
             Ok(u) => u,
             Err(e) => return Deferred::fail(e),
         };
+        match self.config.follow_redirects {
+            None => self.send(method, &url, headers, body),
+            Some(max) => self.follow(method.to_string(), url, headers, body, max, Vec::new()),
+        }
+    }
+
+    /// Sends the request, then follows redirects while `hops_left` allows.
+    fn follow(
+        &self,
+        method: String,
+        url: Url,
+        headers: Headers,
+        body: Vec<u8>,
+        hops_left: usize,
+        mut visited: Vec<(String, Url)>,
+    ) -> Deferred<ClientResponse> {
+        visited.push((method.clone(), url.clone()));
+        let client = self.clone();
+        self.send(&method, &url, headers.clone(), body.clone())
+            .add_callback(move |resp: ClientResponse| {
+                let status = resp.status();
+                if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+                    return Deferred::succeed(resp);
+                }
+                let Some(location) = resp.headers().get("location") else {
+                    return Deferred::succeed(resp);
+                };
+                let next = match url.join(location) {
+                    Ok(u) => u,
+                    Err(e) => return Deferred::fail(e),
+                };
+                if hops_left == 0 {
+                    let max = client.config.follow_redirects.unwrap_or(0);
+                    return Deferred::fail(ClientError::TooManyRedirects(max));
+                }
+                let (method, body, mut headers) = if matches!(status, 307 | 308) {
+                    (method, body, headers)
+                } else {
+                    let mut headers = headers;
+                    headers.remove("content-type");
+                    let method = if method == "HEAD" {
+                        method
+                    } else {
+                        "GET".into()
+                    };
+                    (method, Vec::new(), headers)
+                };
+                if visited.iter().any(|(m, u)| *m == method && *u == next) {
+                    return Deferred::fail(ClientError::RedirectLoop(next.to_string()));
+                }
+                if next.origin() != url.origin() {
+                    // CVE-2022-21712: credentials never follow to another origin.
+                    for name in ["authorization", "proxy-authorization", "cookie", "host"] {
+                        headers.remove(name);
+                    }
+                }
+                log::debug!("http client: {status} redirect to {next}");
+                client.follow(method, next, headers, body, hops_left - 1, visited)
+            })
+    }
+
+    /// One request, no redirects.
+    fn send(
+        &self,
+        method: &str,
+        url: &Url,
+        headers: Headers,
+        body: Vec<u8>,
+    ) -> Deferred<ClientResponse> {
+        let url = url.clone();
         let bytes = match serialize_request(method, &url, headers, &body, &self.config) {
             Ok(b) => b,
             Err(e) => return Deferred::fail(e),
@@ -664,6 +785,58 @@ impl Url {
         Ok(Url { host, port, target })
     }
 
+    /// Scheme, host and port: what must match for credentials to be sent on.
+    fn origin(&self) -> (&str, u16) {
+        (&self.host, self.port)
+    }
+
+    /// `reference` (a `Location` value) resolved against this URL (RFC 3986 §5.2).
+    pub(crate) fn join(&self, reference: &str) -> Result<Url, ClientError> {
+        let reference = reference.trim();
+        let reference = reference.split_once('#').map_or(reference, |(r, _)| r);
+        let has_scheme = reference.find(':').is_some_and(|i| {
+            let scheme = &reference[..i];
+            !scheme.is_empty()
+                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        });
+        if has_scheme {
+            return Url::parse(reference);
+        }
+        if let Some(rest) = reference.strip_prefix("//") {
+            return Url::parse(&format!("http://{rest}"));
+        }
+        let (base_path, _) = self
+            .target
+            .split_once('?')
+            .unwrap_or((self.target.as_str(), ""));
+        let target = if reference.is_empty() {
+            self.target.clone()
+        } else if reference.starts_with('?') {
+            format!("{base_path}{reference}")
+        } else {
+            let (path, query) = match reference.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (reference, None),
+            };
+            let merged = if path.starts_with('/') {
+                path.to_string()
+            } else {
+                let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+                format!("{dir}{path}")
+            };
+            let mut target = remove_dot_segments(&merged);
+            if let Some(q) = query {
+                target.push('?');
+                target.push_str(q);
+            }
+            target
+        };
+        Url::parse(&format!("http://{}{target}", self.host_header()))
+    }
+
     /// `host:port` (brackets around IPv6), for connecting and error messages.
     pub(crate) fn authority(&self) -> String {
         if self.host.contains(':') {
@@ -686,6 +859,34 @@ impl Url {
             format!("{host}:{}", self.port)
         }
     }
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.host_header(), self.target)
+    }
+}
+
+/// RFC 3986 §5.2.4, for an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "." | ".." => {
+                if *seg == ".." {
+                    out.pop();
+                }
+                // A trailing `.` or `..` leaves a directory: `/a/b/..` is `/a/`.
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
 }
 
 fn is_token(s: &str) -> bool {
@@ -1510,6 +1711,35 @@ mod tests {
                 Err(ClientError::UnsupportedScheme(_))
             ));
         }
+    }
+
+    #[test]
+    fn redirect_targets() {
+        let base = Url::parse("http://h:81/a/b/c?q=1").unwrap();
+        for (reference, expected) in [
+            ("/x", "http://h:81/x"),
+            ("x", "http://h:81/a/b/x"),
+            ("../x?y=2", "http://h:81/a/x?y=2"),
+            ("../../../../x", "http://h:81/x"),
+            ("./", "http://h:81/a/b/"),
+            ("..", "http://h:81/a/"),
+            ("?z", "http://h:81/a/b/c?z"),
+            ("", "http://h:81/a/b/c?q=1"),
+            ("#frag", "http://h:81/a/b/c?q=1"),
+            ("//other:9/p", "http://other:9/p"),
+            ("HTTP://Other/p#f", "http://other/p"),
+        ] {
+            assert_eq!(
+                base.join(reference).unwrap().to_string(),
+                expected,
+                "{reference}"
+            );
+        }
+        assert!(matches!(
+            base.join("https://h/"),
+            Err(ClientError::UnsupportedScheme(_))
+        ));
+        assert!(base.join("/a b").is_err());
     }
 
     #[test]
