@@ -43,9 +43,18 @@ struct Servers {
 
 /// Server B echoes what it got; server A redirects in many ways, some of them to B.
 fn servers(reactor: &Reactor) -> Servers {
-    let b_port = HttpServer::new(reactor, |r: Request| Ok(Response::text(describe(&r))))
-        .listen(reactor, "127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    // B sends `/back` on to A's `/echo`; A's address is known once A listens.
+    let a_url = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
+    let a_for_b = a_url.clone();
+    let b_port = HttpServer::new(reactor, move |r: Request| {
+        Ok(if r.path() == "/back" {
+            redirect(307, &format!("{}/echo", a_for_b.borrow()))
+        } else {
+            Response::text(describe(&r))
+        })
+    })
+    .listen(reactor, "127.0.0.1:0".parse().unwrap())
+    .unwrap();
     let b = format!("http://{}", b_port.local_addr());
     let b_for_a = b.clone();
     let a_port = HttpServer::new(reactor, move |r: Request| {
@@ -59,6 +68,7 @@ fn servers(reactor: &Reactor) -> Servers {
             "/deep/er/rel" => redirect(302, "../echo?from=rel"),
             "/cross" => redirect(302, &format!("{b_for_a}/theirs")),
             "/cross-307" => redirect(307, &format!("{b_for_a}/theirs")),
+            "/round-trip" => redirect(307, &format!("{b_for_a}/back")),
             "/loop" => redirect(302, "/loop"),
             "/ping" => redirect(302, "/pong"),
             "/pong" => redirect(302, "/ping"),
@@ -78,6 +88,7 @@ fn servers(reactor: &Reactor) -> Servers {
     })
     .listen(reactor, "127.0.0.1:0".parse().unwrap())
     .unwrap();
+    *a_url.borrow_mut() = format!("http://{}", a_port.local_addr());
     Servers {
         a: format!("http://{}", a_port.local_addr()),
         _a: a_port,
@@ -193,6 +204,19 @@ fn credentials_are_dropped_across_origins() {
         assert!(text.starts_with("GET /theirs "), "{text}");
         assert!(text.contains("auth=None cookie=None"), "{path}: {text}");
     }
+    // Once dropped they stay dropped, even when the chain comes back to A.
+    let resp = client
+        .request(
+            "GET",
+            &format!("{}/round-trip", s.a),
+            secret_headers(),
+            vec![],
+        )
+        .wait()
+        .unwrap();
+    let text = resp.text();
+    assert!(text.starts_with("GET /echo "), "{text}");
+    assert!(text.contains("auth=None cookie=None"), "{text}");
     // Asked of B directly, they are sent: only the redirect drops them.
     let resp = client
         .request("GET", &format!("{}/mine", s.b), secret_headers(), vec![])
