@@ -1,5 +1,6 @@
-//! The HTTP/1.1 client: [`Client`] sends one request per connection and gives the
-//! response back as a `Deferred<`[`ClientResponse`]`>`.
+//! The HTTP/1.1 client: [`Client`] sends requests over a keep-alive connection pool
+//! (optionally following redirects) and gives each response back as a
+//! `Deferred<`[`ClientResponse`]`>`.
 //!
 //! A script blocks on it with `wait()`; a server handler chains it into its own response.
 //!
