@@ -273,3 +273,125 @@ fn a_large_file_is_streamed_byte_exact() {
         assert!(resp.body() == &data[..]);
     }
 }
+
+fn ranged(f: &Fixture, path: &str, range: &str) -> ClientResponse {
+    let mut h = Headers::new();
+    h.append("Range", range);
+    f.request("GET", path, h)
+}
+
+#[test]
+fn single_ranges_give_206() {
+    let dir = TempDir::new("range");
+    let root = tree(&dir.0);
+    std::fs::write(root.join("digits.txt"), "0123456789").unwrap();
+    let f = Fixture::new(&root);
+
+    let full = f.get("/static/digits.txt");
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.headers().get("accept-ranges"), Some("bytes"));
+
+    for (range, body, content_range) in [
+        ("bytes=0-3", "0123", "bytes 0-3/10"),
+        ("bytes=2-2", "2", "bytes 2-2/10"),
+        ("bytes=7-", "789", "bytes 7-9/10"),
+        ("bytes=8-100", "89", "bytes 8-9/10"),
+        ("bytes=-3", "789", "bytes 7-9/10"),
+        ("bytes=-50", "0123456789", "bytes 0-9/10"),
+    ] {
+        let resp = ranged(&f, "/static/digits.txt", range);
+        assert_eq!(resp.status(), 206, "{range}");
+        assert_eq!(resp.text(), body, "{range}");
+        assert_eq!(
+            resp.headers().get("content-range"),
+            Some(content_range),
+            "{range}"
+        );
+        assert_eq!(
+            resp.headers().get("content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        assert_eq!(resp.headers().get("accept-ranges"), Some("bytes"));
+        assert_eq!(
+            resp.headers().get("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+    }
+}
+
+#[test]
+fn unsatisfiable_ranges_give_416() {
+    let dir = TempDir::new("range416");
+    let root = tree(&dir.0);
+    std::fs::write(root.join("digits.txt"), "0123456789").unwrap();
+    std::fs::write(root.join("empty.txt"), "").unwrap();
+    let f = Fixture::new(&root);
+    for (path, range, len) in [
+        ("digits.txt", "bytes=10-", 10),
+        ("digits.txt", "bytes=10-20", 10),
+        ("digits.txt", "bytes=-0", 10),
+        ("empty.txt", "bytes=0-", 0),
+    ] {
+        let resp = ranged(&f, &format!("/static/{path}"), range);
+        assert_eq!(resp.status(), 416, "{range}");
+        assert_eq!(
+            resp.headers().get("content-range"),
+            Some(format!("bytes */{len}").as_str()),
+            "{range}"
+        );
+    }
+}
+
+#[test]
+fn ignored_ranges_give_the_whole_file() {
+    let dir = TempDir::new("range-ignored");
+    let root = tree(&dir.0);
+    std::fs::write(root.join("digits.txt"), "0123456789").unwrap();
+    let f = Fixture::new(&root);
+    for range in ["bytes=0-1,4-5", "items=0-1", "bytes=5-2", "bytes=x-"] {
+        let resp = ranged(&f, "/static/digits.txt", range);
+        assert_eq!(resp.status(), 200, "{range}");
+        assert_eq!(resp.text(), "0123456789", "{range}");
+        assert!(!resp.headers().contains("content-range"), "{range}");
+    }
+    // HEAD ignores Range; If-Range is ignored (the range is served).
+    let mut h = Headers::new();
+    h.append("Range", "bytes=0-1");
+    let resp = f.request("HEAD", "/static/digits.txt", h);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("content-length"), Some("10"));
+    let mut h = Headers::new();
+    h.append("Range", "bytes=0-1");
+    h.append("If-Range", "\"some-etag\"");
+    let resp = f.request("GET", "/static/digits.txt", h);
+    assert_eq!((resp.status(), resp.text().as_str()), (206, "01"));
+}
+
+#[test]
+fn ranges_of_a_large_file_are_streamed_from_the_offset() {
+    let dir = TempDir::new("range-large");
+    let root = tree(&dir.0);
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 11u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let f = Fixture::new(&root);
+    let len = data.len();
+    for (range, start, end) in [
+        (
+            format!("bytes=100000-{}", 2 * 1024 * 1024 + 5),
+            100_000,
+            2 * 1024 * 1024 + 5,
+        ),
+        ("bytes=-70000".to_string(), len - 70_000, len - 1),
+        (format!("bytes={}-", len - 1), len - 1, len - 1),
+    ] {
+        let resp = ranged(&f, "/static/big.bin", &range);
+        assert_eq!(resp.status(), 206, "{range}");
+        assert_eq!(
+            resp.headers().get("content-range"),
+            Some(format!("bytes {start}-{end}/{len}").as_str())
+        );
+        assert!(resp.body() == &data[start..=end], "{range}: body differs");
+    }
+}

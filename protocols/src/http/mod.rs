@@ -17,10 +17,10 @@ mod server;
 mod site;
 mod static_files;
 
-pub use client::{Client, ClientConfig, ClientError, ClientResponse};
+pub use client::{Client, ClientConfig, ClientError, ClientResponse, PoolStats};
 pub use headers::Headers;
 pub use request::{Request, Version};
 pub use response::{reason, BodyWriter, Response};
-pub use server::{Handler, HttpConnection, HttpServer, ServerConfig};
+pub use server::{Handler, HttpConnection, HttpServer, ServerConfig, ACCESS_LOG_TARGET};
 pub use site::Site;
 pub use static_files::{content_type, StaticFiles};

@@ -284,6 +284,8 @@ enum Reading {
 
 struct Slot {
     head_only: bool,
+    /// `METHOD target HTTP/x.y`, kept for the access log (only when it is enabled).
+    request_line: Option<String>,
     version: Version,
     keep_alive: bool,
     response: Option<Response>,
@@ -408,6 +410,7 @@ impl HttpConnection {
                     let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     st.queue.push_back(Slot {
                         head_only: false,
+                        request_line: None,
                         version: Version::Http11,
                         keep_alive: false,
                         response: Some(Response::error(status)),
@@ -428,8 +431,11 @@ impl HttpConnection {
             if !head.keep_alive {
                 st.closing = true;
             }
+            let request_line = log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info)
+                .then(|| format!("{} {} {}", head.method, head.target, head.version.as_str()));
             st.queue.push_back(Slot {
                 head_only: head.method == "HEAD",
+                request_line,
                 version: head.version,
                 keep_alive: head.keep_alive,
                 response: None,
@@ -487,6 +493,9 @@ impl HttpConnection {
             let date = st.shared.date();
             let server = st.shared.config.server_name.clone();
             let keep = slot.keep_alive && !(st.closing && st.queue.is_empty());
+            if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
+                access_log(st.transport.as_ref(), &slot, &response);
+            }
             match serialize(&mut out, response, &slot, keep, &date, server.as_deref()) {
                 Some((writer, chunked, keep_alive)) => {
                     if !keep_alive {
@@ -622,6 +631,7 @@ impl HttpConnection {
                 let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 st.queue.push_back(Slot {
                     head_only: false,
+                    request_line: None,
                     version: Version::Http11,
                     keep_alive: false,
                     response: Some(Response::error(408)),
@@ -981,15 +991,66 @@ impl fmt::Debug for HttpConnection {
     }
 }
 
-/// Formats a Unix time as an IMF-fixdate (`Fri, 27 Nov 2026 16:17:00 GMT`).
-pub(crate) fn http_date(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+/// The `log` target of the access log: one line per response, at `info` level, in
+/// Common Log Format:
+///
+/// ```text
+/// 127.0.0.1 - - [27/Nov/2026:18:00:00 +0000] "GET / HTTP/1.1" 200 14
+/// ```
+///
+/// The fields are the peer's IP address, two `-` (no identd, no authenticated user), the
+/// time the response was written (UTC), the request line, the status, and the body size:
+/// the body's length, or for a streamed body its `Content-Length` — `-` when unknown
+/// (chunked), empty, or not sent (`HEAD`, `204`, `304`). A request rejected before its
+/// head was parsed (400, 408, 431, …) logs `"-"` as its request line. The line is only
+/// built when a logger takes `info` records for this target, so filtering it out
+/// (`RUST_LOG=info,ropewalk::http::access=off`) costs nothing per request.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::ACCESS_LOG_TARGET;
+/// assert_eq!(ACCESS_LOG_TARGET, "ropewalk::http::access");
+/// // With env_logger: RUST_LOG=ropewalk::http::access=info ./server
+/// ```
+pub const ACCESS_LOG_TARGET: &str = "ropewalk::http::access";
+
+/// Logs one response in Common Log Format.
+fn access_log(transport: Option<&TransportRef>, slot: &Slot, response: &Response) {
+    let host = match transport.map(|t| t.peer_addr()) {
+        Some(Address::Inet(a)) => a.ip().to_string(),
+        _ => "-".to_string(),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let status = response.status();
+    let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
+    let size = if no_body {
+        None
+    } else {
+        match response.body_bytes() {
+            Some(b) => Some(b.len().to_string()),
+            None => response.headers().get("content-length").map(str::to_string),
+        }
+    };
+    log::info!(
+        target: ACCESS_LOG_TARGET,
+        "{host} - - [{}] \"{}\" {status} {}",
+        clf_date(now),
+        slot.request_line.as_deref().unwrap_or("-"),
+        size.as_deref().filter(|s| *s != "0").unwrap_or("-"),
+    );
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Year, month (1-12) and day of a Unix time (Howard Hinnant's algorithm).
+fn civil(secs: u64) -> (i64, usize, i64) {
     let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -999,11 +1060,33 @@ pub(crate) fn http_date(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month as usize, day)
+}
+
+/// Formats a Unix time as a Common Log Format date (`27/Nov/2026:18:00:00 +0000`).
+fn clf_date(secs: u64) -> String {
+    let (year, month, day) = civil(secs);
+    let rem = secs % 86_400;
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
+        MONTHS[month - 1],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Formats a Unix time as an IMF-fixdate (`Fri, 27 Nov 2026 16:17:00 GMT`).
+pub(crate) fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil(secs);
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         DAYS[(days.rem_euclid(7)) as usize],
         day,
-        MONTHS[(month - 1) as usize],
+        MONTHS[month - 1],
         year,
         rem / 3600,
         rem / 60 % 60,
@@ -1013,7 +1096,13 @@ pub(crate) fn http_date(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::http_date;
+    use super::{clf_date, http_date};
+
+    #[test]
+    fn clf_dates() {
+        assert_eq!(clf_date(1_795_802_400), "27/Nov/2026:18:00:00 +0000");
+        assert_eq!(clf_date(0), "01/Jan/1970:00:00:00 +0000");
+    }
 
     #[test]
     fn dates() {

@@ -1,7 +1,7 @@
 //! [`StaticFiles`]: serves a directory tree (Twisted's `static.File`).
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -25,8 +25,17 @@ use super::{BodyWriter, Handler, Request, Response};
 /// - Only `GET` and `HEAD` (405 with `Allow` otherwise). `Last-Modified` is sent, and
 ///   `If-Modified-Since` (IMF-fixdate form; the two obsolete date forms are ignored)
 ///   gives 304.
-/// - Not yet: `Range` requests (the whole file is always sent), `ETag`, compression,
-///   directory listings.
+/// - `Range` on `GET` (RFC 9110 §14), with `Accept-Ranges: bytes` on every file
+///   response: one range `bytes=a-b`, `bytes=a-` or `bytes=-n` gives **206** with
+///   `Content-Range: bytes a-b/len` and just those bytes (streamed from the offset for a
+///   large file, like a whole one); a range that starts past the end (or `-0`, or any
+///   range of an empty file) gives **416** with `Content-Range: bytes */len`. Several
+///   ranges (`bytes=0-1,5-6`) are answered with the whole file as a **200**: this server
+///   does not write `multipart/byteranges`, and RFC 9110 lets a server ignore `Range`.
+///   A malformed `Range`, another unit, or `Range` on `HEAD` is ignored the same way.
+///   `If-Range` is ignored too (there is no `ETag`, and the range is served whether the
+///   file changed or not); `If-Modified-Since` is checked first, so a 304 wins.
+/// - Not yet: `ETag`, compression, directory listings.
 ///
 /// # Examples
 ///
@@ -47,6 +56,14 @@ use super::{BodyWriter, Handler, Request, Response};
 /// let resp = Client::new(&reactor).get(&url).wait()?;
 /// assert_eq!(resp.headers().get("content-type"), Some("text/plain; charset=utf-8"));
 /// assert_eq!(resp.text(), "hello from disk");
+///
+/// // One byte range: 206 with Content-Range.
+/// let mut headers = ropewalk_protocols::http::Headers::new();
+/// headers.append("Range", "bytes=6-9");
+/// let part = Client::new(&reactor).request("GET", &url, headers, Vec::new()).wait()?;
+/// assert_eq!(part.status(), 206);
+/// assert_eq!(part.headers().get("content-range"), Some("bytes 6-9/15"));
+/// assert_eq!(part.text(), "from");
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -207,8 +224,14 @@ impl Handler for StaticFiles {
             .headers()
             .get("if-modified-since")
             .and_then(parse_http_date);
+        let range = if head {
+            None
+        } else {
+            request.headers().get("range").and_then(parse_range)
+        };
         let root = self.root.clone();
-        let read_whole = !head;
+        // A range is read from its offset, never as part of a whole file.
+        let read_whole = !head && range.is_none();
         let threshold = self.stream_threshold;
         let found = self.reactor.defer_to_thread(move || {
             Ok(find(
@@ -243,14 +266,27 @@ impl Handler for StaticFiles {
                         with_mtime(r, mtime)
                             .with_header("Content-Type", content_type)
                             .with_header("X-Content-Type-Options", "nosniff")
+                            .with_header("Accept-Ranges", "bytes")
                     };
+                    if let Some(range) = range {
+                        let Some((start, end)) = range.resolve(len) else {
+                            return Ok(Response::error(416)
+                                .with_header("Content-Range", format!("bytes */{len}")));
+                        };
+                        let (resp, writer) = Response::streaming(206);
+                        let resp = typed(resp)
+                            .with_header("Content-Range", format!("bytes {start}-{end}/{len}"))
+                            .with_header("Content-Length", (end - start + 1).to_string());
+                        stream_file(&reactor, file, start, end - start + 1, chunk, writer);
+                        return Ok(resp);
+                    }
                     match data {
                         Some(data) => typed(Response::new(200).with_body(data)),
                         None => {
                             let (resp, writer) = Response::streaming(200);
                             let resp = typed(resp).with_header("Content-Length", len.to_string());
                             if !head {
-                                stream_file(&reactor, file, len, chunk, writer);
+                                stream_file(&reactor, file, 0, len, chunk, writer);
                             }
                             resp
                         }
@@ -268,8 +304,65 @@ fn with_mtime(r: Response, mtime: Option<u64>) -> Response {
     }
 }
 
-/// Sends `len` bytes of `file` through `writer`, a chunk at a time, each read on the pool.
-fn stream_file(reactor: &Reactor, file: File, len: u64, chunk: usize, writer: BodyWriter) {
+/// One byte range of a `Range: bytes=…` header, before the file's length is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    /// `a-b` (inclusive) or `a-` (to the end).
+    From(u64, Option<u64>),
+    /// `-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The first and last byte (inclusive) for a file of `len` bytes; `None` if
+    /// unsatisfiable (416).
+    fn resolve(self, len: u64) -> Option<(u64, u64)> {
+        if len == 0 {
+            return None;
+        }
+        match self {
+            ByteRange::From(start, _) if start >= len => None,
+            ByteRange::From(start, end) => Some((start, end.map_or(len - 1, |e| e.min(len - 1)))),
+            ByteRange::Suffix(0) => None,
+            ByteRange::Suffix(n) => Some((len - n.min(len), len - 1)),
+        }
+    }
+}
+
+/// A `Range` header with exactly one well-formed byte range; `None` for anything else
+/// (several ranges, another unit, bad syntax), which is then ignored: the whole file.
+fn parse_range(value: &str) -> Option<ByteRange> {
+    let (unit, spec) = value.trim().split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.trim().split_once('-')?;
+    let num = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match (a.trim(), b.trim()) {
+        ("", n) => num(n).map(ByteRange::Suffix),
+        (a, "") => num(a).map(|a| ByteRange::From(a, None)),
+        (a, b) => {
+            let (a, b) = (num(a)?, num(b)?);
+            (a <= b).then_some(ByteRange::From(a, Some(b)))
+        }
+    }
+}
+
+/// Sends `len` bytes of `file` from `offset` through `writer`, a chunk at a time, each
+/// read on the pool.
+fn stream_file(
+    reactor: &Reactor,
+    file: File,
+    offset: u64,
+    len: u64,
+    chunk: usize,
+    writer: BodyWriter,
+) {
     let pool = reactor.clone();
     let w = writer.clone();
     let task = reactor.spawn(async move {
@@ -282,8 +375,13 @@ fn stream_file(reactor: &Reactor, file: File, len: u64, chunk: usize, writer: Bo
             }
             let want = (len - sent).min(chunk as u64) as usize;
             let mut f = file.take().expect("file is put back after each read");
+            // The first read seeks to the range's start (on the pool, like every read).
+            let seek_to = (sent == 0 && offset > 0).then_some(offset);
             let (f, buf) = pool
                 .defer_to_thread(move || {
+                    if let Some(at) = seek_to {
+                        f.seek(SeekFrom::Start(at)).map_err(Failure::new)?;
+                    }
                     let mut buf = vec![0u8; want];
                     let mut n = 0;
                     while n < want {
@@ -562,5 +660,40 @@ mod tests {
         assert_eq!(split_path("%zz"), Err(404));
         assert_eq!(split_path("%4"), Err(404));
         assert_eq!(split_path("%ff"), Err(404));
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::{parse_range, ByteRange};
+
+    #[test]
+    fn parses_one_range() {
+        assert_eq!(parse_range("bytes=0-4"), Some(ByteRange::From(0, Some(4))));
+        assert_eq!(parse_range("Bytes = 7-"), Some(ByteRange::From(7, None)));
+        assert_eq!(parse_range("bytes=-3"), Some(ByteRange::Suffix(3)));
+        for ignored in [
+            "bytes=0-1,3-4",
+            "items=0-1",
+            "bytes=5-2",
+            "bytes=-",
+            "bytes=a-b",
+            "0-1",
+            "bytes=1-2-3",
+            "bytes=+1-2",
+        ] {
+            assert_eq!(parse_range(ignored), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn resolves_against_the_length() {
+        assert_eq!(ByteRange::From(0, Some(4)).resolve(10), Some((0, 4)));
+        assert_eq!(ByteRange::From(8, Some(100)).resolve(10), Some((8, 9)));
+        assert_eq!(ByteRange::From(10, None).resolve(10), None);
+        assert_eq!(ByteRange::Suffix(3).resolve(10), Some((7, 9)));
+        assert_eq!(ByteRange::Suffix(30).resolve(10), Some((0, 9)));
+        assert_eq!(ByteRange::Suffix(0).resolve(10), None);
+        assert_eq!(ByteRange::From(0, None).resolve(0), None);
     }
 }
