@@ -68,6 +68,27 @@ fn is_other_http_version(buf: &[u8]) -> bool {
         && v[7].is_ascii_digit()
 }
 
+/// Whether a request line not yet ended could still become one that
+/// [`is_other_http_version`] accepts. httparse fails on `HTTP/2` as soon as it sees it;
+/// without this, `GET / HTTP/2.0` got 505 in one read but 400 split across reads.
+fn may_become_other_http_version(buf: &[u8]) -> bool {
+    if request_line_len(buf).is_some() {
+        return false;
+    }
+    let line = buf.strip_suffix(b"\r").unwrap_or(buf);
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let [method, target, v] = parts.as_slice() else {
+        return false;
+    };
+    !method.is_empty()
+        && !target.is_empty()
+        && v.len() <= 8
+        && v.iter().zip(b"HTTP/#.#").all(|(&b, &p)| match p {
+            b'#' => b.is_ascii_digit(),
+            p => b == p,
+        })
+}
+
 pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     // A request line longer than any URI we accept: 414 without waiting for its end.
     let line_limit = limits.max_uri + 64;
@@ -88,6 +109,10 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
             };
         }
         Err(httparse::Error::TooManyHeaders) => return HeadResult::Reject(431),
+        // The line-length check above bounds how long this can wait.
+        Err(httparse::Error::Version) if may_become_other_http_version(buf) => {
+            return HeadResult::Partial
+        }
         Err(httparse::Error::Version) if is_other_http_version(buf) => {
             return HeadResult::Reject(505)
         }
@@ -488,6 +513,30 @@ mod tests {
         assert_eq!(status("GET /a b HTTP/1.1"), 400);
         assert_eq!(status("GET /  HTTP/1.1"), 400);
         assert_eq!(status("GET /a b HTTP/2.0"), 400);
+    }
+
+    #[test]
+    fn an_other_version_gets_505_however_it_is_split() {
+        let limits = Limits {
+            max_header_bytes: 1024,
+            max_headers: 10,
+            max_uri: 100,
+            max_body: 100,
+        };
+        for (request, want) in [
+            (&b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"[..], 505),
+            (b"GET / HTTP/2.0x\r\nHost: x\r\n\r\n", 400),
+            (b"GET / HTTP/2x\r\nHost: x\r\n\r\n", 400),
+        ] {
+            let first = (1..=request.len())
+                .find_map(|n| match parse_head(&request[..n], &limits) {
+                    HeadResult::Partial => None,
+                    HeadResult::Reject(s) => Some(s),
+                    other => panic!("{other:?}"),
+                })
+                .expect("rejected");
+            assert_eq!(first, want, "{:?}", String::from_utf8_lossy(request));
+        }
     }
 
     #[test]
