@@ -48,7 +48,12 @@ impl Default for PoolConfig {
 struct State {
     queue: VecDeque<Job>,
     threads: usize,
+    /// Threads waiting on the condvar (or woken and not yet back under the lock).
     idle: usize,
+    /// `notify_one`s sent and not yet taken by a woken thread: while every idle thread is
+    /// already being woken, another submit need not wake anyone (each woken thread looks
+    /// at the queue, and goes on taking jobs until it is empty).
+    wakeups: usize,
     shutdown: bool,
     spawned: u64,
 }
@@ -88,6 +93,7 @@ impl Pool {
                     queue: VecDeque::new(),
                     threads: 0,
                     idle: 0,
+                    wakeups: 0,
                     shutdown: false,
                     spawned: 0,
                 }),
@@ -120,8 +126,10 @@ impl Pool {
                 let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.threads -= 1;
             }
-        } else if st.idle > 0 {
-            // Wake a waiting worker; busy ones look at the queue before they wait.
+        } else if st.idle > st.wakeups {
+            // Wake a waiting worker, unless every waiting one is already being woken; busy
+            // ones look at the queue before they wait.
+            st.wakeups += 1;
             drop(st);
             self.shared.cv.notify_one();
         }
@@ -172,6 +180,9 @@ fn worker(shared: Arc<Shared>) {
             .unwrap_or_else(|e| e.into_inner());
         st = guard;
         st.idle -= 1;
+        // Whether this was the notified thread or not (a timeout, a spurious wake-up), it
+        // looks at the queue now: one pending wake-up is accounted for.
+        st.wakeups = st.wakeups.saturating_sub(1);
         if timeout.timed_out() && st.queue.is_empty() {
             break;
         }
