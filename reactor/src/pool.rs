@@ -10,7 +10,28 @@ use ropewalk_deferred::Failure;
 
 use crate::error::ReactorError;
 
-pub(crate) type Job = Box<dyn FnOnce() + Send>;
+/// A job the pool runs once.
+pub(crate) enum Job {
+    /// A closure (`call_in_thread`).
+    Boxed(Box<dyn FnOnce() + Send>),
+    /// A job that carries its own state, sent as is: `defer_to_thread`'s one allocation
+    /// per job holds the function, its result and its way back to the reactor.
+    Shared(Arc<dyn Task>),
+}
+
+/// A job shared between the pool and its submitter.
+pub(crate) trait Task: Send + Sync {
+    fn run(self: Arc<Self>);
+}
+
+impl Job {
+    fn run(self) {
+        match self {
+            Job::Boxed(f) => f(),
+            Job::Shared(t) => t.run(),
+        }
+    }
+}
 
 /// How the worker pool behaves.
 ///
@@ -164,7 +185,7 @@ fn worker(shared: Arc<Shared>) {
     loop {
         if let Some(job) = st.queue.pop_front() {
             drop(st);
-            if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| job.run())) {
                 log::error!("panic in a worker job: {}", Failure::from_panic(p));
             }
             st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
