@@ -3,8 +3,9 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ropewalk_deferred::Failure;
 
@@ -75,12 +76,22 @@ struct State {
     /// already being woken, another submit need not wake anyone (each woken thread looks
     /// at the queue, and goes on taking jobs until it is empty).
     wakeups: usize,
+    /// A thread that found the queue empty is looking at it again for a short while
+    /// before it waits (at most one at a time): a submit then need not wake anyone.
+    spinning: bool,
     shutdown: bool,
     spawned: u64,
 }
 
+/// How long a thread that ran out of jobs looks for a new one before it waits: long enough
+/// to catch the next of a stream of submits without a wake-up (a futex wake, a context
+/// switch), short enough to cost nothing to speak of when the stream has ended.
+const SPIN: Duration = Duration::from_micros(50);
+
 struct Shared {
     state: Mutex<State>,
+    /// The queue's length, kept under the lock, for the spinning thread to read without it.
+    queued: AtomicUsize,
     cv: Condvar,
     config: PoolConfig,
 }
@@ -115,9 +126,11 @@ impl Pool {
                     threads: 0,
                     idle: 0,
                     wakeups: 0,
+                    spinning: false,
                     shutdown: false,
                     spawned: 0,
                 }),
+                queued: AtomicUsize::new(0),
                 cv: Condvar::new(),
                 config,
             }),
@@ -133,6 +146,7 @@ impl Pool {
             return Err(ReactorError::PoolFull(st.queue.len()));
         }
         st.queue.push_back(job);
+        self.shared.queued.store(st.queue.len(), Ordering::Release);
         if st.queue.len() > st.idle && st.threads < self.shared.config.max_threads {
             st.threads += 1;
             st.spawned += 1;
@@ -147,7 +161,7 @@ impl Pool {
                 let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.threads -= 1;
             }
-        } else if st.idle > st.wakeups {
+        } else if !st.spinning && st.idle > st.wakeups {
             // Wake a waiting worker, unless every waiting one is already being woken; busy
             // ones look at the queue before they wait.
             st.wakeups += 1;
@@ -173,6 +187,7 @@ impl Pool {
         let dropped = {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.shutdown = true;
+            self.shared.queued.store(0, Ordering::Release);
             std::mem::take(&mut st.queue)
         };
         drop(dropped);
@@ -182,8 +197,11 @@ impl Pool {
 
 fn worker(shared: Arc<Shared>) {
     let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut may_spin = true;
     loop {
         if let Some(job) = st.queue.pop_front() {
+            shared.queued.store(st.queue.len(), Ordering::Release);
+            may_spin = true;
             drop(st);
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| job.run())) {
                 log::error!("panic in a worker job: {}", Failure::from_panic(p));
@@ -194,6 +212,24 @@ fn worker(shared: Arc<Shared>) {
         if st.shutdown {
             break;
         }
+        if may_spin && !st.spinning {
+            // Look again for a little while, without the lock and without sleeping, then
+            // once more under the lock (the loop's top) before waiting.
+            st.spinning = true;
+            may_spin = false;
+            drop(st);
+            let deadline = Instant::now() + SPIN;
+            while shared.queued.load(Ordering::Acquire) == 0 && Instant::now() < deadline {
+                for _ in 0..16 {
+                    std::hint::spin_loop();
+                }
+                std::thread::yield_now();
+            }
+            st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.spinning = false;
+            continue;
+        }
+        may_spin = true;
         st.idle += 1;
         let (guard, timeout) = shared
             .cv
