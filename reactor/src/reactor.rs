@@ -924,19 +924,23 @@ impl ReactorHandle {
         if std::thread::current().id() == self.remote.thread {
             return Err(Failure::new(ReactorError::OnReactorThread));
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, Failure>>(1);
+        let reply = Arc::new(Reply {
+            result: Mutex::new(None),
+            done: AtomicBool::new(false),
+            caller: std::thread::current(),
+        });
+        let responder = Responder(Some(reply.clone()));
         let pushed = self.call_with_reactor(move |_| {
             let d = ropewalk_deferred::maybe_deferred(f);
             d.add_both(move |result| {
-                let _ = tx.send(result);
+                responder.send(result);
                 Ok(())
             });
         });
         if !pushed {
             return Err(Failure::new(ReactorError::Gone));
         }
-        rx.recv()
-            .unwrap_or_else(|_| Err(Failure::new(ReactorError::Gone)))
+        reply.wait()
     }
 
     /// Whether the calling thread is the reactor's (Twisted's `isInIOThread`).
@@ -950,6 +954,60 @@ impl ReactorHandle {
     /// ```
     pub fn is_reactor_thread(&self) -> bool {
         std::thread::current().id() == self.remote.thread
+    }
+}
+
+/// Where `blocking_call`'s answer lands: one allocation, shared by the caller and the
+/// call it queued.
+struct Reply<T> {
+    result: Mutex<Option<Result<T, Failure>>>,
+    done: AtomicBool,
+    caller: std::thread::Thread,
+}
+
+/// How long `blocking_call` looks for its answer before it parks: a call the reactor
+/// answers at once comes back without a futex wait and wake.
+const REPLY_SPIN: Duration = Duration::from_micros(20);
+
+impl<T> Reply<T> {
+    fn wait(&self) -> Result<T, Failure> {
+        let deadline = Instant::now() + REPLY_SPIN;
+        while !self.done.load(Ordering::Acquire) {
+            if Instant::now() < deadline {
+                std::thread::yield_now();
+            } else {
+                std::thread::park();
+            }
+        }
+        self.result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| Err(Failure::new(ReactorError::Gone)))
+    }
+}
+
+/// The reactor's side of a `blocking_call`: answers once; dropped unanswered (the reactor
+/// went away, the Deferred was dropped unfired), it answers [`ReactorError::Gone`].
+struct Responder<T>(Option<Arc<Reply<T>>>);
+
+impl<T> Responder<T> {
+    fn send(mut self, result: Result<T, Failure>) {
+        self.answer(result);
+    }
+
+    fn answer(&mut self, result: Result<T, Failure>) {
+        if let Some(reply) = self.0.take() {
+            *reply.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            reply.done.store(true, Ordering::Release);
+            reply.caller.unpark();
+        }
+    }
+}
+
+impl<T> Drop for Responder<T> {
+    fn drop(&mut self) {
+        self.answer(Err(Failure::new(ReactorError::Gone)));
     }
 }
 
