@@ -3,14 +3,36 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ropewalk_deferred::Failure;
 
 use crate::error::ReactorError;
 
-pub(crate) type Job = Box<dyn FnOnce() + Send>;
+/// A job the pool runs once.
+pub(crate) enum Job {
+    /// A closure (`call_in_thread`).
+    Boxed(Box<dyn FnOnce() + Send>),
+    /// A job that carries its own state, sent as is: `defer_to_thread`'s one allocation
+    /// per job holds the function, its result and its way back to the reactor.
+    Shared(Arc<dyn Task>),
+}
+
+/// A job shared between the pool and its submitter.
+pub(crate) trait Task: Send + Sync {
+    fn run(self: Arc<Self>);
+}
+
+impl Job {
+    fn run(self) {
+        match self {
+            Job::Boxed(f) => f(),
+            Job::Shared(t) => t.run(),
+        }
+    }
+}
 
 /// How the worker pool behaves.
 ///
@@ -48,13 +70,28 @@ impl Default for PoolConfig {
 struct State {
     queue: VecDeque<Job>,
     threads: usize,
+    /// Threads waiting on the condvar (or woken and not yet back under the lock).
     idle: usize,
+    /// `notify_one`s sent and not yet taken by a woken thread: while every idle thread is
+    /// already being woken, another submit need not wake anyone (each woken thread looks
+    /// at the queue, and goes on taking jobs until it is empty).
+    wakeups: usize,
+    /// A thread that found the queue empty is looking at it again for a short while
+    /// before it waits (at most one at a time): a submit then need not wake anyone.
+    spinning: bool,
     shutdown: bool,
     spawned: u64,
 }
 
+/// How long a thread that ran out of jobs looks for a new one before it waits: long enough
+/// to catch the next of a stream of submits without a wake-up (a futex wake, a context
+/// switch), short enough to cost nothing to speak of when the stream has ended.
+const SPIN: Duration = Duration::from_micros(50);
+
 struct Shared {
     state: Mutex<State>,
+    /// The queue's length, kept under the lock, for the spinning thread to read without it.
+    queued: AtomicUsize,
     cv: Condvar,
     config: PoolConfig,
 }
@@ -88,9 +125,12 @@ impl Pool {
                     queue: VecDeque::new(),
                     threads: 0,
                     idle: 0,
+                    wakeups: 0,
+                    spinning: false,
                     shutdown: false,
                     spawned: 0,
                 }),
+                queued: AtomicUsize::new(0),
                 cv: Condvar::new(),
                 config,
             }),
@@ -106,6 +146,7 @@ impl Pool {
             return Err(ReactorError::PoolFull(st.queue.len()));
         }
         st.queue.push_back(job);
+        self.shared.queued.store(st.queue.len(), Ordering::Release);
         if st.queue.len() > st.idle && st.threads < self.shared.config.max_threads {
             st.threads += 1;
             st.spawned += 1;
@@ -120,8 +161,10 @@ impl Pool {
                 let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.threads -= 1;
             }
-        } else if st.idle > 0 {
-            // Wake a waiting worker; busy ones look at the queue before they wait.
+        } else if !st.spinning && st.idle > st.wakeups {
+            // Wake a waiting worker, unless every waiting one is already being woken; busy
+            // ones look at the queue before they wait.
+            st.wakeups += 1;
             drop(st);
             self.shared.cv.notify_one();
         }
@@ -144,6 +187,7 @@ impl Pool {
         let dropped = {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.shutdown = true;
+            self.shared.queued.store(0, Ordering::Release);
             std::mem::take(&mut st.queue)
         };
         drop(dropped);
@@ -153,10 +197,13 @@ impl Pool {
 
 fn worker(shared: Arc<Shared>) {
     let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut may_spin = true;
     loop {
         if let Some(job) = st.queue.pop_front() {
+            shared.queued.store(st.queue.len(), Ordering::Release);
+            may_spin = true;
             drop(st);
-            if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| job.run())) {
                 log::error!("panic in a worker job: {}", Failure::from_panic(p));
             }
             st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,6 +212,24 @@ fn worker(shared: Arc<Shared>) {
         if st.shutdown {
             break;
         }
+        if may_spin && !st.spinning {
+            // Look again for a little while, without the lock and without sleeping, then
+            // once more under the lock (the loop's top) before waiting.
+            st.spinning = true;
+            may_spin = false;
+            drop(st);
+            let deadline = Instant::now() + SPIN;
+            while shared.queued.load(Ordering::Acquire) == 0 && Instant::now() < deadline {
+                for _ in 0..16 {
+                    std::hint::spin_loop();
+                }
+                std::thread::yield_now();
+            }
+            st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.spinning = false;
+            continue;
+        }
+        may_spin = true;
         st.idle += 1;
         let (guard, timeout) = shared
             .cv
@@ -172,6 +237,9 @@ fn worker(shared: Arc<Shared>) {
             .unwrap_or_else(|e| e.into_inner());
         st = guard;
         st.idle -= 1;
+        // Whether this was the notified thread or not (a timeout, a spurious wake-up), it
+        // looks at the queue now: one pending wake-up is accounted for.
+        st.wakeups = st.wakeups.saturating_sub(1);
         if timeout.timed_out() && st.queue.is_empty() {
             break;
         }

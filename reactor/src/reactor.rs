@@ -19,7 +19,7 @@ use ropewalk_deferred::{
 use crate::error::ReactorError;
 use crate::io::{Ready, SourceEntry};
 use crate::lifecycle::{ShutdownHook, SystemEvent, Triggers};
-use crate::pool::{Pool, PoolConfig, PoolStats};
+use crate::pool::{Job, Pool, PoolConfig, PoolStats, Task};
 use crate::slab::{Key, Slab};
 use crate::task::TaskSlot;
 use crate::time::{self, Clock, DelayedCall, SharedTimers, TimerQueue};
@@ -31,6 +31,8 @@ const SOON_BUDGET: usize = 1024;
 pub(crate) enum RemoteOp {
     Call(Box<dyn FnOnce(&Reactor) + Send>),
     Wake(Key),
+    /// A `defer_to_thread` job's result is in its cell.
+    Done(Arc<dyn Finished>),
 }
 
 /// The part of a reactor other threads may touch.
@@ -71,7 +73,7 @@ pub(crate) struct Inner {
     soon: RefCell<VecDeque<Box<dyn FnOnce()>>>,
     pub(crate) tasks: RefCell<Slab<TaskSlot>>,
     pub(crate) ready: RefCell<Vec<Key>>,
-    jobs: RefCell<Slab<Box<dyn Any>>>,
+    jobs: RefCell<Slab<JobEntry>>,
     pool: RefCell<Option<Pool>>,
     pool_config: RefCell<PoolConfig>,
     pub(crate) events: RefCell<Events>,
@@ -522,7 +524,7 @@ impl Reactor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn call_in_thread(&self, f: impl FnOnce() + Send + 'static) -> Result<(), ReactorError> {
-        self.pool().submit(Box::new(f))
+        self.pool().submit(Job::Boxed(Box::new(f)))
     }
 
     /// Runs `f` on the worker pool and gives its result back on this thread as a Deferred
@@ -544,47 +546,40 @@ impl Reactor {
         &self,
         f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
     ) -> Deferred<T> {
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let slot: Rc<Cell<Option<Key>>> = Rc::new(Cell::new(None));
-        let (weak, flag, key_cell) = (Rc::downgrade(&self.inner), cancelled.clone(), slot.clone());
+        // The key the job will have: the canceller knows it without a shared cell.
+        let key = self.inner.jobs.borrow().next_key();
+        let weak = Rc::downgrade(&self.inner);
         let (d, resolver) = Deferred::<T>::with_canceller(move || {
-            flag.store(true, Ordering::Release);
-            if let (Some(inner), Some(key)) = (weak.upgrade(), key_cell.get()) {
+            if let Some(inner) = weak.upgrade() {
                 let removed = inner.jobs.borrow_mut().remove(key);
+                if let Some(entry) = &removed {
+                    entry.job.cancel();
+                }
+                // Dropped outside the borrow: dropping the resolver may run callbacks.
                 drop(removed);
             }
             None
         });
-        let key = self.inner.jobs.borrow_mut().insert(Box::new(resolver));
-        slot.set(Some(key));
-        let remote = self.inner.remote.clone();
-        let job = Box::new(move || {
-            if cancelled.load(Ordering::Acquire) {
-                return;
-            }
-            let result =
-                catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Failure::from_panic(p)));
-            remote.push(RemoteOp::Call(Box::new(move |reactor: &Reactor| {
-                reactor.complete_job::<T>(key, result);
-            })));
+        let cell = Arc::new(JobCell {
+            key,
+            remote: self.inner.remote.clone(),
+            cancelled: AtomicBool::new(false),
+            stage: Mutex::new(Stage::Queued(f)),
         });
-        if let Err(e) = self.pool().submit(job) {
-            let resolver = self.inner.jobs.borrow_mut().remove(key);
+        let inserted = self.inner.jobs.borrow_mut().insert(JobEntry {
+            resolver: Box::new(resolver),
+            job: cell.clone(),
+        });
+        debug_assert_eq!(inserted, key);
+        if let Err(e) = self.pool().submit(Job::Shared(cell)) {
+            let entry = self.inner.jobs.borrow_mut().remove(key);
             if let Some(r) =
-                resolver.and_then(|r| r.downcast::<ropewalk_deferred::Resolver<T>>().ok())
+                entry.and_then(|e| e.resolver.downcast::<ropewalk_deferred::Resolver<T>>().ok())
             {
                 let _ = r.errback(e);
             }
         }
         d
-    }
-
-    fn complete_job<T: 'static>(&self, key: Key, result: Result<T, Failure>) {
-        let resolver = self.inner.jobs.borrow_mut().remove(key);
-        if let Some(r) = resolver.and_then(|r| r.downcast::<ropewalk_deferred::Resolver<T>>().ok())
-        {
-            let _ = r.resolve(result);
-        }
     }
 
     /// One turn of the loop; `max_wait: None` may block until something happens.
@@ -658,6 +653,11 @@ impl Reactor {
                     }
                 }
                 RemoteOp::Wake(key) => inner.ready.borrow_mut().push(key),
+                RemoteOp::Done(job) => {
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| job.finish(self))) {
+                        log::error!("panic in a job's callbacks: {}", Failure::from_panic(p));
+                    }
+                }
             }
         }
         *inner.spare.borrow_mut() = batch;
@@ -675,6 +675,94 @@ impl Reactor {
                     Failure::from_panic(p)
                 );
             }
+        }
+    }
+}
+
+/// A `defer_to_thread` job as the pool and the queue back to the reactor see it: one
+/// allocation holding the function, then its result, and the way back.
+struct JobCell<T, F> {
+    key: Key,
+    remote: Arc<Remote>,
+    cancelled: AtomicBool,
+    stage: Mutex<Stage<T, F>>,
+}
+
+enum Stage<T, F> {
+    /// Not started.
+    Queued(F),
+    /// Taken by a worker, running.
+    Running,
+    /// Run; the reactor has not taken the result yet.
+    Done(Result<T, Failure>),
+}
+
+/// The reactor's side of a job in flight: `Inner::jobs` holds one per pending
+/// `defer_to_thread`.
+struct JobEntry {
+    /// The `Resolver<T>`: not `Send`, so it stays here, on the reactor's thread.
+    resolver: Box<dyn Any>,
+    job: Arc<dyn Finished>,
+}
+
+/// What the reactor does with a job cell, on its own thread.
+pub(crate) trait Finished: Send + Sync {
+    /// A job not yet started will not run.
+    fn cancel(&self);
+    /// The result is there: fire the Deferred, unless it was cancelled.
+    fn finish(&self, reactor: &Reactor);
+}
+
+impl<T, F> Task for JobCell<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Failure> + Send + 'static,
+{
+    fn run(self: Arc<Self>) {
+        let f = {
+            let mut stage = self.stage.lock().unwrap_or_else(|e| e.into_inner());
+            match std::mem::replace(&mut *stage, Stage::Running) {
+                Stage::Queued(f) => f,
+                other => {
+                    *stage = other;
+                    return;
+                }
+            }
+        };
+        if self.cancelled.load(Ordering::Acquire) {
+            return;
+        }
+        let result =
+            catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Failure::from_panic(p)));
+        *self.stage.lock().unwrap_or_else(|e| e.into_inner()) = Stage::Done(result);
+        let remote = self.remote.clone();
+        remote.push(RemoteOp::Done(self));
+    }
+}
+
+impl<T, F> Finished for JobCell<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Failure> + Send + 'static,
+{
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    fn finish(&self, reactor: &Reactor) {
+        let entry = reactor.inner.jobs.borrow_mut().remove(self.key);
+        let Some(entry) = entry else {
+            return; // cancelled
+        };
+        let stage = std::mem::replace(
+            &mut *self.stage.lock().unwrap_or_else(|e| e.into_inner()),
+            Stage::Running,
+        );
+        if let (Ok(r), Stage::Done(result)) = (
+            entry.resolver.downcast::<ropewalk_deferred::Resolver<T>>(),
+            stage,
+        ) {
+            let _ = r.resolve(result);
         }
     }
 }
@@ -836,19 +924,23 @@ impl ReactorHandle {
         if std::thread::current().id() == self.remote.thread {
             return Err(Failure::new(ReactorError::OnReactorThread));
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, Failure>>(1);
+        let reply = Arc::new(Reply {
+            result: Mutex::new(None),
+            done: AtomicBool::new(false),
+            caller: std::thread::current(),
+        });
+        let responder = Responder(Some(reply.clone()));
         let pushed = self.call_with_reactor(move |_| {
             let d = ropewalk_deferred::maybe_deferred(f);
             d.add_both(move |result| {
-                let _ = tx.send(result);
+                responder.send(result);
                 Ok(())
             });
         });
         if !pushed {
             return Err(Failure::new(ReactorError::Gone));
         }
-        rx.recv()
-            .unwrap_or_else(|_| Err(Failure::new(ReactorError::Gone)))
+        reply.wait()
     }
 
     /// Whether the calling thread is the reactor's (Twisted's `isInIOThread`).
@@ -862,6 +954,60 @@ impl ReactorHandle {
     /// ```
     pub fn is_reactor_thread(&self) -> bool {
         std::thread::current().id() == self.remote.thread
+    }
+}
+
+/// Where `blocking_call`'s answer lands: one allocation, shared by the caller and the
+/// call it queued.
+struct Reply<T> {
+    result: Mutex<Option<Result<T, Failure>>>,
+    done: AtomicBool,
+    caller: std::thread::Thread,
+}
+
+/// How long `blocking_call` looks for its answer before it parks: a call the reactor
+/// answers at once comes back without a futex wait and wake.
+const REPLY_SPIN: Duration = Duration::from_micros(20);
+
+impl<T> Reply<T> {
+    fn wait(&self) -> Result<T, Failure> {
+        let deadline = Instant::now() + REPLY_SPIN;
+        while !self.done.load(Ordering::Acquire) {
+            if Instant::now() < deadline {
+                std::thread::yield_now();
+            } else {
+                std::thread::park();
+            }
+        }
+        self.result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| Err(Failure::new(ReactorError::Gone)))
+    }
+}
+
+/// The reactor's side of a `blocking_call`: answers once; dropped unanswered (the reactor
+/// went away, the Deferred was dropped unfired), it answers [`ReactorError::Gone`].
+struct Responder<T>(Option<Arc<Reply<T>>>);
+
+impl<T> Responder<T> {
+    fn send(mut self, result: Result<T, Failure>) {
+        self.answer(result);
+    }
+
+    fn answer(&mut self, result: Result<T, Failure>) {
+        if let Some(reply) = self.0.take() {
+            *reply.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            reply.done.store(true, Ordering::Release);
+            reply.caller.unpark();
+        }
+    }
+}
+
+impl<T> Drop for Responder<T> {
+    fn drop(&mut self) {
+        self.answer(Err(Failure::new(ReactorError::Gone)));
     }
 }
 
