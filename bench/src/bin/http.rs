@@ -1,0 +1,821 @@
+//! The HTTP benchmark's driver: ropewalk's `HttpServer`, hyper 1.x and (optionally)
+//! `twisted.web` answering `GET /` with `Hello, World!`, all under the same `wrk` load,
+//! one after the other in the same run.
+//!
+//! ```sh
+//! cd bench && ./run-http.sh            # builds, then runs this
+//! target/release/http --help
+//! ```
+//!
+//! For each round, scenario and server (servers alternating), on a fresh server process:
+//!
+//! 1. **throughput**: a short `wrk` warm-up, then `wrk -t1 -cN -dD --latency` (with
+//!    `-s wrk/pipeline.lua -- 16` for the pipelined scenario); the server's CPU time
+//!    (utime + stime of `/proc/PID/stat`, every thread) is read just before and just after
+//!    the measured `wrk` → server CPU µs per request (wrk's completed requests);
+//! 2. **syscalls**: on another fresh server, a warm-up `wrk`, then `perf stat -p PID` on
+//!    the kernel's syscall tracepoints around a shorter `wrk` run → syscalls per request,
+//!    and their breakdown.
+//!
+//! Every step is bounded in time; only 127.0.0.1 is used. See `bench/README.md`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use ropewalk_bench::peer;
+use ropewalk_bench::report::{self, Table};
+
+const USAGE: &str = "\
+usage: http [options]
+
+  --servers LIST      comma-separated: ropewalk,hyper,twisted (default ropewalk,hyper)
+  --twisted           add twisted to the servers
+  --scenarios LIST    comma-separated from ka64, ka256, pipe256 (default: all three);
+                      kaN = keep-alive, N connections; pipeN = N connections, 16
+                      requests pipelined per write (wrk/pipeline.lua)
+  --duration S        measured wrk run per scenario, seconds (default 4)
+  --warmup S          wrk warm-up before it, seconds (default 1)
+  --syscall S         the syscall-counting wrk run, seconds (default 2; 0 skips it)
+  --repeat N          run everything N times, servers alternating; report medians
+                      (default 1)
+  --depth N           requests per write in the pipelined scenarios (default 16)
+  -h, --help          this text
+Needs wrk (apt-get install -y wrk; run-http.sh installs it) and, for the syscall
+columns, perf. The binary http_server must sit next to this one.";
+
+struct Args {
+    servers: Vec<String>,
+    scenarios: Vec<Scenario>,
+    duration: u64,
+    warmup: u64,
+    syscall: u64,
+    repeat: usize,
+    depth: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Scenario {
+    pipelined: bool,
+    connections: usize,
+}
+
+impl Scenario {
+    fn parse(s: &str) -> Result<Scenario, String> {
+        let (pipelined, n) = if let Some(n) = s.strip_prefix("ka") {
+            (false, n)
+        } else if let Some(n) = s.strip_prefix("pipe") {
+            (true, n)
+        } else {
+            return Err(format!("unknown scenario {s} (kaN or pipeN)"));
+        };
+        let connections = n.parse().map_err(|e| format!("{s}: {e}"))?;
+        Ok(Scenario {
+            pipelined,
+            connections,
+        })
+    }
+
+    fn name(&self, depth: usize) -> String {
+        if self.pipelined {
+            format!("pipelined ×{depth}, {} conns", self.connections)
+        } else {
+            format!("keep-alive, {} conns", self.connections)
+        }
+    }
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        servers: vec!["ropewalk".into(), "hyper".into()],
+        scenarios: ["ka64", "ka256", "pipe256"]
+            .iter()
+            .map(|s| Scenario::parse(s))
+            .collect::<Result<_, _>>()?,
+        duration: 4,
+        warmup: 1,
+        syscall: 2,
+        repeat: 1,
+        depth: 16,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{v}: {e}"));
+        match arg.as_str() {
+            "--servers" => a.servers = value()?.split(',').map(str::to_string).collect(),
+            "--twisted" => {
+                if !a.servers.iter().any(|s| s == "twisted") {
+                    a.servers.push("twisted".into());
+                }
+            }
+            "--scenarios" => {
+                a.scenarios = value()?
+                    .split(',')
+                    .map(Scenario::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--duration" => a.duration = num(value()?)?.max(1),
+            "--warmup" => a.warmup = num(value()?)?,
+            "--syscall" => a.syscall = num(value()?)?,
+            "--repeat" => a.repeat = (num(value()?)? as usize).max(1),
+            "--depth" => a.depth = (num(value()?)? as usize).max(1),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    for s in &a.servers {
+        if !["ropewalk", "hyper", "twisted"].contains(&s.as_str()) {
+            return Err(format!("unknown server {s}"));
+        }
+    }
+    Ok(a)
+}
+
+/// Where the server binary, the Twisted script and the wrk script are.
+struct Paths {
+    server: PathBuf,
+    twisted: PathBuf,
+    pipeline_lua: PathBuf,
+}
+
+/// A server process that printed `listening on IP:PORT`.
+struct Server {
+    child: Child,
+    addr: String,
+    // Kept open so the server never writes into a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start(name: &str, paths: &Paths) -> Result<Server, String> {
+        let mut cmd = match name {
+            "twisted" => {
+                let mut c = Command::new(peer::python());
+                c.arg(&paths.twisted);
+                c
+            }
+            imp => {
+                let mut c = Command::new(&paths.server);
+                c.args(["--impl", imp]);
+                c
+            }
+        };
+        cmd.args(["--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let status = child.wait().map_err(|e| e.to_string())?;
+            return Err(format!("{name} did not start ({status})"));
+        };
+        Ok(Server {
+            addr: addr.to_string(),
+            child,
+            _stdout: out,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        signal(self.child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a child's pid; no memory is involved.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// utime + stime of a process (all its threads), in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    Some(ticks as f64 / hz as f64)
+}
+
+/// What one `wrk` run reports.
+#[derive(Debug, Clone, Default)]
+struct Wrk {
+    requests: f64,
+    rps: f64,
+    avg_us: f64,
+    p50_us: f64,
+    p99_us: f64,
+    errors: String,
+}
+
+/// `527.86us`, `4.66ms`, `1.02s` → µs.
+fn wrk_duration_us(s: &str) -> f64 {
+    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60e6)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        (s, 1.0)
+    };
+    num.parse::<f64>().map_or(f64::NAN, |x| x * scale)
+}
+
+fn nonzero(x: f64) -> f64 {
+    if x > 0.0 {
+        x
+    } else {
+        f64::NAN
+    }
+}
+
+fn parse_wrk(text: &str) -> Wrk {
+    let mut w = Wrk {
+        requests: f64::NAN,
+        rps: f64::NAN,
+        avg_us: f64::NAN,
+        p50_us: f64::NAN,
+        p99_us: f64::NAN,
+        errors: String::new(),
+    };
+    for line in text.lines() {
+        let t = line.trim();
+        let f: Vec<&str> = t.split_whitespace().collect();
+        match f.as_slice() {
+            // Not "Latency Distribution". With a pipelining script wrk's histogram is
+            // broken (every percentile past the median reads 0.00us): 0 means unknown.
+            ["Latency", avg, _, _, _] => w.avg_us = wrk_duration_us(avg),
+            ["50%", v] => w.p50_us = nonzero(wrk_duration_us(v)),
+            ["99%", v] => w.p99_us = nonzero(wrk_duration_us(v)),
+            [n, "requests", "in", ..] => w.requests = n.parse().unwrap_or(f64::NAN),
+            ["Requests/sec:", v] => w.rps = v.parse().unwrap_or(f64::NAN),
+            _ if t.starts_with("Socket errors") || t.starts_with("Non-2xx") => {
+                if !w.errors.is_empty() {
+                    w.errors.push_str("; ");
+                }
+                w.errors.push_str(t);
+            }
+            _ => {}
+        }
+    }
+    w
+}
+
+/// Runs wrk against `addr` for `secs` seconds, killed if it runs 30 s past that.
+fn wrk(paths: &Paths, addr: &str, sc: Scenario, secs: u64, depth: usize) -> Result<Wrk, String> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", "--latency", "--timeout", "8s"])
+        .arg(format!("-c{}", sc.connections))
+        .arg(format!("-d{secs}s"));
+    if sc.pipelined {
+        cmd.arg("-s").arg(&paths.pipeline_lua);
+    }
+    cmd.arg(format!("http://{addr}/"));
+    if sc.pipelined {
+        cmd.args(["--", &depth.to_string()]);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start wrk: {e} (apt-get install -y wrk)"))?;
+    let pid = child.id();
+    let limit = Duration::from_secs(secs + 30);
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("http: wrk ran past {limit:?}: killing it");
+            signal(pid, libc::SIGKILL);
+        }
+    });
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let w = parse_wrk(&text);
+    if !out.status.success() || !w.requests.is_finite() || w.requests <= 0.0 {
+        return Err(format!(
+            "wrk failed ({}): {}{}",
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(w)
+}
+
+/// One throughput measurement.
+#[derive(Debug, Clone)]
+struct Throughput {
+    wrk: Wrk,
+    cpu_us_per_req: f64,
+}
+
+fn throughput(
+    paths: &Paths,
+    server: &Server,
+    sc: Scenario,
+    args: &Args,
+) -> Result<Throughput, String> {
+    if args.warmup > 0 {
+        wrk(paths, &server.addr, sc, args.warmup, args.depth)?;
+    }
+    let cpu0 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
+    let w = wrk(paths, &server.addr, sc, args.duration, args.depth)?;
+    let cpu1 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
+    Ok(Throughput {
+        cpu_us_per_req: (cpu1 - cpu0) * 1e6 / w.requests,
+        wrk: w,
+    })
+}
+
+/// The syscalls perf counts one by one; the rest are counted together as "other".
+const PERF_SYSCALLS: &[&str] = &[
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_ctl",
+    "recvfrom",
+    "sendto",
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "recvmsg",
+    "sendmsg",
+    "timerfd_settime",
+    "accept4",
+    "close",
+    "futex",
+];
+
+/// Failed calls (ret < 0: EAGAIN, mostly) that perf counts.
+const PERF_FAILS: &[&str] = &["recvfrom", "read"];
+
+/// System calls of one short run: calls by name (a `!fail` suffix counts failures), the
+/// total, and the requests they served.
+#[derive(Debug, Clone, Default)]
+struct Syscalls {
+    calls: BTreeMap<String, f64>,
+    total: f64,
+    requests: f64,
+}
+
+impl Syscalls {
+    fn per_req(&self, name: &str) -> f64 {
+        self.calls.get(name).copied().unwrap_or(0.0) / self.requests
+    }
+
+    fn total_per_req(&self) -> f64 {
+        self.total / self.requests
+    }
+
+    fn waits_per_req(&self) -> f64 {
+        self.per_req("epoll_wait") + self.per_req("epoll_pwait") + self.per_req("epoll_pwait2")
+    }
+}
+
+fn perf_args(pid: u32, out: &Path) -> Vec<String> {
+    let mut a = vec![
+        "stat".to_string(),
+        "-x,".into(),
+        "-o".into(),
+        out.display().to_string(),
+        "-p".into(),
+        pid.to_string(),
+        "-e".into(),
+        "raw_syscalls:sys_enter".into(),
+    ];
+    for s in PERF_SYSCALLS {
+        a.push("-e".into());
+        a.push(format!("syscalls:sys_enter_{s}"));
+    }
+    for s in PERF_FAILS {
+        a.push("-e".into());
+        a.push(format!("syscalls:sys_exit_{s}"));
+        a.push("--filter".into());
+        a.push("ret < 0".into());
+    }
+    a
+}
+
+fn parse_perf(text: &str) -> Syscalls {
+    let mut s = Syscalls::default();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let Ok(v) = f[0].parse::<f64>() else { continue };
+        if f[2] == "raw_syscalls:sys_enter" {
+            s.total = v;
+        } else if let Some(n) = f[2].strip_prefix("syscalls:sys_enter_") {
+            s.calls.insert(n.to_string(), v);
+        } else if let Some(n) = f[2].strip_prefix("syscalls:sys_exit_") {
+            s.calls.insert(format!("{n}!fail"), v);
+        }
+    }
+    s
+}
+
+fn perf_works() -> bool {
+    Command::new("perf")
+        .args(["stat", "-e", "raw_syscalls:sys_enter", "-x,", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn syscalls(paths: &Paths, server: &Server, sc: Scenario, args: &Args) -> Result<Syscalls, String> {
+    // Warm the server up first, so that the counted run is its steady state.
+    wrk(paths, &server.addr, sc, 1, args.depth)?;
+    let out = std::env::temp_dir().join(format!("ropewalk-http-{}.txt", std::process::id()));
+    let mut tracer = Command::new("perf")
+        .args(perf_args(server.pid(), &out))
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start perf: {e}"))?;
+    std::thread::sleep(Duration::from_millis(500));
+    let w = wrk(paths, &server.addr, sc, args.syscall, args.depth);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(tracer.id(), libc::SIGINT);
+    let _ = tracer.wait();
+    let w = w?;
+    let text = std::fs::read_to_string(&out).map_err(|e| format!("no syscall counts: {e}"))?;
+    let _ = std::fs::remove_file(&out);
+    let mut s = parse_perf(&text);
+    s.requests = w.requests;
+    if s.total <= 0.0 {
+        return Err("no syscalls counted (perf)".into());
+    }
+    Ok(s)
+}
+
+fn fmt(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        if x >= 1000.0 {
+            report::group(x.round() as u64)
+        } else {
+            format!("{x:.digits$}")
+        }
+    } else {
+        "-".into()
+    }
+}
+
+/// A ratio to hyper, with two decimals.
+fn ratio2(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}×")
+    } else {
+        "-".into()
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("http: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let paths = Paths {
+        server: dir.join("http_server"),
+        twisted: root.join("twisted/http_server.py"),
+        pipeline_lua: root.join("wrk/pipeline.lua"),
+    };
+    if !paths.server.exists() {
+        eprintln!(
+            "http: {} is missing: run `cargo build --release` in bench/ (or ./run-http.sh)",
+            paths.server.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("http: wrk is not installed (apt-get install -y wrk, or ./run-http.sh)");
+        return ExitCode::FAILURE;
+    }
+    let count_syscalls = args.syscall > 0 && perf_works();
+    let mut notes = Vec::new();
+    if args.syscall > 0 && !count_syscalls {
+        notes.push("perf cannot count syscall tracepoints here: no syscall columns".into());
+    }
+
+    let mut available = Vec::new();
+    for name in &args.servers {
+        match Server::start(name, &paths) {
+            Ok(_) => available.push(name.clone()),
+            Err(e) => {
+                notes.push(format!("{name}: not measured: {e}"));
+                eprintln!("http: {name}: {e}");
+            }
+        }
+    }
+
+    type Key = (Scenario, String);
+    let mut tput_runs: BTreeMap<Key, Vec<Throughput>> = BTreeMap::new();
+    let mut sys_runs: BTreeMap<Key, Vec<Syscalls>> = BTreeMap::new();
+    for round in 1..=args.repeat {
+        for &sc in &args.scenarios {
+            for name in &available {
+                let label = sc.name(args.depth);
+                eprintln!(
+                    "http: [{round}/{}] {name}, {label}: throughput",
+                    args.repeat
+                );
+                match Server::start(name, &paths).and_then(|s| throughput(&paths, &s, sc, &args)) {
+                    Ok(t) => {
+                        if !t.wrk.errors.is_empty() {
+                            notes.push(format!("{name}, {label}, round {round}: {}", t.wrk.errors));
+                        }
+                        tput_runs.entry((sc, name.clone())).or_default().push(t);
+                    }
+                    Err(e) => notes.push(format!("{name}, {label}: {e}")),
+                }
+                if !count_syscalls {
+                    continue;
+                }
+                eprintln!("http: [{round}/{}] {name}, {label}: syscalls", args.repeat);
+                match Server::start(name, &paths).and_then(|s| syscalls(&paths, &s, sc, &args)) {
+                    Ok(s) => sys_runs.entry((sc, name.clone())).or_default().push(s),
+                    Err(e) => notes.push(format!("{name}, {label}, syscalls: {e}")),
+                }
+            }
+        }
+    }
+
+    // Medians over the rounds; a ratio is the median of each round's ratio when there
+    // are several rounds (the two runs of a round are seconds apart and share the
+    // machine's other load), else the ratio of the single runs.
+    let tmed = |k: &Key, f: fn(&Throughput) -> f64| -> f64 {
+        tput_runs
+            .get(k)
+            .map_or(f64::NAN, |r| median(r.iter().map(f).collect()))
+    };
+    let tratio = |sc: Scenario, name: &str, f: fn(&Throughput) -> f64| -> f64 {
+        let (Some(a), Some(b)) = (
+            tput_runs.get(&(sc, name.to_string())),
+            tput_runs.get(&(sc, "hyper".to_string())),
+        ) else {
+            return f64::NAN;
+        };
+        if a.len() == b.len() {
+            median(a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect())
+        } else {
+            median(a.iter().map(f).collect()) / median(b.iter().map(f).collect())
+        }
+    };
+    // The syscall run whose total per request is the median (so its breakdown adds up).
+    let mut sys: BTreeMap<Key, Syscalls> = BTreeMap::new();
+    for (key, mut runs) in sys_runs {
+        runs.sort_by(|a, b| a.total_per_req().total_cmp(&b.total_per_req()));
+        if runs.len() > 1 {
+            let all: Vec<String> = runs.iter().map(|s| fmt(s.total_per_req(), 2)).collect();
+            notes.push(format!(
+                "{} {}: syscalls/req {}",
+                key.1,
+                key.0.name(args.depth),
+                all.join(", ")
+            ));
+        }
+        let mid = runs.len() / 2;
+        sys.insert(key, runs.swap_remove(mid));
+    }
+    for (key, runs) in &tput_runs {
+        if runs.len() > 1 {
+            let list = |f: fn(&Throughput) -> f64, d: usize| {
+                runs.iter()
+                    .map(|t| fmt(f(t), d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            notes.push(format!(
+                "{} {}: req/s {}; server CPU µs/req {}",
+                key.1,
+                key.0.name(args.depth),
+                list(|t| t.wrk.rps, 0),
+                list(|t| t.cpu_us_per_req, 2)
+            ));
+        }
+    }
+
+    // Table 1: the comparison.
+    let mut t = Table::new([
+        "server",
+        "scenario",
+        "req/s",
+        "vs hyper",
+        "avg latency µs",
+        "p50 µs",
+        "p99 µs",
+        "server CPU µs/req",
+        "vs hyper",
+        "syscalls/req",
+        "vs hyper",
+    ]);
+    for &sc in &args.scenarios {
+        let base_s = sys
+            .get(&(sc, "hyper".to_string()))
+            .map(Syscalls::total_per_req);
+        for name in &available {
+            let key = (sc, name.clone());
+            let s = sys.get(&key).map_or(f64::NAN, Syscalls::total_per_req);
+            t.row([
+                name.clone(),
+                sc.name(args.depth),
+                fmt(tmed(&key, |t| t.wrk.rps), 0),
+                ratio2(tratio(sc, name, |t| t.wrk.rps)),
+                fmt(tmed(&key, |t| t.wrk.avg_us), 0),
+                fmt(tmed(&key, |t| t.wrk.p50_us), 0),
+                fmt(tmed(&key, |t| t.wrk.p99_us), 0),
+                fmt(tmed(&key, |t| t.cpu_us_per_req), 2),
+                ratio2(tratio(sc, name, |t| t.cpu_us_per_req)),
+                fmt(s, 2),
+                ratio2(base_s.map_or(f64::NAN, |b| s / b)),
+            ]);
+        }
+    }
+    println!("{t}");
+
+    // Table 2: where the syscalls go.
+    if !sys.is_empty() {
+        let mut b = Table::new([
+            "server",
+            "scenario",
+            "syscalls/req",
+            "epoll_wait",
+            "epoll_ctl",
+            "recvfrom",
+            "  EAGAIN",
+            "sendto",
+            "writev",
+            "read",
+            "  EAGAIN",
+            "write",
+            "timerfd_settime",
+            "other",
+            "req per wait",
+        ]);
+        const LISTED: &[&str] = &[
+            "epoll_ctl",
+            "recvfrom",
+            "sendto",
+            "writev",
+            "read",
+            "write",
+            "timerfd_settime",
+        ];
+        for &sc in &args.scenarios {
+            for name in &available {
+                let Some(s) = sys.get(&(sc, name.clone())) else {
+                    continue;
+                };
+                let listed = s.waits_per_req() + LISTED.iter().map(|n| s.per_req(n)).sum::<f64>();
+                let other = (s.total_per_req() - listed).max(0.0);
+                b.row([
+                    name.clone(),
+                    sc.name(args.depth),
+                    fmt(s.total_per_req(), 3),
+                    fmt(s.waits_per_req(), 3),
+                    fmt(s.per_req("epoll_ctl"), 3),
+                    fmt(s.per_req("recvfrom"), 3),
+                    fmt(s.per_req("recvfrom!fail"), 3),
+                    fmt(s.per_req("sendto"), 3),
+                    fmt(s.per_req("writev"), 3),
+                    fmt(s.per_req("read"), 3),
+                    fmt(s.per_req("read!fail"), 3),
+                    fmt(s.per_req("write"), 3),
+                    fmt(s.per_req("timerfd_settime"), 3),
+                    fmt(other, 3),
+                    fmt(1.0 / s.waits_per_req(), 1),
+                ]);
+            }
+        }
+        println!("Syscalls per request, by call:\n\n{b}");
+    }
+
+    println!(
+        "ropewalk and hyper: one thread each (hyper on tokio current_thread); Twisted: epoll \
+         reactor. Load: wrk -t1, {} s warm-up + {} s measured per scenario and server, fresh \
+         server each time; pipelined: wrk/pipeline.lua, {} requests per write.",
+        args.warmup, args.duration, args.depth
+    );
+    if count_syscalls {
+        println!(
+            "syscalls counted by perf stat on the syscall tracepoints in a separate {} s run \
+             (after a 1 s warm-up), ÷ the requests wrk completed in it.",
+            args.syscall
+        );
+    }
+
+    // The issue's targets.
+    let check = |sc: Scenario, what: &str, f: fn(&Throughput) -> f64, ok: &dyn Fn(f64) -> bool| {
+        let r = tratio(sc, "ropewalk", f);
+        if r.is_finite() {
+            let verdict = if ok(r) { "met" } else { "NOT met" };
+            println!(
+                "target {} {what}: {verdict} ({})",
+                sc.name(args.depth),
+                ratio2(r)
+            );
+        }
+    };
+    for &sc in &args.scenarios {
+        if sc.pipelined {
+            check(sc, "req/s ≥ 2× hyper", |t| t.wrk.rps, &|r| r >= 2.0);
+        } else {
+            check(sc, "req/s ≥ 1.05× hyper", |t| t.wrk.rps, &|r| r >= 1.05);
+            check(
+                sc,
+                "server CPU/req ≤ 0.85× hyper",
+                |t| t.cpu_us_per_req,
+                &|r| r <= 0.85,
+            );
+        }
+    }
+    for n in &notes {
+        println!("note: {n}");
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_output() {
+        let text = "\
+Running 2s test @ http://127.0.0.1:42703/
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   527.86us  301.31us   6.55ms   84.99%
+    Req/Sec    90.90k    12.86k  113.56k    70.00%
+  Latency Distribution
+     50%  480.00us
+     75%  600.00us
+     90%  800.00us
+     99%    1.50ms
+  180769 requests in 2.00s, 25.51MB read
+  Socket errors: connect 0, read 0, write 0, timeout 3
+Requests/sec:  90273.73
+Transfer/sec:     12.74MB
+";
+        let w = parse_wrk(text);
+        assert_eq!(w.requests, 180769.0);
+        assert_eq!(w.rps, 90273.73);
+        assert!((w.avg_us - 527.86).abs() < 1e-9);
+        assert!((w.p50_us - 480.0).abs() < 1e-9);
+        assert!((w.p99_us - 1500.0).abs() < 1e-9);
+        assert!(w.errors.starts_with("Socket errors"));
+        assert_eq!(wrk_duration_us("1.02s"), 1.02e6);
+    }
+}
