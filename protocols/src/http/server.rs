@@ -384,6 +384,14 @@ impl HttpConnection {
                     return;
                 }
                 if st.queue.len() >= st.shared.config.max_pipelined {
+                    // Answers ready at the front: write them and go on parsing, rather than
+                    // pause reading (two epoll_ctl calls) only to resume after the write.
+                    if st.stream.is_none() && st.queue.front().is_some_and(|s| s.response.is_some())
+                    {
+                        drop(st);
+                        self.flush();
+                        continue;
+                    }
                     if !st.reading_paused {
                         st.reading_paused = true;
                         if let Some(t) = &st.transport {
