@@ -246,6 +246,7 @@ impl HttpServer {
                 reading_paused: false,
                 timer: None,
                 timer_kind: None,
+                deadline: Duration::ZERO,
                 request_started: false,
                 continue_pending: false,
                 stream: None,
@@ -314,8 +315,12 @@ struct State {
     closing: bool,
     closed: bool,
     reading_paused: bool,
+    /// The watchdog: one armed call per connection that is moved forward by setting
+    /// `deadline` (cheap, per request), and re-armed only when it fires early.
     timer: Option<DelayedCall>,
     timer_kind: Option<TimerKind>,
+    /// When `timer_kind` expires, in the clock's time.
+    deadline: Duration,
     /// The first byte of the current request has arrived.
     request_started: bool,
     /// The request being read asked for `100 Continue` while earlier responses were
@@ -591,33 +596,67 @@ impl HttpConnection {
         } else {
             Some(TimerKind::Idle)
         };
-        if want == st.timer_kind && want != Some(TimerKind::Request) {
+        // Same kind: keep its deadline (a request in progress keeps its own).
+        if want == st.timer_kind {
             return;
-        }
-        if want == Some(TimerKind::Request) && st.timer_kind == Some(TimerKind::Request) {
-            // Keep the deadline of the request in progress.
-            return;
-        }
-        if let Some(t) = st.timer.take() {
-            let _ = t.cancel();
         }
         st.timer_kind = want;
+        // No kind: the armed watchdog, if any, fires and finds nothing to do.
         let Some(kind) = want else { return };
         let delay = match kind {
             TimerKind::Request => st.shared.config.request_timeout,
             TimerKind::Idle => st.shared.config.idle_timeout,
         };
+        let now = st.shared.clock.now();
+        st.deadline = now.saturating_add(delay);
+        let in_time = st
+            .timer
+            .as_ref()
+            .is_some_and(|t| t.active() && t.time() <= st.deadline);
+        if !in_time {
+            if let Some(t) = st.timer.take() {
+                let _ = t.cancel();
+            }
+            drop(st);
+            self.arm_watchdog(delay);
+        }
+    }
+
+    /// Arms the watchdog `after` from now, at most the shorter of the two timeouts ahead,
+    /// so that a later, nearer deadline never needs it moved back.
+    fn arm_watchdog(&self, after: Duration) {
+        let mut st = self.state.borrow_mut();
+        let config = &st.shared.config;
+        let after = after.min(config.request_timeout.min(config.idle_timeout));
         let state = Rc::downgrade(&self.state);
         let pumping = self.pumping.clone();
         let clock = st.shared.clock.clone();
         st.timer = Some(clock.call_later_boxed(
-            delay,
+            after,
             Box::new(move || {
                 if let Some(state) = state.upgrade() {
-                    HttpConnection { state, pumping }.timed_out(kind);
+                    HttpConnection { state, pumping }.watchdog_fired();
                 }
             }),
         ));
+    }
+
+    fn watchdog_fired(&self) {
+        let (kind, left) = {
+            let mut st = self.state.borrow_mut();
+            st.timer = None;
+            if st.closed {
+                return;
+            }
+            let Some(kind) = st.timer_kind else { return };
+            let now = st.shared.clock.now();
+            (kind, st.deadline.saturating_sub(now))
+        };
+        if left > Duration::ZERO {
+            self.arm_watchdog(left);
+        } else {
+            self.timed_out(kind);
+        }
     }
 
     fn timed_out(&self, kind: TimerKind) {
@@ -679,9 +718,6 @@ impl State {
                     HeadResult::Complete(head, n) => {
                         self.buf.drain(..n);
                         // The request timer now covers the body.
-                        if let Some(t) = self.timer.take() {
-                            let _ = t.cancel();
-                        }
                         self.timer_kind = None;
                         let expect = head.expect_continue;
                         let (left, chunked) = match head.framing {
@@ -728,10 +764,7 @@ impl State {
                 if !done {
                     if used > 0 {
                         // The body moves: `request_timeout` bounds each pause in it, not
-                        // the whole upload (update_timer re-arms it).
-                        if let Some(t) = self.timer.take() {
-                            let _ = t.cancel();
-                        }
+                        // the whole upload (update_timer sets a new deadline).
                         self.timer_kind = None;
                     }
                     return Step::Wait;
@@ -743,9 +776,6 @@ impl State {
                 };
                 self.request_started = false;
                 self.continue_pending = false;
-                if let Some(t) = self.timer.take() {
-                    let _ = t.cancel();
-                }
                 self.timer_kind = None;
                 Step::Dispatch(head, body)
             }
