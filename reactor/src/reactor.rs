@@ -88,6 +88,9 @@ pub(crate) struct Inner {
     pub(crate) triggers: RefCell<Triggers>,
     pub(crate) sources: RefCell<Slab<SourceEntry>>,
     pub(crate) io_ready: RefCell<Vec<(usize, Ready)>>,
+    /// The buffer of the direct `epoll_wait` (Linux).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) epoll_buf: RefCell<Vec<rustix::event::epoll::Event>>,
     pub(crate) read_buf: RefCell<Vec<u8>>,
     pub(crate) shutdown_hooks: RefCell<Vec<ShutdownHook>>,
 }
@@ -210,6 +213,8 @@ impl Reactor {
             triggers: RefCell::new(Triggers::default()),
             sources: RefCell::new(Slab::new()),
             io_ready: RefCell::new(Vec::new()),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            epoll_buf: RefCell::new(Vec::with_capacity(1024)),
             read_buf: RefCell::new(Vec::new()),
             shutdown_hooks: RefCell::new(Vec::new()),
         });
@@ -621,13 +626,7 @@ impl Reactor {
                 (a, b) => a.or(b),
             }
         };
-        {
-            let mut events = inner.events.borrow_mut();
-            events.clear();
-            if let Err(e) = inner.remote.poller.wait(&mut events, timeout) {
-                log::error!("poller wait failed: {e}");
-            }
-        }
+        self.wait_io(timeout);
         self.dispatch_io();
     }
 
