@@ -500,16 +500,18 @@ impl HttpConnection {
         }
         let mut out = std::mem::take(&mut st.out);
         let mut started_stream = None;
+        // Once per batch: the date (cached per second) and the server name.
+        let shared = st.shared.clone();
+        let date = shared.date();
+        let server = shared.config.server_name.as_deref();
         while st.queue.front().is_some_and(|s| s.response.is_some()) {
             let mut slot = st.queue.pop_front().expect("front exists");
             let response = slot.response.take().expect("checked");
-            let date = st.shared.date();
-            let server = st.shared.config.server_name.clone();
             let keep = slot.keep_alive && !(st.closing && st.queue.is_empty());
             if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
                 access_log(st.transport.as_ref(), &slot, &response);
             }
-            match serialize(&mut out, response, &slot, keep, &date, server.as_deref()) {
+            match serialize(&mut out, response, &slot, keep, &date, server) {
                 Some((writer, chunked, keep_alive)) => {
                     if !keep_alive {
                         st.closing = true;
@@ -793,7 +795,6 @@ fn serialize(
     date: &str,
     server: Option<&str>,
 ) -> Option<(BodyWriter, bool, bool)> {
-    use std::io::Write;
     let status = response.status();
     let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
     let user_length = response.headers().get("content-length").map(str::to_string);
@@ -801,7 +802,11 @@ fn serialize(
     headers.remove("transfer-encoding");
     headers.remove("connection");
     headers.remove("date");
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in headers.iter() {
         if name.eq_ignore_ascii_case("content-length") {
             continue;
@@ -824,17 +829,16 @@ fn serialize(
             let declared = user_length
                 .as_deref()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
-            let length = if status == 204 || (100..200).contains(&status) {
-                None
+            if status == 204 || (100..200).contains(&status) {
+                // No length at all.
             } else if (slot.head_only || status == 304) && bytes.is_empty() {
-                declared
-                    .map(str::to_string)
-                    .or_else(|| (status != 304).then(|| "0".to_string()))
+                match declared {
+                    Some(len) => write_field(out, "Content-Length", len),
+                    None if status != 304 => write_length(out, 0),
+                    None => {}
+                }
             } else {
-                Some(bytes.len().to_string())
-            };
-            if let Some(len) = length {
-                write_field(out, "Content-Length", &len);
+                write_length(out, bytes.len());
             }
             finish_head(out, keep_alive, slot.version);
             if !no_body {
@@ -890,13 +894,34 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     }
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend(value.bytes().map(|b| {
-        if (b < 0x20 && b != b'\t') || b == 0x7f {
-            b' '
-        } else {
-            b
+    let is_ctl = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+    if value.bytes().any(is_ctl) {
+        out.extend(value.bytes().map(|b| if is_ctl(b) { b' ' } else { b }));
+    } else {
+        out.extend_from_slice(value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal, without `core::fmt`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-    }));
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Writes `Content-Length: n`.
+fn write_length(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, n as u64);
     out.extend_from_slice(b"\r\n");
 }
 
