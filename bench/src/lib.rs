@@ -9,4 +9,5 @@
 pub mod alloc;
 pub mod harness;
 pub mod peer;
+pub mod procs;
 pub mod report;

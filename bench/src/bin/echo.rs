@@ -27,9 +27,10 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ropewalk_bench::peer::{self, Record, Value};
+use ropewalk_bench::procs::{cpu_seconds, perf_works, signal, Server};
 use ropewalk_bench::report::{self, Table};
 
 const USAGE: &str = "\
@@ -108,75 +109,25 @@ struct Paths {
     twisted: PathBuf,
 }
 
-/// A server process that printed `listening on IP:PORT`.
-struct Server {
-    child: Child,
-    addr: String,
-    // Kept open so the server never writes into a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Server {
-    fn start(name: &str, paths: &Paths) -> Result<Server, String> {
-        let mut cmd = match name {
-            "twisted" => {
-                let mut c = Command::new(peer::python());
-                c.arg(&paths.twisted);
-                c
-            }
-            imp => {
-                let mut c = Command::new(&paths.server);
-                c.args(["--impl", imp]);
-                c
-            }
-        };
-        cmd.args(["--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        let _ = out.read_line(&mut line);
-        let Some(addr) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            let status = child.wait().map_err(|e| e.to_string())?;
-            return Err(format!("{name} did not start ({status})"));
-        };
-        Ok(Server {
-            addr: addr.to_string(),
-            child,
-            _stdout: out,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        signal(self.child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+/// The command that starts server `name` (`twisted`, or an `--impl` of our server binary).
+fn server_command(name: &str, paths: &Paths) -> Command {
+    match name {
+        "twisted" => {
+            let mut c = Command::new(peer::python());
+            c.arg(&paths.twisted);
+            c
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        imp => {
+            let mut c = Command::new(&paths.server);
+            c.args(["--impl", imp]);
+            c
+        }
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) with a child's pid; no memory is involved.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
+/// Starts server `name` and waits until it listens.
+fn start_server(name: &str, paths: &Paths) -> Result<Server, String> {
+    Server::start(name, server_command(name, paths))
 }
 
 /// A running `echo_load`, read line by line, killed if it outlives its deadline.
@@ -271,17 +222,6 @@ fn num_of(rec: &Record, key: &str) -> f64 {
         Some(Value::Num(n)) => *n,
         _ => f64::NAN,
     }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf reads a constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    Some(ticks as f64 / hz as f64)
 }
 
 /// VmRSS of a process, in KiB.
@@ -455,15 +395,6 @@ fn parse_strace(text: &str) -> Syscalls {
     s
 }
 
-fn perf_works() -> bool {
-    Command::new("perf")
-        .args(["stat", "-e", "raw_syscalls:sys_enter", "-x,", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn syscalls(
     paths: &Paths,
     server: &Server,
@@ -596,7 +527,7 @@ fn main() -> ExitCode {
     let mut available = Vec::new();
 
     for name in &args.servers {
-        match Server::start(name, &paths) {
+        match start_server(name, &paths) {
             Ok(_) => available.push(name.clone()),
             Err(e) => {
                 notes.push(format!("{name}: not measured: {e}"));
@@ -613,7 +544,7 @@ fn main() -> ExitCode {
                     "echo: [{round}/{}] {name}, {conns} connections: throughput",
                     args.repeat
                 );
-                let run = Server::start(name, &paths)
+                let run = start_server(name, &paths)
                     .and_then(|srv| throughput(&paths, &srv, conns, &args));
                 match run {
                     Ok(t) => tput_runs.entry((name.clone(), conns)).or_default().push(t),
@@ -626,7 +557,7 @@ fn main() -> ExitCode {
                     "echo: [{round}/{}] {name}, {conns} connections: syscalls",
                     args.repeat
                 );
-                let run = Server::start(name, &paths)
+                let run = start_server(name, &paths)
                     .and_then(|srv| syscalls(&paths, &srv, conns, &args, use_strace));
                 match run {
                     Ok(s) => sys_runs.entry((name.clone(), conns)).or_default().push(s),
@@ -686,7 +617,7 @@ fn main() -> ExitCode {
     if args.idle > 0 {
         for name in &available {
             eprintln!("echo: {name}: {} idle connections", args.idle);
-            match Server::start(name, &paths).and_then(|srv| memory(&paths, &srv, args.idle)) {
+            match start_server(name, &paths).and_then(|srv| memory(&paths, &srv, args.idle)) {
                 Ok(m) => {
                     mem.insert(name.clone(), m);
                 }

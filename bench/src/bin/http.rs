@@ -20,12 +20,12 @@
 //! Every step is bounded in time; only 127.0.0.1 is used. See `bench/README.md`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
 
 use ropewalk_bench::peer;
+use ropewalk_bench::procs::{cpu_seconds, perf_works, signal, Server};
 use ropewalk_bench::report::{self, Table};
 
 const USAGE: &str = "\
@@ -141,86 +141,25 @@ struct Paths {
     pipeline_lua: PathBuf,
 }
 
-/// A server process that printed `listening on IP:PORT`.
-struct Server {
-    child: Child,
-    addr: String,
-    // Kept open so the server never writes into a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Server {
-    fn start(name: &str, paths: &Paths) -> Result<Server, String> {
-        let mut cmd = match name {
-            "twisted" => {
-                let mut c = Command::new(peer::python());
-                c.arg(&paths.twisted);
-                c
-            }
-            imp => {
-                let mut c = Command::new(&paths.server);
-                c.args(["--impl", imp]);
-                c
-            }
-        };
-        cmd.args(["--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        let _ = out.read_line(&mut line);
-        let Some(addr) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            let status = child.wait().map_err(|e| e.to_string())?;
-            return Err(format!("{name} did not start ({status})"));
-        };
-        Ok(Server {
-            addr: addr.to_string(),
-            child,
-            _stdout: out,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        signal(self.child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+/// The command that starts server `name` (`twisted`, or an `--impl` of our server binary).
+fn server_command(name: &str, paths: &Paths) -> Command {
+    match name {
+        "twisted" => {
+            let mut c = Command::new(peer::python());
+            c.arg(&paths.twisted);
+            c
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        imp => {
+            let mut c = Command::new(&paths.server);
+            c.args(["--impl", imp]);
+            c
+        }
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) with a child's pid; no memory is involved.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-/// utime + stime of a process (all its threads), in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf reads a constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    Some(ticks as f64 / hz as f64)
+/// Starts server `name` and waits until it listens.
+fn start_server(name: &str, paths: &Paths) -> Result<Server, String> {
+    Server::start(name, server_command(name, paths))
 }
 
 /// What one `wrk` run reports.
@@ -446,15 +385,6 @@ fn parse_perf(text: &str) -> Syscalls {
     s
 }
 
-fn perf_works() -> bool {
-    Command::new("perf")
-        .args(["stat", "-e", "raw_syscalls:sys_enter", "-x,", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn syscalls(paths: &Paths, server: &Server, sc: Scenario, args: &Args) -> Result<Syscalls, String> {
     // Warm the server up first, so that the counted run is its steady state.
     wrk(paths, &server.addr, sc, 1, args.depth)?;
@@ -551,7 +481,7 @@ fn main() -> ExitCode {
 
     let mut available = Vec::new();
     for name in &args.servers {
-        match Server::start(name, &paths) {
+        match start_server(name, &paths) {
             Ok(_) => available.push(name.clone()),
             Err(e) => {
                 notes.push(format!("{name}: not measured: {e}"));
@@ -571,7 +501,7 @@ fn main() -> ExitCode {
                     "http: [{round}/{}] {name}, {label}: throughput",
                     args.repeat
                 );
-                match Server::start(name, &paths).and_then(|s| throughput(&paths, &s, sc, &args)) {
+                match start_server(name, &paths).and_then(|s| throughput(&paths, &s, sc, &args)) {
                     Ok(t) => {
                         if !t.wrk.errors.is_empty() {
                             notes.push(format!("{name}, {label}, round {round}: {}", t.wrk.errors));
@@ -584,7 +514,7 @@ fn main() -> ExitCode {
                     continue;
                 }
                 eprintln!("http: [{round}/{}] {name}, {label}: syscalls", args.repeat);
-                match Server::start(name, &paths).and_then(|s| syscalls(&paths, &s, sc, &args)) {
+                match start_server(name, &paths).and_then(|s| syscalls(&paths, &s, sc, &args)) {
                     Ok(s) => sys_runs.entry((sc, name.clone())).or_default().push(s),
                     Err(e) => notes.push(format!("{name}, {label}, syscalls: {e}")),
                 }

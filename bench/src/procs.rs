@@ -1,0 +1,96 @@
+//! Server processes for the network benchmarks: started from a command, ready when they
+//! print `listening on IP:PORT`, stopped with SIGTERM; their CPU time read from `/proc`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server process that printed `listening on IP:PORT`; stopped (SIGTERM, then SIGKILL
+/// after 3 s) when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// The `IP:PORT` it listens on.
+    pub addr: String,
+    // Kept open so the server never writes into a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    /// Starts `cmd` (with `--port 0` added) and waits for its `listening on` line.
+    ///
+    /// # Errors
+    ///
+    /// A message if it cannot start or prints something else first.
+    pub fn start(name: &str, mut cmd: Command) -> Result<Server, String> {
+        cmd.args(["--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let status = child.wait().map_err(|e| e.to_string())?;
+            return Err(format!("{name} did not start ({status})"));
+        };
+        Ok(Server {
+            addr: addr.to_string(),
+            child,
+            _stdout: out,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        signal(self.child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a child's pid; no memory is involved.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// utime + stime of a process (all its threads), in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    Some(ticks as f64 / hz as f64)
+}
+
+/// Whether `perf stat` can count syscall tracepoints here.
+pub fn perf_works() -> bool {
+    Command::new("perf")
+        .args(["stat", "-e", "raw_syscalls:sys_enter", "-x,", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
