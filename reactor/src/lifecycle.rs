@@ -211,9 +211,6 @@ impl Reactor {
                 self.wait_for_triggers(event, &pending);
             }
             if phase == Phase::During && event == SystemEvent::Shutdown {
-                for hook in std::mem::take(&mut *self.inner.shutdown_hooks.borrow_mut()) {
-                    hook();
-                }
                 self.shutdown_sources();
                 // Let the connections' `connection_lost` calls run before `run()` returns.
                 self.turn_for(Duration::ZERO);
@@ -296,5 +293,3 @@ impl fmt::Debug for SignalGuard {
         f.debug_struct("SignalGuard").finish()
     }
 }
-
-pub(crate) type ShutdownHook = Box<dyn FnOnce()>;

@@ -18,7 +18,7 @@ use ropewalk_deferred::{
 
 use crate::error::ReactorError;
 use crate::io::{Ready, SourceEntry};
-use crate::lifecycle::{ShutdownHook, SystemEvent, Triggers};
+use crate::lifecycle::{SystemEvent, Triggers};
 use crate::pool::{Job, Pool, PoolConfig, PoolStats, Task};
 use crate::slab::{Key, Slab};
 use crate::task::TaskSlot;
@@ -92,7 +92,6 @@ pub(crate) struct Inner {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) epoll_buf: RefCell<Vec<rustix::event::epoll::Event>>,
     pub(crate) read_buf: RefCell<Vec<u8>>,
-    pub(crate) shutdown_hooks: RefCell<Vec<ShutdownHook>>,
 }
 
 /// The event loop: timers, callbacks, tasks, worker-pool results and (with the transports)
@@ -216,7 +215,6 @@ impl Reactor {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             epoll_buf: RefCell::new(Vec::with_capacity(1024)),
             read_buf: RefCell::new(Vec::new()),
-            shutdown_hooks: RefCell::new(Vec::new()),
         });
         let driver: Rc<dyn WaitDriver> = Rc::new(Driver(Rc::downgrade(&inner)));
         *inner.driver.borrow_mut() = Some(driver.clone());
@@ -302,13 +300,6 @@ impl Reactor {
 
     pub(crate) fn turn_for(&self, max_wait: Duration) {
         self.turn(Some(max_wait));
-    }
-
-    /// Runs `hook` during shutdown (the `During` phase, after `Before` triggers finished):
-    /// where transports close their connections.
-    #[allow(dead_code)]
-    pub(crate) fn on_shutdown(&self, hook: impl FnOnce() + 'static) {
-        self.inner.shutdown_hooks.borrow_mut().push(Box::new(hook));
     }
 
     fn enter(&self) -> Result<(), ReactorError> {
@@ -809,13 +800,13 @@ impl Clock for Reactor {
     }
 
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
-        time::clock_call(&self.inner.timers, delay, f)
+        time::schedule(&self.inner.timers, delay, f)
     }
 }
 
 impl Scheduler for Reactor {
     fn schedule(&self, delay: Duration, f: Box<dyn FnOnce()>) -> ScheduledCall {
-        time::scheduler_call(self.call_later_boxed(delay, f))
+        time::scheduled(self.call_later_boxed(delay, f))
     }
 }
 

@@ -190,7 +190,7 @@ impl TimerQueue {
     }
 }
 
-fn schedule(queue: &SharedTimers, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+pub(crate) fn schedule(queue: &SharedTimers, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
     let state = Rc::new(CallState {
         status: Cell::new(Status::Active),
         time: Cell::new(Duration::ZERO),
@@ -548,17 +548,9 @@ impl Clock for ManualClock {
     }
 }
 
-pub(crate) fn clock_call(
-    queue: &SharedTimers,
-    delay: Duration,
-    f: Box<dyn FnOnce()>,
-) -> DelayedCall {
-    schedule(queue, delay, f)
-}
-
 /// Adapts any [`Clock`] to the Deferred crate's [`Scheduler`], for
 /// [`Deferred::add_timeout`].
-fn scheduled(call: DelayedCall) -> ScheduledCall {
+pub(crate) fn scheduled(call: DelayedCall) -> ScheduledCall {
     ScheduledCall::new(move || {
         let _ = call.cancel();
     })
@@ -574,10 +566,6 @@ impl Scheduler for dyn Clock {
     fn schedule(&self, delay: Duration, f: Box<dyn FnOnce()>) -> ScheduledCall {
         scheduled(self.call_later_boxed(delay, f))
     }
-}
-
-pub(crate) fn scheduler_call(call: DelayedCall) -> ScheduledCall {
-    scheduled(call)
 }
 
 /// A Deferred that fires with `f()`'s outcome `delay` from now (Twisted's `deferLater`).
