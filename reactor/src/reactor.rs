@@ -39,6 +39,9 @@ pub(crate) enum RemoteOp {
 pub(crate) struct Remote {
     pub(crate) poller: Poller,
     pub(crate) queue: Mutex<VecDeque<RemoteOp>>,
+    /// Whether `queue` holds anything; written under its lock, read without it, so a turn
+    /// with nothing queued takes no lock.
+    pub(crate) queued: AtomicBool,
     pub(crate) thread: ThreadId,
     pub(crate) stop: AtomicBool,
     pub(crate) alive: AtomicBool,
@@ -56,6 +59,7 @@ impl Remote {
                 return false;
             }
             q.push_back(op);
+            self.queued.store(true, Ordering::Release);
         }
         // The reactor's own thread looks at the queue before it blocks.
         if std::thread::current().id() != self.thread {
@@ -188,6 +192,7 @@ impl Reactor {
         let remote = Arc::new(Remote {
             poller: Poller::new()?,
             queue: Mutex::new(VecDeque::new()),
+            queued: AtomicBool::new(false),
             thread: std::thread::current().id(),
             stop: AtomicBool::new(false),
             alive: AtomicBool::new(true),
@@ -349,7 +354,7 @@ impl Reactor {
             && i.jobs.borrow().len() == 0
             && i.sources.borrow().len() == 0
             && i.remote.external.load(Ordering::Acquire) == 0
-            && i.remote.queue.lock().map(|q| q.is_empty()).unwrap_or(true)
+            && !i.remote.queued.load(Ordering::Acquire)
     }
 
     /// Asks the loop to stop after the current turn.
@@ -598,12 +603,7 @@ impl Reactor {
         let busy = !inner.soon.borrow().is_empty()
             || !inner.ready.borrow().is_empty()
             || inner.remote.stop.load(Ordering::Acquire)
-            || !inner
-                .remote
-                .queue
-                .lock()
-                .map(|q| q.is_empty())
-                .unwrap_or(true);
+            || inner.remote.queued.load(Ordering::Acquire);
         let timeout = if busy {
             Some(Duration::ZERO)
         } else {
@@ -623,14 +623,14 @@ impl Reactor {
 
     fn run_remote(&self) {
         let inner = &self.inner;
+        if !inner.remote.queued.load(Ordering::Acquire) {
+            return;
+        }
         let mut batch = std::mem::take(&mut *inner.spare.borrow_mut());
         {
             let mut q = inner.remote.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.is_empty() {
-                *inner.spare.borrow_mut() = batch;
-                return;
-            }
             std::mem::swap(&mut *q, &mut batch);
+            inner.remote.queued.store(false, Ordering::Release);
         }
         for op in batch.drain(..) {
             match op {
