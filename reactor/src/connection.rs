@@ -21,6 +21,9 @@ use crate::slab::Key;
 /// Default high-water mark of a connection's write queue.
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
+/// Buffers of one `write_vectored` passed to `writev` without allocating.
+const INLINE_SLICES: usize = 8;
+
 /// Most reads from one connection in one readiness event (fairness between connections).
 const READS_PER_EVENT: usize = 4;
 
@@ -573,6 +576,13 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
                 if let Some(sock) = sock.as_ref() {
                     let r = if bufs.len() == 1 {
                         sock.write_some(bufs[0])
+                    } else if bufs.len() <= INLINE_SLICES {
+                        // A few buffers (a chunk header, data, CRLF): slices on the stack.
+                        let mut slices = [IoSlice::new(&[]); INLINE_SLICES];
+                        for (slot, b) in slices.iter_mut().zip(bufs) {
+                            *slot = IoSlice::new(b);
+                        }
+                        sock.write_vectored_some(&slices[..bufs.len()])
                     } else {
                         let slices: Vec<IoSlice<'_>> =
                             bufs.iter().map(|b| IoSlice::new(b)).collect();
