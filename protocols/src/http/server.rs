@@ -420,16 +420,7 @@ impl HttpConnection {
                     let mut st = self.state.borrow_mut();
                     st.closing = true;
                     st.buf = Vec::new();
-                    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    st.queue.push_back(Slot {
-                        head_only: false,
-                        request_line: None,
-                        version: Version::Http11,
-                        keep_alive: false,
-                        response: Some(Response::error(status)),
-                        cancel: None,
-                        id,
-                    });
+                    st.queue_final_error(status);
                     return;
                 }
                 Step::Dispatch(head, body) => self.dispatch(head, body),
@@ -677,16 +668,7 @@ impl HttpConnection {
             }
             TimerKind::Request => {
                 log::debug!("request timed out; answering 408");
-                let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                st.queue.push_back(Slot {
-                    head_only: false,
-                    request_line: None,
-                    version: Version::Http11,
-                    keep_alive: false,
-                    response: Some(Response::error(408)),
-                    cancel: None,
-                    id,
-                });
+                st.queue_final_error(408);
                 drop(st);
                 self.pump();
             }
@@ -707,6 +689,20 @@ impl HttpConnection {
 }
 
 impl State {
+    /// Queues an error response after which the connection closes.
+    fn queue_final_error(&mut self, status: u16) {
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.queue.push_back(Slot {
+            head_only: false,
+            request_line: None,
+            version: Version::Http11,
+            keep_alive: false,
+            response: Some(Response::error(status)),
+            cancel: None,
+            id,
+        });
+    }
+
     fn step(&mut self) -> Step {
         match &mut self.reading {
             Reading::Head => {
@@ -887,8 +883,7 @@ fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {
 /// splitting) become spaces; a field whose name is not a token is dropped, since no
 /// replacement makes it valid.
 fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(is_tchar) {
+    if name.is_empty() || !name.bytes().all(super::parse::is_tchar) {
         log::warn!("dropping response header with an invalid name: {name:?}");
         return;
     }
@@ -935,9 +930,20 @@ struct StreamSink {
 impl BodySink for StreamSink {
     fn data(&self, data: &[u8]) {
         if self.chunked {
-            let size = format!("{:x}\r\n", data.len());
-            self.transport
-                .write_vectored(&[size.as_bytes(), data, b"\r\n"]);
+            // The chunk-size line, in hex, without allocating.
+            let mut line = [0u8; 18];
+            let mut i = 16;
+            let mut n = data.len();
+            loop {
+                i -= 1;
+                line[i] = b"0123456789abcdef"[n & 0xf];
+                n >>= 4;
+                if n == 0 {
+                    break;
+                }
+            }
+            line[16..].copy_from_slice(b"\r\n");
+            self.transport.write_vectored(&[&line[i..], data, b"\r\n"]);
         } else {
             self.transport.write(data);
         }
