@@ -441,6 +441,14 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     /// The poller reported a hang-up or an error. It reports them whatever the interest,
     /// and again on every wait (level-triggered), so a connection that is not reading
     /// (paused, or past EOF) must act on them here or the loop would spin.
+    /// The socket's pending error (`SO_ERROR`), or the error reading it.
+    fn socket_error(&self) -> Option<io::Error> {
+        self.sock
+            .borrow()
+            .as_ref()
+            .and_then(|s| s.take_socket_error().unwrap_or_else(Some))
+    }
+
     fn on_hangup(&self) {
         let (closed, paused, read_eof, write_shut, disconnecting) = {
             let st = self.state.borrow();
@@ -457,11 +465,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         }
         if disconnecting {
             // Closing already, and the peer is gone: what is queued cannot be delivered.
-            let error = self
-                .sock
-                .borrow()
-                .as_ref()
-                .and_then(|s| s.take_socket_error().unwrap_or_else(Some));
+            let error = self.socket_error();
             let reason = error.map_or(ConnectionError::Done, ConnectionError::Lost);
             self.close(Failure::new(reason), false);
             return;
@@ -470,11 +474,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             // The read path sees the EOF or the error itself.
             return;
         }
-        let error = self
-            .sock
-            .borrow()
-            .as_ref()
-            .and_then(|s| s.take_socket_error().unwrap_or_else(Some));
+        let error = self.socket_error();
         let reason = match error {
             Some(e) => ConnectionError::Lost(e),
             // A clean hang-up with reading paused: the peer's last bytes may still wait
