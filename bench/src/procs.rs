@@ -2,6 +2,7 @@
 //! print `listening on IP:PORT`, stopped with SIGTERM; their CPU time read from `/proc`.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,28 @@ impl Server {
             child,
             _stdout: out,
         })
+    }
+
+    /// Starts server `name`: `twisted` runs the Python script `twisted` (with the peer
+    /// interpreter), anything else is an `--impl` of our server binary `server`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_named(name: &str, server: &Path, twisted: &Path) -> Result<Server, String> {
+        let cmd = match name {
+            "twisted" => {
+                let mut c = Command::new(crate::peer::python());
+                c.arg(twisted);
+                c
+            }
+            imp => {
+                let mut c = Command::new(server);
+                c.args(["--impl", imp]);
+                c
+            }
+        };
+        Server::start(name, cmd)
     }
 
     /// The process id.

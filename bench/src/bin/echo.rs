@@ -109,25 +109,9 @@ struct Paths {
     twisted: PathBuf,
 }
 
-/// The command that starts server `name` (`twisted`, or an `--impl` of our server binary).
-fn server_command(name: &str, paths: &Paths) -> Command {
-    match name {
-        "twisted" => {
-            let mut c = Command::new(peer::python());
-            c.arg(&paths.twisted);
-            c
-        }
-        imp => {
-            let mut c = Command::new(&paths.server);
-            c.args(["--impl", imp]);
-            c
-        }
-    }
-}
-
 /// Starts server `name` and waits until it listens.
 fn start_server(name: &str, paths: &Paths) -> Result<Server, String> {
-    Server::start(name, server_command(name, paths))
+    Server::start_named(name, &paths.server, &paths.twisted)
 }
 
 /// A running `echo_load`, read line by line, killed if it outlives its deadline.

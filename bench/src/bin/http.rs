@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use ropewalk_bench::peer;
 use ropewalk_bench::procs::{cpu_seconds, perf_works, signal, Server};
 use ropewalk_bench::report::{self, Table};
 
@@ -141,25 +140,9 @@ struct Paths {
     pipeline_lua: PathBuf,
 }
 
-/// The command that starts server `name` (`twisted`, or an `--impl` of our server binary).
-fn server_command(name: &str, paths: &Paths) -> Command {
-    match name {
-        "twisted" => {
-            let mut c = Command::new(peer::python());
-            c.arg(&paths.twisted);
-            c
-        }
-        imp => {
-            let mut c = Command::new(&paths.server);
-            c.args(["--impl", imp]);
-            c
-        }
-    }
-}
-
 /// Starts server `name` and waits until it listens.
 fn start_server(name: &str, paths: &Paths) -> Result<Server, String> {
-    Server::start(name, server_command(name, paths))
+    Server::start_named(name, &paths.server, &paths.twisted)
 }
 
 /// What one `wrk` run reports.
