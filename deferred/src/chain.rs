@@ -2,16 +2,27 @@
 //! run by a loop that never recurses.
 //!
 //! The typed handles guarantee that every step receives the type the step before produced,
-//! so the erased values are always downcast to the right type.
+//! so the erased values are always read back as the right type.
 //!
-//! A value lives in the box of the step that produced it (or in a small [`Ready`] box when a
-//! resolver fires), so running a step costs no allocation beyond the step's own box.
+//! What keeps it cheap, with no `unsafe`:
+//!
+//! - **Small values are stored inline.** `()`, integers, `bool`, `char` and floats live in
+//!   the chain itself as a [`Value::Unit`] or [`Value::Word`] (recognised by `TypeId`,
+//!   moved in and out through `Any`), so a chain of such values allocates nothing for them.
+//!   Other values live in a box: the box of the step that produced them, or a small
+//!   [`Ready`] box when a resolver fires.
+//! - **A step holds only its closure** when its output is stored inline, so a step whose
+//!   closure captures nothing is a zero-sized box: no allocation.
+//! - **Chains are recycled.** The last handle to let go of a chain (no other strong or weak
+//!   reference) empties it and keeps its allocation in a small per-thread pool that
+//!   [`Shared::pending`] takes from.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::mem;
+use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::{Rc, Weak};
 use std::task::Waker;
@@ -19,8 +30,141 @@ use std::task::Waker;
 use crate::error::{AlreadyCalled, Cancelled, ResolverDropped, WaitError};
 use crate::Failure;
 
-pub(crate) type Shared = Rc<RefCell<Chain>>;
-pub(crate) type WeakShared = Weak<RefCell<Chain>>;
+/// A counted reference to a chain. The last one to go recycles the chain's allocation.
+pub(crate) struct Shared(Rc<RefCell<Chain>>);
+
+/// A reference that does not keep the chain alive (cancel handles, `chained_to`).
+#[derive(Clone, Default)]
+pub(crate) struct WeakShared(Weak<RefCell<Chain>>);
+
+/// How many emptied chains a thread keeps for reuse.
+const POOL_CAP: usize = 64;
+
+thread_local! {
+    /// Emptied chains, each referenced only from here.
+    static POOL: RefCell<Vec<Rc<RefCell<Chain>>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Shared {
+    /// A chain with no result yet: a recycled one when the thread has one.
+    #[inline]
+    pub(crate) fn pending(created_at: &'static Location<'static>) -> Shared {
+        let reused = POOL
+            .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .ok()
+            .flatten();
+        match reused {
+            Some(rc) => {
+                rc.borrow_mut().created_at = created_at;
+                Shared(rc)
+            }
+            None => Shared(Rc::new(RefCell::new(Chain::new(created_at)))),
+        }
+    }
+
+    /// A chain that already has its result.
+    pub(crate) fn fired(created_at: &'static Location<'static>, result: Res) -> Shared {
+        let s = Shared::pending(created_at);
+        {
+            let mut c = s.borrow_mut();
+            c.called = true;
+            c.current = result.into_current();
+        }
+        s
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakShared {
+        WeakShared(Rc::downgrade(&self.0))
+    }
+
+    pub(crate) fn ptr_eq(&self, other: &Shared) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const RefCell<Chain> {
+        Rc::as_ptr(&self.0)
+    }
+
+    fn strong_count(&self) -> usize {
+        Rc::strong_count(&self.0)
+    }
+
+    /// No other strong or weak reference.
+    #[inline]
+    pub(crate) fn is_unique(&self) -> bool {
+        Rc::strong_count(&self.0) == 1 && Rc::weak_count(&self.0) == 0
+    }
+}
+
+impl Clone for Shared {
+    #[inline]
+    fn clone(&self) -> Shared {
+        Shared(self.0.clone())
+    }
+}
+
+impl Deref for Shared {
+    type Target = RefCell<Chain>;
+    #[inline]
+    fn deref(&self) -> &RefCell<Chain> {
+        &self.0
+    }
+}
+
+impl Drop for Shared {
+    #[inline]
+    fn drop(&mut self) {
+        if self.is_unique() {
+            recycle(&self.0);
+        }
+    }
+}
+
+/// Empties a chain nobody else can see and keeps its allocation for reuse.
+fn recycle(rc: &Rc<RefCell<Chain>>) {
+    let Ok(mut c) = rc.try_borrow_mut() else {
+        return;
+    };
+    let current = mem::replace(&mut c.current, Current::Pending);
+    let steps = if c.steps.len == 0 && c.steps.overflow.is_none() {
+        None
+    } else {
+        Some(mem::replace(&mut c.steps, Steps::new()))
+    };
+    let chained_to = c.chained_to.take();
+    let canceller = c.canceller.take();
+    let waker = c.waker.take();
+    c.paused = 0;
+    c.called = false;
+    c.running = false;
+    c.suppress_already_called = false;
+    c.cancelling = false;
+    let at = c.created_at;
+    drop(c);
+    // What the chain held is dropped now, outside its borrow: destructors may create and
+    // drop other chains (so the pool is not borrowed meanwhile either).
+    if let Current::Failure(f) = &current {
+        log_unhandled(at, f);
+    }
+    drop((current, steps, chained_to, canceller, waker));
+    let _ = POOL.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            if p.len() < POOL_CAP {
+                p.push(rc.clone());
+            }
+        }
+    });
+}
+
+fn log_unhandled(at: &'static Location<'static>, f: &Failure) {
+    log::error!("Unhandled error in Deferred (created at {at}): {f}");
+}
+
+impl WeakShared {
+    pub(crate) fn upgrade(&self) -> Option<Shared> {
+        self.0.upgrade().map(Shared)
+    }
+}
 
 /// Holds a value of one type, reachable as `&mut dyn Any` (an `Option<T>` inside).
 pub(crate) trait Holder {
@@ -30,31 +174,7 @@ pub(crate) trait Holder {
     fn slot_mut(&mut self) -> &mut dyn Any;
 }
 
-/// One link of the chain: a callback, an errback, or both.
-pub(crate) trait Step: Holder {
-    /// Runs on the current result. On [`Flow::Value`] the output is in this step's slot.
-    fn run(&mut self, input: Input<'_>) -> Flow;
-}
-
-/// The current result handed to a step.
-pub(crate) enum Input<'a> {
-    /// `&mut Option<T>`, to be taken.
-    Value(&'a mut dyn Any),
-    Failure(Failure),
-}
-
-/// What a step did.
-pub(crate) enum Flow {
-    /// Left the current value where it was (an errback seeing a value).
-    Pass,
-    /// Produced a value, now in the step's own slot.
-    Value,
-    Failure(Failure),
-    /// Returned a Deferred: the chain waits on it.
-    Chain(Shared),
-}
-
-/// The value a resolver fires with.
+/// A boxed value of its own (a resolver fired it, or it was moved out of a step).
 pub(crate) struct Ready<T>(pub(crate) Option<T>);
 
 impl<T: 'static> Holder for Ready<T> {
@@ -66,16 +186,185 @@ impl<T: 'static> Holder for Ready<T> {
     }
 }
 
-/// An outcome in erased form: what fires a chain.
-pub(crate) enum Fire {
-    Value(Box<dyn Holder>),
+/// An erased value: inline when it is small and plain, boxed otherwise.
+pub(crate) enum Value {
+    /// `()`.
+    Unit,
+    /// An integer, `bool`, `char` or float, as its bits.
+    Word(u64),
+    /// Anything else: an `Option<T>` (always `Some` here) in a holder.
+    Boxed(Box<dyn Holder>),
+}
+
+#[inline(always)]
+fn same<A: 'static, B: 'static>() -> bool {
+    TypeId::of::<A>() == TypeId::of::<B>()
+}
+
+/// Moves a `A` into a `B` when they are the same type (checked by the caller).
+#[inline(always)]
+fn cast<A: 'static, B: 'static>(a: A) -> B {
+    let mut slot = Some(a);
+    take_value::<B>(&mut slot)
+}
+
+macro_rules! words {
+    ($($t:ty),*) => {
+        /// Whether values of `T` are stored as a [`Value::Word`].
+        #[inline(always)]
+        fn is_word<T: 'static>() -> bool {
+            false $(|| same::<T, $t>())* || same::<T, bool>() || same::<T, char>()
+                || same::<T, f64>() || same::<T, f32>()
+        }
+
+        #[inline(always)]
+        fn to_word<T: 'static>(v: T) -> u64 {
+            $(if same::<T, $t>() {
+                return cast::<T, $t>(v) as u64;
+            })*
+            if same::<T, bool>() {
+                return u64::from(cast::<T, bool>(v));
+            }
+            if same::<T, char>() {
+                return u64::from(cast::<T, char>(v));
+            }
+            if same::<T, f64>() {
+                return cast::<T, f64>(v).to_bits();
+            }
+            if same::<T, f32>() {
+                return u64::from(cast::<T, f32>(v).to_bits());
+            }
+            unreachable!("ropewalk-deferred: not a word type (bug)")
+        }
+
+        #[inline(always)]
+        fn from_word<T: 'static>(w: u64) -> T {
+            $(if same::<T, $t>() {
+                return cast::<$t, T>(w as $t);
+            })*
+            if same::<T, bool>() {
+                return cast::<bool, T>(w != 0);
+            }
+            if same::<T, char>() {
+                let c = u32::try_from(w).ok().and_then(char::from_u32);
+                return cast::<char, T>(c.expect("ropewalk-deferred: a stored char (bug)"));
+            }
+            if same::<T, f64>() {
+                return cast::<f64, T>(f64::from_bits(w));
+            }
+            if same::<T, f32>() {
+                let bits = u32::try_from(w).expect("ropewalk-deferred: a stored f32 (bug)");
+                return cast::<f32, T>(f32::from_bits(bits));
+            }
+            unreachable!("ropewalk-deferred: not a word type (bug)")
+        }
+    };
+}
+
+words!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+impl Value {
+    /// Whether a `T` is stored inline (no box).
+    #[inline(always)]
+    pub(crate) fn inlines<T: 'static>() -> bool {
+        same::<T, ()>() || is_word::<T>()
+    }
+
+    /// Stores `v`: inline if it can, else in a box of its own.
+    #[inline(always)]
+    pub(crate) fn new<T: 'static>(v: T) -> Value {
+        if same::<T, ()>() {
+            Value::Unit
+        } else if is_word::<T>() {
+            Value::Word(to_word(v))
+        } else {
+            Value::Boxed(Box::new(Ready(Some(v))))
+        }
+    }
+
+    /// Takes the value out as the `T` it was stored as.
+    #[inline(always)]
+    pub(crate) fn take<T: 'static>(self) -> T {
+        match self {
+            Value::Unit => cast::<(), T>(()),
+            Value::Word(w) => from_word::<T>(w),
+            Value::Boxed(mut h) => take_value::<T>(h.slot_mut()),
+        }
+    }
+
+    /// Calls `f` with a reference to the value, if it is a `T` (for `Debug`).
+    pub(crate) fn inspect<T: 'static, R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        match self {
+            Value::Unit if same::<T, ()>() => Some(f(&cast::<(), T>(()))),
+            Value::Word(w) if is_word::<T>() => Some(f(&from_word::<T>(*w))),
+            Value::Boxed(h) => h.slot().downcast_ref::<Option<T>>()?.as_ref().map(f),
+            _ => None,
+        }
+    }
+}
+
+/// Takes the `T` out of an `&mut Option<T>` seen as `Any`.
+#[inline(always)]
+pub(crate) fn take_value<T: 'static>(slot: &mut dyn Any) -> T {
+    slot.downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+        .expect("ropewalk-deferred: a step received a value of the wrong type (bug)")
+}
+
+/// A result: what fires a chain, what a step receives.
+pub(crate) enum Res {
+    Value(Value),
     Failure(Failure),
+}
+
+impl Res {
+    #[inline]
+    fn into_current(self) -> Current {
+        match self {
+            Res::Value(v) => Current::Value(v),
+            Res::Failure(f) => Current::Failure(f),
+        }
+    }
+}
+
+/// What a step hands on.
+pub(crate) enum Out {
+    Value(Value),
+    Failure(Failure),
+    /// The step returned a Deferred: the chain waits on it.
+    Wait(Shared),
+}
+
+/// What a step receives.
+pub(crate) enum Arg<'a> {
+    Value(Value),
+    /// A value not yet stored (a resolver's, on its stack): `&mut Option<T>`.
+    Slot(&'a mut dyn Any),
+    Failure(Failure),
+}
+
+impl Arg<'_> {
+    /// The value as a `T`, or the failure.
+    #[inline(always)]
+    pub(crate) fn into_result<T: 'static>(self) -> Result<T, Failure> {
+        match self {
+            Arg::Value(v) => Ok(v.take::<T>()),
+            Arg::Slot(s) => Ok(take_value::<T>(s)),
+            Arg::Failure(f) => Err(f),
+        }
+    }
+}
+
+/// One link of the chain: a callback, an errback, or both.
+pub(crate) trait Step {
+    /// Runs once on the current result.
+    fn run(self: Box<Self>, arg: Arg<'_>) -> Out;
 }
 
 pub(crate) enum Current {
     /// Not fired yet.
     Pending,
-    Value(Box<dyn Holder>),
+    Value(Value),
     Failure(Failure),
     /// A step is running with the result.
     Running,
@@ -95,76 +384,87 @@ pub(crate) enum Entry {
 /// A FIFO of steps that keeps the first four inline: most chains never allocate for it.
 pub(crate) struct Steps {
     ring: [Option<Entry>; INLINE],
-    head: usize,
-    len: usize,
+    head: u8,
+    len: u8,
     /// Used once the ring is full, and until it empties, so order is kept.
-    overflow: VecDeque<Entry>,
+    overflow: Option<VecDeque<Entry>>,
 }
 
 const INLINE: usize = 4;
 
 impl Steps {
-    fn new() -> Steps {
+    const fn new() -> Steps {
         Steps {
             ring: [None, None, None, None],
             head: 0,
             len: 0,
-            overflow: VecDeque::new(),
+            overflow: None,
         }
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0 && self.overflow.is_empty()
+        self.len == 0 && self.overflow.as_ref().is_none_or(|o| o.is_empty())
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len + self.overflow.len()
+        usize::from(self.len) + self.overflow.as_ref().map_or(0, |o| o.len())
     }
 
+    #[inline]
     pub(crate) fn push_back(&mut self, entry: Entry) {
-        if self.len < INLINE && self.overflow.is_empty() {
-            self.ring[(self.head + self.len) % INLINE] = Some(entry);
-            self.len += 1;
-        } else {
-            self.overflow.push_back(entry);
+        match &mut self.overflow {
+            None if usize::from(self.len) < INLINE => {
+                self.ring[(usize::from(self.head) + usize::from(self.len)) % INLINE] = Some(entry);
+                self.len += 1;
+            }
+            Some(o) if !o.is_empty() || usize::from(self.len) == INLINE => o.push_back(entry),
+            Some(_) => {
+                self.ring[(usize::from(self.head) + usize::from(self.len)) % INLINE] = Some(entry);
+                self.len += 1;
+            }
+            None => self.overflow.insert(VecDeque::new()).push_back(entry),
         }
     }
 
-    pub(crate) fn front(&self) -> Option<&Entry> {
-        if self.len > 0 {
-            self.ring[self.head].as_ref()
+    #[inline]
+    fn front_is_step(&self) -> bool {
+        let front = if self.len > 0 {
+            self.ring[usize::from(self.head)].as_ref()
         } else {
-            self.overflow.front()
-        }
+            self.overflow.as_ref().and_then(|o| o.front())
+        };
+        matches!(front, Some(Entry::Step(_)))
     }
 
+    #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<Entry> {
         if self.len > 0 {
-            let e = self.ring[self.head].take();
-            self.head = (self.head + 1) % INLINE;
+            let e = self.ring[usize::from(self.head)].take();
+            self.head = ((usize::from(self.head) + 1) % INLINE) as u8;
             self.len -= 1;
             e
         } else {
-            self.overflow.pop_front()
+            self.overflow.as_mut().and_then(|o| o.pop_front())
         }
     }
 }
 
-pub(crate) type Canceller = Box<dyn FnOnce() -> Option<Fire>>;
+pub(crate) type Canceller = Box<dyn FnOnce() -> Option<Res>>;
 
 pub(crate) struct Chain {
     pub(crate) current: Current,
-    pub(crate) called: bool,
     pub(crate) steps: Steps,
     pub(crate) paused: u32,
+    pub(crate) called: bool,
     pub(crate) running: bool,
-    /// The Deferred this one waits on (implicit chaining), for `cancel` and `Debug`.
-    pub(crate) chained_to: Option<WeakShared>,
-    pub(crate) canceller: Option<Canceller>,
     /// Cancelled without a canceller: swallow exactly one late fire.
     pub(crate) suppress_already_called: bool,
     /// A canceller is running: a resolver dropped meanwhile does not fire.
     pub(crate) cancelling: bool,
+    /// The Deferred this one waits on (implicit chaining), for `cancel` and `Debug`.
+    pub(crate) chained_to: Option<WeakShared>,
+    pub(crate) canceller: Option<Canceller>,
     pub(crate) waker: Option<Waker>,
     pub(crate) created_at: &'static Location<'static>,
 }
@@ -182,6 +482,7 @@ pub(crate) fn in_callback() -> bool {
 pub(crate) struct DepthGuard;
 
 impl DepthGuard {
+    #[inline]
     pub(crate) fn enter() -> DepthGuard {
         DEPTH.with(|d| d.set(d.get() + 1));
         DepthGuard
@@ -189,35 +490,30 @@ impl DepthGuard {
 }
 
 impl Drop for DepthGuard {
+    #[inline]
     fn drop(&mut self) {
         DEPTH.with(|d| d.set(d.get() - 1));
     }
 }
 
 impl Chain {
-    pub(crate) fn new(created_at: &'static Location<'static>) -> Chain {
+    const fn new(created_at: &'static Location<'static>) -> Chain {
         Chain {
             current: Current::Pending,
-            called: false,
             steps: Steps::new(),
             paused: 0,
+            called: false,
             running: false,
-            chained_to: None,
-            canceller: None,
             suppress_already_called: false,
             cancelling: false,
+            chained_to: None,
+            canceller: None,
             waker: None,
             created_at,
         }
     }
 
-    pub(crate) fn fired(created_at: &'static Location<'static>, fire: Fire) -> Chain {
-        let mut c = Chain::new(created_at);
-        c.called = true;
-        c.current = fire.into_current();
-        c
-    }
-
+    #[inline]
     fn runnable(&self) -> bool {
         self.called && self.paused == 0 && !self.running
     }
@@ -230,30 +526,26 @@ impl Chain {
     /// Takes the final result for an awaiting task or `wait()`.
     pub(crate) fn take_result<T: 'static>(&mut self) -> Result<T, Failure> {
         match mem::replace(&mut self.current, Current::Taken) {
-            Current::Value(mut h) => Ok(take_value::<T>(h.slot_mut())),
+            Current::Value(v) => Ok(v.take::<T>()),
             Current::Failure(f) => Err(f),
             _ => Err(Failure::new(WaitError::ResultTaken)),
         }
     }
-}
 
-impl Fire {
-    fn into_current(self) -> Current {
-        match self {
-            Fire::Value(h) => Current::Value(h),
-            Fire::Failure(f) => Current::Failure(f),
+    /// The final value, if it is a `T`, for `Debug`.
+    pub(crate) fn inspect_value<T: 'static, R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        if !self.is_settled() || self.chained_to.is_some() {
+            return None;
+        }
+        match &self.current {
+            Current::Value(v) => v.inspect(f),
+            _ => None,
         }
     }
 }
 
-pub(crate) fn take_value<T: 'static>(slot: &mut dyn Any) -> T {
-    slot.downcast_mut::<Option<T>>()
-        .and_then(Option::take)
-        .expect("ropewalk-deferred: a step received a value of the wrong type (bug)")
-}
-
 /// Fires a chain. `Err` if it already had a result (and was not owed a swallowed fire).
-pub(crate) fn fire(chain: &Shared, fire: Fire) -> Result<(), AlreadyCalled> {
+pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
     {
         let mut c = chain.borrow_mut();
         if c.called {
@@ -265,9 +557,9 @@ pub(crate) fn fire(chain: &Shared, fire: Fire) -> Result<(), AlreadyCalled> {
             });
         }
         c.called = true;
-        c.current = fire.into_current();
+        set_running_to(&mut c, result.into_current());
         c.canceller = None;
-        if c.paused > 0 || c.running {
+        if c.paused > 0 || c.running || (c.steps.is_empty() && c.waker.is_none()) {
             return Ok(());
         }
     }
@@ -275,7 +567,46 @@ pub(crate) fn fire(chain: &Shared, fire: Fire) -> Result<(), AlreadyCalled> {
     Ok(())
 }
 
+/// Fires a chain with a value. A value that is not stored inline runs the first waiting
+/// callback where it lies, so it needs no box of its own.
+#[inline]
+pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled> {
+    if Value::inlines::<T>() {
+        return fire(chain, Res::Value(Value::new(value)));
+    }
+    let step = {
+        let mut c = chain.borrow_mut();
+        if c.called || c.paused > 0 || c.running || !c.steps.front_is_step() {
+            drop(c);
+            return fire(chain, Res::Value(Value::new(value)));
+        }
+        let Some(Entry::Step(step)) = c.steps.pop_front() else {
+            unreachable!("checked above")
+        };
+        c.called = true;
+        c.canceller = None;
+        c.running = true;
+        c.current = Current::Running;
+        step
+    };
+    let mut slot = Some(value);
+    let out = {
+        let _depth = DepthGuard::enter();
+        run_step(step, Arg::Slot(&mut slot))
+    };
+    let mut c = chain.borrow_mut();
+    c.running = false;
+    match settle(chain, &mut c, out) {
+        Some(result) => set_running_to(&mut c, result),
+        None => return Ok(()),
+    }
+    drop(c);
+    run(chain.clone());
+    Ok(())
+}
+
 /// Appends a step; runs it at once if the chain has a result and is not paused.
+#[inline]
 pub(crate) fn push(chain: &Shared, entry: Entry) {
     let runnable = {
         let mut c = chain.borrow_mut();
@@ -316,7 +647,7 @@ pub(crate) fn cancel(chain: &Shared) {
                     None
                 });
                 chain.borrow_mut().cancelling = false;
-                let outcome = outcome.unwrap_or_else(|| Fire::Failure(Failure::new(Cancelled)));
+                let outcome = outcome.unwrap_or_else(|| Res::Failure(Failure::new(Cancelled)));
                 // The canceller's outcome wins; the producer's later fire is AlreadyCalled.
                 let _ = fire(chain, outcome);
             }
@@ -324,10 +655,10 @@ pub(crate) fn cancel(chain: &Shared) {
                 // Set before firing: an errback may make the producer fire at once.
                 c.suppress_already_called = true;
                 drop(c);
-                let _ = fire(chain, Fire::Failure(Failure::new(Cancelled)));
+                let _ = fire(chain, Res::Failure(Failure::new(Cancelled)));
             }
         }
-    } else if let Some(inner) = c.chained_to.as_ref().and_then(Weak::upgrade) {
+    } else if let Some(inner) = c.chained_to.as_ref().and_then(WeakShared::upgrade) {
         drop(c);
         cancel(&inner);
     }
@@ -341,10 +672,10 @@ pub(crate) fn resolver_dropped(chain: &Shared) {
             return;
         }
         // Nobody holds the Deferred and nothing waits on it: let it go quietly.
-        Rc::strong_count(chain) > 1 || !c.steps.is_empty() || c.waker.is_some()
+        chain.strong_count() > 1 || !c.steps.is_empty() || c.waker.is_some()
     };
     if listened {
-        let _ = fire(chain, Fire::Failure(Failure::new(ResolverDropped)));
+        let _ = fire(chain, Res::Failure(Failure::new(ResolverDropped)));
     }
 }
 
@@ -352,7 +683,7 @@ pub(crate) fn resolver_dropped(chain: &Shared) {
 /// run and no task awaiting it (its Deferred was dropped unobserved).
 pub(crate) fn abandoned(chain: &Shared) -> bool {
     let c = chain.borrow();
-    !c.called && Rc::strong_count(chain) == 1 && c.steps.is_empty() && c.waker.is_none()
+    !c.called && chain.strong_count() == 1 && c.steps.is_empty() && c.waker.is_none()
 }
 
 /// Takes the final result out of a chain that nobody else can see (no other strong or weak
@@ -361,22 +692,16 @@ pub(crate) fn abandoned(chain: &Shared) -> bool {
 pub(crate) fn take_unshared<T: 'static>(
     chain: &Shared,
 ) -> Option<(Result<T, Failure>, &'static Location<'static>)> {
-    if Rc::strong_count(chain) != 1 || Rc::weak_count(chain) != 0 {
+    if !chain.is_unique() {
         return None;
     }
-    take_settled(chain)
-}
-
-fn take_settled<T: 'static>(
-    chain: &Shared,
-) -> Option<(Result<T, Failure>, &'static Location<'static>)> {
     let mut c = chain.borrow_mut();
     if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
         return None;
     }
     let at = c.created_at;
     match mem::replace(&mut c.current, Current::Taken) {
-        Current::Value(mut h) => Some((Ok(take_value::<T>(h.slot_mut())), at)),
+        Current::Value(v) => Some((Ok(v.take::<T>()), at)),
         Current::Failure(f) => Some((Err(f), at)),
         other => {
             c.current = other;
@@ -398,6 +723,13 @@ pub(crate) fn run(mut cur: Shared) {
     }
 }
 
+/// Runs one step, turning a panic into a failure.
+#[inline(always)]
+fn run_step(step: Box<dyn Step>, arg: Arg<'_>) -> Out {
+    catch_unwind(AssertUnwindSafe(move || step.run(arg)))
+        .unwrap_or_else(|p| Out::Failure(Failure::from_panic(p)))
+}
+
 fn run_one(shared: &Shared) -> Option<Shared> {
     let mut c = shared.borrow_mut();
     if !c.runnable() {
@@ -410,53 +742,39 @@ fn run_one(shared: &Shared) -> Option<Shared> {
         let Some(entry) = c.steps.pop_front() else {
             break;
         };
-        match entry {
-            entry @ (Entry::Continue(_) | Entry::ChainTo(_)) => {
-                let (target, explicit) = match entry {
-                    Entry::Continue(t) => (t, false),
-                    Entry::ChainTo(t) => (t, true),
-                    Entry::Step(_) => unreachable!("matched above"),
-                };
-                let result = match mem::replace(&mut c.current, Current::Taken) {
-                    Current::Value(h) => Fire::Value(h),
-                    Current::Failure(f) => Fire::Failure(f),
-                    _ => Fire::Failure(Failure::new(WaitError::ResultTaken)),
-                };
-                if deliver(&target, result, explicit) {
+        let step = match entry {
+            Entry::Step(step) => step,
+            Entry::Continue(target) => {
+                let result = take_current(&mut c);
+                if deliver(&target, result, false) {
                     next = Some(target);
                 }
                 // Nobody else holds this chain's handle: it has nothing more to run.
                 break;
             }
-            Entry::Step(mut step) => {
-                let current = mem::replace(&mut c.current, Current::Running);
-                drop(c);
-                let (flow, kept) = {
-                    match current {
-                        Current::Value(mut h) => {
-                            let flow = catch_unwind(AssertUnwindSafe(|| {
-                                step.run(Input::Value(h.slot_mut()))
-                            }));
-                            (flow, Some(h))
-                        }
-                        Current::Failure(f) => {
-                            let flow =
-                                catch_unwind(AssertUnwindSafe(|| step.run(Input::Failure(f))));
-                            (flow, None)
-                        }
-                        _ => unreachable!("a runnable chain holds a result"),
-                    }
-                };
-                c = shared.borrow_mut();
-                match settle(shared, &mut c, flow, step, kept) {
-                    Some(result) => c.current = result,
-                    None => break,
+            Entry::ChainTo(target) => {
+                let result = take_current(&mut c);
+                if deliver(&target, result, true) {
+                    next = Some(target);
                 }
+                break;
             }
+        };
+        let arg = match mem::replace(&mut c.current, Current::Running) {
+            Current::Value(v) => Arg::Value(v),
+            Current::Failure(f) => Arg::Failure(f),
+            _ => unreachable!("a runnable chain holds a result"),
+        };
+        drop(c);
+        let out = run_step(step, arg);
+        c = shared.borrow_mut();
+        match settle(shared, &mut c, out) {
+            Some(result) => set_running_to(&mut c, result),
+            None => break,
         }
     }
     c.running = false;
-    if c.steps.is_empty() && c.paused == 0 {
+    if c.waker.is_some() && c.steps.is_empty() && c.paused == 0 {
         if let Some(w) = c.waker.take() {
             drop(c);
             w.wake();
@@ -465,72 +783,41 @@ fn run_one(shared: &Shared) -> Option<Shared> {
     next
 }
 
-type StepResult = Result<Flow, Box<dyn std::any::Any + Send>>;
-
-/// The chain's new current result after `step` ran; `None` when it now waits on a
-/// Deferred the step returned.
-fn settle(
-    shared: &Shared,
-    c: &mut Chain,
-    flow: StepResult,
-    step: Box<dyn Step>,
-    kept: Option<Box<dyn Holder>>,
-) -> Option<Current> {
-    Some(match flow {
-        Ok(Flow::Pass) => Current::Value(kept.expect("pass keeps a value")),
-        Ok(Flow::Value) => Current::Value(step),
-        Ok(Flow::Failure(f)) => Current::Failure(f),
-        Err(payload) => Current::Failure(Failure::from_panic(payload)),
-        Ok(Flow::Chain(inner)) => {
-            drop(kept);
-            return wait_on(shared, c, inner);
-        }
-    })
+/// Replaces the `Running` placeholder with a step's result (nothing to drop).
+#[inline(always)]
+fn set_running_to(c: &mut Chain, result: Current) {
+    let old = mem::replace(&mut c.current, result);
+    if matches!(old, Current::Running | Current::Pending) {
+        mem::forget(old);
+    } else {
+        drop(old);
+    }
 }
 
-/// Fires a chain with a value. When a callback is waiting, it runs on the value where it
-/// lies, so the value needs no box of its own.
-pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled> {
-    let mut step = {
-        let mut c = chain.borrow_mut();
-        if c.called || c.paused > 0 || c.running || !matches!(c.steps.front(), Some(Entry::Step(_)))
-        {
-            drop(c);
-            return fire(chain, Fire::Value(Box::new(Ready(Some(value)))));
-        }
-        let Some(Entry::Step(step)) = c.steps.pop_front() else {
-            unreachable!("checked above")
-        };
-        c.called = true;
-        c.canceller = None;
-        c.running = true;
-        c.current = Current::Running;
-        step
-    };
-    let mut slot = Some(value);
-    let flow = {
-        let _depth = DepthGuard::enter();
-        catch_unwind(AssertUnwindSafe(|| step.run(Input::Value(&mut slot))))
-    };
-    let kept: Option<Box<dyn Holder>> = match &flow {
-        Ok(Flow::Pass) => Some(Box::new(Ready(slot))),
-        _ => None,
-    };
-    let mut c = chain.borrow_mut();
-    c.running = false;
-    match settle(chain, &mut c, flow, step, kept) {
-        Some(result) => c.current = result,
-        None => return Ok(()),
+/// The result to hand on to another chain.
+fn take_current(c: &mut Chain) -> Res {
+    match mem::replace(&mut c.current, Current::Taken) {
+        Current::Value(v) => Res::Value(v),
+        Current::Failure(f) => Res::Failure(f),
+        _ => Res::Failure(Failure::new(WaitError::ResultTaken)),
     }
-    drop(c);
-    run(chain.clone());
-    Ok(())
+}
+
+/// The chain's new current result after a step ran; `None` when it now waits on a
+/// Deferred the step returned.
+#[inline(always)]
+fn settle(shared: &Shared, c: &mut Chain, out: Out) -> Option<Current> {
+    match out {
+        Out::Value(v) => Some(Current::Value(v)),
+        Out::Failure(f) => Some(Current::Failure(f)),
+        Out::Wait(inner) => wait_on(shared, c, inner),
+    }
 }
 
 /// A step returned `inner`: take its result now if it has a final one, else pause this
 /// chain until `inner` continues it.
 fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
-    if Rc::ptr_eq(shared, &inner) {
+    if shared.ptr_eq(&inner) {
         return Some(Current::Failure(Failure::msg(
             "a callback returned the deferred it was attached to",
         )));
@@ -544,14 +831,14 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
         });
     }
     c.paused += 1;
-    c.chained_to = Some(Rc::downgrade(&inner));
+    c.chained_to = Some(inner.downgrade());
     c.current = Current::Pending;
     ic.steps.push_back(Entry::Continue(shared.clone()));
     None
 }
 
 /// Hands a result to the chain `target`. Returns whether `target` should run now.
-fn deliver(target: &Shared, result: Fire, explicit: bool) -> bool {
+fn deliver(target: &Shared, result: Res, explicit: bool) -> bool {
     let mut t = target.borrow_mut();
     if explicit {
         if t.called {
@@ -576,11 +863,7 @@ fn deliver(target: &Shared, result: Fire, explicit: bool) -> bool {
 impl Drop for Chain {
     fn drop(&mut self) {
         if let Current::Failure(f) = &self.current {
-            log::error!(
-                "Unhandled error in Deferred (created at {}): {}",
-                self.created_at,
-                f
-            );
+            log_unhandled(self.created_at, f);
         }
     }
 }
@@ -588,8 +871,8 @@ impl Drop for Chain {
 impl fmt::Debug for Chain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Deferred(")?;
-        if let Some(inner) = self.chained_to.as_ref().and_then(Weak::upgrade) {
-            write!(f, "waiting on Deferred at {:p}", Rc::as_ptr(&inner))?;
+        if let Some(inner) = self.chained_to.as_ref().and_then(WeakShared::upgrade) {
+            write!(f, "waiting on Deferred at {:p}", inner.as_ptr())?;
         } else {
             match &self.current {
                 Current::Pending => f.write_str("pending")?,
@@ -606,5 +889,77 @@ impl fmt::Debug for Chain {
             write!(f, ", {} callbacks pending", self.steps.len())?;
         }
         write!(f, ", created at {})", self.created_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: 'static + PartialEq + fmt::Debug + Clone>(v: T, inline: bool) {
+        assert_eq!(
+            Value::inlines::<T>(),
+            inline,
+            "{}",
+            std::any::type_name::<T>()
+        );
+        let stored = Value::new(v.clone());
+        assert_eq!(matches!(stored, Value::Boxed(_)), !inline);
+        assert_eq!(stored.inspect::<T, _>(Clone::clone), Some(v.clone()));
+        assert_eq!(stored.take::<T>(), v);
+    }
+
+    #[test]
+    fn small_values_are_stored_inline_and_come_back_exactly() {
+        round_trip((), true);
+        round_trip(u8::MAX, true);
+        round_trip(u16::MAX, true);
+        round_trip(u32::MAX, true);
+        round_trip(u64::MAX, true);
+        round_trip(usize::MAX, true);
+        round_trip(i8::MIN, true);
+        round_trip(i16::MIN, true);
+        round_trip(i32::MIN, true);
+        round_trip(i64::MIN, true);
+        round_trip(isize::MIN, true);
+        round_trip(-1i32, true);
+        round_trip(true, true);
+        round_trip(false, true);
+        round_trip('é', true);
+        round_trip(char::MAX, true);
+        round_trip(-0.5f64, true);
+        round_trip(f64::INFINITY, true);
+        round_trip(1.25f32, true);
+        round_trip(String::from("boxed"), false);
+        round_trip(Some(3u8), false);
+        round_trip((1u8, 2u8), false);
+    }
+
+    #[test]
+    fn a_dropped_unique_chain_is_recycled_empty() {
+        let at = Location::caller();
+        let a = Shared::pending(at);
+        a.borrow_mut()
+            .steps
+            .push_back(Entry::ChainTo(Shared::pending(at)));
+        let ptr = a.as_ptr();
+        drop(a);
+        let b = Shared::pending(at);
+        assert_eq!(
+            b.as_ptr(),
+            ptr,
+            "the pool hands back the last chain dropped"
+        );
+        let c = b.borrow();
+        assert!(c.steps.is_empty() && !c.called && matches!(c.current, Current::Pending));
+    }
+
+    #[test]
+    fn a_chain_with_a_weak_reference_is_not_recycled() {
+        let at = Location::caller();
+        let a = Shared::pending(at);
+        let weak = a.downgrade();
+        drop(a);
+        assert!(weak.upgrade().is_none());
     }
 }

@@ -5,10 +5,9 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::chain::{self, Chain, Current, Entry, Fire, Flow, Holder, Input, Ready, Shared, Step};
+use crate::chain::{self, Arg, Entry, Holder, Out, Res, Shared, Step, Value};
 use crate::error::{AlreadyCalled, WaitError};
 use crate::Failure;
 
@@ -187,35 +186,43 @@ impl<U> IntoOutcome<U> for Outcome<U> {
     }
 }
 
-fn emit<U: 'static>(slot: &mut Option<U>, outcome: Outcome<U>) -> Flow {
+/// What a step hands on for an outcome whose value is stored on its own (inline if small).
+#[inline(always)]
+fn out_of<U: 'static>(outcome: Outcome<U>) -> Out {
     match outcome {
-        Outcome::Value(v) => {
-            *slot = Some(v);
-            Flow::Value
-        }
-        Outcome::Failure(f) => Flow::Failure(f),
-        Outcome::Chain(mut d) => match std::mem::replace(&mut d.state, State::Taken) {
-            State::Ready(Ok(v), _) => {
-                *slot = Some(v);
-                Flow::Value
-            }
-            State::Ready(Err(f), _) => Flow::Failure(f),
-            other => {
-                d.state = other;
-                Flow::Chain(d.into_shared())
-            }
+        Outcome::Value(v) => Out::Value(Value::new(v)),
+        Outcome::Failure(f) => Out::Failure(f),
+        Outcome::Chain(d) => match d.into_ready() {
+            Ok(v) => Out::Value(Value::new(v)),
+            Err(out) => out,
         },
     }
 }
 
-/// A callback, an errback, or both, as one closure over `Result<T, Failure>`.
-struct Both<T, U, F> {
+/// A callback, an errback, or both, as one closure over `Result<T, Failure>`, whose output
+/// is stored inline: the step holds nothing but its closure (no allocation if that
+/// captures nothing).
+struct Lean<T, U, F> {
+    f: F,
+    _t: PhantomData<fn(T) -> U>,
+}
+
+impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U>> Step for Lean<T, U, F> {
+    fn run(self: Box<Self>, arg: Arg<'_>) -> Out {
+        let Lean { f, .. } = *self;
+        out_of(f(arg.into_result::<T>()))
+    }
+}
+
+/// As [`Lean`], for an output that is not stored inline: it is kept in the step's own box,
+/// which then holds the chain's current value (one allocation for both).
+struct Slotted<T, U, F> {
     f: Option<F>,
     out: Option<U>,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T: 'static, U: 'static, F> Holder for Both<T, U, F> {
+impl<T: 'static, U: 'static, F: 'static> Holder for Slotted<T, U, F> {
     fn slot(&self) -> &dyn std::any::Any {
         &self.out
     }
@@ -224,40 +231,36 @@ impl<T: 'static, U: 'static, F> Holder for Both<T, U, F> {
     }
 }
 
-impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U>> Step for Both<T, U, F> {
-    fn run(&mut self, input: Input<'_>) -> Flow {
+impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> + 'static> Step
+    for Slotted<T, U, F>
+{
+    fn run(mut self: Box<Self>, arg: Arg<'_>) -> Out {
         let f = self.f.take().expect("step runs once");
-        let arg = match input {
-            Input::Value(v) => Ok(chain::take_value::<T>(v)),
-            Input::Failure(fail) => Err(fail),
+        let value = match f(arg.into_result::<T>()) {
+            Outcome::Value(v) => v,
+            Outcome::Failure(f) => return Out::Failure(f),
+            Outcome::Chain(d) => match d.into_ready() {
+                Ok(v) => v,
+                Err(out) => return out,
+            },
         };
-        emit(&mut self.out, f(arg))
+        self.out = Some(value);
+        Out::Value(Value::Boxed(self))
     }
 }
 
 /// An errback alone: a value passes by without being moved.
 struct Errback<T, F> {
-    f: Option<F>,
-    out: Option<T>,
-}
-
-impl<T: 'static, F> Holder for Errback<T, F> {
-    fn slot(&self) -> &dyn std::any::Any {
-        &self.out
-    }
-    fn slot_mut(&mut self) -> &mut dyn std::any::Any {
-        &mut self.out
-    }
+    f: F,
+    _t: PhantomData<fn() -> T>,
 }
 
 impl<T: 'static, F: FnOnce(Failure) -> Outcome<T>> Step for Errback<T, F> {
-    fn run(&mut self, input: Input<'_>) -> Flow {
-        match input {
-            Input::Value(_) => Flow::Pass,
-            Input::Failure(fail) => {
-                let f = self.f.take().expect("step runs once");
-                emit(&mut self.out, f(fail))
-            }
+    fn run(self: Box<Self>, arg: Arg<'_>) -> Out {
+        match arg {
+            Arg::Value(v) => Out::Value(v),
+            Arg::Slot(slot) => Out::Value(Value::new(chain::take_value::<T>(slot))),
+            Arg::Failure(fail) => out_of((self.f)(fail)),
         }
     }
 }
@@ -288,15 +291,26 @@ impl<T: 'static> Deferred<T> {
     /// The shared chain, made for a result the handle carries (the rare paths: pause,
     /// timeouts on a fired Deferred, explicit chaining).
     pub(crate) fn into_shared(mut self) -> Shared {
-        let chain = match std::mem::replace(&mut self.state, State::Taken) {
-            State::Chain(s) => return s,
-            State::Ready(r, at) => Chain::fired(at, fire_of(r)),
-            State::Taken => Chain::fired(
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Chain(s) => s,
+            State::Ready(r, at) => Shared::fired(at, res_of(r)),
+            State::Taken => Shared::fired(
                 Location::caller(),
-                Fire::Failure(Failure::new(WaitError::ResultTaken)),
+                Res::Failure(Failure::new(WaitError::ResultTaken)),
             ),
-        };
-        Rc::new(std::cell::RefCell::new(chain))
+        }
+    }
+
+    /// The value if the handle carries one; otherwise what a step returning this Deferred
+    /// hands on (its failure, or the chain to wait on).
+    #[inline]
+    fn into_ready(mut self) -> Result<T, Out> {
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Ready(Ok(v), _) => Ok(v),
+            State::Ready(Err(f), _) => Err(Out::Failure(f)),
+            State::Chain(s) => Err(Out::Wait(s)),
+            State::Taken => Err(Out::Failure(Failure::new(WaitError::ResultTaken))),
+        }
     }
 
     /// Takes the result if the handle carries it, or can take it from a chain nobody else
@@ -334,7 +348,7 @@ impl<T: 'static> Deferred<T> {
     /// ```
     #[track_caller]
     pub fn pending() -> (Deferred<T>, Resolver<T>) {
-        let shared = Rc::new(std::cell::RefCell::new(Chain::new(Location::caller())));
+        let shared = Shared::pending(Location::caller());
         let resolver = Resolver {
             chain: Some(shared.clone()),
             _t: PhantomData,
@@ -366,7 +380,7 @@ impl<T: 'static> Deferred<T> {
     ) -> (Deferred<T>, Resolver<T>) {
         let (d, r) = Deferred::pending();
         if let Some(c) = d.chain() {
-            c.borrow_mut().canceller = Some(Box::new(move || canceller().map(fire_of)));
+            c.borrow_mut().canceller = Some(Box::new(move || canceller().map(res_of)));
         }
         (d, r)
     }
@@ -413,20 +427,34 @@ impl<T: 'static> Deferred<T> {
     }
 
     fn then<U: 'static>(
-        self,
+        mut self,
         f: impl FnOnce(Result<T, Failure>) -> Outcome<U> + 'static,
     ) -> Deferred<U> {
+        let step = |f| -> Box<dyn Step> {
+            if Value::inlines::<U>() {
+                Box::new(Lean { f, _t: PhantomData })
+            } else {
+                Box::new(Slotted {
+                    f: Some(f),
+                    out: None,
+                    _t: PhantomData,
+                })
+            }
+        };
+        // The common case first: a chain somebody else (its resolver) also holds.
+        if let State::Chain(shared) = &self.state {
+            if !shared.is_unique() {
+                chain::push(shared, Entry::Step(step(f)));
+                let State::Chain(shared) = std::mem::replace(&mut self.state, State::Taken) else {
+                    unreachable!("matched above")
+                };
+                return Deferred::from_shared(shared);
+            }
+        }
         match self.take_ready() {
             Ok((result, at)) => run_inline(at, move || f(result)),
             Err(shared) => {
-                chain::push(
-                    &shared,
-                    Entry::Step(Box::new(Both {
-                        f: Some(f),
-                        out: None,
-                        _t: PhantomData,
-                    })),
-                );
+                chain::push(&shared, Entry::Step(step(f)));
                 Deferred::from_shared(shared)
             }
         }
@@ -485,8 +513,8 @@ impl<T: 'static> Deferred<T> {
         chain::push(
             &shared,
             Entry::Step(Box::new(Errback {
-                f: Some(move |fail| f(fail).into_outcome()),
-                out: None,
+                f: move |fail| f(fail).into_outcome(),
+                _t: PhantomData,
             })),
         );
         Deferred::from_shared(shared)
@@ -690,7 +718,7 @@ impl<T: 'static> Deferred<T> {
     /// ```
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
-            chain: self.chain().map(Rc::downgrade).unwrap_or_default(),
+            chain: self.chain().map(Shared::downgrade).unwrap_or_default(),
         }
     }
 
@@ -785,10 +813,10 @@ fn run_inline<U: 'static>(
     }
 }
 
-pub(crate) fn fire_of<T: 'static>(result: Result<T, Failure>) -> Fire {
+pub(crate) fn res_of<T: 'static>(result: Result<T, Failure>) -> Res {
     match result {
-        Ok(v) => Fire::Value(Box::new(Ready(Some(v)))),
-        Err(f) => Fire::Failure(f),
+        Ok(v) => Res::Value(Value::new(v)),
+        Err(f) => Res::Failure(f),
     }
 }
 
@@ -848,12 +876,10 @@ impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
         let Ok(c) = shared.try_borrow() else {
             return f.write_str("Deferred(running callbacks)");
         };
-        if c.is_settled() && c.chained_to.is_none() {
-            if let Current::Value(h) = &c.current {
-                if let Some(Some(v)) = h.slot().downcast_ref::<Option<T>>() {
-                    return write!(f, "Deferred(current result: {v:?})");
-                }
-            }
+        if let Some(written) =
+            c.inspect_value::<T, _>(|v| write!(f, "Deferred(current result: {v:?})"))
+        {
+            return written;
         }
         fmt::Debug::fmt(&*c, f)
     }
@@ -896,7 +922,7 @@ impl<T: 'static> Resolver<T> {
     /// assert_eq!(d.wait().unwrap_err().to_string(), "gone");
     /// ```
     pub fn errback(self, failure: impl Into<Failure>) -> Result<(), AlreadyCalled> {
-        chain::fire(&self.into_shared(), Fire::Failure(failure.into()))
+        chain::fire(&self.into_shared(), Res::Failure(failure.into()))
     }
 
     /// Fires with a `Result`: `Ok` as [`callback`](Self::callback), `Err` as
@@ -916,7 +942,7 @@ impl<T: 'static> Resolver<T> {
     pub fn resolve(self, result: Result<T, Failure>) -> Result<(), AlreadyCalled> {
         match result {
             Ok(v) => chain::fire_value(&self.into_shared(), v),
-            Err(f) => chain::fire(&self.into_shared(), Fire::Failure(f)),
+            Err(f) => chain::fire(&self.into_shared(), Res::Failure(f)),
         }
     }
 

@@ -188,7 +188,7 @@ impl<T: 'static> Deferred<T> {
         if self.is_ready() {
             return self;
         }
-        let weak = Rc::downgrade(self.chain().expect("not ready: has a chain"));
+        let weak = self.chain().expect("not ready: has a chain").downgrade();
         let flag = state.clone();
         let call = scheduler.schedule(
             timeout,

@@ -218,6 +218,9 @@ options:
   --warmup-ms MS    warm-up per scenario (default 100)
   --no-twisted      measure ropewalk only
   --list            list the scenarios and exit
+  --exact N         run each selected scenario exactly N times, untimed, and exit: for
+                    counting instructions per op under a profiler, e.g.
+                    valgrind --tool=callgrind target/release/deferred --exact 100000 fires_at_end
   -h, --help        this text
 
 environment: PYTHON, the interpreter for the Twisted side (default python3)";
@@ -226,6 +229,7 @@ struct Args {
     config: Config,
     twisted: bool,
     list: bool,
+    exact: Option<u64>,
     filters: Vec<String>,
 }
 
@@ -234,6 +238,7 @@ fn parse_args() -> Result<Args, String> {
         config: Config::default(),
         twisted: true,
         list: false,
+        exact: None,
         filters: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -249,6 +254,7 @@ fn parse_args() -> Result<Args, String> {
             "--warmup-ms" => args.config.warmup = Duration::from_millis(num(&mut it, &a)?),
             "--no-twisted" => args.twisted = false,
             "--list" => args.list = true,
+            "--exact" => args.exact = Some(num(&mut it, &a)?),
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => args.filters.push(s.to_string()),
@@ -290,6 +296,15 @@ fn main() -> ExitCode {
         alloc::installed(),
         "the counting allocator is not installed"
     );
+
+    if let Some(n) = args.exact {
+        for s in &selected {
+            for _ in 0..n {
+                (s.op)();
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
 
     // ropewalk first, then Twisted: never both at once on a shared machine.
     let mut ours = Vec::new();
