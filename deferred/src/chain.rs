@@ -121,32 +121,41 @@ impl Drop for Shared {
 }
 
 /// Empties a chain nobody else can see and keeps its allocation for reuse.
+///
+/// What the chain held is dropped in place: no destructor can reach this chain (nothing
+/// else refers to it), and the pool is not borrowed meanwhile, so destructors may create
+/// and drop other chains.
 fn recycle(rc: &Rc<RefCell<Chain>>) {
     let Ok(mut c) = rc.try_borrow_mut() else {
         return;
     };
-    let current = mem::replace(&mut c.current, Current::Pending);
-    let steps = if c.steps.len == 0 && c.steps.overflow.is_none() {
-        None
-    } else {
-        Some(mem::replace(&mut c.steps, Steps::new()))
-    };
-    let chained_to = c.chained_to.take();
-    let canceller = c.canceller.take();
-    let waker = c.waker.take();
+    match &c.current {
+        Current::Pending | Current::Running | Current::Taken => {}
+        Current::Failure(f) => {
+            log_unhandled(c.created_at, f);
+            c.current = Current::Pending;
+        }
+        Current::Value(_) => c.current = Current::Pending,
+    }
+    if c.steps.len != 0 || c.steps.overflow.is_some() {
+        c.steps = Steps::new();
+    }
+    if c.chained_to.is_some() {
+        c.chained_to = None;
+    }
+    if c.canceller.is_some() {
+        c.canceller = None;
+    }
+    if c.waker.is_some() {
+        c.waker = None;
+    }
+    c.current = Current::Pending;
     c.paused = 0;
     c.called = false;
     c.running = false;
     c.suppress_already_called = false;
     c.cancelling = false;
-    let at = c.created_at;
     drop(c);
-    // What the chain held is dropped now, outside its borrow: destructors may create and
-    // drop other chains (so the pool is not borrowed meanwhile either).
-    if let Current::Failure(f) = &current {
-        log_unhandled(at, f);
-    }
-    drop((current, steps, chained_to, canceller, waker));
     let _ = POOL.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
             if p.len() < POOL_CAP {
@@ -731,48 +740,27 @@ fn run_step(step: Box<dyn Step>, arg: Arg<'_>) -> Out {
 }
 
 fn run_one(shared: &Shared) -> Option<Shared> {
-    let mut c = shared.borrow_mut();
-    if !c.runnable() {
-        return None;
-    }
-    c.running = true;
-    let mut next = None;
-    let _depth = DepthGuard::enter();
-    while c.paused == 0 {
-        let Some(entry) = c.steps.pop_front() else {
-            break;
-        };
-        let step = match entry {
-            Entry::Step(step) => step,
-            Entry::Continue(target) => {
-                let result = take_current(&mut c);
-                if deliver(&target, result, false) {
-                    next = Some(target);
-                }
-                // Nobody else holds this chain's handle: it has nothing more to run.
-                break;
-            }
-            Entry::ChainTo(target) => {
-                let result = take_current(&mut c);
-                if deliver(&target, result, true) {
-                    next = Some(target);
-                }
-                break;
-            }
-        };
-        let arg = match mem::replace(&mut c.current, Current::Running) {
-            Current::Value(v) => Arg::Value(v),
-            Current::Failure(f) => Arg::Failure(f),
-            _ => unreachable!("a runnable chain holds a result"),
-        };
-        drop(c);
-        let out = run_step(step, arg);
-        c = shared.borrow_mut();
-        match settle(shared, &mut c, out) {
-            Some(result) => set_running_to(&mut c, result),
-            None => break,
+    {
+        let mut c = shared.borrow_mut();
+        if !c.runnable() {
+            return None;
         }
+        c.running = true;
     }
+    let _depth = DepthGuard::enter();
+    // One unwind guard for the whole run rather than one per step: a step that panics
+    // leaves the chain `Running`, with no borrow held; its result is the panic, and the
+    // run goes on from there.
+    let next = loop {
+        match catch_unwind(AssertUnwindSafe(|| run_steps(shared))) {
+            Ok(next) => break next,
+            Err(p) => {
+                let failure = Failure::from_panic(p);
+                set_running_to(&mut shared.borrow_mut(), Current::Failure(failure));
+            }
+        }
+    };
+    let mut c = shared.borrow_mut();
     c.running = false;
     if c.waker.is_some() && c.steps.is_empty() && c.paused == 0 {
         if let Some(w) = c.waker.take() {
@@ -781,6 +769,42 @@ fn run_one(shared: &Shared) -> Option<Shared> {
         }
     }
     next
+}
+
+/// Runs the steps of a running chain until it is paused, waits, hands its result on, or
+/// has no step left. Returns the chain to go on with, if its result was handed on.
+fn run_steps(shared: &Shared) -> Option<Shared> {
+    let mut c = shared.borrow_mut();
+    while c.paused == 0 {
+        let Some(entry) = c.steps.pop_front() else {
+            break;
+        };
+        let step = match entry {
+            Entry::Step(step) => step,
+            Entry::Continue(target) => {
+                let result = take_current(&mut c);
+                // Nobody else holds this chain's handle: it has nothing more to run.
+                return deliver(&target, result, false).then_some(target);
+            }
+            Entry::ChainTo(target) => {
+                let result = take_current(&mut c);
+                return deliver(&target, result, true).then_some(target);
+            }
+        };
+        let arg = match mem::replace(&mut c.current, Current::Running) {
+            Current::Value(v) => Arg::Value(v),
+            Current::Failure(f) => Arg::Failure(f),
+            _ => unreachable!("a runnable chain holds a result"),
+        };
+        drop(c);
+        let out = step.run(arg);
+        c = shared.borrow_mut();
+        match settle(shared, &mut c, out) {
+            Some(result) => set_running_to(&mut c, result),
+            None => break,
+        }
+    }
+    None
 }
 
 /// Replaces the `Running` placeholder with a step's result (nothing to drop).

@@ -54,9 +54,9 @@ use crate::Failure;
 /// Dropping a Deferred after adding callbacks is normal (it is not `#[must_use]`): its
 /// chain runs when it fires, whoever holds it.
 pub struct Deferred<T> {
+    // No `Drop` of its own (what must happen on drop is in `Awaited` and `Unhandled`), so
+    // the handle can be taken apart by moving, at no cost, as each `add_*` does.
     state: State<T>,
-    /// Polled as a future and not finished: dropping it cancels.
-    polled: bool,
 }
 
 /// Where a Deferred's result is.
@@ -64,11 +64,55 @@ enum State<T> {
     /// In a shared chain: pending, or fired with others (a resolver, a canceller handle,
     /// a waiting Deferred) able to see it.
     Chain(Shared),
-    /// Fired, every callback run, and nobody else can see it: the result lives in the
-    /// handle, and callbacks added now run inline without allocating.
-    Ready(Result<T, Failure>, &'static Location<'static>),
+    /// In a shared chain, polled as a future and not finished: dropping it cancels.
+    Awaited(Awaited),
+    /// Fired with a value, every callback run, and nobody else can see it: the value lives
+    /// in the handle, and callbacks added now run inline without allocating.
+    Value(T, &'static Location<'static>),
+    /// As `Value`, with a failure (logged if the handle is dropped with it).
+    Failed(Unhandled),
     /// Taken by `try_result` or by a completed `poll`.
     Taken,
+}
+
+/// The chain of a Deferred being awaited: cancelled if dropped before it is defused.
+struct Awaited(Option<Shared>);
+
+impl Awaited {
+    fn defuse(mut self) -> Shared {
+        self.0.take().expect("an armed await guard")
+    }
+}
+
+impl Drop for Awaited {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            chain::cancel(&shared);
+        }
+    }
+}
+
+/// A failure carried by a handle: logged if dropped before it is taken.
+struct Unhandled {
+    failure: Option<Failure>,
+    at: &'static Location<'static>,
+}
+
+impl Unhandled {
+    fn take(mut self) -> (Failure, &'static Location<'static>) {
+        (
+            self.failure.take().expect("a failure not yet taken"),
+            self.at,
+        )
+    }
+}
+
+impl Drop for Unhandled {
+    fn drop(&mut self) {
+        if let Some(f) = &self.failure {
+            log::error!("Unhandled error in Deferred (created at {}): {f}", self.at);
+        }
+    }
 }
 
 // The result is never pinned: a Deferred can move while it is awaited.
@@ -266,34 +310,44 @@ impl<T: 'static, F: FnOnce(Failure) -> Outcome<T>> Step for Errback<T, F> {
 }
 
 impl<T: 'static> Deferred<T> {
+    #[inline]
     pub(crate) fn from_shared(chain: Shared) -> Deferred<T> {
         Deferred {
             state: State::Chain(chain),
-            polled: false,
         }
     }
 
+    #[inline]
     fn ready(result: Result<T, Failure>, at: &'static Location<'static>) -> Deferred<T> {
-        Deferred {
-            state: State::Ready(result, at),
-            polled: false,
-        }
+        let state = match result {
+            Ok(v) => State::Value(v, at),
+            Err(f) => State::Failed(Unhandled {
+                failure: Some(f),
+                at,
+            }),
+        };
+        Deferred { state }
     }
 
     /// The shared chain, if the result is not carried by the handle.
     pub(crate) fn chain(&self) -> Option<&Shared> {
         match &self.state {
-            State::Chain(s) => Some(s),
+            State::Chain(s) | State::Awaited(Awaited(Some(s))) => Some(s),
             _ => None,
         }
     }
 
     /// The shared chain, made for a result the handle carries (the rare paths: pause,
     /// timeouts on a fired Deferred, explicit chaining).
-    pub(crate) fn into_shared(mut self) -> Shared {
-        match std::mem::replace(&mut self.state, State::Taken) {
+    pub(crate) fn into_shared(self) -> Shared {
+        match self.state {
             State::Chain(s) => s,
-            State::Ready(r, at) => Shared::fired(at, res_of(r)),
+            State::Awaited(a) => a.defuse(),
+            State::Value(v, at) => Shared::fired(at, Res::Value(Value::new(v))),
+            State::Failed(u) => {
+                let (f, at) = u.take();
+                Shared::fired(at, Res::Failure(f))
+            }
             State::Taken => Shared::fired(
                 Location::caller(),
                 Res::Failure(Failure::new(WaitError::ResultTaken)),
@@ -304,34 +358,44 @@ impl<T: 'static> Deferred<T> {
     /// The value if the handle carries one; otherwise what a step returning this Deferred
     /// hands on (its failure, or the chain to wait on).
     #[inline]
-    fn into_ready(mut self) -> Result<T, Out> {
-        match std::mem::replace(&mut self.state, State::Taken) {
-            State::Ready(Ok(v), _) => Ok(v),
-            State::Ready(Err(f), _) => Err(Out::Failure(f)),
+    fn into_ready(self) -> Result<T, Out> {
+        match self.state {
+            State::Value(v, _) => Ok(v),
+            State::Failed(u) => Err(Out::Failure(u.take().0)),
             State::Chain(s) => Err(Out::Wait(s)),
+            State::Awaited(a) => Err(Out::Wait(a.defuse())),
             State::Taken => Err(Out::Failure(Failure::new(WaitError::ResultTaken))),
         }
     }
 
     /// Takes the result if the handle carries it, or can take it from a chain nobody else
     /// sees; otherwise gives the chain back.
-    fn take_ready(mut self) -> Result<(Result<T, Failure>, &'static Location<'static>), Shared> {
-        match std::mem::replace(&mut self.state, State::Taken) {
-            State::Ready(r, at) => Ok((r, at)),
-            State::Chain(s) => match chain::take_unshared::<T>(&s) {
-                Some(found) => Ok(found),
-                None => Err(s),
-            },
-            State::Taken => Ok((
-                Err(Failure::new(WaitError::ResultTaken)),
-                Location::caller(),
-            )),
+    #[inline]
+    fn take_ready(self) -> Result<(Result<T, Failure>, &'static Location<'static>), Shared> {
+        let s = match self.state {
+            State::Value(v, at) => return Ok((Ok(v), at)),
+            State::Failed(u) => {
+                let (f, at) = u.take();
+                return Ok((Err(f), at));
+            }
+            State::Chain(s) => s,
+            State::Awaited(a) => a.defuse(),
+            State::Taken => {
+                return Ok((
+                    Err(Failure::new(WaitError::ResultTaken)),
+                    Location::caller(),
+                ))
+            }
+        };
+        match chain::take_unshared::<T>(&s) {
+            Some(found) => Ok(found),
+            None => Err(s),
         }
     }
 
     /// Whether the result is carried by the handle (no chain).
     pub(crate) fn is_ready(&self) -> bool {
-        matches!(self.state, State::Ready(..))
+        matches!(self.state, State::Value(..) | State::Failed(_))
     }
 
     /// A Deferred with no result yet, and the [`Resolver`] that will give it one.
@@ -427,7 +491,7 @@ impl<T: 'static> Deferred<T> {
     }
 
     fn then<U: 'static>(
-        mut self,
+        self,
         f: impl FnOnce(Result<T, Failure>) -> Outcome<U> + 'static,
     ) -> Deferred<U> {
         let step = |f| -> Box<dyn Step> {
@@ -442,16 +506,14 @@ impl<T: 'static> Deferred<T> {
             }
         };
         // The common case first: a chain somebody else (its resolver) also holds.
-        if let State::Chain(shared) = &self.state {
-            if !shared.is_unique() {
-                chain::push(shared, Entry::Step(step(f)));
-                let State::Chain(shared) = std::mem::replace(&mut self.state, State::Taken) else {
-                    unreachable!("matched above")
-                };
+        let state = match self.state {
+            State::Chain(shared) if !shared.is_unique() => {
+                chain::push(&shared, Entry::Step(step(f)));
                 return Deferred::from_shared(shared);
             }
-        }
-        match self.take_ready() {
+            state => state,
+        };
+        match (Deferred { state }).take_ready() {
             Ok((result, at)) => run_inline(at, move || f(result)),
             Err(shared) => {
                 chain::push(&shared, Entry::Step(step(f)));
@@ -613,7 +675,6 @@ impl<T: 'static> Deferred<T> {
         if self.chain().is_none() {
             let placeholder = Deferred {
                 state: State::Taken,
-                polled: false,
             };
             let d = std::mem::replace(self, placeholder);
             *self = Deferred::from_shared(d.into_shared());
@@ -735,14 +796,17 @@ impl<T: 'static> Deferred<T> {
     /// ```
     pub fn try_result(&mut self) -> Option<Result<T, Failure>> {
         match std::mem::replace(&mut self.state, State::Taken) {
-            State::Ready(r, _) => Some(r),
-            State::Chain(s) => {
+            State::Value(v, _) => Some(Ok(v)),
+            State::Failed(u) => Some(Err(u.take().0)),
+            state @ (State::Chain(_) | State::Awaited(_)) => {
+                self.state = state;
                 let taken = {
-                    let mut c = s.borrow_mut();
+                    let mut c = self.chain()?.borrow_mut();
                     c.is_settled().then(|| c.take_result::<T>())
                 };
-                if taken.is_none() {
-                    self.state = State::Chain(s);
+                if taken.is_some() {
+                    // Finished: dropping the handle no longer cancels.
+                    self.disarm();
                 }
                 taken
             }
@@ -820,14 +884,22 @@ pub(crate) fn res_of<T: 'static>(result: Result<T, Failure>) -> Res {
     }
 }
 
-impl<T> Drop for Deferred<T> {
-    fn drop(&mut self) {
-        match &self.state {
-            State::Chain(shared) if self.polled => chain::cancel(shared),
-            State::Ready(Err(f), at) => {
-                log::error!("Unhandled error in Deferred (created at {at}): {f}");
+impl<T> Deferred<T> {
+    /// An awaited handle goes back to a plain one: dropping it no longer cancels.
+    fn disarm(&mut self) {
+        if let State::Awaited(_) = self.state {
+            if let State::Awaited(a) = std::mem::replace(&mut self.state, State::Taken) {
+                self.state = State::Chain(a.defuse());
             }
-            _ => {}
+        }
+    }
+
+    /// A plain handle on a chain becomes an awaited one: dropping it cancels.
+    fn arm(&mut self) {
+        if let State::Chain(_) = self.state {
+            if let State::Chain(s) = std::mem::replace(&mut self.state, State::Taken) {
+                self.state = State::Awaited(Awaited(Some(s)));
+            }
         }
     }
 }
@@ -837,28 +909,29 @@ impl<T: 'static> Future for Deferred<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let shared = match &this.state {
-            State::Chain(s) => s,
-            State::Ready(..) => {
-                let State::Ready(r, _) = std::mem::replace(&mut this.state, State::Taken) else {
-                    unreachable!("matched above")
-                };
-                return Poll::Ready(r);
-            }
-            State::Taken => return Poll::Ready(Err(Failure::new(WaitError::ResultTaken))),
+        if this.is_ready() {
+            return Poll::Ready(match std::mem::replace(&mut this.state, State::Taken) {
+                State::Value(v, _) => Ok(v),
+                State::Failed(u) => Err(u.take().0),
+                _ => unreachable!("a handle that carries its result"),
+            });
+        }
+        let Some(shared) = this.chain() else {
+            return Poll::Ready(Err(Failure::new(WaitError::ResultTaken)));
         };
         let mut c = shared.borrow_mut();
         if c.is_settled() {
             let result = c.take_result::<T>();
             drop(c);
-            this.polled = false;
+            this.disarm();
             return Poll::Ready(result);
         }
         match &c.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => c.waker = Some(cx.waker().clone()),
         }
-        this.polled = true;
+        drop(c);
+        this.arm();
         Poll::Pending
     }
 }
@@ -866,12 +939,17 @@ impl<T: 'static> Future for Deferred<T> {
 impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = match &self.state {
-            State::Chain(s) => s,
-            State::Ready(Ok(v), _) => return write!(f, "Deferred(current result: {v:?})"),
-            State::Ready(Err(e), at) => {
+            State::Chain(s) | State::Awaited(Awaited(Some(s))) => s,
+            State::Value(v, _) => return write!(f, "Deferred(current result: {v:?})"),
+            State::Failed(Unhandled {
+                failure: Some(e),
+                at,
+            }) => {
                 return write!(f, "Deferred(failed: {e}, created at {at})");
             }
-            State::Taken => return f.write_str("Deferred(result taken)"),
+            State::Failed(_) | State::Awaited(_) | State::Taken => {
+                return f.write_str("Deferred(result taken)")
+            }
         };
         let Ok(c) = shared.try_borrow() else {
             return f.write_str("Deferred(running callbacks)");
