@@ -129,27 +129,18 @@ fn recycle(rc: &Rc<RefCell<Chain>>) {
     let Ok(mut c) = rc.try_borrow_mut() else {
         return;
     };
-    match &c.current {
-        Current::Pending | Current::Running | Current::Taken => {}
-        Current::Failure(f) => {
-            log_unhandled(c.created_at, f);
-            c.current = Current::Pending;
-        }
-        Current::Value(_) => c.current = Current::Pending,
+    if let Current::Failure(f) = &c.current {
+        log_unhandled(c.created_at, f);
     }
-    if c.steps.len != 0 || c.steps.overflow.is_some() {
-        c.steps = Steps::new();
+    replace_current(&mut c, Current::Pending);
+    if c.steps.len != 0
+        || c.steps.overflow.is_some()
+        || c.chained_to.is_some()
+        || c.canceller.is_some()
+        || c.waker.is_some()
+    {
+        clear_rest(&mut c);
     }
-    if c.chained_to.is_some() {
-        c.chained_to = None;
-    }
-    if c.canceller.is_some() {
-        c.canceller = None;
-    }
-    if c.waker.is_some() {
-        c.waker = None;
-    }
-    c.current = Current::Pending;
     c.paused = 0;
     c.called = false;
     c.running = false;
@@ -163,6 +154,16 @@ fn recycle(rc: &Rc<RefCell<Chain>>) {
             }
         }
     });
+}
+
+/// Drops what a recycled chain still holds besides its result (steps of a chain that
+/// never fired, a canceller, a waker): rare.
+#[cold]
+fn clear_rest(c: &mut Chain) {
+    c.steps = Steps::new();
+    c.chained_to = None;
+    c.canceller = None;
+    c.waker = None;
 }
 
 fn log_unhandled(at: &'static Location<'static>, f: &Failure) {
@@ -336,38 +337,25 @@ impl Res {
     }
 }
 
-/// What a step hands on.
-pub(crate) enum Out {
-    Value(Value),
-    Failure(Failure),
-    /// The step returned a Deferred: the chain waits on it.
-    Wait(Shared),
-}
-
-/// What a step receives.
-pub(crate) enum Arg<'a> {
-    Value(Value),
-    /// A value not yet stored (a resolver's, on its stack): `&mut Option<T>`.
-    Slot(&'a mut dyn Any),
-    Failure(Failure),
-}
-
-impl Arg<'_> {
-    /// The value as a `T`, or the failure.
-    #[inline(always)]
-    pub(crate) fn into_result<T: 'static>(self) -> Result<T, Failure> {
-        match self {
-            Arg::Value(v) => Ok(v.take::<T>()),
-            Arg::Slot(s) => Ok(take_value::<T>(s)),
-            Arg::Failure(f) => Err(f),
-        }
+/// Takes a step's input apart: the value as a `T`, or the failure.
+#[inline(always)]
+pub(crate) fn input<T: 'static>(cur: Current) -> Result<T, Failure> {
+    match cur {
+        Current::Value(v) => Ok(v.take::<T>()),
+        Current::Failure(f) => Err(f),
+        _ => unreachable!("ropewalk-deferred: a step ran without a result (bug)"),
     }
 }
 
 /// One link of the chain: a callback, an errback, or both.
+///
+/// A step gets the chain's result (`Value` or `Failure`) and returns the new one: a
+/// `Value`, a `Failure`, or `Wait` on a Deferred it returned.
 pub(crate) trait Step {
     /// Runs once on the current result.
-    fn run(self: Box<Self>, arg: Arg<'_>) -> Out;
+    fn run(self: Box<Self>, cur: Current) -> Current;
+    /// Runs once on a value that is not stored yet: `&mut Option<T>` on a resolver's stack.
+    fn run_on(self: Box<Self>, slot: &mut dyn Any) -> Current;
 }
 
 pub(crate) enum Current {
@@ -375,6 +363,9 @@ pub(crate) enum Current {
     Pending,
     Value(Value),
     Failure(Failure),
+    /// What a step returns when it returned a Deferred that the chain must wait on; never
+    /// stored in a chain.
+    Wait(Shared),
     /// A step is running with the result.
     Running,
     /// Handed on (to a chained Deferred, an awaiting task or `wait()`).
@@ -393,8 +384,9 @@ pub(crate) enum Entry {
 /// A FIFO of steps that keeps the first four inline: most chains never allocate for it.
 pub(crate) struct Steps {
     ring: [Option<Entry>; INLINE],
-    head: u8,
-    len: u8,
+    // Full words: byte-wide fields here cost store-forwarding stalls in the hot loop.
+    head: usize,
+    len: usize,
     /// Used once the ring is full, and until it empties, so order is kept.
     overflow: Option<VecDeque<Entry>>,
 }
@@ -417,19 +409,19 @@ impl Steps {
     }
 
     pub(crate) fn len(&self) -> usize {
-        usize::from(self.len) + self.overflow.as_ref().map_or(0, |o| o.len())
+        self.len + self.overflow.as_ref().map_or(0, |o| o.len())
     }
 
     #[inline]
     pub(crate) fn push_back(&mut self, entry: Entry) {
         match &mut self.overflow {
-            None if usize::from(self.len) < INLINE => {
-                self.ring[(usize::from(self.head) + usize::from(self.len)) % INLINE] = Some(entry);
+            None if self.len < INLINE => {
+                self.ring[(self.head + self.len) % INLINE] = Some(entry);
                 self.len += 1;
             }
-            Some(o) if !o.is_empty() || usize::from(self.len) == INLINE => o.push_back(entry),
+            Some(o) if !o.is_empty() || self.len == INLINE => o.push_back(entry),
             Some(_) => {
-                self.ring[(usize::from(self.head) + usize::from(self.len)) % INLINE] = Some(entry);
+                self.ring[(self.head + self.len) % INLINE] = Some(entry);
                 self.len += 1;
             }
             None => self.overflow.insert(VecDeque::new()).push_back(entry),
@@ -439,7 +431,7 @@ impl Steps {
     #[inline]
     fn front_is_step(&self) -> bool {
         let front = if self.len > 0 {
-            self.ring[usize::from(self.head)].as_ref()
+            self.ring[self.head].as_ref()
         } else {
             self.overflow.as_ref().and_then(|o| o.front())
         };
@@ -449,8 +441,8 @@ impl Steps {
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<Entry> {
         if self.len > 0 {
-            let e = self.ring[usize::from(self.head)].take();
-            self.head = ((usize::from(self.head) + 1) % INLINE) as u8;
+            let e = self.ring[self.head].take();
+            self.head = (self.head + 1) % INLINE;
             self.len -= 1;
             e
         } else {
@@ -566,7 +558,7 @@ pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
             });
         }
         c.called = true;
-        set_running_to(&mut c, result.into_current());
+        replace_current(&mut c, result.into_current());
         c.canceller = None;
         if c.paused > 0 || c.running || (c.steps.is_empty() && c.waker.is_none()) {
             return Ok(());
@@ -601,12 +593,13 @@ pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), Alr
     let mut slot = Some(value);
     let out = {
         let _depth = DepthGuard::enter();
-        run_step(step, Arg::Slot(&mut slot))
+        catch_unwind(AssertUnwindSafe(move || step.run_on(&mut slot)))
+            .unwrap_or_else(|p| Current::Failure(Failure::from_panic(p)))
     };
     let mut c = chain.borrow_mut();
     c.running = false;
     match settle(chain, &mut c, out) {
-        Some(result) => set_running_to(&mut c, result),
+        Some(result) => replace_current(&mut c, result),
         None => return Ok(()),
     }
     drop(c);
@@ -615,7 +608,7 @@ pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), Alr
 }
 
 /// Appends a step; runs it at once if the chain has a result and is not paused.
-#[inline]
+#[inline(always)]
 pub(crate) fn push(chain: &Shared, entry: Entry) {
     let runnable = {
         let mut c = chain.borrow_mut();
@@ -732,13 +725,6 @@ pub(crate) fn run(mut cur: Shared) {
     }
 }
 
-/// Runs one step, turning a panic into a failure.
-#[inline(always)]
-fn run_step(step: Box<dyn Step>, arg: Arg<'_>) -> Out {
-    catch_unwind(AssertUnwindSafe(move || step.run(arg)))
-        .unwrap_or_else(|p| Out::Failure(Failure::from_panic(p)))
-}
-
 fn run_one(shared: &Shared) -> Option<Shared> {
     {
         let mut c = shared.borrow_mut();
@@ -756,7 +742,7 @@ fn run_one(shared: &Shared) -> Option<Shared> {
             Ok(next) => break next,
             Err(p) => {
                 let failure = Failure::from_panic(p);
-                set_running_to(&mut shared.borrow_mut(), Current::Failure(failure));
+                replace_current(&mut shared.borrow_mut(), Current::Failure(failure));
             }
         }
     };
@@ -773,8 +759,12 @@ fn run_one(shared: &Shared) -> Option<Shared> {
 
 /// Runs the steps of a running chain until it is paused, waits, hands its result on, or
 /// has no step left. Returns the chain to go on with, if its result was handed on.
+///
+/// The result travels in a local between steps and is stored back in the chain when the
+/// run stops; meanwhile the chain says `Running`, which is all a step could see of it.
 fn run_steps(shared: &Shared) -> Option<Shared> {
     let mut c = shared.borrow_mut();
+    let mut cur = mem::replace(&mut c.current, Current::Running);
     while c.paused == 0 {
         let Some(entry) = c.steps.pop_front() else {
             break;
@@ -782,59 +772,68 @@ fn run_steps(shared: &Shared) -> Option<Shared> {
         let step = match entry {
             Entry::Step(step) => step,
             Entry::Continue(target) => {
-                let result = take_current(&mut c);
+                c.current = Current::Taken;
+                drop(c);
                 // Nobody else holds this chain's handle: it has nothing more to run.
-                return deliver(&target, result, false).then_some(target);
+                return deliver(&target, into_res(cur), false).then_some(target);
             }
             Entry::ChainTo(target) => {
-                let result = take_current(&mut c);
-                return deliver(&target, result, true).then_some(target);
+                c.current = Current::Taken;
+                drop(c);
+                return deliver(&target, into_res(cur), true).then_some(target);
             }
         };
-        let arg = match mem::replace(&mut c.current, Current::Running) {
-            Current::Value(v) => Arg::Value(v),
-            Current::Failure(f) => Arg::Failure(f),
-            _ => unreachable!("a runnable chain holds a result"),
-        };
         drop(c);
-        let out = step.run(arg);
+        cur = step.run(cur);
         c = shared.borrow_mut();
-        match settle(shared, &mut c, out) {
-            Some(result) => set_running_to(&mut c, result),
-            None => break,
+        if let Current::Wait(inner) = cur {
+            cur = match wait_on(shared, &mut c, inner) {
+                Some(result) => result,
+                // Paused until `inner` continues it; `wait_on` left the chain `Pending`.
+                None => return None,
+            };
         }
     }
+    replace_current(&mut c, cur);
     None
 }
 
-/// Replaces the `Running` placeholder with a step's result (nothing to drop).
-#[inline(always)]
-fn set_running_to(c: &mut Chain, result: Current) {
-    let old = mem::replace(&mut c.current, result);
-    if matches!(old, Current::Running | Current::Pending) {
-        mem::forget(old);
-    } else {
-        drop(old);
-    }
-}
-
-/// The result to hand on to another chain.
-fn take_current(c: &mut Chain) -> Res {
-    match mem::replace(&mut c.current, Current::Taken) {
+/// A chain's result, to hand on.
+#[inline]
+fn into_res(cur: Current) -> Res {
+    match cur {
         Current::Value(v) => Res::Value(v),
         Current::Failure(f) => Res::Failure(f),
         _ => Res::Failure(Failure::new(WaitError::ResultTaken)),
     }
 }
 
+/// Replaces the chain's result; what it held is dropped only if it owns anything (most
+/// often it is a placeholder or an inline value).
+#[inline(always)]
+fn replace_current(c: &mut Chain, new: Current) {
+    let old = mem::replace(&mut c.current, new);
+    match old {
+        Current::Pending
+        | Current::Running
+        | Current::Taken
+        | Current::Value(Value::Unit | Value::Word(_)) => mem::forget(old),
+        Current::Value(Value::Boxed(_)) | Current::Failure(_) | Current::Wait(_) => drop_cold(old),
+    }
+}
+
+#[cold]
+fn drop_cold(old: Current) {
+    drop(old);
+}
+
 /// The chain's new current result after a step ran; `None` when it now waits on a
 /// Deferred the step returned.
 #[inline(always)]
-fn settle(shared: &Shared, c: &mut Chain, out: Out) -> Option<Current> {
+fn settle(shared: &Shared, c: &mut Chain, out: Current) -> Option<Current> {
     match out {
-        Out::Value(v) => Some(Current::Value(v)),
-        Out::Failure(f) => Some(Current::Failure(f)),
-        Out::Wait(inner) => wait_on(shared, c, inner),
+        Current::Wait(inner) => wait_on(shared, c, inner),
+        other => Some(other),
     }
 }
 
@@ -902,7 +901,7 @@ impl fmt::Debug for Chain {
                 Current::Pending => f.write_str("pending")?,
                 Current::Value(_) => f.write_str("fired with a value")?,
                 Current::Failure(fail) => write!(f, "failed: {fail}")?,
-                Current::Running => f.write_str("running callbacks")?,
+                Current::Running | Current::Wait(_) => f.write_str("running callbacks")?,
                 Current::Taken => f.write_str("result taken")?,
             }
         }

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::chain::{self, Arg, Entry, Holder, Out, Res, Shared, Step, Value};
+use crate::chain::{self, Current, Entry, Holder, Res, Shared, Step, Value};
 use crate::error::{AlreadyCalled, WaitError};
 use crate::Failure;
 
@@ -230,14 +230,15 @@ impl<U> IntoOutcome<U> for Outcome<U> {
     }
 }
 
-/// What a step hands on for an outcome whose value is stored on its own (inline if small).
+/// The chain's new result for an outcome whose value is stored on its own (inline if
+/// small).
 #[inline(always)]
-fn out_of<U: 'static>(outcome: Outcome<U>) -> Out {
+fn out_of<U: 'static>(outcome: Outcome<U>) -> Current {
     match outcome {
-        Outcome::Value(v) => Out::Value(Value::new(v)),
-        Outcome::Failure(f) => Out::Failure(f),
+        Outcome::Value(v) => Current::Value(Value::new(v)),
+        Outcome::Failure(f) => Current::Failure(f),
         Outcome::Chain(d) => match d.into_ready() {
-            Ok(v) => Out::Value(Value::new(v)),
+            Ok(v) => Current::Value(Value::new(v)),
             Err(out) => out,
         },
     }
@@ -252,9 +253,14 @@ struct Lean<T, U, F> {
 }
 
 impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U>> Step for Lean<T, U, F> {
-    fn run(self: Box<Self>, arg: Arg<'_>) -> Out {
+    fn run(self: Box<Self>, cur: Current) -> Current {
         let Lean { f, .. } = *self;
-        out_of(f(arg.into_result::<T>()))
+        out_of(f(chain::input::<T>(cur)))
+    }
+
+    fn run_on(self: Box<Self>, slot: &mut dyn std::any::Any) -> Current {
+        let Lean { f, .. } = *self;
+        out_of(f(Ok(chain::take_value::<T>(slot))))
     }
 }
 
@@ -275,21 +281,36 @@ impl<T: 'static, U: 'static, F: 'static> Holder for Slotted<T, U, F> {
     }
 }
 
-impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> + 'static> Step
-    for Slotted<T, U, F>
+impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> + 'static>
+    Slotted<T, U, F>
 {
-    fn run(mut self: Box<Self>, arg: Arg<'_>) -> Out {
-        let f = self.f.take().expect("step runs once");
-        let value = match f(arg.into_result::<T>()) {
+    fn finish(mut self: Box<Self>, outcome: Outcome<U>) -> Current {
+        let value = match outcome {
             Outcome::Value(v) => v,
-            Outcome::Failure(f) => return Out::Failure(f),
+            Outcome::Failure(f) => return Current::Failure(f),
             Outcome::Chain(d) => match d.into_ready() {
                 Ok(v) => v,
                 Err(out) => return out,
             },
         };
         self.out = Some(value);
-        Out::Value(Value::Boxed(self))
+        Current::Value(Value::Boxed(self))
+    }
+}
+
+impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> + 'static> Step
+    for Slotted<T, U, F>
+{
+    fn run(mut self: Box<Self>, cur: Current) -> Current {
+        let f = self.f.take().expect("step runs once");
+        let outcome = f(chain::input::<T>(cur));
+        self.finish(outcome)
+    }
+
+    fn run_on(mut self: Box<Self>, slot: &mut dyn std::any::Any) -> Current {
+        let f = self.f.take().expect("step runs once");
+        let outcome = f(Ok(chain::take_value::<T>(slot)));
+        self.finish(outcome)
     }
 }
 
@@ -300,12 +321,15 @@ struct Errback<T, F> {
 }
 
 impl<T: 'static, F: FnOnce(Failure) -> Outcome<T>> Step for Errback<T, F> {
-    fn run(self: Box<Self>, arg: Arg<'_>) -> Out {
-        match arg {
-            Arg::Value(v) => Out::Value(v),
-            Arg::Slot(slot) => Out::Value(Value::new(chain::take_value::<T>(slot))),
-            Arg::Failure(fail) => out_of((self.f)(fail)),
+    fn run(self: Box<Self>, cur: Current) -> Current {
+        match cur {
+            Current::Failure(fail) => out_of((self.f)(fail)),
+            value => value,
         }
+    }
+
+    fn run_on(self: Box<Self>, slot: &mut dyn std::any::Any) -> Current {
+        Current::Value(Value::new(chain::take_value::<T>(slot)))
     }
 }
 
@@ -358,13 +382,13 @@ impl<T: 'static> Deferred<T> {
     /// The value if the handle carries one; otherwise what a step returning this Deferred
     /// hands on (its failure, or the chain to wait on).
     #[inline]
-    fn into_ready(self) -> Result<T, Out> {
+    fn into_ready(self) -> Result<T, Current> {
         match self.state {
             State::Value(v, _) => Ok(v),
-            State::Failed(u) => Err(Out::Failure(u.take().0)),
-            State::Chain(s) => Err(Out::Wait(s)),
-            State::Awaited(a) => Err(Out::Wait(a.defuse())),
-            State::Taken => Err(Out::Failure(Failure::new(WaitError::ResultTaken))),
+            State::Failed(u) => Err(Current::Failure(u.take().0)),
+            State::Chain(s) => Err(Current::Wait(s)),
+            State::Awaited(a) => Err(Current::Wait(a.defuse())),
+            State::Taken => Err(Current::Failure(Failure::new(WaitError::ResultTaken))),
         }
     }
 
