@@ -787,11 +787,8 @@ fn run_steps(shared: &Shared) -> Option<Shared> {
         cur = step.run(cur);
         c = shared.borrow_mut();
         if let Current::Wait(inner) = cur {
-            cur = match wait_on(shared, &mut c, inner) {
-                Some(result) => result,
-                // Paused until `inner` continues it; `wait_on` left the chain `Pending`.
-                None => return None,
-            };
+            // `None`: paused until `inner` continues it; `wait_on` left the chain `Pending`.
+            cur = wait_on(shared, &mut c, inner)?;
         }
     }
     replace_current(&mut c, cur);
