@@ -295,10 +295,19 @@ impl Value {
     /// Takes the value out as the `T` it was stored as.
     #[inline(always)]
     pub(crate) fn take<T: 'static>(self) -> T {
+        // Decided by `T` at compile time: only one arm is compiled in.
+        if same::<T, ()>() {
+            return cast::<(), T>(());
+        }
+        if is_word::<T>() {
+            return match self {
+                Value::Word(w) => from_word::<T>(w),
+                _ => wrong_type(),
+            };
+        }
         match self {
-            Value::Unit => cast::<(), T>(()),
-            Value::Word(w) => from_word::<T>(w),
             Value::Boxed(mut h) => take_value::<T>(h.slot_mut()),
+            _ => wrong_type(),
         }
     }
 
@@ -311,6 +320,12 @@ impl Value {
             _ => None,
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_type() -> ! {
+    panic!("ropewalk-deferred: a step received a value of the wrong type (bug)")
 }
 
 /// Takes the `T` out of an `&mut Option<T>` seen as `Any`.
@@ -412,18 +427,30 @@ impl Steps {
         self.len + self.overflow.as_ref().map_or(0, |o| o.len())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_back(&mut self, entry: Entry) {
+        if self.len < INLINE && self.overflow.is_none() {
+            self.put_in_ring(entry);
+        } else {
+            self.push_back_slow(entry);
+        }
+    }
+
+    /// Writes the slot after the last one (free: entries behind `len` are `None`).
+    #[inline(always)]
+    fn put_in_ring(&mut self, entry: Entry) {
+        let old = self.ring[(self.head + self.len) % INLINE].replace(entry);
+        debug_assert!(old.is_none(), "a free ring slot");
+        mem::forget(old);
+        self.len += 1;
+    }
+
+    /// The ring is full, or entries already wait in the overflow: keep the order.
+    #[cold]
+    fn push_back_slow(&mut self, entry: Entry) {
         match &mut self.overflow {
-            None if self.len < INLINE => {
-                self.ring[(self.head + self.len) % INLINE] = Some(entry);
-                self.len += 1;
-            }
             Some(o) if !o.is_empty() || self.len == INLINE => o.push_back(entry),
-            Some(_) => {
-                self.ring[(self.head + self.len) % INLINE] = Some(entry);
-                self.len += 1;
-            }
+            Some(_) => self.put_in_ring(entry),
             None => self.overflow.insert(VecDeque::new()).push_back(entry),
         }
     }
@@ -438,7 +465,7 @@ impl Steps {
         matches!(front, Some(Entry::Step(_)))
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop_front(&mut self) -> Option<Entry> {
         if self.len > 0 {
             let e = self.ring[self.head].take();

@@ -237,10 +237,16 @@ fn out_of<U: 'static>(outcome: Outcome<U>) -> Current {
     match outcome {
         Outcome::Value(v) => Current::Value(Value::new(v)),
         Outcome::Failure(f) => Current::Failure(f),
-        Outcome::Chain(d) => match d.into_ready() {
-            Ok(v) => Current::Value(Value::new(v)),
-            Err(out) => out,
-        },
+        Outcome::Chain(d) => chain_out(d),
+    }
+}
+
+/// `out_of` for a returned Deferred, kept out of line so that the common paths stay small.
+#[inline(never)]
+fn chain_out<U: 'static>(d: Deferred<U>) -> Current {
+    match d.into_ready() {
+        Ok(v) => Current::Value(Value::new(v)),
+        Err(out) => out,
     }
 }
 
@@ -514,6 +520,7 @@ impl<T: 'static> Deferred<T> {
         Deferred::ready(result, Location::caller())
     }
 
+    #[inline(always)]
     fn then<U: 'static>(
         self,
         f: impl FnOnce(Result<T, Failure>) -> Outcome<U> + 'static,
