@@ -135,6 +135,7 @@ fn recycle(rc: &Rc<RefCell<Chain>>) {
     replace_current(&mut c, Current::Pending);
     if c.steps.len != 0
         || c.steps.overflow.is_some()
+        || c.steps.tail.is_some()
         || c.chained_to.is_some()
         || c.canceller.is_some()
         || c.waker.is_some()
@@ -362,13 +363,46 @@ pub(crate) fn input<T: 'static>(cur: Current) -> Result<T, Failure> {
     }
 }
 
+/// Takes a step's input out of `cur`. A word or `()` is read in place (the slot is left as
+/// it was, trivially droppable, for [`put`] to overwrite): no wide copy of a result that
+/// the step before has just written, which would stall store forwarding.
+#[inline(always)]
+pub(crate) fn take_input<T: 'static>(cur: &mut Current) -> Result<T, Failure> {
+    if is_word::<T>() {
+        if let Current::Value(Value::Word(w)) = *cur {
+            return Ok(from_word::<T>(w));
+        }
+    } else if same::<T, ()>() {
+        if let Current::Value(Value::Unit) = *cur {
+            return Ok(cast::<(), T>(()));
+        }
+    }
+    input::<T>(mem::replace(cur, Current::Running))
+}
+
+/// Stores a step's output in `cur`, over what [`take_input`] left there.
+#[inline(always)]
+pub(crate) fn put(cur: &mut Current, new: Current) {
+    match cur {
+        Current::Pending
+        | Current::Running
+        | Current::Taken
+        | Current::Value(Value::Unit | Value::Word(_)) => {}
+        _ => drop_cold(mem::replace(cur, Current::Running)),
+    }
+    let old = mem::replace(cur, new);
+    mem::forget(old);
+}
+
 /// One link of the chain: a callback, an errback, or both.
 ///
-/// A step gets the chain's result (`Value` or `Failure`) and returns the new one: a
-/// `Value`, a `Failure`, or `Wait` on a Deferred it returned.
+/// A step gets the chain's result (`Value` or `Failure`) in `cur` and leaves the new one
+/// there: a `Value`, a `Failure`, or `Wait` on a Deferred it returned.
 pub(crate) trait Step {
-    /// Runs once on the current result.
-    fn run(self: Box<Self>, cur: Current) -> Current;
+    /// Runs once on the current result. (The result is passed by reference: returned by
+    /// value, the 24-byte result would be written by the step and copied by the caller
+    /// at once, a store-forwarding stall on every step.)
+    fn run(self: Box<Self>, cur: &mut Current);
     /// Runs once on a value that is not stored yet: `&mut Option<T>` on a resolver's stack.
     fn run_on(self: Box<Self>, slot: &mut dyn Any) -> Current;
 }
@@ -387,8 +421,11 @@ pub(crate) enum Current {
     Taken,
 }
 
-pub(crate) enum Entry {
-    Step(Box<dyn Step>),
+/// What follows a chain's last step: its result is handed to another chain.
+///
+/// At most one, and always last: it is added when the chain's handle is given away (a
+/// callback returned it, or `chain_deferred` consumed it), so no step can follow it.
+pub(crate) enum Tail {
     /// Hand the result to the chain that waits on this one (a callback there returned
     /// this chain's Deferred) and run it.
     Continue(Shared),
@@ -396,14 +433,18 @@ pub(crate) enum Entry {
     ChainTo(Shared),
 }
 
-/// A FIFO of steps that keeps the first four inline: most chains never allocate for it.
+/// A FIFO of steps that keeps the first four inline (most chains never allocate for it),
+/// then the tail.
 pub(crate) struct Steps {
-    ring: [Option<Entry>; INLINE],
+    // Boxes only (16 bytes, no tag): a wider entry, built on the stack and copied in,
+    // stalled store forwarding on every append.
+    ring: [Option<Box<dyn Step>>; INLINE],
     // Full words: byte-wide fields here cost store-forwarding stalls in the hot loop.
     head: usize,
     len: usize,
     /// Used once the ring is full, and until it empties, so order is kept.
-    overflow: Option<VecDeque<Entry>>,
+    overflow: Option<VecDeque<Box<dyn Step>>>,
+    tail: Option<Tail>,
 }
 
 const INLINE: usize = 4;
@@ -415,58 +456,60 @@ impl Steps {
             head: 0,
             len: 0,
             overflow: None,
+            tail: None,
         }
     }
 
     #[inline]
+    fn has_steps(&self) -> bool {
+        self.len != 0 || self.overflow.as_ref().is_some_and(|o| !o.is_empty())
+    }
+
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0 && self.overflow.as_ref().is_none_or(|o| o.is_empty())
+        !self.has_steps() && self.tail.is_none()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len + self.overflow.as_ref().map_or(0, |o| o.len())
+        self.len + self.overflow.as_ref().map_or(0, |o| o.len()) + usize::from(self.tail.is_some())
     }
 
     #[inline(always)]
-    pub(crate) fn push_back(&mut self, entry: Entry) {
+    pub(crate) fn push_step(&mut self, step: Box<dyn Step>) {
+        debug_assert!(self.tail.is_none(), "no step follows a chain's tail");
         if self.len < INLINE && self.overflow.is_none() {
-            self.put_in_ring(entry);
+            self.put_in_ring(step);
         } else {
-            self.push_back_slow(entry);
+            self.push_step_slow(step);
         }
     }
 
-    /// Writes the slot after the last one (free: entries behind `len` are `None`).
+    /// Writes the slot after the last one (free: slots behind `len` are `None`).
     #[inline(always)]
-    fn put_in_ring(&mut self, entry: Entry) {
-        let old = self.ring[(self.head + self.len) % INLINE].replace(entry);
+    fn put_in_ring(&mut self, step: Box<dyn Step>) {
+        let old = self.ring[(self.head + self.len) % INLINE].replace(step);
         debug_assert!(old.is_none(), "a free ring slot");
         mem::forget(old);
         self.len += 1;
     }
 
-    /// The ring is full, or entries already wait in the overflow: keep the order.
+    /// The ring is full, or steps already wait in the overflow: keep the order.
     #[cold]
-    fn push_back_slow(&mut self, entry: Entry) {
+    fn push_step_slow(&mut self, step: Box<dyn Step>) {
         match &mut self.overflow {
-            Some(o) if !o.is_empty() || self.len == INLINE => o.push_back(entry),
-            Some(_) => self.put_in_ring(entry),
-            None => self.overflow.insert(VecDeque::new()).push_back(entry),
+            Some(o) if !o.is_empty() || self.len == INLINE => o.push_back(step),
+            Some(_) => self.put_in_ring(step),
+            None => self.overflow.insert(VecDeque::new()).push_back(step),
         }
     }
 
-    #[inline]
-    fn front_is_step(&self) -> bool {
-        let front = if self.len > 0 {
-            self.ring[self.head].as_ref()
-        } else {
-            self.overflow.as_ref().and_then(|o| o.front())
-        };
-        matches!(front, Some(Entry::Step(_)))
+    pub(crate) fn set_tail(&mut self, tail: Tail) {
+        debug_assert!(self.tail.is_none(), "a chain has one tail");
+        self.tail = Some(tail);
     }
 
     #[inline(always)]
-    pub(crate) fn pop_front(&mut self) -> Option<Entry> {
+    pub(crate) fn pop_step(&mut self) -> Option<Box<dyn Step>> {
         if self.len > 0 {
             let e = self.ring[self.head].take();
             self.head = (self.head + 1) % INLINE;
@@ -604,11 +647,11 @@ pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), Alr
     }
     let step = {
         let mut c = chain.borrow_mut();
-        if c.called || c.paused > 0 || c.running || !c.steps.front_is_step() {
+        if c.called || c.paused > 0 || c.running || !c.steps.has_steps() {
             drop(c);
             return fire(chain, Res::Value(Value::new(value)));
         }
-        let Some(Entry::Step(step)) = c.steps.pop_front() else {
+        let Some(step) = c.steps.pop_step() else {
             unreachable!("checked above")
         };
         c.called = true;
@@ -636,10 +679,22 @@ pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), Alr
 
 /// Appends a step; runs it at once if the chain has a result and is not paused.
 #[inline(always)]
-pub(crate) fn push(chain: &Shared, entry: Entry) {
+pub(crate) fn push(chain: &Shared, step: Box<dyn Step>) {
     let runnable = {
         let mut c = chain.borrow_mut();
-        c.steps.push_back(entry);
+        c.steps.push_step(step);
+        c.runnable()
+    };
+    if runnable {
+        run(chain.clone());
+    }
+}
+
+/// Ends the chain with `chain_deferred`'s hand-over to `target`.
+pub(crate) fn chain_to(chain: &Shared, target: Shared) {
+    let runnable = {
+        let mut c = chain.borrow_mut();
+        c.steps.set_tail(Tail::ChainTo(target));
         c.runnable()
     };
     if runnable {
@@ -793,25 +848,21 @@ fn run_steps(shared: &Shared) -> Option<Shared> {
     let mut c = shared.borrow_mut();
     let mut cur = mem::replace(&mut c.current, Current::Running);
     while c.paused == 0 {
-        let Some(entry) = c.steps.pop_front() else {
-            break;
-        };
-        let step = match entry {
-            Entry::Step(step) => step,
-            Entry::Continue(target) => {
-                c.current = Current::Taken;
-                drop(c);
-                // Nobody else holds this chain's handle: it has nothing more to run.
-                return deliver(&target, into_res(cur), false).then_some(target);
-            }
-            Entry::ChainTo(target) => {
-                c.current = Current::Taken;
-                drop(c);
-                return deliver(&target, into_res(cur), true).then_some(target);
-            }
+        let Some(step) = c.steps.pop_step() else {
+            let Some(tail) = c.steps.tail.take() else {
+                break;
+            };
+            c.current = Current::Taken;
+            drop(c);
+            // Nobody else holds this chain's handle: it has nothing more to run.
+            let (target, explicit) = match tail {
+                Tail::Continue(target) => (target, false),
+                Tail::ChainTo(target) => (target, true),
+            };
+            return deliver(&target, into_res(cur), explicit).then_some(target);
         };
         drop(c);
-        cur = step.run(cur);
+        step.run(&mut cur);
         c = shared.borrow_mut();
         if let Current::Wait(inner) = cur {
             // `None`: paused until `inner` continues it; `wait_on` left the chain `Pending`.
@@ -880,7 +931,7 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
     c.paused += 1;
     c.chained_to = Some(inner.downgrade());
     c.current = Current::Pending;
-    ic.steps.push_back(Entry::Continue(shared.clone()));
+    ic.steps.set_tail(Tail::Continue(shared.clone()));
     None
 }
 
@@ -988,7 +1039,7 @@ mod tests {
         let a = Shared::pending(at);
         a.borrow_mut()
             .steps
-            .push_back(Entry::ChainTo(Shared::pending(at)));
+            .set_tail(Tail::ChainTo(Shared::pending(at)));
         let ptr = a.as_ptr();
         drop(a);
         let b = Shared::pending(at);

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::chain::{self, Current, Entry, Holder, Res, Shared, Step, Value};
+use crate::chain::{self, Current, Holder, Res, Shared, Step, Value};
 use crate::error::{AlreadyCalled, WaitError};
 use crate::Failure;
 
@@ -259,9 +259,10 @@ struct Lean<T, U, F> {
 }
 
 impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U>> Step for Lean<T, U, F> {
-    fn run(self: Box<Self>, cur: Current) -> Current {
+    fn run(self: Box<Self>, cur: &mut Current) {
         let Lean { f, .. } = *self;
-        out_of(f(chain::input::<T>(cur)))
+        let out = out_of(f(chain::take_input::<T>(cur)));
+        chain::put(cur, out);
     }
 
     fn run_on(self: Box<Self>, slot: &mut dyn std::any::Any) -> Current {
@@ -307,10 +308,11 @@ impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> + 'stat
 impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> + 'static> Step
     for Slotted<T, U, F>
 {
-    fn run(mut self: Box<Self>, cur: Current) -> Current {
+    fn run(mut self: Box<Self>, cur: &mut Current) {
         let f = self.f.take().expect("step runs once");
-        let outcome = f(chain::input::<T>(cur));
-        self.finish(outcome)
+        let outcome = f(chain::take_input::<T>(cur));
+        let out = self.finish(outcome);
+        chain::put(cur, out);
     }
 
     fn run_on(mut self: Box<Self>, slot: &mut dyn std::any::Any) -> Current {
@@ -327,10 +329,13 @@ struct Errback<T, F> {
 }
 
 impl<T: 'static, F: FnOnce(Failure) -> Outcome<T>> Step for Errback<T, F> {
-    fn run(self: Box<Self>, cur: Current) -> Current {
-        match cur {
-            Current::Failure(fail) => out_of((self.f)(fail)),
-            value => value,
+    fn run(self: Box<Self>, cur: &mut Current) {
+        if let Current::Failure(_) = cur {
+            let Current::Failure(fail) = std::mem::replace(cur, Current::Running) else {
+                unreachable!("matched above")
+            };
+            let out = out_of((self.f)(fail));
+            chain::put(cur, out);
         }
     }
 
@@ -441,6 +446,7 @@ impl<T: 'static> Deferred<T> {
     /// assert_eq!(d.wait().unwrap(), "hi!");
     /// ```
     #[track_caller]
+    #[inline(always)]
     pub fn pending() -> (Deferred<T>, Resolver<T>) {
         let shared = Shared::pending(Location::caller());
         let resolver = Resolver {
@@ -539,7 +545,7 @@ impl<T: 'static> Deferred<T> {
         // The common case first: a chain somebody else (its resolver) also holds.
         let state = match self.state {
             State::Chain(shared) if !shared.is_unique() => {
-                chain::push(&shared, Entry::Step(step(f)));
+                chain::push(&shared, step(f));
                 return Deferred::from_shared(shared);
             }
             state => state,
@@ -547,7 +553,7 @@ impl<T: 'static> Deferred<T> {
         match (Deferred { state }).take_ready() {
             Ok((result, at)) => run_inline(at, move || f(result)),
             Err(shared) => {
-                chain::push(&shared, Entry::Step(step(f)));
+                chain::push(&shared, step(f));
                 Deferred::from_shared(shared)
             }
         }
@@ -605,10 +611,10 @@ impl<T: 'static> Deferred<T> {
         };
         chain::push(
             &shared,
-            Entry::Step(Box::new(Errback {
+            Box::new(Errback {
                 f: move |fail| f(fail).into_outcome(),
                 _t: PhantomData,
-            })),
+            }),
         );
         Deferred::from_shared(shared)
     }
@@ -682,7 +688,7 @@ impl<T: 'static> Deferred<T> {
         }
         let target = other.into_shared();
         let shared = self.into_shared();
-        chain::push(&shared, Entry::ChainTo(target));
+        chain::chain_to(&shared, target);
     }
 
     /// Pauses the chain: no callback runs until a matching [`unpause`](Self::unpause).
