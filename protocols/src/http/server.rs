@@ -116,16 +116,19 @@ struct Shared {
 }
 
 impl Shared {
-    fn date(&self) -> String {
+    /// The `Date` value, formatted once a second.
+    fn date(&self) -> std::cell::Ref<'_, str> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut cache = self.date.borrow_mut();
-        if cache.0 != now || cache.1.is_empty() {
-            *cache = (now, http_date(now));
+        {
+            let mut cache = self.date.borrow_mut();
+            if cache.0 != now || cache.1.is_empty() {
+                *cache = (now, http_date(now));
+            }
         }
-        cache.1.clone()
+        std::cell::Ref::map(self.date.borrow(), |c| c.1.as_str())
     }
 }
 
@@ -453,9 +456,19 @@ impl HttpConnection {
                 .unwrap_or(Address::Test);
             (st.shared.clone(), peer)
         };
-        let request = Request::new(head.method, head.target, head.version, head.headers, body)
-            .with_peer(peer);
-        let d = shared.handler.handle(request);
+        let request =
+            Request::from_parts(head.method, head.target, head.version, head.headers, body)
+                .with_peer(peer);
+        let mut d = shared.handler.handle(request);
+        // A handler that answered at once (the common case): no callback, no cancel handle.
+        if let Some(result) = d.try_result() {
+            let response = handler_response(result);
+            let mut st = self.state.borrow_mut();
+            if let Some(slot) = st.queue.iter_mut().rev().find(|s| s.id == id) {
+                slot.response = Some(response);
+            }
+            return;
+        }
         let cancel = d.cancel_handle();
         if let Some(slot) = self
             .state
@@ -469,10 +482,7 @@ impl HttpConnection {
         let state = Rc::downgrade(&self.state);
         let pumping = self.pumping.clone();
         d.add_both(move |result: Result<Response, Failure>| {
-            let response = result.unwrap_or_else(|f| {
-                log::error!("request handler failed: {f}");
-                Response::error(500)
-            });
+            let response = handler_response(result);
             if let Some(state) = state.upgrade() {
                 if let Some(slot) = state.borrow_mut().queue.iter_mut().find(|s| s.id == id) {
                     slot.response = Some(response);
@@ -781,6 +791,14 @@ impl State {
     }
 }
 
+/// The response to send for a handler's result: a failure is logged and becomes a 500.
+fn handler_response(result: Result<Response, Failure>) -> Response {
+    result.unwrap_or_else(|f| {
+        log::error!("request handler failed: {f}");
+        Response::error(500)
+    })
+}
+
 /// Writes `response`'s head (and body, unless streamed) into `out`; for a streamed body,
 /// returns its writer, whether it is chunked, and whether the connection stays open.
 fn serialize(
@@ -793,38 +811,40 @@ fn serialize(
 ) -> Option<(BodyWriter, bool, bool)> {
     let status = response.status();
     let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
-    let user_length = response.headers().get("content-length").map(str::to_string);
-    let headers = response.headers_mut();
-    headers.remove("transfer-encoding");
-    headers.remove("connection");
-    headers.remove("date");
+    let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
+    let headers = response.headers();
+    let user_length = headers.get("content-length");
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut has_server = false;
     for (name, value) in headers.iter() {
-        if name.eq_ignore_ascii_case("content-length") {
+        // The server writes these itself.
+        if ["content-length", "transfer-encoding", "connection", "date"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+        {
             continue;
         }
+        has_server |= name.eq_ignore_ascii_case("server");
         write_field(out, name, value);
     }
     write_field(out, "Date", date);
     if let Some(server) = server {
-        if !response.headers().contains("server") {
+        if !has_server {
             write_field(out, "Server", server);
         }
     }
     let mut keep_alive = keep_alive;
-    let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
     match body {
         Body::Full(bytes) => {
             // HEAD and 304 send no body, so an empty one stands for "not sent": the
             // handler's Content-Length (the GET body's length) is kept, not replaced by 0
             // (RFC 9110 §8.6); a 304 without one sends none.
-            let declared = user_length
-                .as_deref()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+            let declared =
+                user_length.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
             if status == 204 || (100..200).contains(&status) {
                 // No length at all.
             } else if (slot.head_only || status == 304) && bytes.is_empty() {
@@ -844,7 +864,7 @@ fn serialize(
         }
         Body::Stream(writer) => {
             if no_body {
-                if let Some(len) = &user_length {
+                if let Some(len) = user_length {
                     if status != 204 && !(100..200).contains(&status) {
                         write_field(out, "Content-Length", len);
                     }
@@ -855,7 +875,7 @@ fn serialize(
             } else {
                 let mut chunked = false;
                 match user_length {
-                    Some(len) => write_field(out, "Content-Length", &len),
+                    Some(len) => write_field(out, "Content-Length", len),
                     None if slot.version == Version::Http11 => {
                         write_field(out, "Transfer-Encoding", "chunked");
                         chunked = true;
