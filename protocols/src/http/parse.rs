@@ -58,9 +58,39 @@ fn method_name(method: &str) -> Cow<'static, str> {
     }
 }
 
+/// Whether `b` may appear in a token (RFC 9110 §5.6.2): a method, a field name.
 pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[b as usize]
 }
+
+/// [`is_tchar`] as a table: one load per byte.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// The request line is the part before the first LF.
 fn request_line_len(buf: &[u8]) -> Option<usize> {
@@ -183,7 +213,10 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     let mut headers = Headers::with_capacity(req.headers.len(), bytes);
     for h in req.headers.iter() {
         // obs-text: kept (lossily), but never valid in the fields we interpret.
-        let value = String::from_utf8_lossy(h.value);
+        let value = match std::str::from_utf8(h.value) {
+            Ok(v) => Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(h.value),
+        };
         headers.push(h.name, value.trim_matches(|c| c == ' ' || c == '\t'));
     }
 

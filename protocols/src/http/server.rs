@@ -112,12 +112,15 @@ struct Shared {
     config: ServerConfig,
     limits: Limits,
     clock: Rc<dyn Clock>,
-    date: RefCell<(u64, String)>,
+    /// The `Date` field, whole (`Date: …\r\n`), and the second it was made for.
+    date: RefCell<(u64, Vec<u8>)>,
+    /// The `Server` field, whole, checked and cleaned once.
+    server_line: Option<Vec<u8>>,
 }
 
 impl Shared {
-    /// The `Date` value, formatted once a second.
-    fn date(&self) -> std::cell::Ref<'_, str> {
+    /// The `Date` field line, formatted once a second.
+    fn date_line(&self) -> std::cell::Ref<'_, [u8]> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -125,10 +128,12 @@ impl Shared {
         {
             let mut cache = self.date.borrow_mut();
             if cache.0 != now || cache.1.is_empty() {
-                *cache = (now, http_date(now));
+                cache.0 = now;
+                cache.1.clear();
+                write_field(&mut cache.1, "Date", &http_date(now));
             }
         }
-        std::cell::Ref::map(self.date.borrow(), |c| c.1.as_str())
+        std::cell::Ref::map(self.date.borrow(), |c| c.1.as_slice())
     }
 }
 
@@ -187,13 +192,19 @@ impl HttpServer {
             max_uri: config.max_uri,
             max_body: config.max_body,
         };
+        let server_line = config.server_name.as_deref().map(|name| {
+            let mut line = Vec::new();
+            write_field(&mut line, "Server", name);
+            line
+        });
         HttpServer {
             shared: Rc::new(Shared {
                 handler: Box::new(handler),
                 config,
                 limits,
                 clock: Rc::new(clock.clone()),
-                date: RefCell::new((0, String::new())),
+                date: RefCell::new((0, Vec::new())),
+                server_line,
             }),
         }
     }
@@ -503,8 +514,8 @@ impl HttpConnection {
         let mut started_stream = None;
         // Once per batch: the date (cached per second) and the server name.
         let shared = st.shared.clone();
-        let date = shared.date();
-        let server = shared.config.server_name.as_deref();
+        let date = shared.date_line();
+        let server = shared.server_line.as_deref();
         while st.queue.front().is_some_and(|s| s.response.is_some()) {
             let mut slot = st.queue.pop_front().expect("front exists");
             let response = slot.response.take().expect("checked");
@@ -806,8 +817,8 @@ fn serialize(
     mut response: Response,
     slot: &Slot,
     keep_alive: bool,
-    date: &str,
-    server: Option<&str>,
+    date_line: &[u8],
+    server_line: Option<&[u8]>,
 ) -> Option<(BodyWriter, bool, bool)> {
     let status = response.status();
     let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
@@ -831,10 +842,10 @@ fn serialize(
         has_server |= name.eq_ignore_ascii_case("server");
         write_field(out, name, value);
     }
-    write_field(out, "Date", date);
-    if let Some(server) = server {
+    out.extend_from_slice(date_line);
+    if let Some(server) = server_line {
         if !has_server {
-            write_field(out, "Server", server);
+            out.extend_from_slice(server);
         }
     }
     let mut keep_alive = keep_alive;
@@ -907,10 +918,12 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
         log::warn!("dropping response header with an invalid name: {name:?}");
         return;
     }
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     let is_ctl = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
-    if value.bytes().any(is_ctl) {
+    // No early exit: a loop the compiler can vectorize.
+    if value.bytes().fold(false, |ctl, b| ctl | is_ctl(b)) {
         out.extend(value.bytes().map(|b| if is_ctl(b) { b' ' } else { b }));
     } else {
         out.extend_from_slice(value.as_bytes());
