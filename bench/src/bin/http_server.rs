@@ -16,8 +16,11 @@
 //!   one spawned task per connection running `http1::Builder::new().serve_connection` with
 //!   a `service_fn`, `Full<Bytes>` bodies), default builder settings (so it also sends
 //!   `Date`; `pipeline_flush` is off, as by default), on a tokio **`current_thread`**
-//!   runtime, so that both servers use one core on a 2-core machine whose other core runs
-//!   wrk. It dies on SIGTERM.
+//!   runtime, with two changes that make the comparison even: `TCP_NODELAY` on each
+//!   connection (ropewalk's server sets it) and a `server: hyper-rs` field (ropewalk sends
+//!   `Server: ropewalk`), so both answers are the same 148 bytes. One thread, so that
+//!   both servers use one core on a 2-core machine whose other core runs wrk. It dies on
+//!   SIGTERM.
 //!
 //! Both bind 127.0.0.1 (or `--host`), print exactly one line `listening on IP:PORT` once
 //! they accept connections, and serve until killed.
@@ -76,6 +79,12 @@ fn run_hyper(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
             hyper::header::CONTENT_TYPE,
             hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        // ropewalk sends `Server: ropewalk`; the same number of bytes here, so that both
+        // responses are 148 bytes on the wire.
+        resp.headers_mut().insert(
+            hyper::header::SERVER,
+            hyper::header::HeaderValue::from_static("hyper-rs"),
+        );
         Ok(resp)
     }
 
@@ -88,6 +97,8 @@ fn run_hyper(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
         println!("listening on {}", listener.local_addr()?);
         loop {
             let (stream, _) = listener.accept().await?;
+            // ropewalk's HTTP server sets TCP_NODELAY on every connection; so does this.
+            stream.set_nodelay(true)?;
             let io = TokioIo::new(stream);
             tokio::spawn(async move {
                 let _ = http1::Builder::new()

@@ -1,6 +1,9 @@
 //! Request-head parsing (on `httparse`) with RFC 9112's rejections, and the chunked
 //! body decoder. Every rejection carries the status to answer with.
 
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
+
 use super::{Headers, Version};
 
 /// Limits a request must stay within.
@@ -22,7 +25,7 @@ pub(crate) enum Framing {
 /// A parsed and checked request head.
 #[derive(Debug)]
 pub(crate) struct Head {
-    pub(crate) method: String,
+    pub(crate) method: Cow<'static, str>,
     pub(crate) target: String,
     pub(crate) version: Version,
     pub(crate) headers: Headers,
@@ -41,9 +44,53 @@ pub(crate) enum HeadResult {
     Reject(u16),
 }
 
-pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// Header slots kept on the stack while parsing; a larger `max_headers` uses the heap.
+const INLINE_HEADERS: usize = 100;
+
+/// The method, without allocating for the common ones.
+fn method_name(method: &str) -> Cow<'static, str> {
+    const COMMON: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match COMMON.iter().find(|m| **m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_string()),
+    }
 }
+
+/// Whether `b` may appear in a token (RFC 9110 §5.6.2): a method, a field name.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    TCHAR[b as usize]
+}
+
+/// [`is_tchar`] as a table: one load per byte.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// The request line is the part before the first LF.
 fn request_line_len(buf: &[u8]) -> Option<usize> {
@@ -97,9 +144,19 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         Some(n) if n > line_limit => return HeadResult::Reject(414),
         _ => {}
     }
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut storage);
-    let consumed = match req.parse(buf) {
+    // Room for the headers on the stack (uninitialized: nothing to fill per request),
+    // on the heap only for a limit above the default.
+    let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_HEADERS];
+    let mut heap = Vec::new();
+    let storage: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= INLINE_HEADERS
+    {
+        &mut inline[..limits.max_headers]
+    } else {
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let consumed = match req.parse_with_uninit_headers(buf, storage) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if buf.len() > limits.max_header_bytes {
@@ -147,14 +204,20 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         return HeadResult::Reject(400);
     }
 
-    let mut headers = Headers::new();
+    // One allocation for all the text, one for the list.
+    let bytes = req
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len())
+        .sum();
+    let mut headers = Headers::with_capacity(req.headers.len(), bytes);
     for h in req.headers.iter() {
+        // obs-text: kept (lossily), but never valid in the fields we interpret.
         let value = match std::str::from_utf8(h.value) {
-            Ok(v) => v.to_string(),
-            // obs-text: kept, but never valid in the fields we interpret.
-            Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+            Ok(v) => Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(h.value),
         };
-        headers.append(h.name, value.trim_matches(|c| c == ' ' || c == '\t'));
+        headers.push(h.name, value.trim_matches(|c| c == ' ' || c == '\t'));
     }
 
     // RFC 9112 §3.2: exactly one Host on HTTP/1.1; never two.
@@ -163,10 +226,13 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         return HeadResult::Reject(400);
     }
 
-    let lengths: Vec<&str> = headers.get_all("content-length").collect();
-    let length = match lengths.as_slice() {
-        [] => None,
-        [one] => {
+    let lengths = {
+        let mut all = headers.get_all("content-length");
+        (all.next(), all.next())
+    };
+    let length = match lengths {
+        (None, _) => None,
+        (Some(one), None) => {
             if one.is_empty() || !one.bytes().all(|b| b.is_ascii_digit()) {
                 return HeadResult::Reject(400);
             }
@@ -178,12 +244,12 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         _ => return HeadResult::Reject(400),
     };
 
-    let codings: Vec<String> = headers
-        .get_all("transfer-encoding")
-        .flat_map(|v| v.split(','))
-        .map(|c| c.trim().to_ascii_lowercase())
-        .collect();
     let framing = if headers.contains("transfer-encoding") {
+        let codings: Vec<String> = headers
+            .get_all("transfer-encoding")
+            .flat_map(|v| v.split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .collect();
         if length.is_some() || version == Version::Http10 {
             return HeadResult::Reject(400);
         }
@@ -221,7 +287,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
 
     HeadResult::Complete(
         Head {
-            method: method.to_string(),
+            method: method_name(method),
             target: target.to_string(),
             version,
             headers,
@@ -493,6 +559,42 @@ mod tests {
         }
         assert!(d.is_done());
         assert_eq!(out, b"abcde");
+    }
+
+    #[test]
+    fn header_limits_below_and_above_the_stack_slots() {
+        for max_headers in [3, INLINE_HEADERS, INLINE_HEADERS + 1, 300] {
+            let limits = Limits {
+                max_header_bytes: 1 << 20,
+                max_headers,
+                max_uri: 100,
+                max_body: 100,
+            };
+            let head = |fields: usize| {
+                let mut h = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+                for i in 1..fields {
+                    h.push_str(&format!("X-{i}:  v{i}\t\r\n"));
+                }
+                h.push_str("\r\n");
+                parse_head(h.as_bytes(), &limits)
+            };
+            match head(max_headers) {
+                HeadResult::Complete(h, _) => {
+                    assert_eq!(h.headers.len(), max_headers);
+                    assert_eq!(h.method, "GET");
+                    assert_eq!(h.headers.get("host"), Some("x"));
+                    if max_headers > 1 {
+                        let last = format!("v{}", max_headers - 1);
+                        assert_eq!(h.headers.iter().last().map(|f| f.1), Some(&*last));
+                    }
+                }
+                other => panic!("{max_headers} fields: {other:?}"),
+            }
+            assert!(
+                matches!(head(max_headers + 1), HeadResult::Reject(431)),
+                "{max_headers}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! [`Request`]: what the server hands a handler.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
 use ropewalk_reactor::Address;
 
 use super::Headers;
@@ -41,12 +45,16 @@ impl Version {
 /// assert_eq!(req.query_param("q").as_deref(), Some("rope walk"));
 /// assert_eq!(req.query_param("n").as_deref(), Some("2"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Request {
-    method: String,
+    /// The common methods are static strings: no allocation per request.
+    method: Cow<'static, str>,
     target: String,
-    path: String,
-    query: Option<String>,
+    /// Where the path is in `target`; `None` stands for `/` (an absolute-form target
+    /// with no path).
+    path: Option<Range<usize>>,
+    /// Where the query is in `target`.
+    query: Option<Range<usize>>,
     version: Version,
     headers: Headers,
     body: Vec<u8>,
@@ -72,20 +80,26 @@ impl Request {
         headers: Headers,
         body: Vec<u8>,
     ) -> Request {
-        let target = target.into();
-        let origin = match target.find("://") {
-            Some(i) if !target.starts_with('/') => {
-                let rest = &target[i + 3..];
-                rest.find('/').map_or("/", |j| &rest[j..])
-            }
-            _ => target.as_str(),
-        };
-        let (path, query) = match origin.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (origin.to_string(), None),
-        };
+        Request::from_parts(
+            Cow::Owned(method.into()),
+            target.into(),
+            version,
+            headers,
+            body,
+        )
+    }
+
+    /// A request from parts the server has parsed.
+    pub(crate) fn from_parts(
+        method: Cow<'static, str>,
+        target: String,
+        version: Version,
+        headers: Headers,
+        body: Vec<u8>,
+    ) -> Request {
+        let (path, query) = split_target(&target);
         Request {
-            method: method.into(),
+            method,
             target,
             path,
             query,
@@ -137,7 +151,7 @@ impl Request {
     /// assert_eq!(r.path(), "/a%20b");
     /// ```
     pub fn path(&self) -> &str {
-        &self.path
+        self.path.clone().map_or("/", |r| &self.target[r])
     }
 
     /// The query string, after `?`.
@@ -150,7 +164,7 @@ impl Request {
     /// assert_eq!(r.query(), None);
     /// ```
     pub fn query(&self) -> Option<&str> {
-        self.query.as_deref()
+        self.query.clone().map(|r| &self.target[r])
     }
 
     /// The first value of a query parameter, percent-decoded (`+` is a space).
@@ -165,7 +179,7 @@ impl Request {
     /// assert_eq!(r.query_param("y"), None);
     /// ```
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.as_deref()?.split('&').find_map(|pair| {
+        self.query()?.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (percent_decode(k) == name).then(|| percent_decode(v))
         })
@@ -239,6 +253,41 @@ impl Request {
     }
 }
 
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method())
+            .field("target", &self.target)
+            .field("path", &self.path())
+            .field("query", &self.query())
+            .field("version", &self.version)
+            .field("headers", &self.headers)
+            .field("body", &self.body)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// Where the path and the query are in a request target: origin form (`/path?query`),
+/// absolute form (`http://host/path?query`) or `*`.
+fn split_target(target: &str) -> (Option<Range<usize>>, Option<Range<usize>>) {
+    let start = if target.starts_with('/') {
+        0
+    } else {
+        match target.find("://") {
+            Some(i) => match target[i + 3..].find('/') {
+                Some(j) => i + 3 + j,
+                None => return (None, None),
+            },
+            None => 0,
+        }
+    };
+    match target[start..].find('?') {
+        Some(q) => (Some(start..start + q), Some(start + q + 1..target.len())),
+        None => (Some(start..target.len()), None),
+    }
+}
+
 /// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are.
 pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -262,4 +311,29 @@ pub(crate) fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Headers, Request, Version};
+
+    fn parts(target: &str) -> (String, Option<String>) {
+        let r = Request::new("GET", target, Version::Http11, Headers::new(), vec![]);
+        (r.path().to_string(), r.query().map(str::to_string))
+    }
+
+    #[test]
+    fn path_and_query_of_every_target_form() {
+        let s = |p: &str, q: Option<&str>| (p.to_string(), q.map(str::to_string));
+        assert_eq!(parts("/a/b?x=1&y"), s("/a/b", Some("x=1&y")));
+        assert_eq!(parts("/?"), s("/", Some("")));
+        assert_eq!(parts("/a?b?c"), s("/a", Some("b?c")));
+        assert_eq!(parts("http://h.test/p?q"), s("/p", Some("q")));
+        assert_eq!(parts("http://h.test"), s("/", None));
+        assert_eq!(parts("http://h.test?q"), s("/", None));
+        assert_eq!(parts("*"), s("*", None));
+        assert_eq!(parts(""), s("", None));
+        // An origin-form path that holds "://" is not an absolute URI.
+        assert_eq!(parts("/x://y/z"), s("/x://y/z", None));
+    }
 }

@@ -56,8 +56,7 @@ impl Response {
     /// assert_eq!(r.body_bytes(), Some(&b"hi"[..]));
     /// ```
     pub fn text(body: impl Into<String>) -> Response {
-        Response::new(200)
-            .with_header("Content-Type", "text/plain; charset=utf-8")
+        Response::with_content_type(200, "text/plain; charset=utf-8")
             .with_body(body.into().into_bytes())
     }
 
@@ -70,8 +69,7 @@ impl Response {
     /// assert_eq!(r.headers().get("content-type"), Some("text/html; charset=utf-8"));
     /// ```
     pub fn html(body: impl Into<String>) -> Response {
-        Response::new(200)
-            .with_header("Content-Type", "text/html; charset=utf-8")
+        Response::with_content_type(200, "text/html; charset=utf-8")
             .with_body(body.into().into_bytes())
     }
 
@@ -84,9 +82,7 @@ impl Response {
     /// assert_eq!(r.body_bytes().unwrap().len(), 2);
     /// ```
     pub fn bytes(body: Vec<u8>) -> Response {
-        Response::new(200)
-            .with_header("Content-Type", "application/octet-stream")
-            .with_body(body)
+        Response::with_content_type(200, "application/octet-stream").with_body(body)
     }
 
     /// A response with a plain-text message for an error `status` (no internals).
@@ -98,9 +94,20 @@ impl Response {
     /// assert_eq!(r.body_bytes(), Some(&b"Not Found\n"[..]));
     /// ```
     pub fn error(status: u16) -> Response {
-        Response::new(status)
-            .with_header("Content-Type", "text/plain; charset=utf-8")
+        Response::with_content_type(status, "text/plain; charset=utf-8")
             .with_body(format!("{}\n", reason(status)).into_bytes())
+    }
+
+    /// An empty response with one `Content-Type` field: two allocations (the header
+    /// list's text and its index), none for temporary `String`s.
+    fn with_content_type(status: u16, content_type: &str) -> Response {
+        let mut headers = Headers::with_capacity(1, "Content-Type".len() + content_type.len());
+        headers.push("Content-Type", content_type);
+        Response {
+            status,
+            headers,
+            body: Body::Full(Vec::new()),
+        }
     }
 
     /// A streaming response: the body is written later through the [`BodyWriter`], sent

@@ -112,20 +112,28 @@ struct Shared {
     config: ServerConfig,
     limits: Limits,
     clock: Rc<dyn Clock>,
-    date: RefCell<(u64, String)>,
+    /// The `Date` field, whole (`Date: …\r\n`), and the second it was made for.
+    date: RefCell<(u64, Vec<u8>)>,
+    /// The `Server` field, whole, checked and cleaned once.
+    server_line: Option<Vec<u8>>,
 }
 
 impl Shared {
-    fn date(&self) -> String {
+    /// The `Date` field line, formatted once a second.
+    fn date_line(&self) -> std::cell::Ref<'_, [u8]> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut cache = self.date.borrow_mut();
-        if cache.0 != now || cache.1.is_empty() {
-            *cache = (now, http_date(now));
+        {
+            let mut cache = self.date.borrow_mut();
+            if cache.0 != now || cache.1.is_empty() {
+                cache.0 = now;
+                cache.1.clear();
+                write_field(&mut cache.1, "Date", &http_date(now));
+            }
         }
-        cache.1.clone()
+        std::cell::Ref::map(self.date.borrow(), |c| c.1.as_slice())
     }
 }
 
@@ -184,13 +192,19 @@ impl HttpServer {
             max_uri: config.max_uri,
             max_body: config.max_body,
         };
+        let server_line = config.server_name.as_deref().map(|name| {
+            let mut line = Vec::new();
+            write_field(&mut line, "Server", name);
+            line
+        });
         HttpServer {
             shared: Rc::new(Shared {
                 handler: Box::new(handler),
                 config,
                 limits,
                 clock: Rc::new(clock.clone()),
-                date: RefCell::new((0, String::new())),
+                date: RefCell::new((0, Vec::new())),
+                server_line,
             }),
         }
     }
@@ -453,9 +467,19 @@ impl HttpConnection {
                 .unwrap_or(Address::Test);
             (st.shared.clone(), peer)
         };
-        let request = Request::new(head.method, head.target, head.version, head.headers, body)
-            .with_peer(peer);
-        let d = shared.handler.handle(request);
+        let request =
+            Request::from_parts(head.method, head.target, head.version, head.headers, body)
+                .with_peer(peer);
+        let mut d = shared.handler.handle(request);
+        // A handler that answered at once (the common case): no callback, no cancel handle.
+        if let Some(result) = d.try_result() {
+            let response = handler_response(result);
+            let mut st = self.state.borrow_mut();
+            if let Some(slot) = st.queue.iter_mut().rev().find(|s| s.id == id) {
+                slot.response = Some(response);
+            }
+            return;
+        }
         let cancel = d.cancel_handle();
         if let Some(slot) = self
             .state
@@ -469,10 +493,7 @@ impl HttpConnection {
         let state = Rc::downgrade(&self.state);
         let pumping = self.pumping.clone();
         d.add_both(move |result: Result<Response, Failure>| {
-            let response = result.unwrap_or_else(|f| {
-                log::error!("request handler failed: {f}");
-                Response::error(500)
-            });
+            let response = handler_response(result);
             if let Some(state) = state.upgrade() {
                 if let Some(slot) = state.borrow_mut().queue.iter_mut().find(|s| s.id == id) {
                     slot.response = Some(response);
@@ -493,8 +514,8 @@ impl HttpConnection {
         let mut started_stream = None;
         // Once per batch: the date (cached per second) and the server name.
         let shared = st.shared.clone();
-        let date = shared.date();
-        let server = shared.config.server_name.as_deref();
+        let date = shared.date_line();
+        let server = shared.server_line.as_deref();
         while st.queue.front().is_some_and(|s| s.response.is_some()) {
             let mut slot = st.queue.pop_front().expect("front exists");
             let response = slot.response.take().expect("checked");
@@ -781,6 +802,14 @@ impl State {
     }
 }
 
+/// The response to send for a handler's result: a failure is logged and becomes a 500.
+fn handler_response(result: Result<Response, Failure>) -> Response {
+    result.unwrap_or_else(|f| {
+        log::error!("request handler failed: {f}");
+        Response::error(500)
+    })
+}
+
 /// Writes `response`'s head (and body, unless streamed) into `out`; for a streamed body,
 /// returns its writer, whether it is chunked, and whether the connection stays open.
 fn serialize(
@@ -788,43 +817,45 @@ fn serialize(
     mut response: Response,
     slot: &Slot,
     keep_alive: bool,
-    date: &str,
-    server: Option<&str>,
+    date_line: &[u8],
+    server_line: Option<&[u8]>,
 ) -> Option<(BodyWriter, bool, bool)> {
     let status = response.status();
     let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
-    let user_length = response.headers().get("content-length").map(str::to_string);
-    let headers = response.headers_mut();
-    headers.remove("transfer-encoding");
-    headers.remove("connection");
-    headers.remove("date");
+    let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
+    let headers = response.headers();
+    let user_length = headers.get("content-length");
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut has_server = false;
     for (name, value) in headers.iter() {
-        if name.eq_ignore_ascii_case("content-length") {
+        // The server writes these itself.
+        if ["content-length", "transfer-encoding", "connection", "date"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+        {
             continue;
         }
+        has_server |= name.eq_ignore_ascii_case("server");
         write_field(out, name, value);
     }
-    write_field(out, "Date", date);
-    if let Some(server) = server {
-        if !response.headers().contains("server") {
-            write_field(out, "Server", server);
+    out.extend_from_slice(date_line);
+    if let Some(server) = server_line {
+        if !has_server {
+            out.extend_from_slice(server);
         }
     }
     let mut keep_alive = keep_alive;
-    let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
     match body {
         Body::Full(bytes) => {
             // HEAD and 304 send no body, so an empty one stands for "not sent": the
             // handler's Content-Length (the GET body's length) is kept, not replaced by 0
             // (RFC 9110 §8.6); a 304 without one sends none.
-            let declared = user_length
-                .as_deref()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+            let declared =
+                user_length.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
             if status == 204 || (100..200).contains(&status) {
                 // No length at all.
             } else if (slot.head_only || status == 304) && bytes.is_empty() {
@@ -844,7 +875,7 @@ fn serialize(
         }
         Body::Stream(writer) => {
             if no_body {
-                if let Some(len) = &user_length {
+                if let Some(len) = user_length {
                     if status != 204 && !(100..200).contains(&status) {
                         write_field(out, "Content-Length", len);
                     }
@@ -855,7 +886,7 @@ fn serialize(
             } else {
                 let mut chunked = false;
                 match user_length {
-                    Some(len) => write_field(out, "Content-Length", &len),
+                    Some(len) => write_field(out, "Content-Length", len),
                     None if slot.version == Version::Http11 => {
                         write_field(out, "Transfer-Encoding", "chunked");
                         chunked = true;
@@ -887,10 +918,12 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
         log::warn!("dropping response header with an invalid name: {name:?}");
         return;
     }
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     let is_ctl = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
-    if value.bytes().any(is_ctl) {
+    // No early exit: a loop the compiler can vectorize.
+    if value.bytes().fold(false, |ctl, b| ctl | is_ctl(b)) {
         out.extend(value.bytes().map(|b| if is_ctl(b) { b' ' } else { b }));
     } else {
         out.extend_from_slice(value.as_bytes());

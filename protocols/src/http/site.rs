@@ -138,22 +138,32 @@ impl Site {
 
 impl Handler for Site {
     fn handle(&self, request: Request) -> Deferred<Response> {
-        let method = request.method().to_string();
-        if !KNOWN_METHODS.contains(&method.as_str()) {
-            return Deferred::succeed(Response::error(501));
+        // Find the handler with the request borrowed, then hand the request over.
+        let handler = match self.find(&request) {
+            Ok(handler) => handler,
+            Err(response) => return Deferred::succeed(response),
+        };
+        handler.handle(request)
+    }
+}
+
+impl Site {
+    /// The handler for `request`, or the response that says why there is none.
+    fn find(&self, request: &Request) -> Result<&Rc<dyn Handler>, Response> {
+        let method = request.method();
+        if !KNOWN_METHODS.contains(&method) {
+            return Err(Response::error(501));
         }
         if request.target() == "*" {
-            return Deferred::succeed(
-                Response::new(200).with_header("Allow", KNOWN_METHODS[..7].join(", ")),
-            );
+            return Err(Response::new(200).with_header("Allow", KNOWN_METHODS[..7].join(", ")));
         }
-        let path = request.path().to_string();
+        let path = request.path();
         let mut allowed: Vec<&str> = Vec::new();
         for route in self.routes.iter().filter(|r| r.path == path) {
             match &route.method {
-                None => return route.handler.handle(request),
+                None => return Ok(&route.handler),
                 Some(m) if *m == method || (m == "GET" && method == "HEAD") => {
-                    return route.handler.handle(request);
+                    return Ok(&route.handler);
                 }
                 Some(m) => {
                     allowed.push(m);
@@ -165,18 +175,16 @@ impl Handler for Site {
         }
         if !allowed.is_empty() {
             allowed.dedup();
-            return Deferred::succeed(
-                Response::error(405).with_header("Allow", allowed.join(", ")),
-            );
+            return Err(Response::error(405).with_header("Allow", allowed.join(", ")));
         }
         if let Some((_, handler)) = self
             .mounts
             .iter()
             .find(|(p, _)| path.starts_with(p.as_str()))
         {
-            return handler.handle(request);
+            return Ok(handler);
         }
-        Deferred::succeed(Response::error(404))
+        Err(Response::error(404))
     }
 }
 
