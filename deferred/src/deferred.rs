@@ -67,8 +67,10 @@ enum State<T> {
     /// In a shared chain, polled as a future and not finished: dropping it cancels.
     Awaited(Awaited),
     /// Fired with a value, every callback run, and nobody else can see it: the value lives
-    /// in the handle, and callbacks added now run inline without allocating.
-    Value(T, &'static Location<'static>),
+    /// in the handle, and callbacks added now run inline without allocating. (`None` once
+    /// `poll` has taken it: taken in place, without copying the whole state, which the
+    /// processor would otherwise stall on right after the handle was built.)
+    Value(Option<T>, &'static Location<'static>),
     /// As `Value`, with a failure (logged if the handle is dropped with it).
     Failed(Unhandled),
     /// Taken by `try_result` or by a completed `poll`.
@@ -355,7 +357,7 @@ impl<T: 'static> Deferred<T> {
     #[inline]
     fn ready(result: Result<T, Failure>, at: &'static Location<'static>) -> Deferred<T> {
         let state = match result {
-            Ok(v) => State::Value(v, at),
+            Ok(v) => State::Value(Some(v), at),
             Err(f) => State::Failed(Unhandled {
                 failure: Some(f),
                 at,
@@ -378,12 +380,12 @@ impl<T: 'static> Deferred<T> {
         match self.state {
             State::Chain(s) => s,
             State::Awaited(a) => a.defuse(),
-            State::Value(v, at) => Shared::fired(at, Res::Value(Value::new(v))),
+            State::Value(Some(v), at) => Shared::fired(at, Res::Value(Value::new(v))),
             State::Failed(u) => {
                 let (f, at) = u.take();
                 Shared::fired(at, Res::Failure(f))
             }
-            State::Taken => Shared::fired(
+            State::Value(None, _) | State::Taken => Shared::fired(
                 Location::caller(),
                 Res::Failure(Failure::new(WaitError::ResultTaken)),
             ),
@@ -395,11 +397,13 @@ impl<T: 'static> Deferred<T> {
     #[inline]
     fn into_ready(self) -> Result<T, Current> {
         match self.state {
-            State::Value(v, _) => Ok(v),
+            State::Value(Some(v), _) => Ok(v),
             State::Failed(u) => Err(Current::Failure(u.take().0)),
             State::Chain(s) => Err(Current::Wait(s)),
             State::Awaited(a) => Err(Current::Wait(a.defuse())),
-            State::Taken => Err(Current::Failure(Failure::new(WaitError::ResultTaken))),
+            State::Value(None, _) | State::Taken => {
+                Err(Current::Failure(Failure::new(WaitError::ResultTaken)))
+            }
         }
     }
 
@@ -408,14 +412,14 @@ impl<T: 'static> Deferred<T> {
     #[inline]
     fn take_ready(self) -> Result<(Result<T, Failure>, &'static Location<'static>), Shared> {
         let s = match self.state {
-            State::Value(v, at) => return Ok((Ok(v), at)),
+            State::Value(Some(v), at) => return Ok((Ok(v), at)),
             State::Failed(u) => {
                 let (f, at) = u.take();
                 return Ok((Err(f), at));
             }
             State::Chain(s) => s,
             State::Awaited(a) => a.defuse(),
-            State::Taken => {
+            State::Value(None, _) | State::Taken => {
                 return Ok((
                     Err(Failure::new(WaitError::ResultTaken)),
                     Location::caller(),
@@ -430,7 +434,7 @@ impl<T: 'static> Deferred<T> {
 
     /// Whether the result is carried by the handle (no chain).
     pub(crate) fn is_ready(&self) -> bool {
-        matches!(self.state, State::Value(..) | State::Failed(_))
+        matches!(self.state, State::Value(Some(_), _) | State::Failed(_))
     }
 
     /// A Deferred with no result yet, and the [`Resolver`] that will give it one.
@@ -833,7 +837,8 @@ impl<T: 'static> Deferred<T> {
     /// ```
     pub fn try_result(&mut self) -> Option<Result<T, Failure>> {
         match std::mem::replace(&mut self.state, State::Taken) {
-            State::Value(v, _) => Some(Ok(v)),
+            State::Value(Some(v), _) => Some(Ok(v)),
+            State::Value(None, _) => None,
             State::Failed(u) => Some(Err(u.take().0)),
             state @ (State::Chain(_) | State::Awaited(_)) => {
                 self.state = state;
@@ -944,11 +949,25 @@ impl<T> Deferred<T> {
 impl<T: 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        // A handle that carries its value (`succeed`, or a finished chain): no call.
+        if let State::Value(v, _) = &mut this.state {
+            if let Some(v) = v.take() {
+                return Poll::Ready(Ok(v));
+            }
+        }
+        this.poll_chain(cx)
+    }
+}
+
+impl<T: 'static> Deferred<T> {
+    fn poll_chain(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Failure>> {
+        let this = self;
         if this.is_ready() {
             return Poll::Ready(match std::mem::replace(&mut this.state, State::Taken) {
-                State::Value(v, _) => Ok(v),
+                State::Value(Some(v), _) => Ok(v),
                 State::Failed(u) => Err(u.take().0),
                 _ => unreachable!("a handle that carries its result"),
             });
@@ -977,14 +996,14 @@ impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = match &self.state {
             State::Chain(s) | State::Awaited(Awaited(Some(s))) => s,
-            State::Value(v, _) => return write!(f, "Deferred(current result: {v:?})"),
+            State::Value(Some(v), _) => return write!(f, "Deferred(current result: {v:?})"),
             State::Failed(Unhandled {
                 failure: Some(e),
                 at,
             }) => {
                 return write!(f, "Deferred(failed: {e}, created at {at})");
             }
-            State::Failed(_) | State::Awaited(_) | State::Taken => {
+            State::Value(None, _) | State::Failed(_) | State::Awaited(_) | State::Taken => {
                 return f.write_str("Deferred(result taken)")
             }
         };
