@@ -31,18 +31,37 @@ use crate::error::{AlreadyCalled, Cancelled, ResolverDropped, WaitError};
 use crate::Failure;
 
 /// A counted reference to a chain. The last one to go recycles the chain's allocation.
-pub(crate) struct Shared(Rc<RefCell<Chain>>);
+pub(crate) struct Shared(Rc<Node>);
 
 /// A reference that does not keep the chain alive (cancel handles, `chained_to`).
 #[derive(Clone, Default)]
-pub(crate) struct WeakShared(Weak<RefCell<Chain>>);
+pub(crate) struct WeakShared(Weak<Node>);
+
+/// A chain and its result, each in a cell of its own.
+///
+/// A run holds the result for as long as it runs steps, and hands each step a `&mut` to
+/// it, while it lets go of the chain around every step (a step may add steps, cancel, or
+/// look). So a result is never copied between steps: copying a 24-byte value that was
+/// just written field by field stalls the processor (store forwarding).
+pub(crate) struct Node {
+    chain: RefCell<Chain>,
+    current: RefCell<Current>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Current::Failure(f) = self.current.get_mut() {
+            log_unhandled(self.chain.get_mut().created_at, f);
+        }
+    }
+}
 
 /// How many emptied chains a thread keeps for reuse.
 const POOL_CAP: usize = 64;
 
 thread_local! {
     /// Emptied chains, each referenced only from here.
-    static POOL: RefCell<Vec<Rc<RefCell<Chain>>>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Rc<Node>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Shared {
@@ -55,22 +74,51 @@ impl Shared {
             .flatten();
         match reused {
             Some(rc) => {
-                rc.borrow_mut().created_at = created_at;
+                rc.chain.borrow_mut().created_at = created_at;
                 Shared(rc)
             }
-            None => Shared(Rc::new(RefCell::new(Chain::new(created_at)))),
+            None => Shared(Rc::new(Node {
+                chain: RefCell::new(Chain::new(created_at)),
+                current: RefCell::new(Current::Pending),
+            })),
         }
     }
 
     /// A chain that already has its result.
     pub(crate) fn fired(created_at: &'static Location<'static>, result: Res) -> Shared {
         let s = Shared::pending(created_at);
-        {
-            let mut c = s.borrow_mut();
-            c.called = true;
-            c.current = result.into_current();
-        }
+        s.borrow_mut().called = true;
+        replace_in(&mut s.cur().borrow_mut(), result.into_current());
         s
+    }
+
+    /// The chain's result.
+    #[inline(always)]
+    pub(crate) fn cur(&self) -> &RefCell<Current> {
+        &self.0.current
+    }
+
+    /// Takes the final result for an awaiting task or `wait()`.
+    pub(crate) fn take_result<T: 'static>(&self) -> Result<T, Failure> {
+        match mem::replace(&mut *self.cur().borrow_mut(), Current::Taken) {
+            Current::Value(v) => Ok(v.take::<T>()),
+            Current::Failure(f) => Err(f),
+            _ => Err(Failure::new(WaitError::ResultTaken)),
+        }
+    }
+
+    /// The final value, if it is a `T`, for `Debug`.
+    pub(crate) fn inspect_value<T: 'static, R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        {
+            let c = self.try_borrow().ok()?;
+            if !c.is_settled() || c.chained_to.is_some() {
+                return None;
+            }
+        }
+        match &*self.cur().try_borrow().ok()? {
+            Current::Value(v) => v.inspect(f),
+            _ => None,
+        }
     }
 
     pub(crate) fn downgrade(&self) -> WeakShared {
@@ -81,7 +129,7 @@ impl Shared {
         Rc::ptr_eq(&self.0, &other.0)
     }
 
-    pub(crate) fn as_ptr(&self) -> *const RefCell<Chain> {
+    pub(crate) fn as_ptr(&self) -> *const Node {
         Rc::as_ptr(&self.0)
     }
 
@@ -107,7 +155,7 @@ impl Deref for Shared {
     type Target = RefCell<Chain>;
     #[inline]
     fn deref(&self) -> &RefCell<Chain> {
-        &self.0
+        &self.0.chain
     }
 }
 
@@ -125,14 +173,15 @@ impl Drop for Shared {
 /// What the chain held is dropped in place: no destructor can reach this chain (nothing
 /// else refers to it), and the pool is not borrowed meanwhile, so destructors may create
 /// and drop other chains.
-fn recycle(rc: &Rc<RefCell<Chain>>) {
-    let Ok(mut c) = rc.try_borrow_mut() else {
+fn recycle(rc: &Rc<Node>) {
+    let (Ok(mut c), Ok(mut cur)) = (rc.chain.try_borrow_mut(), rc.current.try_borrow_mut()) else {
         return;
     };
-    if let Current::Failure(f) = &c.current {
+    if let Current::Failure(f) = &*cur {
         log_unhandled(c.created_at, f);
     }
-    replace_current(&mut c, Current::Pending);
+    replace_in(&mut cur, Current::Pending);
+    drop(cur);
     if c.steps.len != 0
         || c.steps.overflow.is_some()
         || c.steps.tail.is_some()
@@ -524,7 +573,6 @@ impl Steps {
 pub(crate) type Canceller = Box<dyn FnOnce() -> Option<Res>>;
 
 pub(crate) struct Chain {
-    pub(crate) current: Current,
     pub(crate) steps: Steps,
     pub(crate) paused: u32,
     pub(crate) called: bool,
@@ -570,7 +618,6 @@ impl Drop for DepthGuard {
 impl Chain {
     const fn new(created_at: &'static Location<'static>) -> Chain {
         Chain {
-            current: Current::Pending,
             steps: Steps::new(),
             paused: 0,
             called: false,
@@ -593,58 +640,58 @@ impl Chain {
     pub(crate) fn is_settled(&self) -> bool {
         self.runnable() && self.steps.is_empty()
     }
-
-    /// Takes the final result for an awaiting task or `wait()`.
-    pub(crate) fn take_result<T: 'static>(&mut self) -> Result<T, Failure> {
-        match mem::replace(&mut self.current, Current::Taken) {
-            Current::Value(v) => Ok(v.take::<T>()),
-            Current::Failure(f) => Err(f),
-            _ => Err(Failure::new(WaitError::ResultTaken)),
-        }
-    }
-
-    /// The final value, if it is a `T`, for `Debug`.
-    pub(crate) fn inspect_value<T: 'static, R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
-        if !self.is_settled() || self.chained_to.is_some() {
-            return None;
-        }
-        match &self.current {
-            Current::Value(v) => v.inspect(f),
-            _ => None,
-        }
-    }
 }
 
 /// Fires a chain. `Err` if it already had a result (and was not owed a swallowed fire).
+///
+/// Inlined, so that the result is built right where it is stored.
+#[inline(always)]
 pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
+    if chain.borrow().called {
+        return fire_again(chain);
+    }
+    // Not running (it was not called): nobody holds the result.
+    replace_in(&mut chain.cur().borrow_mut(), result.into_current());
+    fired(chain);
+    Ok(())
+}
+
+/// A second fire: swallowed once after a cancel, `AlreadyCalled` otherwise.
+#[cold]
+fn fire_again(chain: &Shared) -> Result<(), AlreadyCalled> {
+    let mut c = chain.borrow_mut();
+    if mem::take(&mut c.suppress_already_called) {
+        return Ok(());
+    }
+    Err(AlreadyCalled {
+        created_at: c.created_at,
+    })
+}
+
+/// The chain has its result: run what waits for it.
+fn fired(chain: &Shared) {
     {
         let mut c = chain.borrow_mut();
-        if c.called {
-            if mem::take(&mut c.suppress_already_called) {
-                return Ok(());
-            }
-            return Err(AlreadyCalled {
-                created_at: c.created_at,
-            });
-        }
         c.called = true;
-        replace_current(&mut c, result.into_current());
         c.canceller = None;
         if c.paused > 0 || c.running || (c.steps.is_empty() && c.waker.is_none()) {
-            return Ok(());
+            return;
         }
     }
     run(chain.clone());
-    Ok(())
 }
 
 /// Fires a chain with a value. A value that is not stored inline runs the first waiting
 /// callback where it lies, so it needs no box of its own.
-#[inline]
+#[inline(always)]
 pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled> {
     if Value::inlines::<T>() {
         return fire(chain, Res::Value(Value::new(value)));
     }
+    fire_boxed(chain, value)
+}
+
+fn fire_boxed<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled> {
     let step = {
         let mut c = chain.borrow_mut();
         if c.called || c.paused > 0 || c.running || !c.steps.has_steps() {
@@ -657,9 +704,9 @@ pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), Alr
         c.called = true;
         c.canceller = None;
         c.running = true;
-        c.current = Current::Running;
         step
     };
+    replace_in(&mut chain.cur().borrow_mut(), Current::Running);
     let mut slot = Some(value);
     let out = {
         let _depth = DepthGuard::enter();
@@ -668,10 +715,16 @@ pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), Alr
     };
     let mut c = chain.borrow_mut();
     c.running = false;
-    match settle(chain, &mut c, out) {
-        Some(result) => replace_current(&mut c, result),
-        None => return Ok(()),
-    }
+    let result = match out {
+        Current::Wait(inner) => wait_on(chain, &mut c, inner),
+        other => Some(other),
+    };
+    let Some(result) = result else {
+        // Waits on `inner`, which continues it.
+        replace_in(&mut chain.cur().borrow_mut(), Current::Pending);
+        return Ok(());
+    };
+    replace_in(&mut chain.cur().borrow_mut(), result);
     drop(c);
     run(chain.clone());
     Ok(())
@@ -779,16 +832,19 @@ pub(crate) fn take_unshared<T: 'static>(
     if !chain.is_unique() {
         return None;
     }
-    let mut c = chain.borrow_mut();
-    if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
-        return None;
-    }
-    let at = c.created_at;
-    match mem::replace(&mut c.current, Current::Taken) {
+    let at = {
+        let c = chain.borrow();
+        if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
+            return None;
+        }
+        c.created_at
+    };
+    let mut cur = chain.cur().borrow_mut();
+    match mem::replace(&mut *cur, Current::Taken) {
         Current::Value(v) => Some((Ok(v.take::<T>()), at)),
         Current::Failure(f) => Some((Err(f), at)),
         other => {
-            c.current = other;
+            *cur = other;
             None
         }
     }
@@ -824,7 +880,7 @@ fn run_one(shared: &Shared) -> Option<Shared> {
             Ok(next) => break next,
             Err(p) => {
                 let failure = Failure::from_panic(p);
-                replace_current(&mut shared.borrow_mut(), Current::Failure(failure));
+                replace_in(&mut shared.cur().borrow_mut(), Current::Failure(failure));
             }
         }
     };
@@ -842,34 +898,43 @@ fn run_one(shared: &Shared) -> Option<Shared> {
 /// Runs the steps of a running chain until it is paused, waits, hands its result on, or
 /// has no step left. Returns the chain to go on with, if its result was handed on.
 ///
-/// The result travels in a local between steps and is stored back in the chain when the
-/// run stops; meanwhile the chain says `Running`, which is all a step could see of it.
+/// The result stays borrowed, in place, for the whole run; the chain itself is let go
+/// around every step.
 fn run_steps(shared: &Shared) -> Option<Shared> {
+    let mut cur = shared.cur().borrow_mut();
     let mut c = shared.borrow_mut();
-    let mut cur = mem::replace(&mut c.current, Current::Running);
     while c.paused == 0 {
         let Some(step) = c.steps.pop_step() else {
             let Some(tail) = c.steps.tail.take() else {
                 break;
             };
-            c.current = Current::Taken;
             drop(c);
+            let result = into_res(mem::replace(&mut *cur, Current::Taken));
+            drop(cur);
             // Nobody else holds this chain's handle: it has nothing more to run.
             let (target, explicit) = match tail {
                 Tail::Continue(target) => (target, false),
                 Tail::ChainTo(target) => (target, true),
             };
-            return deliver(&target, into_res(cur), explicit).then_some(target);
+            return deliver(&target, result, explicit).then_some(target);
         };
         drop(c);
         step.run(&mut cur);
         c = shared.borrow_mut();
-        if let Current::Wait(inner) = cur {
-            // `None`: paused until `inner` continues it; `wait_on` left the chain `Pending`.
-            cur = wait_on(shared, &mut c, inner)?;
+        if let Current::Wait(_) = *cur {
+            let Current::Wait(inner) = mem::replace(&mut *cur, Current::Running) else {
+                unreachable!("matched above")
+            };
+            match wait_on(shared, &mut c, inner) {
+                Some(result) => replace_in(&mut cur, result),
+                None => {
+                    // Paused until `inner` continues it.
+                    replace_in(&mut cur, Current::Pending);
+                    return None;
+                }
+            }
         }
     }
-    replace_current(&mut c, cur);
     None
 }
 
@@ -883,11 +948,11 @@ fn into_res(cur: Current) -> Res {
     }
 }
 
-/// Replaces the chain's result; what it held is dropped only if it owns anything (most
-/// often it is a placeholder or an inline value).
+/// Replaces a result; what it held is dropped only if it owns anything (most often it is a
+/// placeholder or an inline value).
 #[inline(always)]
-fn replace_current(c: &mut Chain, new: Current) {
-    let old = mem::replace(&mut c.current, new);
+fn replace_in(cur: &mut Current, new: Current) {
+    let old = mem::replace(cur, new);
     match old {
         Current::Pending
         | Current::Running
@@ -902,16 +967,6 @@ fn drop_cold(old: Current) {
     drop(old);
 }
 
-/// The chain's new current result after a step ran; `None` when it now waits on a
-/// Deferred the step returned.
-#[inline(always)]
-fn settle(shared: &Shared, c: &mut Chain, out: Current) -> Option<Current> {
-    match out {
-        Current::Wait(inner) => wait_on(shared, c, inner),
-        other => Some(other),
-    }
-}
-
 /// A step returned `inner`: take its result now if it has a final one, else pause this
 /// chain until `inner` continues it.
 fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
@@ -922,7 +977,7 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
     }
     let mut ic = inner.borrow_mut();
     if ic.is_settled() && ic.chained_to.is_none() {
-        let result = mem::replace(&mut ic.current, Current::Taken);
+        let result = mem::replace(&mut *inner.cur().borrow_mut(), Current::Taken);
         return Some(match result {
             Current::Value(_) | Current::Failure(_) => result,
             _ => Current::Failure(Failure::new(WaitError::ResultTaken)),
@@ -930,7 +985,6 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
     }
     c.paused += 1;
     c.chained_to = Some(inner.downgrade());
-    c.current = Current::Pending;
     ic.steps.set_tail(Tail::Continue(shared.clone()));
     None
 }
@@ -954,39 +1008,36 @@ fn deliver(target: &Shared, result: Res, explicit: bool) -> bool {
         t.paused = t.paused.saturating_sub(1);
         t.chained_to = None;
     }
-    t.current = result.into_current();
+    replace_in(&mut target.cur().borrow_mut(), result.into_current());
     t.runnable()
 }
 
-impl Drop for Chain {
-    fn drop(&mut self) {
-        if let Current::Failure(f) = &self.current {
-            log_unhandled(self.created_at, f);
-        }
-    }
-}
-
-impl fmt::Debug for Chain {
+impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Ok(c) = self.try_borrow() else {
+            return f.write_str("Deferred(running callbacks)");
+        };
         f.write_str("Deferred(")?;
-        if let Some(inner) = self.chained_to.as_ref().and_then(WeakShared::upgrade) {
+        if let Some(inner) = c.chained_to.as_ref().and_then(WeakShared::upgrade) {
             write!(f, "waiting on Deferred at {:p}", inner.as_ptr())?;
         } else {
-            match &self.current {
-                Current::Pending => f.write_str("pending")?,
-                Current::Value(_) => f.write_str("fired with a value")?,
-                Current::Failure(fail) => write!(f, "failed: {fail}")?,
-                Current::Running | Current::Wait(_) => f.write_str("running callbacks")?,
-                Current::Taken => f.write_str("result taken")?,
+            match self.cur().try_borrow().as_deref() {
+                Ok(Current::Pending) => f.write_str("pending")?,
+                Ok(Current::Value(_)) => f.write_str("fired with a value")?,
+                Ok(Current::Failure(fail)) => write!(f, "failed: {fail}")?,
+                Ok(Current::Running | Current::Wait(_)) | Err(_) => {
+                    f.write_str("running callbacks")?
+                }
+                Ok(Current::Taken) => f.write_str("result taken")?,
             }
         }
-        if self.paused > 0 {
-            write!(f, ", paused {}", self.paused)?;
+        if c.paused > 0 {
+            write!(f, ", paused {}", c.paused)?;
         }
-        if !self.steps.is_empty() {
-            write!(f, ", {} callbacks pending", self.steps.len())?;
+        if !c.steps.is_empty() {
+            write!(f, ", {} callbacks pending", c.steps.len())?;
         }
-        write!(f, ", created at {})", self.created_at)
+        write!(f, ", created at {})", c.created_at)
     }
 }
 
@@ -1049,7 +1100,7 @@ mod tests {
             "the pool hands back the last chain dropped"
         );
         let c = b.borrow();
-        assert!(c.steps.is_empty() && !c.called && matches!(c.current, Current::Pending));
+        assert!(c.steps.is_empty() && !c.called && matches!(*b.cur().borrow(), Current::Pending));
     }
 
     #[test]

@@ -843,8 +843,9 @@ impl<T: 'static> Deferred<T> {
             state @ (State::Chain(_) | State::Awaited(_)) => {
                 self.state = state;
                 let taken = {
-                    let mut c = self.chain()?.borrow_mut();
-                    c.is_settled().then(|| c.take_result::<T>())
+                    let shared = self.chain()?;
+                    let settled = shared.borrow().is_settled();
+                    settled.then(|| shared.take_result::<T>())
                 };
                 if taken.is_some() {
                     // Finished: dropping the handle no longer cancels.
@@ -884,7 +885,7 @@ impl<T: 'static> Deferred<T> {
             Err(shared) => shared,
         };
         if shared.borrow().is_settled() {
-            return shared.borrow_mut().take_result::<T>();
+            return shared.take_result::<T>();
         }
         if chain::in_callback() {
             return Err(Failure::new(WaitError::InsideCallback));
@@ -893,9 +894,9 @@ impl<T: 'static> Deferred<T> {
             return Err(Failure::new(WaitError::NoReactor));
         };
         driver.run_until(&mut || shared.borrow().is_settled())?;
-        let mut c = shared.borrow_mut();
-        if c.is_settled() {
-            c.take_result::<T>()
+        let settled = shared.borrow().is_settled();
+        if settled {
+            shared.take_result::<T>()
         } else {
             Err(Failure::new(WaitError::ReactorStopped))
         }
@@ -977,8 +978,8 @@ impl<T: 'static> Deferred<T> {
         };
         let mut c = shared.borrow_mut();
         if c.is_settled() {
-            let result = c.take_result::<T>();
             drop(c);
+            let result = shared.take_result::<T>();
             this.disarm();
             return Poll::Ready(result);
         }
@@ -1007,15 +1008,12 @@ impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
                 return f.write_str("Deferred(result taken)")
             }
         };
-        let Ok(c) = shared.try_borrow() else {
-            return f.write_str("Deferred(running callbacks)");
-        };
         if let Some(written) =
-            c.inspect_value::<T, _>(|v| write!(f, "Deferred(current result: {v:?})"))
+            shared.inspect_value::<T, _>(|v| write!(f, "Deferred(current result: {v:?})"))
         {
             return written;
         }
-        fmt::Debug::fmt(&*c, f)
+        fmt::Debug::fmt(shared, f)
     }
 }
 
@@ -1112,10 +1110,7 @@ impl<T> Drop for Resolver<T> {
 impl<T> fmt::Debug for Resolver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.chain {
-            Some(c) => match c.try_borrow() {
-                Ok(c) => write!(f, "Resolver({:?})", &*c),
-                Err(_) => f.write_str("Resolver(running callbacks)"),
-            },
+            Some(c) => write!(f, "Resolver({c:?})"),
             None => f.write_str("Resolver(fired)"),
         }
     }
