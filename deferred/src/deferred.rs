@@ -243,6 +243,21 @@ fn out_of<U: 'static>(outcome: Outcome<U>) -> Current {
     }
 }
 
+/// Stores what a returned Deferred hands on in `cur`; out of line, so that the common
+/// paths stay small.
+#[inline(never)]
+fn put_chain<U: 'static>(cur: &mut Current, d: Deferred<U>) {
+    match d.state {
+        State::Value(Some(v), _) => chain::put_value(cur, v),
+        State::Chain(s) => chain::put(cur, Current::Wait(s)),
+        State::Awaited(a) => chain::put(cur, Current::Wait(a.defuse())),
+        State::Failed(u) => chain::put(cur, Current::Failure(u.take().0)),
+        State::Value(None, _) | State::Taken => {
+            chain::put(cur, Current::Failure(Failure::new(WaitError::ResultTaken)))
+        }
+    }
+}
+
 /// `out_of` for a returned Deferred, kept out of line so that the common paths stay small.
 #[inline(never)]
 fn chain_out<U: 'static>(d: Deferred<U>) -> Current {
@@ -263,8 +278,13 @@ struct Lean<T, U, F> {
 impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U>> Step for Lean<T, U, F> {
     fn run(self: Box<Self>, cur: &mut Current) {
         let Lean { f, .. } = *self;
-        let out = out_of(f(chain::take_input::<T>(cur)));
-        chain::put(cur, out);
+        // Each outcome written into `cur` on its own path (merged first, it would go
+        // through a temporary copied whole).
+        match f(chain::take_input::<T>(cur)) {
+            Outcome::Value(v) => chain::put_value(cur, v),
+            Outcome::Failure(e) => chain::put(cur, Current::Failure(e)),
+            Outcome::Chain(d) => put_chain(cur, d),
+        }
     }
 
     fn run_on(self: Box<Self>, slot: &mut dyn std::any::Any) -> Current {
