@@ -467,3 +467,84 @@ fn dropped_resolver_errbacks() {
     drop(r);
     assert_eq!(d.wait().unwrap(), -2);
 }
+
+/// Twisted: none (ropewalk-specific): a Deferred printed from inside one of its own
+/// callbacks (through a handle kept elsewhere) says it is running; nothing panics.
+#[test]
+fn debug_from_inside_its_own_callback() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let slot: Rc<RefCell<Option<Deferred<u64>>>> = Rc::new(RefCell::new(None));
+    let seen = Rc::new(RefCell::new(String::new()));
+    let (d, r) = Deferred::<u64>::pending();
+    let (s2, seen2) = (slot.clone(), seen.clone());
+    let d = d.add_callback(move |n| {
+        if let Some(d) = s2.borrow().as_ref() {
+            *seen2.borrow_mut() = format!("{d:?}");
+        }
+        Ok(n + 1)
+    });
+    let d = d.add_callback(|n| Ok(n * 2));
+    *slot.borrow_mut() = Some(d);
+    r.callback(1).unwrap();
+    assert!(
+        seen.borrow().contains("running callbacks"),
+        "{}",
+        seen.borrow()
+    );
+    let d = slot.borrow_mut().take().unwrap();
+    assert_eq!(d.wait().unwrap(), 4);
+}
+
+/// Twisted: none (ropewalk-specific): small values (stored inline) and boxed values pass
+/// through a chain that changes type at every step, pending and fired, exactly.
+#[test]
+fn values_of_every_kind_pass_through_a_chain() {
+    let (d, r) = Deferred::<u8>::pending();
+    let d = d
+        .add_callback(|b| Ok(i64::from(b) - 300)) // u8 -> i64 (inline -> inline)
+        .add_callback(|n| Ok(n.to_string())) // -> String (boxed)
+        .add_callback(|s| Ok(s.len() == 4)) // -> bool (inline)
+        .add_callback(|b| Ok(if b { 'y' } else { 'n' })) // -> char
+        .add_callback(|c| Ok((c, 2.5f64))) // -> tuple (boxed)
+        .add_callback(|(c, x)| Ok(f64::from(u32::from(c)) + x)) // -> f64
+        .add_callback(|x| Ok(x.to_bits())) // -> u64
+        .add_callback(|_| Ok(())); // -> ()
+    r.callback(45).unwrap();
+    d.wait().unwrap(); // (): all the way through, with no failure
+
+    let (d, r) = Deferred::<i32>::pending();
+    let d = d
+        .add_callback(|n| Ok(vec![n; 3]))
+        .add_errback(|_| Ok(vec![]))
+        .add_callback(|v| Ok(v.iter().map(|&n| i64::from(n)).sum::<i64>()))
+        .add_callback(|n| Ok(f32::from(n as i16) / 2.0));
+    r.callback(-7).unwrap();
+    assert_eq!(d.wait().unwrap(), -10.5);
+}
+
+/// Twisted: none (ropewalk-specific): chains are reused after they are dropped; a reused
+/// one starts empty (no result, no step, no pause) whatever the last one held.
+#[test]
+fn a_reused_chain_starts_empty() {
+    for round in 0..3 {
+        // Leave chains behind in every state a dropped one can be in.
+        let (d, r) = Deferred::<u64>::pending();
+        let mut d = d.add_callback(|n| Ok(n + 1));
+        d.pause();
+        drop(d);
+        drop(r);
+        let (d, _r) = Deferred::<String>::pending();
+        drop(d.add_callback(|s| Ok(s.len())));
+        let (d, r) = Deferred::<u64>::pending();
+        r.callback(round).unwrap();
+        assert_eq!(d.wait().unwrap(), round);
+
+        let (mut d, r) = Deferred::<u64>::pending();
+        assert!(!d.is_called() && !d.is_paused() && d.try_result().is_none());
+        let d = d.add_callback(|n| Ok(n * 10));
+        r.callback(round).unwrap();
+        assert_eq!(d.wait().unwrap(), round * 10);
+    }
+}
