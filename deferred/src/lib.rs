@@ -49,13 +49,19 @@
 //!
 //! # Implementation
 //!
-//! A Deferred is a handle on one shared chain (`Rc<RefCell<..>>`): the current result, a
-//! queue of steps, a pause count. Values are type-erased between steps; each step is one
-//! boxed closure that also holds the value it produces, so a callback costs one allocation.
-//! The runner pops steps in a loop and releases the chain's borrow while user code runs.
-//! When a callback returns an unfired Deferred, the outer chain pauses and a continuation
-//! entry is appended to the inner one; when the runner reaches a continuation it moves the
-//! result across and carries on with the outer chain in the same loop.
+//! A Deferred is a handle on one shared chain (`Rc`): a queue of steps, a pause count and
+//! flags in one cell, the current result in another. Values are type-erased between steps:
+//! `()`, integers, `bool`, `char` and floats are stored inline, other values in a box (the
+//! box of the step that produced them). A step is a boxed closure, so a callback that
+//! captures nothing costs no allocation, and a chain nobody holds any more is emptied and
+//! reused from a small per-thread pool. A fired result with nothing left to run moves into
+//! the handle, where later callbacks run inline.
+//!
+//! The runner pops steps in a loop. It holds the result for the whole run (each step gets
+//! `&mut` to it) and releases the rest of the chain while user code runs, so a callback may
+//! add callbacks, cancel, or look. When a callback returns an unfired Deferred, the outer
+//! chain pauses and the inner one gets a continuation as its tail; when the runner reaches
+//! it, it moves the result across and carries on with the outer chain in the same loop.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
