@@ -137,13 +137,21 @@ fn may_become_other_http_version(buf: &[u8]) -> bool {
 }
 
 pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
-    // A request line longer than any URI we accept: 414 without waiting for its end.
+    // The answer must not depend on how the bytes were split into reads. So it is the one
+    // they would get arriving a byte at a time: the first bad byte, the first limit
+    // crossed (a head longer than `max_header_bytes`: 431; a request line longer than any
+    // URI we accept: 414, without waiting for its end), or the end of the head, whichever
+    // comes first. Only the bytes up to the first limit are parsed.
     let line_limit = limits.max_uri + 64;
-    match request_line_len(buf) {
-        None if buf.len() > line_limit => return HeadResult::Reject(414),
-        Some(n) if n > line_limit => return HeadResult::Reject(414),
-        _ => {}
-    }
+    let head_cut = limits.max_header_bytes + 1;
+    let line_too_long = request_line_len(buf).map_or(buf.len() > line_limit, |n| n > line_limit);
+    let view = &buf[..buf.len().min(head_cut)];
+    let (view, line_cut) = if line_too_long && line_limit < view.len() {
+        (&view[..line_limit], true)
+    } else {
+        (view, false)
+    };
+    let buf = view;
     // Room for the headers on the stack (uninitialized: nothing to fill per request),
     // on the heap only for a limit above the default.
     let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_HEADERS];
@@ -161,6 +169,8 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         Ok(httparse::Status::Partial) => {
             return if buf.len() > limits.max_header_bytes {
                 HeadResult::Reject(431)
+            } else if line_cut {
+                HeadResult::Reject(414)
             } else {
                 HeadResult::Partial
             };
@@ -638,6 +648,51 @@ mod tests {
                 })
                 .expect("rejected");
             assert_eq!(first, want, "{:?}", String::from_utf8_lossy(request));
+        }
+    }
+
+    /// Found by `tests/http_chaos.rs`: a request line both too long and bad got 414 in one
+    /// read and 400 a byte per read. The answer is now the first the bytes reach, however
+    /// they are split: a bad byte before the line limit is 400, past it 414; the head
+    /// limit, when it comes before the line limit, is 431.
+    #[test]
+    fn limits_and_bad_bytes_answer_the_same_however_split() {
+        let limits = |max_header_bytes| Limits {
+            max_header_bytes,
+            max_headers: 10,
+            max_uri: 100,
+            max_body: 100,
+        };
+        let long = "a".repeat(300);
+        let cases: [(String, usize, u16); 6] = [
+            (format!("GET /\x01{long} HTTP/1.1\r\n\r\n"), 1024, 400),
+            (format!("GET /{long}\x01 HTTP/1.1\r\n\r\n"), 1024, 414),
+            (
+                format!("GET /{long} HTTP/1.1\r\nHost: x\r\n\r\n"),
+                1024,
+                414,
+            ),
+            (format!("GET /{long}"), 1024, 414),
+            (format!("GET /{long} HTTP/1.1\r\n\r\n"), 120, 431),
+            (format!("GET / HTTP/1.1\r\nX: {long}\x01\r\n\r\n"), 200, 431),
+        ];
+        for (request, max_header_bytes, want) in cases {
+            let request = request.as_bytes();
+            let limits = limits(max_header_bytes);
+            let bytewise = (1..=request.len())
+                .find_map(|n| match parse_head(&request[..n], &limits) {
+                    HeadResult::Partial => None,
+                    HeadResult::Reject(s) => Some(s),
+                    other => panic!("{other:?}"),
+                })
+                .expect("rejected");
+            let whole = match parse_head(request, &limits) {
+                HeadResult::Reject(s) => s,
+                other => panic!("{other:?}"),
+            };
+            let shown = String::from_utf8_lossy(request);
+            assert_eq!(bytewise, want, "a byte per read: {shown:?}");
+            assert_eq!(whole, want, "one read: {shown:?}");
         }
     }
 
