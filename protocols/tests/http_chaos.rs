@@ -18,30 +18,9 @@
 
 mod common;
 
+use common::chaos::{mutate, Rng};
 use common::{echo, Conn};
 use ropewalk_protocols::http::ServerConfig;
-
-/// A small deterministic generator (xorshift64*): the same cases on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 /// Valid requests the mutations start from.
 const SEEDS: &[&[u8]] = &[
@@ -57,88 +36,17 @@ const SEEDS: &[&[u8]] = &[
     b"DELETE /d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n",
 ];
 
-/// Bytes that matter to an HTTP parser, chosen more often than others.
-const INTERESTING: &[u8] = b"\r\n :\t\0,;=/?%\x7f\xff0123456789-Hh";
-
-fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
-    let pick = |rng: &mut Rng| -> u8 {
-        if rng.chance(60) {
-            INTERESTING[rng.below(INTERESTING.len())]
-        } else {
-            rng.next() as u8
-        }
-    };
-    for _ in 0..=rng.below(4) {
-        let len = input.len();
-        match rng.below(9) {
-            0 if len > 0 => {
-                let i = rng.below(len);
-                input[i] = pick(rng);
-            }
-            1 => {
-                let i = rng.below(len + 1);
-                let b = pick(rng);
-                input.insert(i, b);
-            }
-            2 if len > 0 => {
-                let i = rng.below(len);
-                input.remove(i);
-            }
-            3 if len > 1 => {
-                // Duplicate a piece (a repeated header, a doubled length, a second request).
-                let a = rng.below(len);
-                let b = (a + 1 + rng.below(32)).min(len);
-                let piece = input[a..b].to_vec();
-                let at = rng.below(len + 1);
-                input.splice(at..at, piece);
-            }
-            4 if len > 0 => {
-                // Break or rejoin lines: CRLF <-> LF, CR, nothing.
-                let i = rng.below(len);
-                let with: &[u8] = [&b"\r\n"[..], b"\n", b"\r", b"", b"\r\n\r\n"][rng.below(5)];
-                input.splice(i..i, with.iter().copied());
-            }
-            5 if len > 0 => {
-                // Stretch something: a long run of one byte.
-                let i = rng.below(len);
-                let n = 1 + rng.below(3000);
-                let b = pick(rng);
-                input.splice(i..i, std::iter::repeat_n(b, n));
-            }
-            6 if len > 0 => {
-                let cut = rng.below(len);
-                input.truncate(cut);
-            }
-            7 => {
-                // A field that stresses framing.
-                let fields: [&[u8]; 8] = [
-                    b"Content-Length: 3\r\n",
-                    b"Content-Length: -1\r\n",
-                    b"Content-Length: 99999999999999999999\r\n",
-                    b"Transfer-Encoding: chunked\r\n",
-                    b"Transfer-Encoding: gzip\r\n",
-                    b"Host: y\r\n",
-                    b" folded\r\n",
-                    b"Connection: close\r\n",
-                ];
-                let field = fields[rng.below(fields.len())];
-                let at = input
-                    .windows(2)
-                    .position(|w| w == b"\r\n")
-                    .map_or(0, |p| p + 2)
-                    .min(input.len());
-                input.splice(at..at, field.iter().copied());
-            }
-            _ => {
-                // Flip the case of one byte.
-                if len > 0 {
-                    let i = rng.below(len);
-                    input[i] = input[i].to_ascii_uppercase() ^ (input[i] & 0x20);
-                }
-            }
-        }
-    }
-}
+/// Fields that stress request framing.
+const FIELDS: &[&[u8]] = &[
+    b"Content-Length: 3\r\n",
+    b"Content-Length: -1\r\n",
+    b"Content-Length: 99999999999999999999\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: gzip\r\n",
+    b"Host: y\r\n",
+    b" folded\r\n",
+    b"Connection: close\r\n",
+];
 
 /// Small limits, so that the limit checks are reached often.
 fn config() -> ServerConfig {
@@ -332,7 +240,7 @@ fn check_many(seed: u64, cases: usize) {
     let mut failures = Vec::new();
     for case in 0..cases {
         let mut input = SEEDS[rng.below(SEEDS.len())].to_vec();
-        mutate(&mut rng, &mut input);
+        mutate(&mut rng, &mut input, FIELDS);
         if let Err(e) = check(case, &input, &mut rng) {
             failures.push(e);
             if failures.len() >= 5 {
