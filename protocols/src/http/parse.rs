@@ -627,6 +627,17 @@ mod tests {
         assert_eq!(status("GET /a b HTTP/2.0"), 400);
     }
 
+    /// The status a head gets arriving a byte at a time (it must be rejected).
+    fn bytewise_rejection(request: &[u8], limits: &Limits) -> u16 {
+        (1..=request.len())
+            .find_map(|n| match parse_head(&request[..n], limits) {
+                HeadResult::Partial => None,
+                HeadResult::Reject(s) => Some(s),
+                other => panic!("{other:?}"),
+            })
+            .expect("rejected")
+    }
+
     #[test]
     fn an_other_version_gets_505_however_it_is_split() {
         let limits = Limits {
@@ -640,13 +651,7 @@ mod tests {
             (b"GET / HTTP/2.0x\r\nHost: x\r\n\r\n", 400),
             (b"GET / HTTP/2x\r\nHost: x\r\n\r\n", 400),
         ] {
-            let first = (1..=request.len())
-                .find_map(|n| match parse_head(&request[..n], &limits) {
-                    HeadResult::Partial => None,
-                    HeadResult::Reject(s) => Some(s),
-                    other => panic!("{other:?}"),
-                })
-                .expect("rejected");
+            let first = bytewise_rejection(request, &limits);
             assert_eq!(first, want, "{:?}", String::from_utf8_lossy(request));
         }
     }
@@ -679,13 +684,7 @@ mod tests {
         for (request, max_header_bytes, want) in cases {
             let request = request.as_bytes();
             let limits = limits(max_header_bytes);
-            let bytewise = (1..=request.len())
-                .find_map(|n| match parse_head(&request[..n], &limits) {
-                    HeadResult::Partial => None,
-                    HeadResult::Reject(s) => Some(s),
-                    other => panic!("{other:?}"),
-                })
-                .expect("rejected");
+            let bytewise = bytewise_rejection(request, &limits);
             let whole = match parse_head(request, &limits) {
                 HeadResult::Reject(s) => s,
                 other => panic!("{other:?}"),
