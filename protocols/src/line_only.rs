@@ -276,6 +276,7 @@ pub struct LineOnlyReceiver<H> {
 }
 
 /// Whether an unfinished line can no longer become a line of at most `max` bytes.
+#[inline]
 fn unfinished_too_long(tail: &[u8], max: usize, delimiter: &[u8]) -> bool {
     if tail.len() <= max {
         return false;

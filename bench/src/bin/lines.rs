@@ -1,0 +1,425 @@
+//! The LineReceiver benchmark: Twisted's own line-parsing benchmarks
+//! (`benchmarks/test_linereceiver.py` in Twisted's repository), run on ropewalk's
+//! `LineReceiver` and `LineOnlyReceiver` here and on Twisted's by
+//! `twisted/line_bench.py` in the same run, side by side.
+//!
+//! ```sh
+//! cd bench && cargo run --release --bin lines
+//! cargo run --release --bin lines -- --help
+//! ```
+//!
+//! One op delivers `((b"abcde" * 10) + b"\r\n") * 1000` (1000 lines of 50 bytes, 52,000
+//! bytes) to one connected receiver, in `data_received` calls of CHUNK bytes each (the
+//! last one shorter), as a connection hands it what each read returned. The receiver is
+//! made and connected to a `StringTransport` once per scenario, as in Twisted's benchmark,
+//! and its handler does nothing with a line.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ropewalk_bench::alloc::{self, CountingAlloc};
+use ropewalk_bench::harness::{self, Config};
+use ropewalk_bench::peer;
+use ropewalk_bench::report::{self, Table};
+use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver};
+use ropewalk_protocols::line_only::{LineOnlyControl, LineOnlyHandler, LineOnlyReceiver};
+use ropewalk_reactor::deferred::Failure;
+use ropewalk_reactor::testing::StringTransport;
+use ropewalk_reactor::Protocol;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// The line of Twisted's benchmark, without its delimiter.
+const LINE: &[u8] = b"abcdeabcdeabcdeabcdeabcdeabcdeabcdeabcdeabcdeabcde";
+/// Lines per op.
+const LINES: usize = 1000;
+
+/// `((b"abcde" * 10) + b"\r\n") * 1000`.
+fn payload() -> Vec<u8> {
+    let mut line = LINE.to_vec();
+    line.extend_from_slice(b"\r\n");
+    line.repeat(LINES)
+}
+
+/// Twisted's `deliverData`: `data` in `data_received` calls of `chunk` bytes.
+fn deliver(p: &mut impl Protocol, data: &[u8], chunk: usize) {
+    for c in data.chunks(chunk) {
+        if let Err(f) = p.data_received(black_box(c)) {
+            panic!("data_received failed: {f}");
+        }
+    }
+}
+
+/// The timed handler: `lineReceived` that does nothing.
+struct Nothing;
+
+impl LineHandler for Nothing {
+    fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+impl LineOnlyHandler for Nothing {
+    fn line_received(&mut self, _: &[u8], _: &mut LineOnlyControl<'_>) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+/// The checking handler: counts the lines and the ones that are not [`LINE`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Check {
+    lines: usize,
+    wrong: usize,
+}
+
+impl Check {
+    fn line(&mut self, line: &[u8]) {
+        self.lines += 1;
+        if line != LINE {
+            self.wrong += 1;
+        }
+    }
+
+    fn verdict(&self, ops: usize) -> Result<(), String> {
+        if self.lines == ops * LINES && self.wrong == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} lines ({} wrong) after {ops} ops, expected {}",
+                self.lines,
+                self.wrong,
+                ops * LINES
+            ))
+        }
+    }
+}
+
+impl LineHandler for Check {
+    fn line_received(&mut self, line: &[u8], _: &mut LineControl<'_>) -> Result<(), Failure> {
+        self.line(line);
+        Ok(())
+    }
+}
+
+impl LineOnlyHandler for Check {
+    fn line_received(&mut self, line: &[u8], _: &mut LineOnlyControl<'_>) -> Result<(), Failure> {
+        self.line(line);
+        Ok(())
+    }
+}
+
+/// Which receiver a scenario drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Line,
+    LineOnly,
+}
+
+/// One scenario: a receiver and a chunk size.
+#[derive(Debug, Clone)]
+struct Scenario {
+    name: String,
+    kind: Kind,
+    chunk: usize,
+}
+
+/// Chunk sizes of Twisted's benchmark, then 1 byte (not in Twisted's file).
+const CHUNKS: [usize; 5] = [16, 64, 256, 1024, 1];
+
+fn scenarios() -> Vec<Scenario> {
+    let mut out = Vec::new();
+    for (kind, prefix) in [(Kind::Line, "line_receiver"), (Kind::LineOnly, "line_only")] {
+        for chunk in CHUNKS {
+            out.push(Scenario {
+                name: format!("{prefix}_{chunk}"),
+                kind,
+                chunk,
+            });
+        }
+    }
+    out
+}
+
+impl Scenario {
+    /// The op: a connected receiver with a do-nothing handler, fed the payload.
+    fn op(&self) -> Box<dyn FnMut()> {
+        let data = payload();
+        let chunk = self.chunk;
+        match self.kind {
+            Kind::Line => {
+                let mut p = LineReceiver::new(Nothing);
+                let _t = StringTransport::connect(&mut p);
+                Box::new(move || deliver(&mut p, &data, chunk))
+            }
+            Kind::LineOnly => {
+                let mut p = LineOnlyReceiver::new(Nothing);
+                let _t = StringTransport::connect(&mut p);
+                Box::new(move || deliver(&mut p, &data, chunk))
+            }
+        }
+    }
+
+    /// Three ops on a fresh receiver with a counting handler: 3000 lines, each the right
+    /// one, nothing left over, nothing written, still connected.
+    fn check(&self) -> Result<(), String> {
+        let data = payload();
+        let ops = 3;
+        let (check, t, rest) = match self.kind {
+            Kind::Line => {
+                let mut p = LineReceiver::new(Check::default());
+                let t = StringTransport::connect(&mut p);
+                for _ in 0..ops {
+                    deliver(&mut p, &data, self.chunk);
+                }
+                let rest = p.clear_line_buffer().len();
+                let h = p.handler();
+                (*h, t, rest)
+            }
+            Kind::LineOnly => {
+                let mut p = LineOnlyReceiver::new(Check::default());
+                let t = StringTransport::connect(&mut p);
+                for _ in 0..ops {
+                    deliver(&mut p, &data, self.chunk);
+                }
+                let h = p.handler();
+                (*h, t, 0)
+            }
+        };
+        check.verdict(ops)?;
+        if rest != 0 || !t.value().is_empty() || t.is_disconnecting() {
+            return Err(format!(
+                "{rest} bytes left over, {} written, disconnecting {}",
+                t.value().len(),
+                t.is_disconnecting()
+            ));
+        }
+        Ok(())
+    }
+}
+
+const USAGE: &str = "\
+usage: lines [OPTIONS] [SCENARIO...]
+
+Runs Twisted's LineReceiver benchmark scenarios on ropewalk, then on Twisted (through
+twisted/line_bench.py), and prints ns/op side by side. One op delivers 1000 lines of
+50 bytes (52,000 bytes) in chunks of the size in the scenario's name. SCENARIO filters
+by substring (line_only, line_receiver_16, _1024, ...).
+
+options:
+  --runs N          timed runs per scenario; the median is reported (default 7)
+  --run-ms MS       length of one timed run (default 100)
+  --warmup-ms MS    warm-up per scenario (default 100)
+  --no-twisted      measure ropewalk only
+  --list            list the scenarios and exit
+  --exact N         run each selected scenario exactly N times, untimed, and exit: for
+                    counting instructions per op under a profiler, e.g.
+                    valgrind --tool=callgrind target/release/lines --exact 200 line_only_16
+  -h, --help        this text
+
+environment: PYTHON, the interpreter for the Twisted side (default python3)";
+
+struct Args {
+    config: Config,
+    twisted: bool,
+    list: bool,
+    exact: Option<u64>,
+    filters: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        config: Config::default(),
+        twisted: true,
+        list: false,
+        exact: None,
+        filters: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    let num = |it: &mut dyn Iterator<Item = String>, flag: &str| -> Result<u64, String> {
+        it.next()
+            .and_then(|v| v.parse().ok())
+            .ok_or(format!("{flag} needs a number"))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => args.config.runs = num(&mut it, &a)? as usize,
+            "--run-ms" => args.config.run = Duration::from_millis(num(&mut it, &a)?),
+            "--warmup-ms" => args.config.warmup = Duration::from_millis(num(&mut it, &a)?),
+            "--no-twisted" => args.twisted = false,
+            "--list" => args.list = true,
+            "--exact" => args.exact = Some(num(&mut it, &a)?),
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => args.filters.push(s.to_string()),
+        }
+    }
+    Ok(args)
+}
+
+/// A scenario is selected by a filter that is its name, or a substring of it; a filter
+/// ending in a chunk size matches that size only (`_1` is not `_16`).
+fn selected(s: &Scenario, filters: &[String]) -> bool {
+    filters.is_empty()
+        || filters.iter().any(|f| {
+            if f.ends_with(|c: char| c.is_ascii_digit()) {
+                s.name.ends_with(f.as_str())
+            } else {
+                s.name.contains(f.as_str())
+            }
+        })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("lines: {e}");
+            }
+            println!("{USAGE}");
+            return if e.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    let selected: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| selected(s, &args.filters))
+        .collect();
+    if args.list || selected.is_empty() {
+        for s in scenarios() {
+            println!("{}", s.name);
+        }
+        return if args.list {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
+    }
+    assert!(
+        alloc::installed(),
+        "the counting allocator is not installed"
+    );
+
+    if let Some(n) = args.exact {
+        for s in &selected {
+            let mut op = s.op();
+            for _ in 0..n {
+                op();
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    // ropewalk first, then Twisted: never both at once on a shared machine.
+    let mut ours = Vec::new();
+    for s in &selected {
+        if let Err(e) = s.check() {
+            eprintln!("lines: scenario {} gave a wrong result: {e}", s.name);
+            return ExitCode::FAILURE;
+        }
+        eprint!("ropewalk {:<20}", s.name);
+        let mut op = s.op();
+        let timing = harness::time(&args.config, &mut op);
+        let allocs = alloc::count(100, &mut op);
+        eprintln!(
+            " {:>10} ns/op (min {}, max {}; {} runs × {} iterations), {} allocs/op",
+            report::ns(timing.median_ns),
+            report::ns(timing.min_ns),
+            report::ns(timing.max_ns),
+            timing.runs,
+            timing.iters,
+            allocs.allocs_per_op
+        );
+        ours.push((timing, allocs));
+    }
+
+    let twisted = if args.twisted {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("twisted/line_bench.py");
+        let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
+        let peer_args = vec![
+            "--runs".to_string(),
+            args.config.runs.to_string(),
+            "--run-ms".to_string(),
+            args.config.run.as_millis().to_string(),
+            "--warmup-ms".to_string(),
+            args.config.warmup.as_millis().to_string(),
+            "--only".to_string(),
+            names.join(","),
+        ];
+        match peer::run(&peer::python(), &script, &peer_args) {
+            Ok(out) => Some(out),
+            Err(e) => {
+                eprintln!("Twisted unavailable: {e}");
+                eprintln!("(install it with `pip install twisted`, or set PYTHON)");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut table = Table::new([
+        "scenario",
+        "ropewalk ns/op",
+        "Twisted ns/op",
+        "ratio (Twisted/ropewalk)",
+        "ratio of fastest runs",
+        "ropewalk ns/line",
+        "ropewalk MB/s",
+        "ropewalk allocs/op",
+    ]);
+    for (s, (timing, allocs)) in selected.iter().zip(&ours) {
+        let theirs = twisted
+            .as_ref()
+            .and_then(|t| t.ns_per_op.get(&s.name).copied());
+        let ratio = theirs.map_or(f64::NAN, |t| t / timing.median_ns);
+        let best_ratio = twisted
+            .as_ref()
+            .and_then(|t| t.results.get(&s.name))
+            .and_then(|r| match r.get("min_ns_per_op") {
+                Some(peer::Value::Num(n)) => Some(n / timing.min_ns),
+                _ => None,
+            })
+            .unwrap_or(f64::NAN);
+        let bytes = ((LINE.len() + 2) * LINES) as f64;
+        table.row([
+            s.name.clone(),
+            report::ns(timing.median_ns),
+            theirs.map_or_else(|| "-".to_string(), report::ns),
+            report::ratio(ratio),
+            report::ratio(best_ratio),
+            report::ns(timing.median_ns / LINES as f64),
+            format!("{:.0}", bytes / timing.median_ns * 1e3),
+            format!("{}", allocs.allocs_per_op),
+        ]);
+    }
+
+    println!();
+    println!("{table}");
+    println!(
+        "ropewalk: Rust, {} threads available; median of {} runs of ~{} ms after {} ms warm-up",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.config.runs,
+        args.config.run.as_millis(),
+        args.config.warmup.as_millis()
+    );
+    match &twisted {
+        Some(t) => {
+            let meta: Vec<String> = t
+                .meta
+                .iter()
+                .filter(|(k, _)| k.as_str() != "kind")
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            println!("Twisted: {}", meta.join(", "));
+        }
+        None => println!("Twisted: not measured"),
+    }
+    ExitCode::SUCCESS
+}
