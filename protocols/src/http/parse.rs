@@ -26,7 +26,8 @@ pub(crate) enum Framing {
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) method: Cow<'static, str>,
-    pub(crate) target: String,
+    /// Where the target is in `headers`' extra text.
+    pub(crate) target: std::ops::Range<usize>,
     pub(crate) version: Version,
     pub(crate) headers: Headers,
     pub(crate) framing: Framing,
@@ -59,7 +60,7 @@ fn method_name(method: &str) -> Cow<'static, str> {
 }
 
 /// Whether `b` may appear in a token (RFC 9110 §5.6.2): a method, a field name.
-pub(crate) fn is_tchar(b: u8) -> bool {
+pub(crate) const fn is_tchar(b: u8) -> bool {
     TCHAR[b as usize]
 }
 
@@ -204,47 +205,68 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         return HeadResult::Reject(400);
     }
 
-    // One allocation for all the text, one for the list.
-    let bytes = req
-        .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.len())
-        .sum();
+    // One pass over the fields: they are copied into one string (after the target: one
+    // allocation for the whole head), and the ones this parser interprets are noted.
+    let bytes = target.len()
+        + req
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum::<usize>();
     let mut headers = Headers::with_capacity(req.headers.len(), bytes);
+    let target_at = headers.push_extra(target);
+    let mut hosts = 0u32;
+    let mut lengths = 0u32;
+    // The first Content-Length, if it is a number.
+    let mut length = None;
+    let mut transfer_encoding = false;
+    let (mut close, mut keep_alive_token) = (false, false);
+    // The first Expect: whether it is `100-continue`.
+    let mut expect = None;
     for h in req.headers.iter() {
         // obs-text: kept (lossily), but never valid in the fields we interpret.
         let value = match std::str::from_utf8(h.value) {
             Ok(v) => Cow::Borrowed(v),
             Err(_) => String::from_utf8_lossy(h.value),
         };
-        headers.push(h.name, value.trim_matches(|c| c == ' ' || c == '\t'));
+        let value = value.trim_matches(|c| c == ' ' || c == '\t');
+        headers.push(h.name, value);
+        let name = h.name.as_bytes();
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                lengths += 1;
+                if lengths == 1 && !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+                    length = value.parse::<u64>().ok();
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => transfer_encoding = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(',').map(str::trim) {
+                    close |= token.eq_ignore_ascii_case("close");
+                    keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") && expect.is_none() => {
+                expect = Some(value.eq_ignore_ascii_case("100-continue"));
+            }
+            _ => {}
+        }
     }
 
     // RFC 9112 §3.2: exactly one Host on HTTP/1.1; never two.
-    let hosts = headers.get_all("host").count();
     if hosts > 1 || (version == Version::Http11 && hosts != 1) {
         return HeadResult::Reject(400);
     }
 
-    let lengths = {
-        let mut all = headers.get_all("content-length");
-        (all.next(), all.next())
-    };
-    let length = match lengths {
-        (None, _) => None,
-        (Some(one), None) => {
-            if one.is_empty() || !one.bytes().all(|b| b.is_ascii_digit()) {
-                return HeadResult::Reject(400);
-            }
-            match one.parse::<u64>() {
-                Ok(n) => Some(n),
-                Err(_) => return HeadResult::Reject(400),
-            }
-        }
+    // One Content-Length at most, and a number.
+    let length = match (lengths, length) {
+        (0, _) => None,
+        (1, Some(n)) => Some(n),
         _ => return HeadResult::Reject(400),
     };
 
-    let framing = if headers.contains("transfer-encoding") {
+    let framing = if transfer_encoding {
         let codings: Vec<String> = headers
             .get_all("transfer-encoding")
             .flat_map(|v| v.split(','))
@@ -270,25 +292,19 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     }
 
     let keep_alive = match version {
-        Version::Http11 => !headers.has_token("connection", "close"),
-        Version::Http10 => {
-            headers.has_token("connection", "keep-alive")
-                && !headers.has_token("connection", "close")
-        }
+        Version::Http11 => !close,
+        Version::Http10 => keep_alive_token && !close,
     };
-    let mut expect_continue = false;
-    if let Some(expect) = headers.get("expect") {
-        if expect.eq_ignore_ascii_case("100-continue") {
-            expect_continue = version == Version::Http11;
-        } else {
-            return HeadResult::Reject(417);
-        }
-    }
+    let expect_continue = match expect {
+        None => false,
+        Some(true) => version == Version::Http11,
+        Some(false) => return HeadResult::Reject(417),
+    };
 
     HeadResult::Complete(
         Head {
             method: method_name(method),
-            target: target.to_string(),
+            target: target_at,
             version,
             headers,
             framing,

@@ -9,6 +9,7 @@
 //! responses, reading pauses, so read-ahead stays bounded (Twisted's CVE-2023-46137 and
 //! CVE-2024-41671 were out-of-order responses to pipelined requests).
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
@@ -289,12 +290,16 @@ impl fmt::Debug for HttpServer {
 
 enum Reading {
     Head,
-    Body {
-        head: Head,
-        body: Vec<u8>,
-        left: u64,
-        chunked: Option<ChunkedDecoder>,
-    },
+    /// A request with a body (boxed: requests without one never get here).
+    Body(Box<BodyRead>),
+}
+
+/// A request whose body is being read.
+struct BodyRead {
+    head: Head,
+    body: Vec<u8>,
+    left: u64,
+    chunked: Option<ChunkedDecoder>,
 }
 
 struct Slot {
@@ -449,8 +454,11 @@ impl HttpConnection {
             if !head.keep_alive {
                 st.closing = true;
             }
-            let request_line = log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info)
-                .then(|| format!("{} {} {}", head.method, head.target, head.version.as_str()));
+            let request_line =
+                log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info).then(|| {
+                    let target = head.headers.extra(head.target.clone());
+                    format!("{} {target} {}", head.method, head.version.as_str())
+                });
             st.queue.push_back(Slot {
                 head_only: head.method == "HEAD",
                 request_line,
@@ -602,9 +610,7 @@ impl HttpConnection {
         }
         let want = if !st.queue.is_empty() || st.stream.is_some() || st.closing {
             None
-        } else if st.request_started
-            || !st.buf.is_empty()
-            || matches!(st.reading, Reading::Body { .. })
+        } else if st.request_started || !st.buf.is_empty() || matches!(st.reading, Reading::Body(_))
         {
             Some(TimerKind::Request)
         } else {
@@ -746,12 +752,18 @@ impl State {
                             }
                         };
                         let needs_body = left > 0 || chunked.is_some();
-                        self.reading = Reading::Body {
+                        if !needs_body {
+                            // The whole request: no body state to go through.
+                            self.request_started = false;
+                            self.continue_pending = false;
+                            return Step::Dispatch(head, Vec::new());
+                        }
+                        self.reading = Reading::Body(Box::new(BodyRead {
                             head,
                             body: Vec::with_capacity(left.min(64 * 1024) as usize),
                             left,
                             chunked,
-                        };
+                        }));
                         if expect && needs_body && self.queue.is_empty() {
                             Step::Continue
                         } else {
@@ -761,12 +773,13 @@ impl State {
                     }
                 }
             }
-            Reading::Body {
-                body,
-                left,
-                chunked,
-                ..
-            } => {
+            Reading::Body(read) => {
+                let BodyRead {
+                    body,
+                    left,
+                    chunked,
+                    ..
+                } = &mut **read;
                 let (used, done) = match chunked {
                     Some(decoder) => match decoder.decode(&self.buf, body) {
                         Err(status) => return Step::Reject(status),
@@ -788,11 +801,11 @@ impl State {
                     }
                     return Step::Wait;
                 }
-                let Reading::Body { head, body, .. } =
-                    std::mem::replace(&mut self.reading, Reading::Head)
+                let Reading::Body(read) = std::mem::replace(&mut self.reading, Reading::Head)
                 else {
                     unreachable!("matched above")
                 };
+                let BodyRead { head, body, .. } = *read;
                 self.request_started = false;
                 self.continue_pending = false;
                 self.timer_kind = None;
@@ -822,25 +835,30 @@ fn serialize(
 ) -> Option<(BodyWriter, bool, bool)> {
     let status = response.status();
     let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
-    let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
+    let body = std::mem::replace(&mut response.body, Body::Full(Cow::Borrowed(&[])));
     let headers = response.headers();
-    let user_length = headers.get("content-length");
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    write_status_line(out, status);
     let mut has_server = false;
+    let mut user_length = None;
+    let checked = headers.is_checked();
     for (name, value) in headers.iter() {
-        // The server writes these itself.
-        if ["content-length", "transfer-encoding", "connection", "date"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
-        {
-            continue;
+        // The server writes these itself (the handler's Content-Length is looked at).
+        match name.len() {
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                user_length = user_length.or(Some(value));
+                continue;
+            }
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => continue,
+            10 if name.eq_ignore_ascii_case("connection") => continue,
+            4 if name.eq_ignore_ascii_case("date") => continue,
+            6 => has_server |= name.eq_ignore_ascii_case("server"),
+            _ => {}
         }
-        has_server |= name.eq_ignore_ascii_case("server");
-        write_field(out, name, value);
+        if checked {
+            write_checked_field(out, name, value);
+        } else {
+            write_field(out, name, value);
+        }
     }
     out.extend_from_slice(date_line);
     if let Some(server) = server_line {
@@ -907,6 +925,36 @@ fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {
     } else if version == Version::Http10 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `HTTP/1.1 status reason`.
+fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    let reason = reason(status).as_bytes();
+    if (100..1000).contains(&status) {
+        let digits = [
+            b'0' + (status / 100) as u8,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+        ];
+        out.reserve(15 + reason.len());
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(&digits);
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, u64::from(status));
+    }
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `name: value` of a field known to be fit to send (see `Headers::is_checked`).
+fn write_checked_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.reserve(name.len() + value.len() + 4);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
