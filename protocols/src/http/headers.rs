@@ -18,11 +18,11 @@ use std::fmt;
 use std::ops::Range;
 
 /// Fields whose ranges are kept without a separate allocation.
-const INLINE_FIELDS: usize = 4;
+const INLINE_FIELDS: usize = 3;
 
-/// Where a field's name starts, where its name ends (and its value starts), and where
-/// its value ends, in the text.
-type Field = [u32; 3];
+/// Where a field's name starts and ends, and where its value starts and ends, in the
+/// text.
+type Field = [u32; 4];
 
 /// The field ranges: the first few inline, then on the heap.
 #[derive(Clone)]
@@ -32,7 +32,7 @@ enum Fields {
 }
 
 impl Fields {
-    const EMPTY: Fields = Fields::Inline(0, [[0; 3]; INLINE_FIELDS]);
+    const EMPTY: Fields = Fields::Inline(0, [[0; 4]; INLINE_FIELDS]);
 
     fn with_capacity(n: usize) -> Fields {
         if n <= INLINE_FIELDS {
@@ -120,6 +120,32 @@ impl Headers {
         }
     }
 
+    /// A list whose text is a copy of `text` (one allocation) and that has room for
+    /// `fields` fields, added with [`Self::push_at`]: parts of `text` that are no field
+    /// are extra text (see [`Self::push_extra`]).
+    pub(crate) fn from_text(text: &str, fields: usize) -> Headers {
+        check_len(text.len());
+        Headers {
+            text: Cow::Owned(text.to_owned()),
+            fields: Fields::with_capacity(fields),
+        }
+    }
+
+    /// Adds a field whose name and value are already in the text.
+    ///
+    /// # Panics
+    ///
+    /// If a range is not in the text or does not fall on character boundaries.
+    pub(crate) fn push_at(&mut self, name: Range<usize>, value: Range<usize>) {
+        let _ = (&self.text[name.clone()], &self.text[value.clone()]);
+        self.fields.push([
+            name.start as u32,
+            name.end as u32,
+            value.start as u32,
+            value.end as u32,
+        ]);
+    }
+
     /// One field, from static text (`name` then its value): no allocation until the
     /// list is changed. The field is checked here, at compile time, so that
     /// [`Self::is_checked`] holds.
@@ -135,8 +161,8 @@ impl Headers {
             }
             i += 1;
         }
-        let mut fields = [[0; 3]; INLINE_FIELDS];
-        fields[0] = [0, name.len() as u32, text.len() as u32];
+        let mut fields = [[0; 4]; INLINE_FIELDS];
+        fields[0] = [0, name.len() as u32, name.len() as u32, text.len() as u32];
         Headers {
             text: Cow::Borrowed(text),
             fields: Fields::Inline(1, fields),
@@ -150,7 +176,7 @@ impl Headers {
 
     #[inline]
     fn value_at(&self, f: &Field) -> &str {
-        &self.text[f[1] as usize..f[2] as usize]
+        &self.text[f[2] as usize..f[3] as usize]
     }
 
     /// Fields as `(name, value)` pairs, in order.
@@ -254,7 +280,7 @@ impl Headers {
         text.push_str(value);
         check_len(text.len());
         self.fields
-            .push([start as u32, mid as u32, text.len() as u32]);
+            .push([start as u32, mid as u32, mid as u32, text.len() as u32]);
     }
 
     /// Sets `name` to `value`, removing other fields of that name.

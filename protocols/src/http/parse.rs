@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use super::{Headers, Version};
 
@@ -43,6 +44,89 @@ pub(crate) enum HeadResult {
     Complete(Head, usize),
     /// Answer with this status and close.
     Reject(u16),
+}
+
+/// What the fields this parser interprets said.
+#[derive(Default)]
+struct Interpreted {
+    hosts: u32,
+    lengths: u32,
+    /// The first Content-Length, if it is a number.
+    length: Option<u64>,
+    transfer_encoding: bool,
+    /// `close` and `keep-alive` in any Connection field.
+    close: bool,
+    keep_alive_token: bool,
+    /// The first Expect: whether it is `100-continue`.
+    expect: Option<bool>,
+}
+
+impl Interpreted {
+    fn note(&mut self, name: &str, value: &str) {
+        let name = name.as_bytes();
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => self.hosts += 1,
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                self.lengths += 1;
+                if self.lengths == 1
+                    && !value.is_empty()
+                    && value.bytes().all(|b| b.is_ascii_digit())
+                {
+                    self.length = value.parse::<u64>().ok();
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                self.transfer_encoding = true;
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(',').map(str::trim) {
+                    self.close |= token.eq_ignore_ascii_case("close");
+                    self.keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") && self.expect.is_none() => {
+                self.expect = Some(value.eq_ignore_ascii_case("100-continue"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Where `inner` starts in `outer`, if it is a part of it.
+fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
+    let at = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
+    (at <= outer.len() && inner.len() <= outer.len() - at).then_some(at)
+}
+
+/// The head's first `consumed` bytes as text, with where the target and each field's
+/// name and value (without surrounding blanks) are in it; `None` if it is not UTF-8.
+#[allow(clippy::type_complexity)]
+fn whole_head<'a>(
+    buf: &'a [u8],
+    consumed: usize,
+    target: &str,
+    fields: &'a [httparse::Header<'a>],
+) -> Option<(
+    &'a str,
+    Range<usize>,
+    impl Iterator<Item = (Range<usize>, Range<usize>)> + 'a,
+)> {
+    let text = std::str::from_utf8(&buf[..consumed]).ok()?;
+    let at = offset_in(text.as_bytes(), target.as_bytes())?;
+    // Every name and value must lie in the text (httparse's are slices of it).
+    for h in fields {
+        offset_in(text.as_bytes(), h.name.as_bytes())?;
+        offset_in(text.as_bytes(), h.value)?;
+    }
+    let ranges = fields.iter().map(move |h| {
+        let name = offset_in(text.as_bytes(), h.name.as_bytes()).unwrap_or(0);
+        let v = offset_in(text.as_bytes(), h.value).unwrap_or(0);
+        let value = &text[v..v + h.value.len()];
+        let trimmed = value.trim_matches(|c| c == ' ' || c == '\t');
+        let start = v + (trimmed.as_ptr() as usize - value.as_ptr() as usize);
+        (name..name + h.name.len(), start..start + trimmed.len())
+    });
+    Some((text, at..at + target.len(), ranges))
 }
 
 /// Header slots kept on the stack while parsing; a larger `max_headers` uses the heap.
@@ -205,54 +289,49 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         return HeadResult::Reject(400);
     }
 
-    // One pass over the fields: they are copied into one string (after the target: one
-    // allocation for the whole head), and the ones this parser interprets are noted.
-    let bytes = target.len()
-        + req
-            .headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len())
-            .sum::<usize>();
-    let mut headers = Headers::with_capacity(req.headers.len(), bytes);
-    let target_at = headers.push_extra(target);
-    let mut hosts = 0u32;
-    let mut lengths = 0u32;
-    // The first Content-Length, if it is a number.
-    let mut length = None;
-    let mut transfer_encoding = false;
-    let (mut close, mut keep_alive_token) = (false, false);
-    // The first Expect: whether it is `100-continue`.
-    let mut expect = None;
-    for h in req.headers.iter() {
-        // obs-text: kept (lossily), but never valid in the fields we interpret.
-        let value = match std::str::from_utf8(h.value) {
-            Ok(v) => Cow::Borrowed(v),
-            Err(_) => String::from_utf8_lossy(h.value),
-        };
-        let value = value.trim_matches(|c| c == ' ' || c == '\t');
-        headers.push(h.name, value);
-        let name = h.name.as_bytes();
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                lengths += 1;
-                if lengths == 1 && !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    length = value.parse::<u64>().ok();
-                }
+    // One pass over the fields: the head's text is copied once (one allocation for the
+    // target and every field, which are ranges of it), and the fields this parser
+    // interprets are noted. A head with bytes that are not UTF-8 (obs-text) has its
+    // fields copied one by one, lossily.
+    let mut seen = Interpreted::default();
+    let (headers, target_at) = match whole_head(buf, consumed, target, req.headers) {
+        Some((text, target_at, fields)) => {
+            let mut headers = Headers::from_text(text, req.headers.len());
+            for (name, value) in fields {
+                let (n, v) = (&text[name.clone()], &text[value.clone()]);
+                seen.note(n, v);
+                headers.push_at(name, value);
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => transfer_encoding = true,
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in value.split(',').map(str::trim) {
-                    close |= token.eq_ignore_ascii_case("close");
-                    keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
-                }
-            }
-            6 if name.eq_ignore_ascii_case(b"expect") && expect.is_none() => {
-                expect = Some(value.eq_ignore_ascii_case("100-continue"));
-            }
-            _ => {}
+            (headers, target_at)
         }
-    }
+        None => {
+            let bytes = target.len()
+                + req
+                    .headers
+                    .iter()
+                    .map(|h| h.name.len() + h.value.len())
+                    .sum::<usize>();
+            let mut headers = Headers::with_capacity(req.headers.len(), bytes);
+            let target_at = headers.push_extra(target);
+            for h in req.headers.iter() {
+                // obs-text: kept (lossily), but never valid in the fields we interpret.
+                let value = String::from_utf8_lossy(h.value);
+                let value = value.trim_matches(|c| c == ' ' || c == '\t');
+                seen.note(h.name, value);
+                headers.push(h.name, value);
+            }
+            (headers, target_at)
+        }
+    };
+    let Interpreted {
+        hosts,
+        lengths,
+        length,
+        transfer_encoding,
+        close,
+        keep_alive_token,
+        expect,
+    } = seen;
 
     // RFC 9112 §3.2: exactly one Host on HTTP/1.1; never two.
     if hosts > 1 || (version == Version::Http11 && hosts != 1) {

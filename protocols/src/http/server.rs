@@ -113,8 +113,9 @@ struct Shared {
     config: ServerConfig,
     limits: Limits,
     clock: Rc<dyn Clock>,
-    /// The `Date` field, whole (`Date: …\r\n`), and the second it was made for.
-    date: RefCell<(u64, Vec<u8>)>,
+    /// The `Date` field, whole (`Date: …\r\n`), and the start of the next second, when
+    /// it is made again.
+    date: RefCell<(SystemTime, Vec<u8>)>,
     /// The `Server` field, whole, checked and cleaned once.
     server_line: Option<Vec<u8>>,
 }
@@ -122,16 +123,16 @@ struct Shared {
 impl Shared {
     /// The `Date` field line, formatted once a second.
     fn date_line(&self) -> std::cell::Ref<'_, [u8]> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now();
         {
             let mut cache = self.date.borrow_mut();
-            if cache.0 != now || cache.1.is_empty() {
-                cache.0 = now;
+            // A clock set back makes it again too.
+            if now >= cache.0 || cache.1.is_empty() || now + Duration::from_secs(1) < cache.0 {
+                let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+                let secs = since.as_secs();
+                cache.0 = UNIX_EPOCH + Duration::from_secs(secs + 1);
                 cache.1.clear();
-                write_field(&mut cache.1, "Date", &http_date(now));
+                write_field(&mut cache.1, "Date", &http_date(secs));
             }
         }
         std::cell::Ref::map(self.date.borrow(), |c| c.1.as_slice())
@@ -204,7 +205,7 @@ impl HttpServer {
                 config,
                 limits,
                 clock: Rc::new(clock.clone()),
-                date: RefCell::new((0, Vec::new())),
+                date: RefCell::new((UNIX_EPOCH, Vec::new())),
                 server_line,
             }),
         }
@@ -253,6 +254,7 @@ impl HttpServer {
             state: Rc::new(RefCell::new(State {
                 shared: self.shared.clone(),
                 transport: None,
+                peer: Address::Test,
                 buf: Vec::new(),
                 reading: Reading::Head,
                 queue: VecDeque::new(),
@@ -327,6 +329,8 @@ struct ActiveStream {
 struct State {
     shared: Rc<Shared>,
     transport: Option<TransportRef>,
+    /// The transport's peer, read once.
+    peer: Address,
     buf: Vec<u8>,
     reading: Reading,
     queue: VecDeque<Slot>,
@@ -468,11 +472,7 @@ impl HttpConnection {
                 cancel: None,
                 id,
             });
-            let peer = st
-                .transport
-                .as_ref()
-                .map(|t| t.peer_addr())
-                .unwrap_or(Address::Test);
+            let peer = st.peer.clone();
             (st.shared.clone(), peer)
         };
         let request =
@@ -627,7 +627,8 @@ impl HttpConnection {
             TimerKind::Request => st.shared.config.request_timeout,
             TimerKind::Idle => st.shared.config.idle_timeout,
         };
-        let now = st.shared.clock.now();
+        // The loop's reading of the clock: one per wake-up, not one per request.
+        let now = st.shared.clock.loop_time();
         st.deadline = now.saturating_add(delay);
         let in_time = st
             .timer
@@ -981,6 +982,14 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
 
 /// Appends `n` in decimal, without `core::fmt`.
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
+    if n < 100 {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -1077,7 +1086,10 @@ impl Producer for StreamProducer {
 impl Protocol for HttpConnection {
     fn connection_made(&mut self, transport: TransportRef) {
         let _ = transport.set_nodelay(true);
-        self.state.borrow_mut().transport = Some(transport);
+        let mut st = self.state.borrow_mut();
+        st.peer = transport.peer_addr();
+        st.transport = Some(transport);
+        drop(st);
         self.update_timer();
     }
 
