@@ -146,26 +146,53 @@ impl Headers {
         ]);
     }
 
-    /// One field, from static text (`name` then its value): no allocation until the
-    /// list is changed. The field is checked here, at compile time, so that
-    /// [`Self::is_checked`] holds.
-    pub(crate) const fn from_static(name: &'static str, text: &'static str) -> Headers {
-        let (n, t) = (name.as_bytes(), text.as_bytes());
-        assert!(!n.is_empty() && n.len() <= t.len());
-        let mut i = 0;
-        while i < t.len() {
-            if i < n.len() {
-                assert!(n[i] == t[i] && super::parse::is_tchar(n[i]));
-            } else {
-                assert!((t[i] >= 0x20 || t[i] == b'\t') && t[i] != 0x7f);
-            }
+    /// One field from a static header line, `Name: value\r\n`: no allocation until the
+    /// list is changed. The line is checked here, at compile time (a token for a name,
+    /// one space, no control bytes in the value, none of the fields the server writes
+    /// itself), so that [`Self::static_lines`] may be sent as it is.
+    pub(crate) const fn from_static_line(line: &'static str) -> Headers {
+        let b = line.as_bytes();
+        let mut n = 0;
+        while b[n] != b':' {
+            assert!(super::parse::is_tchar(b[n]));
+            n += 1;
+        }
+        assert!(n > 0 && b[n + 1] == b' ');
+        assert!(b[b.len() - 2] == b'\r' && b[b.len() - 1] == b'\n');
+        let mut i = n + 2;
+        while i < b.len() - 2 {
+            assert!((b[i] >= 0x20 || b[i] == b'\t') && b[i] != 0x7f);
             i += 1;
         }
+        let name = b.split_at(n).0;
+        let managed = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "date",
+            "server",
+        ];
+        let mut m = 0;
+        while m < managed.len() {
+            assert!(!same_name(name, managed[m].as_bytes()));
+            m += 1;
+        }
         let mut fields = [[0; 4]; INLINE_FIELDS];
-        fields[0] = [0, name.len() as u32, name.len() as u32, text.len() as u32];
+        fields[0] = [0, n as u32, n as u32 + 2, b.len() as u32 - 2];
         Headers {
-            text: Cow::Borrowed(text),
+            text: Cow::Borrowed(line),
             fields: Fields::Inline(1, fields),
+        }
+    }
+
+    /// The whole list as header lines ready to send (`Name: value\r\n` each), if it is
+    /// still the static text it was made from ([`Self::from_static_line`], or empty):
+    /// any change makes a copy, and ends this.
+    #[inline]
+    pub(crate) fn static_lines(&self) -> Option<&'static str> {
+        match self.text {
+            Cow::Borrowed(text) => Some(text),
+            Cow::Owned(_) => None,
         }
     }
 
@@ -186,14 +213,6 @@ impl Headers {
             .as_slice()
             .iter()
             .map(|f| (self.name_at(f), self.value_at(f)))
-    }
-
-    /// Whether every field is known to be fit to send as it is (a valid name, no control
-    /// bytes in the value): true of a list that is still the static text it was made
-    /// from, since [`Self::from_static`] checks its field; any change makes a copy.
-    #[inline]
-    pub(crate) fn is_checked(&self) -> bool {
-        matches!(self.text, Cow::Borrowed(_))
     }
 
     /// Appends text that belongs to no field; returns where it is, for [`Self::extra`].
@@ -374,6 +393,21 @@ impl Headers {
     }
 }
 
+/// `a` and `b` are the same name, ignoring ASCII case (for constants).
+const fn same_name(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if !a[i].eq_ignore_ascii_case(&b[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Fields are `u32` ranges of the text.
 #[inline]
 fn check_len(len: usize) {
@@ -434,12 +468,12 @@ mod tests {
 
     #[test]
     fn a_static_list_is_copied_when_changed() {
-        const CT: Headers = Headers::from_static("Content-Type", "Content-Typetext/plain");
+        const CT: Headers = Headers::from_static_line("Content-Type: text/plain\r\n");
         let mut h = CT;
-        assert!(h.is_checked());
+        assert_eq!(h.static_lines(), Some("Content-Type: text/plain\r\n"));
         assert_eq!(h.get("content-type"), Some("text/plain"));
         h.append("X-A", "1");
-        assert!(!h.is_checked());
+        assert_eq!(h.static_lines(), None);
         assert_eq!(
             h.iter().collect::<Vec<_>>(),
             [("Content-Type", "text/plain"), ("X-A", "1")]

@@ -36,7 +36,7 @@ pub(crate) enum Body {
 /// A header list of one static `Content-Type` field (no allocation).
 macro_rules! content_type {
     ($value:literal) => {
-        Headers::from_static("Content-Type", concat!("Content-Type", $value))
+        Headers::from_static_line(concat!("Content-Type: ", $value, "\r\n"))
     };
 }
 
@@ -292,47 +292,65 @@ pub fn reason(status: u16) -> &'static str {
     &line[..line.len() - 1]
 }
 
-/// The reason phrase of a status code and a newline: the body of [`Response::error`].
-fn reason_line(status: u16) -> &'static str {
-    match status {
-        100 => "Continue\n",
-        101 => "Switching Protocols\n",
-        200 => "OK\n",
-        201 => "Created\n",
-        202 => "Accepted\n",
-        204 => "No Content\n",
-        206 => "Partial Content\n",
-        301 => "Moved Permanently\n",
-        302 => "Found\n",
-        303 => "See Other\n",
-        304 => "Not Modified\n",
-        307 => "Temporary Redirect\n",
-        308 => "Permanent Redirect\n",
-        400 => "Bad Request\n",
-        401 => "Unauthorized\n",
-        403 => "Forbidden\n",
-        404 => "Not Found\n",
-        405 => "Method Not Allowed\n",
-        408 => "Request Timeout\n",
-        409 => "Conflict\n",
-        410 => "Gone\n",
-        411 => "Length Required\n",
-        413 => "Content Too Large\n",
-        414 => "URI Too Long\n",
-        415 => "Unsupported Media Type\n",
-        416 => "Range Not Satisfiable\n",
-        417 => "Expectation Failed\n",
-        426 => "Upgrade Required\n",
-        429 => "Too Many Requests\n",
-        431 => "Request Header Fields Too Large\n",
-        500 => "Internal Server Error\n",
-        501 => "Not Implemented\n",
-        502 => "Bad Gateway\n",
-        503 => "Service Unavailable\n",
-        504 => "Gateway Timeout\n",
-        505 => "HTTP Version Not Supported\n",
-        _ => "Unknown\n",
-    }
+/// The reason phrases this crate knows, and the lines made of them.
+macro_rules! statuses {
+    ($($code:literal => $reason:literal,)*) => {
+        /// The reason phrase of a status code and a newline: the body of
+        /// [`Response::error`].
+        fn reason_line(status: u16) -> &'static str {
+            match status {
+                $($code => concat!($reason, "\n"),)*
+                _ => "Unknown\n",
+            }
+        }
+
+        /// The whole status line (`HTTP/1.1 200 OK\r\n`) of a known status.
+        pub(crate) fn status_line(status: u16) -> Option<&'static str> {
+            match status {
+                $($code => Some(concat!("HTTP/1.1 ", stringify!($code), " ", $reason, "\r\n")),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+statuses! {
+    100 => "Continue",
+    101 => "Switching Protocols",
+    200 => "OK",
+    201 => "Created",
+    202 => "Accepted",
+    204 => "No Content",
+    206 => "Partial Content",
+    301 => "Moved Permanently",
+    302 => "Found",
+    303 => "See Other",
+    304 => "Not Modified",
+    307 => "Temporary Redirect",
+    308 => "Permanent Redirect",
+    400 => "Bad Request",
+    401 => "Unauthorized",
+    403 => "Forbidden",
+    404 => "Not Found",
+    405 => "Method Not Allowed",
+    408 => "Request Timeout",
+    409 => "Conflict",
+    410 => "Gone",
+    411 => "Length Required",
+    413 => "Content Too Large",
+    414 => "URI Too Long",
+    415 => "Unsupported Media Type",
+    416 => "Range Not Satisfiable",
+    417 => "Expectation Failed",
+    426 => "Upgrade Required",
+    429 => "Too Many Requests",
+    431 => "Request Header Fields Too Large",
+    500 => "Internal Server Error",
+    501 => "Not Implemented",
+    502 => "Bad Gateway",
+    503 => "Service Unavailable",
+    504 => "Gateway Timeout",
+    505 => "HTTP Version Not Supported",
 }
 
 /// Where a streamed body goes once the server starts sending it.

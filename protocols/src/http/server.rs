@@ -24,7 +24,7 @@ use ropewalk_reactor::{
 };
 
 use super::parse::{parse_head, ChunkedDecoder, Framing, Head, HeadResult, Limits};
-use super::response::{reason, Body, BodySink, BodyWriter};
+use super::response::{reason, status_line, Body, BodySink, BodyWriter};
 use super::{Request, Response, Version};
 
 /// Answers requests: anything `Fn(Request) -> R` where `R` is `Result<Response, Failure>`,
@@ -113,29 +113,57 @@ struct Shared {
     config: ServerConfig,
     limits: Limits,
     clock: Rc<dyn Clock>,
-    /// The `Date` field, whole (`Date: …\r\n`), and the start of the next second, when
-    /// it is made again.
-    date: RefCell<(SystemTime, Vec<u8>)>,
+    /// The `Date` line (`Date: …\r\n`) and the `Server` line after it, made again at
+    /// the start of the next second.
+    date: RefCell<DateLines>,
     /// The `Server` field, whole, checked and cleaned once.
     server_line: Option<Vec<u8>>,
 }
 
+/// The head lines every response of a second shares.
+struct DateLines {
+    /// When they are made again.
+    next: SystemTime,
+    /// `Date: …\r\n`, then the `Server` line if there is one.
+    lines: Vec<u8>,
+    /// The length of the `Date` line.
+    date_len: usize,
+}
+
+impl DateLines {
+    /// The `Date` line, and the `Server` line too unless `has_server`.
+    fn lines(&self, has_server: bool) -> &[u8] {
+        if has_server {
+            &self.lines[..self.date_len]
+        } else {
+            &self.lines
+        }
+    }
+}
+
 impl Shared {
-    /// The `Date` field line, formatted once a second.
-    fn date_line(&self) -> std::cell::Ref<'_, [u8]> {
+    /// The `Date` and `Server` lines, made once a second.
+    fn date_lines(&self) -> std::cell::Ref<'_, DateLines> {
         let now = SystemTime::now();
         {
             let mut cache = self.date.borrow_mut();
-            // A clock set back makes it again too.
-            if now >= cache.0 || cache.1.is_empty() || now + Duration::from_secs(1) < cache.0 {
+            // A clock set back makes them again too.
+            if now >= cache.next
+                || cache.lines.is_empty()
+                || now + Duration::from_secs(1) < cache.next
+            {
                 let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
                 let secs = since.as_secs();
-                cache.0 = UNIX_EPOCH + Duration::from_secs(secs + 1);
-                cache.1.clear();
-                write_field(&mut cache.1, "Date", &http_date(secs));
+                cache.next = UNIX_EPOCH + Duration::from_secs(secs + 1);
+                cache.lines.clear();
+                write_field(&mut cache.lines, "Date", &http_date(secs));
+                cache.date_len = cache.lines.len();
+                if let Some(server) = &self.server_line {
+                    cache.lines.extend_from_slice(server);
+                }
             }
         }
-        std::cell::Ref::map(self.date.borrow(), |c| c.1.as_slice())
+        self.date.borrow()
     }
 }
 
@@ -205,7 +233,11 @@ impl HttpServer {
                 config,
                 limits,
                 clock: Rc::new(clock.clone()),
-                date: RefCell::new((UNIX_EPOCH, Vec::new())),
+                date: RefCell::new(DateLines {
+                    next: UNIX_EPOCH,
+                    lines: Vec::new(),
+                    date_len: 0,
+                }),
                 server_line,
             }),
         }
@@ -522,8 +554,7 @@ impl HttpConnection {
         let mut started_stream = None;
         // Once per batch: the date (cached per second) and the server name.
         let shared = st.shared.clone();
-        let date = shared.date_line();
-        let server = shared.server_line.as_deref();
+        let date = shared.date_lines();
         while st.queue.front().is_some_and(|s| s.response.is_some()) {
             let mut slot = st.queue.pop_front().expect("front exists");
             let response = slot.response.take().expect("checked");
@@ -531,7 +562,7 @@ impl HttpConnection {
             if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
                 access_log(st.transport.as_ref(), &slot, &response);
             }
-            match serialize(&mut out, response, &slot, keep, &date, server) {
+            match serialize(&mut out, response, &slot, keep, &date) {
                 Some((writer, chunked, keep_alive)) => {
                     if !keep_alive {
                         st.closing = true;
@@ -831,8 +862,7 @@ fn serialize(
     mut response: Response,
     slot: &Slot,
     keep_alive: bool,
-    date_line: &[u8],
-    server_line: Option<&[u8]>,
+    date: &DateLines,
 ) -> Option<(BodyWriter, bool, bool)> {
     let status = response.status();
     let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
@@ -841,32 +871,29 @@ fn serialize(
     write_status_line(out, status);
     let mut has_server = false;
     let mut user_length = None;
-    let checked = headers.is_checked();
-    for (name, value) in headers.iter() {
-        // The server writes these itself (the handler's Content-Length is looked at).
-        match name.len() {
-            14 if name.eq_ignore_ascii_case("content-length") => {
-                user_length = user_length.or(Some(value));
-                continue;
+    match headers.static_lines() {
+        // Checked when it was made, and none of the fields below.
+        Some(lines) => out.extend_from_slice(lines.as_bytes()),
+        None => {
+            for (name, value) in headers.iter() {
+                // The server writes these itself (the handler's Content-Length is looked
+                // at).
+                match name.len() {
+                    14 if name.eq_ignore_ascii_case("content-length") => {
+                        user_length = user_length.or(Some(value));
+                        continue;
+                    }
+                    17 if name.eq_ignore_ascii_case("transfer-encoding") => continue,
+                    10 if name.eq_ignore_ascii_case("connection") => continue,
+                    4 if name.eq_ignore_ascii_case("date") => continue,
+                    6 => has_server |= name.eq_ignore_ascii_case("server"),
+                    _ => {}
+                }
+                write_field(out, name, value);
             }
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => continue,
-            10 if name.eq_ignore_ascii_case("connection") => continue,
-            4 if name.eq_ignore_ascii_case("date") => continue,
-            6 => has_server |= name.eq_ignore_ascii_case("server"),
-            _ => {}
-        }
-        if checked {
-            write_checked_field(out, name, value);
-        } else {
-            write_field(out, name, value);
         }
     }
-    out.extend_from_slice(date_line);
-    if let Some(server) = server_line {
-        if !has_server {
-            out.extend_from_slice(server);
-        }
-    }
+    out.extend_from_slice(date.lines(has_server));
     let mut keep_alive = keep_alive;
     match body {
         Body::Full(bytes) => {
@@ -931,31 +958,14 @@ fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {
 
 /// Writes `HTTP/1.1 status reason`.
 fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    let reason = reason(status).as_bytes();
-    if (100..1000).contains(&status) {
-        let digits = [
-            b'0' + (status / 100) as u8,
-            b'0' + (status / 10 % 10) as u8,
-            b'0' + (status % 10) as u8,
-        ];
-        out.reserve(15 + reason.len());
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(&digits);
-    } else {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        push_decimal(out, u64::from(status));
+    if let Some(line) = status_line(status) {
+        out.extend_from_slice(line.as_bytes());
+        return;
     }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
     out.push(b' ');
-    out.extend_from_slice(reason);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Writes `name: value` of a field known to be fit to send (see `Headers::is_checked`).
-fn write_checked_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.reserve(name.len() + value.len() + 4);
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(reason(status).as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -1003,11 +1013,26 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Writes `Content-Length: n`.
+/// Writes `Content-Length: n`, in one copy.
 fn write_length(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(b"Content-Length: ");
-    push_decimal(out, n as u64);
-    out.extend_from_slice(b"\r\n");
+    const PREFIX: &[u8] = b"Content-Length: ";
+    let mut line = [0u8; PREFIX.len() + 20 + 2];
+    line[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n as u64;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = PREFIX.len() + digits.len() - i;
+    line[PREFIX.len()..len].copy_from_slice(&digits[i..]);
+    line[len..len + 2].copy_from_slice(b"\r\n");
+    out.extend_from_slice(&line[..len + 2]);
 }
 
 struct StreamSink {
