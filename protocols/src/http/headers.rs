@@ -131,13 +131,11 @@ impl Headers {
         }
     }
 
-    /// Adds a field whose name and value are already in the text.
-    ///
-    /// # Panics
-    ///
-    /// If a range is not in the text or does not fall on character boundaries.
+    /// Adds a field whose name and value are already in the text. The ranges must be in
+    /// the text and fall on character boundaries (or reading the field panics).
     pub(crate) fn push_at(&mut self, name: Range<usize>, value: Range<usize>) {
-        let _ = (&self.text[name.clone()], &self.text[value.clone()]);
+        debug_assert!(self.text.get(name.clone()).is_some());
+        debug_assert!(self.text.get(value.clone()).is_some());
         self.fields.push([
             name.start as u32,
             name.end as u32,

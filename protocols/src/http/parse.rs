@@ -98,35 +98,30 @@ fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
     (at <= outer.len() && inner.len() <= outer.len() - at).then_some(at)
 }
 
-/// The head's first `consumed` bytes as text, with where the target and each field's
-/// name and value (without surrounding blanks) are in it; `None` if it is not UTF-8.
-#[allow(clippy::type_complexity)]
-fn whole_head<'a>(
-    buf: &'a [u8],
-    consumed: usize,
+/// The head (`head`, all of it UTF-8) copied whole into a header list, its fields ranges
+/// of it, with where the target is and what the interpreted fields said; `None` if the
+/// head is not UTF-8 (or httparse's slices were not parts of it).
+fn copy_head(
+    head: &[u8],
     target: &str,
-    fields: &'a [httparse::Header<'a>],
-) -> Option<(
-    &'a str,
-    Range<usize>,
-    impl Iterator<Item = (Range<usize>, Range<usize>)> + 'a,
-)> {
-    let text = std::str::from_utf8(&buf[..consumed]).ok()?;
-    let at = offset_in(text.as_bytes(), target.as_bytes())?;
-    // Every name and value must lie in the text (httparse's are slices of it).
+    fields: &[httparse::Header<'_>],
+) -> Option<(Headers, Range<usize>, Interpreted)> {
+    let text = std::str::from_utf8(head).ok()?;
+    let at = offset_in(head, target.as_bytes())?;
+    let mut headers = Headers::from_text(text, fields.len());
+    let mut seen = Interpreted::default();
     for h in fields {
-        offset_in(text.as_bytes(), h.name.as_bytes())?;
-        offset_in(text.as_bytes(), h.value)?;
-    }
-    let ranges = fields.iter().map(move |h| {
-        let name = offset_in(text.as_bytes(), h.name.as_bytes()).unwrap_or(0);
-        let v = offset_in(text.as_bytes(), h.value).unwrap_or(0);
-        let value = &text[v..v + h.value.len()];
+        let name = offset_in(head, h.name.as_bytes())?;
+        let v = offset_in(head, h.value)?;
+        // Checked slicing: the ranges given to the list fall on character boundaries.
+        text.get(name..name + h.name.len())?;
+        let value = text.get(v..v + h.value.len())?;
         let trimmed = value.trim_matches(|c| c == ' ' || c == '\t');
         let start = v + (trimmed.as_ptr() as usize - value.as_ptr() as usize);
-        (name..name + h.name.len(), start..start + trimmed.len())
-    });
-    Some((text, at..at + target.len(), ranges))
+        seen.note(h.name, trimmed);
+        headers.push_at(name..name + h.name.len(), start..start + trimmed.len());
+    }
+    Some((headers, at..at + target.len(), seen))
 }
 
 /// Header slots kept on the stack while parsing; a larger `max_headers` uses the heap.
@@ -137,7 +132,11 @@ fn method_name(method: &str) -> Cow<'static, str> {
     const COMMON: [&str; 9] = [
         "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
     ];
-    match COMMON.iter().find(|m| **m == method) {
+    // Few methods share a length: compare lengths first.
+    match COMMON
+        .iter()
+        .find(|m| m.len() == method.len() && **m == method)
+    {
         Some(m) => Cow::Borrowed(m),
         None => Cow::Owned(method.to_string()),
     }
@@ -293,18 +292,10 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     // target and every field, which are ranges of it), and the fields this parser
     // interprets are noted. A head with bytes that are not UTF-8 (obs-text) has its
     // fields copied one by one, lossily.
-    let mut seen = Interpreted::default();
-    let (headers, target_at) = match whole_head(buf, consumed, target, req.headers) {
-        Some((text, target_at, fields)) => {
-            let mut headers = Headers::from_text(text, req.headers.len());
-            for (name, value) in fields {
-                let (n, v) = (&text[name.clone()], &text[value.clone()]);
-                seen.note(n, v);
-                headers.push_at(name, value);
-            }
-            (headers, target_at)
-        }
+    let (headers, target_at, seen) = match copy_head(&buf[..consumed], target, req.headers) {
+        Some(copied) => copied,
         None => {
+            let mut seen = Interpreted::default();
             let bytes = target.len()
                 + req
                     .headers
@@ -320,7 +311,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
                 seen.note(h.name, value);
                 headers.push(h.name, value);
             }
-            (headers, target_at)
+            (headers, target_at, seen)
         }
     };
     let Interpreted {
