@@ -18,7 +18,9 @@ use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ropewalk_deferred::{maybe_deferred, CancelHandle, Deferred, Failure, IntoOutcome};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ropewalk_deferred::{maybe_deferred, CancelHandle, Deferred, Failure, IntoOutcome, Outcome};
 use ropewalk_reactor::{
     Address, Clock, DelayedCall, Factory, ListeningPort, Producer, Protocol, Reactor, TransportRef,
 };
@@ -47,6 +49,28 @@ use super::{Request, Response, Version};
 pub trait Handler: 'static {
     /// The response to `request`, now or later.
     fn handle(&self, request: Request) -> Deferred<Response>;
+
+    /// The response to `request` as an [`Outcome`]: a response or a failure now, or a
+    /// Deferred of one. The server calls this, so that a handler that answers at once
+    /// costs no Deferred; a panic must be returned as a failure, as
+    /// [`handle`](Self::handle) would. The default wraps `handle` (closures and [`Site`]
+    /// answer directly).
+    ///
+    /// [`Site`]: super::Site
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::Outcome;
+    /// use ropewalk_protocols::http::{Handler, Request, Response, Version};
+    ///
+    /// let hello = |_req: Request| Ok(Response::static_text("hi"));
+    /// let req = Request::new("GET", "/", Version::Http11, Default::default(), vec![]);
+    /// assert!(matches!(hello.handle_outcome(req), Outcome::Value(r) if r.status() == 200));
+    /// ```
+    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        Outcome::Chain(self.handle(request))
+    }
 }
 
 impl<F, R> Handler for F
@@ -56,6 +80,12 @@ where
 {
     fn handle(&self, request: Request) -> Deferred<Response> {
         maybe_deferred(|| self(request))
+    }
+
+    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        // As `maybe_deferred`: a panic is a failure.
+        catch_unwind(AssertUnwindSafe(|| self(request).into_outcome()))
+            .unwrap_or_else(|p| Outcome::Failure(Failure::from_panic(p)))
     }
 }
 
@@ -300,6 +330,7 @@ impl HttpServer {
                 continue_pending: false,
                 stream: None,
                 out: Vec::new(),
+                next_id: 0,
             })),
             pumping: Rc::new(Cell::new(Pump::Idle)),
         }
@@ -383,6 +414,8 @@ struct State {
     continue_pending: bool,
     stream: Option<ActiveStream>,
     out: Vec<u8>,
+    /// The last slot id given out.
+    next_id: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,8 +430,6 @@ pub struct HttpConnection {
     state: Rc<RefCell<State>>,
     pumping: Rc<Cell<Pump>>,
 }
-
-static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// What one parsing step decided.
 enum Step {
@@ -484,9 +515,9 @@ impl HttpConnection {
     }
 
     fn dispatch(&self, head: Head, body: Vec<u8>) {
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (shared, peer) = {
+        let (shared, peer, id) = {
             let mut st = self.state.borrow_mut();
+            let id = st.next_slot_id();
             if !head.keep_alive {
                 st.closing = true;
             }
@@ -505,21 +536,30 @@ impl HttpConnection {
                 id,
             });
             let peer = st.peer.clone();
-            (st.shared.clone(), peer)
+            (st.shared.clone(), peer, id)
         };
         let request =
             Request::from_parts(head.method, head.target, head.version, head.headers, body)
                 .with_peer(peer);
-        let mut d = shared.handler.handle(request);
-        // A handler that answered at once (the common case): no callback, no cancel handle.
-        if let Some(result) = d.try_result() {
-            let response = handler_response(result);
-            let mut st = self.state.borrow_mut();
-            if let Some(slot) = st.queue.iter_mut().rev().find(|s| s.id == id) {
-                slot.response = Some(response);
-            }
-            return;
+        // A handler that answered at once (the common case): no Deferred, no callback,
+        // no cancel handle.
+        let answered = match shared.handler.handle_outcome(request) {
+            Outcome::Value(response) => Ok(response),
+            Outcome::Failure(f) => Err(f),
+            Outcome::Chain(mut d) => match d.try_result() {
+                Some(result) => result,
+                None => return self.wait_for(d, id),
+            },
+        };
+        let response = handler_response(answered);
+        let mut st = self.state.borrow_mut();
+        if let Some(slot) = st.queue.iter_mut().rev().find(|s| s.id == id) {
+            slot.response = Some(response);
         }
+    }
+
+    /// The handler's Deferred has not fired: the slot waits for it.
+    fn wait_for(&self, d: Deferred<Response>, id: u64) {
         let cancel = d.cancel_handle();
         if let Some(slot) = self
             .state
@@ -748,9 +788,15 @@ impl HttpConnection {
 }
 
 impl State {
+    /// An id for a new slot, unique on this connection.
+    fn next_slot_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
     /// Queues an error response after which the connection closes.
     fn queue_final_error(&mut self, status: u16) {
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.next_slot_id();
         self.queue.push_back(Slot {
             head_only: false,
             request_line: None,

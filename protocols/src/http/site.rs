@@ -3,7 +3,7 @@
 use std::fmt;
 use std::rc::Rc;
 
-use ropewalk_deferred::Deferred;
+use ropewalk_deferred::{Deferred, Outcome};
 
 use super::{Handler, Request, Response};
 
@@ -144,6 +144,13 @@ impl Handler for Site {
             Err(miss) => return Deferred::succeed(miss.response()),
         };
         handler.handle(request)
+    }
+
+    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        match self.find(&request) {
+            Ok(handler) => handler.handle_outcome(request),
+            Err(miss) => Outcome::Value(miss.response()),
+        }
     }
 }
 
