@@ -318,6 +318,22 @@ fn handler_failures_are_500_without_internals() {
     assert!(!c.closed());
 }
 
+/// A long run of pipelined requests answered at once: every response, in order, written
+/// in batches while the requests are parsed.
+#[test]
+fn long_pipelined_run_answered_in_order() {
+    let mut c = Conn::new(echo);
+    let n = 3000;
+    let input: String = (0..n).map(|i| get(&format!("/{i:0>200}"))).collect();
+    c.send(input.as_bytes());
+    let rs = c.responses();
+    assert_eq!(rs.len(), n);
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.text(), format!("GET /{i:0>200} 0:"));
+    }
+    assert!(!c.closed());
+}
+
 /// The same through a `Site`, whose handlers answer without a Deferred: a handler that
 /// panics or returns an error gives a 500, and the connection goes on serving.
 #[test]

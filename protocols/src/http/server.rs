@@ -152,7 +152,8 @@ struct Shared {
 
 /// The head lines every response of a second shares.
 struct DateLines {
-    /// When they are made again.
+    /// The second they are for: from `start` to `next`.
+    start: SystemTime,
     next: SystemTime,
     /// `Date: …\r\n`, then the `Server` line if there is one.
     lines: Vec<u8>,
@@ -172,19 +173,17 @@ impl DateLines {
 }
 
 impl Shared {
-    /// The `Date` and `Server` lines, made once a second.
+    /// The `Date` and `Server` lines, made once a second. (While they are borrowed, a
+    /// borrow from the same batch of responses, they are not made again.)
     fn date_lines(&self) -> std::cell::Ref<'_, DateLines> {
         let now = SystemTime::now();
-        {
-            let mut cache = self.date.borrow_mut();
-            // A clock set back makes them again too.
-            if now >= cache.next
-                || cache.lines.is_empty()
-                || now + Duration::from_secs(1) < cache.next
-            {
+        if let Ok(mut cache) = self.date.try_borrow_mut() {
+            // Outside the second they were made for (a clock set back too): again.
+            if now >= cache.next || now < cache.start {
                 let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
                 let secs = since.as_secs();
-                cache.next = UNIX_EPOCH + Duration::from_secs(secs + 1);
+                cache.start = UNIX_EPOCH + Duration::from_secs(secs);
+                cache.next = cache.start + Duration::from_secs(1);
                 cache.lines.clear();
                 write_field(&mut cache.lines, "Date", &http_date(secs));
                 cache.date_len = cache.lines.len();
@@ -264,6 +263,7 @@ impl HttpServer {
                 limits,
                 clock: Rc::new(clock.clone()),
                 date: RefCell::new(DateLines {
+                    start: UNIX_EPOCH,
                     next: UNIX_EPOCH,
                     lines: Vec::new(),
                     date_len: 0,
@@ -431,6 +431,9 @@ pub struct HttpConnection {
     pumping: Rc<Cell<Pump>>,
 }
 
+/// Bytes of responses gathered before they are written while requests are parsed.
+const OUT_BATCH: usize = 64 * 1024;
+
 /// What one parsing step decided.
 enum Step {
     /// Nothing more to do until more bytes come.
@@ -468,11 +471,21 @@ impl HttpConnection {
 
     /// Parses and dispatches every complete request in the buffer.
     fn process(&self) {
+        // The Date and Server lines, looked up once for all the requests parsed here.
+        let shared = self.state.borrow().shared.clone();
+        let mut date = None;
         loop {
             let step = {
                 let mut st = self.state.borrow_mut();
                 if st.closing || st.closed {
                     return;
+                }
+                if st.out.len() >= OUT_BATCH && st.stream.is_none() {
+                    // Answered at once, a long run of pipelined requests: write what is
+                    // ready before parsing more.
+                    drop(st);
+                    self.flush();
+                    continue;
                 }
                 if st.queue.len() >= st.shared.config.max_pipelined {
                     // Answers ready at the front: write them and go on parsing, rather than
@@ -509,13 +522,19 @@ impl HttpConnection {
                     st.queue_final_error(status);
                     return;
                 }
-                Step::Dispatch(head, body) => self.dispatch(head, body),
+                Step::Dispatch(head, body) => self.dispatch(head, body, &shared, &mut date),
             }
         }
     }
 
-    fn dispatch(&self, head: Head, body: Vec<u8>) {
-        let (shared, peer, id) = {
+    fn dispatch<'s>(
+        &self,
+        head: Head,
+        body: Vec<u8>,
+        shared: &'s Shared,
+        date: &mut Option<std::cell::Ref<'s, DateLines>>,
+    ) {
+        let (peer, mut slot) = {
             let mut st = self.state.borrow_mut();
             let id = st.next_slot_id();
             if !head.keep_alive {
@@ -526,7 +545,7 @@ impl HttpConnection {
                     let target = head.headers.extra(head.target.clone());
                     format!("{} {target} {}", head.method, head.version.as_str())
                 });
-            st.queue.push_back(Slot {
+            let slot = Slot {
                 head_only: head.method == "HEAD",
                 request_line,
                 version: head.version,
@@ -534,27 +553,39 @@ impl HttpConnection {
                 response: None,
                 cancel: None,
                 id,
-            });
-            let peer = st.peer.clone();
-            (st.shared.clone(), peer, id)
+            };
+            (st.peer.clone(), slot)
         };
         let request =
             Request::from_parts(head.method, head.target, head.version, head.headers, body)
                 .with_peer(peer);
         // A handler that answered at once (the common case): no Deferred, no callback,
-        // no cancel handle.
+        // no cancel handle. Nothing else runs on this connection while it does, so its
+        // slot joins the queue after it returns.
         let answered = match shared.handler.handle_outcome(request) {
             Outcome::Value(response) => Ok(response),
             Outcome::Failure(f) => Err(f),
             Outcome::Chain(mut d) => match d.try_result() {
                 Some(result) => result,
-                None => return self.wait_for(d, id),
+                None => {
+                    let id = slot.id;
+                    self.state.borrow_mut().queue.push_back(slot);
+                    return self.wait_for(d, id);
+                }
             },
         };
         let response = handler_response(answered);
         let mut st = self.state.borrow_mut();
-        if let Some(slot) = st.queue.iter_mut().rev().find(|s| s.id == id) {
+        let first = st.queue.is_empty() && st.stream.is_none() && !st.closed;
+        if first && matches!(response.body, Body::Full(_)) {
+            // Nothing waits before it: into the output now, as `flush` would.
+            let mut out = std::mem::take(&mut st.out);
+            let date = date.get_or_insert_with(|| shared.date_lines());
+            st.emit_full(&mut out, &slot, response, date);
+            st.out = out;
+        } else {
             slot.response = Some(response);
+            st.queue.push_back(slot);
         }
     }
 
@@ -788,6 +819,21 @@ impl HttpConnection {
 }
 
 impl State {
+    /// Writes the response of `slot` (taken off the queue, or never on it), whose body is
+    /// not streamed, into `out`.
+    fn emit_full(&mut self, out: &mut Vec<u8>, slot: &Slot, response: Response, date: &DateLines) {
+        let keep = slot.keep_alive && !(self.closing && self.queue.is_empty());
+        if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
+            access_log(self.transport.as_ref(), slot, &response);
+        }
+        let streamed = serialize(out, response, slot, keep, date);
+        debug_assert!(streamed.is_none());
+        if !slot.keep_alive {
+            self.closing = true;
+            self.queue.clear();
+        }
+    }
+
     /// An id for a new slot, unique on this connection.
     fn next_slot_id(&mut self) -> u64 {
         self.next_id += 1;
