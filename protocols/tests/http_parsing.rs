@@ -646,8 +646,8 @@ fn fields_and_target_reach_the_handler() {
     };
     for (head, want) in [
         (
-            &b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-One:  spaced \t\r\nX-Two:\r\nX-Utf8: caf\xc3\xa9\r\nA: 1\r\nB: 2\r\n\r\n"[..],
-            "GET /a/b x=1 Host=h|X-One=spaced|X-Two=|X-Utf8=caf\u{e9}|A=1|B=2",
+            &b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-One:  spaced \t\r\nX-Two:\r\nX-Blank: \t \r\nX-Utf8: caf\xc3\xa9\r\nA: 1\r\nB: 2\r\n\r\n"[..],
+            "GET /a/b x=1 Host=h|X-One=spaced|X-Two=|X-Blank=|X-Utf8=caf\u{e9}|A=1|B=2",
         ),
         (
             &b"BREW /pot HTTP/1.1\r\nHost: h\r\nX-Obs: a\xffb \r\n\r\n"[..],

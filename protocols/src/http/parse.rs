@@ -92,6 +92,21 @@ impl Interpreted {
     }
 }
 
+/// `value` without spaces and tabs around it (a byte search: both are ASCII).
+fn trim_blanks(value: &str) -> &str {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let bytes = value.as_bytes();
+    let Some(start) = bytes.iter().position(|b| !blank(b)) else {
+        // Empty, and still a part of `value` (callers take its position).
+        return &value[..0];
+    };
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |e| e + 1);
+    &value[start..end]
+}
+
 /// Where `inner` starts in `outer`, if it is a part of it.
 fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
     let at = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
@@ -116,7 +131,7 @@ fn copy_head(
         // Checked slicing: the ranges given to the list fall on character boundaries.
         text.get(name..name + h.name.len())?;
         let value = text.get(v..v + h.value.len())?;
-        let trimmed = value.trim_matches(|c| c == ' ' || c == '\t');
+        let trimmed = trim_blanks(value);
         let start = v + (trimmed.as_ptr() as usize - value.as_ptr() as usize);
         seen.note(h.name, trimmed);
         headers.push_at(name..name + h.name.len(), start..start + trimmed.len());
@@ -307,7 +322,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
             for h in req.headers.iter() {
                 // obs-text: kept (lossily), but never valid in the fields we interpret.
                 let value = String::from_utf8_lossy(h.value);
-                let value = value.trim_matches(|c| c == ' ' || c == '\t');
+                let value = trim_blanks(&value);
                 seen.note(h.name, value);
                 headers.push(h.name, value);
             }
@@ -588,6 +603,27 @@ impl ChunkedDecoder {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod blank_tests {
+    use super::trim_blanks;
+
+    #[test]
+    fn trims_spaces_and_tabs_and_stays_inside_the_value() {
+        for (v, want) in [
+            ("", ""),
+            ("  \t ", ""),
+            (" a b\t", "a b"),
+            ("x", "x"),
+            ("\tcaf\u{e9} ", "caf\u{e9}"),
+        ] {
+            let t = trim_blanks(v);
+            assert_eq!(t, want);
+            let at = t.as_ptr() as usize - v.as_ptr() as usize;
+            assert!(at + t.len() <= v.len());
         }
     }
 }
