@@ -624,3 +624,40 @@ fn garbage_never_gets_a_server_error() {
         assert!(c.closed(), "{input:?} left the connection open");
     }
 }
+
+/// The handler sees every field as sent (blanks around values trimmed, order kept) and
+/// the target, whether the head is UTF-8 (copied whole) or holds obs-text (copied field
+/// by field, lossily).
+#[test]
+fn fields_and_target_reach_the_handler() {
+    let show = |req: Request| {
+        let fields: Vec<String> = req
+            .headers()
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        Ok(Response::text(format!(
+            "{} {} {} {}",
+            req.method(),
+            req.path(),
+            req.query().unwrap_or("-"),
+            fields.join("|")
+        )))
+    };
+    for (head, want) in [
+        (
+            &b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-One:  spaced \t\r\nX-Two:\r\nX-Blank: \t \r\nX-Utf8: caf\xc3\xa9\r\nA: 1\r\nB: 2\r\n\r\n"[..],
+            "GET /a/b x=1 Host=h|X-One=spaced|X-Two=|X-Blank=|X-Utf8=caf\u{e9}|A=1|B=2",
+        ),
+        (
+            &b"BREW /pot HTTP/1.1\r\nHost: h\r\nX-Obs: a\xffb \r\n\r\n"[..],
+            "BREW /pot - Host=h|X-Obs=a\u{fffd}b",
+        ),
+    ] {
+        let mut c = common::Conn::new(show);
+        c.send(head);
+        let resp = c.response();
+        assert_eq!(resp.status, 200);
+        assert_eq!(String::from_utf8_lossy(&resp.body), want);
+    }
+}

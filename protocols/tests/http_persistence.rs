@@ -318,6 +318,48 @@ fn handler_failures_are_500_without_internals() {
     assert!(!c.closed());
 }
 
+/// A long run of pipelined requests answered at once: every response, in order, written
+/// in batches while the requests are parsed.
+#[test]
+fn long_pipelined_run_answered_in_order() {
+    let mut c = Conn::new(echo);
+    let n = 3000;
+    let input: String = (0..n).map(|i| get(&format!("/{i:0>200}"))).collect();
+    c.send(input.as_bytes());
+    let rs = c.responses();
+    assert_eq!(rs.len(), n);
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.text(), format!("GET /{i:0>200} 0:"));
+    }
+    assert!(!c.closed());
+}
+
+/// The same through a `Site`, whose handlers answer without a Deferred: a handler that
+/// panics or returns an error gives a 500, and the connection goes on serving.
+#[test]
+fn site_handler_failures_are_500_without_internals() {
+    let site = Site::new()
+        .get("/panic", |_: Request| -> Result<Response, Failure> {
+            panic!("secret panic detail")
+        })
+        .get("/err", |_: Request| -> Result<Response, Failure> {
+            Err(Failure::msg("secret error detail"))
+        })
+        .get("/ok", |_: Request| Ok(Response::static_text("fine")));
+    let mut c = Conn::new(site);
+    c.send(get("/panic"));
+    c.send(get("/err"));
+    c.send(get("/ok"));
+    let rs = c.responses();
+    assert_eq!(
+        rs.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 500, 200]
+    );
+    assert!(!c.output().contains("secret"));
+    assert_eq!(rs[2].text(), "fine");
+    assert!(!c.closed());
+}
+
 /// Twisted: HTTPChannelSanitizationTests.test_writeHeadersSanitizesLinearWhitespace. CR,
 /// LF and other control bytes in a handler's header value become spaces: no response
 /// splitting. Twisted turns CR/LF in a *name* into spaces too, which leaves an invalid

@@ -2,7 +2,9 @@
 //! and the ways it closes. It is the [`Transport`] its protocol writes to.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, IoSlice, Read, Write};
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use std::io::Read;
+use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -47,11 +49,37 @@ pub(crate) trait StreamSocket: AsRawFd + 'static {
     fn take_socket_error(&self) -> io::Result<Option<io::Error>>;
 }
 
+/// Socket reads and sends as direct system calls (rustix), on Linux: glibc's `recv` and
+/// `send` are cancellation points, ~60 instructions around each call, twice per
+/// request-response round trip.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod direct {
+    use std::io;
+    use std::os::fd::AsFd;
+
+    /// `read(2)`.
+    pub(super) fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+        rustix::io::read(fd, buf).map_err(io::Error::from)
+    }
+
+    /// `send(2)` with `MSG_NOSIGNAL`, as std's `TcpStream::write` (a peer that went away
+    /// is an `EPIPE` error, never a `SIGPIPE`).
+    pub(super) fn send(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+        rustix::net::send(fd, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
+    }
+}
+
 impl StreamSocket for TcpStream {
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return direct::read(self, buf);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
         (&*self).read(buf)
     }
     fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return direct::send(self, buf);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
         (&*self).write(buf)
     }
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
@@ -88,9 +116,15 @@ impl StreamSocket for TcpStream {
 
 impl StreamSocket for UnixStream {
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return direct::read(self, buf);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
         (&*self).read(buf)
     }
     fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return direct::send(self, buf);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
         (&*self).write(buf)
     }
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

@@ -86,6 +86,9 @@ pub(crate) struct Inner {
     /// A turn, or a task's poll, is on the stack: `wait()` and `iterate()` must not re-enter.
     pub(crate) in_turn: Cell<bool>,
     turns: Cell<u64>,
+    /// The clock read when this turn's wait for I/O returned (`Clock::loop_time`); `None`
+    /// outside a turn.
+    loop_time: Cell<Option<Duration>>,
     driver: RefCell<Option<Rc<dyn WaitDriver>>>,
     /// The reactor made before this one on this thread: current again when this one goes.
     previous: Weak<Inner>,
@@ -212,6 +215,7 @@ impl Reactor {
             running: Cell::new(false),
             in_turn: Cell::new(false),
             turns: Cell::new(0),
+            loop_time: Cell::new(None),
             driver: RefCell::new(None),
             previous: CURRENT.with(|c| c.borrow().clone()),
             triggers: RefCell::new(Triggers::default()),
@@ -595,6 +599,7 @@ impl Reactor {
         self.run_soon();
         crate::task::run_ready(self);
 
+        inner.loop_time.set(None);
         inner.in_turn.set(was_in_turn);
     }
 
@@ -618,6 +623,8 @@ impl Reactor {
             }
         };
         self.wait_io(timeout);
+        // One clock read per wake-up, for `loop_time`.
+        inner.loop_time.set(Some(inner.timers.borrow().now()));
         self.dispatch_io();
     }
 
@@ -797,6 +804,15 @@ impl fmt::Debug for Reactor {
 impl Clock for Reactor {
     fn now(&self) -> Duration {
         self.inner.timers.borrow().now()
+    }
+
+    /// The time the loop last woke up, inside a turn (read once per wake-up); outside
+    /// one, [`now`](Clock::now).
+    fn loop_time(&self) -> Duration {
+        self.inner
+            .loop_time
+            .get()
+            .unwrap_or_else(|| self.inner.timers.borrow().now())
     }
 
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {

@@ -41,6 +41,26 @@ pub trait Clock {
     /// The current time, since the clock's origin.
     fn now(&self) -> Duration;
 
+    /// A recent reading of the clock, cheaper than [`now`](Clock::now): a reactor reads
+    /// its clock once each time its loop wakes up, and inside a turn answers that
+    /// reading, at most one turn old (never later than `now`). For deadlines that need no
+    /// finer precision than a turn of the loop, set on every request or message.
+    /// Default: [`now`](Clock::now).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// clock.advance(Duration::from_secs(2));
+    /// assert_eq!(clock.loop_time(), Duration::from_secs(2));
+    /// ```
+    fn loop_time(&self) -> Duration {
+        self.now()
+    }
+
     /// Runs `f` once, `delay` from now (the object-safe form of
     /// [`call_later`](Clock::call_later)).
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall;

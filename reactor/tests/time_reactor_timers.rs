@@ -272,3 +272,27 @@ fn distant_delayed_call_does_not_break_the_loop() {
         far2.cancel().unwrap();
     });
 }
+
+#[test]
+fn loop_time_is_read_once_per_wake_up_and_never_ahead_of_now() {
+    let reactor = Reactor::new().unwrap();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (r, s) = (reactor.clone(), seen.clone());
+    reactor.call_later(Duration::from_millis(2), move || {
+        let first = r.loop_time();
+        // Time passes inside the turn; the turn's reading stays.
+        let until = r.now() + Duration::from_millis(1);
+        while r.now() < until {}
+        s.borrow_mut().push((first, r.loop_time(), r.now()));
+        r.stop().unwrap();
+    });
+    reactor.run().unwrap();
+    let (first, again, now) = seen.borrow()[0];
+    assert_eq!(first, again);
+    assert!(first >= Duration::from_millis(2), "{first:?}");
+    assert!(first < now);
+    // Outside a turn, it is `now`.
+    let before = reactor.now();
+    let t = reactor.loop_time();
+    assert!(t >= before && t <= reactor.now());
+}

@@ -9,7 +9,8 @@
 //! 13-byte body `Hello, World!`, and anything else with 404.
 //!
 //! - `ropewalk`: one [`Reactor`] on the main thread and an [`HttpServer`] serving a
-//!   [`Site`] with one route, `get("/", |_| Ok(Response::text("Hello, World!")))`, with the
+//!   [`Site`] with one route, `get("/", |_| Ok(Response::static_text("Hello, World!")))` (the
+//!   body is not copied, as hyper's `Bytes::from_static` below), with the
 //!   default [`ServerConfig`](ropewalk_protocols::http::ServerConfig) (so it also sends
 //!   `Date` and `Server: ropewalk`). SIGINT/SIGTERM stop the reactor.
 //! - `hyper`: hyper 1.x's canonical server (hyper's `examples/hello.rs`: an accept loop,
@@ -47,7 +48,7 @@ const HELLO: &str = "Hello, World!";
 fn run_ropewalk(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     let reactor = Reactor::new()?;
     let _signals = reactor.install_signal_handlers()?;
-    let site = Site::new().get("/", |_: Request| Ok(Response::text(HELLO)));
+    let site = Site::new().get("/", |_: Request| Ok(Response::static_text(HELLO)));
     let server = HttpServer::new(&reactor, site);
     let port = server.listen(&reactor, addr)?;
     println!("listening on {}", port.local_addr());

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use super::{Headers, Version};
 
@@ -26,7 +27,8 @@ pub(crate) enum Framing {
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) method: Cow<'static, str>,
-    pub(crate) target: String,
+    /// Where the target is in `headers`' extra text.
+    pub(crate) target: std::ops::Range<usize>,
     pub(crate) version: Version,
     pub(crate) headers: Headers,
     pub(crate) framing: Framing,
@@ -44,6 +46,99 @@ pub(crate) enum HeadResult {
     Reject(u16),
 }
 
+/// What the fields this parser interprets said.
+#[derive(Default)]
+struct Interpreted {
+    hosts: u32,
+    lengths: u32,
+    /// The first Content-Length, if it is a number.
+    length: Option<u64>,
+    transfer_encoding: bool,
+    /// `close` and `keep-alive` in any Connection field.
+    close: bool,
+    keep_alive_token: bool,
+    /// The first Expect: whether it is `100-continue`.
+    expect: Option<bool>,
+}
+
+impl Interpreted {
+    fn note(&mut self, name: &str, value: &str) {
+        let name = name.as_bytes();
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => self.hosts += 1,
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                self.lengths += 1;
+                if self.lengths == 1
+                    && !value.is_empty()
+                    && value.bytes().all(|b| b.is_ascii_digit())
+                {
+                    self.length = value.parse::<u64>().ok();
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                self.transfer_encoding = true;
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(',').map(str::trim) {
+                    self.close |= token.eq_ignore_ascii_case("close");
+                    self.keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") && self.expect.is_none() => {
+                self.expect = Some(value.eq_ignore_ascii_case("100-continue"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `value` without spaces and tabs around it (a byte search: both are ASCII).
+fn trim_blanks(value: &str) -> &str {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let bytes = value.as_bytes();
+    let Some(start) = bytes.iter().position(|b| !blank(b)) else {
+        // Empty, and still a part of `value` (callers take its position).
+        return &value[..0];
+    };
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |e| e + 1);
+    &value[start..end]
+}
+
+/// Where `inner` starts in `outer`, if it is a part of it.
+fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
+    let at = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
+    (at <= outer.len() && inner.len() <= outer.len() - at).then_some(at)
+}
+
+/// The head (`head`, all of it UTF-8) copied whole into a header list, its fields ranges
+/// of it, with where the target is and what the interpreted fields said; `None` if the
+/// head is not UTF-8 (or httparse's slices were not parts of it).
+fn copy_head(
+    head: &[u8],
+    target: &str,
+    fields: &[httparse::Header<'_>],
+) -> Option<(Headers, Range<usize>, Interpreted)> {
+    let text = std::str::from_utf8(head).ok()?;
+    let at = offset_in(head, target.as_bytes())?;
+    let mut headers = Headers::from_text(text, fields.len());
+    let mut seen = Interpreted::default();
+    for h in fields {
+        let name = offset_in(head, h.name.as_bytes())?;
+        let v = offset_in(head, h.value)?;
+        // Checked slicing: the ranges given to the list fall on character boundaries.
+        text.get(name..name + h.name.len())?;
+        let value = text.get(v..v + h.value.len())?;
+        let trimmed = trim_blanks(value);
+        let start = v + (trimmed.as_ptr() as usize - value.as_ptr() as usize);
+        seen.note(h.name, trimmed);
+        headers.push_at(name..name + h.name.len(), start..start + trimmed.len());
+    }
+    Some((headers, at..at + target.len(), seen))
+}
+
 /// Header slots kept on the stack while parsing; a larger `max_headers` uses the heap.
 const INLINE_HEADERS: usize = 100;
 
@@ -52,14 +147,18 @@ fn method_name(method: &str) -> Cow<'static, str> {
     const COMMON: [&str; 9] = [
         "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
     ];
-    match COMMON.iter().find(|m| **m == method) {
+    // Few methods share a length: compare lengths first.
+    match COMMON
+        .iter()
+        .find(|m| m.len() == method.len() && **m == method)
+    {
         Some(m) => Cow::Borrowed(m),
         None => Cow::Owned(method.to_string()),
     }
 }
 
 /// Whether `b` may appear in a token (RFC 9110 §5.6.2): a method, a field name.
-pub(crate) fn is_tchar(b: u8) -> bool {
+pub(crate) const fn is_tchar(b: u8) -> bool {
     TCHAR[b as usize]
 }
 
@@ -214,47 +313,55 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         return HeadResult::Reject(400);
     }
 
-    // One allocation for all the text, one for the list.
-    let bytes = req
-        .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.len())
-        .sum();
-    let mut headers = Headers::with_capacity(req.headers.len(), bytes);
-    for h in req.headers.iter() {
-        // obs-text: kept (lossily), but never valid in the fields we interpret.
-        let value = match std::str::from_utf8(h.value) {
-            Ok(v) => Cow::Borrowed(v),
-            Err(_) => String::from_utf8_lossy(h.value),
-        };
-        headers.push(h.name, value.trim_matches(|c| c == ' ' || c == '\t'));
-    }
+    // One pass over the fields: the head's text is copied once (one allocation for the
+    // target and every field, which are ranges of it), and the fields this parser
+    // interprets are noted. A head with bytes that are not UTF-8 (obs-text) has its
+    // fields copied one by one, lossily.
+    let (headers, target_at, seen) = match copy_head(&buf[..consumed], target, req.headers) {
+        Some(copied) => copied,
+        None => {
+            let mut seen = Interpreted::default();
+            let bytes = target.len()
+                + req
+                    .headers
+                    .iter()
+                    .map(|h| h.name.len() + h.value.len())
+                    .sum::<usize>();
+            let mut headers = Headers::with_capacity(req.headers.len(), bytes);
+            let target_at = headers.push_extra(target);
+            for h in req.headers.iter() {
+                // obs-text: kept (lossily), but never valid in the fields we interpret.
+                let value = String::from_utf8_lossy(h.value);
+                let value = trim_blanks(&value);
+                seen.note(h.name, value);
+                headers.push(h.name, value);
+            }
+            (headers, target_at, seen)
+        }
+    };
+    let Interpreted {
+        hosts,
+        lengths,
+        length,
+        transfer_encoding,
+        close,
+        keep_alive_token,
+        expect,
+    } = seen;
 
     // RFC 9112 §3.2: exactly one Host on HTTP/1.1; never two.
-    let hosts = headers.get_all("host").count();
     if hosts > 1 || (version == Version::Http11 && hosts != 1) {
         return HeadResult::Reject(400);
     }
 
-    let lengths = {
-        let mut all = headers.get_all("content-length");
-        (all.next(), all.next())
-    };
-    let length = match lengths {
-        (None, _) => None,
-        (Some(one), None) => {
-            if one.is_empty() || !one.bytes().all(|b| b.is_ascii_digit()) {
-                return HeadResult::Reject(400);
-            }
-            match one.parse::<u64>() {
-                Ok(n) => Some(n),
-                Err(_) => return HeadResult::Reject(400),
-            }
-        }
+    // One Content-Length at most, and a number.
+    let length = match (lengths, length) {
+        (0, _) => None,
+        (1, Some(n)) => Some(n),
         _ => return HeadResult::Reject(400),
     };
 
-    let framing = if headers.contains("transfer-encoding") {
+    let framing = if transfer_encoding {
         let codings: Vec<String> = headers
             .get_all("transfer-encoding")
             .flat_map(|v| v.split(','))
@@ -280,25 +387,19 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     }
 
     let keep_alive = match version {
-        Version::Http11 => !headers.has_token("connection", "close"),
-        Version::Http10 => {
-            headers.has_token("connection", "keep-alive")
-                && !headers.has_token("connection", "close")
-        }
+        Version::Http11 => !close,
+        Version::Http10 => keep_alive_token && !close,
     };
-    let mut expect_continue = false;
-    if let Some(expect) = headers.get("expect") {
-        if expect.eq_ignore_ascii_case("100-continue") {
-            expect_continue = version == Version::Http11;
-        } else {
-            return HeadResult::Reject(417);
-        }
-    }
+    let expect_continue = match expect {
+        None => false,
+        Some(true) => version == Version::Http11,
+        Some(false) => return HeadResult::Reject(417),
+    };
 
     HeadResult::Complete(
         Head {
             method: method_name(method),
-            target: target.to_string(),
+            target: target_at,
             version,
             headers,
             framing,
@@ -512,6 +613,27 @@ impl ChunkedDecoder {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod blank_tests {
+    use super::trim_blanks;
+
+    #[test]
+    fn trims_spaces_and_tabs_and_stays_inside_the_value() {
+        for (v, want) in [
+            ("", ""),
+            ("  \t ", ""),
+            (" a b\t", "a b"),
+            ("x", "x"),
+            ("\tcaf\u{e9} ", "caf\u{e9}"),
+        ] {
+            let t = trim_blanks(v);
+            assert_eq!(t, want);
+            let at = t.as_ptr() as usize - v.as_ptr() as usize;
+            assert!(at + t.len() <= v.len());
         }
     }
 }

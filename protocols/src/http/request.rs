@@ -49,11 +49,13 @@ impl Version {
 pub struct Request {
     /// The common methods are static strings: no allocation per request.
     method: Cow<'static, str>,
-    target: String,
-    /// Where the path is in `target`; `None` stands for `/` (an absolute-form target
-    /// with no path).
+    /// Where the target is in the header list's text (one allocation for the whole
+    /// head).
+    target: Range<usize>,
+    /// Where the path is, also in the header list's text; `None` stands for `/` (an
+    /// absolute-form target with no path).
     path: Option<Range<usize>>,
-    /// Where the query is in `target`.
+    /// Where the query is, also in the header list's text.
     query: Option<Range<usize>>,
     version: Version,
     headers: Headers,
@@ -80,24 +82,23 @@ impl Request {
         headers: Headers,
         body: Vec<u8>,
     ) -> Request {
-        Request::from_parts(
-            Cow::Owned(method.into()),
-            target.into(),
-            version,
-            headers,
-            body,
-        )
+        let mut headers = headers;
+        let target = headers.push_extra(&target.into());
+        Request::from_parts(Cow::Owned(method.into()), target, version, headers, body)
     }
 
-    /// A request from parts the server has parsed.
+    /// A request from parts the server has parsed; `target` is where the request target
+    /// is in `headers`' extra text.
     pub(crate) fn from_parts(
         method: Cow<'static, str>,
-        target: String,
+        target: Range<usize>,
         version: Version,
         headers: Headers,
         body: Vec<u8>,
     ) -> Request {
-        let (path, query) = split_target(&target);
+        let (path, query) = split_target(headers.extra(target.clone()));
+        let shift = |r: Range<usize>| target.start + r.start..target.start + r.end;
+        let (path, query) = (path.map(shift), query.map(shift));
         Request {
             method,
             target,
@@ -138,7 +139,7 @@ impl Request {
     /// assert_eq!(r.target(), "/a?b=1");
     /// ```
     pub fn target(&self) -> &str {
-        &self.target
+        self.headers.extra(self.target.clone())
     }
 
     /// The path, without the query (not percent-decoded).
@@ -151,7 +152,7 @@ impl Request {
     /// assert_eq!(r.path(), "/a%20b");
     /// ```
     pub fn path(&self) -> &str {
-        self.path.clone().map_or("/", |r| &self.target[r])
+        self.path.clone().map_or("/", |r| self.headers.extra(r))
     }
 
     /// The query string, after `?`.
@@ -164,7 +165,7 @@ impl Request {
     /// assert_eq!(r.query(), None);
     /// ```
     pub fn query(&self) -> Option<&str> {
-        self.query.clone().map(|r| &self.target[r])
+        self.query.clone().map(|r| self.headers.extra(r))
     }
 
     /// The first value of a query parameter, percent-decoded (`+` is a space).
@@ -257,7 +258,7 @@ impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
             .field("method", &self.method())
-            .field("target", &self.target)
+            .field("target", &self.target())
             .field("path", &self.path())
             .field("query", &self.query())
             .field("version", &self.version)
@@ -282,7 +283,8 @@ fn split_target(target: &str) -> (Option<Range<usize>>, Option<Range<usize>>) {
             None => 0,
         }
     };
-    match target[start..].find('?') {
+    // A byte search: `str::find(char)` costs more than the usual short target.
+    match target.as_bytes()[start..].iter().position(|&b| b == b'?') {
         Some(q) => (Some(start..start + q), Some(start + q + 1..target.len())),
         None => (Some(start..target.len()), None),
     }

@@ -1,5 +1,6 @@
 //! [`Response`] and streaming bodies ([`BodyWriter`]).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
@@ -27,9 +28,21 @@ pub struct Response {
 
 /// A response body.
 pub(crate) enum Body {
-    Full(Vec<u8>),
+    /// The whole body: owned, or static text sent without a copy.
+    Full(Cow<'static, [u8]>),
     Stream(BodyWriter),
 }
+
+/// A header list of one static `Content-Type` field (no allocation).
+macro_rules! content_type {
+    ($value:literal) => {
+        Headers::from_static_line(concat!("Content-Type: ", $value, "\r\n"))
+    };
+}
+
+const TEXT_PLAIN: Headers = content_type!("text/plain; charset=utf-8");
+const TEXT_HTML: Headers = content_type!("text/html; charset=utf-8");
+const OCTET_STREAM: Headers = content_type!("application/octet-stream");
 
 impl Response {
     /// An empty response with `status`.
@@ -43,7 +56,7 @@ impl Response {
         Response {
             status,
             headers: Headers::new(),
-            body: Body::Full(Vec::new()),
+            body: Body::Full(Cow::Borrowed(&[])),
         }
     }
 
@@ -55,9 +68,27 @@ impl Response {
     /// let r = ropewalk_protocols::http::Response::text("hi");
     /// assert_eq!(r.body_bytes(), Some(&b"hi"[..]));
     /// ```
+    ///
+    /// # Performance
+    ///
+    /// The body is converted into a `String`, which copies a `&str`; for text known at
+    /// compile time, [`static_text`](Self::static_text) sends it without a copy.
     pub fn text(body: impl Into<String>) -> Response {
-        Response::with_content_type(200, "text/plain; charset=utf-8")
-            .with_body(body.into().into_bytes())
+        Response::with_headers(200, TEXT_PLAIN).with_body(body.into().into_bytes())
+    }
+
+    /// 200 with a UTF-8 text body that lives for the whole program: nothing is copied or
+    /// allocated (the `Content-Type` field is static too).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_protocols::http::Response::static_text("Hello, World!");
+    /// assert_eq!(r.body_bytes(), Some(&b"Hello, World!"[..]));
+    /// assert_eq!(r.headers().get("content-type"), Some("text/plain; charset=utf-8"));
+    /// ```
+    pub fn static_text(body: &'static str) -> Response {
+        Response::with_headers(200, TEXT_PLAIN).with_static_body(body.as_bytes())
     }
 
     /// 200 with an HTML body.
@@ -69,8 +100,7 @@ impl Response {
     /// assert_eq!(r.headers().get("content-type"), Some("text/html; charset=utf-8"));
     /// ```
     pub fn html(body: impl Into<String>) -> Response {
-        Response::with_content_type(200, "text/html; charset=utf-8")
-            .with_body(body.into().into_bytes())
+        Response::with_headers(200, TEXT_HTML).with_body(body.into().into_bytes())
     }
 
     /// 200 with a binary body (`application/octet-stream`).
@@ -82,7 +112,7 @@ impl Response {
     /// assert_eq!(r.body_bytes().unwrap().len(), 2);
     /// ```
     pub fn bytes(body: Vec<u8>) -> Response {
-        Response::with_content_type(200, "application/octet-stream").with_body(body)
+        Response::with_headers(200, OCTET_STREAM).with_body(body)
     }
 
     /// A response with a plain-text message for an error `status` (no internals).
@@ -94,19 +124,15 @@ impl Response {
     /// assert_eq!(r.body_bytes(), Some(&b"Not Found\n"[..]));
     /// ```
     pub fn error(status: u16) -> Response {
-        Response::with_content_type(status, "text/plain; charset=utf-8")
-            .with_body(format!("{}\n", reason(status)).into_bytes())
+        Response::with_headers(status, TEXT_PLAIN).with_static_body(reason_line(status).as_bytes())
     }
 
-    /// An empty response with one `Content-Type` field: two allocations (the header
-    /// list's text and its index), none for temporary `String`s.
-    fn with_content_type(status: u16, content_type: &str) -> Response {
-        let mut headers = Headers::with_capacity(1, "Content-Type".len() + content_type.len());
-        headers.push("Content-Type", content_type);
+    /// An empty response with `headers` (static ones: no allocation).
+    fn with_headers(status: u16, headers: Headers) -> Response {
         Response {
             status,
             headers,
-            body: Body::Full(Vec::new()),
+            body: Body::Full(Cow::Borrowed(&[])),
         }
     }
 
@@ -170,7 +196,20 @@ impl Response {
     /// assert_eq!(r.body_bytes(), Some(&b"x"[..]));
     /// ```
     pub fn with_body(mut self, body: Vec<u8>) -> Response {
-        self.body = Body::Full(body);
+        self.body = Body::Full(Cow::Owned(body));
+        self
+    }
+
+    /// Replaces the body with bytes that live for the whole program (no copy).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = ropewalk_protocols::http::Response::new(200).with_static_body(b"x");
+    /// assert_eq!(r.body_bytes(), Some(&b"x"[..]));
+    /// ```
+    pub fn with_static_body(mut self, body: &'static [u8]) -> Response {
+        self.body = Body::Full(Cow::Borrowed(body));
         self
     }
 
@@ -249,45 +288,69 @@ impl fmt::Debug for Response {
 /// assert_eq!(ropewalk_protocols::http::reason(431), "Request Header Fields Too Large");
 /// ```
 pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        416 => "Range Not Satisfiable",
-        417 => "Expectation Failed",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
+    let line = reason_line(status);
+    &line[..line.len() - 1]
+}
+
+/// The reason phrases this crate knows, and the lines made of them.
+macro_rules! statuses {
+    ($($code:literal => $reason:literal,)*) => {
+        /// The reason phrase of a status code and a newline: the body of
+        /// [`Response::error`].
+        fn reason_line(status: u16) -> &'static str {
+            match status {
+                $($code => concat!($reason, "\n"),)*
+                _ => "Unknown\n",
+            }
+        }
+
+        /// The whole status line (`HTTP/1.1 200 OK\r\n`) of a known status.
+        pub(crate) fn status_line(status: u16) -> Option<&'static str> {
+            match status {
+                $($code => Some(concat!("HTTP/1.1 ", stringify!($code), " ", $reason, "\r\n")),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+statuses! {
+    100 => "Continue",
+    101 => "Switching Protocols",
+    200 => "OK",
+    201 => "Created",
+    202 => "Accepted",
+    204 => "No Content",
+    206 => "Partial Content",
+    301 => "Moved Permanently",
+    302 => "Found",
+    303 => "See Other",
+    304 => "Not Modified",
+    307 => "Temporary Redirect",
+    308 => "Permanent Redirect",
+    400 => "Bad Request",
+    401 => "Unauthorized",
+    403 => "Forbidden",
+    404 => "Not Found",
+    405 => "Method Not Allowed",
+    408 => "Request Timeout",
+    409 => "Conflict",
+    410 => "Gone",
+    411 => "Length Required",
+    413 => "Content Too Large",
+    414 => "URI Too Long",
+    415 => "Unsupported Media Type",
+    416 => "Range Not Satisfiable",
+    417 => "Expectation Failed",
+    426 => "Upgrade Required",
+    429 => "Too Many Requests",
+    431 => "Request Header Fields Too Large",
+    500 => "Internal Server Error",
+    501 => "Not Implemented",
+    502 => "Bad Gateway",
+    503 => "Service Unavailable",
+    504 => "Gateway Timeout",
+    505 => "HTTP Version Not Supported",
 }
 
 /// Where a streamed body goes once the server starts sending it.
@@ -535,5 +598,17 @@ impl fmt::Debug for BodyWriter {
             .field("aborted", &st.aborted)
             .field("paused", &st.paused)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Response;
+
+    #[test]
+    fn response_stays_small() {
+        // Clippy's `result_large_err` flags `Result<_, T>` from 128 bytes: handlers return
+        // `Result<_, Response>`.
+        assert!(std::mem::size_of::<Response>() < 128);
     }
 }

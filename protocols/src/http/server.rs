@@ -9,6 +9,7 @@
 //! responses, reading pauses, so read-ahead stays bounded (Twisted's CVE-2023-46137 and
 //! CVE-2024-41671 were out-of-order responses to pipelined requests).
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
@@ -17,13 +18,15 @@ use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ropewalk_deferred::{maybe_deferred, CancelHandle, Deferred, Failure, IntoOutcome};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ropewalk_deferred::{maybe_deferred, CancelHandle, Deferred, Failure, IntoOutcome, Outcome};
 use ropewalk_reactor::{
     Address, Clock, DelayedCall, Factory, ListeningPort, Producer, Protocol, Reactor, TransportRef,
 };
 
 use super::parse::{parse_head, ChunkedDecoder, Framing, Head, HeadResult, Limits};
-use super::response::{reason, Body, BodySink, BodyWriter};
+use super::response::{reason, status_line, Body, BodySink, BodyWriter};
 use super::{Request, Response, Version};
 
 /// Answers requests: anything `Fn(Request) -> R` where `R` is `Result<Response, Failure>`,
@@ -46,6 +49,28 @@ use super::{Request, Response, Version};
 pub trait Handler: 'static {
     /// The response to `request`, now or later.
     fn handle(&self, request: Request) -> Deferred<Response>;
+
+    /// The response to `request` as an [`Outcome`]: a response or a failure now, or a
+    /// Deferred of one. The server calls this, so that a handler that answers at once
+    /// costs no Deferred; a panic must be returned as a failure, as
+    /// [`handle`](Self::handle) would. The default wraps `handle` (closures and [`Site`]
+    /// answer directly).
+    ///
+    /// [`Site`]: super::Site
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::Outcome;
+    /// use ropewalk_protocols::http::{Handler, Request, Response, Version};
+    ///
+    /// let hello = |_req: Request| Ok(Response::static_text("hi"));
+    /// let req = Request::new("GET", "/", Version::Http11, Default::default(), vec![]);
+    /// assert!(matches!(hello.handle_outcome(req), Outcome::Value(r) if r.status() == 200));
+    /// ```
+    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        Outcome::Chain(self.handle(request))
+    }
 }
 
 impl<F, R> Handler for F
@@ -55,6 +80,12 @@ where
 {
     fn handle(&self, request: Request) -> Deferred<Response> {
         maybe_deferred(|| self(request))
+    }
+
+    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        // As `maybe_deferred`: a panic is a failure.
+        catch_unwind(AssertUnwindSafe(|| self(request).into_outcome()))
+            .unwrap_or_else(|p| Outcome::Failure(Failure::from_panic(p)))
     }
 }
 
@@ -112,28 +143,56 @@ struct Shared {
     config: ServerConfig,
     limits: Limits,
     clock: Rc<dyn Clock>,
-    /// The `Date` field, whole (`Date: …\r\n`), and the second it was made for.
-    date: RefCell<(u64, Vec<u8>)>,
+    /// The `Date` line (`Date: …\r\n`) and the `Server` line after it, made again at
+    /// the start of the next second.
+    date: RefCell<DateLines>,
     /// The `Server` field, whole, checked and cleaned once.
     server_line: Option<Vec<u8>>,
 }
 
+/// The head lines every response of a second shares.
+struct DateLines {
+    /// The second they are for: from `start` to `next`.
+    start: SystemTime,
+    next: SystemTime,
+    /// `Date: …\r\n`, then the `Server` line if there is one.
+    lines: Vec<u8>,
+    /// The length of the `Date` line.
+    date_len: usize,
+}
+
+impl DateLines {
+    /// The `Date` line, and the `Server` line too unless `has_server`.
+    fn lines(&self, has_server: bool) -> &[u8] {
+        if has_server {
+            &self.lines[..self.date_len]
+        } else {
+            &self.lines
+        }
+    }
+}
+
 impl Shared {
-    /// The `Date` field line, formatted once a second.
-    fn date_line(&self) -> std::cell::Ref<'_, [u8]> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        {
-            let mut cache = self.date.borrow_mut();
-            if cache.0 != now || cache.1.is_empty() {
-                cache.0 = now;
-                cache.1.clear();
-                write_field(&mut cache.1, "Date", &http_date(now));
+    /// The `Date` and `Server` lines, made once a second. (While they are borrowed, a
+    /// borrow from the same batch of responses, they are not made again.)
+    fn date_lines(&self) -> std::cell::Ref<'_, DateLines> {
+        let now = SystemTime::now();
+        if let Ok(mut cache) = self.date.try_borrow_mut() {
+            // Outside the second they were made for (a clock set back too): again.
+            if now >= cache.next || now < cache.start {
+                let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+                let secs = since.as_secs();
+                cache.start = UNIX_EPOCH + Duration::from_secs(secs);
+                cache.next = cache.start + Duration::from_secs(1);
+                cache.lines.clear();
+                write_field(&mut cache.lines, "Date", &http_date(secs));
+                cache.date_len = cache.lines.len();
+                if let Some(server) = &self.server_line {
+                    cache.lines.extend_from_slice(server);
+                }
             }
         }
-        std::cell::Ref::map(self.date.borrow(), |c| c.1.as_slice())
+        self.date.borrow()
     }
 }
 
@@ -203,7 +262,12 @@ impl HttpServer {
                 config,
                 limits,
                 clock: Rc::new(clock.clone()),
-                date: RefCell::new((0, Vec::new())),
+                date: RefCell::new(DateLines {
+                    start: UNIX_EPOCH,
+                    next: UNIX_EPOCH,
+                    lines: Vec::new(),
+                    date_len: 0,
+                }),
                 server_line,
             }),
         }
@@ -252,6 +316,7 @@ impl HttpServer {
             state: Rc::new(RefCell::new(State {
                 shared: self.shared.clone(),
                 transport: None,
+                peer: Address::Test,
                 buf: Vec::new(),
                 reading: Reading::Head,
                 queue: VecDeque::new(),
@@ -265,6 +330,7 @@ impl HttpServer {
                 continue_pending: false,
                 stream: None,
                 out: Vec::new(),
+                next_id: 0,
             })),
             pumping: Rc::new(Cell::new(Pump::Idle)),
         }
@@ -289,12 +355,16 @@ impl fmt::Debug for HttpServer {
 
 enum Reading {
     Head,
-    Body {
-        head: Head,
-        body: Vec<u8>,
-        left: u64,
-        chunked: Option<ChunkedDecoder>,
-    },
+    /// A request with a body (boxed: requests without one never get here).
+    Body(Box<BodyRead>),
+}
+
+/// A request whose body is being read.
+struct BodyRead {
+    head: Head,
+    body: Vec<u8>,
+    left: u64,
+    chunked: Option<ChunkedDecoder>,
 }
 
 struct Slot {
@@ -322,6 +392,8 @@ struct ActiveStream {
 struct State {
     shared: Rc<Shared>,
     transport: Option<TransportRef>,
+    /// The transport's peer, read once.
+    peer: Address,
     buf: Vec<u8>,
     reading: Reading,
     queue: VecDeque<Slot>,
@@ -342,6 +414,8 @@ struct State {
     continue_pending: bool,
     stream: Option<ActiveStream>,
     out: Vec<u8>,
+    /// The last slot id given out.
+    next_id: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,7 +431,8 @@ pub struct HttpConnection {
     pumping: Rc<Cell<Pump>>,
 }
 
-static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Bytes of responses gathered before they are written while requests are parsed.
+const OUT_BATCH: usize = 64 * 1024;
 
 /// What one parsing step decided.
 enum Step {
@@ -396,11 +471,21 @@ impl HttpConnection {
 
     /// Parses and dispatches every complete request in the buffer.
     fn process(&self) {
+        // The Date and Server lines, looked up once for all the requests parsed here.
+        let shared = self.state.borrow().shared.clone();
+        let mut date = None;
         loop {
             let step = {
                 let mut st = self.state.borrow_mut();
                 if st.closing || st.closed {
                     return;
+                }
+                if st.out.len() >= OUT_BATCH && st.stream.is_none() {
+                    // Answered at once, a long run of pipelined requests: write what is
+                    // ready before parsing more.
+                    drop(st);
+                    self.flush();
+                    continue;
                 }
                 if st.queue.len() >= st.shared.config.max_pipelined {
                     // Answers ready at the front: write them and go on parsing, rather than
@@ -437,21 +522,30 @@ impl HttpConnection {
                     st.queue_final_error(status);
                     return;
                 }
-                Step::Dispatch(head, body) => self.dispatch(head, body),
+                Step::Dispatch(head, body) => self.dispatch(head, body, &shared, &mut date),
             }
         }
     }
 
-    fn dispatch(&self, head: Head, body: Vec<u8>) {
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (shared, peer) = {
+    fn dispatch<'s>(
+        &self,
+        head: Head,
+        body: Vec<u8>,
+        shared: &'s Shared,
+        date: &mut Option<std::cell::Ref<'s, DateLines>>,
+    ) {
+        let (peer, mut slot) = {
             let mut st = self.state.borrow_mut();
+            let id = st.next_slot_id();
             if !head.keep_alive {
                 st.closing = true;
             }
-            let request_line = log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info)
-                .then(|| format!("{} {} {}", head.method, head.target, head.version.as_str()));
-            st.queue.push_back(Slot {
+            let request_line =
+                log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info).then(|| {
+                    let target = head.headers.extra(head.target.clone());
+                    format!("{} {target} {}", head.method, head.version.as_str())
+                });
+            let slot = Slot {
                 head_only: head.method == "HEAD",
                 request_line,
                 version: head.version,
@@ -459,27 +553,44 @@ impl HttpConnection {
                 response: None,
                 cancel: None,
                 id,
-            });
-            let peer = st
-                .transport
-                .as_ref()
-                .map(|t| t.peer_addr())
-                .unwrap_or(Address::Test);
-            (st.shared.clone(), peer)
+            };
+            (st.peer.clone(), slot)
         };
         let request =
             Request::from_parts(head.method, head.target, head.version, head.headers, body)
                 .with_peer(peer);
-        let mut d = shared.handler.handle(request);
-        // A handler that answered at once (the common case): no callback, no cancel handle.
-        if let Some(result) = d.try_result() {
-            let response = handler_response(result);
-            let mut st = self.state.borrow_mut();
-            if let Some(slot) = st.queue.iter_mut().rev().find(|s| s.id == id) {
-                slot.response = Some(response);
-            }
-            return;
+        // A handler that answered at once (the common case): no Deferred, no callback,
+        // no cancel handle. Nothing else runs on this connection while it does, so its
+        // slot joins the queue after it returns.
+        let answered = match shared.handler.handle_outcome(request) {
+            Outcome::Value(response) => Ok(response),
+            Outcome::Failure(f) => Err(f),
+            Outcome::Chain(mut d) => match d.try_result() {
+                Some(result) => result,
+                None => {
+                    let id = slot.id;
+                    self.state.borrow_mut().queue.push_back(slot);
+                    return self.wait_for(d, id);
+                }
+            },
+        };
+        let response = handler_response(answered);
+        let mut st = self.state.borrow_mut();
+        let first = st.queue.is_empty() && st.stream.is_none() && !st.closed;
+        if first && matches!(response.body, Body::Full(_)) {
+            // Nothing waits before it: into the output now, as `flush` would.
+            let mut out = std::mem::take(&mut st.out);
+            let date = date.get_or_insert_with(|| shared.date_lines());
+            st.emit_full(&mut out, &slot, response, date);
+            st.out = out;
+        } else {
+            slot.response = Some(response);
+            st.queue.push_back(slot);
         }
+    }
+
+    /// The handler's Deferred has not fired: the slot waits for it.
+    fn wait_for(&self, d: Deferred<Response>, id: u64) {
         let cancel = d.cancel_handle();
         if let Some(slot) = self
             .state
@@ -514,8 +625,7 @@ impl HttpConnection {
         let mut started_stream = None;
         // Once per batch: the date (cached per second) and the server name.
         let shared = st.shared.clone();
-        let date = shared.date_line();
-        let server = shared.server_line.as_deref();
+        let date = shared.date_lines();
         while st.queue.front().is_some_and(|s| s.response.is_some()) {
             let mut slot = st.queue.pop_front().expect("front exists");
             let response = slot.response.take().expect("checked");
@@ -523,7 +633,7 @@ impl HttpConnection {
             if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
                 access_log(st.transport.as_ref(), &slot, &response);
             }
-            match serialize(&mut out, response, &slot, keep, &date, server) {
+            match serialize(&mut out, response, &slot, keep, &date) {
                 Some((writer, chunked, keep_alive)) => {
                     if !keep_alive {
                         st.closing = true;
@@ -602,9 +712,7 @@ impl HttpConnection {
         }
         let want = if !st.queue.is_empty() || st.stream.is_some() || st.closing {
             None
-        } else if st.request_started
-            || !st.buf.is_empty()
-            || matches!(st.reading, Reading::Body { .. })
+        } else if st.request_started || !st.buf.is_empty() || matches!(st.reading, Reading::Body(_))
         {
             Some(TimerKind::Request)
         } else {
@@ -621,7 +729,8 @@ impl HttpConnection {
             TimerKind::Request => st.shared.config.request_timeout,
             TimerKind::Idle => st.shared.config.idle_timeout,
         };
-        let now = st.shared.clock.now();
+        // The loop's reading of the clock: one per wake-up, not one per request.
+        let now = st.shared.clock.loop_time();
         st.deadline = now.saturating_add(delay);
         let in_time = st
             .timer
@@ -710,9 +819,30 @@ impl HttpConnection {
 }
 
 impl State {
+    /// Writes the response of `slot` (taken off the queue, or never on it), whose body is
+    /// not streamed, into `out`.
+    fn emit_full(&mut self, out: &mut Vec<u8>, slot: &Slot, response: Response, date: &DateLines) {
+        let keep = slot.keep_alive && !(self.closing && self.queue.is_empty());
+        if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
+            access_log(self.transport.as_ref(), slot, &response);
+        }
+        let streamed = serialize(out, response, slot, keep, date);
+        debug_assert!(streamed.is_none());
+        if !slot.keep_alive {
+            self.closing = true;
+            self.queue.clear();
+        }
+    }
+
+    /// An id for a new slot, unique on this connection.
+    fn next_slot_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
     /// Queues an error response after which the connection closes.
     fn queue_final_error(&mut self, status: u16) {
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.next_slot_id();
         self.queue.push_back(Slot {
             head_only: false,
             request_line: None,
@@ -746,12 +876,18 @@ impl State {
                             }
                         };
                         let needs_body = left > 0 || chunked.is_some();
-                        self.reading = Reading::Body {
+                        if !needs_body {
+                            // The whole request: no body state to go through.
+                            self.request_started = false;
+                            self.continue_pending = false;
+                            return Step::Dispatch(head, Vec::new());
+                        }
+                        self.reading = Reading::Body(Box::new(BodyRead {
                             head,
                             body: Vec::with_capacity(left.min(64 * 1024) as usize),
                             left,
                             chunked,
-                        };
+                        }));
                         if expect && needs_body && self.queue.is_empty() {
                             Step::Continue
                         } else {
@@ -761,12 +897,13 @@ impl State {
                     }
                 }
             }
-            Reading::Body {
-                body,
-                left,
-                chunked,
-                ..
-            } => {
+            Reading::Body(read) => {
+                let BodyRead {
+                    body,
+                    left,
+                    chunked,
+                    ..
+                } = &mut **read;
                 let (used, done) = match chunked {
                     Some(decoder) => match decoder.decode(&self.buf, body) {
                         Err(status) => return Step::Reject(status),
@@ -788,11 +925,11 @@ impl State {
                     }
                     return Step::Wait;
                 }
-                let Reading::Body { head, body, .. } =
-                    std::mem::replace(&mut self.reading, Reading::Head)
+                let Reading::Body(read) = std::mem::replace(&mut self.reading, Reading::Head)
                 else {
                     unreachable!("matched above")
                 };
+                let BodyRead { head, body, .. } = *read;
                 self.request_started = false;
                 self.continue_pending = false;
                 self.timer_kind = None;
@@ -817,37 +954,38 @@ fn serialize(
     mut response: Response,
     slot: &Slot,
     keep_alive: bool,
-    date_line: &[u8],
-    server_line: Option<&[u8]>,
+    date: &DateLines,
 ) -> Option<(BodyWriter, bool, bool)> {
     let status = response.status();
     let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
-    let body = std::mem::replace(&mut response.body, Body::Full(Vec::new()));
+    let body = std::mem::replace(&mut response.body, Body::Full(Cow::Borrowed(&[])));
     let headers = response.headers();
-    let user_length = headers.get("content-length");
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    write_status_line(out, status);
     let mut has_server = false;
-    for (name, value) in headers.iter() {
-        // The server writes these itself.
-        if ["content-length", "transfer-encoding", "connection", "date"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
-        {
-            continue;
+    let mut user_length = None;
+    match headers.static_lines() {
+        // Checked when it was made, and none of the fields below.
+        Some(lines) => out.extend_from_slice(lines.as_bytes()),
+        None => {
+            for (name, value) in headers.iter() {
+                // The server writes these itself (the handler's Content-Length is looked
+                // at).
+                match name.len() {
+                    14 if name.eq_ignore_ascii_case("content-length") => {
+                        user_length = user_length.or(Some(value));
+                        continue;
+                    }
+                    17 if name.eq_ignore_ascii_case("transfer-encoding") => continue,
+                    10 if name.eq_ignore_ascii_case("connection") => continue,
+                    4 if name.eq_ignore_ascii_case("date") => continue,
+                    6 => has_server |= name.eq_ignore_ascii_case("server"),
+                    _ => {}
+                }
+                write_field(out, name, value);
+            }
         }
-        has_server |= name.eq_ignore_ascii_case("server");
-        write_field(out, name, value);
     }
-    out.extend_from_slice(date_line);
-    if let Some(server) = server_line {
-        if !has_server {
-            out.extend_from_slice(server);
-        }
-    }
+    out.extend_from_slice(date.lines(has_server));
     let mut keep_alive = keep_alive;
     match body {
         Body::Full(bytes) => {
@@ -910,6 +1048,19 @@ fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes `HTTP/1.1 status reason`.
+fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    if let Some(line) = status_line(status) {
+        out.extend_from_slice(line.as_bytes());
+        return;
+    }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Writes `name: value`. Control bytes in the value (CR and LF above all: response
 /// splitting) become spaces; a field whose name is not a token is dropped, since no
 /// replacement makes it valid.
@@ -933,6 +1084,14 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
 
 /// Appends `n` in decimal, without `core::fmt`.
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
+    if n < 100 {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -946,11 +1105,26 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Writes `Content-Length: n`.
+/// Writes `Content-Length: n`, in one copy.
 fn write_length(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(b"Content-Length: ");
-    push_decimal(out, n as u64);
-    out.extend_from_slice(b"\r\n");
+    const PREFIX: &[u8] = b"Content-Length: ";
+    let mut line = [0u8; PREFIX.len() + 20 + 2];
+    line[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n as u64;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = PREFIX.len() + digits.len() - i;
+    line[PREFIX.len()..len].copy_from_slice(&digits[i..]);
+    line[len..len + 2].copy_from_slice(b"\r\n");
+    out.extend_from_slice(&line[..len + 2]);
 }
 
 struct StreamSink {
@@ -1029,7 +1203,10 @@ impl Producer for StreamProducer {
 impl Protocol for HttpConnection {
     fn connection_made(&mut self, transport: TransportRef) {
         let _ = transport.set_nodelay(true);
-        self.state.borrow_mut().transport = Some(transport);
+        let mut st = self.state.borrow_mut();
+        st.peer = transport.peer_addr();
+        st.transport = Some(transport);
+        drop(st);
         self.update_timer();
     }
 

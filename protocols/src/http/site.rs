@@ -3,7 +3,7 @@
 use std::fmt;
 use std::rc::Rc;
 
-use ropewalk_deferred::Deferred;
+use ropewalk_deferred::{Deferred, Outcome};
 
 use super::{Handler, Request, Response};
 
@@ -141,25 +141,61 @@ impl Handler for Site {
         // Find the handler with the request borrowed, then hand the request over.
         let handler = match self.find(&request) {
             Ok(handler) => handler,
-            Err(response) => return Deferred::succeed(response),
+            Err(miss) => return Deferred::succeed(miss.response()),
         };
         handler.handle(request)
+    }
+
+    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        match self.find(&request) {
+            Ok(handler) => handler.handle_outcome(request),
+            Err(miss) => Outcome::Value(miss.response()),
+        }
+    }
+}
+
+/// Why no handler takes a request.
+enum Miss<'a> {
+    /// An unknown method: 501.
+    UnknownMethod,
+    /// `OPTIONS *`: 200 with the methods.
+    Asterisk,
+    /// The path has routes, none for this method: 405 with these.
+    NotAllowed(Vec<&'a str>),
+    /// 404.
+    NotFound,
+}
+
+impl Miss<'_> {
+    fn response(self) -> Response {
+        match self {
+            Miss::UnknownMethod => Response::error(501),
+            Miss::Asterisk => {
+                Response::new(200).with_header("Allow", KNOWN_METHODS[..7].join(", "))
+            }
+            Miss::NotAllowed(allowed) => {
+                Response::error(405).with_header("Allow", allowed.join(", "))
+            }
+            Miss::NotFound => Response::error(404),
+        }
     }
 }
 
 impl Site {
-    /// The handler for `request`, or the response that says why there is none.
-    fn find(&self, request: &Request) -> Result<&Rc<dyn Handler>, Response> {
+    /// The handler for `request`, or why there is none.
+    fn find(&self, request: &Request) -> Result<&Rc<dyn Handler>, Miss<'_>> {
         let method = request.method();
-        if !KNOWN_METHODS.contains(&method) {
-            return Err(Response::error(501));
+        // Lengths first: most comparisons end there, without a call to memcmp.
+        let same = |a: &str, b: &str| a.len() == b.len() && a == b;
+        if !KNOWN_METHODS.iter().any(|m| same(m, method)) {
+            return Err(Miss::UnknownMethod);
         }
         if request.target() == "*" {
-            return Err(Response::new(200).with_header("Allow", KNOWN_METHODS[..7].join(", ")));
+            return Err(Miss::Asterisk);
         }
         let path = request.path();
         let mut allowed: Vec<&str> = Vec::new();
-        for route in self.routes.iter().filter(|r| r.path == path) {
+        for route in self.routes.iter().filter(|r| same(&r.path, path)) {
             match &route.method {
                 None => return Ok(&route.handler),
                 Some(m) if *m == method || (m == "GET" && method == "HEAD") => {
@@ -175,7 +211,7 @@ impl Site {
         }
         if !allowed.is_empty() {
             allowed.dedup();
-            return Err(Response::error(405).with_header("Allow", allowed.join(", ")));
+            return Err(Miss::NotAllowed(allowed));
         }
         if let Some((_, handler)) = self
             .mounts
@@ -184,7 +220,7 @@ impl Site {
         {
             return Ok(handler);
         }
-        Err(Response::error(404))
+        Err(Miss::NotFound)
     }
 }
 
