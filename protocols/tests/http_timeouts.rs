@@ -228,3 +228,69 @@ fn no_timers_after_close() {
         .connection_lost(ropewalk_reactor::deferred::Failure::msg("gone"));
     assert!(c.clock.delayed_calls().is_empty());
 }
+
+/// Twisted: HTTPChannelTests.test_transportForciblyClosed. A timed-out connection whose
+/// peer does not let it close (the close waits on writes it never reads) is aborted
+/// `abort_timeout` (15 s) later, not before.
+#[test]
+fn timed_out_connection_is_aborted_if_it_does_not_close() {
+    let c = Conn::with_config(echo, config());
+    c.advance(60.0);
+    assert!(c.closed() && !c.t.was_aborted(), "closed cleanly first");
+    c.advance(14.9);
+    assert!(!c.t.was_aborted());
+    c.advance(0.1);
+    assert!(c.t.was_aborted());
+
+    // A request timeout too: 408, then the abort.
+    let mut c = Conn::with_config(echo, config());
+    c.send("GET / HTTP/1.1\r\n");
+    c.advance(30.0);
+    assert_eq!(c.response().status, 408);
+    assert!(!c.t.was_aborted());
+    c.advance(15.0);
+    assert!(c.t.was_aborted());
+}
+
+/// Twisted: HTTPChannelTests.test_transportNotAbortedWithZeroAbortTimeout. With no
+/// `abort_timeout`, a timed-out connection is only ever closed cleanly.
+#[test]
+fn no_abort_without_abort_timeout() {
+    let c = Conn::with_config(
+        echo,
+        ServerConfig {
+            abort_timeout: None,
+            ..config()
+        },
+    );
+    c.advance(60.0);
+    assert!(c.closed());
+    c.advance(3600.0);
+    assert!(!c.t.was_aborted());
+}
+
+/// Twisted: HTTPChannelTests.test_transportNotAbortedAfterConnectionLost. A timed-out
+/// connection that does close in time is not aborted afterwards.
+#[test]
+fn no_abort_once_the_connection_is_gone() {
+    let mut c = Conn::with_config(echo, config());
+    c.advance(60.0);
+    assert!(c.closed());
+    c.lose();
+    c.advance(3600.0);
+    assert!(!c.t.was_aborted());
+}
+
+/// Twisted: HTTPChannelTests.test_connectionLostAfterForceClose. The connection lost that
+/// follows the abort is taken quietly; nothing more is written or scheduled.
+#[test]
+fn connection_lost_after_the_abort() {
+    let mut c = Conn::with_config(echo, config());
+    c.advance(60.0);
+    c.advance(15.0);
+    assert!(c.t.was_aborted());
+    let written = c.output();
+    c.lose();
+    c.advance(3600.0);
+    assert_eq!(c.output(), written);
+}

@@ -116,6 +116,11 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long an idle keep-alive connection stays open. Default 60 s.
     pub idle_timeout: Duration,
+    /// After a timeout closes a connection, how long the peer has to let it close (to
+    /// read what is still being written) before the connection is aborted; `None` never
+    /// aborts. Default 15 s (Twisted's `abortTimeout`): a peer that stops reading cannot
+    /// hold a timed-out connection open.
+    pub abort_timeout: Option<Duration>,
     /// Most requests read ahead while their responses are pending; past it, reading
     /// pauses. Default 16.
     pub max_pipelined: usize,
@@ -132,6 +137,7 @@ impl Default for ServerConfig {
             max_body: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            abort_timeout: Some(Duration::from_secs(15)),
             max_pipelined: 16,
             server_name: Some("ropewalk".to_string()),
         }
@@ -325,6 +331,7 @@ impl HttpServer {
                 reading_paused: false,
                 timer: None,
                 timer_kind: None,
+                abort_timer: None,
                 deadline: Duration::ZERO,
                 request_started: false,
                 continue_pending: false,
@@ -405,6 +412,8 @@ struct State {
     /// `deadline` (cheap, per request), and re-armed only when it fires early.
     timer: Option<DelayedCall>,
     timer_kind: Option<TimerKind>,
+    /// Aborts the connection if it has not closed `abort_timeout` after a timeout.
+    abort_timer: Option<DelayedCall>,
     /// When `timer_kind` expires, in the clock's time.
     deadline: Duration,
     /// The first byte of the current request has arrived.
@@ -803,6 +812,41 @@ impl HttpConnection {
                 self.pump();
             }
         }
+        self.arm_abort();
+    }
+
+    /// A timed-out connection that has not closed `abort_timeout` later (its peer does
+    /// not read what is written, so the close never completes) is aborted.
+    fn arm_abort(&self) {
+        let mut st = self.state.borrow_mut();
+        let Some(after) = st.shared.config.abort_timeout else {
+            return;
+        };
+        if st.closed || st.abort_timer.is_some() {
+            return;
+        }
+        let state = Rc::downgrade(&self.state);
+        let clock = st.shared.clock.clone();
+        st.abort_timer = Some(clock.call_later_boxed(
+            after,
+            Box::new(move || {
+                let Some(state) = state.upgrade() else {
+                    return;
+                };
+                let transport = {
+                    let mut st = state.borrow_mut();
+                    st.abort_timer = None;
+                    if st.closed {
+                        return;
+                    }
+                    st.transport.clone()
+                };
+                if let Some(t) = transport {
+                    log::debug!("timed-out connection still open after abort_timeout; aborting");
+                    t.abort_connection();
+                }
+            }),
+        ));
     }
 
     /// The streamed response ended: go on with the queue.
@@ -1234,17 +1278,18 @@ impl Protocol for HttpConnection {
     }
 
     fn connection_lost(&mut self, _reason: Failure) {
-        let (timer, slots, stream) = {
+        let (timer, abort_timer, slots, stream) = {
             let mut st = self.state.borrow_mut();
             st.closed = true;
             st.transport = None;
             (
                 st.timer.take(),
+                st.abort_timer.take(),
                 std::mem::take(&mut st.queue),
                 st.stream.take(),
             )
         };
-        if let Some(t) = timer {
+        for t in [timer, abort_timer].into_iter().flatten() {
             let _ = t.cancel();
         }
         if let Some(s) = stream {
