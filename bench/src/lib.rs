@@ -7,6 +7,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod alloc;
+pub mod cli;
 pub mod harness;
 pub mod peer;
 pub mod procs;

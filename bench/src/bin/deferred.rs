@@ -13,10 +13,10 @@ use std::path::Path;
 use std::pin::pin;
 use std::process::ExitCode;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use ropewalk_bench::alloc::{self, CountingAlloc};
-use ropewalk_bench::harness::{self, Config};
+use ropewalk_bench::cli;
+use ropewalk_bench::harness;
 use ropewalk_bench::peer;
 use ropewalk_bench::report::{self, Table};
 use ropewalk_deferred::{succeed, Deferred, Failure};
@@ -225,58 +225,10 @@ options:
 
 environment: PYTHON, the interpreter for the Twisted side (default python3)";
 
-struct Args {
-    config: Config,
-    twisted: bool,
-    list: bool,
-    exact: Option<u64>,
-    filters: Vec<String>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        config: Config::default(),
-        twisted: true,
-        list: false,
-        exact: None,
-        filters: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    let num = |it: &mut dyn Iterator<Item = String>, flag: &str| -> Result<u64, String> {
-        it.next()
-            .and_then(|v| v.parse().ok())
-            .ok_or(format!("{flag} needs a number"))
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--runs" => args.config.runs = num(&mut it, &a)? as usize,
-            "--run-ms" => args.config.run = Duration::from_millis(num(&mut it, &a)?),
-            "--warmup-ms" => args.config.warmup = Duration::from_millis(num(&mut it, &a)?),
-            "--no-twisted" => args.twisted = false,
-            "--list" => args.list = true,
-            "--exact" => args.exact = Some(num(&mut it, &a)?),
-            "-h" | "--help" => return Err(String::new()),
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            s => args.filters.push(s.to_string()),
-        }
-    }
-    Ok(args)
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match cli::parse_or_usage("deferred", USAGE) {
         Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("deferred: {e}");
-            }
-            println!("{USAGE}");
-            return if e.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
-        }
+        Err(code) => return code,
     };
     let selected: Vec<Scenario> = scenarios()
         .into_iter()

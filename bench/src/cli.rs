@@ -1,0 +1,77 @@
+//! The command line the microbenchmarks share (`deferred`, `lines`): timing options, the
+//! Twisted switch, `--list`, `--exact N` and scenario filters.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::harness::Config;
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub struct Args {
+    /// Warm-up, run length and number of runs.
+    pub config: Config,
+    /// Run the Twisted side too (`--no-twisted` turns it off).
+    pub twisted: bool,
+    /// `--list`: print the scenario names and exit.
+    pub list: bool,
+    /// `--exact N`: run each selected scenario N times, untimed, and exit.
+    pub exact: Option<u64>,
+    /// Scenario filters (the free arguments).
+    pub filters: Vec<String>,
+}
+
+/// Parses the command line; `Err` with an empty message for `--help`.
+///
+/// # Errors
+///
+/// What is wrong with the command line.
+pub fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut out = Args {
+        config: Config::default(),
+        twisted: true,
+        list: false,
+        exact: None,
+        filters: Vec::new(),
+    };
+    let mut it = args;
+    let num = |it: &mut dyn Iterator<Item = String>, flag: &str| -> Result<u64, String> {
+        it.next()
+            .and_then(|v| v.parse().ok())
+            .ok_or(format!("{flag} needs a number"))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => out.config.runs = num(&mut it, &a)? as usize,
+            "--run-ms" => out.config.run = Duration::from_millis(num(&mut it, &a)?),
+            "--warmup-ms" => out.config.warmup = Duration::from_millis(num(&mut it, &a)?),
+            "--no-twisted" => out.twisted = false,
+            "--list" => out.list = true,
+            "--exact" => out.exact = Some(num(&mut it, &a)?),
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => out.filters.push(s.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses this process's arguments; on `--help` or a mistake prints `usage` (and the
+/// mistake, prefixed with `name`) and gives the exit code to return.
+///
+/// # Errors
+///
+/// The exit code: success for `--help`, 2 for a mistake.
+pub fn parse_or_usage(name: &str, usage: &str) -> Result<Args, ExitCode> {
+    parse(std::env::args().skip(1)).map_err(|e| {
+        if !e.is_empty() {
+            eprintln!("{name}: {e}");
+        }
+        println!("{usage}");
+        if e.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        }
+    })
+}
