@@ -75,3 +75,56 @@ pub fn parse_or_usage(name: &str, usage: &str) -> Result<Args, ExitCode> {
         }
     })
 }
+
+/// Runs the Twisted side of a microbenchmark (`bench/twisted/SCRIPT`) on the selected
+/// scenarios with the same timing options; `None` (and a note on stderr) when Twisted is
+/// off or unavailable.
+pub fn run_twisted(args: &Args, script: &str, names: &[&str]) -> Option<crate::peer::PeerOutput> {
+    if !args.twisted {
+        return None;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("twisted")
+        .join(script);
+    let peer_args = vec![
+        "--runs".to_string(),
+        args.config.runs.to_string(),
+        "--run-ms".to_string(),
+        args.config.run.as_millis().to_string(),
+        "--warmup-ms".to_string(),
+        args.config.warmup.as_millis().to_string(),
+        "--only".to_string(),
+        names.join(","),
+    ];
+    match crate::peer::run(&crate::peer::python(), &script, &peer_args) {
+        Ok(out) => Some(out),
+        Err(e) => {
+            eprintln!("Twisted unavailable: {e}");
+            eprintln!("(install it with `pip install twisted`, or set PYTHON)");
+            None
+        }
+    }
+}
+
+/// The lines under a results table: how ropewalk was timed, and Twisted's versions.
+pub fn print_footer(args: &Args, twisted: Option<&crate::peer::PeerOutput>) {
+    println!(
+        "ropewalk: Rust, {} threads available; median of {} runs of ~{} ms after {} ms warm-up",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.config.runs,
+        args.config.run.as_millis(),
+        args.config.warmup.as_millis()
+    );
+    match twisted {
+        Some(t) => {
+            let meta: Vec<String> = t
+                .meta
+                .iter()
+                .filter(|(k, _)| k.as_str() != "kind")
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            println!("Twisted: {}", meta.join(", "));
+        }
+        None => println!("Twisted: not measured"),
+    }
+}

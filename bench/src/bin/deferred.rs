@@ -9,7 +9,6 @@
 
 use std::future::Future;
 use std::hint::black_box;
-use std::path::Path;
 use std::pin::pin;
 use std::process::ExitCode;
 use std::task::{Context, Poll, Waker};
@@ -280,30 +279,8 @@ fn main() -> ExitCode {
         ours.push((timing, allocs));
     }
 
-    let twisted = if args.twisted {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("twisted/deferred_bench.py");
-        let names: Vec<&str> = selected.iter().map(|s| s.name).collect();
-        let peer_args = vec![
-            "--runs".to_string(),
-            args.config.runs.to_string(),
-            "--run-ms".to_string(),
-            args.config.run.as_millis().to_string(),
-            "--warmup-ms".to_string(),
-            args.config.warmup.as_millis().to_string(),
-            "--only".to_string(),
-            names.join(","),
-        ];
-        match peer::run(&peer::python(), &script, &peer_args) {
-            Ok(out) => Some(out),
-            Err(e) => {
-                eprintln!("Twisted unavailable: {e}");
-                eprintln!("(install it with `pip install twisted`, or set PYTHON)");
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let names: Vec<&str> = selected.iter().map(|s| s.name).collect();
+    let twisted = cli::run_twisted(&args, "deferred_bench.py", &names);
 
     let mut table = Table::new([
         "scenario",
@@ -351,32 +328,16 @@ fn main() -> ExitCode {
 
     println!();
     println!("{table}");
-    println!(
-        "ropewalk: Rust, {} threads available; median of {} runs of ~{} ms after {} ms warm-up",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        args.config.runs,
-        args.config.run.as_millis(),
-        args.config.warmup.as_millis()
-    );
-    match &twisted {
-        Some(t) => {
-            let meta: Vec<String> = t
-                .meta
-                .iter()
-                .filter(|(k, _)| k.as_str() != "kind")
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            println!("Twisted: {}", meta.join(", "));
-            if below_target.is_empty() {
-                println!("target (≥ 50× faster than Twisted): met in every scenario");
-            } else {
-                println!(
-                    "target (≥ 50× faster than Twisted): NOT met in {}",
-                    below_target.join(", ")
-                );
-            }
+    cli::print_footer(&args, twisted.as_ref());
+    if twisted.is_some() {
+        if below_target.is_empty() {
+            println!("target (≥ 50× faster than Twisted): met in every scenario");
+        } else {
+            println!(
+                "target (≥ 50× faster than Twisted): NOT met in {}",
+                below_target.join(", ")
+            );
         }
-        None => println!("Twisted: not measured"),
     }
     for o in &over {
         println!("over the allocation budget: {o}");

@@ -15,7 +15,6 @@
 //! and its handler does nothing with a line.
 
 use std::hint::black_box;
-use std::path::Path;
 use std::process::ExitCode;
 
 use ropewalk_bench::alloc::{self, CountingAlloc};
@@ -291,30 +290,8 @@ fn main() -> ExitCode {
         ours.push((timing, allocs));
     }
 
-    let twisted = if args.twisted {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("twisted/line_bench.py");
-        let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
-        let peer_args = vec![
-            "--runs".to_string(),
-            args.config.runs.to_string(),
-            "--run-ms".to_string(),
-            args.config.run.as_millis().to_string(),
-            "--warmup-ms".to_string(),
-            args.config.warmup.as_millis().to_string(),
-            "--only".to_string(),
-            names.join(","),
-        ];
-        match peer::run(&peer::python(), &script, &peer_args) {
-            Ok(out) => Some(out),
-            Err(e) => {
-                eprintln!("Twisted unavailable: {e}");
-                eprintln!("(install it with `pip install twisted`, or set PYTHON)");
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
+    let twisted = cli::run_twisted(&args, "line_bench.py", &names);
 
     let mut table = Table::new([
         "scenario",
@@ -354,24 +331,6 @@ fn main() -> ExitCode {
 
     println!();
     println!("{table}");
-    println!(
-        "ropewalk: Rust, {} threads available; median of {} runs of ~{} ms after {} ms warm-up",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        args.config.runs,
-        args.config.run.as_millis(),
-        args.config.warmup.as_millis()
-    );
-    match &twisted {
-        Some(t) => {
-            let meta: Vec<String> = t
-                .meta
-                .iter()
-                .filter(|(k, _)| k.as_str() != "kind")
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            println!("Twisted: {}", meta.join(", "));
-        }
-        None => println!("Twisted: not measured"),
-    }
+    cli::print_footer(&args, twisted.as_ref());
     ExitCode::SUCCESS
 }
