@@ -2,9 +2,7 @@
 //! and the ways it closes. It is the [`Transport`] its protocol writes to.
 
 use std::cell::{Cell, RefCell};
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-use std::io::Read;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -49,38 +47,44 @@ pub(crate) trait StreamSocket: AsRawFd + 'static {
     fn take_socket_error(&self) -> io::Result<Option<io::Error>>;
 }
 
-/// Socket reads and sends as direct system calls (rustix), on Linux: glibc's `recv` and
-/// `send` are cancellation points, ~60 instructions around each call, twice per
-/// request-response round trip.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-mod direct {
-    use std::io;
-    use std::os::fd::AsFd;
-
-    /// `read(2)`.
-    pub(super) fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
-        rustix::io::read(fd, buf).map_err(io::Error::from)
+/// A read from a stream socket: `read(2)` as a direct system call (rustix) on Linux,
+/// where glibc's `recv` and `send` are cancellation points (~60 instructions around each
+/// call, twice per request-response round trip); std's read elsewhere.
+fn sock_read<S: std::os::fd::AsFd>(sock: &S, buf: &mut [u8]) -> io::Result<usize>
+where
+    for<'a> &'a S: Read,
+{
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return rustix::io::read(sock, buf).map_err(io::Error::from);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let mut sock = sock;
+        sock.read(buf)
     }
+}
 
-    /// `send(2)` with `MSG_NOSIGNAL`, as std's `TcpStream::write` (a peer that went away
-    /// is an `EPIPE` error, never a `SIGPIPE`).
-    pub(super) fn send(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
-        rustix::net::send(fd, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
+/// A write to a stream socket: `send(2)` with `MSG_NOSIGNAL` as a direct system call on
+/// Linux (as std's `write`, a peer that went away is an `EPIPE` error, never a
+/// `SIGPIPE`); std's write elsewhere.
+fn sock_send<S: std::os::fd::AsFd>(sock: &S, buf: &[u8]) -> io::Result<usize>
+where
+    for<'a> &'a S: Write,
+{
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return rustix::net::send(sock, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let mut sock = sock;
+        sock.write(buf)
     }
 }
 
 impl StreamSocket for TcpStream {
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        return direct::read(self, buf);
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        (&*self).read(buf)
+        sock_read(self, buf)
     }
     fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        return direct::send(self, buf);
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        (&*self).write(buf)
+        sock_send(self, buf)
     }
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         (&*self).write_vectored(bufs)
@@ -116,16 +120,10 @@ impl StreamSocket for TcpStream {
 
 impl StreamSocket for UnixStream {
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        return direct::read(self, buf);
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        (&*self).read(buf)
+        sock_read(self, buf)
     }
     fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        return direct::send(self, buf);
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        (&*self).write(buf)
+        sock_send(self, buf)
     }
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         (&*self).write_vectored(bufs)
