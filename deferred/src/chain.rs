@@ -88,7 +88,7 @@ impl Shared {
     pub(crate) fn fired(created_at: &'static Location<'static>, result: Res) -> Shared {
         let s = Shared::pending(created_at);
         s.borrow_mut().called = true;
-        replace_in(&mut s.cur().borrow_mut(), result.into_current());
+        put(&mut s.cur().borrow_mut(), result.into_current());
         s
     }
 
@@ -180,7 +180,7 @@ fn recycle(rc: &Rc<Node>) {
     if let Current::Failure(f) = &*cur {
         log_unhandled(c.created_at, f);
     }
-    replace_in(&mut cur, Current::Pending);
+    put(&mut cur, Current::Pending);
     drop(cur);
     if c.steps.len != 0
         || c.steps.overflow.is_some()
@@ -432,9 +432,8 @@ pub(crate) fn take_input<T: 'static>(cur: &mut Current) -> Result<T, Failure> {
 /// Stores a result in `cur`, over what was there (what [`take_input`] left, a
 /// placeholder, or a result to drop).
 ///
-/// It never copies the old result out whole: a 24-byte load of a value written field by
-/// field a moment before stalls store forwarding. It looks at the tag, drops what owns
-/// anything out of line, and assigns.
+/// It looks at the tag, drops what owns anything out of line, and overwrites the rest
+/// without a drop call (most often a placeholder or an inline value).
 #[inline(always)]
 pub(crate) fn put(cur: &mut Current, new: Current) {
     if matches!(
@@ -670,7 +669,7 @@ pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
         return fire_again(chain);
     }
     // Not running (it was not called): nobody holds the result.
-    replace_in(&mut chain.cur().borrow_mut(), result.into_current());
+    put(&mut chain.cur().borrow_mut(), result.into_current());
     fired(chain);
     Ok(())
 }
@@ -725,7 +724,7 @@ fn fire_boxed<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled>
         c.running = true;
         step
     };
-    replace_in(&mut chain.cur().borrow_mut(), Current::Running);
+    put(&mut chain.cur().borrow_mut(), Current::Running);
     let mut slot = Some(value);
     let out = {
         let _depth = DepthGuard::enter();
@@ -740,10 +739,10 @@ fn fire_boxed<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled>
     };
     let Some(result) = result else {
         // Waits on `inner`, which continues it.
-        replace_in(&mut chain.cur().borrow_mut(), Current::Pending);
+        put(&mut chain.cur().borrow_mut(), Current::Pending);
         return Ok(());
     };
-    replace_in(&mut chain.cur().borrow_mut(), result);
+    put(&mut chain.cur().borrow_mut(), result);
     drop(c);
     run(chain.clone());
     Ok(())
@@ -899,7 +898,7 @@ fn run_one(shared: &Shared) -> Option<Shared> {
             Ok(next) => break next,
             Err(p) => {
                 let failure = Failure::from_panic(p);
-                replace_in(&mut shared.cur().borrow_mut(), Current::Failure(failure));
+                put(&mut shared.cur().borrow_mut(), Current::Failure(failure));
             }
         }
     };
@@ -945,10 +944,10 @@ fn run_steps(shared: &Shared) -> Option<Shared> {
                 unreachable!("matched above")
             };
             match wait_on(shared, &mut c, inner) {
-                Some(result) => replace_in(&mut cur, result),
+                Some(result) => put(&mut cur, result),
                 None => {
                     // Paused until `inner` continues it.
-                    replace_in(&mut cur, Current::Pending);
+                    put(&mut cur, Current::Pending);
                     return None;
                 }
             }
@@ -965,13 +964,6 @@ fn into_res(cur: Current) -> Res {
         Current::Failure(f) => Res::Failure(f),
         _ => Res::Failure(Failure::new(WaitError::ResultTaken)),
     }
-}
-
-/// Replaces a result; what it held is dropped only if it owns anything (most often it is a
-/// placeholder or an inline value).
-#[inline(always)]
-fn replace_in(cur: &mut Current, new: Current) {
-    put(cur, new);
 }
 
 #[cold]
@@ -1020,7 +1012,7 @@ fn deliver(target: &Shared, result: Res, explicit: bool) -> bool {
         t.paused = t.paused.saturating_sub(1);
         t.chained_to = None;
     }
-    replace_in(&mut target.cur().borrow_mut(), result.into_current());
+    put(&mut target.cur().borrow_mut(), result.into_current());
     t.runnable()
 }
 

@@ -247,14 +247,9 @@ fn out_of<U: 'static>(outcome: Outcome<U>) -> Current {
 /// paths stay small.
 #[inline(never)]
 fn put_chain<U: 'static>(cur: &mut Current, d: Deferred<U>) {
-    match d.state {
-        State::Value(Some(v), _) => chain::put_value(cur, v),
-        State::Chain(s) => chain::put(cur, Current::Wait(s)),
-        State::Awaited(a) => chain::put(cur, Current::Wait(a.defuse())),
-        State::Failed(u) => chain::put(cur, Current::Failure(u.take().0)),
-        State::Value(None, _) | State::Taken => {
-            chain::put(cur, Current::Failure(Failure::new(WaitError::ResultTaken)))
-        }
+    match d.into_ready() {
+        Ok(v) => chain::put_value(cur, v),
+        Err(out) => chain::put(cur, out),
     }
 }
 
