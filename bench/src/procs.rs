@@ -117,3 +117,54 @@ pub fn perf_works() -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// A way to run one benchmark server on an address, until killed.
+pub type ServeFn = fn(std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>>;
+
+/// The `main` of a benchmark server binary (`echo_server`, `http_server`): parses
+/// `--impl NAME --port P --host IP`, runs the implementation of that name (the first is
+/// the default) and gives the exit code: 2 for a bad command line, 1 if the server fails.
+pub fn serve_main(name: &str, usage: &str, impls: &[(&str, ServeFn)]) -> std::process::ExitCode {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::process::ExitCode;
+
+    let mut imp = impls[0].0.to_string();
+    let mut port = 0u16;
+    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
+        let parsed: Result<(), String> = match a.as_str() {
+            "--impl" => value().map(|v| imp = v),
+            "--port" => value().and_then(|v| {
+                port = v.parse().map_err(|e| format!("--port {v}: {e}"))?;
+                Ok(())
+            }),
+            "--host" => value().and_then(|v| {
+                host = v.parse().map_err(|e| format!("--host {v}: {e}"))?;
+                Ok(())
+            }),
+            "-h" | "--help" => {
+                println!("{usage}");
+                return ExitCode::SUCCESS;
+            }
+            other => Err(format!("unknown argument {other}")),
+        };
+        if let Err(e) = parsed {
+            eprintln!("{name}: {e}\n{usage}");
+            return ExitCode::from(2);
+        }
+    }
+    let Some(&(_, serve)) = impls.iter().find(|(n, _)| *n == imp) else {
+        let names: Vec<&str> = impls.iter().map(|(n, _)| *n).collect();
+        eprintln!("{name}: unknown --impl {imp} ({})", names.join(" or "));
+        return ExitCode::from(2);
+    };
+    match serve(SocketAddr::new(host, port)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} ({imp}): {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

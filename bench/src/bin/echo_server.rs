@@ -16,8 +16,10 @@
 //! Both bind 127.0.0.1 (or `--host`), print exactly one line `listening on IP:PORT` once
 //! they accept connections, and serve until killed.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::ExitCode;
+
+use ropewalk_bench::procs;
 
 use ropewalk_reactor::deferred::Failure;
 use ropewalk_reactor::{Address, Protocol, Reactor, TransportRef};
@@ -84,47 +86,9 @@ fn run_tokio(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    let mut imp = "ropewalk".to_string();
-    let mut port = 0u16;
-    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        let parsed: Result<(), String> = match a.as_str() {
-            "--impl" => value().map(|v| imp = v),
-            "--port" => value().and_then(|v| {
-                port = v.parse().map_err(|e| format!("--port {v}: {e}"))?;
-                Ok(())
-            }),
-            "--host" => value().and_then(|v| {
-                host = v.parse().map_err(|e| format!("--host {v}: {e}"))?;
-                Ok(())
-            }),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other => Err(format!("unknown argument {other}")),
-        };
-        if let Err(e) = parsed {
-            eprintln!("echo_server: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    }
-    let addr = SocketAddr::new(host, port);
-    let result = match imp.as_str() {
-        "ropewalk" => run_ropewalk(addr),
-        "tokio" => run_tokio(addr),
-        other => {
-            eprintln!("echo_server: unknown --impl {other} (ropewalk or tokio)");
-            return ExitCode::from(2);
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo_server ({imp}): {e}");
-            ExitCode::FAILURE
-        }
-    }
+    procs::serve_main(
+        "echo_server",
+        USAGE,
+        &[("ropewalk", run_ropewalk), ("tokio", run_tokio)],
+    )
 }
