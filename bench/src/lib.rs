@@ -12,3 +12,4 @@ pub mod harness;
 pub mod peer;
 pub mod procs;
 pub mod report;
+pub mod syscalls;

@@ -99,6 +99,29 @@ pub fn group(n: u64) -> String {
     out
 }
 
+/// A number for a table: grouped digits from 1000 up, else `digits` decimals; `-` if it
+/// is not finite.
+pub fn num(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        if x >= 1000.0 {
+            group(x.round() as u64)
+        } else {
+            format!("{x:.digits$}")
+        }
+    } else {
+        "-".into()
+    }
+}
+
+/// A ratio with two decimals (`1.07×`); `-` if it is not finite.
+pub fn ratio2(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}×")
+    } else {
+        "-".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ use std::time::Duration;
 use ropewalk_bench::peer::{self, Record, Value};
 use ropewalk_bench::procs::{cpu_seconds, perf_works, signal, Server};
 use ropewalk_bench::report::{self, Table};
+use ropewalk_bench::syscalls::{self, Syscalls};
 
 const USAGE: &str = "\
 usage: echo [options]
@@ -259,94 +260,6 @@ fn throughput(
     })
 }
 
-/// The syscalls perf counts one by one; the rest are counted together as "other".
-const PERF_SYSCALLS: &[&str] = &[
-    "epoll_wait",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "epoll_ctl",
-    "recvfrom",
-    "sendto",
-    "read",
-    "write",
-    "readv",
-    "writev",
-    "recvmsg",
-    "sendmsg",
-    "timerfd_settime",
-    "accept4",
-    "futex",
-];
-
-/// Failed calls (ret < 0: EAGAIN, mostly) that perf counts.
-const PERF_FAILS: &[&str] = &["recvfrom", "read"];
-
-/// System calls of one short run: calls by name (a `!fail` suffix counts failures), the
-/// total, and the round trips they served.
-#[derive(Debug, Clone, Default)]
-struct Syscalls {
-    calls: BTreeMap<String, f64>,
-    total: f64,
-    round_trips: f64,
-    tool: &'static str,
-}
-
-impl Syscalls {
-    fn per_rt(&self, name: &str) -> f64 {
-        self.calls.get(name).copied().unwrap_or(0.0) / self.round_trips
-    }
-
-    fn total_per_rt(&self) -> f64 {
-        self.total / self.round_trips
-    }
-}
-
-fn perf_args(pid: u32, out: &Path) -> Vec<String> {
-    let mut a = vec![
-        "stat".to_string(),
-        "-x,".into(),
-        "-o".into(),
-        out.display().to_string(),
-        "-p".into(),
-        pid.to_string(),
-        "-e".into(),
-        "raw_syscalls:sys_enter".into(),
-    ];
-    for s in PERF_SYSCALLS {
-        a.push("-e".into());
-        a.push(format!("syscalls:sys_enter_{s}"));
-    }
-    for s in PERF_FAILS {
-        a.push("-e".into());
-        a.push(format!("syscalls:sys_exit_{s}"));
-        a.push("--filter".into());
-        a.push("ret < 0".into());
-    }
-    a
-}
-
-fn parse_perf(text: &str) -> Syscalls {
-    let mut s = Syscalls {
-        tool: "perf",
-        ..Syscalls::default()
-    };
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() < 3 {
-            continue;
-        }
-        let Ok(v) = f[0].parse::<f64>() else { continue };
-        if f[2] == "raw_syscalls:sys_enter" {
-            s.total = v;
-        } else if let Some(n) = f[2].strip_prefix("syscalls:sys_enter_") {
-            s.calls.insert(n.to_string(), v);
-        } else if let Some(n) = f[2].strip_prefix("syscalls:sys_exit_") {
-            s.calls.insert(format!("{n}!fail"), v);
-        }
-    }
-    s
-}
-
 /// Reads `strace -c` output: `% time seconds usecs/call calls [errors] syscall`.
 fn parse_strace(text: &str) -> Syscalls {
     let mut s = Syscalls {
@@ -409,7 +322,7 @@ fn syscalls(
             .spawn()
     } else {
         Command::new("perf")
-            .args(perf_args(server.pid(), &out))
+            .args(syscalls::perf_args(server.pid(), &out))
             .stderr(Stdio::null())
             .spawn()
     }
@@ -426,10 +339,10 @@ fn syscalls(
     let mut s = if use_strace {
         parse_strace(&text)
     } else {
-        parse_perf(&text)
+        syscalls::parse_perf(&text)
     };
-    s.round_trips = num_of(&rec, "round_trips_total");
-    if s.total <= 0.0 || s.round_trips.is_nan() || s.round_trips <= 0.0 {
+    s.served = num_of(&rec, "round_trips_total");
+    if s.total <= 0.0 || s.served.is_nan() || s.served <= 0.0 {
         return Err(format!("no syscalls counted ({})", s.tool));
     }
     Ok(s)
@@ -457,18 +370,6 @@ fn memory(paths: &Paths, server: &Server, n: usize) -> Result<Memory, String> {
         after_kib: after,
         per_conn: (after as f64 - before as f64) * 1024.0 / n as f64,
     })
-}
-
-fn fmt(x: f64, digits: usize) -> String {
-    if x.is_finite() {
-        if x >= 1000.0 {
-            report::group(x.round() as u64)
-        } else {
-            format!("{x:.digits$}")
-        }
-    } else {
-        "-".into()
-    }
 }
 
 fn main() -> ExitCode {
@@ -571,7 +472,7 @@ fn main() -> ExitCode {
         if runs.len() > 1 {
             let list = |f: fn(&Throughput) -> f64, d: usize| {
                 runs.iter()
-                    .map(|t| fmt(f(t), d))
+                    .map(|t| report::num(f(t), d))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -585,9 +486,12 @@ fn main() -> ExitCode {
         }
     }
     for (key, mut runs) in sys_runs {
-        runs.sort_by(|a, b| a.total_per_rt().total_cmp(&b.total_per_rt()));
+        runs.sort_by(|a, b| a.total_per_op().total_cmp(&b.total_per_op()));
         if runs.len() > 1 {
-            let all: Vec<String> = runs.iter().map(|s| fmt(s.total_per_rt(), 2)).collect();
+            let all: Vec<String> = runs
+                .iter()
+                .map(|s| report::num(s.total_per_op(), 2))
+                .collect();
             notes.push(format!(
                 "{} {}: syscalls/rt {}",
                 key.0,
@@ -612,7 +516,7 @@ fn main() -> ExitCode {
 
     // Table 1: throughput, CPU and syscalls per round trip.
     let vs = |x: f64, base: Option<f64>| match base {
-        Some(b) if b > 0.0 && x.is_finite() => ratio2(x / b),
+        Some(b) if b > 0.0 && x.is_finite() => report::ratio2(x / b),
         _ => "-".into(),
     };
     // With --repeat, a throughput ratio is the median of each round's ratio (the two runs
@@ -625,7 +529,7 @@ fn main() -> ExitCode {
             return None;
         }
         let r = median(a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect());
-        r.is_finite().then(|| ratio2(r))
+        r.is_finite().then(|| report::ratio2(r))
     };
     let mut t = Table::new([
         "server",
@@ -643,7 +547,7 @@ fn main() -> ExitCode {
         let base_t = tput.get(&("tokio".to_string(), conns)).cloned();
         let base_s = sys
             .get(&("tokio".to_string(), conns))
-            .map(Syscalls::total_per_rt);
+            .map(Syscalls::total_per_op);
         for name in &available {
             let key = (name.clone(), conns);
             let th = tput.get(&key).cloned().unwrap_or(Throughput {
@@ -653,20 +557,20 @@ fn main() -> ExitCode {
                 cpu_us_per_rt: f64::NAN,
                 client_cpu_us_per_rt: f64::NAN,
             });
-            let s = sys.get(&key).map_or(f64::NAN, Syscalls::total_per_rt);
+            let s = sys.get(&key).map_or(f64::NAN, Syscalls::total_per_op);
             t.row([
                 name.clone(),
                 conns.to_string(),
-                fmt(th.rps, 0),
+                report::num(th.rps, 0),
                 paired(name, conns, |t| t.rps)
                     .unwrap_or_else(|| vs(th.rps, base_t.as_ref().map(|b| b.rps))),
-                fmt(th.p50_us, 0),
-                fmt(th.p99_us, 0),
-                fmt(th.cpu_us_per_rt, 2),
+                report::num(th.p50_us, 0),
+                report::num(th.p99_us, 0),
+                report::num(th.cpu_us_per_rt, 2),
                 paired(name, conns, |t| t.cpu_us_per_rt).unwrap_or_else(|| {
                     vs(th.cpu_us_per_rt, base_t.as_ref().map(|b| b.cpu_us_per_rt))
                 }),
-                fmt(s, 2),
+                report::num(s, 2),
                 vs(s, base_s),
             ]);
         }
@@ -676,7 +580,7 @@ fn main() -> ExitCode {
     // Table 2: where the syscalls go.
     if !sys.is_empty() {
         let waits = |s: &Syscalls| {
-            s.per_rt("epoll_wait") + s.per_rt("epoll_pwait") + s.per_rt("epoll_pwait2")
+            s.per_op("epoll_wait") + s.per_op("epoll_pwait") + s.per_op("epoll_pwait2")
         };
         let mut b = Table::new([
             "server",
@@ -701,23 +605,23 @@ fn main() -> ExitCode {
                 let listed = waits(s)
                     + ["epoll_ctl", "recvfrom", "sendto", "read", "timerfd_settime"]
                         .iter()
-                        .map(|n| s.per_rt(n))
+                        .map(|n| s.per_op(n))
                         .sum::<f64>();
-                let other = (s.total_per_rt() - listed).max(0.0);
+                let other = (s.total_per_op() - listed).max(0.0);
                 b.row([
                     name.clone(),
                     conns.to_string(),
-                    fmt(s.total_per_rt(), 3),
-                    fmt(waits(s), 3),
-                    fmt(s.per_rt("epoll_ctl"), 3),
-                    fmt(s.per_rt("recvfrom"), 3),
-                    fmt(s.per_rt("recvfrom!fail"), 3),
-                    fmt(s.per_rt("sendto"), 3),
-                    fmt(s.per_rt("read"), 3),
-                    fmt(s.per_rt("read!fail"), 3),
-                    fmt(s.per_rt("timerfd_settime"), 3),
-                    fmt(other, 3),
-                    fmt(1.0 / waits(s), 1),
+                    report::num(s.total_per_op(), 3),
+                    report::num(waits(s), 3),
+                    report::num(s.per_op("epoll_ctl"), 3),
+                    report::num(s.per_op("recvfrom"), 3),
+                    report::num(s.per_op("recvfrom!fail"), 3),
+                    report::num(s.per_op("sendto"), 3),
+                    report::num(s.per_op("read"), 3),
+                    report::num(s.per_op("read!fail"), 3),
+                    report::num(s.per_op("timerfd_settime"), 3),
+                    report::num(other, 3),
+                    report::num(1.0 / waits(s), 1),
                 ]);
             }
         }
@@ -778,9 +682,4 @@ fn main() -> ExitCode {
         println!("note: {n}");
     }
     ExitCode::SUCCESS
-}
-
-/// A ratio to tokio, with two decimals: small differences are the point here.
-fn ratio2(x: f64) -> String {
-    format!("{x:.2}×")
 }

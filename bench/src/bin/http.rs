@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use ropewalk_bench::procs::{cpu_seconds, perf_works, signal, Server};
 use ropewalk_bench::report::{self, Table};
+use ropewalk_bench::syscalls::{self, Syscalls};
 
 const USAGE: &str = "\
 usage: http [options]
@@ -279,101 +280,12 @@ fn throughput(
     })
 }
 
-/// The syscalls perf counts one by one; the rest are counted together as "other".
-const PERF_SYSCALLS: &[&str] = &[
-    "epoll_wait",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "epoll_ctl",
-    "recvfrom",
-    "sendto",
-    "read",
-    "write",
-    "readv",
-    "writev",
-    "recvmsg",
-    "sendmsg",
-    "timerfd_settime",
-    "accept4",
-    "close",
-    "futex",
-];
-
-/// Failed calls (ret < 0: EAGAIN, mostly) that perf counts.
-const PERF_FAILS: &[&str] = &["recvfrom", "read"];
-
-/// System calls of one short run: calls by name (a `!fail` suffix counts failures), the
-/// total, and the requests they served.
-#[derive(Debug, Clone, Default)]
-struct Syscalls {
-    calls: BTreeMap<String, f64>,
-    total: f64,
-    requests: f64,
-}
-
-impl Syscalls {
-    fn per_req(&self, name: &str) -> f64 {
-        self.calls.get(name).copied().unwrap_or(0.0) / self.requests
-    }
-
-    fn total_per_req(&self) -> f64 {
-        self.total / self.requests
-    }
-
-    fn waits_per_req(&self) -> f64 {
-        self.per_req("epoll_wait") + self.per_req("epoll_pwait") + self.per_req("epoll_pwait2")
-    }
-}
-
-fn perf_args(pid: u32, out: &Path) -> Vec<String> {
-    let mut a = vec![
-        "stat".to_string(),
-        "-x,".into(),
-        "-o".into(),
-        out.display().to_string(),
-        "-p".into(),
-        pid.to_string(),
-        "-e".into(),
-        "raw_syscalls:sys_enter".into(),
-    ];
-    for s in PERF_SYSCALLS {
-        a.push("-e".into());
-        a.push(format!("syscalls:sys_enter_{s}"));
-    }
-    for s in PERF_FAILS {
-        a.push("-e".into());
-        a.push(format!("syscalls:sys_exit_{s}"));
-        a.push("--filter".into());
-        a.push("ret < 0".into());
-    }
-    a
-}
-
-fn parse_perf(text: &str) -> Syscalls {
-    let mut s = Syscalls::default();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() < 3 {
-            continue;
-        }
-        let Ok(v) = f[0].parse::<f64>() else { continue };
-        if f[2] == "raw_syscalls:sys_enter" {
-            s.total = v;
-        } else if let Some(n) = f[2].strip_prefix("syscalls:sys_enter_") {
-            s.calls.insert(n.to_string(), v);
-        } else if let Some(n) = f[2].strip_prefix("syscalls:sys_exit_") {
-            s.calls.insert(format!("{n}!fail"), v);
-        }
-    }
-    s
-}
-
 fn syscalls(paths: &Paths, server: &Server, sc: Scenario, args: &Args) -> Result<Syscalls, String> {
     // Warm the server up first, so that the counted run is its steady state.
     wrk(paths, &server.addr, sc, 1, args.depth)?;
     let out = std::env::temp_dir().join(format!("ropewalk-http-{}.txt", std::process::id()));
     let mut tracer = Command::new("perf")
-        .args(perf_args(server.pid(), &out))
+        .args(syscalls::perf_args(server.pid(), &out))
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start perf: {e}"))?;
@@ -385,33 +297,12 @@ fn syscalls(paths: &Paths, server: &Server, sc: Scenario, args: &Args) -> Result
     let w = w?;
     let text = std::fs::read_to_string(&out).map_err(|e| format!("no syscall counts: {e}"))?;
     let _ = std::fs::remove_file(&out);
-    let mut s = parse_perf(&text);
-    s.requests = w.requests;
+    let mut s = syscalls::parse_perf(&text);
+    s.served = w.requests;
     if s.total <= 0.0 {
         return Err("no syscalls counted (perf)".into());
     }
     Ok(s)
-}
-
-fn fmt(x: f64, digits: usize) -> String {
-    if x.is_finite() {
-        if x >= 1000.0 {
-            report::group(x.round() as u64)
-        } else {
-            format!("{x:.digits$}")
-        }
-    } else {
-        "-".into()
-    }
-}
-
-/// A ratio to hyper, with two decimals.
-fn ratio2(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.2}×")
-    } else {
-        "-".into()
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -529,9 +420,12 @@ fn main() -> ExitCode {
     // The syscall run whose total per request is the median (so its breakdown adds up).
     let mut sys: BTreeMap<Key, Syscalls> = BTreeMap::new();
     for (key, mut runs) in sys_runs {
-        runs.sort_by(|a, b| a.total_per_req().total_cmp(&b.total_per_req()));
+        runs.sort_by(|a, b| a.total_per_op().total_cmp(&b.total_per_op()));
         if runs.len() > 1 {
-            let all: Vec<String> = runs.iter().map(|s| fmt(s.total_per_req(), 2)).collect();
+            let all: Vec<String> = runs
+                .iter()
+                .map(|s| report::num(s.total_per_op(), 2))
+                .collect();
             notes.push(format!(
                 "{} {}: syscalls/req {}",
                 key.1,
@@ -546,7 +440,7 @@ fn main() -> ExitCode {
         if runs.len() > 1 {
             let list = |f: fn(&Throughput) -> f64, d: usize| {
                 runs.iter()
-                    .map(|t| fmt(f(t), d))
+                    .map(|t| report::num(f(t), d))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -577,22 +471,22 @@ fn main() -> ExitCode {
     for &sc in &args.scenarios {
         let base_s = sys
             .get(&(sc, "hyper".to_string()))
-            .map(Syscalls::total_per_req);
+            .map(Syscalls::total_per_op);
         for name in &available {
             let key = (sc, name.clone());
-            let s = sys.get(&key).map_or(f64::NAN, Syscalls::total_per_req);
+            let s = sys.get(&key).map_or(f64::NAN, Syscalls::total_per_op);
             t.row([
                 name.clone(),
                 sc.name(args.depth),
-                fmt(tmed(&key, |t| t.wrk.rps), 0),
-                ratio2(tratio(sc, name, |t| t.wrk.rps)),
-                fmt(tmed(&key, |t| t.wrk.avg_us), 0),
-                fmt(tmed(&key, |t| t.wrk.p50_us), 0),
-                fmt(tmed(&key, |t| t.wrk.p99_us), 0),
-                fmt(tmed(&key, |t| t.cpu_us_per_req), 2),
-                ratio2(tratio(sc, name, |t| t.cpu_us_per_req)),
-                fmt(s, 2),
-                ratio2(base_s.map_or(f64::NAN, |b| s / b)),
+                report::num(tmed(&key, |t| t.wrk.rps), 0),
+                report::ratio2(tratio(sc, name, |t| t.wrk.rps)),
+                report::num(tmed(&key, |t| t.wrk.avg_us), 0),
+                report::num(tmed(&key, |t| t.wrk.p50_us), 0),
+                report::num(tmed(&key, |t| t.wrk.p99_us), 0),
+                report::num(tmed(&key, |t| t.cpu_us_per_req), 2),
+                report::ratio2(tratio(sc, name, |t| t.cpu_us_per_req)),
+                report::num(s, 2),
+                report::ratio2(base_s.map_or(f64::NAN, |b| s / b)),
             ]);
         }
     }
@@ -631,24 +525,24 @@ fn main() -> ExitCode {
                 let Some(s) = sys.get(&(sc, name.clone())) else {
                     continue;
                 };
-                let listed = s.waits_per_req() + LISTED.iter().map(|n| s.per_req(n)).sum::<f64>();
-                let other = (s.total_per_req() - listed).max(0.0);
+                let listed = s.waits_per_op() + LISTED.iter().map(|n| s.per_op(n)).sum::<f64>();
+                let other = (s.total_per_op() - listed).max(0.0);
                 b.row([
                     name.clone(),
                     sc.name(args.depth),
-                    fmt(s.total_per_req(), 3),
-                    fmt(s.waits_per_req(), 3),
-                    fmt(s.per_req("epoll_ctl"), 3),
-                    fmt(s.per_req("recvfrom"), 3),
-                    fmt(s.per_req("recvfrom!fail"), 3),
-                    fmt(s.per_req("sendto"), 3),
-                    fmt(s.per_req("writev"), 3),
-                    fmt(s.per_req("read"), 3),
-                    fmt(s.per_req("read!fail"), 3),
-                    fmt(s.per_req("write"), 3),
-                    fmt(s.per_req("timerfd_settime"), 3),
-                    fmt(other, 3),
-                    fmt(1.0 / s.waits_per_req(), 1),
+                    report::num(s.total_per_op(), 3),
+                    report::num(s.waits_per_op(), 3),
+                    report::num(s.per_op("epoll_ctl"), 3),
+                    report::num(s.per_op("recvfrom"), 3),
+                    report::num(s.per_op("recvfrom!fail"), 3),
+                    report::num(s.per_op("sendto"), 3),
+                    report::num(s.per_op("writev"), 3),
+                    report::num(s.per_op("read"), 3),
+                    report::num(s.per_op("read!fail"), 3),
+                    report::num(s.per_op("write"), 3),
+                    report::num(s.per_op("timerfd_settime"), 3),
+                    report::num(other, 3),
+                    report::num(1.0 / s.waits_per_op(), 1),
                 ]);
             }
         }
@@ -677,7 +571,7 @@ fn main() -> ExitCode {
             println!(
                 "target {} {what}: {verdict} ({})",
                 sc.name(args.depth),
-                ratio2(r)
+                report::ratio2(r)
             );
         }
     };
