@@ -99,13 +99,33 @@ pub fn signal(pid: u32, sig: libc::c_int) {
 
 /// utime + stime of a process (all its threads), in seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_split(pid).map(|(user, sys)| user + sys)
+}
+
+/// utime and stime of a process (all its threads), in seconds: the time it ran its own
+/// code and the time the kernel ran on its behalf.
+pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let user = f.get(11)?.parse::<u64>().ok()?;
+    let sys = f.get(12)?.parse::<u64>().ok()?;
     // SAFETY: sysconf reads a constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    Some(ticks as f64 / hz as f64)
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((user as f64 / hz, sys as f64 / hz))
+}
+
+/// CPU seconds (user + system) used so far by this process's reaped children: read it
+/// before and after running a child to completion, and the difference is that child's.
+pub fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage struct.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
 /// Whether `perf stat` can count syscall tracepoints here.

@@ -30,7 +30,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use ropewalk_bench::peer::{self, Record, Value};
-use ropewalk_bench::procs::{cpu_seconds, perf_works, signal, Server};
+use ropewalk_bench::procs::{cpu_split, perf_works, signal, Server};
 use ropewalk_bench::report::{self, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
 
@@ -223,6 +223,8 @@ struct Throughput {
     p50_us: f64,
     p99_us: f64,
     cpu_us_per_rt: f64,
+    /// The part of it in user space (the rest is the kernel's, on the server's behalf).
+    user_us_per_rt: f64,
     client_cpu_us_per_rt: f64,
 }
 
@@ -246,16 +248,17 @@ fn throughput(
     load.expect("connected")?;
     load.go();
     load.expect("start")?;
-    let cpu0 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
+    let (u0, s0) = cpu_split(server.pid()).ok_or("cannot read the server's CPU time")?;
     let rec = load.expect("result")?;
-    let cpu1 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
+    let (u1, s1) = cpu_split(server.pid()).ok_or("cannot read the server's CPU time")?;
     // Every round trip served between the two readings, the last in-flight ones included.
     let rts = num_of(&rec, "round_trips_total");
     Ok(Throughput {
         rps: num_of(&rec, "rps"),
         p50_us: num_of(&rec, "p50_us"),
         p99_us: num_of(&rec, "p99_us"),
-        cpu_us_per_rt: (cpu1 - cpu0) * 1e6 / rts,
+        cpu_us_per_rt: (u1 + s1 - u0 - s0) * 1e6 / rts,
+        user_us_per_rt: (u1 - u0) * 1e6 / rts,
         client_cpu_us_per_rt: num_of(&rec, "client_cpu_s") * 1e6 / rts,
     })
 }
@@ -466,6 +469,7 @@ fn main() -> ExitCode {
                 p50_us: m(|t| t.p50_us),
                 p99_us: m(|t| t.p99_us),
                 cpu_us_per_rt: m(|t| t.cpu_us_per_rt),
+                user_us_per_rt: m(|t| t.user_us_per_rt),
                 client_cpu_us_per_rt: m(|t| t.client_cpu_us_per_rt),
             },
         );
@@ -540,6 +544,7 @@ fn main() -> ExitCode {
         "p99 µs",
         "server CPU µs/rt",
         "vs tokio",
+        "of it user µs",
         "syscalls/rt",
         "vs tokio",
     ]);
@@ -555,6 +560,7 @@ fn main() -> ExitCode {
                 p50_us: f64::NAN,
                 p99_us: f64::NAN,
                 cpu_us_per_rt: f64::NAN,
+                user_us_per_rt: f64::NAN,
                 client_cpu_us_per_rt: f64::NAN,
             });
             let s = sys.get(&key).map_or(f64::NAN, Syscalls::total_per_op);
@@ -570,6 +576,7 @@ fn main() -> ExitCode {
                 paired(name, conns, |t| t.cpu_us_per_rt).unwrap_or_else(|| {
                     vs(th.cpu_us_per_rt, base_t.as_ref().map(|b| b.cpu_us_per_rt))
                 }),
+                report::num(th.user_us_per_rt, 2),
                 report::num(s, 2),
                 vs(s, base_s),
             ]);
@@ -677,6 +684,60 @@ fn main() -> ExitCode {
             "load generator CPU, {name} {conns}: {:.2} µs/rt",
             th.client_cpu_us_per_rt
         );
+    }
+    // The issue's targets, and what bounds the CPU ratio here.
+    let ratio_of = |conns: usize, f: fn(&Throughput) -> f64| -> f64 {
+        let (Some(a), Some(b)) = (
+            tput_runs.get(&("ropewalk".to_string(), conns)),
+            tput_runs.get(&("tokio".to_string(), conns)),
+        ) else {
+            return f64::NAN;
+        };
+        if a.len() == b.len() {
+            median(a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect())
+        } else {
+            median(a.iter().map(f).collect()) / median(b.iter().map(f).collect())
+        }
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    for &conns in &args.scenarios {
+        let rt = ratio_of(conns, |t| t.rps);
+        let cpu = ratio_of(conns, |t| t.cpu_us_per_rt);
+        if rt.is_finite() {
+            println!(
+                "target {conns} connections, round trips ≥ 1.0× tokio: {} ({})",
+                verdict(rt >= 1.0),
+                report::ratio2(rt)
+            );
+        }
+        if cpu.is_finite() {
+            println!(
+                "target {conns} connections, server CPU/rt ≤ 0.95× tokio: {} ({})",
+                verdict(cpu <= 0.95),
+                report::ratio2(cpu)
+            );
+            let bound = ratio_of(conns, |t| t.cpu_us_per_rt - t.user_us_per_rt);
+            let ours = tput.get(&("ropewalk".to_string(), conns));
+            let theirs = tput.get(&("tokio".to_string(), conns));
+            if let (Some(o), Some(t)) = (ours, theirs) {
+                println!(
+                    "  bound {conns} connections: ropewalk's kernel time is {} of tokio's \
+                     (user time: ropewalk {} µs/rt, tokio {} µs/rt); with no user time at all \
+                     ropewalk's CPU ratio would be {}",
+                    report::ratio2(bound),
+                    report::num(o.user_us_per_rt, 2),
+                    report::num(t.user_us_per_rt, 2),
+                    report::ratio2((o.cpu_us_per_rt - o.user_us_per_rt) / t.cpu_us_per_rt),
+                );
+            }
+        }
+        if let Some(s) = sys.get(&("ropewalk".to_string(), conns)) {
+            println!(
+                "target {conns} connections, ≤ 2.2 syscalls/rt: {} ({})",
+                verdict(s.total_per_op() <= 2.2),
+                report::num(s.total_per_op(), 2)
+            );
+        }
     }
     for n in &notes {
         println!("note: {n}");

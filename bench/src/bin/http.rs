@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use ropewalk_bench::procs::{cpu_seconds, perf_works, signal, Server};
+use ropewalk_bench::procs::{children_cpu_seconds, cpu_split, perf_works, signal, Server};
 use ropewalk_bench::report::{self, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
 
@@ -260,6 +260,11 @@ fn wrk(paths: &Paths, addr: &str, sc: Scenario, secs: u64, depth: usize) -> Resu
 struct Throughput {
     wrk: Wrk,
     cpu_us_per_req: f64,
+    /// The part of it in user space (the rest is the kernel's, on the server's behalf).
+    user_us_per_req: f64,
+    /// wrk's own CPU time over the measured run's wall time: near 100% means wrk, not
+    /// the server, set the pace.
+    wrk_cpu_pct: f64,
 }
 
 fn throughput(
@@ -271,11 +276,15 @@ fn throughput(
     if args.warmup > 0 {
         wrk(paths, &server.addr, sc, args.warmup, args.depth)?;
     }
-    let cpu0 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
+    let (u0, s0) = cpu_split(server.pid()).ok_or("cannot read the server's CPU time")?;
+    let wrk0 = children_cpu_seconds();
     let w = wrk(paths, &server.addr, sc, args.duration, args.depth)?;
-    let cpu1 = cpu_seconds(server.pid()).ok_or("cannot read the server's CPU time")?;
+    let wrk1 = children_cpu_seconds();
+    let (u1, s1) = cpu_split(server.pid()).ok_or("cannot read the server's CPU time")?;
     Ok(Throughput {
-        cpu_us_per_req: (cpu1 - cpu0) * 1e6 / w.requests,
+        cpu_us_per_req: (u1 + s1 - u0 - s0) * 1e6 / w.requests,
+        user_us_per_req: (u1 - u0) * 1e6 / w.requests,
+        wrk_cpu_pct: (wrk1 - wrk0) * 100.0 / args.duration as f64,
         wrk: w,
     })
 }
@@ -465,6 +474,8 @@ fn main() -> ExitCode {
         "p99 µs",
         "server CPU µs/req",
         "vs hyper",
+        "of it user µs",
+        "wrk CPU %",
         "syscalls/req",
         "vs hyper",
     ]);
@@ -485,6 +496,8 @@ fn main() -> ExitCode {
                 report::num(tmed(&key, |t| t.wrk.p99_us), 0),
                 report::num(tmed(&key, |t| t.cpu_us_per_req), 2),
                 report::ratio2(tratio(sc, name, |t| t.cpu_us_per_req)),
+                report::num(tmed(&key, |t| t.user_us_per_req), 2),
+                report::num(tmed(&key, |t| t.wrk_cpu_pct), 0),
                 report::num(s, 2),
                 report::ratio2(base_s.map_or(f64::NAN, |b| s / b)),
             ]);
@@ -586,6 +599,22 @@ fn main() -> ExitCode {
                 |t| t.cpu_us_per_req,
                 &|r| r <= 0.85,
             );
+            // What bounds those two ratios on this machine.
+            let rw = (sc, "ropewalk".to_string());
+            let hy = (sc, "hyper".to_string());
+            let kernel = tmed(&rw, |t| t.cpu_us_per_req - t.user_us_per_req);
+            let hyper_cpu = tmed(&hy, |t| t.cpu_us_per_req);
+            if kernel.is_finite() && hyper_cpu.is_finite() {
+                println!(
+                    "  bound {}: ropewalk's kernel time alone is {} of hyper's whole CPU/req \
+                     (the least its ratio could be with no user-space time at all); wrk's CPU \
+                     {}% with ropewalk, {}% with hyper (near 100%: wrk sets the pace)",
+                    sc.name(args.depth),
+                    report::ratio2(kernel / hyper_cpu),
+                    report::num(tmed(&rw, |t| t.wrk_cpu_pct), 0),
+                    report::num(tmed(&hy, |t| t.wrk_cpu_pct), 0),
+                );
+            }
         }
     }
     for n in &notes {
