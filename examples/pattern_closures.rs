@@ -55,21 +55,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     })?;
 
-    // A client, also closures; it stops the reactor when the server says bye.
+    // A client, also closures; it stops the reactor when the server says bye. TCP is a
+    // stream: "welcome\n" and "bye\n" may arrive in one read or in pieces, so the closure
+    // keeps what it has not seen a newline after.
     let r = reactor.clone();
     reactor.connect_tcp(
         port.local_addr().inet().expect("tcp"),
         move |_: &Address| {
             let r = r.clone();
+            let mut pending = Vec::new();
             Some(Closures {
                 on_connect: |t: &TransportRef| t.write(b"hello"),
                 on_data: move |_t: &TransportRef, data: &[u8]| {
-                    print!("client: got {}", String::from_utf8_lossy(data));
-                    if data.ends_with(b"bye\n") {
-                        let r = r.clone();
-                        // Let the timer fire too, then stop.
-                        r.clone()
-                            .call_later(Duration::from_millis(100), move || r.stop().unwrap());
+                    pending.extend_from_slice(data);
+                    while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=end).collect();
+                        print!("client: got {}", String::from_utf8_lossy(&line));
+                        if line == b"bye\n" {
+                            let r = r.clone();
+                            // Let the timer fire too, then stop.
+                            r.clone()
+                                .call_later(Duration::from_millis(100), move || r.stop().unwrap());
+                        }
                     }
                 },
                 transport: None,

@@ -201,8 +201,13 @@ pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
     local: Address,
     this: Weak<Conn<S, P>>,
     /// Taken off the poller: the peer hung up while reading was paused, and epoll would
-    /// report that hang-up on every wait until `resume_reading`.
+    /// report that hang-up on every wait until `resume_reading` (level-triggered only).
     parked: Cell<bool>,
+    /// Registered edge-triggered, for reading and writing, once (see `io.rs`).
+    edge: bool,
+    /// Edge-triggered: a look asked of the next turn (`ready_again`) and not yet had, as
+    /// `(readable, writable)`, so that it is asked once.
+    again: Cell<(bool, bool)>,
 }
 
 impl<S: StreamSocket, P: Protocol> Conn<S, P> {
@@ -210,9 +215,12 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     /// at once; the returned handle is still the protocol.
     pub(crate) fn start(reactor: &Reactor, sock: S, protocol: P) -> io::Result<Rc<RefCell<P>>> {
         let protocol = Rc::new(RefCell::new(protocol));
+        let edge = reactor.edge_io();
         let conn = Rc::new_cyclic(|this| Conn {
             this: this.clone(),
             parked: Cell::new(false),
+            edge,
+            again: Cell::new((false, false)),
             reactor: Rc::downgrade(&reactor.inner),
             peer: sock.peer_address(),
             local: sock.local_address(),
@@ -238,7 +246,8 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         let key = {
             let sock = conn.sock.borrow();
             let sock = sock.as_ref().expect("just made");
-            reactor.register(sock, Interest::READ, PollMode::Level, conn.clone())?
+            let (interest, mode) = conn.poller_interest(Interest::READ);
+            reactor.register(sock, interest, mode, conn.clone())?
         };
         conn.key.set(Some(key));
         let transport: TransportRef = conn.clone();
@@ -272,19 +281,42 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         }
     }
 
+    /// What to register with the poller for `wanted`: itself, level-triggered, or both
+    /// directions once, edge-triggered.
+    fn poller_interest(&self, wanted: Interest) -> (Interest, PollMode) {
+        if self.edge {
+            (Interest::BOTH, PollMode::Edge)
+        } else {
+            (wanted, PollMode::Level)
+        }
+    }
+
     /// Tells the poller what the state wants now, if that changed.
     fn update_interest(&self) {
-        let (wanted, changed) = {
+        let (wanted, changed, rising, pull_wait) = {
             let mut st = self.state.borrow_mut();
             let wanted = st.wanted();
+            // A pull producer waits to be asked for more once the socket is writable,
+            // which it already is: no edge will say so.
+            let pull_wait = st.pull_pending && st.queued() == 0;
             let changed = wanted != st.registered;
+            let rising = Interest {
+                read: wanted.read && !st.registered.read,
+                write: wanted.write && !st.registered.write,
+            };
             st.registered = wanted;
-            (wanted, changed)
+            (wanted, changed, rising, pull_wait)
         };
         if self.parked.get() {
             if wanted.read || wanted.write {
                 self.unpark(wanted);
             }
+            return;
+        }
+        if self.edge {
+            // The poller reports neither bytes already waiting nor a socket already
+            // writable: look once more, next turn (a read or a send that may find nothing).
+            self.look_again(rising.read, rising.write || pull_wait);
             return;
         }
         if changed {
@@ -293,6 +325,29 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
                     log::error!("cannot change poller interest: {e}");
                 }
             }
+        }
+    }
+
+    /// Edge-triggered: asks the next turn to look at the socket as if the poller had
+    /// reported it readable and/or writable, once until it has.
+    fn look_again(&self, readable: bool, writable: bool) {
+        let (r, w) = self.again.get();
+        let (readable, writable) = (readable && !r, writable && !w);
+        if !(readable || writable) {
+            return;
+        }
+        if let (Some(reactor), Some(key)) = (self.reactor(), self.key.get()) {
+            self.again.set((r || readable, w || writable));
+            reactor.ready_again(
+                key,
+                Ready {
+                    readable,
+                    writable,
+                    hangup: false,
+                    // Read to the end: the peer may have shut down meanwhile, unreported.
+                    read_closed: readable,
+                },
+            );
         }
     }
 
@@ -312,7 +367,8 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         let registered = {
             let sock = self.sock.borrow();
             let Some(sock) = sock.as_ref() else { return };
-            reactor.register(sock, interest, PollMode::Level, this)
+            let (poll_interest, mode) = self.poller_interest(interest);
+            reactor.register(sock, poll_interest, mode, this)
         };
         match registered {
             Ok(key) => {
@@ -324,12 +380,20 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         }
     }
 
-    fn on_readable(&self, reactor: &Reactor) {
+    /// Reads what the socket holds. `read_closed`: the peer has shut down its side, so
+    /// read on to its end of stream rather than stopping at the first short read (an
+    /// edge-triggered poller will not report that end again).
+    fn on_readable(&self, reactor: &Reactor, read_closed: bool) {
         let mut buf = reactor.take_read_buffer();
+        // Every read was full: bytes may still wait, and an edge-triggered poller will not
+        // say so again.
+        let mut budget_spent = true;
         for _ in 0..READS_PER_EVENT {
             {
                 let st = self.state.borrow();
                 if st.closed || st.reading_paused || st.read_eof || st.disconnecting {
+                    // Resuming looks again (`update_interest`); the rest never reads.
+                    budget_spent = false;
                     break;
                 }
             }
@@ -340,25 +404,35 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             };
             match n {
                 Ok(0) => {
+                    budget_spent = false;
                     self.on_eof();
                     break;
                 }
                 Ok(n) => {
                     self.with_protocol(|p| p.data_received(&buf[..n]));
-                    // A short read drained the socket: no need to read again for EAGAIN.
-                    if n < buf.len() {
+                    // A short read drained the socket: no need to read again for EAGAIN
+                    // (bytes that come after it are a new edge).
+                    if n < buf.len() && !read_closed {
+                        budget_spent = false;
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    budget_spent = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    budget_spent = false;
                     self.close(Failure::new(ConnectionError::Lost(e)), false);
                     break;
                 }
             }
         }
         reactor.return_read_buffer(buf);
+        if budget_spent && self.edge {
+            self.look_again(true, false);
+        }
     }
 
     fn on_eof(&self) {
@@ -516,7 +590,10 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             // A clean hang-up with reading paused: the peer's last bytes may still wait
             // to be read, so leave them for `resume_reading`, off the poller meanwhile.
             None if !read_eof => {
-                self.park();
+                // Edge-triggered, the hang-up is not reported again: nothing to park.
+                if !self.edge {
+                    self.park();
+                }
                 return;
             }
             None if write_shut => ConnectionError::Done,
@@ -577,11 +654,21 @@ impl<S: StreamSocket, P: Protocol> IoHandler for Conn<S, P> {
     }
 
     fn ready(self: Rc<Self>, reactor: &Reactor, ready: Ready) {
-        if ready.writable {
+        if self.edge {
+            // Looked at now: a later need asks again.
+            let (r, w) = self.again.get();
+            self.again.set((r && !ready.readable, w && !ready.writable));
+        }
+        // Edge-triggered, most events say "writable"; only a queue or a pull producer
+        // waiting for the socket cares.
+        if ready.writable && {
+            let st = self.state.borrow();
+            st.queued() > 0 || st.pull_pending
+        } {
             self.flush();
         }
         if ready.readable {
-            self.on_readable(reactor);
+            self.on_readable(reactor, ready.read_closed);
         }
         if ready.hangup {
             self.on_hangup();

@@ -1,9 +1,15 @@
 //! I/O sources: registering file descriptors with the reactor's poller and dispatching
 //! readiness to their handlers.
 //!
-//! Protocol connections and listening ports use level-triggered interest: read interest
-//! stays armed while reading is wanted, so no syscall re-arms it per event, and write
-//! interest is added only while a write queue waits for the socket. Async sockets use
+//! Protocol connections use edge-triggered interest where the poller has it (epoll,
+//! kqueue): read and write interest are registered once and never changed, so no syscall
+//! changes interest as a write queue fills and drains, and the poller does not look at a
+//! reported socket again on its next wait, as it does for level-triggered ones. What it
+//! will not report again (a read budget spent before the socket was drained, reading
+//! resumed, a write wanted while the socket is already writable) the connection asks for
+//! with [`Reactor::ready_again`]. Elsewhere they use level-triggered interest: read
+//! interest stays armed while reading is wanted, write interest only while a write queue
+//! waits for the socket. Listening ports use level-triggered interest; async sockets
 //! oneshot interest, armed by the future that would block.
 #![allow(unsafe_code)]
 
@@ -31,6 +37,10 @@ impl Interest {
         read: true,
         write: false,
     };
+    pub(crate) const BOTH: Interest = Interest {
+        read: true,
+        write: true,
+    };
     pub(crate) const NONE: Interest = Interest {
         read: false,
         write: false,
@@ -44,6 +54,9 @@ pub(crate) struct Ready {
     pub(crate) writable: bool,
     /// Hang-up or error reported by the poller.
     pub(crate) hangup: bool,
+    /// The peer shut down its sending side (`EPOLLRDHUP`): its end of stream is there to
+    /// be read, after any bytes before it, and (edge-triggered) will not be reported again.
+    pub(crate) read_closed: bool,
 }
 
 /// Something registered with the poller.
@@ -81,6 +94,48 @@ fn event(key: Key, interest: Interest) -> Event {
     }
 }
 
+/// Adds (`add`) or changes the poller's registration of `fd`.
+///
+/// An edge-triggered source is registered directly with `epoll_ctl`, to ask for
+/// `EPOLLRDHUP` too (which `polling` does not): the peer's shutdown of its sending side is
+/// reported once, and the source must then read to the end (see [`Ready::read_closed`]).
+fn ctl(
+    poller: &polling::Poller,
+    fd: BorrowedFd<'_>,
+    key: Key,
+    interest: Interest,
+    mode: PollMode,
+    add: bool,
+) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if mode == PollMode::Edge {
+        use rustix::event::epoll::{self, EventData, EventFlags};
+        use std::os::fd::AsFd;
+        let mut flags = EventFlags::ET;
+        if interest.read {
+            flags |= EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI;
+        }
+        if interest.write {
+            flags |= EventFlags::OUT;
+        }
+        let data = EventData::new_u64(poll_key(key) as u64);
+        let done = if add {
+            epoll::add(poller.as_fd(), fd, data, flags)
+        } else {
+            epoll::modify(poller.as_fd(), fd, data, flags)
+        };
+        return done.map_err(io::Error::from);
+    }
+    if add {
+        // SAFETY: every registered descriptor is deleted from the poller by `deregister`
+        // before its owner closes it: the socket types of this crate deregister in
+        // their close paths and in `Drop`.
+        unsafe { poller.add_with_mode(fd.as_raw_fd(), event(key, interest), mode) }
+    } else {
+        poller.modify_with_mode(fd, event(key, interest), mode)
+    }
+}
+
 impl Reactor {
     /// Registers `fd` with `handler`. The caller must [`deregister`](Self::deregister) it
     /// before the descriptor is closed.
@@ -97,15 +152,9 @@ impl Reactor {
             handler,
             mode,
         });
-        // SAFETY: every registered descriptor is deleted from the poller by `deregister`
-        // before its owner closes it: the socket types of this crate deregister in
-        // their close paths and in `Drop`.
-        let added = unsafe {
-            self.inner
-                .remote
-                .poller
-                .add_with_mode(raw, event(key, interest), mode)
-        };
+        // SAFETY: `fd` is open for this call: the caller lends it.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        let added = ctl(&self.inner.remote.poller, fd, key, interest, mode, true);
         if let Err(e) = added {
             self.inner.sources.borrow_mut().remove(key);
             return Err(e);
@@ -124,10 +173,7 @@ impl Reactor {
         };
         // SAFETY: `fd` is registered, so it is open (it is deregistered before close).
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        self.inner
-            .remote
-            .poller
-            .modify_with_mode(fd, event(key, interest), mode)
+        ctl(&self.inner.remote.poller, fd, key, interest, mode, false)
     }
 
     /// Removes `key` from the poller. Call before closing the descriptor.
@@ -169,6 +215,7 @@ impl Reactor {
                     readable: ev.readable,
                     writable: ev.writable,
                     hangup: ev.is_interrupt() || ev.is_err().unwrap_or(false),
+                    read_closed: ev.is_interrupt(),
                 },
             )
         }));
@@ -207,6 +254,7 @@ impl Reactor {
             }
         }
         let read = epoll::EventFlags::IN
+            | epoll::EventFlags::RDHUP
             | epoll::EventFlags::HUP
             | epoll::EventFlags::ERR
             | epoll::EventFlags::PRI;
@@ -227,6 +275,7 @@ impl Reactor {
                         readable: flags.intersects(read),
                         writable: flags.intersects(write),
                         hangup: flags.contains(epoll::EventFlags::HUP),
+                        read_closed: flags.contains(epoll::EventFlags::RDHUP),
                     },
                 ));
             }
@@ -236,6 +285,22 @@ impl Reactor {
             self.wait_polling(Some(Duration::ZERO));
         }
         true
+    }
+
+    /// Hands `ready` to `key`'s handler on the next turn, as if the poller had reported
+    /// it: for an edge-triggered source that stopped short of draining its socket (a read
+    /// budget), or that wants again what it set aside (reading resumed), since the poller
+    /// reports neither until something new happens.
+    pub(crate) fn ready_again(&self, key: Key, ready: Ready) {
+        self.inner
+            .io_again
+            .borrow_mut()
+            .push((poll_key(key), ready));
+    }
+
+    /// Whether connections register edge-triggered interest.
+    pub(crate) fn edge_io(&self) -> bool {
+        self.inner.edge_io
     }
 
     /// Hands the events of the last wait to their handlers.

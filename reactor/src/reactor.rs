@@ -95,6 +95,11 @@ pub(crate) struct Inner {
     pub(crate) triggers: RefCell<Triggers>,
     pub(crate) sources: RefCell<Slab<SourceEntry>>,
     pub(crate) io_ready: RefCell<Vec<(usize, Ready)>>,
+    /// Readiness the poller will not report again (edge-triggered sources that stopped
+    /// before draining, or resumed): handed to their handlers on the next turn.
+    pub(crate) io_again: RefCell<Vec<(usize, Ready)>>,
+    /// Whether connections use edge-triggered interest (the poller supports it).
+    pub(crate) edge_io: bool,
     /// The buffer of the direct `epoll_wait` (Linux).
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) epoll_buf: RefCell<Vec<rustix::event::epoll::Event>>,
@@ -201,6 +206,9 @@ impl Reactor {
             alive: AtomicBool::new(true),
             external: AtomicUsize::new(0),
         });
+        // Edge-triggered connections need `EPOLLRDHUP` (see `io.rs`): Linux only.
+        let edge_io =
+            cfg!(any(target_os = "linux", target_os = "android")) && remote.poller.supports_edge();
         let inner = Rc::new(Inner {
             remote,
             timers: Rc::new(RefCell::new(TimerQueue::new(Some(Instant::now())))),
@@ -221,6 +229,8 @@ impl Reactor {
             triggers: RefCell::new(Triggers::default()),
             sources: RefCell::new(Slab::new()),
             io_ready: RefCell::new(Vec::new()),
+            io_again: RefCell::new(Vec::new()),
+            edge_io,
             #[cfg(any(target_os = "linux", target_os = "android"))]
             epoll_buf: RefCell::new(Vec::with_capacity(1024)),
             read_buf: RefCell::new(Vec::new()),
@@ -607,6 +617,7 @@ impl Reactor {
         let inner = &self.inner;
         let busy = !inner.soon.borrow().is_empty()
             || !inner.ready.borrow().is_empty()
+            || !inner.io_again.borrow().is_empty()
             || inner.remote.stop.load(Ordering::Acquire)
             || inner.remote.queued.load(Ordering::Acquire);
         let timeout = if busy {
@@ -623,6 +634,12 @@ impl Reactor {
             }
         };
         self.wait_io(timeout);
+        {
+            let mut again = inner.io_again.borrow_mut();
+            if !again.is_empty() {
+                inner.io_ready.borrow_mut().append(&mut again);
+            }
+        }
         // One clock read per wake-up, for `loop_time`.
         inner.loop_time.set(Some(inner.timers.borrow().now()));
         self.dispatch_io();
