@@ -9,6 +9,7 @@
 pub mod alloc;
 pub mod cli;
 pub mod harness;
+pub mod load;
 pub mod peer;
 pub mod procs;
 pub mod report;
