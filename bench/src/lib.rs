@@ -14,3 +14,4 @@ pub mod peer;
 pub mod procs;
 pub mod report;
 pub mod syscalls;
+pub mod work;
