@@ -123,6 +123,7 @@ struct Accepts {
     accept: f64,
     accept_fail: f64,
     waits: f64,
+    switches: f64,
     cpu_us: f64,
 }
 
@@ -130,9 +131,16 @@ fn accepts(paths: &Paths, server: &Server, n: usize) -> Result<Accepts, String> 
     let out = std::env::temp_dir().join(format!("ropewalk-herd-{}.txt", std::process::id()));
     let mut perf_args = syscalls::perf_args(server.pid(), &out);
     perf_args.extend(
-        ["-e", "syscalls:sys_exit_accept4", "--filter", "ret < 0"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "-e",
+            "syscalls:sys_exit_accept4",
+            "--filter",
+            "ret < 0",
+            "-e",
+            "context-switches",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     let mut perf = Command::new("perf")
         .args(&perf_args)
@@ -166,6 +174,16 @@ fn accepts(paths: &Paths, server: &Server, n: usize) -> Result<Accepts, String> 
         accept: get("accept4"),
         accept_fail: get("accept4!fail"),
         waits: get("epoll_wait") + get("epoll_pwait") + get("epoll_pwait2"),
+        // A reactor woken for a connection another one took shows here, and nowhere else:
+        // its epoll_wait finds the socket no longer readable and sleeps again in the kernel.
+        switches: text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f.len() > 2 && f[2].starts_with("context-switches"))
+                    .then(|| f[0].parse::<f64>().ok())?
+            })
+            .sum(),
         cpu_us: match (cpu0, cpu1) {
             (Some(a), Some(b)) => (b - a) * 1e6,
             _ => f64::NAN,
@@ -276,6 +294,7 @@ fn main() -> ExitCode {
                 "accept4/conn",
                 "failed accept4/conn",
                 "epoll_wait/conn",
+                "context switches/conn",
                 "server CPU µs/conn",
             ]);
             for name in ["one", "own", "shared"] {
@@ -292,6 +311,7 @@ fn main() -> ExitCode {
                         report::num(a.accept / a.conns, 2),
                         report::num(a.accept_fail / a.conns, 2),
                         report::num(a.waits / a.conns, 2),
+                        report::num(a.switches / a.conns, 2),
                         report::num(a.cpu_us / a.conns, 1),
                     ]),
                     Err(e) => notes.push(format!("{name}, accept burst: {e}")),
@@ -299,7 +319,8 @@ fn main() -> ExitCode {
             }
             println!(
                 "Accept path: {} connections opened one at a time (each makes one round trip \
-                 before the next connects), the server's syscalls counted by perf stat:\n\n{h}",
+                 before the next connects), the server's syscalls and context switches counted \
+                 by perf stat; CPU from /proc in 10 ms ticks:\n\n{h}",
                 args.herd
             );
         } else {
