@@ -60,7 +60,7 @@ impl Load {
     /// # Errors
     ///
     /// A message if the generator stopped or reported an error.
-    pub fn next(&mut self) -> Result<(String, Record), String> {
+    pub fn next_record(&mut self) -> Result<(String, Record), String> {
         loop {
             let mut line = String::new();
             match self.stdout.read_line(&mut line) {
@@ -84,9 +84,9 @@ impl Load {
     ///
     /// # Errors
     ///
-    /// As [`next`](Self::next), or if the record is of another kind.
+    /// As [`next_record`](Self::next_record), or if the record is of another kind.
     pub fn expect(&mut self, kind: &str) -> Result<Record, String> {
-        let (k, rec) = self.next()?;
+        let (k, rec) = self.next_record()?;
         if k == kind {
             Ok(rec)
         } else {
