@@ -417,3 +417,32 @@ fn echo_server_echoes_tcp_after_half_close_and_udp_whole() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi there");
     server.stop();
 }
+
+#[test]
+fn multicore_echo_echoes_on_every_reactor_in_both_modes() {
+    for mode in ["own", "shared"] {
+        let server = Server::start(
+            "multicore_echo",
+            &["--port", "0", "--threads", "2", "--mode", mode],
+        );
+        let mut streams: Vec<TcpStream> = (0..50)
+            .map(|_| {
+                let s = TcpStream::connect(server.addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s
+            })
+            .collect();
+        for (i, s) in streams.iter_mut().enumerate() {
+            s.write_all(format!("ping {i:02}").as_bytes()).unwrap();
+        }
+        for (i, s) in streams.iter_mut().enumerate() {
+            let mut back = [0u8; 7];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, format!("ping {i:02}").as_bytes(), "{mode}");
+        }
+        drop(streams);
+        server.stop();
+    }
+    let out = run_script("multicore_echo", &["--mode", "sideways"]);
+    assert_eq!(out.status.code(), Some(2));
+}

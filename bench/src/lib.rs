@@ -9,7 +9,9 @@
 pub mod alloc;
 pub mod cli;
 pub mod harness;
+pub mod load;
 pub mod peer;
 pub mod procs;
 pub mod report;
 pub mod syscalls;
+pub mod work;

@@ -145,6 +145,18 @@ pub type ServeFn = fn(std::net::SocketAddr) -> Result<(), Box<dyn std::error::Er
 /// `--impl NAME --port P --host IP`, runs the implementation of that name (the first is
 /// the default) and gives the exit code: 2 for a bad command line, 1 if the server fails.
 pub fn serve_main(name: &str, usage: &str, impls: &[(&str, ServeFn)]) -> std::process::ExitCode {
+    serve_main_with(name, usage, impls, &mut |_, _| Ok(false))
+}
+
+/// As [`serve_main`], with more `--flag VALUE` options: `extra(flag, value)` is called for
+/// a flag `serve_main` does not know, with the flag's value; it returns `Ok(true)` if it
+/// took the flag, `Ok(false)` if it does not know it either.
+pub fn serve_main_with(
+    name: &str,
+    usage: &str,
+    impls: &[(&str, ServeFn)],
+    extra: &mut dyn FnMut(&str, String) -> Result<bool, String>,
+) -> std::process::ExitCode {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::process::ExitCode;
 
@@ -168,7 +180,11 @@ pub fn serve_main(name: &str, usage: &str, impls: &[(&str, ServeFn)]) -> std::pr
                 println!("{usage}");
                 return ExitCode::SUCCESS;
             }
-            other => Err(format!("unknown argument {other}")),
+            other => match value().and_then(|v| extra(other, v)) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("unknown argument {other}")),
+                Err(e) => Err(e),
+            },
         };
         if let Err(e) = parsed {
             eprintln!("{name}: {e}\n{usage}");

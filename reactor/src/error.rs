@@ -58,3 +58,101 @@ pub enum TimerError {
     #[error("the delayed call was cancelled")]
     AlreadyCancelled,
 }
+
+/// A [`ReactorGroup`](crate::ReactorGroup) could not start, or one of its threads ended
+/// badly. Each variant names the reactor by its index in the group.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::{GroupError, ReactorGroup};
+///
+/// let err = ReactorGroup::start(2, |_, index| {
+///     if index == 0 { panic!("bad setup") }
+///     Ok(())
+/// })
+/// .unwrap_err();
+/// assert_eq!(err.index(), 0);
+/// assert!(err.is_panic());
+/// assert!(err.to_string().contains("bad setup"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// The thread, or its reactor (its poller), could not be made.
+    #[error("cannot start reactor {index}: {error}")]
+    Spawn {
+        /// The reactor's index in the group.
+        index: usize,
+        /// The system error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The setup closure returned an error, or panicked
+    /// ([`Failure::is_panic`](ropewalk_deferred::Failure::is_panic)).
+    #[error("reactor {index}: setup failed: {failure}")]
+    Setup {
+        /// The reactor's index in the group.
+        index: usize,
+        /// What the setup returned, or its panic.
+        failure: ropewalk_deferred::Failure,
+    },
+    /// The reactor thread panicked while running (outside any callback: a panic in a
+    /// callback is caught and logged by the reactor).
+    #[error("reactor {index} panicked: {message}")]
+    Panicked {
+        /// The reactor's index in the group.
+        index: usize,
+        /// The panic's message.
+        message: String,
+    },
+    /// The reactor's `run` failed.
+    #[error("reactor {index}: {error}")]
+    Run {
+        /// The reactor's index in the group.
+        index: usize,
+        /// Why.
+        error: ReactorError,
+    },
+}
+
+impl GroupError {
+    /// The index of the reactor this error is about.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::ReactorGroup;
+    ///
+    /// let err = ReactorGroup::start(3, |_, i| if i == 2 { Err(Failure::msg("no")) } else { Ok(()) });
+    /// assert_eq!(err.unwrap_err().index(), 2);
+    /// ```
+    pub fn index(&self) -> usize {
+        match self {
+            GroupError::Spawn { index, .. }
+            | GroupError::Setup { index, .. }
+            | GroupError::Panicked { index, .. }
+            | GroupError::Run { index, .. } => *index,
+        }
+    }
+
+    /// Whether a panic caused it: in the setup closure, or on the running thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::ReactorGroup;
+    ///
+    /// let err = ReactorGroup::start(1, |_, _| Err(Failure::msg("no"))).unwrap_err();
+    /// assert!(!err.is_panic());
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        match self {
+            GroupError::Setup { failure, .. } => failure.is_panic(),
+            GroupError::Panicked { .. } => true,
+            _ => false,
+        }
+    }
+}

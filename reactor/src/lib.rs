@@ -12,6 +12,9 @@
 //! - [`Emitter`]: typed listeners (`on`, `off`, `emit`) and an event queue (`post`).
 //! - [`LoopingCall`], [`defer_later`], [`yield_now`].
 //! - UDP: [`Reactor::listen_udp`] runs a [`DatagramProtocol`] on a [`UdpPort`].
+//! - Multi-core: [`ReactorGroup`] runs N reactors on N threads (each built by a setup
+//!   closure on its own thread); [`GroupListener`] makes them all listen on one address,
+//!   each with its own accept queue (`SO_REUSEPORT`) or sharing one ([`AcceptQueue`]).
 //! - [`net`]: async sockets for tasks (`TcpListener`, `TcpStream`, `UdpSocket`):
 //!   `let (n, addr) = sock.recv_from(&mut buf).await?;`
 //!
@@ -37,6 +40,7 @@
 mod connection;
 mod error;
 mod events;
+mod group;
 mod io;
 mod lifecycle;
 mod looping;
@@ -52,8 +56,11 @@ mod time;
 mod udp;
 
 pub use crate::connection::DEFAULT_HIGH_WATER;
-pub use crate::error::{ReactorError, TimerError};
+pub use crate::error::{GroupError, ReactorError, TimerError};
 pub use crate::events::{Emitter, ListenerId};
+pub use crate::group::{
+    AcceptQueue, GroupListener, ParseAcceptQueueError, ReactorGroup, ReactorGroupBuilder,
+};
 pub use crate::lifecycle::{Phase, SignalGuard, SystemEvent, TriggerId};
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};

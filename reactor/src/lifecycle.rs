@@ -260,20 +260,26 @@ impl Reactor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn install_signal_handlers(&self) -> std::io::Result<SignalGuard> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let close = signals.handle();
-        let reactor = self.handle();
-        std::thread::Builder::new()
-            .name("ropewalk-signals".into())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    log::info!("signal {sig} received: stopping the reactor");
+        stop_on_signals(vec![self.handle()])
+    }
+}
+
+/// SIGINT and SIGTERM stop every reactor of `reactors`, until the guard is dropped.
+pub(crate) fn stop_on_signals(reactors: Vec<crate::ReactorHandle>) -> std::io::Result<SignalGuard> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let close = signals.handle();
+    std::thread::Builder::new()
+        .name("ropewalk-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                log::info!("signal {sig} received: stopping the reactor");
+                for reactor in &reactors {
                     reactor.stop();
                 }
-            })?;
-        Ok(SignalGuard { close })
-    }
+            }
+        })?;
+    Ok(SignalGuard { close })
 }
 
 /// Keeps [`Reactor::install_signal_handlers`] in force; dropping it stops handling the

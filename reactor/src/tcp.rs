@@ -349,6 +349,22 @@ fn listen<A: Acceptor, F: Factory>(
     Ok(ListeningPort { port: listener })
 }
 
+/// A TCP socket bound to `addr` with `options` (`SO_REUSEADDR` always, `SO_REUSEPORT` if
+/// asked, IPv6 only for an IPv6 address), not yet listening.
+pub(crate) fn bind_tcp(addr: SocketAddr, options: &ListenOptions) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    if options.reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    Ok(sock)
+}
+
 impl Reactor {
     /// Listens for TCP connections on `addr` (IPv4 or IPv6; port 0 picks a free one), and
     /// runs a protocol from `factory` on each (Twisted's `listenTCP`).
@@ -409,16 +425,7 @@ impl Reactor {
         factory: F,
         options: &ListenOptions,
     ) -> io::Result<ListeningPort> {
-        use socket2::{Domain, Socket, Type};
-        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        sock.set_reuse_address(true)?;
-        if options.reuse_port {
-            sock.set_reuse_port(true)?;
-        }
-        if addr.is_ipv6() {
-            sock.set_only_v6(true)?;
-        }
-        sock.bind(&addr.into())?;
+        let sock = bind_tcp(addr, options)?;
         sock.listen(options.backlog)?;
         sock.set_nonblocking(true)?;
         listen(self, TcpListener::from(sock), factory, None)

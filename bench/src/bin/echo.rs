@@ -24,13 +24,12 @@
 //! Every step is bounded in time; only 127.0.0.1 is used. See `bench/README.md`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use ropewalk_bench::peer::{self, Record, Value};
-use ropewalk_bench::procs::{cpu_split, perf_works, signal, Server};
+use ropewalk_bench::load::{throughput, Load, Throughput};
+use ropewalk_bench::procs::{perf_works, signal, Server};
 use ropewalk_bench::report::{self, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
 
@@ -115,152 +114,11 @@ fn start_server(name: &str, paths: &Paths) -> Result<Server, String> {
     Server::start_named(name, &paths.server, &paths.twisted)
 }
 
-/// A running `echo_load`, read line by line, killed if it outlives its deadline.
-struct Load {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Load {
-    fn start(
-        paths: &Paths,
-        addr: &str,
-        args: &[String],
-        deadline: Duration,
-    ) -> Result<Load, String> {
-        let mut child = Command::new(&paths.load)
-            .args(["--addr", addr])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", paths.load.display()))?;
-        let pid = child.id();
-        // The watchdog: nothing here may hang longer than `deadline`.
-        std::thread::spawn(move || {
-            std::thread::sleep(deadline);
-            if Path::new(&format!("/proc/{pid}")).exists() {
-                eprintln!("echo: the load generator ran past {deadline:?}: killing it");
-                signal(pid, libc::SIGKILL);
-            }
-        });
-        Ok(Load {
-            stdin: child.stdin.take(),
-            stdout: BufReader::new(child.stdout.take().expect("piped")),
-            child,
-        })
-    }
-
-    /// The next JSON line's record and its kind.
-    fn next(&mut self) -> Result<(String, Record), String> {
-        loop {
-            let mut line = String::new();
-            match self.stdout.read_line(&mut line) {
-                Ok(0) | Err(_) => return Err("the load generator stopped early".into()),
-                Ok(_) => {}
-            }
-            if let Some(rec) = peer::parse_object(&line) {
-                let kind = match rec.get("kind") {
-                    Some(Value::Str(k)) => k.clone(),
-                    _ => continue,
-                };
-                if kind == "error" {
-                    return Err(format!("load generator: {}", str_of(&rec, "error")));
-                }
-                return Ok((kind, rec));
-            }
-        }
-    }
-
-    fn expect(&mut self, kind: &str) -> Result<Record, String> {
-        let (k, rec) = self.next()?;
-        if k == kind {
-            Ok(rec)
-        } else {
-            Err(format!("expected {kind} from the load generator, got {k}"))
-        }
-    }
-
-    fn go(&mut self) {
-        if let Some(s) = self.stdin.as_mut() {
-            let _ = s.write_all(b"go\n");
-            let _ = s.flush();
-        }
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
-fn str_of(rec: &Record, key: &str) -> String {
-    rec.get(key).map_or_else(String::new, ToString::to_string)
-}
-
-fn num_of(rec: &Record, key: &str) -> f64 {
-    match rec.get(key) {
-        Some(Value::Num(n)) => *n,
-        _ => f64::NAN,
-    }
-}
-
 /// VmRSS of a process, in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// One throughput measurement.
-#[derive(Debug, Clone, Default)]
-struct Throughput {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
-    cpu_us_per_rt: f64,
-    /// The part of it in user space (the rest is the kernel's, on the server's behalf).
-    user_us_per_rt: f64,
-    client_cpu_us_per_rt: f64,
-}
-
-fn throughput(
-    paths: &Paths,
-    server: &Server,
-    conns: usize,
-    args: &Args,
-) -> Result<Throughput, String> {
-    let load_args = vec![
-        "--connections".to_string(),
-        conns.to_string(),
-        "--duration-ms".into(),
-        args.duration.as_millis().to_string(),
-        "--warmup-ms".into(),
-        args.warmup.as_millis().to_string(),
-        "--wait-go".into(),
-    ];
-    let deadline = args.duration + args.warmup + Duration::from_secs(60);
-    let mut load = Load::start(paths, &server.addr, &load_args, deadline)?;
-    load.expect("connected")?;
-    load.go();
-    load.expect("start")?;
-    let (u0, s0) = cpu_split(server.pid()).ok_or("cannot read the server's CPU time")?;
-    let rec = load.expect("result")?;
-    let (u1, s1) = cpu_split(server.pid()).ok_or("cannot read the server's CPU time")?;
-    // Every round trip served between the two readings, the last in-flight ones included.
-    let rts = num_of(&rec, "round_trips_total");
-    Ok(Throughput {
-        rps: num_of(&rec, "rps"),
-        p50_us: num_of(&rec, "p50_us"),
-        p99_us: num_of(&rec, "p99_us"),
-        cpu_us_per_rt: (u1 + s1 - u0 - s0) * 1e6 / rts,
-        user_us_per_rt: (u1 - u0) * 1e6 / rts,
-        client_cpu_us_per_rt: num_of(&rec, "client_cpu_s") * 1e6 / rts,
-    })
 }
 
 /// Reads `strace -c` output: `% time seconds usecs/call calls [errors] syscall`.
@@ -312,7 +170,7 @@ fn syscalls(
         "--wait-go".into(),
     ];
     let deadline = args.syscall + Duration::from_secs(60);
-    let mut load = Load::start(paths, &server.addr, &load_args, deadline)?;
+    let mut load = Load::start(&paths.load, &server.addr, &load_args, deadline)?;
     load.expect("connected")?;
     // Count from before the first ping of the run to after the last one.
     let out = std::env::temp_dir().join(format!("ropewalk-echo-{}.txt", std::process::id()));
@@ -344,7 +202,7 @@ fn syscalls(
     } else {
         syscalls::parse_perf(&text)
     };
-    s.served = num_of(&rec, "round_trips_total");
+    s.served = ropewalk_bench::load::num_of(&rec, "round_trips_total");
     if s.total <= 0.0 || s.served.is_nan() || s.served <= 0.0 {
         return Err(format!("no syscalls counted ({})", s.tool));
     }
@@ -363,7 +221,12 @@ fn memory(paths: &Paths, server: &Server, n: usize) -> Result<Memory, String> {
     std::thread::sleep(Duration::from_millis(200));
     let before = rss_kib(server.pid()).ok_or("cannot read VmRSS")?;
     let load_args = vec!["--connections".to_string(), n.to_string(), "--idle".into()];
-    let mut load = Load::start(paths, &server.addr, &load_args, Duration::from_secs(120))?;
+    let mut load = Load::start(
+        &paths.load,
+        &server.addr,
+        &load_args,
+        Duration::from_secs(120),
+    )?;
     load.expect("idle_ready")?;
     std::thread::sleep(Duration::from_millis(500));
     let after = rss_kib(server.pid()).ok_or("cannot read VmRSS")?;
@@ -432,8 +295,9 @@ fn main() -> ExitCode {
                     "echo: [{round}/{}] {name}, {conns} connections: throughput",
                     args.repeat
                 );
-                let run = start_server(name, &paths)
-                    .and_then(|srv| throughput(&paths, &srv, conns, &args));
+                let run = start_server(name, &paths).and_then(|srv| {
+                    throughput(&paths.load, &srv, conns, args.duration, args.warmup)
+                });
                 match run {
                     Ok(t) => tput_runs.entry((name.clone(), conns)).or_default().push(t),
                     Err(e) => notes.push(format!("{name}, {conns} connections: {e}")),
@@ -555,14 +419,7 @@ fn main() -> ExitCode {
             .map(Syscalls::total_per_op);
         for name in &available {
             let key = (name.clone(), conns);
-            let th = tput.get(&key).cloned().unwrap_or(Throughput {
-                rps: f64::NAN,
-                p50_us: f64::NAN,
-                p99_us: f64::NAN,
-                cpu_us_per_rt: f64::NAN,
-                user_us_per_rt: f64::NAN,
-                client_cpu_us_per_rt: f64::NAN,
-            });
+            let th = tput.get(&key).cloned().unwrap_or_else(Throughput::missing);
             let s = sys.get(&key).map_or(f64::NAN, Syscalls::total_per_op);
             t.row([
                 name.clone(),
