@@ -63,7 +63,18 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
 ///
 /// The exit code: success for `--help`, 2 for a mistake.
 pub fn parse_or_usage(name: &str, usage: &str) -> Result<Args, ExitCode> {
-    parse(std::env::args().skip(1)).map_err(|e| {
+    or_usage(name, usage, parse(std::env::args().skip(1)))
+}
+
+/// A driver's parsed arguments, or (for `Err`) its usage printed and the exit code to
+/// return: success for `--help` (an empty message), 2 for a mistake (the message is
+/// printed first, prefixed with `name`).
+///
+/// # Errors
+///
+/// The exit code, as above.
+pub fn or_usage<A>(name: &str, usage: &str, parsed: Result<A, String>) -> Result<A, ExitCode> {
+    parsed.map_err(|e| {
         if !e.is_empty() {
             eprintln!("{name}: {e}");
         }

@@ -102,6 +102,29 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     cpu_split(pid).map(|(user, sys)| user + sys)
 }
 
+/// The paths of `bins`, built next to the running driver (`target/release/`); `None`, after
+/// a message naming the missing one and `script` (which builds them), if one is not there.
+pub fn sibling_bins<const N: usize>(
+    driver: &str,
+    script: &str,
+    bins: [&str; N],
+) -> Option<[std::path::PathBuf; N]> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let paths = bins.map(|b| dir.join(b));
+    for p in &paths {
+        if !p.exists() {
+            eprintln!(
+                "{driver}: {} is missing: run `cargo build --release --bins` in bench/ (or \
+                 ./{script})",
+                p.display()
+            );
+            return None;
+        }
+    }
+    Some(paths)
+}
+
 /// utime and stime of a process (all its threads), in seconds: the time it ran its own
 /// code and the time the kernel ran on its behalf.
 pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {

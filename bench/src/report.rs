@@ -122,6 +122,23 @@ pub fn ratio2(x: f64) -> String {
     }
 }
 
+/// The median of `v` (the upper one of an even count); NaN when `v` is empty.
+pub fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `f` of runs `a` over `f` of runs `b`. With as many runs on each side (rounds that
+/// alternate servers), the median of each round's ratio: a round's two runs are seconds
+/// apart and share the machine's other load. Otherwise the ratio of the medians.
+pub fn paired_ratio<T>(a: &[T], b: &[T], f: impl Fn(&T) -> f64) -> f64 {
+    if !a.is_empty() && a.len() == b.len() {
+        median_of(a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect())
+    } else {
+        median_of(a.iter().map(&f).collect()) / median_of(b.iter().map(&f).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

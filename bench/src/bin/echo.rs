@@ -239,33 +239,20 @@ fn memory(paths: &Paths, server: &Server, n: usize) -> Result<Memory, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match ropewalk_bench::cli::or_usage("echo", USAGE, parse_args()) {
         Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("echo: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().expect("exe dir");
+    let Some([server, load]) =
+        ropewalk_bench::procs::sibling_bins("echo", "run-echo.sh", ["echo_server", "echo_load"])
+    else {
+        return ExitCode::FAILURE;
+    };
     let paths = Paths {
-        server: dir.join("echo_server"),
-        load: dir.join("echo_load"),
+        server,
+        load,
         twisted: Path::new(env!("CARGO_MANIFEST_DIR")).join("twisted/echo_server.py"),
     };
-    for p in [&paths.server, &paths.load] {
-        if !p.exists() {
-            eprintln!(
-                "echo: {} is missing: run `cargo build --release` in bench/ (or ./run-echo.sh)",
-                p.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    }
     let use_strace = args.strace || !perf_works();
     if !args.strace && use_strace {
         eprintln!("echo: perf cannot count syscall tracepoints here: using strace -c");
@@ -320,10 +307,7 @@ fn main() -> ExitCode {
     }
     // Medians over the rounds: of each throughput figure on its own, and the syscall run
     // whose total per round trip is the median (so that its breakdown adds up).
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
+    let median = report::median_of;
     for (key, runs) in &tput_runs {
         let m = |f: fn(&Throughput) -> f64| median(runs.iter().map(f).collect());
         tput.insert(
@@ -544,16 +528,12 @@ fn main() -> ExitCode {
     }
     // The targets, and what bounds the CPU ratio here.
     let ratio_of = |conns: usize, f: fn(&Throughput) -> f64| -> f64 {
-        let (Some(a), Some(b)) = (
+        match (
             tput_runs.get(&("ropewalk".to_string(), conns)),
             tput_runs.get(&("tokio".to_string(), conns)),
-        ) else {
-            return f64::NAN;
-        };
-        if a.len() == b.len() {
-            median(a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect())
-        } else {
-            median(a.iter().map(f).collect()) / median(b.iter().map(f).collect())
+        ) {
+            (Some(a), Some(b)) => report::paired_ratio(a, b, f),
+            _ => f64::NAN,
         }
     };
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };

@@ -25,7 +25,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use ropewalk_bench::procs::{children_cpu_seconds, cpu_split, perf_works, signal, Server};
-use ropewalk_bench::report::{self, Table};
+use ropewalk_bench::report::{self, median_of as median, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
 
 const USAGE: &str = "\
@@ -314,38 +314,22 @@ fn syscalls(paths: &Paths, server: &Server, sc: Scenario, args: &Args) -> Result
     Ok(s)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match ropewalk_bench::cli::or_usage("http", USAGE, parse_args()) {
         Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("http: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().expect("exe dir");
+    let Some([server]) =
+        ropewalk_bench::procs::sibling_bins("http", "run-http.sh", ["http_server"])
+    else {
+        return ExitCode::FAILURE;
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let paths = Paths {
-        server: dir.join("http_server"),
+        server,
         twisted: root.join("twisted/http_server.py"),
         pipeline_lua: root.join("wrk/pipeline.lua"),
     };
-    if !paths.server.exists() {
-        eprintln!(
-            "http: {} is missing: run `cargo build --release` in bench/ (or ./run-http.sh)",
-            paths.server.display()
-        );
-        return ExitCode::FAILURE;
-    }
     if Command::new("wrk")
         .arg("--version")
         .stdout(Stdio::null())
@@ -414,16 +398,12 @@ fn main() -> ExitCode {
             .map_or(f64::NAN, |r| median(r.iter().map(f).collect()))
     };
     let tratio = |sc: Scenario, name: &str, f: fn(&Throughput) -> f64| -> f64 {
-        let (Some(a), Some(b)) = (
+        match (
             tput_runs.get(&(sc, name.to_string())),
             tput_runs.get(&(sc, "hyper".to_string())),
-        ) else {
-            return f64::NAN;
-        };
-        if a.len() == b.len() {
-            median(a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect())
-        } else {
-            median(a.iter().map(f).collect()) / median(b.iter().map(f).collect())
+        ) {
+            (Some(a), Some(b)) => report::paired_ratio(a, b, f),
+            _ => f64::NAN,
         }
     };
     // The syscall run whose total per request is the median (so its breakdown adds up).

@@ -192,33 +192,18 @@ fn accepts(paths: &Paths, server: &Server, n: usize) -> Result<Accepts, String> 
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match ropewalk_bench::cli::or_usage("multicore", USAGE, parse_args()) {
         Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("multicore: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().expect("exe dir");
-    let paths = Paths {
-        server: dir.join("multicore_server"),
-        load: dir.join("echo_load"),
+    let Some([server, load]) = ropewalk_bench::procs::sibling_bins(
+        "multicore",
+        "run-multicore.sh",
+        ["multicore_server", "echo_load"],
+    ) else {
+        return ExitCode::FAILURE;
     };
-    for p in [&paths.server, &paths.load] {
-        if !p.exists() {
-            eprintln!(
-                "multicore: {} is missing: run `cargo build --release --bins` in bench/ \
-                 (or ./run-multicore.sh)",
-                p.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    }
+    let paths = Paths { server, load };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rounds = work::rounds_for(args.work_us);
     let mut workloads = vec![("plain echo".to_string(), 0u32)];
