@@ -414,7 +414,12 @@ impl<T: 'static> Deferred<T> {
         match self.state {
             State::Value(Some(v), _) => Ok(v),
             State::Failed(u) => Err(Current::Failure(u.take().0)),
-            State::Chain(s) => Err(Current::Wait(s)),
+            // Settled and seen by nobody else: take the result now, no wait to set up.
+            State::Chain(s) => match chain::take_unshared::<T>(&s) {
+                Some((Ok(v), _)) => Ok(v),
+                Some((Err(f), _)) => Err(Current::Failure(f)),
+                None => Err(Current::Wait(s)),
+            },
             State::Awaited(a) => Err(Current::Wait(a.defuse())),
             State::Value(None, _) | State::Taken => {
                 Err(Current::Failure(Failure::new(WaitError::ResultTaken)))
