@@ -163,40 +163,53 @@ impl Drop for Shared {
     #[inline]
     fn drop(&mut self) {
         if self.is_unique() {
-            recycle(&self.0);
+            recycle(&mut self.0);
         }
     }
 }
 
 /// Empties a chain nobody else can see and keeps its allocation for reuse.
+fn recycle(rc: &mut Rc<Node>) {
+    // Unique: no other strong or weak reference, so no borrow of its cells either.
+    if let Some(node) = Rc::get_mut(rc) {
+        empty(node);
+        keep(rc);
+    }
+}
+
+/// Empties a chain for reuse.
 ///
 /// What the chain held is dropped in place: no destructor can reach this chain (nothing
 /// else refers to it), and the pool is not borrowed meanwhile, so destructors may create
 /// and drop other chains.
-fn recycle(rc: &Rc<Node>) {
-    let (Ok(mut c), Ok(mut cur)) = (rc.chain.try_borrow_mut(), rc.current.try_borrow_mut()) else {
-        return;
-    };
+#[inline(always)]
+fn empty(node: &mut Node) {
+    let c = node.chain.get_mut();
+    let cur = node.current.get_mut();
     if let Current::Failure(f) = &*cur {
         log_unhandled(c.created_at, f);
     }
-    put(&mut cur, Current::Pending);
-    drop(cur);
-    if c.steps.len != 0
-        || c.steps.overflow.is_some()
-        || c.steps.tail.is_some()
-        || c.chained_to.is_some()
-        || c.canceller.is_some()
-        || c.waker.is_some()
+    put(cur, Current::Pending);
+    // One branch for all: each is rarely set.
+    if (c.steps.len != 0)
+        | c.steps.overflow.is_some()
+        | c.steps.tail.is_some()
+        | c.chained_to.is_some()
+        | c.canceller.is_some()
+        | c.waker.is_some()
     {
-        clear_rest(&mut c);
+        clear_rest(c);
     }
     c.paused = 0;
     c.called = false;
     c.running = false;
     c.suppress_already_called = false;
     c.cancelling = false;
-    drop(c);
+}
+
+/// Keeps an emptied chain's allocation in the thread's pool, if it has room.
+#[inline(always)]
+fn keep(rc: &Rc<Node>) {
     let _ = POOL.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
             if p.len() < POOL_CAP {
