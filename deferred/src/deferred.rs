@@ -1039,7 +1039,10 @@ impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
 
 impl<T: 'static> Resolver<T> {
     fn into_shared(mut self) -> Shared {
-        self.chain.take().expect("live resolver")
+        let chain = self.chain.take().expect("live resolver");
+        // Nothing left to drop: skip the call to `Drop`.
+        std::mem::forget(self);
+        chain
     }
 
     /// Fires the Deferred with a value; its callbacks run now, on this thread.
