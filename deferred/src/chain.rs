@@ -855,23 +855,26 @@ pub(crate) fn abandoned(chain: &Shared) -> bool {
 }
 
 /// Takes the final result out of a chain that nobody else can see (no other strong or weak
-/// reference, nothing waiting), so the handle can carry it and run callbacks inline.
+/// reference, nothing waiting), so the handle can carry it and run callbacks inline. Its
+/// cells are reached without borrow flags, and a word is read in place: the chain is
+/// recycled next, over it.
 #[inline]
-pub(crate) fn take_unshared<T: 'static>(
-    chain: &Shared,
+pub(crate) fn take_unique<T: 'static>(
+    chain: &mut Shared,
 ) -> Option<(Result<T, Failure>, &'static Location<'static>)> {
-    if !chain.is_unique() {
+    let node = Rc::get_mut(&mut chain.0)?;
+    let c = node.chain.get_mut();
+    if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
         return None;
     }
-    let at = {
-        let c = chain.borrow();
-        if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
-            return None;
+    let at = c.created_at;
+    let cur = node.current.get_mut();
+    if is_word::<T>() {
+        if let Current::Value(Value::Word(w)) = *cur {
+            return Some((Ok(from_word::<T>(w)), at));
         }
-        c.created_at
-    };
-    let mut cur = chain.cur().borrow_mut();
-    match mem::replace(&mut *cur, Current::Taken) {
+    }
+    match mem::replace(cur, Current::Taken) {
         Current::Value(v) => Some((Ok(v.take::<T>()), at)),
         Current::Failure(f) => Some((Err(f), at)),
         other => {

@@ -415,7 +415,7 @@ impl<T: 'static> Deferred<T> {
             State::Value(Some(v), _) => Ok(v),
             State::Failed(u) => Err(Current::Failure(u.take().0)),
             // Settled and seen by nobody else: take the result now, no wait to set up.
-            State::Chain(s) => match chain::take_unshared::<T>(&s) {
+            State::Chain(mut s) => match chain::take_unique::<T>(&mut s) {
                 Some((Ok(v), _)) => Ok(v),
                 Some((Err(f), _)) => Err(Current::Failure(f)),
                 None => Err(Current::Wait(s)),
@@ -431,7 +431,7 @@ impl<T: 'static> Deferred<T> {
     /// sees; otherwise gives the chain back.
     #[inline]
     fn take_ready(self) -> Result<(Result<T, Failure>, &'static Location<'static>), Shared> {
-        let s = match self.state {
+        let mut s = match self.state {
             State::Value(Some(v), at) => return Ok((Ok(v), at)),
             State::Failed(u) => {
                 let (f, at) = u.take();
@@ -446,7 +446,7 @@ impl<T: 'static> Deferred<T> {
                 ))
             }
         };
-        match chain::take_unshared::<T>(&s) {
+        match chain::take_unique::<T>(&mut s) {
             Some(found) => Ok(found),
             None => Err(s),
         }
