@@ -39,6 +39,10 @@ pub(crate) struct WeakShared(Weak<Node>);
 
 /// A chain and its result, each in a cell of its own.
 ///
+/// The result is read only once the chain is `called`: before that it is `Pending`, or,
+/// in a recycled chain, whatever owning nothing the last use left (rewriting it on every
+/// recycle would cost a 24-byte store per chain).
+///
 /// A run holds the result for as long as it runs steps, and hands each step a `&mut` to
 /// it, while it lets go of the chain around every step (a step may add steps, cancel, or
 /// look). So a result is never copied between steps: copying a 24-byte value that was
@@ -186,10 +190,16 @@ fn recycle(rc: &mut Rc<Node>) {
 fn empty(node: &mut Node) {
     let c = node.chain.get_mut();
     let cur = node.current.get_mut();
-    if let Current::Failure(f) = &*cur {
-        log_unhandled(c.created_at, f);
+    // Only what owns something is dropped: the rest is never read before the next fire.
+    if matches!(
+        cur,
+        Current::Value(Value::Boxed(_)) | Current::Failure(_) | Current::Wait(_)
+    ) {
+        if let Current::Failure(f) = &*cur {
+            log_unhandled(c.created_at, f);
+        }
+        drop_cold(mem::replace(cur, Current::Pending));
     }
-    put(cur, Current::Pending);
     // One branch for all: each is rarely set.
     if (c.steps.len != 0)
         | c.steps.overflow.is_some()
@@ -1040,6 +1050,8 @@ impl fmt::Debug for Shared {
         f.write_str("Deferred(")?;
         if let Some(inner) = c.chained_to.as_ref().and_then(WeakShared::upgrade) {
             write!(f, "waiting on Deferred at {:p}", inner.as_ptr())?;
+        } else if !c.called {
+            f.write_str("pending")?;
         } else {
             match self.cur().try_borrow().as_deref() {
                 Ok(Current::Pending) => f.write_str("pending")?,
@@ -1120,7 +1132,27 @@ mod tests {
             "the pool hands back the last chain dropped"
         );
         let c = b.borrow();
-        assert!(c.steps.is_empty() && !c.called && matches!(*b.cur().borrow(), Current::Pending));
+        assert!(c.steps.is_empty() && !c.called);
+    }
+
+    #[test]
+    fn a_recycled_chain_owns_nothing_and_reads_as_pending() {
+        let at = Location::caller();
+        for result in [
+            Res::Value(Value::new(7u64)),
+            Res::Value(Value::new("boxed")),
+        ] {
+            let a = Shared::fired(at, result);
+            let ptr = a.as_ptr();
+            drop(a);
+            let b = Shared::pending(at);
+            assert_eq!(b.as_ptr(), ptr);
+            assert!(!matches!(
+                *b.cur().borrow(),
+                Current::Value(Value::Boxed(_)) | Current::Failure(_) | Current::Wait(_)
+            ));
+            assert!(format!("{b:?}").starts_with("Deferred(pending"), "{b:?}");
+        }
     }
 
     #[test]
