@@ -15,7 +15,11 @@
 //!   closure captures nothing is a zero-sized box: no allocation.
 //! - **Chains are recycled.** The last handle to let go of a chain (no other strong or weak
 //!   reference) empties it and keeps its allocation in a small per-thread pool that
-//!   [`Shared::pending`] takes from.
+//!   [`Shared::pending`] takes from. Emptying drops only what owns something; a result
+//!   that owns nothing stays, unread until the chain fires again.
+//! - **A chain nobody else sees is reached without borrow flags** ([`Rc::get_mut`]):
+//!   recycling it, and taking the result of a settled one ([`take_unique`]), which is how
+//!   a callback that returns an already settled Deferred hands its result on at once.
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
