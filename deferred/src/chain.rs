@@ -15,7 +15,11 @@
 //!   closure captures nothing is a zero-sized box: no allocation.
 //! - **Chains are recycled.** The last handle to let go of a chain (no other strong or weak
 //!   reference) empties it and keeps its allocation in a small per-thread pool that
-//!   [`Shared::pending`] takes from.
+//!   [`Shared::pending`] takes from. Emptying drops only what owns something; a result
+//!   that owns nothing stays, unread until the chain fires again.
+//! - **A chain nobody else sees is reached without borrow flags** ([`Rc::get_mut`]):
+//!   recycling it, and taking the result of a settled one ([`take_unique`]), which is how
+//!   a callback that returns an already settled Deferred hands its result on at once.
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
@@ -38,6 +42,10 @@ pub(crate) struct Shared(Rc<Node>);
 pub(crate) struct WeakShared(Weak<Node>);
 
 /// A chain and its result, each in a cell of its own.
+///
+/// The result is read only once the chain is `called`: before that it is `Pending`, or,
+/// in a recycled chain, whatever owning nothing the last use left (rewriting it on every
+/// recycle would cost a 24-byte store per chain).
 ///
 /// A run holds the result for as long as it runs steps, and hands each step a `&mut` to
 /// it, while it lets go of the chain around every step (a step may add steps, cancel, or
@@ -163,40 +171,59 @@ impl Drop for Shared {
     #[inline]
     fn drop(&mut self) {
         if self.is_unique() {
-            recycle(&self.0);
+            recycle(&mut self.0);
         }
     }
 }
 
 /// Empties a chain nobody else can see and keeps its allocation for reuse.
+fn recycle(rc: &mut Rc<Node>) {
+    // Unique: no other strong or weak reference, so no borrow of its cells either.
+    if let Some(node) = Rc::get_mut(rc) {
+        empty(node);
+        keep(rc);
+    }
+}
+
+/// Empties a chain for reuse.
 ///
 /// What the chain held is dropped in place: no destructor can reach this chain (nothing
 /// else refers to it), and the pool is not borrowed meanwhile, so destructors may create
 /// and drop other chains.
-fn recycle(rc: &Rc<Node>) {
-    let (Ok(mut c), Ok(mut cur)) = (rc.chain.try_borrow_mut(), rc.current.try_borrow_mut()) else {
-        return;
-    };
-    if let Current::Failure(f) = &*cur {
-        log_unhandled(c.created_at, f);
+#[inline(always)]
+fn empty(node: &mut Node) {
+    let c = node.chain.get_mut();
+    let cur = node.current.get_mut();
+    // Only what owns something is dropped: the rest is never read before the next fire.
+    if matches!(
+        cur,
+        Current::Value(Value::Boxed(_)) | Current::Failure(_) | Current::Wait(_)
+    ) {
+        if let Current::Failure(f) = &*cur {
+            log_unhandled(c.created_at, f);
+        }
+        drop_cold(mem::replace(cur, Current::Pending));
     }
-    put(&mut cur, Current::Pending);
-    drop(cur);
-    if c.steps.len != 0
-        || c.steps.overflow.is_some()
-        || c.steps.tail.is_some()
-        || c.chained_to.is_some()
-        || c.canceller.is_some()
-        || c.waker.is_some()
+    // One branch for all: each is rarely set.
+    if (c.steps.len != 0)
+        | c.steps.overflow.is_some()
+        | c.steps.tail.is_some()
+        | c.chained_to.is_some()
+        | c.canceller.is_some()
+        | c.waker.is_some()
     {
-        clear_rest(&mut c);
+        clear_rest(c);
     }
     c.paused = 0;
     c.called = false;
     c.running = false;
     c.suppress_already_called = false;
     c.cancelling = false;
-    drop(c);
+}
+
+/// Keeps an emptied chain's allocation in the thread's pool, if it has room.
+#[inline(always)]
+fn keep(rc: &Rc<Node>) {
     let _ = POOL.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
             if p.len() < POOL_CAP {
@@ -842,23 +869,26 @@ pub(crate) fn abandoned(chain: &Shared) -> bool {
 }
 
 /// Takes the final result out of a chain that nobody else can see (no other strong or weak
-/// reference, nothing waiting), so the handle can carry it and run callbacks inline.
+/// reference, nothing waiting), so the handle can carry it and run callbacks inline. Its
+/// cells are reached without borrow flags, and a word is read in place: the chain is
+/// recycled next, over it.
 #[inline]
-pub(crate) fn take_unshared<T: 'static>(
-    chain: &Shared,
+pub(crate) fn take_unique<T: 'static>(
+    chain: &mut Shared,
 ) -> Option<(Result<T, Failure>, &'static Location<'static>)> {
-    if !chain.is_unique() {
+    let node = Rc::get_mut(&mut chain.0)?;
+    let c = node.chain.get_mut();
+    if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
         return None;
     }
-    let at = {
-        let c = chain.borrow();
-        if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
-            return None;
+    let at = c.created_at;
+    let cur = node.current.get_mut();
+    if is_word::<T>() {
+        if let Current::Value(Value::Word(w)) = *cur {
+            return Some((Ok(from_word::<T>(w)), at));
         }
-        c.created_at
-    };
-    let mut cur = chain.cur().borrow_mut();
-    match mem::replace(&mut *cur, Current::Taken) {
+    }
+    match mem::replace(cur, Current::Taken) {
         Current::Value(v) => Some((Ok(v.take::<T>()), at)),
         Current::Failure(f) => Some((Err(f), at)),
         other => {
@@ -1024,6 +1054,8 @@ impl fmt::Debug for Shared {
         f.write_str("Deferred(")?;
         if let Some(inner) = c.chained_to.as_ref().and_then(WeakShared::upgrade) {
             write!(f, "waiting on Deferred at {:p}", inner.as_ptr())?;
+        } else if !c.called {
+            f.write_str("pending")?;
         } else {
             match self.cur().try_borrow().as_deref() {
                 Ok(Current::Pending) => f.write_str("pending")?,
@@ -1104,7 +1136,27 @@ mod tests {
             "the pool hands back the last chain dropped"
         );
         let c = b.borrow();
-        assert!(c.steps.is_empty() && !c.called && matches!(*b.cur().borrow(), Current::Pending));
+        assert!(c.steps.is_empty() && !c.called);
+    }
+
+    #[test]
+    fn a_recycled_chain_owns_nothing_and_reads_as_pending() {
+        let at = Location::caller();
+        for result in [
+            Res::Value(Value::new(7u64)),
+            Res::Value(Value::new("boxed")),
+        ] {
+            let a = Shared::fired(at, result);
+            let ptr = a.as_ptr();
+            drop(a);
+            let b = Shared::pending(at);
+            assert_eq!(b.as_ptr(), ptr);
+            assert!(!matches!(
+                *b.cur().borrow(),
+                Current::Value(Value::Boxed(_)) | Current::Failure(_) | Current::Wait(_)
+            ));
+            assert!(format!("{b:?}").starts_with("Deferred(pending"), "{b:?}");
+        }
     }
 
     #[test]

@@ -414,7 +414,12 @@ impl<T: 'static> Deferred<T> {
         match self.state {
             State::Value(Some(v), _) => Ok(v),
             State::Failed(u) => Err(Current::Failure(u.take().0)),
-            State::Chain(s) => Err(Current::Wait(s)),
+            // Settled and seen by nobody else: take the result now, no wait to set up.
+            State::Chain(mut s) => match chain::take_unique::<T>(&mut s) {
+                Some((Ok(v), _)) => Ok(v),
+                Some((Err(f), _)) => Err(Current::Failure(f)),
+                None => Err(Current::Wait(s)),
+            },
             State::Awaited(a) => Err(Current::Wait(a.defuse())),
             State::Value(None, _) | State::Taken => {
                 Err(Current::Failure(Failure::new(WaitError::ResultTaken)))
@@ -426,7 +431,7 @@ impl<T: 'static> Deferred<T> {
     /// sees; otherwise gives the chain back.
     #[inline]
     fn take_ready(self) -> Result<(Result<T, Failure>, &'static Location<'static>), Shared> {
-        let s = match self.state {
+        let mut s = match self.state {
             State::Value(Some(v), at) => return Ok((Ok(v), at)),
             State::Failed(u) => {
                 let (f, at) = u.take();
@@ -441,7 +446,7 @@ impl<T: 'static> Deferred<T> {
                 ))
             }
         };
-        match chain::take_unshared::<T>(&s) {
+        match chain::take_unique::<T>(&mut s) {
             Some(found) => Ok(found),
             None => Err(s),
         }
@@ -1034,7 +1039,10 @@ impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
 
 impl<T: 'static> Resolver<T> {
     fn into_shared(mut self) -> Shared {
-        self.chain.take().expect("live resolver")
+        let chain = self.chain.take().expect("live resolver");
+        // Nothing left to drop: skip the call to `Drop`.
+        std::mem::forget(self);
+        chain
     }
 
     /// Fires the Deferred with a value; its callbacks run now, on this thread.
