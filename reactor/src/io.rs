@@ -1,8 +1,9 @@
 //! I/O sources: registering file descriptors with the reactor's poller and dispatching
 //! readiness to their handlers.
 //!
-//! Protocol connections use edge-triggered interest where the poller has it (epoll,
-//! kqueue): read and write interest are registered once and never changed, so no syscall
+//! Protocol connections use edge-triggered interest on Linux (epoll, with `EPOLLRDHUP`,
+//! which `polling` does not ask for, so they are registered with `epoll_ctl` directly):
+//! read and write interest are registered once and never changed, so no syscall
 //! changes interest as a write queue fills and drains, and the poller does not look at a
 //! reported socket again on its next wait, as it does for level-triggered ones. What it
 //! will not report again (a read budget spent before the socket was drained, reading
