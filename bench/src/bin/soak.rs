@@ -527,6 +527,10 @@ impl HttpConn {
             headers,
             body: Vec::new(),
         };
+        // Interim responses (100 Continue) are a status line alone.
+        if status < 200 {
+            return Ok(resp);
+        }
         for required in ["date", "server"] {
             if resp.header(required).is_none() {
                 return Err(ReadErr::Bad(format!("no {required} field in {head:?}")));
@@ -1649,8 +1653,9 @@ fn echo_abrupt(ctx: &Ctx, rng: &mut Rng) {
             0 => {}
             // Send, read part of the echo, reset.
             1 => {
-                let _ = s.write_all(&msg[..msg.len().min(32 * 1024)]);
-                let mut back = vec![0u8; rng.range(0, 1024)];
+                let sent = msg.len().min(32 * 1024);
+                let _ = s.write_all(&msg[..sent]);
+                let mut back = vec![0u8; rng.range(0, sent.min(1024))];
                 let _ = s.read_exact(&mut back);
             }
             // Send much more than is read, reset while the echo is being written.
