@@ -131,3 +131,41 @@ fn factories() {
     assert!(Echo::factory().build_protocol(&Address::Test).is_some());
     assert!(Discard::factory().build_protocol(&Address::Test).is_some());
 }
+
+/// Regression (found by the soak test): a peer that sends and never reads made Echo
+/// queue everything it sent (the echo server's memory grew with every byte). Echo now
+/// stops reading while its write queue is past the high-water mark, so the peer's writes
+/// block long before it has sent 64 MiB (the kernel's socket buffers take a few MiB).
+#[test]
+fn echo_stops_reading_from_a_peer_that_does_not_read() {
+    const LIMIT: usize = 64 << 20;
+    let reactor = Reactor::new().unwrap();
+    let port = reactor
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), Echo::factory())
+        .unwrap();
+    let addr = port.local_addr().inet().unwrap();
+    let sent = reactor
+        .defer_to_thread(move || {
+            let s = TcpStream::connect(addr).map_err(Failure::new)?;
+            // A write the server does not take within a second: it stopped reading.
+            s.set_write_timeout(Some(Duration::from_secs(1)))
+                .map_err(Failure::new)?;
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < LIMIT {
+                match (&s).write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+                    Err(e) => return Err(Failure::new(e)),
+                }
+            }
+            Ok(sent)
+        })
+        .wait()
+        .unwrap();
+    assert!(
+        sent < LIMIT,
+        "the echo read all {sent} bytes while nobody read them back"
+    );
+}

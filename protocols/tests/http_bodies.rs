@@ -299,9 +299,10 @@ fn streamed_response_finished_early() {
     assert_eq!(rs[1].text(), "early bird");
 }
 
-/// Back-pressure: the server registers a streaming producer with the transport; when the
-/// transport pauses it the writer is paused and `ready()` waits, and resuming fires it.
-/// Stopping it aborts the writer. (Twisted: IPushProducer on the request.)
+/// Back-pressure: the connection is the transport's streaming producer; when the
+/// transport pauses it the writer is paused, `ready()` waits and no more requests are
+/// read, and resuming undoes both. Stopping it aborts the writer. (Twisted: the
+/// `HTTPChannel` is the transport's IPushProducer.)
 #[test]
 fn streamed_response_back_pressure() {
     let (mut c, writer) = streaming_conn();
@@ -312,14 +313,19 @@ fn streamed_response_back_pressure() {
     assert!(!body.is_paused());
     producer.pause_producing();
     assert!(body.is_paused());
+    assert!(c.t.is_reading_paused());
     let mut ready = body.ready();
     assert!(ready.try_result().is_none());
     producer.resume_producing();
     assert!(!body.is_paused());
+    assert!(!c.t.is_reading_paused());
     assert!(ready.try_result().unwrap().is_ok());
     body.write(b"more");
     body.finish();
-    assert!(c.t.producer().is_none(), "unregistered when the body ends");
+    assert!(
+        c.t.producer().is_some(),
+        "the connection stays the producer"
+    );
     assert_eq!(c.response().text(), "more");
 
     // stop_producing: the writer is aborted and its waiters released.
@@ -386,4 +392,38 @@ fn no_late_100_when_body_came_anyway() {
         .unwrap();
     let statuses: Vec<u16> = c.responses().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200, 200, 200]);
+}
+
+/// Regression (found by the soak test): streamed responses queued behind another one
+/// when the client goes away were dropped without aborting their writers, so a producer
+/// waiting on `ready()` (a static file being streamed: its task, its open file, 64 KiB
+/// written early) waited forever. Every writer of a response that will never be sent is
+/// aborted, and its waiters released.
+#[test]
+fn queued_streams_are_aborted_when_the_client_goes() {
+    let writers = Rc::new(RefCell::new(Vec::<BodyWriter>::new()));
+    let w = writers.clone();
+    let mut c = Conn::new(move |_req: Request| {
+        let (resp, body) = Response::streaming(200);
+        // Written before the server takes the response: held, up to a bound.
+        body.write(&[b'x'; 64 * 1024]);
+        w.borrow_mut().push(body);
+        Ok(resp.with_header("Content-Length", (128 * 1024).to_string()))
+    });
+    c.send(format!("{}{}{}", get("/a"), get("/b"), get("/c")));
+    let ws = writers.borrow().clone();
+    assert_eq!(ws.len(), 3, "all three dispatched");
+    // The first is being sent; the two behind it wait for it, and so do their producers.
+    let mut waits: Vec<_> = ws[1..].iter().map(BodyWriter::ready).collect();
+    assert!(waits.iter_mut().all(|d| d.try_result().is_none()));
+    c.lose();
+    for (i, w) in ws.iter().enumerate() {
+        assert!(w.is_aborted(), "writer {i} not aborted");
+    }
+    for d in &mut waits {
+        assert!(
+            d.try_result().is_some_and(|r| r.is_ok()),
+            "a waiter left waiting"
+        );
+    }
 }

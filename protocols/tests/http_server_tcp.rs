@@ -159,3 +159,38 @@ fn bad_request_closes_the_socket() {
     assert_eq!(rs.len(), 1);
     assert_eq!(rs[0].status, 400);
 }
+
+/// Regression (found by the soak test): a client that pipelines requests and never reads
+/// the responses made the server queue every response in memory (2 GB in 15 s), since
+/// nothing stopped reading when the write queue passed its high-water mark. Now the
+/// connection is the transport's producer: past the mark, it stops reading requests, so
+/// the client's writes block long before it has sent 64 MiB (the kernel's socket buffers
+/// take a few MiB).
+#[test]
+fn non_reading_client_is_not_read_without_bound() {
+    const LIMIT: usize = 64 << 20;
+    let reactor = Reactor::new().unwrap();
+    let (_port, addr) = start(&reactor, ServerConfig::default());
+    let d = reactor.defer_to_thread(move || {
+        let s = connect(addr)?;
+        // A write the server does not take within a second: it stopped reading.
+        s.set_write_timeout(Some(Duration::from_secs(1)))
+            .map_err(Failure::new)?;
+        let batch = get("/").repeat(64 * 1024 / get("/").len());
+        let mut sent = 0;
+        while sent < LIMIT {
+            match (&s).write(batch.as_bytes()) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+                Err(e) => return Err(Failure::new(e)),
+            }
+        }
+        Ok(sent)
+    });
+    let sent = d.wait().unwrap();
+    assert!(
+        sent < LIMIT,
+        "the server read all {sent} bytes of requests while nobody read its responses"
+    );
+}

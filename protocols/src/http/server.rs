@@ -328,7 +328,7 @@ impl HttpServer {
                 queue: VecDeque::new(),
                 closing: false,
                 closed: false,
-                reading_paused: false,
+                flow: Rc::new(Flow::default()),
                 timer: None,
                 timer_kind: None,
                 abort_timer: None,
@@ -385,6 +385,27 @@ struct Slot {
     id: u64,
 }
 
+impl Slot {
+    /// Nobody will read this slot's response: cancel the work behind it, and abort a
+    /// streamed body (or its producer would wait forever for a server that never takes
+    /// it). Never called with the connection's state borrowed: cancelling runs errbacks.
+    fn abandon(self) {
+        if let Some(c) = self.cancel {
+            c.cancel();
+        }
+        if let Some(r) = self.response {
+            abandon_response(r);
+        }
+    }
+}
+
+/// A response that will not be sent: its streamed body, if any, is aborted.
+fn abandon_response(response: Response) {
+    if let Body::Stream(writer) = &response.body {
+        writer.set_aborted();
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TimerKind {
     Request,
@@ -407,7 +428,8 @@ struct State {
     /// No more requests are read; close once the queue is written.
     closing: bool,
     closed: bool,
-    reading_paused: bool,
+    /// Flow control with the transport (reading paused, the streamed body).
+    flow: Rc<Flow>,
     /// The watchdog: one armed call per connection that is moved forward by setting
     /// `deadline` (cheap, per request), and re-armed only when it fires early.
     timer: Option<DelayedCall>,
@@ -505,12 +527,9 @@ impl HttpConnection {
                         self.flush();
                         continue;
                     }
-                    if !st.reading_paused {
-                        st.reading_paused = true;
-                        if let Some(t) = &st.transport {
-                            t.pause_reading();
-                        }
-                    }
+                    let flow = st.flow.clone();
+                    drop(st);
+                    flow.set_pipeline_full(true);
                     return;
                 }
                 st.step()
@@ -613,19 +632,40 @@ impl HttpConnection {
         let state = Rc::downgrade(&self.state);
         let pumping = self.pumping.clone();
         d.add_both(move |result: Result<Response, Failure>| {
-            let response = handler_response(result);
-            if let Some(state) = state.upgrade() {
-                if let Some(slot) = state.borrow_mut().queue.iter_mut().find(|s| s.id == id) {
-                    slot.response = Some(response);
+            let waiting = state.upgrade().filter(|state| {
+                let st = state.borrow();
+                st.queue.iter().any(|s| s.id == id)
+            });
+            // The connection closed, or closes before this response: nobody reads it (a
+            // failure here is most often the cancellation that closing caused).
+            let Some(state) = waiting else {
+                match result {
+                    Ok(response) => abandon_response(response),
+                    Err(f) => log::debug!("request handler failed after its client left: {f}"),
                 }
-                HttpConnection { state, pumping }.pump();
+                return Ok(());
+            };
+            let response = handler_response(result);
+            if let Some(slot) = state.borrow_mut().queue.iter_mut().find(|s| s.id == id) {
+                slot.response = Some(response);
             }
+            HttpConnection { state, pumping }.pump();
             Ok(())
         });
     }
 
     /// Writes every ready response at the front of the queue, in one write.
     fn flush(&self) {
+        let mut abandoned = Vec::new();
+        self.flush_into(&mut abandoned);
+        // Outside the borrow: cancelling runs the handlers' errbacks.
+        for slot in abandoned {
+            slot.abandon();
+        }
+    }
+
+    /// `flush`; the slots dropped because the connection closes go to `abandoned`.
+    fn flush_into(&self, abandoned: &mut Vec<Slot>) {
         let mut st = self.state.borrow_mut();
         if st.closed || st.stream.is_some() {
             return;
@@ -646,7 +686,7 @@ impl HttpConnection {
                 Some((writer, chunked, keep_alive)) => {
                     if !keep_alive {
                         st.closing = true;
-                        st.queue.clear();
+                        abandoned.extend(st.queue.drain(..));
                     }
                     started_stream = Some((writer, chunked));
                     break;
@@ -654,7 +694,7 @@ impl HttpConnection {
                 None => {
                     if !slot.keep_alive {
                         st.closing = true;
-                        st.queue.clear();
+                        abandoned.extend(st.queue.drain(..));
                     }
                 }
             }
@@ -685,12 +725,10 @@ impl HttpConnection {
             }
             return;
         }
-        if st.reading_paused && st.queue.len() < st.shared.config.max_pipelined {
-            st.reading_paused = false;
-            if let Some(t) = &transport {
-                t.resume_reading();
-            }
+        if st.flow.pipeline_full.get() && st.queue.len() < st.shared.config.max_pipelined {
+            let flow = st.flow.clone();
             drop(st);
+            flow.set_pipeline_full(false);
             // Requests already buffered are parsed now.
             if self.pumping.get() == Pump::Running {
                 self.pumping.set(Pump::Again);
@@ -701,10 +739,12 @@ impl HttpConnection {
     fn start_stream(&self, writer: BodyWriter, chunked: bool) {
         let transport = self.state.borrow().transport.clone();
         let Some(transport) = transport else { return };
-        let producer = Rc::new(StreamProducer {
-            writer: writer.clone(),
-        });
-        transport.register_producer(producer, true);
+        // The connection's producer pauses it with the connection.
+        let flow = self.state.borrow().flow.clone();
+        *flow.stream.borrow_mut() = Some(writer.clone());
+        if flow.write_full.get() {
+            writer.set_paused(true);
+        }
         let sink = Rc::new(StreamSink {
             connection: Rc::downgrade(&self.state),
             pumping: self.pumping.clone(),
@@ -854,9 +894,7 @@ impl HttpConnection {
         {
             let mut st = self.state.borrow_mut();
             st.stream = None;
-            if let Some(t) = &st.transport {
-                t.unregister_producer();
-            }
+            st.flow.stream.borrow_mut().take();
         }
         self.pump();
     }
@@ -1225,22 +1263,79 @@ impl BodySink for StreamSink {
     }
 }
 
-/// Pauses a streamed body's writer when the connection's queue is full.
-struct StreamProducer {
-    writer: BodyWriter,
+/// Flow control between a connection and its transport. Outside `State`, because the
+/// transport calls the producer from inside `write`, while `State` is borrowed.
+#[derive(Default)]
+struct Flow {
+    /// `max_pipelined` requests wait for their responses.
+    pipeline_full: Cell<bool>,
+    /// The transport's write queue is past its high-water mark (the peer reads slower
+    /// than it asks).
+    write_full: Cell<bool>,
+    /// The streamed body being sent: paused and resumed with the connection.
+    stream: RefCell<Option<BodyWriter>>,
+    transport: RefCell<Option<TransportRef>>,
 }
 
-impl Producer for StreamProducer {
+impl Flow {
+    fn reading_paused(&self) -> bool {
+        self.pipeline_full.get() || self.write_full.get()
+    }
+
+    /// Sets `flag`, and pauses or resumes the transport's reading when that changes
+    /// whether it reads.
+    fn set(&self, flag: &Cell<bool>, on: bool) {
+        let before = self.reading_paused();
+        flag.set(on);
+        let after = self.reading_paused();
+        if before == after {
+            return;
+        }
+        let transport = self.transport.borrow().clone();
+        if let Some(t) = transport {
+            if after {
+                t.pause_reading();
+            } else {
+                t.resume_reading();
+            }
+        }
+    }
+
+    fn set_pipeline_full(&self, on: bool) {
+        self.set(&self.pipeline_full, on);
+    }
+
+    fn stream(&self) -> Option<BodyWriter> {
+        self.stream.borrow().clone()
+    }
+}
+
+/// The connection as its transport's producer (Twisted's `HTTPChannel` is one): when
+/// the write queue passes its high-water mark, no more requests are read (so a client
+/// that pipelines and never reads cannot grow the queue without bound) and a streamed
+/// body is paused; both go on below the low-water mark.
+struct ConnProducer(Rc<Flow>);
+
+impl Producer for ConnProducer {
     fn pause_producing(&self) {
-        self.writer.set_paused(true);
+        self.0.set(&self.0.write_full, true);
+        if let Some(w) = self.0.stream() {
+            w.set_paused(true);
+        }
     }
 
     fn resume_producing(&self) {
-        self.writer.set_paused(false);
+        self.0.set(&self.0.write_full, false);
+        if let Some(w) = self.0.stream() {
+            w.set_paused(false);
+        }
     }
 
     fn stop_producing(&self) {
-        self.writer.set_aborted();
+        let stream = self.0.stream.borrow_mut().take();
+        if let Some(w) = stream {
+            w.set_aborted();
+        }
     }
 }
 
@@ -1249,8 +1344,11 @@ impl Protocol for HttpConnection {
         let _ = transport.set_nodelay(true);
         let mut st = self.state.borrow_mut();
         st.peer = transport.peer_addr();
-        st.transport = Some(transport);
+        st.transport = Some(transport.clone());
+        let flow = st.flow.clone();
         drop(st);
+        *flow.transport.borrow_mut() = Some(transport.clone());
+        transport.register_producer(Rc::new(ConnProducer(flow)), true);
         self.update_timer();
     }
 
@@ -1282,6 +1380,8 @@ impl Protocol for HttpConnection {
             let mut st = self.state.borrow_mut();
             st.closed = true;
             st.transport = None;
+            st.flow.transport.borrow_mut().take();
+            st.flow.stream.borrow_mut().take();
             (
                 st.timer.take(),
                 st.abort_timer.take(),
@@ -1297,9 +1397,7 @@ impl Protocol for HttpConnection {
         }
         // Nobody will read these responses: stop the work behind them.
         for slot in slots {
-            if let Some(c) = slot.cancel {
-                c.cancel();
-            }
+            slot.abandon();
         }
     }
 }
