@@ -335,6 +335,19 @@ impl Ctx {
         }
     }
 
+    /// A connection for a client of kind `kind`, or `None` after counting the failure and
+    /// pausing a little (so a refusing server is not hammered).
+    fn connect_or_fail(&self, kind: &'static str, bound: Duration) -> Option<TcpStream> {
+        match self.connect(bound) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.stats.fail(kind, "connect", e.to_string());
+                self.nap(Duration::from_millis(100));
+                None
+            }
+        }
+    }
+
     fn connect(&self, bound: Duration) -> io::Result<TcpStream> {
         let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
         s.set_read_timeout(Some(bound))?;
@@ -854,13 +867,8 @@ fn check(req: &Req, resp: &Resp) -> Result<(), String> {
 fn http_keepalive(ctx: &Ctx, rng: &mut Rng, files: &Files) {
     const KIND: &str = "keepalive";
     while !ctx.stopped() {
-        let s = match ctx.connect(OP_BOUND + MARGIN) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(KIND, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(s) = ctx.connect_or_fail(KIND, OP_BOUND + MARGIN) else {
+            continue;
         };
         let mut c = HttpConn::new(s);
         for _ in 0..rng.range(1, 200) {
@@ -907,13 +915,8 @@ fn http_keepalive(ctx: &Ctx, rng: &mut Rng, files: &Files) {
 fn http_pipeline(ctx: &Ctx, rng: &mut Rng, files: &Files) {
     const KIND: &str = "pipeline";
     while !ctx.stopped() {
-        let s = match ctx.connect(OP_BOUND + MARGIN) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(KIND, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(s) = ctx.connect_or_fail(KIND, OP_BOUND + MARGIN) else {
+            continue;
         };
         let mut c = HttpConn::new(s);
         'conn: for _ in 0..rng.range(1, 50) {
@@ -1048,13 +1051,8 @@ fn http_malformed(ctx: &Ctx, rng: &mut Rng) {
     while !ctx.stopped() {
         let (name, request, status) = rows[rng.below(rows.len())];
         let t = Instant::now();
-        let s = match ctx.connect(OP_BOUND) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(KIND, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(s) = ctx.connect_or_fail(KIND, OP_BOUND) else {
+            continue;
         };
         let mut c = HttpConn::new(s);
         // Sometimes behind a valid request on the same connection.
@@ -1193,13 +1191,8 @@ fn http_mutated(ctx: &Ctx, rng: &mut Rng) {
         let mut input = bases[rng.below(bases.len())].to_vec();
         mutate(rng, &mut input);
         let t = Instant::now();
-        let s = match ctx.connect(bound) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(KIND, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(s) = ctx.connect_or_fail(KIND, bound) else {
+            continue;
         };
         let mut c = HttpConn::new(s);
         let _ = c.s.write_all(&input);
@@ -1250,13 +1243,8 @@ fn http_slowloris(ctx: &Ctx, rng: &mut Rng) {
             ctx.nap(Duration::from_secs(3600));
             break;
         }
-        let s = match ctx.connect(ctx.opts.slow_interval + MARGIN) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(KIND, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(s) = ctx.connect_or_fail(KIND, ctx.opts.slow_interval + MARGIN) else {
+            continue;
         };
         let mut c = HttpConn::new(s);
         let head = b"GET / HTTP/1.1\r\nHost: soak\r\nX-Slow: ";
@@ -1325,13 +1313,8 @@ fn http_abrupt(ctx: &Ctx, rng: &mut Rng, files: &Files) {
     const KIND: &str = "abrupt";
     while !ctx.stopped() {
         let t = Instant::now();
-        let s = match ctx.connect(OP_BOUND) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(KIND, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(s) = ctx.connect_or_fail(KIND, OP_BOUND) else {
+            continue;
         };
         let mut c = HttpConn::new(s);
         let variant = rng.below(5);
@@ -1416,13 +1399,8 @@ fn nonreader(ctx: &Ctx, rng: &mut Rng) {
     const KIND: &str = "nonreader";
     while !ctx.stopped() {
         let t = Instant::now();
-        let s = match ctx.connect(Duration::from_secs(1)) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(KIND, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(s) = ctx.connect_or_fail(KIND, Duration::from_secs(1)) else {
+            continue;
         };
         let chunk: Vec<u8> = match ctx.opts.server {
             ServerKind::Http => {
@@ -1494,13 +1472,8 @@ fn nonreader(ctx: &Ctx, rng: &mut Rng) {
 fn echo_pingpong(ctx: &Ctx, rng: &mut Rng, burst: bool) {
     let kind: &'static str = if burst { "pipeline" } else { "keepalive" };
     while !ctx.stopped() {
-        let s = match ctx.connect(OP_BOUND) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(kind, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(s) = ctx.connect_or_fail(kind, OP_BOUND) else {
+            continue;
         };
         let mut s = s;
         for _ in 0..rng.range(1, 200) {
@@ -1553,13 +1526,8 @@ fn echo_halfclose(ctx: &Ctx, rng: &mut Rng) {
     const KIND: &str = "halfclose";
     while !ctx.stopped() {
         let t = Instant::now();
-        let mut s = match ctx.connect(OP_BOUND) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(KIND, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(mut s) = ctx.connect_or_fail(KIND, OP_BOUND) else {
+            continue;
         };
         let msg = rng.bytes_in(0, 64 * 1024);
         let result = s
@@ -1639,13 +1607,8 @@ fn echo_abrupt(ctx: &Ctx, rng: &mut Rng) {
     const KIND: &str = "abrupt";
     while !ctx.stopped() {
         let t = Instant::now();
-        let mut s = match ctx.connect(OP_BOUND) {
-            Ok(s) => s,
-            Err(e) => {
-                ctx.stats.fail(KIND, "connect", e.to_string());
-                ctx.nap(Duration::from_millis(100));
-                continue;
-            }
+        let Some(mut s) = ctx.connect_or_fail(KIND, OP_BOUND) else {
+            continue;
         };
         let msg = rng.bytes_in(1, 256 * 1024);
         match rng.below(3) {
