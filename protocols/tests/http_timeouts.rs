@@ -294,3 +294,33 @@ fn connection_lost_after_the_abort() {
     c.advance(3600.0);
     assert_eq!(c.output(), written);
 }
+
+/// Twisted: none (Twisted arms `abortTimeout` for timeouts only). A connection the
+/// server closes after a bad request or a `Connection: close` response, whose peer never
+/// lets the close complete, is aborted `abort_timeout` later too; one that does close in
+/// time is not.
+#[test]
+fn a_closing_connection_whose_peer_does_not_let_it_close_is_aborted() {
+    for request in [
+        "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n".to_string(),
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
+    ] {
+        let mut c = Conn::with_config(echo, config());
+        c.send(&request);
+        assert!(c.closed(), "{request:?}: the server closes");
+        assert!(!c.t.was_aborted());
+        c.advance(14.9);
+        assert!(!c.t.was_aborted(), "{request:?}: not before abort_timeout");
+        c.advance(0.1);
+        assert!(c.t.was_aborted(), "{request:?}: aborted at abort_timeout");
+
+        let mut c = Conn::with_config(echo, config());
+        c.send(&request);
+        c.lose();
+        c.advance(3600.0);
+        assert!(
+            !c.t.was_aborted(),
+            "{request:?}: closed in time, never aborted"
+        );
+    }
+}

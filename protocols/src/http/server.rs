@@ -116,10 +116,11 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long an idle keep-alive connection stays open. Default 60 s.
     pub idle_timeout: Duration,
-    /// After a timeout closes a connection, how long the peer has to let it close (to
-    /// read what is still being written) before the connection is aborted; `None` never
-    /// aborts. Default 15 s (Twisted's `abortTimeout`): a peer that stops reading cannot
-    /// hold a timed-out connection open.
+    /// After the server starts closing a connection (a timeout, a bad request,
+    /// `Connection: close`), how long the peer has to let it close (to read what is still
+    /// being written) before the connection is aborted; `None` never aborts. Default 15 s
+    /// (Twisted's `abortTimeout`, which Twisted applies to timeouts only): a peer that
+    /// stops reading cannot hold a closing connection open.
     pub abort_timeout: Option<Duration>,
     /// Most requests read ahead while their responses are pending; past it, reading
     /// pauses. Default 16.
@@ -723,6 +724,10 @@ impl HttpConnection {
             if let Some(t) = &transport {
                 t.lose_connection();
             }
+            drop(st);
+            // The close waits for the last bytes to be read; a peer that never reads them
+            // must not hold the connection forever.
+            self.arm_abort();
             return;
         }
         if st.flow.pipeline_full.get() && st.queue.len() < st.shared.config.max_pipelined {
@@ -855,8 +860,9 @@ impl HttpConnection {
         self.arm_abort();
     }
 
-    /// A timed-out connection that has not closed `abort_timeout` later (its peer does
-    /// not read what is written, so the close never completes) is aborted.
+    /// A connection the server is closing (a timeout, an error, `Connection: close`)
+    /// that has not closed `abort_timeout` later (its peer does not read what is written,
+    /// so the close never completes) is aborted.
     fn arm_abort(&self) {
         let mut st = self.state.borrow_mut();
         let Some(after) = st.shared.config.abort_timeout else {
@@ -882,7 +888,7 @@ impl HttpConnection {
                     st.transport.clone()
                 };
                 if let Some(t) = transport {
-                    log::debug!("timed-out connection still open after abort_timeout; aborting");
+                    log::debug!("closing connection still open after abort_timeout; aborting");
                     t.abort_connection();
                 }
             }),
@@ -1251,13 +1257,14 @@ impl BodySink for StreamSink {
                 let st = state.borrow();
                 !self.chunked && st.queue.is_empty() && st.closing
             };
-            HttpConnection {
+            let conn = HttpConnection {
                 state,
                 pumping: self.pumping.clone(),
-            }
-            .stream_done();
+            };
+            conn.stream_done();
             if close {
                 self.transport.lose_connection();
+                conn.arm_abort();
             }
         }
     }
