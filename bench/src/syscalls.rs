@@ -59,6 +59,41 @@ impl Syscalls {
     }
 }
 
+/// The headers of a "where the syscalls go" table after its key columns: the total per
+/// `op` (`"rt"`, `"req"`), `epoll_wait`, each of `calls` (a `NAME!fail` entry, the
+/// failed calls of the one before it, is headed `  EAGAIN`), the rest, and `op`s per wait.
+pub fn breakdown_headers(op: &str, calls: &[&str]) -> Vec<String> {
+    let mut h = vec![format!("syscalls/{op}"), "epoll_wait".to_string()];
+    h.extend(calls.iter().map(|c| {
+        if c.ends_with("!fail") {
+            "  EAGAIN".to_string()
+        } else {
+            c.to_string()
+        }
+    }));
+    h.push("other".into());
+    h.push(format!("{op} per wait"));
+    h
+}
+
+/// The cells of `s` under [`breakdown_headers`] for the same `calls`.
+pub fn breakdown_row(s: &Syscalls, calls: &[&str]) -> Vec<String> {
+    let listed = s.waits_per_op()
+        + calls
+            .iter()
+            .filter(|c| !c.ends_with("!fail"))
+            .map(|c| s.per_op(c))
+            .sum::<f64>();
+    let mut row = vec![
+        crate::report::num(s.total_per_op(), 3),
+        crate::report::num(s.waits_per_op(), 3),
+    ];
+    row.extend(calls.iter().map(|c| crate::report::num(s.per_op(c), 3)));
+    row.push(crate::report::num((s.total_per_op() - listed).max(0.0), 3));
+    row.push(crate::report::num(1.0 / s.waits_per_op(), 1));
+    row
+}
+
 /// `perf stat` arguments that count the syscalls of process `pid` into `out` (CSV).
 pub fn perf_args(pid: u32, out: &Path) -> Vec<String> {
     let mut a = vec![

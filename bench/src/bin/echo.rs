@@ -427,50 +427,30 @@ fn main() -> ExitCode {
 
     // Table 2: where the syscalls go.
     if !sys.is_empty() {
-        let waits = |s: &Syscalls| {
-            s.per_op("epoll_wait") + s.per_op("epoll_pwait") + s.per_op("epoll_pwait2")
-        };
-        let mut b = Table::new([
-            "server",
-            "connections",
-            "syscalls/rt",
-            "epoll_wait",
+        const CALLS: &[&str] = &[
             "epoll_ctl",
             "recvfrom",
-            "  EAGAIN",
+            "recvfrom!fail",
             "sendto",
             "read",
-            "  EAGAIN",
+            "read!fail",
             "timerfd_settime",
-            "other",
-            "rt per wait",
-        ]);
+        ];
+        let mut b = Table::new(
+            ["server".to_string(), "connections".to_string()]
+                .into_iter()
+                .chain(syscalls::breakdown_headers("rt", CALLS)),
+        );
         for &conns in &args.scenarios {
             for name in &available {
                 let Some(s) = sys.get(&(name.clone(), conns)) else {
                     continue;
                 };
-                let listed = waits(s)
-                    + ["epoll_ctl", "recvfrom", "sendto", "read", "timerfd_settime"]
-                        .iter()
-                        .map(|n| s.per_op(n))
-                        .sum::<f64>();
-                let other = (s.total_per_op() - listed).max(0.0);
-                b.row([
-                    name.clone(),
-                    conns.to_string(),
-                    report::num(s.total_per_op(), 3),
-                    report::num(waits(s), 3),
-                    report::num(s.per_op("epoll_ctl"), 3),
-                    report::num(s.per_op("recvfrom"), 3),
-                    report::num(s.per_op("recvfrom!fail"), 3),
-                    report::num(s.per_op("sendto"), 3),
-                    report::num(s.per_op("read"), 3),
-                    report::num(s.per_op("read!fail"), 3),
-                    report::num(s.per_op("timerfd_settime"), 3),
-                    report::num(other, 3),
-                    report::num(1.0 / waits(s), 1),
-                ]);
+                b.row(
+                    [name.clone(), conns.to_string()]
+                        .into_iter()
+                        .chain(syscalls::breakdown_row(s, CALLS)),
+                );
             }
         }
         println!("Syscalls per round trip, by call:\n\n{b}");

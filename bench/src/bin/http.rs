@@ -487,56 +487,32 @@ fn main() -> ExitCode {
 
     // Table 2: where the syscalls go.
     if !sys.is_empty() {
-        let mut b = Table::new([
-            "server",
-            "scenario",
-            "syscalls/req",
-            "epoll_wait",
+        const CALLS: &[&str] = &[
             "epoll_ctl",
             "recvfrom",
-            "  EAGAIN",
+            "recvfrom!fail",
             "sendto",
             "writev",
             "read",
-            "  EAGAIN",
-            "write",
-            "timerfd_settime",
-            "other",
-            "req per wait",
-        ]);
-        const LISTED: &[&str] = &[
-            "epoll_ctl",
-            "recvfrom",
-            "sendto",
-            "writev",
-            "read",
+            "read!fail",
             "write",
             "timerfd_settime",
         ];
+        let mut b = Table::new(
+            ["server".to_string(), "scenario".to_string()]
+                .into_iter()
+                .chain(syscalls::breakdown_headers("req", CALLS)),
+        );
         for &sc in &args.scenarios {
             for name in &available {
                 let Some(s) = sys.get(&(sc, name.clone())) else {
                     continue;
                 };
-                let listed = s.waits_per_op() + LISTED.iter().map(|n| s.per_op(n)).sum::<f64>();
-                let other = (s.total_per_op() - listed).max(0.0);
-                b.row([
-                    name.clone(),
-                    sc.name(args.depth),
-                    report::num(s.total_per_op(), 3),
-                    report::num(s.waits_per_op(), 3),
-                    report::num(s.per_op("epoll_ctl"), 3),
-                    report::num(s.per_op("recvfrom"), 3),
-                    report::num(s.per_op("recvfrom!fail"), 3),
-                    report::num(s.per_op("sendto"), 3),
-                    report::num(s.per_op("writev"), 3),
-                    report::num(s.per_op("read"), 3),
-                    report::num(s.per_op("read!fail"), 3),
-                    report::num(s.per_op("write"), 3),
-                    report::num(s.per_op("timerfd_settime"), 3),
-                    report::num(other, 3),
-                    report::num(1.0 / s.waits_per_op(), 1),
-                ]);
+                b.row(
+                    [name.clone(), sc.name(args.depth)]
+                        .into_iter()
+                        .chain(syscalls::breakdown_row(s, CALLS)),
+                );
             }
         }
         println!("Syscalls per request, by call:\n\n{b}");
