@@ -15,22 +15,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ropewalk::prelude::*;
-use ropewalk::reactor::{Address, Producer, Protocol, Reactor, Target, TransportRef};
-
-/// Pauses reading on a transport while the other side cannot take more.
-struct PauseReading(TransportRef);
-
-impl Producer for PauseReading {
-    fn pause_producing(&self) {
-        self.0.pause_reading();
-    }
-    fn resume_producing(&self) {
-        self.0.resume_reading();
-    }
-    fn stop_producing(&self) {
-        self.0.lose_connection();
-    }
-}
+use ropewalk::reactor::{Address, Protocol, Reactor, Target, TransportProducer, TransportRef};
 
 /// One side of a relayed connection: what it reads goes to `peer`.
 #[derive(Default)]
@@ -68,8 +53,8 @@ impl Protocol for Side {
 
 /// Links two transports: each writes to the other and throttles the other's reading.
 fn splice(a: &TransportRef, b: &TransportRef) {
-    a.register_producer(Rc::new(PauseReading(b.clone())), true);
-    b.register_producer(Rc::new(PauseReading(a.clone())), true);
+    a.register_producer(Rc::new(TransportProducer(b.clone())), true);
+    b.register_producer(Rc::new(TransportProducer(a.clone())), true);
 }
 
 /// The accepted side: connects out, reading nothing until the other end is up.

@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use ropewalk_deferred::Failure;
 use ropewalk_reactor::{
-    Address, DatagramProtocol, DatagramTransportRef, Producer, Protocol, TransportRef,
+    Address, DatagramProtocol, DatagramTransportRef, Protocol, TransportProducer, TransportRef,
 };
 
 /// Writes back every byte it receives, unframed (RFC 862).
@@ -82,27 +82,11 @@ impl Echo {
     }
 }
 
-/// Stops reading while the echo waits in the write queue (past its high-water mark),
-/// and reads again once it drains: a peer that sends without reading cannot make the
-/// echo's queue grow without bound.
-struct PauseReading(TransportRef);
-
-impl Producer for PauseReading {
-    fn pause_producing(&self) {
-        self.0.pause_reading();
-    }
-
-    fn resume_producing(&self) {
-        self.0.resume_reading();
-    }
-
-    fn stop_producing(&self) {}
-}
-
 impl Protocol for Echo {
     fn connection_made(&mut self, transport: TransportRef) {
-        // The transport drops its producer when it closes, which ends the cycle.
-        transport.register_producer(Rc::new(PauseReading(transport.clone())), true);
+        // Not read while the echo waits past the write queue's high-water mark: a peer
+        // that sends without reading cannot grow the queue without bound.
+        transport.register_producer(Rc::new(TransportProducer(transport.clone())), true);
         self.transport = Some(transport);
     }
 

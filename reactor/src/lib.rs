@@ -65,7 +65,8 @@ pub use crate::lifecycle::{Phase, SignalGuard, SystemEvent, TriggerId};
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::protocol::{
-    Address, ConnectionError, Factory, Producer, Protocol, Transport, TransportRef,
+    Address, ConnectionError, Factory, Producer, Protocol, Transport, TransportProducer,
+    TransportRef,
 };
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
 pub use crate::task::{yield_now, YieldNow};

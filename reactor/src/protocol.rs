@@ -201,6 +201,57 @@ pub trait Producer {
     fn stop_producing(&self);
 }
 
+/// A transport as the producer of what it reads (in Twisted every transport is a push
+/// producer): pausing it pauses its reading, resuming resumes it, stopping it loses its
+/// connection.
+///
+/// Register it on the transport its bytes are written to, so that a peer that reads
+/// slowly slows the one that sends: a proxy registers each side on the other; an echo
+/// registers its own transport on itself (a peer that never reads then stops being read,
+/// and the write queue stays near its high-water mark). The producer holds the
+/// transport, and a transport drops its producer when it closes, which ends the cycle.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use ropewalk_reactor::testing::StringTransport;
+/// use ropewalk_reactor::{Producer, Transport, TransportProducer, TransportRef};
+///
+/// let upstream = StringTransport::new();
+/// let p = TransportProducer(upstream.clone() as TransportRef);
+/// p.pause_producing();
+/// assert!(upstream.is_reading_paused());
+/// p.resume_producing();
+/// assert!(!upstream.is_reading_paused());
+/// p.stop_producing();
+/// assert!(upstream.is_disconnecting());
+/// ```
+pub struct TransportProducer(pub TransportRef);
+
+impl Producer for TransportProducer {
+    fn pause_producing(&self) {
+        self.0.pause_reading();
+    }
+
+    fn resume_producing(&self) {
+        self.0.resume_reading();
+    }
+
+    fn stop_producing(&self) {
+        // A no-op on a transport already closing.
+        self.0.lose_connection();
+    }
+}
+
+impl fmt::Debug for TransportProducer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportProducer")
+            .field("peer", &self.0.peer_addr())
+            .finish()
+    }
+}
+
 /// The code that speaks a protocol on one connection (Twisted's `Protocol`).
 ///
 /// The reactor calls these methods, one at a time and never re-entrantly:
