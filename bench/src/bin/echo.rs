@@ -380,7 +380,7 @@ fn main() -> ExitCode {
         if a.len() < 2 || a.len() != b.len() {
             return None;
         }
-        let r = median(a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect());
+        let r = report::paired_ratio(a, b, f);
         r.is_finite().then(|| report::ratio2(r))
     };
     let mut t = Table::new([
