@@ -654,9 +654,9 @@ impl<S: StreamSocket, P: Protocol> IoHandler for Conn<S, P> {
     }
 
     fn ready(self: Rc<Self>, reactor: &Reactor, ready: Ready) {
-        if self.edge {
-            // Looked at now: a later need asks again.
-            let (r, w) = self.again.get();
+        // Looked at now: a later need asks again.
+        let (r, w) = self.again.get();
+        if r || w {
             self.again.set((r && !ready.readable, w && !ready.writable));
         }
         // Edge-triggered, most events say "writable"; only a queue or a pull producer
