@@ -72,6 +72,7 @@ mod failure;
 mod list;
 mod lock;
 mod queue;
+mod spare;
 mod timeout;
 mod wait;
 
