@@ -692,12 +692,23 @@ impl Chain {
 /// Inlined, so that the result is built right where it is stored.
 #[inline(always)]
 pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
-    if chain.borrow().called {
-        return fire_again(chain);
-    }
+    let go = {
+        let mut c = chain.borrow_mut();
+        if c.called {
+            drop(c);
+            return fire_again(chain);
+        }
+        c.called = true;
+        if c.canceller.is_some() {
+            c.canceller = None;
+        }
+        c.paused == 0 && (!c.steps.is_empty() || c.waker.is_some())
+    };
     // Not running (it was not called): nobody holds the result.
     put(&mut chain.cur().borrow_mut(), result.into_current());
-    fired(chain);
+    if go {
+        run(chain.clone());
+    }
     Ok(())
 }
 
@@ -713,18 +724,6 @@ fn fire_again(chain: &Shared) -> Result<(), AlreadyCalled> {
     })
 }
 
-/// The chain has its result: run what waits for it.
-fn fired(chain: &Shared) {
-    {
-        let mut c = chain.borrow_mut();
-        c.called = true;
-        c.canceller = None;
-        if c.paused > 0 || c.running || (c.steps.is_empty() && c.waker.is_none()) {
-            return;
-        }
-    }
-    run(chain.clone());
-}
 
 /// Fires a chain with a value. A value that is not stored inline runs the first waiting
 /// callback where it lies, so it needs no box of its own.
@@ -1023,7 +1022,7 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
     None
 }
 
-/// Hands a result to the chain `target`. Returns whether `target` should run now.
+/// Hands a result to the chain `target`. Returns whether `target` has anything to run now.
 fn deliver(target: &Shared, result: Res, explicit: bool) -> bool {
     let mut t = target.borrow_mut();
     if explicit {
@@ -1043,7 +1042,8 @@ fn deliver(target: &Shared, result: Res, explicit: bool) -> bool {
         t.chained_to = None;
     }
     put(&mut target.cur().borrow_mut(), result.into_current());
-    t.runnable()
+    // Nothing to run and nobody to wake: the target is settled as it is.
+    t.runnable() && (!t.steps.is_empty() || t.waker.is_some())
 }
 
 impl fmt::Debug for Shared {
