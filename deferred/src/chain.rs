@@ -702,7 +702,18 @@ pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
         if c.canceller.is_some() {
             c.canceller = None;
         }
-        c.paused == 0 && (!c.steps.is_empty() || c.waker.is_some())
+        if c.paused != 0 {
+            false
+        } else if c.steps.has_steps() || c.waker.is_some() {
+            true
+        } else if let Some(tail) = c.steps.tail.take() {
+            // Nothing to run here: the result goes straight on to the tail's chain.
+            drop(c);
+            hand_on(chain, tail, result);
+            return Ok(());
+        } else {
+            false
+        }
     };
     // Not running (it was not called): nobody holds the result.
     put(&mut chain.cur().borrow_mut(), result.into_current());
@@ -710,6 +721,21 @@ pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
         run(chain.clone());
     }
     Ok(())
+}
+
+/// Fires a chain that has nothing to run but its tail: the result goes on to the tail's
+/// chain without being stored here, and that chain runs if it can.
+#[inline(never)]
+fn hand_on(chain: &Shared, tail: Tail, result: Res) {
+    // As after a run that handed its result on.
+    put(&mut chain.cur().borrow_mut(), Current::Taken);
+    let (target, explicit) = match tail {
+        Tail::Continue(target) => (target, false),
+        Tail::ChainTo(target) => (target, true),
+    };
+    if deliver(&target, result, explicit) {
+        run(target);
+    }
 }
 
 /// A second fire: swallowed once after a cancel, `AlreadyCalled` otherwise.
