@@ -923,6 +923,42 @@ pub(crate) fn take_unique<T: 'static>(
     }
 }
 
+/// Stores in `cur` what a step hands on by returning a Deferred on the chain `returned`:
+/// its final result, taken at once if nobody else can see that chain (which is then
+/// recycled), else `Wait` on it. The erased result moves across as it is: same type.
+#[inline]
+pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
+    if let Some(node) = Rc::get_mut(&mut returned.0) {
+        let c = node.chain.get_mut();
+        if c.is_settled() && c.chained_to.is_none() && c.waker.is_none() {
+            let theirs = node.current.get_mut();
+            if let Current::Value(Value::Word(w)) = *theirs {
+                // A word is copied, and left there: it owns nothing.
+                if let Current::Value(Value::Word(slot)) = cur {
+                    *slot = w;
+                } else {
+                    put(cur, Current::Value(Value::Word(w)));
+                }
+            } else {
+                match mem::replace(theirs, Current::Taken) {
+                    result @ (Current::Value(_) | Current::Failure(_)) => put(cur, result),
+                    other => {
+                        *theirs = other;
+                        put(cur, Current::Wait(returned));
+                        return;
+                    }
+                }
+            }
+            // Recycled now, while it is known to be unique (the pool's reference then
+            // makes the drop below a plain decrement).
+            empty(node);
+            keep(&returned.0);
+            return;
+        }
+    }
+    put(cur, Current::Wait(returned));
+}
+
 /// Runs chains until none can go on: the loop that replaces Twisted's recursion.
 ///
 /// A continuation hands the result to the chain that waited on this one and moves on to

@@ -248,9 +248,13 @@ fn out_of<U: 'static>(outcome: Outcome<U>) -> Current {
 /// paths stay small.
 #[inline(never)]
 fn put_chain<U: 'static>(cur: &mut Current, d: Deferred<U>) {
-    match d.into_ready() {
-        Ok(v) => chain::put_value(cur, v),
-        Err(out) => chain::put(cur, out),
+    match d.state {
+        // Most often: a Deferred built for the purpose, settled or not.
+        State::Chain(s) => chain::put_returned(cur, s),
+        state => match (Deferred::<U> { state }).into_ready() {
+            Ok(v) => chain::put_value(cur, v),
+            Err(out) => chain::put(cur, out),
+        },
     }
 }
 
