@@ -54,6 +54,8 @@ pub(crate) struct WeakShared(Weak<Node>);
 pub(crate) struct Node {
     chain: RefCell<Chain>,
     current: RefCell<Current>,
+    /// The next chain in the thread's pool, while this one is in it.
+    next_free: Cell<Option<Rc<Node>>>,
 }
 
 impl Drop for Node {
@@ -67,9 +69,19 @@ impl Drop for Node {
 /// How many emptied chains a thread keeps for reuse.
 const POOL_CAP: usize = 64;
 
+/// Emptied chains, each referenced only from here: a list through `Node::next_free`.
+struct Pool {
+    head: Cell<Option<Rc<Node>>>,
+    len: Cell<usize>,
+}
+
 thread_local! {
-    /// Emptied chains, each referenced only from here.
-    static POOL: RefCell<Vec<Rc<Node>>> = const { RefCell::new(Vec::new()) };
+    static POOL: Pool = const {
+        Pool {
+            head: Cell::new(None),
+            len: Cell::new(0),
+        }
+    };
 }
 
 impl Shared {
@@ -77,7 +89,12 @@ impl Shared {
     #[inline]
     pub(crate) fn pending(created_at: &'static Location<'static>) -> Shared {
         let reused = POOL
-            .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .try_with(|p| {
+                let rc = p.head.take()?;
+                p.head.set(rc.next_free.take());
+                p.len.set(p.len.get() - 1);
+                Some(rc)
+            })
             .ok()
             .flatten();
         match reused {
@@ -88,6 +105,7 @@ impl Shared {
             None => Shared(Rc::new(Node {
                 chain: RefCell::new(Chain::new(created_at)),
                 current: RefCell::new(Current::Pending),
+                next_free: Cell::new(None),
             })),
         }
     }
@@ -225,10 +243,11 @@ fn empty(node: &mut Node) {
 #[inline(always)]
 fn keep(rc: &Rc<Node>) {
     let _ = POOL.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut() {
-            if p.len() < POOL_CAP {
-                p.push(rc.clone());
-            }
+        let len = p.len.get();
+        if len < POOL_CAP {
+            rc.next_free.set(p.head.take());
+            p.head.set(Some(rc.clone()));
+            p.len.set(len + 1);
         }
     });
 }
@@ -692,6 +711,40 @@ impl Chain {
 /// Inlined, so that the result is built right where it is stored.
 #[inline(always)]
 pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
+    fire_with(chain, result)
+}
+
+/// A result to fire a chain with, stored as it is best stored.
+trait Firing {
+    fn store(self, cur: &mut Current);
+    fn into_res(self) -> Res;
+}
+
+impl Firing for Res {
+    #[inline(always)]
+    fn store(self, cur: &mut Current) {
+        put(cur, self.into_current());
+    }
+    fn into_res(self) -> Res {
+        self
+    }
+}
+
+/// A value stored inline: over a word left in the chain, one 8-byte write.
+struct InlineValue<T>(T);
+
+impl<T: 'static> Firing for InlineValue<T> {
+    #[inline(always)]
+    fn store(self, cur: &mut Current) {
+        put_value(cur, self.0);
+    }
+    fn into_res(self) -> Res {
+        Res::Value(Value::new(self.0))
+    }
+}
+
+#[inline(always)]
+fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
     let go = {
         let mut c = chain.borrow_mut();
         if c.called {
@@ -709,14 +762,14 @@ pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
         } else if let Some(tail) = c.steps.tail.take() {
             // Nothing to run here: the result goes straight on to the tail's chain.
             drop(c);
-            hand_on(chain, tail, result);
+            hand_on(chain, tail, result.into_res());
             return Ok(());
         } else {
             false
         }
     };
     // Not running (it was not called): nobody holds the result.
-    put(&mut chain.cur().borrow_mut(), result.into_current());
+    result.store(&mut chain.cur().borrow_mut());
     if go {
         run(chain.clone());
     }
@@ -756,7 +809,7 @@ fn fire_again(chain: &Shared) -> Result<(), AlreadyCalled> {
 #[inline(always)]
 pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled> {
     if Value::inlines::<T>() {
-        return fire(chain, Res::Value(Value::new(value)));
+        return fire_with(chain, InlineValue(value));
     }
     fire_boxed(chain, value)
 }
