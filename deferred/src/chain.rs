@@ -232,6 +232,12 @@ fn empty(node: &mut Node) {
     {
         clear_rest(c);
     }
+    reset_flags(c);
+}
+
+/// The flags of an emptied chain: as new.
+#[inline(always)]
+fn reset_flags(c: &mut Chain) {
     c.paused = 0;
     c.called = false;
     c.running = false;
@@ -1003,8 +1009,11 @@ pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
                 }
             }
             // Recycled now, while it is known to be unique (the pool's reference then
-            // makes the drop below a plain decrement).
-            empty(node);
+            // makes the drop below a plain decrement). Settled, it holds no step, tail,
+            // waker or wait, nor a canceller (firing drops it), and its result is taken
+            // or a word: only the flags are left to reset.
+            debug_assert!(c.canceller.is_none());
+            reset_flags(c);
             keep(&returned.0);
             return;
         }
