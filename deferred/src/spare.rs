@@ -66,55 +66,52 @@ pub(crate) fn take<S: 'static>() -> Option<Box<S>> {
         return None;
     }
     let i = slot::<S>();
-    SPARE.try_with(|s| take_from(s, i)).ok().flatten()
-}
-
-/// Looks in slot `i`, then in its pair.
-#[inline(always)]
-fn take_from<S: 'static>(s: &[Cell<Option<Box<dyn Any>>>; SLOTS], i: usize) -> Option<Box<S>> {
-    match s[i].take()?.downcast::<S>() {
+    // Each thread-local access is a closure this small, so that it is inlined.
+    let b = SPARE.try_with(|s| s[i].take()).ok().flatten()?;
+    match b.downcast::<S>() {
         Ok(b) => Some(b),
-        Err(other) => {
-            // Another type's box: leave it there, and look in the pair.
-            s[i].set(Some(other));
-            take_other(s, i ^ 1)
-        }
+        Err(other) => take_other(i, other),
     }
 }
 
+/// Slot `i` held `other`, a box of another type: it stays there, and the pair slot is
+/// looked in.
 #[inline(never)]
-fn take_other<S: 'static>(s: &[Cell<Option<Box<dyn Any>>>; SLOTS], j: usize) -> Option<Box<S>> {
-    match s[j].take()?.downcast::<S>() {
-        Ok(b) => Some(b),
-        Err(other) => {
-            s[j].set(Some(other));
-            None
-        }
-    }
+fn take_other<S: 'static>(i: usize, other: Box<dyn Any>) -> Option<Box<S>> {
+    SPARE
+        .try_with(|s| {
+            s[i].set(Some(other));
+            match s[i ^ 1].take()?.downcast::<S>() {
+                Ok(b) => Some(b),
+                Err(other) => {
+                    s[i ^ 1].set(Some(other));
+                    None
+                }
+            }
+        })
+        .ok()
+        .flatten()
 }
 
 /// Keeps `b` (emptied by the caller: it must own nothing) for the next step of its type:
-/// in its slot if that is free, else in the slot's pair, else in place of the box its slot
-/// held.
+/// in its slot; the box that was there moves to the pair slot, in place of the one there.
 #[inline(always)]
 pub(crate) fn give<S: 'static>(b: Box<S>) {
     if !keeps::<S>() {
         return;
     }
     let i = slot::<S>();
-    let _ = SPARE.try_with(move |s| {
-        if let Some(old) = s[i].replace(Some(b)) {
-            give_other(s, i, old);
-        }
-    });
+    let b: Box<dyn Any> = b;
+    if let Ok(Some(old)) = SPARE.try_with(move |s| s[i].replace(Some(b))) {
+        give_other(i, old);
+    }
 }
 
-/// Slot `i` held `old`: it goes to the pair slot if that is free, else it is dropped.
+/// Slot `i` held `old`: it goes to the pair slot, and the box there is dropped.
 #[cold]
 #[inline(never)]
-fn give_other(s: &[Cell<Option<Box<dyn Any>>>; SLOTS], i: usize, old: Box<dyn Any>) {
-    let pair = &s[i ^ 1];
-    if let Some(older) = pair.replace(Some(old)) {
+fn give_other(i: usize, old: Box<dyn Any>) {
+    if let Ok(Some(older)) = SPARE.try_with(|s| s[i ^ 1].replace(Some(old))) {
         drop(older);
     }
 }
