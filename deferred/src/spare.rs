@@ -16,7 +16,7 @@ use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 
 /// How many boxes a thread keeps, at most.
-const SLOTS: usize = 16;
+const SLOTS: usize = 64;
 const _: () = assert!(SLOTS.is_power_of_two());
 
 /// The largest box kept, in bytes.
