@@ -809,7 +809,6 @@ fn fire_again(chain: &Shared) -> Result<(), AlreadyCalled> {
     })
 }
 
-
 /// Fires a chain with a value. A value that is not stored inline runs the first waiting
 /// callback where it lies, so it needs no box of its own.
 #[inline(always)]

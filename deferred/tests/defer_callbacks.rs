@@ -548,3 +548,73 @@ fn a_reused_chain_starts_empty() {
         assert_eq!(d.wait().unwrap(), round * 10);
     }
 }
+
+/// Twisted: none (ropewalk-specific): the box of a callback that captures something is
+/// kept for the next callback of its type once it has run; what the callback captured is
+/// let go of when it runs (or when its chain is dropped unfired), not kept with the box.
+#[test]
+fn a_capturing_callback_lets_go_of_its_captures_when_it_runs() {
+    let token = Rc::new(());
+    for round in 0..3u64 {
+        let (d, r) = Deferred::<u64>::pending();
+        let held = token.clone();
+        let d = d.add_callback(move |n| Ok(n + Rc::strong_count(&held) as u64));
+        assert_eq!(Rc::strong_count(&token), 2);
+        r.callback(round).unwrap();
+        assert_eq!(
+            Rc::strong_count(&token),
+            1,
+            "captures dropped when the callback ran"
+        );
+        assert_eq!(d.wait().unwrap(), round + 2);
+
+        // Never run: dropped with its chain.
+        let (d, r) = Deferred::<u64>::pending();
+        let held = token.clone();
+        drop(d.add_callback(move |n| Ok(n + Rc::strong_count(&held) as u64)));
+        drop(r);
+        assert_eq!(
+            Rc::strong_count(&token),
+            1,
+            "captures dropped with the chain"
+        );
+    }
+}
+
+thread_local! {
+    static LATE: Late = const { Late };
+}
+
+/// Uses capturing callbacks from a thread-local destructor, which may run after the
+/// Deferred engine's own per-thread state is gone.
+struct Late;
+
+impl Drop for Late {
+    fn drop(&mut self) {
+        let (d, r) = Deferred::<u64>::pending();
+        let add = 5u64;
+        let d = d.add_callback(move |n| Ok(n + add));
+        r.callback(1).unwrap();
+        assert_eq!(d.wait().unwrap(), 6);
+    }
+}
+
+/// Twisted: none (ropewalk-specific): a thread that used capturing callbacks (so holds
+/// kept boxes and pooled chains) exits cleanly, even with Deferreds used in a
+/// thread-local destructor.
+#[test]
+fn a_thread_with_kept_step_boxes_exits_cleanly() {
+    std::thread::spawn(|| {
+        LATE.with(|_| ());
+        for i in 0..10u64 {
+            let (d, r) = Deferred::<u64>::pending();
+            let (inner, ri) = Deferred::<u64>::pending();
+            let d = d.add_callback(move |_| inner);
+            r.callback(i).unwrap();
+            ri.callback(i * 2).unwrap();
+            assert_eq!(d.wait().unwrap(), i * 2);
+        }
+    })
+    .join()
+    .unwrap();
+}

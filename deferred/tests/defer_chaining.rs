@@ -459,3 +459,17 @@ fn unmatched_unpause_is_a_no_op() {
     d.unpause();
     assert_eq!(entries(&got), ["3"]);
 }
+
+/// Twisted: chainDeferred is addCallbacks(d2.callback, d2.errback) (reference §1.5.29), and
+/// a Deferred cancelled without a canceller swallows one late fire (§1.6.30): a source with
+/// no callbacks of its own hands its result straight to a target cancelled meanwhile, which
+/// swallows it.
+#[test]
+fn chain_deferred_onto_a_cancelled_target_is_swallowed() {
+    let (a, ra) = Deferred::<i32>::pending();
+    let (b, rb) = Deferred::<i32>::pending();
+    b.chain_deferred(ra);
+    a.cancel();
+    rb.callback(1).unwrap();
+    assert!(a.wait().unwrap_err().is::<ropewalk_deferred::Cancelled>());
+}
