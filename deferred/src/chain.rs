@@ -764,6 +764,8 @@ fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
         if c.paused != 0 {
             false
         } else if c.steps.has_steps() || c.waker.is_some() {
+            // Marked here, in the same borrow: the run starts at once.
+            c.running = true;
             true
         } else if let Some(tail) = c.steps.tail.take() {
             // Nothing to run here: the result goes straight on to the tail's chain.
@@ -774,10 +776,10 @@ fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
             false
         }
     };
-    // Not running (it was not called): nobody holds the result.
+    // Not running before (it was not called): nobody holds the result.
     result.store(&mut chain.cur().borrow_mut());
     if go {
-        run(chain.clone());
+        run_marked(chain.clone());
     }
     Ok(())
 }
@@ -1024,23 +1026,35 @@ pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
 ///
 /// A continuation hands the result to the chain that waited on this one and moves on to
 /// that chain, so a million nested Deferreds use no more stack than one.
-pub(crate) fn run(mut cur: Shared) {
-    loop {
-        match run_one(&cur) {
-            Some(next) => cur = next,
-            None => return,
-        }
-    }
-}
-
-fn run_one(shared: &Shared) -> Option<Shared> {
+pub(crate) fn run(cur: Shared) {
     {
-        let mut c = shared.borrow_mut();
+        let mut c = cur.borrow_mut();
         if !c.runnable() {
-            return None;
+            return;
         }
         c.running = true;
     }
+    run_marked(cur);
+}
+
+/// As [`run`], for a chain its caller found runnable and marked `running`.
+fn run_marked(mut cur: Shared) {
+    loop {
+        let Some(next) = run_one(&cur) else {
+            return;
+        };
+        cur = next;
+        let mut c = cur.borrow_mut();
+        if !c.runnable() {
+            return;
+        }
+        c.running = true;
+    }
+}
+
+/// Runs a chain marked `running`; returns the chain to go on with, if its result was
+/// handed on.
+fn run_one(shared: &Shared) -> Option<Shared> {
     let _depth = DepthGuard::enter();
     // One unwind guard for the whole run rather than one per step: a step that panics
     // leaves the chain `Running`, with no borrow held; its result is the panic, and the
