@@ -55,7 +55,7 @@ pub(crate) struct Node {
     chain: RefCell<Chain>,
     current: RefCell<Current>,
     /// The next chain in the thread's pool, while this one is in it.
-    next_free: Cell<Option<Rc<Node>>>,
+    next_free: Cell<Option<Shared>>,
 }
 
 impl Drop for Node {
@@ -71,8 +71,18 @@ const POOL_CAP: usize = 64;
 
 /// Emptied chains, each referenced only from here: a list through `Node::next_free`.
 struct Pool {
-    head: Cell<Option<Rc<Node>>>,
+    head: Cell<Option<Shared>>,
     len: Cell<usize>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // One chain at a time, not by recursion through `next_free`. (The pool is gone by
+        // now, so each one is freed, not kept.)
+        while let Some(s) = self.head.take() {
+            self.head.set(s.0.next_free.take());
+        }
+    }
 }
 
 thread_local! {
@@ -90,17 +100,17 @@ impl Shared {
     pub(crate) fn pending(created_at: &'static Location<'static>) -> Shared {
         let reused = POOL
             .try_with(|p| {
-                let rc = p.head.take()?;
-                p.head.set(rc.next_free.take());
+                let s = p.head.take()?;
+                p.head.set(s.0.next_free.take());
                 p.len.set(p.len.get() - 1);
-                Some(rc)
+                Some(s)
             })
             .ok()
             .flatten();
         match reused {
-            Some(rc) => {
-                rc.chain.borrow_mut().created_at = created_at;
-                Shared(rc)
+            Some(s) => {
+                s.borrow_mut().created_at = created_at;
+                s
             }
             None => Shared(Rc::new(Node {
                 chain: RefCell::new(Chain::new(created_at)),
@@ -199,7 +209,7 @@ fn recycle(rc: &mut Rc<Node>) {
     // Unique: no other strong or weak reference, so no borrow of its cells either.
     if let Some(node) = Rc::get_mut(rc) {
         empty(node);
-        keep(rc);
+        keep_clone(rc);
     }
 }
 
@@ -245,14 +255,29 @@ fn reset_flags(c: &mut Chain) {
     c.cancelling = false;
 }
 
-/// Keeps an emptied chain's allocation in the thread's pool, if it has room.
+/// Keeps an emptied chain in the thread's pool, if it has room: this reference to it,
+/// the only one.
 #[inline(always)]
-fn keep(rc: &Rc<Node>) {
+fn keep(s: Shared) {
+    let _ = POOL.try_with(move |p| {
+        let len = p.len.get();
+        if len < POOL_CAP {
+            s.0.next_free.set(p.head.take());
+            p.head.set(Some(s));
+            p.len.set(len + 1);
+        }
+    });
+}
+
+/// As [`keep`], for a chain whose only reference is being dropped: the pool takes a new
+/// one.
+#[inline(always)]
+fn keep_clone(rc: &Rc<Node>) {
     let _ = POOL.try_with(|p| {
         let len = p.len.get();
         if len < POOL_CAP {
             rc.next_free.set(p.head.take());
-            p.head.set(Some(rc.clone()));
+            p.head.set(Some(Shared(rc.clone())));
             p.len.set(len + 1);
         }
     });
@@ -1009,13 +1034,13 @@ pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
                     }
                 }
             }
-            // Recycled now, while it is known to be unique (the pool's reference then
-            // makes the drop below a plain decrement). Settled, it holds no step, tail,
-            // waker or wait, nor a canceller (firing drops it), and its result is taken
-            // or a word: only the flags are left to reset.
+            // Recycled now, while it is known to be unique: this reference goes to the
+            // pool as it is. Settled, it holds no step, tail, waker or wait, nor a
+            // canceller (firing drops it), and its result is taken or a word: only the
+            // flags are left to reset.
             debug_assert!(c.canceller.is_none());
             reset_flags(c);
-            keep(&returned.0);
+            keep(returned);
             return;
         }
     }
