@@ -1011,7 +1011,7 @@ pub(crate) fn take_unique<T: 'static>(
 /// Stores in `cur` what a step hands on by returning a Deferred on the chain `returned`:
 /// its final result, taken at once if nobody else can see that chain (which is then
 /// recycled), else `Wait` on it. The erased result moves across as it is: same type.
-#[inline]
+#[inline(never)]
 pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
     if let Some(node) = Rc::get_mut(&mut returned.0) {
         let c = node.chain.get_mut();

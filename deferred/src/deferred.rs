@@ -248,13 +248,20 @@ fn out_of<U: 'static>(outcome: Outcome<U>) -> Current {
 /// paths stay small.
 #[inline(never)]
 fn put_chain<U: 'static>(cur: &mut Current, d: Deferred<U>) {
+    match d.into_ready() {
+        Ok(v) => chain::put_value(cur, v),
+        Err(out) => chain::put(cur, out),
+    }
+}
+
+/// Stores what a returned Deferred hands on in `cur`. The most common one, a Deferred on a
+/// chain (built for the purpose, settled or not), goes on as that chain alone: one word,
+/// not the whole handle.
+#[inline(always)]
+fn put_returned<U: 'static>(cur: &mut Current, d: Deferred<U>) {
     match d.state {
-        // Most often: a Deferred built for the purpose, settled or not.
         State::Chain(s) => chain::put_returned(cur, s),
-        state => match (Deferred::<U> { state }).into_ready() {
-            Ok(v) => chain::put_value(cur, v),
-            Err(out) => chain::put(cur, out),
-        },
+        state => put_chain(cur, Deferred::<U> { state }),
     }
 }
 
@@ -283,7 +290,7 @@ impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U>> Step f
         match f(chain::take_input::<T>(cur)) {
             Outcome::Value(v) => chain::put_value(cur, v),
             Outcome::Failure(e) => chain::put(cur, Current::Failure(e)),
-            Outcome::Chain(d) => put_chain(cur, d),
+            Outcome::Chain(d) => put_returned(cur, d),
         }
     }
 
@@ -310,7 +317,7 @@ impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> + 'stat
         match f(chain::take_input::<T>(cur)) {
             Outcome::Value(v) => chain::put_value(cur, v),
             Outcome::Failure(e) => chain::put(cur, Current::Failure(e)),
-            Outcome::Chain(d) => put_chain(cur, d),
+            Outcome::Chain(d) => put_returned(cur, d),
         }
     }
 
