@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use crate::chain::{self, Current, Holder, Res, Shared, Step, Value};
 use crate::error::{AlreadyCalled, WaitError};
-use crate::spare;
 use crate::Failure;
 
 /// A result you hold before it exists: Twisted's `Deferred`, typed.
@@ -300,34 +299,6 @@ impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U>> Step f
     }
 }
 
-/// As [`Lean`], for a closure that captures something: its box is kept, once the closure
-/// has run, for the next step of the same type ([`spare`]).
-struct Kept<T, U, F> {
-    f: Option<F>,
-    _t: PhantomData<fn(T) -> U>,
-}
-
-impl<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> + 'static> Step
-    for Kept<T, U, F>
-{
-    fn run(mut self: Box<Self>, cur: &mut Current) {
-        let f = self.f.take().expect("step runs once");
-        // Kept before the closure runs, so that a step it adds can have it.
-        spare::give(self);
-        match f(chain::take_input::<T>(cur)) {
-            Outcome::Value(v) => chain::put_value(cur, v),
-            Outcome::Failure(e) => chain::put(cur, Current::Failure(e)),
-            Outcome::Chain(d) => put_returned(cur, d),
-        }
-    }
-
-    fn run_on(mut self: Box<Self>, slot: &mut dyn std::any::Any) -> Current {
-        let f = self.f.take().expect("step runs once");
-        spare::give(self);
-        out_of(f(Ok(chain::take_value::<T>(slot))))
-    }
-}
-
 /// As [`Lean`], for an output that is not stored inline: it is kept in the step's own box,
 /// which then holds the chain's current value (one allocation for both).
 struct Slotted<T, U, F> {
@@ -413,20 +384,7 @@ fn step_of<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> +
             _t: PhantomData,
         });
     }
-    // A closure that captures nothing is a box that allocates nothing: nothing to keep.
-    if size_of::<F>() == 0 || !spare::keeps::<Kept<T, U, F>>() {
-        return Box::new(Lean { f, _t: PhantomData });
-    }
-    match spare::take::<Kept<T, U, F>>() {
-        Some(mut kept) => {
-            kept.f = Some(f);
-            kept
-        }
-        None => Box::new(Kept {
-            f: Some(f),
-            _t: PhantomData,
-        }),
-    }
+    Box::new(Lean { f, _t: PhantomData })
 }
 
 impl<T: 'static> Deferred<T> {

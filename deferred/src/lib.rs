@@ -72,7 +72,6 @@ mod failure;
 mod list;
 mod lock;
 mod queue;
-mod spare;
 mod timeout;
 mod wait;
 

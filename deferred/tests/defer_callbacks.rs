@@ -549,9 +549,8 @@ fn a_reused_chain_starts_empty() {
     }
 }
 
-/// Twisted: none (ropewalk-specific): the box of a callback that captures something is
-/// kept for the next callback of its type once it has run; what the callback captured is
-/// let go of when it runs (or when its chain is dropped unfired), not kept with the box.
+/// Twisted: none (ropewalk-specific): what a callback captured is let go of when it runs
+/// (or when its chain is dropped unfired), not kept with its chain, which is reused.
 #[test]
 fn a_capturing_callback_lets_go_of_its_captures_when_it_runs() {
     let token = Rc::new(());
@@ -585,8 +584,8 @@ thread_local! {
     static LATE: Late = const { Late };
 }
 
-/// Uses capturing callbacks from a thread-local destructor, which may run after the
-/// Deferred engine's own per-thread state is gone.
+/// Uses Deferreds from a thread-local destructor, which may run after the Deferred
+/// engine's own per-thread pool is gone.
 struct Late;
 
 impl Drop for Late {
@@ -599,11 +598,10 @@ impl Drop for Late {
     }
 }
 
-/// Twisted: none (ropewalk-specific): a thread that used capturing callbacks (so holds
-/// kept boxes and pooled chains) exits cleanly, even with Deferreds used in a
-/// thread-local destructor.
+/// Twisted: none (ropewalk-specific): a thread that used Deferreds (so holds pooled
+/// chains) exits cleanly, even with Deferreds used in a thread-local destructor.
 #[test]
-fn a_thread_with_kept_step_boxes_exits_cleanly() {
+fn a_thread_with_pooled_chains_exits_cleanly() {
     std::thread::spawn(|| {
         LATE.with(|_| ());
         for i in 0..10u64 {
