@@ -54,8 +54,6 @@ pub(crate) struct WeakShared(Weak<Node>);
 pub(crate) struct Node {
     chain: RefCell<Chain>,
     current: RefCell<Current>,
-    /// The next chain in the thread's pool, while this one is in it.
-    next_free: Cell<Option<Shared>>,
 }
 
 impl Drop for Node {
@@ -69,29 +67,9 @@ impl Drop for Node {
 /// How many emptied chains a thread keeps for reuse.
 const POOL_CAP: usize = 64;
 
-/// Emptied chains, each referenced only from here: a list through `Node::next_free`.
-struct Pool {
-    head: Cell<Option<Shared>>,
-    len: Cell<usize>,
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        // One chain at a time, not by recursion through `next_free`. (The pool is gone by
-        // now, so each one is freed, not kept.)
-        while let Some(s) = self.head.take() {
-            self.head.set(s.0.next_free.take());
-        }
-    }
-}
-
 thread_local! {
-    static POOL: Pool = const {
-        Pool {
-            head: Cell::new(None),
-            len: Cell::new(0),
-        }
-    };
+    /// Emptied chains, each referenced only from here.
+    static POOL: RefCell<Vec<Shared>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Shared {
@@ -99,12 +77,7 @@ impl Shared {
     #[inline]
     pub(crate) fn pending(created_at: &'static Location<'static>) -> Shared {
         let reused = POOL
-            .try_with(|p| {
-                let s = p.head.take()?;
-                p.head.set(s.0.next_free.take());
-                p.len.set(p.len.get() - 1);
-                Some(s)
-            })
+            .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
             .ok()
             .flatten();
         match reused {
@@ -115,7 +88,6 @@ impl Shared {
             None => Shared(Rc::new(Node {
                 chain: RefCell::new(Chain::new(created_at)),
                 current: RefCell::new(Current::Pending),
-                next_free: Cell::new(None),
             })),
         }
     }
@@ -260,11 +232,10 @@ fn reset_flags(c: &mut Chain) {
 #[inline(always)]
 fn keep(s: Shared) {
     let _ = POOL.try_with(move |p| {
-        let len = p.len.get();
-        if len < POOL_CAP {
-            s.0.next_free.set(p.head.take());
-            p.head.set(Some(s));
-            p.len.set(len + 1);
+        if let Ok(mut p) = p.try_borrow_mut() {
+            if p.len() < POOL_CAP {
+                p.push(s);
+            }
         }
     });
 }
@@ -274,11 +245,10 @@ fn keep(s: Shared) {
 #[inline(always)]
 fn keep_clone(rc: &Rc<Node>) {
     let _ = POOL.try_with(|p| {
-        let len = p.len.get();
-        if len < POOL_CAP {
-            rc.next_free.set(p.head.take());
-            p.head.set(Some(Shared(rc.clone())));
-            p.len.set(len + 1);
+        if let Ok(mut p) = p.try_borrow_mut() {
+            if p.len() < POOL_CAP {
+                p.push(Shared(rc.clone()));
+            }
         }
     });
 }
