@@ -18,8 +18,15 @@
 //!   [`Shared::pending`] takes from. Emptying drops only what owns something; a result
 //!   that owns nothing stays, unread until the chain fires again.
 //! - **A chain nobody else sees is reached without borrow flags** ([`Rc::get_mut`]):
-//!   recycling it, and taking the result of a settled one ([`take_unique`]), which is how
-//!   a callback that returns an already settled Deferred hands its result on at once.
+//!   recycling it, and taking the result of a settled one ([`take_unique`],
+//!   [`put_returned`]). A callback that returns an already settled Deferred hands its
+//!   erased result on at once, as it is (a word is copied in place), and that chain goes
+//!   back to the pool there and then, with only its flags to reset.
+//! - **A fire does what it can in one borrow.** It marks the chain called and, if there is
+//!   something to run, running; a chain whose only content is its tail (a Deferred that a
+//!   callback returned, with no callbacks of its own) hands its result straight to the
+//!   chain waiting on it, without a run of its own, and a result handed to a waiting chain
+//!   with nothing left to run or wake does not start one either.
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
