@@ -138,6 +138,25 @@ pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     Some((user as f64 / hz, sys as f64 / hz))
 }
 
+/// The machine's `ListenOverflows` and `ListenDrops` counters (`TcpExt` in
+/// `/proc/net/netstat`): handshakes the kernel dropped because a listening socket's accept
+/// queue was full. A client whose handshake was dropped waits for the kernel's
+/// retransmissions (1 s, 3 s, 7 s, ...) before the server ever sees it, so a delta across a
+/// run tells a "hang" of the machine from one of the server. `None` off Linux.
+pub fn listen_overflows() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let field = |want: &str| {
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == want)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    Some((field("ListenOverflows")?, field("ListenDrops")?))
+}
+
 /// CPU seconds (user + system) used so far by this process's reaped children: read it
 /// before and after running a child to completion, and the difference is that child's.
 pub fn children_cpu_seconds() -> f64 {
