@@ -125,6 +125,13 @@ pub fn sibling_bins<const N: usize>(
     Some(paths)
 }
 
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// utime and stime of a process (all its threads), in seconds: the time it ran its own
 /// code and the time the kernel ran on its behalf.
 pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
