@@ -234,11 +234,12 @@ impl TimerQueue {
         p
     }
 
-    /// The time of the earliest live call.
+    /// When the loop must look at the calls next: the earliest entry of the queue. (A call
+    /// moved later since it was queued still has its entry at its earlier time.)
     pub(crate) fn next_time(&mut self) -> Option<Duration> {
         let slots = &self.slots;
-        let (_, (_, slot)) = self.heap.peek(|&(seq, slot)| is_live(slots, slot, seq))?;
-        slots[slot].as_ref().map(|p| p.call.state().time.get())
+        let (key, _) = self.heap.peek(|&(seq, slot)| is_live(slots, slot, seq))?;
+        Some(Duration::from_nanos(key))
     }
 
     fn active_calls(&self, weak: &Weak<RefCell<TimerQueue>>) -> Vec<DelayedCall> {
@@ -310,7 +311,17 @@ pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
                 if time > now || (!same_pass && due.len() >= TIMERS_PER_TURN) {
                     break;
                 }
-                if let Some((_, (seq, slot))) = q.heap.pop(live) {
+                let Some((key, (seq, slot))) = q.heap.pop(live) else {
+                    break;
+                };
+                // A call moved later since it was queued (see `move_to`) goes back in at
+                // its time, behind the calls already there.
+                let moved = slots[slot]
+                    .as_ref()
+                    .map_or(key, |p| nanos(p.call.state().time.get()));
+                if moved > key {
+                    q.heap.push(moved, (seq, slot));
+                } else {
                     due.push((slot, seq));
                 }
             }
@@ -421,6 +432,13 @@ impl DelayedCall {
         let mut q = queue.borrow_mut();
         let state = self.state();
         let new_time = time(&q, state.time.get());
+        if new_time >= state.time.get() {
+            // Later (an idle timeout pushed back on every read): its entry stays where it
+            // is, and when it comes up the call goes back in at its new time (as
+            // Twisted's reactor does), so pushing it back costs no queue operation.
+            state.time.set(new_time);
+            return Ok(());
+        }
         let removed = q.unschedule(state.slot.get(), state.seq.get());
         debug_assert!(removed.is_some(), "an active call is in its queue");
         q.insert(new_time, self.call.clone());

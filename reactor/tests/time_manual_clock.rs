@@ -548,3 +548,41 @@ fn a_cancelled_functions_drop_may_schedule_a_call() {
     call.cancel().unwrap();
     assert!(later.borrow().as_ref().is_some_and(DelayedCall::active));
 }
+
+/// A call pushed back keeps its place in time: when the clock passes both its old and its
+/// new time in one step, the calls between run before it (Twisted's reactor moves a call
+/// reset later only when its old time comes; ropewalk does the same, and this is the
+/// order that must survive it).
+#[test]
+fn a_call_pushed_back_runs_after_the_calls_before_its_new_time() {
+    let clock = ManualClock::new();
+    let log = log();
+    let a = push(&clock, &log, secs(1), "a");
+    push(&clock, &log, secs(3), "b");
+    a.reset(secs(5)).unwrap();
+    assert_eq!(a.time(), secs(5));
+    push(&clock, &log, secs(4), "c");
+    let d = push(&clock, &log, secs(2), "d");
+    d.delay(secs(4)).unwrap(); // 2 -> 6
+    clock.advance(secs(10));
+    assert_eq!(taken(&log), ["b", "c", "a", "d"]);
+}
+
+/// A call pushed back many times runs once, at its last time.
+#[test]
+fn a_call_pushed_back_again_and_again_runs_once_at_its_last_time() {
+    let clock = ManualClock::new();
+    let log = log();
+    let call = push(&clock, &log, secs(2), "idle");
+    for _ in 0..1000 {
+        clock.advance(ms(1));
+        call.reset(secs(2)).unwrap();
+    }
+    clock.advance(ms(1999));
+    assert!(taken(&log).is_empty(), "not before its last time");
+    assert_eq!(clock.delayed_calls().len(), 1);
+    clock.advance(ms(1));
+    assert_eq!(taken(&log), ["idle"]);
+    clock.advance(secs(10));
+    assert!(taken(&log).is_empty(), "once");
+}
