@@ -14,6 +14,7 @@
 //! The ranges are `u32`s: a list holds at most 4 GiB of text (adding past that panics).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Range;
 
@@ -125,8 +126,12 @@ impl Headers {
     /// are extra text (see [`Self::push_extra`]).
     pub(crate) fn from_text(text: &str, fields: usize) -> Headers {
         check_len(text.len());
+        // The text of the last list dropped, if any: no allocation.
+        let mut owned = SPARE_TEXT.take();
+        owned.clear();
+        owned.push_str(text);
         Headers {
-            text: Cow::Owned(text.to_owned()),
+            text: Cow::Owned(owned),
             fields: Fields::with_capacity(fields),
         }
     }
@@ -388,6 +393,35 @@ impl Headers {
         self.get_all(name)
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// The largest text kept for reuse when a list is dropped.
+const MAX_SPARE_TEXT: usize = 4 * 1024;
+
+thread_local! {
+    /// The text of a list dropped on this thread, kept for the next request head (see
+    /// [`Headers::from_text`]): a server that answers a request before it parses the next
+    /// (the common case) reuses one allocation instead of one per request.
+    static SPARE_TEXT: Cell<String> = const { Cell::new(String::new()) };
+}
+
+impl Drop for Headers {
+    fn drop(&mut self) {
+        if let Cow::Owned(text) = &mut self.text {
+            if (1..=MAX_SPARE_TEXT).contains(&text.capacity()) {
+                let text = std::mem::take(text);
+                // One spare at most: the larger one is kept, the other freed.
+                let _ = SPARE_TEXT.try_with(|spare| {
+                    let other = spare.take();
+                    spare.set(if other.capacity() < text.capacity() {
+                        text
+                    } else {
+                        other
+                    });
+                });
+            }
+        }
     }
 }
 

@@ -126,15 +126,15 @@ fn copy_head(
     let mut headers = Headers::from_text(text, fields.len());
     let mut seen = Interpreted::default();
     for h in fields {
+        // The name is a token (ASCII): its ends are character boundaries.
         let name = offset_in(head, h.name.as_bytes())?;
         let v = offset_in(head, h.value)?;
-        // Checked slicing: the ranges given to the list fall on character boundaries.
-        text.get(name..name + h.name.len())?;
+        // Checked slicing: the value's range falls on character boundaries. httparse
+        // trimmed its blanks already.
         let value = text.get(v..v + h.value.len())?;
-        let trimmed = trim_blanks(value);
-        let start = v + (trimmed.as_ptr() as usize - value.as_ptr() as usize);
-        seen.note(h.name, trimmed);
-        headers.push_at(name..name + h.name.len(), start..start + trimmed.len());
+        debug_assert_eq!(trim_blanks(value), value);
+        seen.note(h.name, value);
+        headers.push_at(name..name + h.name.len(), v..v + value.len());
     }
     Some((headers, at..at + target.len(), seen))
 }
@@ -243,7 +243,9 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     // comes first. Only the bytes up to the first limit are parsed.
     let line_limit = limits.max_uri + 64;
     let head_cut = limits.max_header_bytes + 1;
-    let line_too_long = request_line_len(buf).map_or(buf.len() > line_limit, |n| n > line_limit);
+    // A buffer shorter than the limit holds no line longer than it: no need to look.
+    let line_too_long = buf.len() > line_limit
+        && request_line_len(buf).map_or(buf.len() > line_limit, |n| n > line_limit);
     let view = &buf[..buf.len().min(head_cut)];
     let (view, line_cut) = if line_too_long && line_limit < view.len() {
         (&view[..line_limit], true)
@@ -290,9 +292,9 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return HeadResult::Reject(400);
     };
-    if method.is_empty() || !method.bytes().all(is_tchar) {
-        return HeadResult::Reject(400);
-    }
+    // httparse took the method as a token (one or more tchars) and the target as
+    // visible ASCII or UTF-8.
+    debug_assert!(!method.is_empty() && method.bytes().all(is_tchar));
     let version = match version {
         0 => Version::Http10,
         1 => Version::Http11,

@@ -84,17 +84,26 @@ impl Request {
     ) -> Request {
         let mut headers = headers;
         let target = headers.push_extra(&target.into());
-        Request::from_parts(Cow::Owned(method.into()), target, version, headers, body)
+        Request::from_parts(
+            Cow::Owned(method.into()),
+            target,
+            version,
+            headers,
+            body,
+            Address::Test,
+        )
     }
 
     /// A request from parts the server has parsed; `target` is where the request target
     /// is in `headers`' extra text.
+    #[inline]
     pub(crate) fn from_parts(
         method: Cow<'static, str>,
         target: Range<usize>,
         version: Version,
         headers: Headers,
         body: Vec<u8>,
+        peer: Address,
     ) -> Request {
         let (path, query) = split_target(headers.extra(target.clone()));
         let shift = |r: Range<usize>| target.start + r.start..target.start + r.end;
@@ -107,13 +116,8 @@ impl Request {
             version,
             headers,
             body,
-            peer: Address::Test,
+            peer,
         }
-    }
-
-    pub(crate) fn with_peer(mut self, peer: Address) -> Request {
-        self.peer = peer;
-        self
     }
 
     /// The method, as sent (methods are case-sensitive).

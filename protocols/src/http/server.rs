@@ -551,43 +551,58 @@ impl HttpConnection {
                     st.queue_final_error(status);
                     return;
                 }
-                Step::Dispatch(head, body) => self.dispatch(head, body, &shared, &mut date),
+                Step::Dispatch(
+                    Head {
+                        method,
+                        target,
+                        version,
+                        headers,
+                        keep_alive,
+                        ..
+                    },
+                    body,
+                ) => {
+                    // Made where it is passed: no copy of the whole request on the way.
+                    let peer = self.state.borrow().peer.clone();
+                    let request = Request::from_parts(method, target, version, headers, body, peer);
+                    self.dispatch(request, keep_alive, &shared, &mut date);
+                }
             }
         }
     }
 
     fn dispatch<'s>(
         &self,
-        head: Head,
-        body: Vec<u8>,
+        request: Request,
+        keep_alive: bool,
         shared: &'s Shared,
         date: &mut Option<std::cell::Ref<'s, DateLines>>,
     ) {
-        let (peer, mut slot) = {
+        let mut slot = {
             let mut st = self.state.borrow_mut();
             let id = st.next_slot_id();
-            if !head.keep_alive {
+            if !keep_alive {
                 st.closing = true;
             }
             let request_line =
                 log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info).then(|| {
-                    let target = head.headers.extra(head.target.clone());
-                    format!("{} {target} {}", head.method, head.version.as_str())
+                    format!(
+                        "{} {} {}",
+                        request.method(),
+                        request.target(),
+                        request.version().as_str()
+                    )
                 });
-            let slot = Slot {
-                head_only: head.method == "HEAD",
+            Slot {
+                head_only: request.method() == "HEAD",
                 request_line,
-                version: head.version,
-                keep_alive: head.keep_alive,
+                version: request.version(),
+                keep_alive,
                 response: None,
                 cancel: None,
                 id,
-            };
-            (st.peer.clone(), slot)
+            }
         };
-        let request =
-            Request::from_parts(head.method, head.target, head.version, head.headers, body)
-                .with_peer(peer);
         // A handler that answered at once (the common case): no Deferred, no callback,
         // no cancel handle. Nothing else runs on this connection while it does, so its
         // slot joins the queue after it returns.
@@ -659,9 +674,12 @@ impl HttpConnection {
     fn flush(&self) {
         let mut abandoned = Vec::new();
         self.flush_into(&mut abandoned);
-        // Outside the borrow: cancelling runs the handlers' errbacks.
-        for slot in abandoned {
-            slot.abandon();
+        // Outside the borrow: cancelling runs the handlers' errbacks. (Most flushes
+        // abandon nothing: no iterator to make and drop.)
+        if !abandoned.is_empty() {
+            for slot in abandoned {
+                slot.abandon();
+            }
         }
     }
 
@@ -673,17 +691,22 @@ impl HttpConnection {
         }
         let mut out = std::mem::take(&mut st.out);
         let mut started_stream = None;
-        // Once per batch: the date (cached per second) and the server name.
+        // Once per batch, and only for a batch: the date (cached per second) and the
+        // server name. (Most flushes find the queue empty: `dispatch` wrote the answers.)
         let shared = st.shared.clone();
-        let date = shared.date_lines();
-        while st.queue.front().is_some_and(|s| s.response.is_some()) {
+        let ready = st.queue.front().is_some_and(|s| s.response.is_some());
+        let date = ready.then(|| shared.date_lines());
+        while let Some(date) = date
+            .as_ref()
+            .filter(|_| st.queue.front().is_some_and(|s| s.response.is_some()))
+        {
             let mut slot = st.queue.pop_front().expect("front exists");
             let response = slot.response.take().expect("checked");
             let keep = slot.keep_alive && !(st.closing && st.queue.is_empty());
             if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
                 access_log(st.transport.as_ref(), &slot, &response);
             }
-            match serialize(&mut out, response, &slot, keep, &date) {
+            match serialize(&mut out, response, &slot, keep, date) {
                 Some((writer, chunked, keep_alive)) => {
                     if !keep_alive {
                         st.closing = true;
@@ -952,12 +975,34 @@ impl State {
                 match parse_head(&self.buf, &self.shared.limits) {
                     HeadResult::Partial => Step::Wait,
                     HeadResult::Reject(status) => Step::Reject(status),
-                    HeadResult::Complete(head, n) => {
+                    // Field by field, here and in `process`: a head is large, and a
+                    // move of it whole is a copy (a call to memcpy).
+                    HeadResult::Complete(
+                        Head {
+                            method,
+                            target,
+                            version,
+                            headers,
+                            framing,
+                            keep_alive,
+                            expect_continue,
+                        },
+                        n,
+                    ) => {
                         self.buf.drain(..n);
                         // The request timer now covers the body.
                         self.timer_kind = None;
-                        let expect = head.expect_continue;
-                        let (left, chunked) = match head.framing {
+                        let expect = expect_continue;
+                        let head = Head {
+                            method,
+                            target,
+                            version,
+                            headers,
+                            framing,
+                            keep_alive,
+                            expect_continue,
+                        };
+                        let (left, chunked) = match framing {
                             Framing::Length(n) => (n, None),
                             Framing::Chunked => {
                                 (0, Some(ChunkedDecoder::new(self.shared.limits.max_body)))
