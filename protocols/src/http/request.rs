@@ -133,6 +133,14 @@ impl Request {
         &self.method
     }
 
+    /// Whether the method is one of the common ones the server's parser keeps as static
+    /// strings (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `OPTIONS`, `PATCH`, `CONNECT`,
+    /// `TRACE`); `false` says nothing (a request made with [`Request::new`]).
+    #[inline]
+    pub(crate) fn has_common_method(&self) -> bool {
+        matches!(self.method, Cow::Borrowed(_))
+    }
+
     /// The request target as sent.
     ///
     /// # Examples

@@ -162,10 +162,15 @@ struct DateLines {
     /// The second they are for: from `start` to `next`.
     start: SystemTime,
     next: SystemTime,
+    /// The loop time (`Clock::loop_time`) the wall clock was last read at.
+    turn: Option<Duration>,
     /// `Date: …\r\n`, then the `Server` line if there is one.
     lines: Vec<u8>,
     /// The length of the `Date` line.
     date_len: usize,
+    /// Counts the times the lines were made: a head built with them is stale once it
+    /// moves.
+    generation: u64,
 }
 
 impl DateLines {
@@ -180,13 +185,21 @@ impl DateLines {
 }
 
 impl Shared {
-    /// The `Date` and `Server` lines, made once a second. (While they are borrowed, a
-    /// borrow from the same batch of responses, they are not made again.)
+    /// The `Date` and `Server` lines, made once a second. The wall clock is read once
+    /// per turn of the loop (when the clock's `loop_time` moves), not once per batch of
+    /// responses: a turn answers many connections. (While they are borrowed, a borrow
+    /// from the same batch of responses, they are not made again.)
     fn date_lines(&self) -> std::cell::Ref<'_, DateLines> {
-        let now = SystemTime::now();
+        let turn = self.clock.loop_time();
         if let Ok(mut cache) = self.date.try_borrow_mut() {
+            let now = if cache.turn == Some(turn) {
+                None
+            } else {
+                cache.turn = Some(turn);
+                Some(SystemTime::now())
+            };
             // Outside the second they were made for (a clock set back too): again.
-            if now >= cache.next || now < cache.start {
+            if let Some(now) = now.filter(|now| *now >= cache.next || *now < cache.start) {
                 let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
                 let secs = since.as_secs();
                 cache.start = UNIX_EPOCH + Duration::from_secs(secs);
@@ -194,6 +207,7 @@ impl Shared {
                 cache.lines.clear();
                 write_field(&mut cache.lines, "Date", &http_date(secs));
                 cache.date_len = cache.lines.len();
+                cache.generation += 1;
                 if let Some(server) = &self.server_line {
                     cache.lines.extend_from_slice(server);
                 }
@@ -272,8 +286,10 @@ impl HttpServer {
                 date: RefCell::new(DateLines {
                     start: UNIX_EPOCH,
                     next: UNIX_EPOCH,
+                    turn: None,
                     lines: Vec::new(),
                     date_len: 0,
+                    generation: 0,
                 }),
                 server_line,
             }),
@@ -338,6 +354,7 @@ impl HttpServer {
                 continue_pending: false,
                 stream: None,
                 out: Vec::new(),
+                head_cache: HeadCache::default(),
                 next_id: 0,
             })),
             pumping: Rc::new(Cell::new(Pump::Idle)),
@@ -446,6 +463,8 @@ struct State {
     continue_pending: bool,
     stream: Option<ActiveStream>,
     out: Vec<u8>,
+    /// The head of the last common response written (see [`HeadCache`]).
+    head_cache: HeadCache,
     /// The last slot id given out.
     next_id: u64,
 }
@@ -606,11 +625,11 @@ impl HttpConnection {
         // A handler that answered at once (the common case): no Deferred, no callback,
         // no cancel handle. Nothing else runs on this connection while it does, so its
         // slot joins the queue after it returns.
-        let answered = match shared.handler.handle_outcome(request) {
-            Outcome::Value(response) => Ok(response),
-            Outcome::Failure(f) => Err(f),
+        let response = match shared.handler.handle_outcome(request) {
+            Outcome::Value(response) => response,
+            Outcome::Failure(f) => handler_response(Err(f)),
             Outcome::Chain(mut d) => match d.try_result() {
-                Some(result) => result,
+                Some(result) => handler_response(result),
                 None => {
                     let id = slot.id;
                     self.state.borrow_mut().queue.push_back(slot);
@@ -618,7 +637,6 @@ impl HttpConnection {
                 }
             },
         };
-        let response = handler_response(answered);
         let mut st = self.state.borrow_mut();
         let first = st.queue.is_empty() && st.stream.is_none() && !st.closed;
         if first && matches!(response.body, Body::Full(_)) {
@@ -689,52 +707,20 @@ impl HttpConnection {
         if st.closed || st.stream.is_some() {
             return;
         }
-        let mut out = std::mem::take(&mut st.out);
-        let mut started_stream = None;
-        // Once per batch, and only for a batch: the date (cached per second) and the
-        // server name. (Most flushes find the queue empty: `dispatch` wrote the answers.)
-        let shared = st.shared.clone();
+        // Most flushes find the queue empty (`dispatch` wrote the answers already) and
+        // only write.
         let ready = st.queue.front().is_some_and(|s| s.response.is_some());
-        let date = ready.then(|| shared.date_lines());
-        while let Some(date) = date
-            .as_ref()
-            .filter(|_| st.queue.front().is_some_and(|s| s.response.is_some()))
-        {
-            let mut slot = st.queue.pop_front().expect("front exists");
-            let response = slot.response.take().expect("checked");
-            let keep = slot.keep_alive && !(st.closing && st.queue.is_empty());
-            if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
-                access_log(st.transport.as_ref(), &slot, &response);
+        let started_stream = if ready || st.continue_pending {
+            st.serialize_ready(abandoned)
+        } else {
+            None
+        };
+        if !st.out.is_empty() {
+            if let Some(t) = &st.transport {
+                t.write(&st.out);
             }
-            match serialize(&mut out, response, &slot, keep, date) {
-                Some((writer, chunked, keep_alive)) => {
-                    if !keep_alive {
-                        st.closing = true;
-                        abandoned.extend(st.queue.drain(..));
-                    }
-                    started_stream = Some((writer, chunked));
-                    break;
-                }
-                None => {
-                    if !slot.keep_alive {
-                        st.closing = true;
-                        abandoned.extend(st.queue.drain(..));
-                    }
-                }
-            }
+            st.out.clear();
         }
-        if st.continue_pending && st.queue.is_empty() && !st.closing {
-            st.continue_pending = false;
-            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        let transport = st.transport.clone();
-        if let Some(t) = &transport {
-            if !out.is_empty() {
-                t.write(&out);
-            }
-        }
-        out.clear();
-        st.out = out;
         if let Some((writer, chunked)) = started_stream {
             st.stream = Some(ActiveStream {
                 writer: writer.clone(),
@@ -744,7 +730,7 @@ impl HttpConnection {
             return;
         }
         if st.closing && st.queue.is_empty() {
-            if let Some(t) = &transport {
+            if let Some(t) = &st.transport {
                 t.lose_connection();
             }
             drop(st);
@@ -930,6 +916,48 @@ impl HttpConnection {
 }
 
 impl State {
+    /// Serializes the ready responses at the front of the queue into `out` (and the
+    /// `100 Continue` that waits for them), up to the first streamed one, which is
+    /// returned with whether it is chunked. The slots dropped because the connection
+    /// closes go to `abandoned`.
+    fn serialize_ready(&mut self, abandoned: &mut Vec<Slot>) -> Option<(BodyWriter, bool)> {
+        let mut out = std::mem::take(&mut self.out);
+        let mut started_stream = None;
+        // Once per batch: the date (cached per second) and the server name.
+        let shared = self.shared.clone();
+        let date = shared.date_lines();
+        while self.queue.front().is_some_and(|s| s.response.is_some()) {
+            let mut slot = self.queue.pop_front().expect("front exists");
+            let response = slot.response.take().expect("checked");
+            let keep = slot.keep_alive && !(self.closing && self.queue.is_empty());
+            if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
+                access_log(self.transport.as_ref(), &slot, &response);
+            }
+            match serialize(&mut out, response, &slot, keep, &date, &mut self.head_cache) {
+                Some((writer, chunked, keep_alive)) => {
+                    if !keep_alive {
+                        self.closing = true;
+                        abandoned.extend(self.queue.drain(..));
+                    }
+                    started_stream = Some((writer, chunked));
+                    break;
+                }
+                None => {
+                    if !slot.keep_alive {
+                        self.closing = true;
+                        abandoned.extend(self.queue.drain(..));
+                    }
+                }
+            }
+        }
+        if self.continue_pending && self.queue.is_empty() && !self.closing {
+            self.continue_pending = false;
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        self.out = out;
+        started_stream
+    }
+
     /// Writes the response of `slot` (taken off the queue, or never on it), whose body is
     /// not streamed, into `out`.
     fn emit_full(&mut self, out: &mut Vec<u8>, slot: &Slot, response: Response, date: &DateLines) {
@@ -937,7 +965,7 @@ impl State {
         if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
             access_log(self.transport.as_ref(), slot, &response);
         }
-        let streamed = serialize(out, response, slot, keep, date);
+        let streamed = serialize(out, response, slot, keep, date, &mut self.head_cache);
         debug_assert!(streamed.is_none());
         if !slot.keep_alive {
             self.closing = true;
@@ -1088,9 +1116,39 @@ fn serialize(
     slot: &Slot,
     keep_alive: bool,
     date: &DateLines,
+    cache: &mut HeadCache,
 ) -> Option<(BodyWriter, bool, bool)> {
     let status = response.status();
     let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
+    if let (Some(lines), Body::Full(bytes), false) =
+        (response.headers().static_lines(), &response.body, no_body)
+    {
+        // The common response (static header lines, a whole body): its head is the last
+        // one's, unless something in it changed.
+        let key = HeadKey {
+            status,
+            lines: lines.as_ptr() as usize,
+            lines_len: lines.len(),
+            body_len: bytes.len(),
+            keep_alive,
+            version: slot.version,
+            date: date.generation,
+        };
+        if cache.key != Some(key) {
+            let head = &mut cache.head;
+            head.clear();
+            write_status_line(head, status);
+            // Checked when they were made, and none of the fields the server writes.
+            head.extend_from_slice(lines.as_bytes());
+            head.extend_from_slice(date.lines(false));
+            write_length(head, bytes.len());
+            finish_head(head, keep_alive, slot.version);
+            cache.key = Some(key);
+        }
+        out.extend_from_slice(&cache.head);
+        out.extend_from_slice(&bytes[..]);
+        return None;
+    }
     let body = std::mem::replace(&mut response.body, Body::Full(Cow::Borrowed(&[])));
     let headers = response.headers();
     write_status_line(out, status);
@@ -1170,6 +1228,29 @@ fn serialize(
             }
         }
     }
+}
+
+/// The head of the last response with static header lines and a whole body a connection
+/// wrote, and what it was made of: the next such response with the same status, header
+/// lines, body length and connection handling, in the same second, has the same head.
+#[derive(Default)]
+struct HeadCache {
+    key: Option<HeadKey>,
+    head: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadKey {
+    status: u16,
+    /// Where the static header lines are, and how long they are: the same place, the
+    /// same lines.
+    lines: usize,
+    lines_len: usize,
+    body_len: usize,
+    keep_alive: bool,
+    version: Version,
+    /// The generation of the `Date` line.
+    date: u64,
 }
 
 fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {

@@ -181,29 +181,50 @@ impl Miss<'_> {
     }
 }
 
+impl Route {
+    /// Whether this route answers `method` (a route for `GET` answers `HEAD` too).
+    #[inline]
+    fn takes(&self, method: &str) -> bool {
+        match &self.method {
+            None => true,
+            Some(m) => same(m, method) || (same(m, "GET") && same(method, "HEAD")),
+        }
+    }
+}
+
 impl Site {
     /// The handler for `request`, or why there is none.
     fn find(&self, request: &Request) -> Result<&Rc<dyn Handler>, Miss<'_>> {
         let method = request.method();
-        if !KNOWN_METHODS.iter().any(|m| same(m, method)) {
+        // The parser's common methods are the known ones: no lookup for them.
+        if !request.has_common_method() && !KNOWN_METHODS.iter().any(|m| same(m, method)) {
             return Err(Miss::UnknownMethod);
         }
         if request.target() == "*" {
             return Err(Miss::Asterisk);
         }
         let path = request.path();
+        // The route for the path and the method (most requests): nothing else to look at.
+        match self
+            .routes
+            .iter()
+            .find(|r| same(&r.path, path) && r.takes(method))
+        {
+            Some(route) => Ok(&route.handler),
+            None => self.miss(path),
+        }
+    }
+
+    /// No route takes the request: the methods the path has routes for, a mount, or
+    /// nothing.
+    #[cold]
+    fn miss(&self, path: &str) -> Result<&Rc<dyn Handler>, Miss<'_>> {
         let mut allowed: Vec<&str> = Vec::new();
         for route in self.routes.iter().filter(|r| same(&r.path, path)) {
-            match &route.method {
-                None => return Ok(&route.handler),
-                Some(m) if same(m, method) || (same(m, "GET") && same(method, "HEAD")) => {
-                    return Ok(&route.handler);
-                }
-                Some(m) => {
-                    allowed.push(m);
-                    if m == "GET" {
-                        allowed.push("HEAD");
-                    }
+            if let Some(m) = &route.method {
+                allowed.push(m);
+                if m == "GET" {
+                    allowed.push("HEAD");
                 }
             }
         }
