@@ -125,7 +125,7 @@ fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
 /// The head (`head`, all of it UTF-8) copied whole into a header list, its fields ranges
 /// of it, with where the target is and what the interpreted fields said; `None` if the
 /// head is not UTF-8 (or httparse's slices were not parts of it).
-#[inline]
+#[inline(always)]
 fn copy_head(
     head: &[u8],
     target: &str,

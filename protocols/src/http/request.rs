@@ -283,6 +283,7 @@ impl fmt::Debug for Request {
 
 /// Where the path and the query are in a request target: origin form (`/path?query`),
 /// absolute form (`http://host/path?query`) or `*`.
+#[inline]
 fn split_target(target: &str) -> (Option<Range<usize>>, Option<Range<usize>>) {
     let start = if target.starts_with('/') {
         0
