@@ -719,6 +719,16 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
                     }
                 }
             }
+            // Sent whole, nothing queued, nothing to tell a producer or the poller (most
+            // writes): done.
+            if written == total
+                && !st.pull_pending
+                && !matches!(st.producer, Some((_, false)))
+                && st.wanted() == st.registered
+                && !self.parked.get()
+            {
+                return;
+            }
             if result.is_ok() && written < total {
                 let mut skip = written;
                 for b in bufs {

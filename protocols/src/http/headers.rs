@@ -58,6 +58,13 @@ impl Fields {
                 f[usize::from(*len)] = field;
                 *len += 1;
             }
+            _ => self.push_spilled(field),
+        }
+    }
+
+    /// `push` past the inline fields (apart, so that `push` is small enough to inline).
+    fn push_spilled(&mut self, field: Field) {
+        match self {
             Fields::Inline(_, f) => {
                 let mut v = Vec::with_capacity(2 * INLINE_FIELDS);
                 v.extend_from_slice(f);

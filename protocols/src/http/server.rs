@@ -582,7 +582,12 @@ impl HttpConnection {
                     body,
                 ) => {
                     // Made where it is passed: no copy of the whole request on the way.
-                    let peer = self.state.borrow().peer.clone();
+                    // An internet address is copied, not cloned through a match on both
+                    // kinds of `SocketAddr`.
+                    let peer = match &self.state.borrow().peer {
+                        Address::Inet(addr) => Address::Inet(*addr),
+                        other => other.clone(),
+                    };
                     let request = Request::from_parts(method, target, version, headers, body, peer);
                     self.dispatch(request, keep_alive, &shared, &mut date);
                 }
@@ -625,7 +630,7 @@ impl HttpConnection {
         // A handler that answered at once (the common case): no Deferred, no callback,
         // no cancel handle. Nothing else runs on this connection while it does, so its
         // slot joins the queue after it returns.
-        let response = match shared.handler.handle_outcome(request) {
+        let mut response = match shared.handler.handle_outcome(request) {
             Outcome::Value(response) => response,
             Outcome::Failure(f) => handler_response(Err(f)),
             Outcome::Chain(mut d) => match d.try_result() {
@@ -641,10 +646,8 @@ impl HttpConnection {
         let first = st.queue.is_empty() && st.stream.is_none() && !st.closed;
         if first && matches!(response.body, Body::Full(_)) {
             // Nothing waits before it: into the output now, as `flush` would.
-            let mut out = std::mem::take(&mut st.out);
             let date = date.get_or_insert_with(|| shared.date_lines());
-            st.emit_full(&mut out, &slot, response, date);
-            st.out = out;
+            st.emit_full(&slot, &mut response, date);
         } else {
             slot.response = Some(response);
             st.queue.push_back(slot);
@@ -928,12 +931,19 @@ impl State {
         let date = shared.date_lines();
         while self.queue.front().is_some_and(|s| s.response.is_some()) {
             let mut slot = self.queue.pop_front().expect("front exists");
-            let response = slot.response.take().expect("checked");
+            let mut response = slot.response.take().expect("checked");
             let keep = slot.keep_alive && !(self.closing && self.queue.is_empty());
             if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
                 access_log(self.transport.as_ref(), &slot, &response);
             }
-            match serialize(&mut out, response, &slot, keep, &date, &mut self.head_cache) {
+            match serialize(
+                &mut out,
+                &mut response,
+                &slot,
+                keep,
+                &date,
+                &mut self.head_cache,
+            ) {
                 Some((writer, chunked, keep_alive)) => {
                     if !keep_alive {
                         self.closing = true;
@@ -959,13 +969,20 @@ impl State {
     }
 
     /// Writes the response of `slot` (taken off the queue, or never on it), whose body is
-    /// not streamed, into `out`.
-    fn emit_full(&mut self, out: &mut Vec<u8>, slot: &Slot, response: Response, date: &DateLines) {
+    /// not streamed, into the output.
+    fn emit_full(&mut self, slot: &Slot, response: &mut Response, date: &DateLines) {
         let keep = slot.keep_alive && !(self.closing && self.queue.is_empty());
         if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
-            access_log(self.transport.as_ref(), slot, &response);
+            access_log(self.transport.as_ref(), slot, response);
         }
-        let streamed = serialize(out, response, slot, keep, date, &mut self.head_cache);
+        let streamed = serialize(
+            &mut self.out,
+            response,
+            slot,
+            keep,
+            date,
+            &mut self.head_cache,
+        );
         debug_assert!(streamed.is_none());
         if !slot.keep_alive {
             self.closing = true;
@@ -1108,11 +1125,11 @@ fn handler_response(result: Result<Response, Failure>) -> Response {
     })
 }
 
-/// Writes `response`'s head (and body, unless streamed) into `out`; for a streamed body,
-/// returns its writer, whether it is chunked, and whether the connection stays open.
+/// Writes `response`'s head and body into `out`; a streamed body is taken out of it and
+/// returned: its writer, whether it is chunked, and whether the connection stays open.
 fn serialize(
     out: &mut Vec<u8>,
-    mut response: Response,
+    response: &mut Response,
     slot: &Slot,
     keep_alive: bool,
     date: &DateLines,
