@@ -147,6 +147,9 @@ impl Handler for Site {
     }
 
     fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        if let Some(handler) = self.exact_route(&request) {
+            return handler.handle_outcome(request);
+        }
         match self.find(&request) {
             Ok(handler) => handler.handle_outcome(request),
             Err(miss) => Outcome::Value(miss.response()),
@@ -193,6 +196,21 @@ impl Route {
 }
 
 impl Site {
+    /// The route that takes a request with one of the parser's common methods (all
+    /// known) and a target other than `*`, if there is one: what [`Self::find`] would
+    /// answer for most requests, without the rest of it.
+    #[inline]
+    fn exact_route(&self, request: &Request) -> Option<&Rc<dyn Handler>> {
+        if !request.has_common_method() || request.target() == "*" {
+            return None;
+        }
+        let (method, path) = (request.method(), request.path());
+        self.routes
+            .iter()
+            .find(|r| same(&r.path, path) && r.takes(method))
+            .map(|r| &r.handler)
+    }
+
     /// The handler for `request`, or why there is none.
     fn find(&self, request: &Request) -> Result<&Rc<dyn Handler>, Miss<'_>> {
         let method = request.method();
