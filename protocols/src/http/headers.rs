@@ -145,6 +145,7 @@ impl Headers {
 
     /// Adds a field whose name and value are already in the text. The ranges must be in
     /// the text and fall on character boundaries (or reading the field panics).
+    #[inline]
     pub(crate) fn push_at(&mut self, name: Range<usize>, value: Range<usize>) {
         debug_assert!(self.text.get(name.clone()).is_some());
         debug_assert!(self.text.get(value.clone()).is_some());

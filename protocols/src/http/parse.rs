@@ -153,6 +153,7 @@ fn copy_head(
 const INLINE_HEADERS: usize = 100;
 
 /// The method, without allocating for the common ones.
+#[inline]
 fn method_name(method: &str) -> Cow<'static, str> {
     // A match on the bytes: lengths first, then whole words, no call to memcmp.
     Cow::Borrowed(match method.as_bytes() {
