@@ -134,7 +134,7 @@ impl Headers {
     pub(crate) fn from_text(text: &str, fields: usize) -> Headers {
         check_len(text.len());
         // The text of the last list dropped, if any: no allocation.
-        let mut owned = SPARE_TEXT.take();
+        let mut owned = SPARE_TEXT.try_with(Cell::take).unwrap_or_default();
         owned.clear();
         owned.push_str(text);
         Headers {
@@ -472,6 +472,7 @@ impl fmt::Debug for Headers {
 #[cfg(test)]
 mod tests {
     use super::Headers;
+    use std::borrow::Cow;
 
     #[test]
     fn remove_keeps_the_others_in_order() {
@@ -522,6 +523,21 @@ mod tests {
         let mut g = CT;
         assert_eq!(g.remove("content-type"), 1);
         assert!(g.is_empty());
+    }
+
+    #[test]
+    fn the_text_of_a_dropped_list_is_reused() {
+        let mut h = Headers::with_capacity(1, 1000);
+        h.push("A", "1");
+        drop(h);
+        let reused = Headers::from_text("B: 2", 1);
+        assert!(matches!(&reused.text, Cow::Owned(s) if s.capacity() >= 1000));
+        assert_eq!(reused.extra(0..4), "B: 2");
+        // Too large to keep: freed.
+        let big = Headers::from_text(&"x".repeat(super::MAX_SPARE_TEXT + 1), 0);
+        drop((reused, big));
+        let fresh = Headers::from_text("C", 0);
+        assert!(matches!(&fresh.text, Cow::Owned(s) if s.capacity() <= super::MAX_SPARE_TEXT));
     }
 
     #[test]
