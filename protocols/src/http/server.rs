@@ -155,6 +155,10 @@ struct Shared {
     date: RefCell<DateLines>,
     /// The `Server` field, whole, checked and cleaned once.
     server_line: Option<Vec<u8>>,
+    /// The head of the last common response written on any connection (see
+    /// [`HeadCache`]): one per server, not per connection, so an idle connection holds
+    /// none.
+    head: RefCell<HeadCache>,
 }
 
 /// The head lines every response of a second shares.
@@ -292,6 +296,7 @@ impl HttpServer {
                     generation: 0,
                 }),
                 server_line,
+                head: RefCell::new(HeadCache::default()),
             }),
         }
     }
@@ -354,7 +359,6 @@ impl HttpServer {
                 continue_pending: false,
                 stream: None,
                 out: Vec::new(),
-                head_cache: HeadCache::default(),
                 next_id: 0,
             })),
             pumping: Rc::new(Cell::new(Pump::Idle)),
@@ -463,8 +467,6 @@ struct State {
     continue_pending: bool,
     stream: Option<ActiveStream>,
     out: Vec<u8>,
-    /// The head of the last common response written (see [`HeadCache`]).
-    head_cache: HeadCache,
     /// The last slot id given out.
     next_id: u64,
 }
@@ -929,6 +931,7 @@ impl State {
         // Once per batch: the date (cached per second) and the server name.
         let shared = self.shared.clone();
         let date = shared.date_lines();
+        let mut head = shared.head.borrow_mut();
         while self.queue.front().is_some_and(|s| s.response.is_some()) {
             let mut slot = self.queue.pop_front().expect("front exists");
             let mut response = slot.response.take().expect("checked");
@@ -936,14 +939,7 @@ impl State {
             if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
                 access_log(self.transport.as_ref(), &slot, &response);
             }
-            match serialize(
-                &mut out,
-                &mut response,
-                &slot,
-                keep,
-                &date,
-                &mut self.head_cache,
-            ) {
+            match serialize(&mut out, &mut response, &slot, keep, &date, &mut head) {
                 Some((writer, chunked, keep_alive)) => {
                     if !keep_alive {
                         self.closing = true;
@@ -981,7 +977,7 @@ impl State {
             slot,
             keep,
             date,
-            &mut self.head_cache,
+            &mut self.shared.head.borrow_mut(),
         );
         debug_assert!(streamed.is_none());
         if !slot.keep_alive {
@@ -1247,7 +1243,7 @@ fn serialize(
     }
 }
 
-/// The head of the last response with static header lines and a whole body a connection
+/// The head of the last response with static header lines and a whole body a server
 /// wrote, and what it was made of: the next such response with the same status, header
 /// lines, body length and connection handling, in the same second, has the same head.
 #[derive(Default)]
