@@ -125,6 +125,13 @@ pub fn sibling_bins<const N: usize>(
     Some(paths)
 }
 
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// utime and stime of a process (all its threads), in seconds: the time it ran its own
 /// code and the time the kernel ran on its behalf.
 pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
@@ -136,6 +143,25 @@ pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     // SAFETY: sysconf reads a constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Some((user as f64 / hz, sys as f64 / hz))
+}
+
+/// The machine's `ListenOverflows` and `ListenDrops` counters (`TcpExt` in
+/// `/proc/net/netstat`): handshakes the kernel dropped because a listening socket's accept
+/// queue was full. A client whose handshake was dropped waits for the kernel's
+/// retransmissions (1 s, 3 s, 7 s, ...) before the server ever sees it, so a delta across a
+/// run tells a "hang" of the machine from one of the server. `None` off Linux.
+pub fn listen_overflows() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let field = |want: &str| {
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == want)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    Some((field("ListenOverflows")?, field("ListenDrops")?))
 }
 
 /// CPU seconds (user + system) used so far by this process's reaped children: read it

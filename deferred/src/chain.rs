@@ -68,6 +68,7 @@ impl Drop for Node {
         if let Current::Failure(f) = self.current.get_mut() {
             log_unhandled(self.chain.get_mut().created_at, f);
         }
+        let_target_go(self.chain.get_mut());
     }
 }
 
@@ -264,6 +265,7 @@ fn keep_clone(rc: &Rc<Node>) {
 /// never fired, a canceller, a waker): rare.
 #[cold]
 fn clear_rest(c: &mut Chain) {
+    let_target_go(c);
     c.steps = Steps::new();
     c.chained_to = None;
     c.canceller = None;
@@ -552,6 +554,16 @@ pub(crate) enum Tail {
     Continue(Shared),
     /// Fire another chain with the result (`chain_deferred`) and run it.
     ChainTo(Shared),
+}
+
+/// A chain is going away: a `chain_deferred` target it never fired (it was paused, and
+/// then nothing held it) goes as a dropped resolver does, instead of being left, with
+/// whatever waits on it, unfired for ever.
+#[cold]
+fn let_target_go(c: &mut Chain) {
+    if let Some(Tail::ChainTo(target)) = c.steps.tail.take() {
+        resolver_dropped(&target);
+    }
 }
 
 /// A FIFO of steps that keeps the first four inline (most chains never allocate for it),
@@ -891,11 +903,18 @@ pub(crate) fn pause(chain: &Shared) {
     chain.borrow_mut().paused += 1;
 }
 
-/// Undoes one `pause`; an unmatched call does nothing.
+/// Undoes one `pause`; an unmatched call does nothing. A chain waiting on a Deferred a
+/// callback returned holds one pause of its own for the wait (`wait_on`), which only the
+/// waited-on chain's result undoes (`deliver`): an unmatched `unpause` must not end the
+/// wait, or the next step would run without the result it waits for.
 pub(crate) fn unpause(chain: &Shared) {
     let runnable = {
         let mut c = chain.borrow_mut();
-        c.paused = c.paused.saturating_sub(1);
+        let waiting = u32::from(c.chained_to.is_some());
+        if c.paused <= waiting {
+            return;
+        }
+        c.paused -= 1;
         c.runnable()
     };
     if runnable {
@@ -1056,6 +1075,7 @@ fn run_marked(mut cur: Shared) {
 
 /// Runs a chain marked `running`; returns the chain to go on with, if its result was
 /// handed on.
+#[inline(always)]
 fn run_one(shared: &Shared) -> Option<Shared> {
     let _depth = DepthGuard::enter();
     // One unwind guard for the whole run rather than one per step: a step that panics
@@ -1159,6 +1179,23 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
     c.chained_to = Some(inner.downgrade());
     ic.steps.set_tail(Tail::Continue(shared.clone()));
     None
+}
+
+/// A fired chain that waits on `inner`: what a callback run inline on a fired Deferred
+/// leaves when it returns a Deferred with no final result yet. Called and paused, as the
+/// same callback would leave a chain, so that the handle is not `inner`'s own (whose
+/// `pause` would hold back `inner`'s callbacks, and which is not called yet).
+pub(crate) fn waiting_on(created_at: &'static Location<'static>, inner: Shared) -> Shared {
+    let outer = Shared::pending(created_at);
+    let taken = {
+        let mut c = outer.borrow_mut();
+        c.called = true;
+        wait_on(&outer, &mut c, inner)
+    };
+    if let Some(result) = taken {
+        put(&mut outer.cur().borrow_mut(), result);
+    }
+    outer
 }
 
 /// Hands a result to the chain `target`. Returns whether `target` has anything to run now.

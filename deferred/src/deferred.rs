@@ -951,7 +951,12 @@ fn run_inline<U: 'static>(
     match outcome {
         Outcome::Value(v) => Deferred::ready(Ok(v), at),
         Outcome::Failure(f) => Deferred::ready(Err(f), at),
-        Outcome::Chain(d) => d,
+        Outcome::Chain(d) => match d.chain() {
+            // A final result: the returned Deferred is the answer as it stands.
+            None => d,
+            Some(s) if s.borrow().is_settled() => d,
+            Some(_) => Deferred::from_shared(chain::waiting_on(at, d.into_shared())),
+        },
     }
 }
 

@@ -460,6 +460,81 @@ fn unmatched_unpause_is_a_no_op() {
     assert_eq!(entries(&got), ["3"]);
 }
 
+/// Found by defer_model.rs. The same as `paused_outer_does_not_stop_the_inner` (Twisted:
+/// DeferredTests.test_pausedDeferredChained) and `implicit_chain_recorded_then_cleared`,
+/// on a Deferred that had already fired when the callback was added, so the callback ran
+/// at once: the handle it leaves is called and waiting, and pausing it does not hold back
+/// the inner Deferred's own callbacks. (It used to be the inner Deferred's own handle.)
+#[test]
+fn a_callback_run_at_once_that_returns_a_pending_deferred_leaves_it_waiting() {
+    let got = log();
+    let (inner, r) = Deferred::<i32>::pending();
+    let g1 = got.clone();
+    let inner = inner.add_callback(move |n| {
+        push(&g1, "inner's callback");
+        Ok(n)
+    });
+    let mut outer = succeed(1).add_callback(move |_| inner);
+    assert!(outer.is_called(), "it fired before the callback was added");
+    assert!(
+        outer.is_paused(),
+        "waiting on the Deferred its callback returned"
+    );
+    assert!(!outer.has_result());
+    assert!(format!("{outer:?}").contains("waiting on Deferred at"));
+    outer.pause();
+    r.callback(2).unwrap();
+    assert_eq!(entries(&got), ["inner's callback"]);
+    assert!(!outer.has_result(), "paused by its own handle");
+    outer.unpause();
+    assert_eq!(outer.wait().unwrap(), 2);
+}
+
+/// Found by defer_model.rs. An `unpause` with no `pause` before it does nothing (see
+/// `unmatched_unpause_is_a_no_op`), also while the Deferred waits on one its callback
+/// returned: it used to end the wait, and the next callback ran without the result.
+#[test]
+fn an_unmatched_unpause_does_not_end_a_wait() {
+    let got = log();
+    let (d, r) = Deferred::<i32>::pending();
+    let (inner, ri) = Deferred::<i32>::pending();
+    let g = got.clone();
+    let d = d.add_callback(move |_| inner).add_callback(move |n| {
+        push(&g, n.to_string());
+        Ok(n)
+    });
+    r.callback(1).unwrap();
+    d.unpause();
+    assert!(
+        entries(&got).is_empty(),
+        "still waiting on the inner Deferred"
+    );
+    assert!(d.is_paused());
+    ri.callback(7).unwrap();
+    assert_eq!(entries(&got), ["7"]);
+    assert_eq!(d.wait().unwrap(), 7);
+}
+
+/// Found by defer_model.rs. A `chain_deferred` source that can never go on (paused by its
+/// handle, which `chain_deferred` consumed) and that nothing holds any more lets its target
+/// go as a dropped resolver does: whatever waits on the target gets `ResolverDropped`
+/// instead of waiting for ever on a Deferred nothing can fire or cancel. (Twisted would
+/// leave the target pending; ropewalk's dropped resolvers errback, see
+/// `ResolverDropped`.)
+#[test]
+fn a_chain_deferred_source_dropped_unfinished_lets_its_target_go() {
+    let (target, rt) = Deferred::<i32>::pending();
+    let (waiter, rw) = Deferred::<i32>::pending();
+    let waiter = waiter.add_callback(move |_| target);
+    rw.callback(0).unwrap();
+    assert!(waiter.is_paused());
+    let mut source = succeed(5);
+    source.pause();
+    source.chain_deferred(rt);
+    let f = waiter.wait().unwrap_err();
+    assert!(f.is::<ropewalk_deferred::ResolverDropped>(), "{f}");
+}
+
 /// Twisted: chainDeferred is addCallbacks(d2.callback, d2.errback) (reference §1.5.29), and
 /// a Deferred cancelled without a canceller swallows one late fire (§1.6.30): a source with
 /// no callbacks of its own hands its result straight to a target cancelled meanwhile, which

@@ -406,3 +406,54 @@ fn http10_streamed_body_is_close_delimited() {
     assert_eq!(r.text(), "part1 part2");
     assert!(c.closed());
 }
+
+/// A connection reuses the head of its last response with static header lines while
+/// nothing in it changes (status, header lines, body length, keep-alive, version, the
+/// `Date` second); each of them, changed, makes a new one.
+#[test]
+fn a_reused_response_head_follows_what_changes() {
+    let mut c = Conn::new(|req: Request| {
+        Ok(match req.path() {
+            "/html" => Response::html("x"),
+            "/gone" => Response::static_text("x").with_status(410),
+            "/long" => Response::static_text("xyz"),
+            _ => Response::static_text("x"),
+        })
+    });
+    for path in ["/", "/", "/long", "/gone", "/html", "/"] {
+        c.send(get(path));
+    }
+    c.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    c.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let rs = c.responses();
+    let seen: Vec<_> = rs
+        .iter()
+        .map(|r| {
+            (
+                r.status,
+                r.header("content-length"),
+                r.header("content-type"),
+                r.header("connection"),
+                r.text(),
+            )
+        })
+        .collect();
+    let text = Some("text/plain; charset=utf-8");
+    let html = Some("text/html; charset=utf-8");
+    let x = || "x".to_string();
+    assert_eq!(
+        seen,
+        [
+            (200, Some("1"), text, None, x()),
+            (200, Some("1"), text, None, x()),
+            (200, Some("3"), text, None, "xyz".to_string()),
+            (410, Some("1"), text, None, x()),
+            (200, Some("1"), html, None, x()),
+            (200, Some("1"), text, None, x()),
+            (200, Some("1"), text, Some("keep-alive"), x()),
+            (200, Some("1"), text, Some("close"), x()),
+        ]
+    );
+    assert!(rs.iter().all(|r| r.header("date").is_some()));
+    assert!(c.closed());
+}

@@ -686,7 +686,7 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
         if total == 0 {
             return;
         }
-        let (result, grew) = {
+        let (result, grew, settled) = {
             let mut st = self.state.borrow_mut();
             if st.closed || st.disconnecting || st.write_shut || st.half_closing {
                 return;
@@ -719,6 +719,16 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
                     }
                 }
             }
+            // Sent whole, nothing queued, nothing to tell a producer or the poller (most
+            // writes): done.
+            if written == total
+                && !st.pull_pending
+                && !matches!(st.producer, Some((_, false)))
+                && st.wanted() == st.registered
+                && !self.parked.get()
+            {
+                return;
+            }
             if result.is_ok() && written < total {
                 let mut skip = written;
                 for b in bufs {
@@ -740,7 +750,17 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
             if pause {
                 st.producer_paused = true;
             }
-            (result, if pause { st.producer.clone() } else { None })
+            // All of it went out, and the poller was told what the state wants: nothing
+            // for `update_interest` to do (most writes).
+            let settled = st.queued() == 0
+                && !st.pull_pending
+                && st.wanted() == st.registered
+                && !self.parked.get();
+            (
+                result,
+                if pause { st.producer.clone() } else { None },
+                settled,
+            )
         };
         if let Err(e) = result {
             self.close(Failure::new(ConnectionError::Lost(e)), false);
@@ -748,6 +768,8 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
         }
         if let Some((p, _)) = grew {
             p.pause_producing();
+        } else if settled {
+            return;
         }
         self.update_interest();
     }

@@ -464,10 +464,11 @@ pub enum AcceptQueue {
     PerReactor,
     /// One listening socket whose descriptor every reactor registers (a `try_clone` of
     /// it): all accept from one queue, so an idle reactor takes what a busy one leaves.
-    /// On Linux each reactor's epoll is woken for every incoming connection (level
-    /// triggered, no `EPOLLEXCLUSIVE`): with N reactors idle, N wake, one `accept` wins
-    /// and the others get `EAGAIN` (the thundering herd). Which reactor gets a connection
-    /// is not balanced: the first to wake accepts up to 128 at once.
+    /// On Linux each reactor registers it with `EPOLLEXCLUSIVE`, so an incoming
+    /// connection wakes one idle reactor, not all of them (no thundering herd); elsewhere
+    /// every idle reactor wakes, one `accept` wins and the others get `EAGAIN`. Which
+    /// reactor gets a connection is not balanced: the first to wake accepts up to 128 at
+    /// once.
     Shared,
 }
 

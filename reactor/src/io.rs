@@ -72,6 +72,8 @@ pub(crate) struct SourceEntry {
     pub(crate) fd: RawFd,
     pub(crate) handler: Rc<dyn IoHandler>,
     pub(crate) mode: PollMode,
+    /// A listening socket registered with `EPOLLEXCLUSIVE` (see [`Reactor::register_listener`]).
+    pub(crate) exclusive: bool,
 }
 
 pub(crate) fn poll_key(key: Key) -> usize {
@@ -137,6 +139,47 @@ fn ctl(
     }
 }
 
+/// Adds (`read`) or removes an `EPOLLEXCLUSIVE` registration: the kernel refuses to
+/// modify one (`EINVAL`), so a listener that stops accepting for a while (out of
+/// descriptors) is taken off the poller and added back. Removing one that is not there,
+/// or adding one that is, is not an error.
+fn exclusive_ctl(
+    poller: &polling::Poller,
+    fd: BorrowedFd<'_>,
+    key: Key,
+    read: bool,
+) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::event::epoll::{self, EventData, EventFlags};
+        use rustix::io::Errno;
+        use std::os::fd::AsFd;
+        let done = if read {
+            let data = EventData::new_u64(poll_key(key) as u64);
+            match epoll::add(
+                poller.as_fd(),
+                fd,
+                data,
+                EventFlags::IN | EventFlags::EXCLUSIVE,
+            ) {
+                Err(Errno::EXIST) => Ok(()),
+                other => other,
+            }
+        } else {
+            match epoll::delete(poller.as_fd(), fd) {
+                Err(Errno::NOENT) => Ok(()),
+                other => other,
+            }
+        };
+        done.map_err(io::Error::from)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (poller, fd, key, read);
+        unreachable!("only Linux registers listeners with EPOLLEXCLUSIVE")
+    }
+}
+
 impl Reactor {
     /// Registers `fd` with `handler`. The caller must [`deregister`](Self::deregister) it
     /// before the descriptor is closed.
@@ -152,6 +195,7 @@ impl Reactor {
             fd: raw,
             handler,
             mode,
+            exclusive: false,
         });
         // SAFETY: `fd` is open for this call: the caller lends it.
         let fd = unsafe { BorrowedFd::borrow_raw(raw) };
@@ -165,16 +209,49 @@ impl Reactor {
 
     /// Changes what `key` wants to hear about (re-arms a oneshot source).
     pub(crate) fn reregister(&self, key: Key, interest: Interest) -> io::Result<()> {
-        let (fd, mode) = {
+        let (fd, mode, exclusive) = {
             let mut sources = self.inner.sources.borrow_mut();
             let Some(entry) = sources.get_mut(key) else {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "source is gone"));
             };
-            (entry.fd, entry.mode)
+            (entry.fd, entry.mode, entry.exclusive)
         };
         // SAFETY: `fd` is registered, so it is open (it is deregistered before close).
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        if exclusive {
+            return exclusive_ctl(&self.inner.remote.poller, fd, key, interest.read);
+        }
         ctl(&self.inner.remote.poller, fd, key, interest, mode, false)
+    }
+
+    /// Registers a listening socket for reading, level-triggered. On Linux it is
+    /// registered with `EPOLLEXCLUSIVE`: when several reactors register descriptors of
+    /// one accept queue (a shared queue, see `AcceptQueue::Shared`), a new connection
+    /// wakes one idle reactor instead of all of them (the thundering herd). With one
+    /// reactor it changes nothing. The caller must [`deregister`](Self::deregister) it
+    /// before the descriptor is closed.
+    pub(crate) fn register_listener(
+        &self,
+        fd: &impl AsRawFd,
+        handler: Rc<dyn IoHandler>,
+    ) -> io::Result<Key> {
+        if !cfg!(any(target_os = "linux", target_os = "android")) {
+            return self.register(fd, Interest::READ, PollMode::Level, handler);
+        }
+        let raw = fd.as_raw_fd();
+        let key = self.inner.sources.borrow_mut().insert(SourceEntry {
+            fd: raw,
+            handler,
+            mode: PollMode::Level,
+            exclusive: true,
+        });
+        // SAFETY: `fd` is open for this call: the caller lends it.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        if let Err(e) = exclusive_ctl(&self.inner.remote.poller, fd, key, true) {
+            self.inner.sources.borrow_mut().remove(key);
+            return Err(e);
+        }
+        Ok(key)
     }
 
     /// Removes `key` from the poller. Call before closing the descriptor.

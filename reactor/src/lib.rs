@@ -47,6 +47,7 @@ mod looping;
 pub mod net;
 mod pool;
 mod protocol;
+mod radix;
 mod reactor;
 mod slab;
 mod task;

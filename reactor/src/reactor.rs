@@ -835,6 +835,10 @@ impl Clock for Reactor {
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
         time::schedule(&self.inner.timers, delay, f)
     }
+
+    fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
+        time::schedule(&self.inner.timers, delay, f)
+    }
 }
 
 impl Scheduler for Reactor {

@@ -342,7 +342,7 @@ fn listen<A: Acceptor, F: Factory>(
         backing_off: Cell::new(false),
         unlink,
     });
-    let key = reactor.register(&sock, Interest::READ, PollMode::Level, listener.clone())?;
+    let key = reactor.register_listener(&sock, listener.clone())?;
     *listener.sock.borrow_mut() = Some(sock);
     listener.key.set(Some(key));
     listener.factory.start_factory();

@@ -2,8 +2,6 @@
 //! [`ManualClock`] (Twisted's `task.Clock`).
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
@@ -12,6 +10,7 @@ use std::time::{Duration, Instant};
 use ropewalk_deferred::{Deferred, Failure, IntoOutcome, ScheduledCall, Scheduler};
 
 use crate::error::TimerError;
+use crate::radix::RadixHeap;
 
 /// Something that tells the time and runs functions later: the reactor, or a
 /// [`ManualClock`] in tests (Twisted's `IReactorTime`).
@@ -100,17 +99,50 @@ struct CallState {
     seq: Cell<u64>,
 }
 
-struct Pending {
-    seq: u64,
-    f: Box<dyn FnOnce()>,
-    state: Rc<CallState>,
+/// A scheduled call: its state and, until it runs or is cancelled, its function, in one
+/// allocation (a closure passed to `call_later` is not boxed on its own).
+trait Timed {
+    fn state(&self) -> &CallState;
+    /// Takes the function out and runs it.
+    fn run(&self);
+    /// Drops the function (cancelled, or its clock is gone), releasing what it holds.
+    fn discard(&self);
 }
 
-/// The timers of one clock: a binary heap of `(time, seq, slot)` over a slab of calls.
-/// Scheduling is O(log n); cancelling is O(1) (the heap entry goes stale and is skipped, and
-/// the heap is rebuilt when stale entries outnumber live ones).
+struct Call<F> {
+    state: CallState,
+    f: Cell<Option<F>>,
+}
+
+impl<F: FnOnce()> Timed for Call<F> {
+    fn state(&self) -> &CallState {
+        &self.state
+    }
+
+    fn run(&self) {
+        if let Some(f) = self.f.take() {
+            f();
+        }
+    }
+
+    fn discard(&self) {
+        drop(self.f.take());
+    }
+}
+
+/// A call in the queue.
+struct Pending {
+    seq: u64,
+    call: Rc<dyn Timed>,
+}
+
+/// The timers of one clock: a radix heap of `(time in ns, (seq, slot))` over a slab of
+/// calls (see `radix.rs`: timers only ever come due in time order, which it uses).
+/// Scheduling is O(1); taking out the next due call is amortized O(bits of the time)
+/// with sequential memory access; cancelling is O(1) (the heap entry goes stale and is
+/// skipped, and the heap is rebuilt when stale entries outnumber live ones).
 pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Reverse<(Duration, u64, usize)>>,
+    heap: RadixHeap<(u64, usize)>,
     slots: Vec<Option<Pending>>,
     free: Vec<usize>,
     next_seq: u64,
@@ -122,10 +154,20 @@ pub(crate) struct TimerQueue {
 
 pub(crate) type SharedTimers = Rc<RefCell<TimerQueue>>;
 
+impl Drop for TimerQueue {
+    /// The clock is gone: its calls will never run, and handles to them must not keep
+    /// what their functions hold.
+    fn drop(&mut self) {
+        for p in self.slots.iter().flatten() {
+            p.call.discard();
+        }
+    }
+}
+
 impl TimerQueue {
     pub(crate) fn new(origin: Option<Instant>) -> TimerQueue {
         TimerQueue {
-            heap: BinaryHeap::new(),
+            heap: RadixHeap::new(),
             slots: Vec::new(),
             free: Vec::new(),
             next_seq: 0,
@@ -147,7 +189,7 @@ impl TimerQueue {
         self.live
     }
 
-    fn insert(&mut self, time: Duration, f: Box<dyn FnOnce()>, state: Rc<CallState>) {
+    fn insert(&mut self, time: Duration, call: Rc<dyn Timed>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let slot = match self.free.pop() {
@@ -157,11 +199,12 @@ impl TimerQueue {
                 self.slots.len() - 1
             }
         };
+        let state = call.state();
         state.time.set(time);
         state.slot.set(slot);
         state.seq.set(seq);
-        self.slots[slot] = Some(Pending { seq, f, state });
-        self.heap.push(Reverse((time, seq, slot)));
+        self.slots[slot] = Some(Pending { seq, call });
+        self.heap.push(nanos(time), (seq, slot));
         self.live += 1;
     }
 
@@ -176,26 +219,27 @@ impl TimerQueue {
         // Rebuild when stale entries outnumber live ones, so memory follows live timers.
         if self.heap.len() > 64 && self.heap.len() > 2 * self.live {
             let slots = &self.slots;
-            self.heap.retain(
-                |Reverse((_, seq, slot))| matches!(&slots[*slot], Some(p) if p.seq == *seq),
-            );
+            self.heap.retain(|&(seq, slot)| is_live(slots, slot, seq));
         }
         p
     }
 
-    fn is_live(&self, slot: usize, seq: u64) -> bool {
-        matches!(&self.slots[slot], Some(p) if p.seq == seq)
+    /// Takes out a call that has not come due (cancelled, or moved): its heap entry goes
+    /// stale.
+    fn unschedule(&mut self, slot: usize, seq: u64) -> Option<Pending> {
+        let p = self.remove(slot, seq);
+        if p.is_some() {
+            self.heap.note_stale();
+        }
+        p
     }
 
-    /// The time of the earliest live call.
+    /// When the loop must look at the calls next: the earliest entry of the queue. (A call
+    /// moved later since it was queued still has its entry at its earlier time.)
     pub(crate) fn next_time(&mut self) -> Option<Duration> {
-        while let Some(Reverse((time, seq, slot))) = self.heap.peek().copied() {
-            if self.is_live(slot, seq) {
-                return Some(time);
-            }
-            self.heap.pop();
-        }
-        None
+        let slots = &self.slots;
+        let (key, _) = self.heap.peek(|&(seq, slot)| is_live(slots, slot, seq))?;
+        Some(Duration::from_nanos(key))
     }
 
     fn active_calls(&self, weak: &Weak<RefCell<TimerQueue>>) -> Vec<DelayedCall> {
@@ -203,25 +247,44 @@ impl TimerQueue {
             .iter()
             .flatten()
             .map(|p| DelayedCall {
-                state: p.state.clone(),
+                call: p.call.clone(),
                 queue: weak.clone(),
             })
             .collect()
     }
 }
 
-pub(crate) fn schedule(queue: &SharedTimers, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
-    let state = Rc::new(CallState {
-        status: Cell::new(Status::Active),
-        time: Cell::new(Duration::ZERO),
-        slot: Cell::new(0),
-        seq: Cell::new(0),
+/// Whether the call in `slot` is still the one made with `seq` (not run, cancelled or
+/// moved since).
+fn is_live(slots: &[Option<Pending>], slot: usize, seq: u64) -> bool {
+    matches!(&slots[slot], Some(p) if p.seq == seq)
+}
+
+/// A time as the heap's key: nanoseconds (a time past `u64::MAX` ns, 584 years, is that).
+fn nanos(t: Duration) -> u64 {
+    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Schedules `f` on `queue`, `delay` from now: one allocation, the call's own.
+pub(crate) fn schedule(
+    queue: &SharedTimers,
+    delay: Duration,
+    f: impl FnOnce() + 'static,
+) -> DelayedCall {
+    let call: Rc<dyn Timed> = Rc::new(Call {
+        state: CallState {
+            status: Cell::new(Status::Active),
+            time: Cell::new(Duration::ZERO),
+            slot: Cell::new(0),
+            seq: Cell::new(0),
+        },
+        f: Cell::new(Some(f)),
     });
     let mut q = queue.borrow_mut();
     let time = q.now().saturating_add(delay);
-    q.insert(time, f, state.clone());
+    q.insert(time, call.clone());
     DelayedCall {
-        state,
+        call,
         queue: Rc::downgrade(queue),
     }
 }
@@ -237,15 +300,28 @@ pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
         let mut due = {
             let mut q = queue.borrow_mut();
             let now = q.now();
+            let now = nanos(now);
+            let q = &mut *q;
             let mut due = std::mem::take(&mut q.due);
-            while let Some(Reverse((time, seq, slot))) = q.heap.peek().copied() {
+            let slots = &q.slots;
+            let live = |&(seq, slot): &(u64, usize)| is_live(slots, slot, seq);
+            while let Some((time, _)) = q.heap.peek(live) {
                 // A turn runs a bounded number of timers, so I/O is never starved; the
                 // rest are due at once and run on the next turns.
                 if time > now || (!same_pass && due.len() >= TIMERS_PER_TURN) {
                     break;
                 }
-                q.heap.pop();
-                if q.is_live(slot, seq) {
+                let Some((key, (seq, slot))) = q.heap.pop(live) else {
+                    break;
+                };
+                // A call moved later since it was queued (see `move_to`) goes back in at
+                // its time, behind the calls already there.
+                let moved = slots[slot]
+                    .as_ref()
+                    .map_or(key, |p| nanos(p.call.state().time.get()));
+                if moved > key {
+                    q.heap.push(moved, (seq, slot));
+                } else {
                     due.push((slot, seq));
                 }
             }
@@ -260,9 +336,9 @@ pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
             let Some(p) = queue.borrow_mut().remove(slot, seq) else {
                 continue;
             };
-            p.state.status.set(Status::Called);
+            p.call.state().status.set(Status::Called);
             ran += 1;
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(p.f)) {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| p.call.run())) {
                 log::error!(
                     "panic in a timed call (continuing): {}",
                     Failure::from_panic(payload)
@@ -297,13 +373,17 @@ pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
 /// ```
 #[derive(Clone)]
 pub struct DelayedCall {
-    state: Rc<CallState>,
+    call: Rc<dyn Timed>,
     queue: Weak<RefCell<TimerQueue>>,
 }
 
 impl DelayedCall {
+    fn state(&self) -> &CallState {
+        self.call.state()
+    }
+
     fn check(&self) -> Result<SharedTimers, TimerError> {
-        match self.state.status.get() {
+        match self.state().status.get() {
             Status::Called => Err(TimerError::AlreadyCalled),
             Status::Cancelled => Err(TimerError::AlreadyCancelled),
             // A clock that is gone never runs its calls: they count as cancelled.
@@ -331,10 +411,16 @@ impl DelayedCall {
     /// ```
     pub fn cancel(&self) -> Result<(), TimerError> {
         let queue = self.check()?;
-        queue
+        let state = self.state();
+        let removed = queue
             .borrow_mut()
-            .remove(self.state.slot.get(), self.state.seq.get());
-        self.state.status.set(Status::Cancelled);
+            .unschedule(state.slot.get(), state.seq.get());
+        state.status.set(Status::Cancelled);
+        // Handles must not keep what the function holds. It is dropped with the queue no
+        // longer borrowed: that may schedule calls (a resolver it held fires its Deferred).
+        if let Some(p) = removed {
+            p.call.discard();
+        }
         Ok(())
     }
 
@@ -344,11 +430,18 @@ impl DelayedCall {
     ) -> Result<(), TimerError> {
         let queue = self.check()?;
         let mut q = queue.borrow_mut();
-        let new_time = time(&q, self.state.time.get());
-        let p = q
-            .remove(self.state.slot.get(), self.state.seq.get())
-            .expect("an active call is in its queue");
-        q.insert(new_time, p.f, p.state);
+        let state = self.state();
+        let new_time = time(&q, state.time.get());
+        if new_time >= state.time.get() {
+            // Later (an idle timeout pushed back on every read): its entry stays where it
+            // is, and when it comes up the call goes back in at its new time (as
+            // Twisted's reactor does), so pushing it back costs no queue operation.
+            state.time.set(new_time);
+            return Ok(());
+        }
+        let removed = q.unschedule(state.slot.get(), state.seq.get());
+        debug_assert!(removed.is_some(), "an active call is in its queue");
+        q.insert(new_time, self.call.clone());
         Ok(())
     }
 
@@ -410,7 +503,7 @@ impl DelayedCall {
     /// assert!(!call.active());
     /// ```
     pub fn active(&self) -> bool {
-        self.state.status.get() == Status::Active && self.queue.strong_count() > 0
+        self.state().status.get() == Status::Active && self.queue.strong_count() > 0
     }
 
     /// When the call runs (or ran), as time since the clock's origin.
@@ -426,15 +519,15 @@ impl DelayedCall {
     /// assert_eq!(clock.call_later(Duration::from_secs(2), || {}).time(), Duration::from_secs(3));
     /// ```
     pub fn time(&self) -> Duration {
-        self.state.time.get()
+        self.state().time.get()
     }
 }
 
 impl fmt::Debug for DelayedCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DelayedCall")
-            .field("time", &self.state.time.get())
-            .field("status", &self.state.status.get())
+            .field("time", &self.state().time.get())
+            .field("status", &self.state().status.get())
             .finish()
     }
 }
@@ -564,6 +657,10 @@ impl Clock for ManualClock {
     }
 
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        schedule(&self.timers, delay, f)
+    }
+
+    fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
         schedule(&self.timers, delay, f)
     }
 }

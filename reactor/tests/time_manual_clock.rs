@@ -502,3 +502,87 @@ fn add_timeout_races_defer_later() {
     assert!(slow.try_result().unwrap().unwrap_err().is::<Timeout>());
     assert!(clock.delayed_calls().is_empty(), "a timer was left behind");
 }
+
+/// What a call's function holds is let go when the call is cancelled, or when its clock
+/// goes away, even while handles to the call live on (Twisted's `DelayedCall.cancel`
+/// drops `func`, `args` and `kw` at once).
+#[test]
+fn a_cancelled_call_lets_go_of_what_its_function_holds() {
+    let clock = ManualClock::new();
+    let held = Rc::new(());
+    let h = held.clone();
+    let call = clock.call_later(secs(1), move || drop(h));
+    let boxed = {
+        let h = held.clone();
+        clock.call_later_boxed(secs(1), Box::new(move || drop(h)))
+    };
+    assert_eq!(Rc::strong_count(&held), 3);
+    call.cancel().unwrap();
+    boxed.cancel().unwrap();
+    assert_eq!(Rc::strong_count(&held), 1, "handles keep nothing alive");
+    let h = held.clone();
+    let pending = clock.call_later(secs(1), move || drop(h));
+    drop(clock);
+    assert_eq!(
+        Rc::strong_count(&held),
+        1,
+        "a dropped clock's calls let go too"
+    );
+    assert!(!pending.active());
+}
+
+/// Dropping a cancelled call's function may schedule another call (here a Resolver it
+/// held fires its Deferred, whose callback schedules): the queue is not borrowed then.
+#[test]
+fn a_cancelled_functions_drop_may_schedule_a_call() {
+    let clock = ManualClock::new();
+    let (d, resolver) = Deferred::<()>::pending();
+    let c = clock.clone();
+    let later = Rc::new(RefCell::new(None));
+    let l = later.clone();
+    let _d = d.add_errback(move |_| {
+        *l.borrow_mut() = Some(c.call_later(secs(5), || {}));
+        Ok(())
+    });
+    let call = clock.call_later(secs(1), move || drop(resolver));
+    call.cancel().unwrap();
+    assert!(later.borrow().as_ref().is_some_and(DelayedCall::active));
+}
+
+/// A call pushed back keeps its place in time: when the clock passes both its old and its
+/// new time in one step, the calls between run before it (Twisted's reactor moves a call
+/// reset later only when its old time comes; ropewalk does the same, and this is the
+/// order that must survive it).
+#[test]
+fn a_call_pushed_back_runs_after_the_calls_before_its_new_time() {
+    let clock = ManualClock::new();
+    let log = log();
+    let a = push(&clock, &log, secs(1), "a");
+    push(&clock, &log, secs(3), "b");
+    a.reset(secs(5)).unwrap();
+    assert_eq!(a.time(), secs(5));
+    push(&clock, &log, secs(4), "c");
+    let d = push(&clock, &log, secs(2), "d");
+    d.delay(secs(4)).unwrap(); // 2 -> 6
+    clock.advance(secs(10));
+    assert_eq!(taken(&log), ["b", "c", "a", "d"]);
+}
+
+/// A call pushed back many times runs once, at its last time.
+#[test]
+fn a_call_pushed_back_again_and_again_runs_once_at_its_last_time() {
+    let clock = ManualClock::new();
+    let log = log();
+    let call = push(&clock, &log, secs(2), "idle");
+    for _ in 0..1000 {
+        clock.advance(ms(1));
+        call.reset(secs(2)).unwrap();
+    }
+    clock.advance(ms(1999));
+    assert!(taken(&log).is_empty(), "not before its last time");
+    assert_eq!(clock.delayed_calls().len(), 1);
+    clock.advance(ms(1));
+    assert_eq!(taken(&log), ["idle"]);
+    clock.advance(secs(10));
+    assert!(taken(&log).is_empty(), "once");
+}

@@ -29,7 +29,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use ropewalk_bench::load::{throughput, Load, Throughput};
-use ropewalk_bench::procs::{perf_works, signal, Server};
+use ropewalk_bench::procs::{perf_works, rss_kib, signal, Server};
 use ropewalk_bench::report::{self, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
 
@@ -112,13 +112,6 @@ struct Paths {
 /// Starts server `name` and waits until it listens.
 fn start_server(name: &str, paths: &Paths) -> Result<Server, String> {
     Server::start_named(name, &paths.server, &paths.twisted)
-}
-
-/// VmRSS of a process, in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Reads `strace -c` output: `% time seconds usecs/call calls [errors] syscall`.

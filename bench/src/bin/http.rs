@@ -17,14 +17,20 @@
 //!    the kernel's syscall tracepoints around a shorter `wrk` run → syscalls per request,
 //!    and their breakdown.
 //!
+//! Then, per server, **memory per idle connection**: N connections (default 10,000), each
+//! answered one `GET /` and then left open, as a keep-alive client between requests
+//! leaves it: (VmRSS after − VmRSS before) / N.
+//!
 //! Every step is bounded in time; only 127.0.0.1 is used. See `bench/README.md`.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ropewalk_bench::procs::{children_cpu_seconds, cpu_split, perf_works, signal, Server};
+use ropewalk_bench::procs::{children_cpu_seconds, cpu_split, perf_works, rss_kib, signal, Server};
 use ropewalk_bench::report::{self, median_of as median, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
 
@@ -42,6 +48,8 @@ usage: http [options]
   --repeat N          run everything N times, servers alternating; report medians
                       (default 1)
   --depth N           requests per write in the pipelined scenarios (default 16)
+  --idle N            idle connections for the memory table, each after one request
+                      (default 10000; 0 skips it)
   -h, --help          this text
 Needs wrk (apt-get install -y wrk; run-http.sh installs it) and, for the syscall
 columns, perf. The binary http_server must sit next to this one.";
@@ -54,6 +62,7 @@ struct Args {
     syscall: u64,
     repeat: usize,
     depth: usize,
+    idle: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
         syscall: 2,
         repeat: 1,
         depth: 16,
+        idle: 10_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -122,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
             "--syscall" => a.syscall = num(value()?)?,
             "--repeat" => a.repeat = (num(value()?)? as usize).max(1),
             "--depth" => a.depth = (num(value()?)? as usize).max(1),
+            "--idle" => a.idle = num(value()?)? as usize,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -144,6 +155,56 @@ struct Paths {
 /// Starts server `name` and waits until it listens.
 fn start_server(name: &str, paths: &Paths) -> Result<Server, String> {
     Server::start_named(name, &paths.server, &paths.twisted)
+}
+
+/// The server's memory for idle keep-alive connections.
+#[derive(Debug, Clone, Copy)]
+struct Memory {
+    before_kib: u64,
+    after_kib: u64,
+    per_conn: f64,
+}
+
+/// Opens `n` connections to a fresh server, each asking `GET /` once and reading the whole
+/// answer, holds them all open, and reads the server's VmRSS before and after.
+fn memory(server: &Server, n: usize) -> Result<Memory, String> {
+    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    const BODY: &[u8] = b"Hello, World!";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(server.pid()).ok_or("cannot read VmRSS")?;
+    let mut open = Vec::with_capacity(n);
+    let mut buf = [0u8; 1024];
+    for i in 0..n {
+        if Instant::now() > deadline {
+            return Err(format!("only {i} of {n} connections answered in 60 s"));
+        }
+        let mut s = TcpStream::connect(&server.addr).map_err(|e| format!("connection {i}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        s.write_all(REQUEST)
+            .map_err(|e| format!("connection {i}: {e}"))?;
+        // Every server's answer is one small response ending with the body.
+        let mut got = Vec::new();
+        while !got.ends_with(BODY) {
+            let k = s
+                .read(&mut buf)
+                .map_err(|e| format!("connection {i}: {e}"))?;
+            if k == 0 {
+                return Err(format!("connection {i}: closed before the answer"));
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        open.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(server.pid()).ok_or("cannot read VmRSS")?;
+    drop(open);
+    Ok(Memory {
+        before_kib: before,
+        after_kib: after,
+        per_conn: (after as f64 - before as f64) * 1024.0 / n as f64,
+    })
 }
 
 /// What one `wrk` run reports.
@@ -389,6 +450,19 @@ fn main() -> ExitCode {
         }
     }
 
+    let mut mem: BTreeMap<String, Memory> = BTreeMap::new();
+    if args.idle > 0 {
+        for name in &available {
+            eprintln!("http: {name}: {} idle connections", args.idle);
+            match start_server(name, &paths).and_then(|srv| memory(&srv, args.idle)) {
+                Ok(m) => {
+                    mem.insert(name.clone(), m);
+                }
+                Err(e) => notes.push(format!("{name}, idle connections: {e}")),
+            }
+        }
+    }
+
     // Medians over the rounds; a ratio is the median of each round's ratio when there
     // are several rounds (the two runs of a round are seconds apart and share the
     // machine's other load), else the ratio of the single runs.
@@ -516,6 +590,33 @@ fn main() -> ExitCode {
             }
         }
         println!("Syscalls per request, by call:\n\n{b}");
+    }
+
+    // Table 3: memory per idle connection.
+    if !mem.is_empty() {
+        let base = mem.get("hyper").map(|m| m.per_conn);
+        let mut m = Table::new([
+            "server",
+            "idle connections",
+            "VmRSS before KiB",
+            "VmRSS after KiB",
+            "bytes per connection",
+            "vs hyper",
+        ]);
+        for (name, x) in &mem {
+            m.row([
+                name.clone(),
+                report::group(args.idle as u64),
+                report::group(x.before_kib),
+                report::group(x.after_kib),
+                report::num(x.per_conn, 0),
+                report::ratio2(base.map_or(f64::NAN, |b| x.per_conn / b)),
+            ]);
+        }
+        println!(
+            "Memory per idle keep-alive connection (each answered one GET /, then left \
+             open):\n\n{m}"
+        );
     }
 
     println!(

@@ -1825,6 +1825,7 @@ fn run(opts: Opts) -> Result<bool, String> {
     // What the server holds before any client: the reference for descriptors.
     std::thread::sleep(Duration::from_millis(200));
     let base = sample(pid, t0).ok_or("cannot read the server's /proc entries")?;
+    let overflows_before = procs::listen_overflows();
     let settle = opts.settle.unwrap_or(match opts.server {
         ServerKind::Http if opts.fetch => Duration::from_secs(40),
         _ => Duration::from_secs(10),
@@ -1991,6 +1992,9 @@ fn run(opts: Opts) -> Result<bool, String> {
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     let final_result = final_check(server.addr, opts.server);
+    let overflows = procs::listen_overflows()
+        .zip(overflows_before)
+        .map(|((o, d), (o0, d0))| (o.saturating_sub(o0), d.saturating_sub(d0)));
 
     // SIGTERM: a clean exit.
     procs::signal(pid, libc::SIGTERM);
@@ -2041,6 +2045,17 @@ fn run(opts: Opts) -> Result<bool, String> {
     }
     let total_fail: u64 = st.failures.values().map(|f| f.0).sum();
     println!("failures: {total_fail}");
+    // The kernel's side of a hang: handshakes dropped at a full accept queue (on the
+    // whole machine, during the run) are waited out by the client's kernel, in seconds.
+    match overflows {
+        Some((0, 0)) => println!("  kernel: no handshake dropped at a full accept queue"),
+        Some((o, d)) => println!(
+            "  kernel: {o} accept-queue overflows, {d} listen drops on this machine during the run \
+             (TcpExt ListenOverflows/ListenDrops): a client whose handshake was dropped waits \
+             for its kernel's SYN retransmissions (1 s, 3 s, 7 s, ...), which can read as a hang"
+        ),
+        None => {}
+    }
     for (what, (n, examples)) in &st.failures {
         println!("  {what}: {n}");
         for e in examples {

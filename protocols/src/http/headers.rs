@@ -14,6 +14,7 @@
 //! The ranges are `u32`s: a list holds at most 4 GiB of text (adding past that panics).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Range;
 
@@ -57,6 +58,13 @@ impl Fields {
                 f[usize::from(*len)] = field;
                 *len += 1;
             }
+            _ => self.push_spilled(field),
+        }
+    }
+
+    /// `push` past the inline fields (apart, so that `push` is small enough to inline).
+    fn push_spilled(&mut self, field: Field) {
+        match self {
             Fields::Inline(_, f) => {
                 let mut v = Vec::with_capacity(2 * INLINE_FIELDS);
                 v.extend_from_slice(f);
@@ -125,14 +133,19 @@ impl Headers {
     /// are extra text (see [`Self::push_extra`]).
     pub(crate) fn from_text(text: &str, fields: usize) -> Headers {
         check_len(text.len());
+        // The text of the last list dropped, if any: no allocation.
+        let mut owned = SPARE_TEXT.try_with(Cell::take).unwrap_or_default();
+        owned.clear();
+        owned.push_str(text);
         Headers {
-            text: Cow::Owned(text.to_owned()),
+            text: Cow::Owned(owned),
             fields: Fields::with_capacity(fields),
         }
     }
 
     /// Adds a field whose name and value are already in the text. The ranges must be in
     /// the text and fall on character boundaries (or reading the field panics).
+    #[inline]
     pub(crate) fn push_at(&mut self, name: Range<usize>, value: Range<usize>) {
         debug_assert!(self.text.get(name.clone()).is_some());
         debug_assert!(self.text.get(value.clone()).is_some());
@@ -391,6 +404,35 @@ impl Headers {
     }
 }
 
+/// The largest text kept for reuse when a list is dropped.
+const MAX_SPARE_TEXT: usize = 4 * 1024;
+
+thread_local! {
+    /// The text of a list dropped on this thread, kept for the next request head (see
+    /// [`Headers::from_text`]): a server that answers a request before it parses the next
+    /// (the common case) reuses one allocation instead of one per request.
+    static SPARE_TEXT: Cell<String> = const { Cell::new(String::new()) };
+}
+
+impl Drop for Headers {
+    fn drop(&mut self) {
+        if let Cow::Owned(text) = &mut self.text {
+            if (1..=MAX_SPARE_TEXT).contains(&text.capacity()) {
+                let text = std::mem::take(text);
+                // One spare at most: the larger one is kept, the other freed.
+                let _ = SPARE_TEXT.try_with(|spare| {
+                    let other = spare.take();
+                    spare.set(if other.capacity() < text.capacity() {
+                        text
+                    } else {
+                        other
+                    });
+                });
+            }
+        }
+    }
+}
+
 /// `a` and `b` are the same name, ignoring ASCII case (for constants).
 const fn same_name(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -430,6 +472,7 @@ impl fmt::Debug for Headers {
 #[cfg(test)]
 mod tests {
     use super::Headers;
+    use std::borrow::Cow;
 
     #[test]
     fn remove_keeps_the_others_in_order() {
@@ -480,6 +523,21 @@ mod tests {
         let mut g = CT;
         assert_eq!(g.remove("content-type"), 1);
         assert!(g.is_empty());
+    }
+
+    #[test]
+    fn the_text_of_a_dropped_list_is_reused() {
+        let mut h = Headers::with_capacity(1, 1000);
+        h.push("A", "1");
+        drop(h);
+        let reused = Headers::from_text("B: 2", 1);
+        assert!(matches!(&reused.text, Cow::Owned(s) if s.capacity() >= 1000));
+        assert_eq!(reused.extra(0..4), "B: 2");
+        // Too large to keep: freed.
+        let big = Headers::from_text(&"x".repeat(super::MAX_SPARE_TEXT + 1), 0);
+        drop((reused, big));
+        let fresh = Headers::from_text("C", 0);
+        assert!(matches!(&fresh.text, Cow::Owned(s) if s.capacity() <= super::MAX_SPARE_TEXT));
     }
 
     #[test]

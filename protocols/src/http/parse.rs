@@ -61,12 +61,21 @@ struct Interpreted {
     expect: Option<bool>,
 }
 
+/// Whether the field name `name` (a token) is `lower`, which is lowercase letters and
+/// `-`, ignoring case: one OR per byte (no other token byte ORs to a lowercase letter or
+/// `-`).
+#[inline]
+fn is_name(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&b, &l)| b | 0x20 == l)
+}
+
 impl Interpreted {
+    #[inline]
     fn note(&mut self, name: &str, value: &str) {
         let name = name.as_bytes();
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => self.hosts += 1,
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            4 if is_name(name, b"host") => self.hosts += 1,
+            14 if is_name(name, b"content-length") => {
                 self.lengths += 1;
                 if self.lengths == 1
                     && !value.is_empty()
@@ -75,16 +84,16 @@ impl Interpreted {
                     self.length = value.parse::<u64>().ok();
                 }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if is_name(name, b"transfer-encoding") => {
                 self.transfer_encoding = true;
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if is_name(name, b"connection") => {
                 for token in value.split(',').map(str::trim) {
                     self.close |= token.eq_ignore_ascii_case("close");
                     self.keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
                 }
             }
-            6 if name.eq_ignore_ascii_case(b"expect") && self.expect.is_none() => {
+            6 if is_name(name, b"expect") && self.expect.is_none() => {
                 self.expect = Some(value.eq_ignore_ascii_case("100-continue"));
             }
             _ => {}
@@ -116,6 +125,7 @@ fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
 /// The head (`head`, all of it UTF-8) copied whole into a header list, its fields ranges
 /// of it, with where the target is and what the interpreted fields said; `None` if the
 /// head is not UTF-8 (or httparse's slices were not parts of it).
+#[inline(always)]
 fn copy_head(
     head: &[u8],
     target: &str,
@@ -126,15 +136,15 @@ fn copy_head(
     let mut headers = Headers::from_text(text, fields.len());
     let mut seen = Interpreted::default();
     for h in fields {
+        // The name is a token (ASCII): its ends are character boundaries.
         let name = offset_in(head, h.name.as_bytes())?;
         let v = offset_in(head, h.value)?;
-        // Checked slicing: the ranges given to the list fall on character boundaries.
-        text.get(name..name + h.name.len())?;
+        // Checked slicing: the value's range falls on character boundaries. httparse
+        // trimmed its blanks already.
         let value = text.get(v..v + h.value.len())?;
-        let trimmed = trim_blanks(value);
-        let start = v + (trimmed.as_ptr() as usize - value.as_ptr() as usize);
-        seen.note(h.name, trimmed);
-        headers.push_at(name..name + h.name.len(), start..start + trimmed.len());
+        debug_assert_eq!(trim_blanks(value), value);
+        seen.note(h.name, value);
+        headers.push_at(name..name + h.name.len(), v..v + value.len());
     }
     Some((headers, at..at + target.len(), seen))
 }
@@ -143,18 +153,21 @@ fn copy_head(
 const INLINE_HEADERS: usize = 100;
 
 /// The method, without allocating for the common ones.
+#[inline]
 fn method_name(method: &str) -> Cow<'static, str> {
-    const COMMON: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
-    ];
-    // Few methods share a length: compare lengths first.
-    match COMMON
-        .iter()
-        .find(|m| m.len() == method.len() && **m == method)
-    {
-        Some(m) => Cow::Borrowed(m),
-        None => Cow::Owned(method.to_string()),
-    }
+    // A match on the bytes: lengths first, then whole words, no call to memcmp.
+    Cow::Borrowed(match method.as_bytes() {
+        b"GET" => "GET",
+        b"HEAD" => "HEAD",
+        b"POST" => "POST",
+        b"PUT" => "PUT",
+        b"DELETE" => "DELETE",
+        b"OPTIONS" => "OPTIONS",
+        b"PATCH" => "PATCH",
+        b"CONNECT" => "CONNECT",
+        b"TRACE" => "TRACE",
+        _ => return Cow::Owned(method.to_string()),
+    })
 }
 
 /// Whether `b` may appear in a token (RFC 9110 §5.6.2): a method, a field name.
@@ -243,7 +256,9 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     // comes first. Only the bytes up to the first limit are parsed.
     let line_limit = limits.max_uri + 64;
     let head_cut = limits.max_header_bytes + 1;
-    let line_too_long = request_line_len(buf).map_or(buf.len() > line_limit, |n| n > line_limit);
+    // A buffer shorter than the limit holds no line longer than it: no need to look.
+    let line_too_long = buf.len() > line_limit
+        && request_line_len(buf).map_or(buf.len() > line_limit, |n| n > line_limit);
     let view = &buf[..buf.len().min(head_cut)];
     let (view, line_cut) = if line_too_long && line_limit < view.len() {
         (&view[..line_limit], true)
@@ -290,9 +305,9 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return HeadResult::Reject(400);
     };
-    if method.is_empty() || !method.bytes().all(is_tchar) {
-        return HeadResult::Reject(400);
-    }
+    // httparse took the method as a token (one or more tchars) and the target as
+    // visible ASCII or UTF-8.
+    debug_assert!(!method.is_empty() && method.bytes().all(is_tchar));
     let version = match version {
         0 => Version::Http10,
         1 => Version::Http11,

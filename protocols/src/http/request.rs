@@ -84,17 +84,26 @@ impl Request {
     ) -> Request {
         let mut headers = headers;
         let target = headers.push_extra(&target.into());
-        Request::from_parts(Cow::Owned(method.into()), target, version, headers, body)
+        Request::from_parts(
+            Cow::Owned(method.into()),
+            target,
+            version,
+            headers,
+            body,
+            Address::Test,
+        )
     }
 
     /// A request from parts the server has parsed; `target` is where the request target
     /// is in `headers`' extra text.
+    #[inline]
     pub(crate) fn from_parts(
         method: Cow<'static, str>,
         target: Range<usize>,
         version: Version,
         headers: Headers,
         body: Vec<u8>,
+        peer: Address,
     ) -> Request {
         let (path, query) = split_target(headers.extra(target.clone()));
         let shift = |r: Range<usize>| target.start + r.start..target.start + r.end;
@@ -107,13 +116,8 @@ impl Request {
             version,
             headers,
             body,
-            peer: Address::Test,
+            peer,
         }
-    }
-
-    pub(crate) fn with_peer(mut self, peer: Address) -> Request {
-        self.peer = peer;
-        self
     }
 
     /// The method, as sent (methods are case-sensitive).
@@ -127,6 +131,14 @@ impl Request {
     /// ```
     pub fn method(&self) -> &str {
         &self.method
+    }
+
+    /// Whether the method is one of the common ones the server's parser keeps as static
+    /// strings (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `OPTIONS`, `PATCH`, `CONNECT`,
+    /// `TRACE`); `false` says nothing (a request made with [`Request::new`]).
+    #[inline]
+    pub(crate) fn has_common_method(&self) -> bool {
+        matches!(self.method, Cow::Borrowed(_))
     }
 
     /// The request target as sent.
@@ -271,6 +283,7 @@ impl fmt::Debug for Request {
 
 /// Where the path and the query are in a request target: origin form (`/path?query`),
 /// absolute form (`http://host/path?query`) or `*`.
+#[inline]
 fn split_target(target: &str) -> (Option<Range<usize>>, Option<Range<usize>>) {
     let start = if target.starts_with('/') {
         0

@@ -155,6 +155,10 @@ struct Shared {
     date: RefCell<DateLines>,
     /// The `Server` field, whole, checked and cleaned once.
     server_line: Option<Vec<u8>>,
+    /// The head of the last common response written on any connection (see
+    /// [`HeadCache`]): one per server, not per connection, so an idle connection holds
+    /// none.
+    head: RefCell<HeadCache>,
 }
 
 /// The head lines every response of a second shares.
@@ -162,10 +166,15 @@ struct DateLines {
     /// The second they are for: from `start` to `next`.
     start: SystemTime,
     next: SystemTime,
+    /// The loop time (`Clock::loop_time`) the wall clock was last read at.
+    turn: Option<Duration>,
     /// `Date: …\r\n`, then the `Server` line if there is one.
     lines: Vec<u8>,
     /// The length of the `Date` line.
     date_len: usize,
+    /// Counts the times the lines were made: a head built with them is stale once it
+    /// moves.
+    generation: u64,
 }
 
 impl DateLines {
@@ -180,13 +189,21 @@ impl DateLines {
 }
 
 impl Shared {
-    /// The `Date` and `Server` lines, made once a second. (While they are borrowed, a
-    /// borrow from the same batch of responses, they are not made again.)
+    /// The `Date` and `Server` lines, made once a second. The wall clock is read once
+    /// per turn of the loop (when the clock's `loop_time` moves), not once per batch of
+    /// responses: a turn answers many connections. (While they are borrowed, a borrow
+    /// from the same batch of responses, they are not made again.)
     fn date_lines(&self) -> std::cell::Ref<'_, DateLines> {
-        let now = SystemTime::now();
+        let turn = self.clock.loop_time();
         if let Ok(mut cache) = self.date.try_borrow_mut() {
+            let now = if cache.turn == Some(turn) {
+                None
+            } else {
+                cache.turn = Some(turn);
+                Some(SystemTime::now())
+            };
             // Outside the second they were made for (a clock set back too): again.
-            if now >= cache.next || now < cache.start {
+            if let Some(now) = now.filter(|now| *now >= cache.next || *now < cache.start) {
                 let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
                 let secs = since.as_secs();
                 cache.start = UNIX_EPOCH + Duration::from_secs(secs);
@@ -194,6 +211,7 @@ impl Shared {
                 cache.lines.clear();
                 write_field(&mut cache.lines, "Date", &http_date(secs));
                 cache.date_len = cache.lines.len();
+                cache.generation += 1;
                 if let Some(server) = &self.server_line {
                     cache.lines.extend_from_slice(server);
                 }
@@ -272,10 +290,13 @@ impl HttpServer {
                 date: RefCell::new(DateLines {
                     start: UNIX_EPOCH,
                     next: UNIX_EPOCH,
+                    turn: None,
                     lines: Vec::new(),
                     date_len: 0,
+                    generation: 0,
                 }),
                 server_line,
+                head: RefCell::new(HeadCache::default()),
             }),
         }
     }
@@ -551,51 +572,71 @@ impl HttpConnection {
                     st.queue_final_error(status);
                     return;
                 }
-                Step::Dispatch(head, body) => self.dispatch(head, body, &shared, &mut date),
+                Step::Dispatch(
+                    Head {
+                        method,
+                        target,
+                        version,
+                        headers,
+                        keep_alive,
+                        ..
+                    },
+                    body,
+                ) => {
+                    // Made where it is passed: no copy of the whole request on the way.
+                    // An internet address is copied, not cloned through a match on both
+                    // kinds of `SocketAddr`.
+                    let peer = match &self.state.borrow().peer {
+                        Address::Inet(addr) => Address::Inet(*addr),
+                        other => other.clone(),
+                    };
+                    let request = Request::from_parts(method, target, version, headers, body, peer);
+                    self.dispatch(request, keep_alive, &shared, &mut date);
+                }
             }
         }
     }
 
     fn dispatch<'s>(
         &self,
-        head: Head,
-        body: Vec<u8>,
+        request: Request,
+        keep_alive: bool,
         shared: &'s Shared,
         date: &mut Option<std::cell::Ref<'s, DateLines>>,
     ) {
-        let (peer, mut slot) = {
+        let mut slot = {
             let mut st = self.state.borrow_mut();
             let id = st.next_slot_id();
-            if !head.keep_alive {
+            if !keep_alive {
                 st.closing = true;
             }
             let request_line =
                 log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info).then(|| {
-                    let target = head.headers.extra(head.target.clone());
-                    format!("{} {target} {}", head.method, head.version.as_str())
+                    format!(
+                        "{} {} {}",
+                        request.method(),
+                        request.target(),
+                        request.version().as_str()
+                    )
                 });
-            let slot = Slot {
-                head_only: head.method == "HEAD",
+            Slot {
+                head_only: request.method() == "HEAD",
                 request_line,
-                version: head.version,
-                keep_alive: head.keep_alive,
+                version: request.version(),
+                keep_alive,
                 response: None,
                 cancel: None,
                 id,
-            };
-            (st.peer.clone(), slot)
+            }
         };
-        let request =
-            Request::from_parts(head.method, head.target, head.version, head.headers, body)
-                .with_peer(peer);
         // A handler that answered at once (the common case): no Deferred, no callback,
         // no cancel handle. Nothing else runs on this connection while it does, so its
         // slot joins the queue after it returns.
-        let answered = match shared.handler.handle_outcome(request) {
-            Outcome::Value(response) => Ok(response),
-            Outcome::Failure(f) => Err(f),
+        let mut response = match shared.handler.handle_outcome(request) {
+            Outcome::Value(response) => response,
+            Outcome::Failure(f) => handler_response(Err(f)),
             Outcome::Chain(mut d) => match d.try_result() {
-                Some(result) => result,
+                Some(result) => handler_response(result),
                 None => {
                     let id = slot.id;
                     self.state.borrow_mut().queue.push_back(slot);
@@ -603,15 +644,12 @@ impl HttpConnection {
                 }
             },
         };
-        let response = handler_response(answered);
         let mut st = self.state.borrow_mut();
         let first = st.queue.is_empty() && st.stream.is_none() && !st.closed;
         if first && matches!(response.body, Body::Full(_)) {
             // Nothing waits before it: into the output now, as `flush` would.
-            let mut out = std::mem::take(&mut st.out);
             let date = date.get_or_insert_with(|| shared.date_lines());
-            st.emit_full(&mut out, &slot, response, date);
-            st.out = out;
+            st.emit_full(&slot, &mut response, date);
         } else {
             slot.response = Some(response);
             st.queue.push_back(slot);
@@ -659,9 +697,12 @@ impl HttpConnection {
     fn flush(&self) {
         let mut abandoned = Vec::new();
         self.flush_into(&mut abandoned);
-        // Outside the borrow: cancelling runs the handlers' errbacks.
-        for slot in abandoned {
-            slot.abandon();
+        // Outside the borrow: cancelling runs the handlers' errbacks. (Most flushes
+        // abandon nothing: no iterator to make and drop.)
+        if !abandoned.is_empty() {
+            for slot in abandoned {
+                slot.abandon();
+            }
         }
     }
 
@@ -671,47 +712,20 @@ impl HttpConnection {
         if st.closed || st.stream.is_some() {
             return;
         }
-        let mut out = std::mem::take(&mut st.out);
-        let mut started_stream = None;
-        // Once per batch: the date (cached per second) and the server name.
-        let shared = st.shared.clone();
-        let date = shared.date_lines();
-        while st.queue.front().is_some_and(|s| s.response.is_some()) {
-            let mut slot = st.queue.pop_front().expect("front exists");
-            let response = slot.response.take().expect("checked");
-            let keep = slot.keep_alive && !(st.closing && st.queue.is_empty());
-            if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
-                access_log(st.transport.as_ref(), &slot, &response);
+        // Most flushes find the queue empty (`dispatch` wrote the answers already) and
+        // only write.
+        let ready = st.queue.front().is_some_and(|s| s.response.is_some());
+        let started_stream = if ready || st.continue_pending {
+            st.serialize_ready(abandoned)
+        } else {
+            None
+        };
+        if !st.out.is_empty() {
+            if let Some(t) = &st.transport {
+                t.write(&st.out);
             }
-            match serialize(&mut out, response, &slot, keep, &date) {
-                Some((writer, chunked, keep_alive)) => {
-                    if !keep_alive {
-                        st.closing = true;
-                        abandoned.extend(st.queue.drain(..));
-                    }
-                    started_stream = Some((writer, chunked));
-                    break;
-                }
-                None => {
-                    if !slot.keep_alive {
-                        st.closing = true;
-                        abandoned.extend(st.queue.drain(..));
-                    }
-                }
-            }
+            st.out.clear();
         }
-        if st.continue_pending && st.queue.is_empty() && !st.closing {
-            st.continue_pending = false;
-            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        let transport = st.transport.clone();
-        if let Some(t) = &transport {
-            if !out.is_empty() {
-                t.write(&out);
-            }
-        }
-        out.clear();
-        st.out = out;
         if let Some((writer, chunked)) = started_stream {
             st.stream = Some(ActiveStream {
                 writer: writer.clone(),
@@ -721,7 +735,7 @@ impl HttpConnection {
             return;
         }
         if st.closing && st.queue.is_empty() {
-            if let Some(t) = &transport {
+            if let Some(t) = &st.transport {
                 t.lose_connection();
             }
             drop(st);
@@ -907,14 +921,64 @@ impl HttpConnection {
 }
 
 impl State {
+    /// Serializes the ready responses at the front of the queue into `out` (and the
+    /// `100 Continue` that waits for them), up to the first streamed one, which is
+    /// returned with whether it is chunked. The slots dropped because the connection
+    /// closes go to `abandoned`.
+    fn serialize_ready(&mut self, abandoned: &mut Vec<Slot>) -> Option<(BodyWriter, bool)> {
+        let mut out = std::mem::take(&mut self.out);
+        let mut started_stream = None;
+        // Once per batch: the date (cached per second) and the server name.
+        let shared = self.shared.clone();
+        let date = shared.date_lines();
+        let mut head = shared.head.borrow_mut();
+        while self.queue.front().is_some_and(|s| s.response.is_some()) {
+            let mut slot = self.queue.pop_front().expect("front exists");
+            let mut response = slot.response.take().expect("checked");
+            let keep = slot.keep_alive && !(self.closing && self.queue.is_empty());
+            if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
+                access_log(self.transport.as_ref(), &slot, &response);
+            }
+            match serialize(&mut out, &mut response, &slot, keep, &date, &mut head) {
+                Some((writer, chunked, keep_alive)) => {
+                    if !keep_alive {
+                        self.closing = true;
+                        abandoned.extend(self.queue.drain(..));
+                    }
+                    started_stream = Some((writer, chunked));
+                    break;
+                }
+                None => {
+                    if !slot.keep_alive {
+                        self.closing = true;
+                        abandoned.extend(self.queue.drain(..));
+                    }
+                }
+            }
+        }
+        if self.continue_pending && self.queue.is_empty() && !self.closing {
+            self.continue_pending = false;
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        self.out = out;
+        started_stream
+    }
+
     /// Writes the response of `slot` (taken off the queue, or never on it), whose body is
-    /// not streamed, into `out`.
-    fn emit_full(&mut self, out: &mut Vec<u8>, slot: &Slot, response: Response, date: &DateLines) {
+    /// not streamed, into the output.
+    fn emit_full(&mut self, slot: &Slot, response: &mut Response, date: &DateLines) {
         let keep = slot.keep_alive && !(self.closing && self.queue.is_empty());
         if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
-            access_log(self.transport.as_ref(), slot, &response);
+            access_log(self.transport.as_ref(), slot, response);
         }
-        let streamed = serialize(out, response, slot, keep, date);
+        let streamed = serialize(
+            &mut self.out,
+            response,
+            slot,
+            keep,
+            date,
+            &mut self.shared.head.borrow_mut(),
+        );
         debug_assert!(streamed.is_none());
         if !slot.keep_alive {
             self.closing = true;
@@ -952,12 +1016,34 @@ impl State {
                 match parse_head(&self.buf, &self.shared.limits) {
                     HeadResult::Partial => Step::Wait,
                     HeadResult::Reject(status) => Step::Reject(status),
-                    HeadResult::Complete(head, n) => {
+                    // Field by field, here and in `process`: a head is large, and a
+                    // move of it whole is a copy (a call to memcpy).
+                    HeadResult::Complete(
+                        Head {
+                            method,
+                            target,
+                            version,
+                            headers,
+                            framing,
+                            keep_alive,
+                            expect_continue,
+                        },
+                        n,
+                    ) => {
                         self.buf.drain(..n);
                         // The request timer now covers the body.
                         self.timer_kind = None;
-                        let expect = head.expect_continue;
-                        let (left, chunked) = match head.framing {
+                        let expect = expect_continue;
+                        let head = Head {
+                            method,
+                            target,
+                            version,
+                            headers,
+                            framing,
+                            keep_alive,
+                            expect_continue,
+                        };
+                        let (left, chunked) = match framing {
                             Framing::Length(n) => (n, None),
                             Framing::Chunked => {
                                 (0, Some(ChunkedDecoder::new(self.shared.limits.max_body)))
@@ -1035,17 +1121,47 @@ fn handler_response(result: Result<Response, Failure>) -> Response {
     })
 }
 
-/// Writes `response`'s head (and body, unless streamed) into `out`; for a streamed body,
-/// returns its writer, whether it is chunked, and whether the connection stays open.
+/// Writes `response`'s head and body into `out`; a streamed body is taken out of it and
+/// returned: its writer, whether it is chunked, and whether the connection stays open.
 fn serialize(
     out: &mut Vec<u8>,
-    mut response: Response,
+    response: &mut Response,
     slot: &Slot,
     keep_alive: bool,
     date: &DateLines,
+    cache: &mut HeadCache,
 ) -> Option<(BodyWriter, bool, bool)> {
     let status = response.status();
     let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
+    if let (Some(lines), Body::Full(bytes), false) =
+        (response.headers().static_lines(), &response.body, no_body)
+    {
+        // The common response (static header lines, a whole body): its head is the last
+        // one's, unless something in it changed.
+        let key = HeadKey {
+            status,
+            lines: lines.as_ptr() as usize,
+            lines_len: lines.len(),
+            body_len: bytes.len(),
+            keep_alive,
+            version: slot.version,
+            date: date.generation,
+        };
+        if cache.key != Some(key) {
+            let head = &mut cache.head;
+            head.clear();
+            write_status_line(head, status);
+            // Checked when they were made, and none of the fields the server writes.
+            head.extend_from_slice(lines.as_bytes());
+            head.extend_from_slice(date.lines(false));
+            write_length(head, bytes.len());
+            finish_head(head, keep_alive, slot.version);
+            cache.key = Some(key);
+        }
+        out.extend_from_slice(&cache.head);
+        out.extend_from_slice(&bytes[..]);
+        return None;
+    }
     let body = std::mem::replace(&mut response.body, Body::Full(Cow::Borrowed(&[])));
     let headers = response.headers();
     write_status_line(out, status);
@@ -1125,6 +1241,29 @@ fn serialize(
             }
         }
     }
+}
+
+/// The head of the last response with static header lines and a whole body a server
+/// wrote, and what it was made of: the next such response with the same status, header
+/// lines, body length and connection handling, in the same second, has the same head.
+#[derive(Default)]
+struct HeadCache {
+    key: Option<HeadKey>,
+    head: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadKey {
+    status: u16,
+    /// Where the static header lines are, and how long they are: the same place, the
+    /// same lines.
+    lines: usize,
+    lines_len: usize,
+    body_len: usize,
+    keep_alive: bool,
+    version: Version,
+    /// The generation of the `Date` line.
+    date: u64,
 }
 
 fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {

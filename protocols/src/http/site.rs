@@ -147,6 +147,9 @@ impl Handler for Site {
     }
 
     fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        if let Some(handler) = self.exact_route(&request) {
+            return handler.handle_outcome(request);
+        }
         match self.find(&request) {
             Ok(handler) => handler.handle_outcome(request),
             Err(miss) => Outcome::Value(miss.response()),
@@ -181,31 +184,65 @@ impl Miss<'_> {
     }
 }
 
+impl Route {
+    /// Whether this route answers `method` (a route for `GET` answers `HEAD` too).
+    #[inline]
+    fn takes(&self, method: &str) -> bool {
+        match &self.method {
+            None => true,
+            Some(m) => same(m, method) || (same(m, "GET") && same(method, "HEAD")),
+        }
+    }
+}
+
 impl Site {
+    /// The route that takes a request with one of the parser's common methods (all
+    /// known) and a target other than `*`, if there is one: what [`Self::find`] would
+    /// answer for most requests, without the rest of it.
+    #[inline]
+    fn exact_route(&self, request: &Request) -> Option<&Rc<dyn Handler>> {
+        if !request.has_common_method() || request.target() == "*" {
+            return None;
+        }
+        let (method, path) = (request.method(), request.path());
+        self.routes
+            .iter()
+            .find(|r| same(&r.path, path) && r.takes(method))
+            .map(|r| &r.handler)
+    }
+
     /// The handler for `request`, or why there is none.
     fn find(&self, request: &Request) -> Result<&Rc<dyn Handler>, Miss<'_>> {
         let method = request.method();
-        // Lengths first: most comparisons end there, without a call to memcmp.
-        let same = |a: &str, b: &str| a.len() == b.len() && a == b;
-        if !KNOWN_METHODS.iter().any(|m| same(m, method)) {
+        // The parser's common methods are the known ones: no lookup for them.
+        if !request.has_common_method() && !KNOWN_METHODS.iter().any(|m| same(m, method)) {
             return Err(Miss::UnknownMethod);
         }
         if request.target() == "*" {
             return Err(Miss::Asterisk);
         }
         let path = request.path();
+        // The route for the path and the method (most requests): nothing else to look at.
+        match self
+            .routes
+            .iter()
+            .find(|r| same(&r.path, path) && r.takes(method))
+        {
+            Some(route) => Ok(&route.handler),
+            None => self.miss(path),
+        }
+    }
+
+    /// No route takes the request: the methods the path has routes for, a mount, or
+    /// nothing.
+    #[cold]
+    fn miss(&self, path: &str) -> Result<&Rc<dyn Handler>, Miss<'_>> {
         let mut allowed: Vec<&str> = Vec::new();
         for route in self.routes.iter().filter(|r| same(&r.path, path)) {
-            match &route.method {
-                None => return Ok(&route.handler),
-                Some(m) if *m == method || (m == "GET" && method == "HEAD") => {
-                    return Ok(&route.handler);
-                }
-                Some(m) => {
-                    allowed.push(m);
-                    if m == "GET" {
-                        allowed.push("HEAD");
-                    }
+            if let Some(m) = &route.method {
+                allowed.push(m);
+                if m == "GET" {
+                    allowed.push("HEAD");
                 }
             }
         }
@@ -222,6 +259,20 @@ impl Site {
         }
         Err(Miss::NotFound)
     }
+}
+
+/// `a == b`, lengths first (most comparisons end there), and a short string byte by
+/// byte: a method, a path like `/`, without a call to memcmp.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 16 {
+        return a == b;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 impl fmt::Debug for Site {
