@@ -125,6 +125,29 @@ pub fn sibling_bins<const N: usize>(
     Some(paths)
 }
 
+/// A server's memory for `n` idle connections: its VmRSS before they were opened and
+/// while they are held, and the growth per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleMemory {
+    /// VmRSS before the connections, KiB.
+    pub before_kib: u64,
+    /// VmRSS while they are held, KiB.
+    pub after_kib: u64,
+    /// (after − before) / n, in bytes.
+    pub per_conn: f64,
+}
+
+impl IdleMemory {
+    /// From the two VmRSS readings around `n` idle connections.
+    pub fn new(before_kib: u64, after_kib: u64, n: usize) -> IdleMemory {
+        IdleMemory {
+            before_kib,
+            after_kib,
+            per_conn: (after_kib as f64 - before_kib as f64) * 1024.0 / n.max(1) as f64,
+        }
+    }
+}
+
 /// VmRSS of a process, in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

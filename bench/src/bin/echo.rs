@@ -29,7 +29,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use ropewalk_bench::load::{throughput, Load, Throughput};
-use ropewalk_bench::procs::{perf_works, rss_kib, signal, Server};
+use ropewalk_bench::procs::{perf_works, rss_kib, signal, IdleMemory, Server};
 use ropewalk_bench::report::{self, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
 
@@ -202,15 +202,7 @@ fn syscalls(
     Ok(s)
 }
 
-/// Bytes per idle connection: (VmRSS after − before) / n.
-#[derive(Debug, Clone, Copy)]
-struct Memory {
-    before_kib: u64,
-    after_kib: u64,
-    per_conn: f64,
-}
-
-fn memory(paths: &Paths, server: &Server, n: usize) -> Result<Memory, String> {
+fn memory(paths: &Paths, server: &Server, n: usize) -> Result<IdleMemory, String> {
     std::thread::sleep(Duration::from_millis(200));
     let before = rss_kib(server.pid()).ok_or("cannot read VmRSS")?;
     let load_args = vec!["--connections".to_string(), n.to_string(), "--idle".into()];
@@ -224,11 +216,7 @@ fn memory(paths: &Paths, server: &Server, n: usize) -> Result<Memory, String> {
     std::thread::sleep(Duration::from_millis(500));
     let after = rss_kib(server.pid()).ok_or("cannot read VmRSS")?;
     drop(load);
-    Ok(Memory {
-        before_kib: before,
-        after_kib: after,
-        per_conn: (after as f64 - before as f64) * 1024.0 / n as f64,
-    })
+    Ok(IdleMemory::new(before, after, n))
 }
 
 fn main() -> ExitCode {
@@ -254,7 +242,7 @@ fn main() -> ExitCode {
     let mut notes = Vec::new();
     let mut tput: BTreeMap<(String, usize), Throughput> = BTreeMap::new();
     let mut sys: BTreeMap<(String, usize), Syscalls> = BTreeMap::new();
-    let mut mem: BTreeMap<String, Memory> = BTreeMap::new();
+    let mut mem: BTreeMap<String, IdleMemory> = BTreeMap::new();
     let mut available = Vec::new();
 
     for name in &args.servers {

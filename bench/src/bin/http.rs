@@ -30,7 +30,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use ropewalk_bench::procs::{children_cpu_seconds, cpu_split, perf_works, rss_kib, signal, Server};
+use ropewalk_bench::procs::{
+    children_cpu_seconds, cpu_split, perf_works, rss_kib, signal, IdleMemory, Server,
+};
 use ropewalk_bench::report::{self, median_of as median, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
 
@@ -157,17 +159,9 @@ fn start_server(name: &str, paths: &Paths) -> Result<Server, String> {
     Server::start_named(name, &paths.server, &paths.twisted)
 }
 
-/// The server's memory for idle keep-alive connections.
-#[derive(Debug, Clone, Copy)]
-struct Memory {
-    before_kib: u64,
-    after_kib: u64,
-    per_conn: f64,
-}
-
 /// Opens `n` connections to a fresh server, each asking `GET /` once and reading the whole
 /// answer, holds them all open, and reads the server's VmRSS before and after.
-fn memory(server: &Server, n: usize) -> Result<Memory, String> {
+fn memory(server: &Server, n: usize) -> Result<IdleMemory, String> {
     const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     const BODY: &[u8] = b"Hello, World!";
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -200,11 +194,7 @@ fn memory(server: &Server, n: usize) -> Result<Memory, String> {
     std::thread::sleep(Duration::from_millis(500));
     let after = rss_kib(server.pid()).ok_or("cannot read VmRSS")?;
     drop(open);
-    Ok(Memory {
-        before_kib: before,
-        after_kib: after,
-        per_conn: (after as f64 - before as f64) * 1024.0 / n as f64,
-    })
+    Ok(IdleMemory::new(before, after, n))
 }
 
 /// What one `wrk` run reports.
@@ -450,7 +440,7 @@ fn main() -> ExitCode {
         }
     }
 
-    let mut mem: BTreeMap<String, Memory> = BTreeMap::new();
+    let mut mem: BTreeMap<String, IdleMemory> = BTreeMap::new();
     if args.idle > 0 {
         for name in &available {
             eprintln!("http: {name}: {} idle connections", args.idle);
