@@ -34,6 +34,22 @@ pub(crate) struct RadixHeap<T> {
     /// Where the smallest entry outside bucket 0 is (bucket, index), if known: a peek
     /// found it, and pushes since went after it. It may have gone stale since.
     min_rest: Option<(usize, usize)>,
+    /// The bucket whose minimum was last found by a pass over it (see `min_by_scan`).
+    scanned: Option<usize>,
+    /// A bucket sorted by key, for one whose minimum keeps going stale (see `Run`).
+    run: Option<Run>,
+}
+
+/// A bucket sorted by key (stably: equal keys keep their order), so that when its
+/// smallest entries are cancelled one after another (a timeout per request, cancelled
+/// when the answer comes, oldest first) the next is found by stepping over them, not by a
+/// pass over the bucket each time. Entries pushed after the sort are its tail, unsorted;
+/// `tail_min` is the smallest key pushed there.
+struct Run {
+    bucket: usize,
+    cursor: usize,
+    end: usize,
+    tail_min: u64,
 }
 
 impl<T: Copy> RadixHeap<T> {
@@ -45,6 +61,8 @@ impl<T: Copy> RadixHeap<T> {
             len: 0,
             stale: 0,
             min_rest: None,
+            scanned: None,
+            run: None,
         }
     }
 
@@ -73,6 +91,9 @@ impl<T: Copy> RadixHeap<T> {
         let b = self.bucket(key);
         self.buckets[b].push((key, value));
         self.len += 1;
+        if let Some(run) = self.run.as_mut().filter(|r| r.bucket == b) {
+            run.tail_min = run.tail_min.min(key);
+        }
         if let (true, Some((mb, mi))) = (b > 0, self.min_rest) {
             // Strictly smaller only: an equal key went in later, so it comes out later.
             if key < self.buckets[mb][mi].0 {
@@ -93,21 +114,93 @@ impl<T: Copy> RadixHeap<T> {
     }
 
     /// Where the smallest live entry outside bucket 0 is: the cached place while that
-    /// entry is live, else found again (one pass over the first non-empty bucket).
+    /// entry is live, else found again in the first bucket with a live entry.
     fn min_rest(&mut self, live: &impl Fn(&T) -> bool) -> Option<(usize, usize)> {
         if let Some((b, i)) = self.min_rest {
             if live(&self.buckets[b][i].1) {
                 return Some((b, i));
             }
         }
-        let b = self.first_rest(live)?;
+        self.min_rest = None;
+        for b in 1..BUCKETS {
+            if self.buckets[b].is_empty() {
+                continue;
+            }
+            let found = if self.run.as_ref().is_some_and(|r| r.bucket == b) {
+                self.min_in_run(live)
+            } else {
+                self.min_by_scan(b, live)
+            };
+            if let Some(i) = found {
+                self.min_rest = Some((b, i));
+                return Some((b, i));
+            }
+            // Every entry of `b` was stale, and is gone: on to the next bucket.
+        }
+        None
+    }
+
+    /// The smallest live entry of bucket `b`, by one pass over it (stale entries dropped
+    /// first, if any are known). A second search of the same bucket, before anything
+    /// moved, means its smallest entry went stale: the bucket is sorted instead, once.
+    fn min_by_scan(&mut self, b: usize, live: &impl Fn(&T) -> bool) -> Option<usize> {
+        let bucket = &mut self.buckets[b];
+        if self.stale > 0 {
+            let before = bucket.len();
+            bucket.retain(|e| live(&e.1));
+            let dropped = before - bucket.len();
+            self.len -= dropped;
+            self.stale = self.stale.saturating_sub(dropped);
+        }
+        if bucket.is_empty() {
+            return None;
+        }
+        if self.scanned == Some(b) {
+            bucket.sort_by_key(|e| e.0);
+            self.run = Some(Run {
+                bucket: b,
+                cursor: 0,
+                end: bucket.len(),
+                tail_min: u64::MAX,
+            });
+            return Some(0);
+        }
+        self.scanned = Some(b);
         // The first with the smallest key is the one that went in first.
-        let (i, _) = self.buckets[b]
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, e)| (e.0, *i))?;
-        self.min_rest = Some((b, i));
-        Some((b, i))
+        let (i, _) = bucket.iter().enumerate().min_by_key(|(i, e)| (e.0, *i))?;
+        Some(i)
+    }
+
+    /// The smallest live entry of the sorted bucket: the first live one from the cursor,
+    /// unless the unsorted tail may hold a smaller key, then sorted again.
+    fn min_in_run(&mut self, live: &impl Fn(&T) -> bool) -> Option<usize> {
+        let run = self.run.as_mut().expect("a run");
+        let bucket = &mut self.buckets[run.bucket];
+        while run.cursor < run.end && !live(&bucket[run.cursor].1) {
+            run.cursor += 1;
+        }
+        let has_tail = run.end < bucket.len();
+        // An equal key in the tail went in later: the sorted one comes first.
+        if run.cursor < run.end && (!has_tail || bucket[run.cursor].0 <= run.tail_min) {
+            return Some(run.cursor);
+        }
+        let before = bucket.len();
+        bucket.retain(|e| live(&e.1));
+        let dropped = before - bucket.len();
+        self.len -= dropped;
+        self.stale = self.stale.saturating_sub(dropped);
+        if bucket.is_empty() {
+            self.run = None;
+            return None;
+        }
+        bucket.sort_by_key(|e| e.0);
+        *run = Run {
+            bucket: run.bucket,
+            cursor: 0,
+            end: bucket.len(),
+            tail_min: u64::MAX,
+        };
+        Some(0)
     }
 
     /// Takes out the smallest live entry. Call it only for an entry that is due, so that
@@ -139,6 +232,8 @@ impl<T: Copy> RadixHeap<T> {
         self.len = len;
         self.stale = 0;
         self.min_rest = None;
+        self.scanned = None;
+        self.run = None;
     }
 
     /// Drops stale entries at the front of bucket 0 (and resets it once taken out).
@@ -156,29 +251,6 @@ impl<T: Copy> RadixHeap<T> {
         self.head = 0;
     }
 
-    /// The first non-empty bucket after 0, stale entries dropped from it first (so its
-    /// minimum is live).
-    fn first_rest(&mut self, live: &impl Fn(&T) -> bool) -> Option<usize> {
-        self.min_rest = None;
-        for b in 1..BUCKETS {
-            let bucket = &mut self.buckets[b];
-            if bucket.is_empty() {
-                continue;
-            }
-            if self.stale > 0 {
-                let before = bucket.len();
-                bucket.retain(|e| live(&e.1));
-                let dropped = before - bucket.len();
-                self.len -= dropped;
-                self.stale = self.stale.saturating_sub(dropped);
-            }
-            if !bucket.is_empty() {
-                return Some(b);
-            }
-        }
-        None
-    }
-
     /// Bucket 0 is empty: `last` moves to the key of bucket `b`'s smallest entry (at
     /// `i`), and `b`'s entries move to the lower buckets they now belong to (in order, so
     /// equal keys keep theirs).
@@ -186,6 +258,8 @@ impl<T: Copy> RadixHeap<T> {
         let mut moving = std::mem::take(&mut self.buckets[b]);
         self.last = moving[i].0;
         self.min_rest = None;
+        self.scanned = None;
+        self.run = None;
         for &(key, value) in &moving {
             let to = self.bucket(key);
             debug_assert!(to < b, "an entry moves down");
@@ -267,6 +341,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A timeout per request, cancelled oldest first as the answers come, a new one for
+    /// each new request: the smallest entry goes stale again and again (the sorted run).
+    #[test]
+    fn cancelling_the_smallest_again_and_again_keeps_the_order() {
+        let dead = RefCell::new(HashSet::new());
+        let mut heap = RadixHeap::new();
+        let mut reference = BTreeSet::new();
+        let mut seq = 0u64;
+        let mut push = |heap: &mut RadixHeap<u64>, reference: &mut BTreeSet<(u64, u64)>, k| {
+            heap.push(k, seq);
+            reference.insert((k, seq));
+            seq += 1;
+        };
+        for i in 0..500 {
+            push(&mut heap, &mut reference, 1_000_000 + i * 7 % 300);
+        }
+        for i in 0..5000u64 {
+            let live = |s: &u64| !dead.borrow().contains(s);
+            assert_eq!(heap.peek(live), reference.first().copied(), "step {i}");
+            let (k, s) = reference.pop_first().expect("never empty");
+            dead.borrow_mut().insert(s);
+            heap.note_stale();
+            // Later keys mostly, now and then one below the smallest, and equal keys.
+            let key = match i % 5 {
+                0 => k,
+                1 => k.saturating_sub(3).max(1_000_000),
+                _ => k + 300 + i % 11,
+            };
+            push(&mut heap, &mut reference, key);
+        }
+        let live = |s: &u64| !dead.borrow().contains(s);
+        while let Some(e) = heap.pop(live) {
+            assert_eq!(Some(e), reference.pop_first());
+        }
+        assert!(reference.is_empty());
     }
 
     #[test]
