@@ -144,30 +144,21 @@ impl<T: Copy> RadixHeap<T> {
     /// first, if any are known). A second search of the same bucket, before anything
     /// moved, means its smallest entry went stale: the bucket is sorted instead, once.
     fn min_by_scan(&mut self, b: usize, live: &impl Fn(&T) -> bool) -> Option<usize> {
-        let bucket = &mut self.buckets[b];
         if self.stale > 0 {
-            let before = bucket.len();
-            bucket.retain(|e| live(&e.1));
-            let dropped = before - bucket.len();
-            self.len -= dropped;
-            self.stale = self.stale.saturating_sub(dropped);
+            self.drop_stale(b, live);
         }
-        if bucket.is_empty() {
+        if self.buckets[b].is_empty() {
             return None;
         }
         if self.scanned == Some(b) {
-            bucket.sort_by_key(|e| e.0);
-            self.run = Some(Run {
-                bucket: b,
-                cursor: 0,
-                end: bucket.len(),
-                tail_min: u64::MAX,
-            });
-            return Some(0);
+            return self.sort_run(b);
         }
         self.scanned = Some(b);
         // The first with the smallest key is the one that went in first.
-        let (i, _) = bucket.iter().enumerate().min_by_key(|(i, e)| (e.0, *i))?;
+        let (i, _) = self.buckets[b]
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, e)| (e.0, *i))?;
         Some(i)
     }
 
@@ -184,22 +175,36 @@ impl<T: Copy> RadixHeap<T> {
         if run.cursor < run.end && (!has_tail || bucket[run.cursor].0 <= run.tail_min) {
             return Some(run.cursor);
         }
+        let b = run.bucket;
+        self.drop_stale(b, live);
+        self.sort_run(b)
+    }
+
+    /// Drops the stale entries of bucket `b`.
+    fn drop_stale(&mut self, b: usize, live: &impl Fn(&T) -> bool) {
+        let bucket = &mut self.buckets[b];
         let before = bucket.len();
         bucket.retain(|e| live(&e.1));
         let dropped = before - bucket.len();
         self.len -= dropped;
         self.stale = self.stale.saturating_sub(dropped);
+    }
+
+    /// Sorts bucket `b` (stably, by key) into the run; its first entry is the smallest.
+    /// `None`, and no run, if the bucket is empty.
+    fn sort_run(&mut self, b: usize) -> Option<usize> {
+        let bucket = &mut self.buckets[b];
         if bucket.is_empty() {
             self.run = None;
             return None;
         }
         bucket.sort_by_key(|e| e.0);
-        *run = Run {
-            bucket: run.bucket,
+        self.run = Some(Run {
+            bucket: b,
             cursor: 0,
             end: bucket.len(),
             tail_min: u64::MAX,
-        };
+        });
         Some(0)
     }
 
