@@ -102,14 +102,19 @@ fn event(key: Key, interest: Interest) -> Event {
 /// An edge-triggered source is registered directly with `epoll_ctl`, to ask for
 /// `EPOLLRDHUP` too (which `polling` does not): the peer's shutdown of its sending side is
 /// reported once, and the source must then read to the end (see [`Ready::read_closed`]).
+/// An `exclusive` one (a listener) is too, see [`exclusive_ctl`].
 fn ctl(
     poller: &polling::Poller,
     fd: BorrowedFd<'_>,
     key: Key,
     interest: Interest,
     mode: PollMode,
+    exclusive: bool,
     add: bool,
 ) -> io::Result<()> {
+    if exclusive {
+        return exclusive_ctl(poller, fd, key, interest.read);
+    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if mode == PollMode::Edge {
         use rustix::event::epoll::{self, EventData, EventFlags};
@@ -190,16 +195,28 @@ impl Reactor {
         mode: PollMode,
         handler: Rc<dyn IoHandler>,
     ) -> io::Result<Key> {
+        self.add_source(fd, interest, mode, false, handler)
+    }
+
+    fn add_source(
+        &self,
+        fd: &impl AsRawFd,
+        interest: Interest,
+        mode: PollMode,
+        exclusive: bool,
+        handler: Rc<dyn IoHandler>,
+    ) -> io::Result<Key> {
         let raw = fd.as_raw_fd();
         let key = self.inner.sources.borrow_mut().insert(SourceEntry {
             fd: raw,
             handler,
             mode,
-            exclusive: false,
+            exclusive,
         });
         // SAFETY: `fd` is open for this call: the caller lends it.
         let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-        let added = ctl(&self.inner.remote.poller, fd, key, interest, mode, true);
+        let poller = &self.inner.remote.poller;
+        let added = ctl(poller, fd, key, interest, mode, exclusive, true);
         if let Err(e) = added {
             self.inner.sources.borrow_mut().remove(key);
             return Err(e);
@@ -218,10 +235,15 @@ impl Reactor {
         };
         // SAFETY: `fd` is registered, so it is open (it is deregistered before close).
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        if exclusive {
-            return exclusive_ctl(&self.inner.remote.poller, fd, key, interest.read);
-        }
-        ctl(&self.inner.remote.poller, fd, key, interest, mode, false)
+        ctl(
+            &self.inner.remote.poller,
+            fd,
+            key,
+            interest,
+            mode,
+            exclusive,
+            false,
+        )
     }
 
     /// Registers a listening socket for reading, level-triggered. On Linux it is
@@ -235,23 +257,8 @@ impl Reactor {
         fd: &impl AsRawFd,
         handler: Rc<dyn IoHandler>,
     ) -> io::Result<Key> {
-        if !cfg!(any(target_os = "linux", target_os = "android")) {
-            return self.register(fd, Interest::READ, PollMode::Level, handler);
-        }
-        let raw = fd.as_raw_fd();
-        let key = self.inner.sources.borrow_mut().insert(SourceEntry {
-            fd: raw,
-            handler,
-            mode: PollMode::Level,
-            exclusive: true,
-        });
-        // SAFETY: `fd` is open for this call: the caller lends it.
-        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-        if let Err(e) = exclusive_ctl(&self.inner.remote.poller, fd, key, true) {
-            self.inner.sources.borrow_mut().remove(key);
-            return Err(e);
-        }
-        Ok(key)
+        let exclusive = cfg!(any(target_os = "linux", target_os = "android"));
+        self.add_source(fd, Interest::READ, PollMode::Level, exclusive, handler)
     }
 
     /// Removes `key` from the poller. Call before closing the descriptor.

@@ -299,8 +299,7 @@ pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
     loop {
         let mut due = {
             let mut q = queue.borrow_mut();
-            let now = q.now();
-            let now = nanos(now);
+            let now = nanos(q.now());
             let q = &mut *q;
             let mut due = std::mem::take(&mut q.due);
             let slots = &q.slots;
