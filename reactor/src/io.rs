@@ -261,16 +261,17 @@ impl Reactor {
         self.add_source(fd, Interest::READ, PollMode::Level, exclusive, handler)
     }
 
-    /// Removes `key` from the poller. Call before closing the descriptor.
-    pub(crate) fn deregister(&self, key: Key) {
+    /// Removes `key` from the poller. Call before closing the descriptor. Whether `key`
+    /// was registered.
+    pub(crate) fn deregister(&self, key: Key) -> bool {
         let entry = self.inner.sources.borrow_mut().remove(key);
-        if let Some(entry) = entry {
-            // SAFETY: the descriptor is still open: its owner calls this before closing.
-            let fd = unsafe { BorrowedFd::borrow_raw(entry.fd) };
-            if let Err(e) = self.inner.remote.poller.delete(fd) {
-                log::debug!("poller delete: {e}");
-            }
+        let Some(entry) = entry else { return false };
+        // SAFETY: the descriptor is still open: its owner calls this before closing.
+        let fd = unsafe { BorrowedFd::borrow_raw(entry.fd) };
+        if let Err(e) = self.inner.remote.poller.delete(fd) {
+            log::debug!("poller delete: {e}");
         }
+        true
     }
 
     /// Waits for I/O (at most `timeout`; `None` = until something happens) and collects

@@ -94,6 +94,10 @@ pub(crate) struct Inner {
     previous: Weak<Inner>,
     pub(crate) triggers: RefCell<Triggers>,
     pub(crate) sources: RefCell<Slab<SourceEntry>>,
+    /// How many of `sources` are signal wake-up sockets
+    /// ([`install_signal_handlers`](Reactor::install_signal_handlers)): a signal stops the
+    /// reactor, so they cannot deliver what a `wait()` waits for.
+    pub(crate) signal_sources: Cell<usize>,
     pub(crate) io_ready: RefCell<Vec<(usize, Ready)>>,
     /// Readiness the poller will not report again (edge-triggered sources that stopped
     /// before draining, or resumed): handed to their handlers on the next turn.
@@ -223,6 +227,7 @@ impl Reactor {
             running: Cell::new(false),
             in_turn: Cell::new(false),
             turns: Cell::new(0),
+            signal_sources: Cell::new(0),
             loop_time: Cell::new(None),
             driver: RefCell::new(None),
             previous: CURRENT.with(|c| c.borrow().clone()),
@@ -366,7 +371,7 @@ impl Reactor {
             && i.soon.borrow().is_empty()
             && i.ready.borrow().is_empty()
             && i.jobs.borrow().len() == 0
-            && i.sources.borrow().len() == 0
+            && i.sources.borrow().len() == i.signal_sources.get()
             && i.remote.external.load(Ordering::Acquire) == 0
             && !i.remote.queued.load(Ordering::Acquire)
     }

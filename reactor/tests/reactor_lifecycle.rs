@@ -8,9 +8,17 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ropewalk_reactor::deferred::{Deferred, Failure};
+use ropewalk_reactor::deferred::{Deferred, Failure, WaitError};
 use ropewalk_reactor::{Clock, Phase, Reactor, ReactorError, SystemEvent};
 use support::{bounded, capture_logs, logged};
+
+/// Signals reach every reactor with handlers installed in this process, so the tests that
+/// install handlers or raise signals take turns.
+static SIGNALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn signals_to_myself() -> std::sync::MutexGuard<'static, ()> {
+    SIGNALS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 type Log = Rc<RefCell<Vec<String>>>;
 
@@ -256,6 +264,7 @@ fn running_during_startup_phases() {
 /// stops the reactor gracefully, running the shutdown triggers.
 #[test]
 fn sigterm_stops_the_reactor_gracefully() {
+    let _turn = signals_to_myself();
     bounded(Duration::from_secs(10), || {
         let reactor = Reactor::new().unwrap();
         let guard = reactor.install_signal_handlers().unwrap();
@@ -280,5 +289,75 @@ fn sigterm_stops_the_reactor_gracefully() {
             "stopped by the signal"
         );
         drop(guard);
+    });
+}
+
+/// The signal handler only writes to a wake-up socket (as Twisted's reactor uses
+/// `signal.set_wakeup_fd`), so a signal that arrives before `run()` is not lost: the
+/// reactor reads it on its first turn and stops, running its shutdown triggers.
+#[test]
+fn a_signal_before_run_stops_the_reactor_on_its_first_turn() {
+    let _turn = signals_to_myself();
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let guard = reactor.install_signal_handlers().unwrap();
+        let log: Log = Rc::default();
+        let l = log.clone();
+        reactor.add_system_event_trigger(Phase::After, SystemEvent::Shutdown, move || {
+            push(&l, "shut down");
+            Ok(())
+        });
+        signal_hook::low_level::raise(signal_hook::consts::SIGINT).unwrap();
+        let r = reactor.clone();
+        reactor.call_later(Duration::from_secs(5), move || {
+            let _ = r.stop();
+        });
+        reactor.run().unwrap();
+        assert_eq!(entries(&log), ["shut down"]);
+        assert!(
+            reactor.now() < Duration::from_secs(5),
+            "stopped by the signal"
+        );
+        drop(guard);
+    });
+}
+
+/// The signal handlers live in the reactor as two wake-up sockets, and dropping the guard
+/// takes them away on the reactor's next turn.
+#[test]
+fn dropping_the_signal_guard_removes_its_wake_up_sockets() {
+    let _turn = signals_to_myself();
+    let reactor = Reactor::new().unwrap();
+    let before = reactor.stats().sources;
+    let guard = reactor.install_signal_handlers().unwrap();
+    assert_eq!(reactor.stats().sources, before + 2);
+    drop(guard);
+    let d = {
+        let (d, r) = Deferred::<()>::pending();
+        reactor.call_soon(move || r.callback(()).unwrap());
+        d
+    };
+    d.wait().unwrap();
+    assert_eq!(reactor.stats().sources, before);
+}
+
+/// With only signal handlers installed, a `wait()` on a Deferred nothing will fire still
+/// ends with an error instead of hanging: a signal could only stop the reactor.
+#[test]
+fn signal_handlers_do_not_keep_a_hopeless_wait_alive() {
+    let _turn = signals_to_myself();
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let _guard = reactor.install_signal_handlers().unwrap();
+        let (d, _r) = Deferred::<()>::pending();
+        let err = d.wait().unwrap_err();
+        assert!(
+            matches!(
+                err.downcast_ref::<WaitError>(),
+                Some(WaitError::ReactorStopped)
+            ),
+            "{err}"
+        );
+        drop(reactor);
     });
 }
