@@ -1,6 +1,8 @@
 //! The HTTP benchmark's driver: ropewalk's `HttpServer`, hyper 1.x and (optionally)
 //! `twisted.web` answering `GET /` with `Hello, World!`, all under the same `wrk` load,
-//! one after the other in the same run.
+//! one after the other in the same run; with them, the `floor` (`http_server --impl
+//! floor`: recv, then canned bytes sent, nothing parsed), which measures what the kernel
+//! alone costs per request on this machine, the least any server could cost.
 //!
 //! ```sh
 //! cd bench && ./run-http.sh            # builds, then runs this
@@ -39,7 +41,8 @@ use ropewalk_bench::syscalls::{self, Syscalls};
 const USAGE: &str = "\
 usage: http [options]
 
-  --servers LIST      comma-separated: ropewalk,hyper,twisted (default ropewalk,hyper)
+  --servers LIST      comma-separated: ropewalk,hyper,floor,twisted (default
+                      ropewalk,hyper,floor; floor = the kernel's share alone)
   --twisted           add twisted to the servers
   --scenarios LIST    comma-separated from ka64, ka256, pipe256 (default: all three);
                       kaN = keep-alive, N connections; pipeN = N connections, 16
@@ -100,7 +103,7 @@ impl Scenario {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        servers: vec!["ropewalk".into(), "hyper".into()],
+        servers: vec!["ropewalk".into(), "hyper".into(), "floor".into()],
         scenarios: ["ka64", "ka256", "pipe256"]
             .iter()
             .map(|s| Scenario::parse(s))
@@ -140,7 +143,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     for s in &a.servers {
-        if !["ropewalk", "hyper", "twisted"].contains(&s.as_str()) {
+        if !["ropewalk", "hyper", "floor", "twisted"].contains(&s.as_str()) {
             return Err(format!("unknown server {s}"));
         }
     }
@@ -660,6 +663,17 @@ fn main() -> ExitCode {
                     report::ratio2(kernel / hyper_cpu),
                     report::num(tmed(&rw, |t| t.wrk_cpu_pct), 0),
                     report::num(tmed(&hy, |t| t.wrk_cpu_pct), 0),
+                );
+            }
+            let floor_cpu = tratio(sc, "floor", |t| t.cpu_us_per_req);
+            let floor_rps = tratio(sc, "floor", |t| t.wrk.rps);
+            if floor_cpu.is_finite() {
+                println!(
+                    "  floor {}: a server that only receives and sends (nothing parsed) costs \
+                     {} of hyper's CPU/req and serves {} of its req/s on this machine",
+                    sc.name(args.depth),
+                    report::ratio2(floor_cpu),
+                    report::ratio2(floor_rps),
                 );
             }
         }

@@ -23,7 +23,13 @@
 //!   both servers use one core on a 2-core machine whose other core runs wrk. It dies on
 //!   SIGTERM.
 //!
-//! Both bind 127.0.0.1 (or `--host`), print exactly one line `listening on IP:PORT` once
+//! - `floor`: not a server to compare with but the measure of the machine: an epoll loop
+//!   (edge-triggered, as ropewalk's connections) that reads each connection with `recv`
+//!   and answers every request head it sees (`\r\n\r\n`) with the same 148 canned bytes in
+//!   one `send`, parsing nothing and keeping no state but the last three bytes read. What it
+//!   costs per request is what the kernel costs: the least any server could cost here.
+//!
+//! All bind 127.0.0.1 (or `--host`), print exactly one line `listening on IP:PORT` once
 //! they accept connections, and serve until killed.
 
 use std::convert::Infallible;
@@ -36,9 +42,10 @@ use ropewalk_protocols::http::{HttpServer, Request, Response, Site};
 use ropewalk_reactor::Reactor;
 
 const USAGE: &str = "\
-usage: http_server [--impl ropewalk|hyper] [--port P] [--host IP]
+usage: http_server [--impl ropewalk|hyper|floor] [--port P] [--host IP]
 
-  --impl NAME   ropewalk (default) or hyper (tokio current_thread runtime)
+  --impl NAME   ropewalk (default), hyper (tokio current_thread runtime), or floor (the
+                kernel's share alone: recv, then canned bytes sent, nothing parsed)
   --port P      port to listen on; 0 (default) picks a free one
   --host IP     address to bind (default 127.0.0.1)
 Answers GET / with `Hello, World!` (text/plain). Prints `listening on IP:PORT` once
@@ -112,10 +119,189 @@ fn run_hyper(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
+/// The `floor` server: see the module docs.
+fn run_floor(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io;
+    use std::net::TcpListener;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+    fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }
+    fn watch(ep: RawFd, fd: RawFd, events: u32) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events,
+            u64: fd as u64,
+        };
+        // SAFETY: `ep` and `fd` are open descriptors; `ev` outlives the call.
+        check(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
+    }
+
+    // The same 148 bytes as the other two servers' answers (the date is the start's).
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nDate: {}\r\n\
+         Server: floor-rs\r\nContent-Length: {}\r\n\r\n{HELLO}",
+        http_date(std::time::SystemTime::now()),
+        HELLO.len()
+    );
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    // SAFETY: epoll_create1 has no preconditions; the result is checked, then owned.
+    let ep = unsafe { OwnedFd::from_raw_fd(check(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+    let ep = ep.as_raw_fd();
+    let lfd = listener.as_raw_fd();
+    watch(ep, lfd, libc::EPOLLIN as u32)?;
+    println!("listening on {}", listener.local_addr()?);
+    // Per descriptor: the connection and the last three bytes it sent (a head's end may
+    // straddle two reads).
+    let mut conns: Vec<Option<(OwnedFd, [u8; 3])>> = Vec::new();
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: `events` is valid for `events.len()` entries.
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.into());
+        }
+        for ev in &events[..n as usize] {
+            let fd = ev.u64 as RawFd;
+            if fd == lfd {
+                loop {
+                    // SAFETY: null address arguments are allowed; the result is checked.
+                    let c = unsafe {
+                        libc::accept4(
+                            lfd,
+                            std::ptr::null_mut(),
+                            std::ptr::null_mut(),
+                            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                        )
+                    };
+                    if c < 0 {
+                        break;
+                    }
+                    let one: libc::c_int = 1;
+                    // SAFETY: `c` is open; `one` outlives the call.
+                    unsafe {
+                        libc::setsockopt(
+                            c,
+                            libc::IPPROTO_TCP,
+                            libc::TCP_NODELAY,
+                            (&one as *const libc::c_int).cast(),
+                            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                        );
+                    }
+                    let flags = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+                    if watch(ep, c, flags as u32).is_err() {
+                        // SAFETY: `c` is open and owned by nothing else.
+                        drop(unsafe { OwnedFd::from_raw_fd(c) });
+                        continue;
+                    }
+                    let i = c as usize;
+                    if conns.len() <= i {
+                        conns.resize_with(i + 1, || None);
+                    }
+                    // SAFETY: `c` is open and owned by nothing else.
+                    conns[i] = Some((unsafe { OwnedFd::from_raw_fd(c) }, [0; 3]));
+                }
+                continue;
+            }
+            let Some(Some((sock, tail))) = conns.get_mut(fd as usize) else {
+                continue;
+            };
+            // Read to the end of what is there (edge-triggered); a short read means all.
+            let mut close = false;
+            let mut heads = 0;
+            loop {
+                // SAFETY: `buf` is valid for `buf.len()` bytes; `sock` is open.
+                let r =
+                    unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if r <= 0 {
+                    close =
+                        r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock;
+                    break;
+                }
+                let r = r as usize;
+                for &b in &buf[..r] {
+                    if b == b'\n' && *tail == *b"\r\n\r" {
+                        heads += 1;
+                    }
+                    *tail = [tail[1], tail[2], b];
+                }
+                if r < buf.len() {
+                    break;
+                }
+            }
+            if heads > 0 {
+                out.clear();
+                for _ in 0..heads {
+                    out.extend_from_slice(response.as_bytes());
+                }
+                // SAFETY: `out` is valid for its length; `sock` is open. A short or failed
+                // send is ignored: wrk's responses fit the socket buffer.
+                unsafe {
+                    libc::send(
+                        sock.as_raw_fd(),
+                        out.as_ptr().cast(),
+                        out.len(),
+                        libc::MSG_NOSIGNAL,
+                    )
+                };
+            }
+            if close {
+                conns[fd as usize] = None;
+            }
+        }
+    }
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for `t`.
+fn http_date(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 fn main() -> ExitCode {
     procs::serve_main(
         "http_server",
         USAGE,
-        &[("ropewalk", run_ropewalk), ("hyper", run_hyper)],
+        &[
+            ("ropewalk", run_ropewalk),
+            ("hyper", run_hyper),
+            ("floor", run_floor),
+        ],
     )
 }
