@@ -141,11 +141,11 @@ fn run_floor(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
         check(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
     }
 
-    // The same 148 bytes as the other two servers' answers (the date is the start's).
+    // As many bytes as the other two servers' answers (148); canned, so the date is fixed.
     let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nDate: {}\r\n\
-         Server: floor-rs\r\nContent-Length: {}\r\n\r\n{HELLO}",
-        http_date(std::time::SystemTime::now()),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Date: Sat, 28 Nov 2026 00:00:00 GMT\r\nServer: floor-rs\r\nContent-Length: {}\r\n\
+         \r\n{HELLO}",
         HELLO.len()
     );
     let listener = TcpListener::bind(addr)?;
@@ -261,37 +261,6 @@ fn run_floor(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-}
-
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for `t`.
-fn http_date(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
-        rem / 3_600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 fn main() -> ExitCode {
