@@ -15,8 +15,11 @@
 //!   closure captures nothing is a zero-sized box: no allocation.
 //! - **Chains are recycled.** The last handle to let go of a chain (no other strong or weak
 //!   reference) empties it and keeps its allocation in a small per-thread pool that
-//!   [`Shared::pending`] takes from. Emptying drops only what owns something; a result
-//!   that owns nothing stays, unread until the chain fires again.
+//!   [`Shared::pending`] takes from (inline; making a new chain is out of line). The pool
+//!   has no destructor of its own, so reaching it is a plain thread-local access, with no
+//!   check of its state: a guard registered on first use empties it at thread exit.
+//!   Emptying drops only what owns something; a result that owns nothing stays, unread
+//!   until the chain fires again.
 //! - **A chain nobody else sees is reached without borrow flags** ([`Rc::get_mut`]):
 //!   recycling it, and taking the result of a settled one ([`take_unique`],
 //!   [`put_returned`]). A callback that returns an already settled Deferred hands its
@@ -32,7 +35,7 @@ use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::{Rc, Weak};
@@ -77,7 +80,44 @@ const POOL_CAP: usize = 64;
 
 thread_local! {
     /// Emptied chains, each referenced only from here.
-    static POOL: RefCell<Vec<Shared>> = const { RefCell::new(Vec::new()) };
+    ///
+    /// Without drop glue of its own (`ManuallyDrop`), so that reaching it is a plain
+    /// thread-local access, with no check of whether it is initialised or already
+    /// destroyed: [`POOL_GUARD`] empties it when the thread ends.
+    static POOL: RefCell<ManuallyDrop<Vec<Shared>>> =
+        const { RefCell::new(ManuallyDrop::new(Vec::new())) };
+    /// Empties [`POOL`] when the thread ends. Reached (and so registered) when the pool
+    /// gets its first chain; once it is gone, the pool takes no more.
+    static POOL_GUARD: PoolGuard = const { PoolGuard };
+}
+
+/// Empties the thread's pool when the thread ends.
+struct PoolGuard;
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        // Taken out first: the chains dropped here find the pool empty, and (this guard
+        // being gone) do not go back into it.
+        let chains = POOL.with(|p| p.try_borrow_mut().map(|mut p| mem::take(&mut **p)));
+        drop(chains);
+    }
+}
+
+/// Whether the pool may take a chain although it has no room allocated yet: only while
+/// [`POOL_GUARD`] is there (this registers it), to empty the pool at thread exit.
+#[cold]
+fn pool_guarded() -> bool {
+    POOL_GUARD.try_with(|_| ()).is_ok()
+}
+
+/// Keeps `s` in `pool` if it has room (and is guarded); otherwise drops it.
+#[inline(always)]
+fn push_pooled(pool: &RefCell<ManuallyDrop<Vec<Shared>>>, s: impl FnOnce() -> Shared) {
+    if let Ok(mut p) = pool.try_borrow_mut() {
+        if p.len() < POOL_CAP && (p.capacity() != 0 || pool_guarded()) {
+            p.push(s());
+        }
+    }
 }
 
 impl Shared {
@@ -93,11 +133,19 @@ impl Shared {
                 s.borrow_mut().created_at = created_at;
                 s
             }
-            None => Shared(Rc::new(Node {
-                chain: RefCell::new(Chain::new(created_at)),
-                current: RefCell::new(Current::Pending),
-            })),
+            None => Shared::new_node(created_at),
         }
+    }
+
+    /// A new chain, when the pool has none: out of line, so that taking one from the pool
+    /// stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn new_node(created_at: &'static Location<'static>) -> Shared {
+        Shared(Rc::new(Node {
+            chain: RefCell::new(Chain::new(created_at)),
+            current: RefCell::new(Current::Pending),
+        }))
     }
 
     /// A chain that already has its result.
@@ -239,26 +287,14 @@ fn reset_flags(c: &mut Chain) {
 /// the only one.
 #[inline(always)]
 fn keep(s: Shared) {
-    let _ = POOL.try_with(move |p| {
-        if let Ok(mut p) = p.try_borrow_mut() {
-            if p.len() < POOL_CAP {
-                p.push(s);
-            }
-        }
-    });
+    let _ = POOL.try_with(move |p| push_pooled(p, move || s));
 }
 
 /// As [`keep`], for a chain whose only reference is being dropped: the pool takes a new
 /// one.
 #[inline(always)]
 fn keep_clone(rc: &Rc<Node>) {
-    let _ = POOL.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut() {
-            if p.len() < POOL_CAP {
-                p.push(Shared(rc.clone()));
-            }
-        }
-    });
+    let _ = POOL.try_with(|p| push_pooled(p, || Shared(rc.clone())));
 }
 
 /// Drops what a recycled chain still holds besides its result (steps of a chain that
