@@ -30,6 +30,10 @@
 //!   callback returned, with no callbacks of its own) hands its result straight to the
 //!   chain waiting on it, without a run of its own, and a result handed to a waiting chain
 //!   with nothing left to run or wake does not start one either.
+//! - **A run is one function with its steps loop inline.** It borrows the chain it starts
+//!   with from its caller (no reference count of its own), and marks it stopped in the
+//!   same borrow that found no step left; only a chain its result is handed to is held
+//!   by the run itself.
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
@@ -829,7 +833,7 @@ fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
     // Not running before (it was not called): nobody holds the result.
     result.store(&mut chain.cur().borrow_mut());
     if go {
-        run_marked(chain.clone());
+        run_marked(chain);
     }
     Ok(())
 }
@@ -845,7 +849,7 @@ fn hand_on(chain: &Shared, tail: Tail, result: Res) {
         Tail::ChainTo(target) => (target, true),
     };
     if deliver(&target, result, explicit) {
-        run(target);
+        run(&target);
     }
 }
 
@@ -906,7 +910,7 @@ fn fire_boxed<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled>
     };
     put(&mut chain.cur().borrow_mut(), result);
     drop(c);
-    run(chain.clone());
+    run(chain);
     Ok(())
 }
 
@@ -919,7 +923,7 @@ pub(crate) fn push(chain: &Shared, step: Box<dyn Step>) {
         c.runnable()
     };
     if runnable {
-        run(chain.clone());
+        run(chain);
     }
 }
 
@@ -931,7 +935,7 @@ pub(crate) fn chain_to(chain: &Shared, target: Shared) {
         c.runnable()
     };
     if runnable {
-        run(chain.clone());
+        run(chain);
     }
 }
 
@@ -954,7 +958,7 @@ pub(crate) fn unpause(chain: &Shared) {
         c.runnable()
     };
     if runnable {
-        run(chain.clone());
+        run(chain);
     }
 }
 
@@ -1083,7 +1087,7 @@ pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
 ///
 /// A continuation hands the result to the chain that waited on this one and moves on to
 /// that chain, so a million nested Deferreds use no more stack than one.
-pub(crate) fn run(cur: Shared) {
+pub(crate) fn run(cur: &Shared) {
     {
         let mut c = cur.borrow_mut();
         if !c.runnable() {
@@ -1094,55 +1098,97 @@ pub(crate) fn run(cur: Shared) {
     run_marked(cur);
 }
 
-/// As [`run`], for a chain its caller found runnable and marked `running`.
-fn run_marked(mut cur: Shared) {
-    loop {
-        let Some(next) = run_one(&cur) else {
-            return;
-        };
-        cur = next;
-        let mut c = cur.borrow_mut();
-        if !c.runnable() {
-            return;
-        }
-        c.running = true;
+/// As [`run`], for a chain its caller found runnable and marked `running` (and keeps
+/// alive meanwhile: the run takes no reference of its own to it).
+fn run_marked(first: &Shared) {
+    if let Some(next) = run_one::<true>(first) {
+        run_on(next);
     }
+}
+
+/// Goes on with the chains that results were handed to, one after the other.
+#[inline(never)]
+fn run_on(mut cur: Shared) {
+    loop {
+        {
+            let mut c = cur.borrow_mut();
+            if !c.runnable() {
+                return;
+            }
+            c.running = true;
+        }
+        match run_one::<false>(&cur) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+}
+
+/// How a run of steps ended.
+enum Ended {
+    /// No longer running (settled, paused or waiting), with the waker of a task to wake
+    /// if it is settled.
+    Stopped(Option<Waker>),
+    /// The result was handed on (the chain is still marked running), and the chain to
+    /// go on with if it has something to run.
+    HandedOn(Option<Shared>),
 }
 
 /// Runs a chain marked `running`; returns the chain to go on with, if its result was
 /// handed on.
+///
+/// `FIRST` only tells the two callers' copies apart, so that each has the whole run
+/// inline (one copy shared by both would be a call of its own).
 #[inline(always)]
-fn run_one(shared: &Shared) -> Option<Shared> {
+fn run_one<const FIRST: bool>(shared: &Shared) -> Option<Shared> {
     let _depth = DepthGuard::enter();
     // One unwind guard for the whole run rather than one per step: a step that panics
     // leaves the chain `Running`, with no borrow held; its result is the panic, and the
     // run goes on from there.
-    let next = loop {
+    let ended = loop {
         match catch_unwind(AssertUnwindSafe(|| run_steps(shared))) {
-            Ok(next) => break next,
+            Ok(ended) => break ended,
             Err(p) => {
                 let failure = Failure::from_panic(p);
                 put(&mut shared.cur().borrow_mut(), Current::Failure(failure));
             }
         }
     };
-    let mut c = shared.borrow_mut();
-    c.running = false;
-    if c.waker.is_some() && c.steps.is_empty() && c.paused == 0 {
-        if let Some(w) = c.waker.take() {
-            drop(c);
+    match ended {
+        Ended::Stopped(None) => None,
+        Ended::Stopped(Some(w)) => {
             w.wake();
+            None
+        }
+        Ended::HandedOn(next) => {
+            let waker = stop(&mut shared.borrow_mut());
+            if let Some(w) = waker {
+                w.wake();
+            }
+            next
         }
     }
-    next
+}
+
+/// Marks a chain no longer running; the waker to wake if it is settled.
+#[inline(always)]
+fn stop(c: &mut Chain) -> Option<Waker> {
+    c.running = false;
+    if c.waker.is_some() && c.steps.is_empty() && c.paused == 0 {
+        c.waker.take()
+    } else {
+        None
+    }
 }
 
 /// Runs the steps of a running chain until it is paused, waits, hands its result on, or
-/// has no step left. Returns the chain to go on with, if its result was handed on.
+/// has no step left; unless it handed its result on, marks it no longer running in the
+/// same borrow.
 ///
 /// The result stays borrowed, in place, for the whole run; the chain itself is let go
 /// around every step.
-fn run_steps(shared: &Shared) -> Option<Shared> {
+#[inline(always)]
+fn run_steps(shared: &Shared) -> Ended {
     let mut cur = shared.cur().borrow_mut();
     let mut c = shared.borrow_mut();
     while c.paused == 0 {
@@ -1158,7 +1204,7 @@ fn run_steps(shared: &Shared) -> Option<Shared> {
                 Tail::Continue(target) => (target, false),
                 Tail::ChainTo(target) => (target, true),
             };
-            return deliver(&target, result, explicit).then_some(target);
+            return Ended::HandedOn(deliver(&target, result, explicit).then_some(target));
         };
         drop(c);
         step.run(&mut cur);
@@ -1172,12 +1218,12 @@ fn run_steps(shared: &Shared) -> Option<Shared> {
                 None => {
                     // Paused until `inner` continues it.
                     put(&mut cur, Current::Pending);
-                    return None;
+                    break;
                 }
             }
         }
     }
-    None
+    Ended::Stopped(stop(&mut c))
 }
 
 /// A chain's result, to hand on.
