@@ -30,6 +30,10 @@
 //!   callback returned, with no callbacks of its own) hands its result straight to the
 //!   chain waiting on it, without a run of its own, and a result handed to a waiting chain
 //!   with nothing left to run or wake does not start one either.
+//! - **Rarely set fields are behind one flag.** A chain's overflow of steps, tail,
+//!   canceller, waker, the chain it waits on and the cancel flags are looked at only when
+//!   its `rare` flag says one of them was ever set: a fire, the hand-over of a returned
+//!   settled Deferred, and recycling test that one flag (and the step count) instead.
 //! - **A run is one function with its steps loop inline.** It borrows the chain it starts
 //!   with from its caller (no reference count of its own), and marks it stopped in the
 //!   same borrow that found no step left; only a chain its result is handed to is held
@@ -264,13 +268,15 @@ fn empty(node: &mut Node) {
         }
         drop_cold(mem::replace(cur, Current::Pending));
     }
-    // One branch for all: each is rarely set.
-    if (c.steps.len != 0)
-        | c.steps.overflow.is_some()
-        | c.steps.tail.is_some()
-        | c.chained_to.is_some()
-        | c.canceller.is_some()
-        | c.waker.is_some()
+    // One branch for the common case: no steps (of a chain that never fired), and none
+    // of the rarely set fields ever set. Otherwise only what is still set is cleared.
+    if (c.steps.len != 0) | c.rare
+        && (c.steps.len != 0)
+            | c.steps.overflow.is_some()
+            | c.steps.tail.is_some()
+            | c.chained_to.is_some()
+            | c.canceller.is_some()
+            | c.waker.is_some()
     {
         clear_rest(c);
     }
@@ -285,6 +291,7 @@ fn reset_flags(c: &mut Chain) {
     c.running = false;
     c.suppress_already_called = false;
     c.cancelling = false;
+    c.rare = false;
 }
 
 /// Keeps an emptied chain in the thread's pool, if it has room: this reference to it,
@@ -647,13 +654,16 @@ impl Steps {
         self.len + self.overflow.as_ref().map_or(0, |o| o.len()) + usize::from(self.tail.is_some())
     }
 
+    /// Appends a step; `false` if it went to (or made) the overflow.
     #[inline(always)]
-    pub(crate) fn push_step(&mut self, step: Box<dyn Step>) {
+    fn push_step(&mut self, step: Box<dyn Step>) -> bool {
         debug_assert!(self.tail.is_none(), "no step follows a chain's tail");
         if self.len < INLINE && self.overflow.is_none() {
             self.put_in_ring(step);
+            true
         } else {
             self.push_step_slow(step);
+            false
         }
     }
 
@@ -676,7 +686,7 @@ impl Steps {
         }
     }
 
-    pub(crate) fn set_tail(&mut self, tail: Tail) {
+    fn set_tail(&mut self, tail: Tail) {
         debug_assert!(self.tail.is_none(), "a chain has one tail");
         self.tail = Some(tail);
     }
@@ -705,6 +715,14 @@ pub(crate) struct Chain {
     pub(crate) suppress_already_called: bool,
     /// A canceller is running: a resolver dropped meanwhile does not fire.
     pub(crate) cancelling: bool,
+    /// Set whenever one of the rarely set fields is: `steps.overflow`, `steps.tail`,
+    /// `chained_to`, `canceller`, `waker`, `suppress_already_called`, `cancelling`
+    /// (through [`set_tail`](Chain::set_tail), [`set_canceller`](Chain::set_canceller),
+    /// [`set_waker`](Chain::set_waker), and the few places in this module that set the
+    /// others). While it is clear, none of them is set (the overflow may be there, empty),
+    /// so the common paths test this one flag instead of each of them. Cleared only when
+    /// the chain is emptied for reuse.
+    pub(crate) rare: bool,
     /// The Deferred this one waits on (implicit chaining), for `cancel` and `Debug`.
     pub(crate) chained_to: Option<WeakShared>,
     pub(crate) canceller: Option<Canceller>,
@@ -748,6 +766,7 @@ impl Chain {
             running: false,
             suppress_already_called: false,
             cancelling: false,
+            rare: false,
             chained_to: None,
             canceller: None,
             waker: None,
@@ -761,8 +780,45 @@ impl Chain {
     }
 
     /// Fired, not paused, nothing left to run: the result is final.
+    #[inline]
     pub(crate) fn is_settled(&self) -> bool {
-        self.runnable() && self.steps.is_empty()
+        self.runnable() && self.steps.len == 0 && (!self.rare || self.steps.is_empty())
+    }
+
+    /// Settled, waiting on nothing, and with no task to wake: its result can be taken
+    /// as it is.
+    #[inline]
+    fn is_settled_alone(&self) -> bool {
+        self.runnable()
+            && self.steps.len == 0
+            && (!self.rare
+                || (self.steps.is_empty() && self.chained_to.is_none() && self.waker.is_none()))
+    }
+
+    /// Appends a step.
+    #[inline(always)]
+    pub(crate) fn push_step(&mut self, step: Box<dyn Step>) {
+        if !self.steps.push_step(step) {
+            self.rare = true;
+        }
+    }
+
+    /// Ends the chain with a hand-over of its result.
+    pub(crate) fn set_tail(&mut self, tail: Tail) {
+        self.rare = true;
+        self.steps.set_tail(tail);
+    }
+
+    /// Gives the chain a canceller.
+    pub(crate) fn set_canceller(&mut self, canceller: Canceller) {
+        self.rare = true;
+        self.canceller = Some(canceller);
+    }
+
+    /// Gives the chain a task to wake when it settles.
+    pub(crate) fn set_waker(&mut self, waker: Waker) {
+        self.rare = true;
+        self.waker = Some(waker);
     }
 }
 
@@ -812,22 +868,32 @@ fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
             return fire_again(chain);
         }
         c.called = true;
-        if c.canceller.is_some() {
-            c.canceller = None;
-        }
-        if c.paused != 0 {
-            false
-        } else if c.steps.has_steps() || c.waker.is_some() {
-            // Marked here, in the same borrow: the run starts at once.
-            c.running = true;
-            true
-        } else if let Some(tail) = c.steps.tail.take() {
-            // Nothing to run here: the result goes straight on to the tail's chain.
-            drop(c);
-            hand_on(chain, tail, result.into_res());
-            return Ok(());
+        if !c.rare {
+            // No canceller, waker, tail or overflow to look at.
+            if (c.paused == 0) & (c.steps.len != 0) {
+                // Marked here, in the same borrow: the run starts at once.
+                c.running = true;
+                true
+            } else {
+                false
+            }
         } else {
-            false
+            if c.canceller.is_some() {
+                c.canceller = None;
+            }
+            if c.paused != 0 {
+                false
+            } else if c.steps.has_steps() || c.waker.is_some() {
+                c.running = true;
+                true
+            } else if let Some(tail) = c.steps.tail.take() {
+                // Nothing to run here: the result goes straight on to the tail's chain.
+                drop(c);
+                hand_on(chain, tail, result.into_res());
+                return Ok(());
+            } else {
+                false
+            }
         }
     };
     // Not running before (it was not called): nobody holds the result.
@@ -919,7 +985,7 @@ fn fire_boxed<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled>
 pub(crate) fn push(chain: &Shared, step: Box<dyn Step>) {
     let runnable = {
         let mut c = chain.borrow_mut();
-        c.steps.push_step(step);
+        c.push_step(step);
         c.runnable()
     };
     if runnable {
@@ -931,7 +997,7 @@ pub(crate) fn push(chain: &Shared, step: Box<dyn Step>) {
 pub(crate) fn chain_to(chain: &Shared, target: Shared) {
     let runnable = {
         let mut c = chain.borrow_mut();
-        c.steps.set_tail(Tail::ChainTo(target));
+        c.set_tail(Tail::ChainTo(target));
         c.runnable()
     };
     if runnable {
@@ -969,6 +1035,7 @@ pub(crate) fn cancel(chain: &Shared) {
         match c.canceller.take() {
             Some(canceller) => {
                 c.cancelling = true;
+                c.rare = true;
                 drop(c);
                 let outcome = catch_unwind(AssertUnwindSafe(canceller)).unwrap_or_else(|p| {
                     log::error!("canceller panicked: {}", Failure::from_panic(p));
@@ -982,6 +1049,7 @@ pub(crate) fn cancel(chain: &Shared) {
             None => {
                 // Set before firing: an errback may make the producer fire at once.
                 c.suppress_already_called = true;
+                c.rare = true;
                 drop(c);
                 let _ = fire(chain, Res::Failure(Failure::new(Cancelled)));
             }
@@ -1024,7 +1092,7 @@ pub(crate) fn take_unique<T: 'static>(
 ) -> Option<(Result<T, Failure>, &'static Location<'static>)> {
     let node = Rc::get_mut(&mut chain.0)?;
     let c = node.chain.get_mut();
-    if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
+    if !c.is_settled_alone() {
         return None;
     }
     let at = c.created_at;
@@ -1051,7 +1119,7 @@ pub(crate) fn take_unique<T: 'static>(
 pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
     if let Some(node) = Rc::get_mut(&mut returned.0) {
         let c = node.chain.get_mut();
-        if c.is_settled() && c.chained_to.is_none() && c.waker.is_none() {
+        if c.is_settled_alone() {
             let theirs = node.current.get_mut();
             if let Current::Value(Value::Word(w)) = *theirs {
                 // A word is copied, and left there: it owns nothing.
@@ -1259,7 +1327,8 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
     }
     c.paused += 1;
     c.chained_to = Some(inner.downgrade());
-    ic.steps.set_tail(Tail::Continue(shared.clone()));
+    c.rare = true;
+    ic.set_tail(Tail::Continue(shared.clone()));
     None
 }
 
@@ -1382,9 +1451,7 @@ mod tests {
     fn a_dropped_unique_chain_is_recycled_empty() {
         let at = Location::caller();
         let a = Shared::pending(at);
-        a.borrow_mut()
-            .steps
-            .set_tail(Tail::ChainTo(Shared::pending(at)));
+        a.borrow_mut().set_tail(Tail::ChainTo(Shared::pending(at)));
         let ptr = a.as_ptr();
         drop(a);
         let b = Shared::pending(at);
