@@ -40,7 +40,7 @@
 //!   by the run itself.
 
 use std::any::{Any, TypeId};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;
 use std::mem::{self, ManuallyDrop};
@@ -804,6 +804,7 @@ impl Chain {
     }
 
     /// Ends the chain with a hand-over of its result.
+    #[inline]
     pub(crate) fn set_tail(&mut self, tail: Tail) {
         self.rare = true;
         self.steps.set_tail(tail);
@@ -867,35 +868,54 @@ fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
             drop(c);
             return fire_again(chain);
         }
+        if c.rare {
+            return fire_rare(chain, c, result);
+        }
         c.called = true;
-        if !c.rare {
-            // No canceller, waker, tail or overflow to look at.
-            if (c.paused == 0) & (c.steps.len != 0) {
-                // Marked here, in the same borrow: the run starts at once.
-                c.running = true;
-                true
-            } else {
-                false
-            }
+        // No canceller, waker, tail or overflow to look at.
+        if (c.paused == 0) & (c.steps.len != 0) {
+            // Marked here, in the same borrow: the run starts at once.
+            c.running = true;
+            true
         } else {
-            if c.canceller.is_some() {
-                c.canceller = None;
-            }
-            if c.paused != 0 {
-                false
-            } else if c.steps.has_steps() || c.waker.is_some() {
-                c.running = true;
-                true
-            } else if let Some(tail) = c.steps.tail.take() {
-                // Nothing to run here: the result goes straight on to the tail's chain.
-                drop(c);
-                hand_on(chain, tail, result.into_res());
-                return Ok(());
-            } else {
-                false
-            }
+            false
         }
     };
+    // Not running before (it was not called): nobody holds the result.
+    result.store(&mut chain.cur().borrow_mut());
+    if go {
+        run_marked(chain);
+    }
+    Ok(())
+}
+
+/// [`fire_with`] for a chain with one of the rarely set fields set (a canceller to drop,
+/// a waker, a tail, an overflow of steps): out of line, so that the common fire stays
+/// small.
+#[cold]
+#[inline(never)]
+fn fire_rare(
+    chain: &Shared,
+    mut c: RefMut<'_, Chain>,
+    result: impl Firing,
+) -> Result<(), AlreadyCalled> {
+    c.called = true;
+    c.canceller = None;
+    let go = if c.paused != 0 {
+        false
+    } else if c.steps.has_steps() || c.waker.is_some() {
+        // Marked here, in the same borrow: the run starts at once.
+        c.running = true;
+        true
+    } else if let Some(tail) = c.steps.tail.take() {
+        // Nothing to run here: the result goes straight on to the tail's chain.
+        drop(c);
+        hand_on(chain, tail, result.into_res());
+        return Ok(());
+    } else {
+        false
+    };
+    drop(c);
     // Not running before (it was not called): nobody holds the result.
     result.store(&mut chain.cur().borrow_mut());
     if go {
