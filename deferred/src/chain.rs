@@ -1505,6 +1505,33 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_that_pooled_chains_exits_cleanly_even_dropping_one_late() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static DROPPED: AtomicUsize = AtomicUsize::new(0);
+        /// Drops a chain while the thread's locals are being destroyed.
+        struct Late(Option<Shared>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                drop(self.0.take());
+                DROPPED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Late> = const { RefCell::new(Late(None)) };
+        }
+        std::thread::spawn(|| {
+            let at = Location::caller();
+            let chains: Vec<Shared> = (0..10).map(|_| Shared::pending(at)).collect();
+            drop(chains);
+            assert_eq!(POOL.with(|p| p.borrow().len()), 10);
+            LATE.with(|l| l.borrow_mut().0 = Some(Shared::pending(at)));
+        })
+        .join()
+        .expect("a thread that pooled chains exits cleanly");
+        assert_eq!(DROPPED.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
     fn a_chain_with_a_weak_reference_is_not_recycled() {
         let at = Location::caller();
         let a = Shared::pending(at);
