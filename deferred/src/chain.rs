@@ -834,16 +834,12 @@ pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
 /// A result to fire a chain with, stored as it is best stored.
 trait Firing {
     fn store(self, cur: &mut Current);
-    fn into_res(self) -> Res;
 }
 
 impl Firing for Res {
     #[inline(always)]
     fn store(self, cur: &mut Current) {
         put(cur, self.into_current());
-    }
-    fn into_res(self) -> Res {
-        self
     }
 }
 
@@ -854,9 +850,6 @@ impl<T: 'static> Firing for InlineValue<T> {
     #[inline(always)]
     fn store(self, cur: &mut Current) {
         put_value(cur, self.0);
-    }
-    fn into_res(self) -> Res {
-        Res::Value(Value::new(self.0))
     }
 }
 
@@ -910,7 +903,7 @@ fn fire_rare(
     } else if let Some(tail) = c.steps.tail.take() {
         // Nothing to run here: the result goes straight on to the tail's chain.
         drop(c);
-        hand_on(chain, tail, result.into_res());
+        hand_on(chain, tail, result);
         return Ok(());
     } else {
         false
@@ -927,7 +920,7 @@ fn fire_rare(
 /// Fires a chain that has nothing to run but its tail: the result goes on to the tail's
 /// chain without being stored here, and that chain runs if it can.
 #[inline(never)]
-fn hand_on(chain: &Shared, tail: Tail, result: Res) {
+fn hand_on(chain: &Shared, tail: Tail, result: impl Firing) {
     // As after a run that handed its result on.
     put(&mut chain.cur().borrow_mut(), Current::Taken);
     let (target, explicit) = match tail {
@@ -1369,8 +1362,10 @@ pub(crate) fn waiting_on(created_at: &'static Location<'static>, inner: Shared) 
     outer
 }
 
-/// Hands a result to the chain `target`. Returns whether `target` has anything to run now.
-fn deliver(target: &Shared, result: Res, explicit: bool) -> bool {
+/// Hands a result to the chain `target`, stored there as it is best stored (a word in
+/// place, not built first and copied in whole). Returns whether `target` has anything to
+/// run now.
+fn deliver(target: &Shared, result: impl Firing, explicit: bool) -> bool {
     let mut t = target.borrow_mut();
     if explicit {
         if t.called {
@@ -1388,7 +1383,7 @@ fn deliver(target: &Shared, result: Res, explicit: bool) -> bool {
         t.paused = t.paused.saturating_sub(1);
         t.chained_to = None;
     }
-    put(&mut target.cur().borrow_mut(), result.into_current());
+    result.store(&mut target.cur().borrow_mut());
     // Nothing to run and nobody to wake: the target is settled as it is.
     t.runnable() && (!t.steps.is_empty() || t.waker.is_some())
 }
