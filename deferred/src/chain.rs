@@ -30,6 +30,11 @@
 //!   callback returned, with no callbacks of its own) hands its result straight to the
 //!   chain waiting on it, without a run of its own, and a result handed to a waiting chain
 //!   with nothing left to run or wake does not start one either.
+//! - **Results are written in place, field by field.** A result built aside and copied
+//!   in whole is a wide load of narrow stores, which stalls store forwarding: `put_mark`
+//!   writes only the tag of a mark (`Taken`, `Pending`) over a result that owns nothing,
+//!   `put_with` builds the new result after dropping the old one, and a result handed to
+//!   a waiting chain is stored there as it is best stored (a word in place).
 //! - **Rarely set fields are behind one flag.** A chain's overflow of steps, tail,
 //!   canceller, waker, the chain it waits on and the cancel flags are looked at only when
 //!   its `rare` flag says one of them was ever set: a fire, the hand-over of a returned
@@ -549,6 +554,35 @@ pub(crate) fn put(cur: &mut Current, new: Current) {
     mem::forget(mem::replace(cur, new));
 }
 
+/// As [`put`], with the new result built only once the old one is dropped, so that it is
+/// written in place, field by field (built before, it is copied in whole: see
+/// [`put_mark`]).
+#[inline(always)]
+fn put_with(cur: &mut Current, new: impl FnOnce() -> Current) {
+    if matches!(
+        cur,
+        Current::Value(Value::Boxed(_)) | Current::Failure(_) | Current::Wait(_)
+    ) {
+        drop_cold(mem::replace(cur, Current::Running));
+    }
+    mem::forget(mem::replace(cur, new()));
+}
+
+/// Writes a mark (`Pending`, `Running`, `Taken`) over a result known to own nothing: only
+/// the tag is written. (Through [`put`], the mark would be built aside and copied in
+/// whole: a wide load of a narrow store, which stalls store forwarding.)
+#[inline(always)]
+fn put_mark(cur: &mut Current, mark: Current) {
+    debug_assert!(
+        !matches!(
+            cur,
+            Current::Value(Value::Boxed(_)) | Current::Failure(_) | Current::Wait(_)
+        ),
+        "a mark is put over a result that owns nothing"
+    );
+    mem::forget(mem::replace(cur, mark));
+}
+
 /// Stores a step's value in `cur`: a word over a word is one 8-byte write.
 #[inline(always)]
 pub(crate) fn put_value<U: 'static>(cur: &mut Current, v: U) {
@@ -557,7 +591,7 @@ pub(crate) fn put_value<U: 'static>(cur: &mut Current, v: U) {
         if let Current::Value(Value::Word(slot)) = cur {
             *slot = w;
         } else {
-            put(cur, Current::Value(Value::Word(w)));
+            put_with(cur, || Current::Value(Value::Word(w)));
         }
     } else {
         put(cur, Current::Value(Value::new(v)));
@@ -921,8 +955,9 @@ fn fire_rare(
 /// chain without being stored here, and that chain runs if it can.
 #[inline(never)]
 fn hand_on(chain: &Shared, tail: Tail, result: impl Firing) {
-    // As after a run that handed its result on.
-    put(&mut chain.cur().borrow_mut(), Current::Taken);
+    // As after a run that handed its result on. Never called before, the chain holds no
+    // result that owns anything: only the tag is written.
+    put_mark(&mut chain.cur().borrow_mut(), Current::Taken);
     let (target, explicit) = match tail {
         Tail::Continue(target) => (target, false),
         Tail::ChainTo(target) => (target, true),
@@ -1146,7 +1181,7 @@ pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
                     result @ (Current::Value(_) | Current::Failure(_)) => put(cur, result),
                     other => {
                         *theirs = other;
-                        put(cur, Current::Wait(returned));
+                        put_with(cur, || Current::Wait(returned));
                         return;
                     }
                 }
@@ -1161,7 +1196,7 @@ pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
             return;
         }
     }
-    put(cur, Current::Wait(returned));
+    put_with(cur, || Current::Wait(returned));
 }
 
 /// Runs chains until none can go on: the loop that replaces Twisted's recursion.
@@ -1297,8 +1332,9 @@ fn run_steps(shared: &Shared) -> Ended {
             match wait_on(shared, &mut c, inner) {
                 Some(result) => put(&mut cur, result),
                 None => {
-                    // Paused until `inner` continues it.
-                    put(&mut cur, Current::Pending);
+                    // Paused until `inner` continues it. (`Running`, just written, owns
+                    // nothing.)
+                    put_mark(&mut cur, Current::Pending);
                     break;
                 }
             }
