@@ -15,8 +15,11 @@
 //!   closure captures nothing is a zero-sized box: no allocation.
 //! - **Chains are recycled.** The last handle to let go of a chain (no other strong or weak
 //!   reference) empties it and keeps its allocation in a small per-thread pool that
-//!   [`Shared::pending`] takes from. Emptying drops only what owns something; a result
-//!   that owns nothing stays, unread until the chain fires again.
+//!   [`Shared::pending`] takes from (inline; making a new chain is out of line). The pool
+//!   has no destructor of its own, so reaching it is a plain thread-local access, with no
+//!   check of its state: a guard registered on first use empties it at thread exit.
+//!   Emptying drops only what owns something; a result that owns nothing stays, unread
+//!   until the chain fires again.
 //! - **A chain nobody else sees is reached without borrow flags** ([`Rc::get_mut`]):
 //!   recycling it, and taking the result of a settled one ([`take_unique`],
 //!   [`put_returned`]). A callback that returns an already settled Deferred hands its
@@ -27,12 +30,25 @@
 //!   callback returned, with no callbacks of its own) hands its result straight to the
 //!   chain waiting on it, without a run of its own, and a result handed to a waiting chain
 //!   with nothing left to run or wake does not start one either.
+//! - **Results are written in place, field by field.** A result built aside and copied
+//!   in whole is a wide load of narrow stores, which stalls store forwarding: `put_mark`
+//!   writes only the tag of a mark (`Taken`, `Pending`) over a result that owns nothing,
+//!   `put_with` builds the new result after dropping the old one, and a result handed to
+//!   a waiting chain is stored there as it is best stored (a word in place).
+//! - **Rarely set fields are behind one flag.** A chain's overflow of steps, tail,
+//!   canceller, waker, the chain it waits on and the cancel flags are looked at only when
+//!   its `rare` flag says one of them was ever set: a fire, the hand-over of a returned
+//!   settled Deferred, and recycling test that one flag (and the step count) instead.
+//! - **A run is one function with its steps loop inline.** It borrows the chain it starts
+//!   with from its caller (no reference count of its own), and marks it stopped in the
+//!   same borrow that found no step left; only a chain its result is handed to is held
+//!   by the run itself.
 
 use std::any::{Any, TypeId};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::{Rc, Weak};
@@ -77,7 +93,44 @@ const POOL_CAP: usize = 64;
 
 thread_local! {
     /// Emptied chains, each referenced only from here.
-    static POOL: RefCell<Vec<Shared>> = const { RefCell::new(Vec::new()) };
+    ///
+    /// Without drop glue of its own (`ManuallyDrop`), so that reaching it is a plain
+    /// thread-local access, with no check of whether it is initialised or already
+    /// destroyed: [`POOL_GUARD`] empties it when the thread ends.
+    static POOL: RefCell<ManuallyDrop<Vec<Shared>>> =
+        const { RefCell::new(ManuallyDrop::new(Vec::new())) };
+    /// Empties [`POOL`] when the thread ends. Reached (and so registered) when the pool
+    /// gets its first chain; once it is gone, the pool takes no more.
+    static POOL_GUARD: PoolGuard = const { PoolGuard };
+}
+
+/// Empties the thread's pool when the thread ends.
+struct PoolGuard;
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        // Taken out first: the chains dropped here find the pool empty, and (this guard
+        // being gone) do not go back into it.
+        let chains = POOL.with(|p| p.try_borrow_mut().map(|mut p| mem::take(&mut **p)));
+        drop(chains);
+    }
+}
+
+/// Whether the pool may take a chain although it has no room allocated yet: only while
+/// [`POOL_GUARD`] is there (this registers it), to empty the pool at thread exit.
+#[cold]
+fn pool_guarded() -> bool {
+    POOL_GUARD.try_with(|_| ()).is_ok()
+}
+
+/// Keeps `s` in `pool` if it has room (and is guarded); otherwise drops it.
+#[inline(always)]
+fn push_pooled(pool: &RefCell<ManuallyDrop<Vec<Shared>>>, s: impl FnOnce() -> Shared) {
+    if let Ok(mut p) = pool.try_borrow_mut() {
+        if p.len() < POOL_CAP && (p.capacity() != 0 || pool_guarded()) {
+            p.push(s());
+        }
+    }
 }
 
 impl Shared {
@@ -93,11 +146,19 @@ impl Shared {
                 s.borrow_mut().created_at = created_at;
                 s
             }
-            None => Shared(Rc::new(Node {
-                chain: RefCell::new(Chain::new(created_at)),
-                current: RefCell::new(Current::Pending),
-            })),
+            None => Shared::new_node(created_at),
         }
+    }
+
+    /// A new chain, when the pool has none: out of line, so that taking one from the pool
+    /// stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn new_node(created_at: &'static Location<'static>) -> Shared {
+        Shared(Rc::new(Node {
+            chain: RefCell::new(Chain::new(created_at)),
+            current: RefCell::new(Current::Pending),
+        }))
     }
 
     /// A chain that already has its result.
@@ -212,13 +273,15 @@ fn empty(node: &mut Node) {
         }
         drop_cold(mem::replace(cur, Current::Pending));
     }
-    // One branch for all: each is rarely set.
-    if (c.steps.len != 0)
-        | c.steps.overflow.is_some()
-        | c.steps.tail.is_some()
-        | c.chained_to.is_some()
-        | c.canceller.is_some()
-        | c.waker.is_some()
+    // One branch for the common case: no steps (of a chain that never fired), and none
+    // of the rarely set fields ever set. Otherwise only what is still set is cleared.
+    if (c.steps.len != 0) | c.rare
+        && (c.steps.len != 0)
+            | c.steps.overflow.is_some()
+            | c.steps.tail.is_some()
+            | c.chained_to.is_some()
+            | c.canceller.is_some()
+            | c.waker.is_some()
     {
         clear_rest(c);
     }
@@ -233,32 +296,21 @@ fn reset_flags(c: &mut Chain) {
     c.running = false;
     c.suppress_already_called = false;
     c.cancelling = false;
+    c.rare = false;
 }
 
 /// Keeps an emptied chain in the thread's pool, if it has room: this reference to it,
 /// the only one.
 #[inline(always)]
 fn keep(s: Shared) {
-    let _ = POOL.try_with(move |p| {
-        if let Ok(mut p) = p.try_borrow_mut() {
-            if p.len() < POOL_CAP {
-                p.push(s);
-            }
-        }
-    });
+    let _ = POOL.try_with(move |p| push_pooled(p, move || s));
 }
 
 /// As [`keep`], for a chain whose only reference is being dropped: the pool takes a new
 /// one.
 #[inline(always)]
 fn keep_clone(rc: &Rc<Node>) {
-    let _ = POOL.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut() {
-            if p.len() < POOL_CAP {
-                p.push(Shared(rc.clone()));
-            }
-        }
-    });
+    let _ = POOL.try_with(|p| push_pooled(p, || Shared(rc.clone())));
 }
 
 /// Drops what a recycled chain still holds besides its result (steps of a chain that
@@ -502,6 +554,35 @@ pub(crate) fn put(cur: &mut Current, new: Current) {
     mem::forget(mem::replace(cur, new));
 }
 
+/// As [`put`], with the new result built only once the old one is dropped, so that it is
+/// written in place, field by field (built before, it is copied in whole: see
+/// [`put_mark`]).
+#[inline(always)]
+fn put_with(cur: &mut Current, new: impl FnOnce() -> Current) {
+    if matches!(
+        cur,
+        Current::Value(Value::Boxed(_)) | Current::Failure(_) | Current::Wait(_)
+    ) {
+        drop_cold(mem::replace(cur, Current::Running));
+    }
+    mem::forget(mem::replace(cur, new()));
+}
+
+/// Writes a mark (`Pending`, `Running`, `Taken`) over a result known to own nothing: only
+/// the tag is written. (Through [`put`], the mark would be built aside and copied in
+/// whole: a wide load of a narrow store, which stalls store forwarding.)
+#[inline(always)]
+fn put_mark(cur: &mut Current, mark: Current) {
+    debug_assert!(
+        !matches!(
+            cur,
+            Current::Value(Value::Boxed(_)) | Current::Failure(_) | Current::Wait(_)
+        ),
+        "a mark is put over a result that owns nothing"
+    );
+    mem::forget(mem::replace(cur, mark));
+}
+
 /// Stores a step's value in `cur`: a word over a word is one 8-byte write.
 #[inline(always)]
 pub(crate) fn put_value<U: 'static>(cur: &mut Current, v: U) {
@@ -510,7 +591,7 @@ pub(crate) fn put_value<U: 'static>(cur: &mut Current, v: U) {
         if let Current::Value(Value::Word(slot)) = cur {
             *slot = w;
         } else {
-            put(cur, Current::Value(Value::Word(w)));
+            put_with(cur, || Current::Value(Value::Word(w)));
         }
     } else {
         put(cur, Current::Value(Value::new(v)));
@@ -607,13 +688,16 @@ impl Steps {
         self.len + self.overflow.as_ref().map_or(0, |o| o.len()) + usize::from(self.tail.is_some())
     }
 
+    /// Appends a step; `false` if it went to (or made) the overflow.
     #[inline(always)]
-    pub(crate) fn push_step(&mut self, step: Box<dyn Step>) {
+    fn push_step(&mut self, step: Box<dyn Step>) -> bool {
         debug_assert!(self.tail.is_none(), "no step follows a chain's tail");
         if self.len < INLINE && self.overflow.is_none() {
             self.put_in_ring(step);
+            true
         } else {
             self.push_step_slow(step);
+            false
         }
     }
 
@@ -636,7 +720,7 @@ impl Steps {
         }
     }
 
-    pub(crate) fn set_tail(&mut self, tail: Tail) {
+    fn set_tail(&mut self, tail: Tail) {
         debug_assert!(self.tail.is_none(), "a chain has one tail");
         self.tail = Some(tail);
     }
@@ -665,6 +749,14 @@ pub(crate) struct Chain {
     pub(crate) suppress_already_called: bool,
     /// A canceller is running: a resolver dropped meanwhile does not fire.
     pub(crate) cancelling: bool,
+    /// Set whenever one of the rarely set fields is: `steps.overflow`, `steps.tail`,
+    /// `chained_to`, `canceller`, `waker`, `suppress_already_called`, `cancelling`
+    /// (through [`set_tail`](Chain::set_tail), [`set_canceller`](Chain::set_canceller),
+    /// [`set_waker`](Chain::set_waker), and the few places in this module that set the
+    /// others). While it is clear, none of them is set (the overflow may be there, empty),
+    /// so the common paths test this one flag instead of each of them. Cleared only when
+    /// the chain is emptied for reuse.
+    pub(crate) rare: bool,
     /// The Deferred this one waits on (implicit chaining), for `cancel` and `Debug`.
     pub(crate) chained_to: Option<WeakShared>,
     pub(crate) canceller: Option<Canceller>,
@@ -708,6 +800,7 @@ impl Chain {
             running: false,
             suppress_already_called: false,
             cancelling: false,
+            rare: false,
             chained_to: None,
             canceller: None,
             waker: None,
@@ -721,8 +814,46 @@ impl Chain {
     }
 
     /// Fired, not paused, nothing left to run: the result is final.
+    #[inline]
     pub(crate) fn is_settled(&self) -> bool {
-        self.runnable() && self.steps.is_empty()
+        self.runnable() && self.steps.len == 0 && (!self.rare || self.steps.is_empty())
+    }
+
+    /// Settled, waiting on nothing, and with no task to wake: its result can be taken
+    /// as it is.
+    #[inline]
+    fn is_settled_alone(&self) -> bool {
+        self.runnable()
+            && self.steps.len == 0
+            && (!self.rare
+                || (self.steps.is_empty() && self.chained_to.is_none() && self.waker.is_none()))
+    }
+
+    /// Appends a step.
+    #[inline(always)]
+    pub(crate) fn push_step(&mut self, step: Box<dyn Step>) {
+        if !self.steps.push_step(step) {
+            self.rare = true;
+        }
+    }
+
+    /// Ends the chain with a hand-over of its result.
+    #[inline]
+    pub(crate) fn set_tail(&mut self, tail: Tail) {
+        self.rare = true;
+        self.steps.set_tail(tail);
+    }
+
+    /// Gives the chain a canceller.
+    pub(crate) fn set_canceller(&mut self, canceller: Canceller) {
+        self.rare = true;
+        self.canceller = Some(canceller);
+    }
+
+    /// Gives the chain a task to wake when it settles.
+    pub(crate) fn set_waker(&mut self, waker: Waker) {
+        self.rare = true;
+        self.waker = Some(waker);
     }
 }
 
@@ -737,16 +868,12 @@ pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
 /// A result to fire a chain with, stored as it is best stored.
 trait Firing {
     fn store(self, cur: &mut Current);
-    fn into_res(self) -> Res;
 }
 
 impl Firing for Res {
     #[inline(always)]
     fn store(self, cur: &mut Current) {
         put(cur, self.into_current());
-    }
-    fn into_res(self) -> Res {
-        self
     }
 }
 
@@ -758,9 +885,6 @@ impl<T: 'static> Firing for InlineValue<T> {
     fn store(self, cur: &mut Current) {
         put_value(cur, self.0);
     }
-    fn into_res(self) -> Res {
-        Res::Value(Value::new(self.0))
-    }
 }
 
 #[inline(always)]
@@ -771,21 +895,15 @@ fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
             drop(c);
             return fire_again(chain);
         }
-        c.called = true;
-        if c.canceller.is_some() {
-            c.canceller = None;
+        if c.rare {
+            return fire_rare(chain, c, result);
         }
-        if c.paused != 0 {
-            false
-        } else if c.steps.has_steps() || c.waker.is_some() {
+        c.called = true;
+        // No canceller, waker, tail or overflow to look at.
+        if (c.paused == 0) & (c.steps.len != 0) {
             // Marked here, in the same borrow: the run starts at once.
             c.running = true;
             true
-        } else if let Some(tail) = c.steps.tail.take() {
-            // Nothing to run here: the result goes straight on to the tail's chain.
-            drop(c);
-            hand_on(chain, tail, result.into_res());
-            return Ok(());
         } else {
             false
         }
@@ -793,7 +911,42 @@ fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
     // Not running before (it was not called): nobody holds the result.
     result.store(&mut chain.cur().borrow_mut());
     if go {
-        run_marked(chain.clone());
+        run_marked(chain);
+    }
+    Ok(())
+}
+
+/// [`fire_with`] for a chain with one of the rarely set fields set (a canceller to drop,
+/// a waker, a tail, an overflow of steps): out of line, so that the common fire stays
+/// small.
+#[cold]
+#[inline(never)]
+fn fire_rare(
+    chain: &Shared,
+    mut c: RefMut<'_, Chain>,
+    result: impl Firing,
+) -> Result<(), AlreadyCalled> {
+    c.called = true;
+    c.canceller = None;
+    let go = if c.paused != 0 {
+        false
+    } else if c.steps.has_steps() || c.waker.is_some() {
+        // Marked here, in the same borrow: the run starts at once.
+        c.running = true;
+        true
+    } else if let Some(tail) = c.steps.tail.take() {
+        // Nothing to run here: the result goes straight on to the tail's chain.
+        drop(c);
+        hand_on(chain, tail, result);
+        return Ok(());
+    } else {
+        false
+    };
+    drop(c);
+    // Not running before (it was not called): nobody holds the result.
+    result.store(&mut chain.cur().borrow_mut());
+    if go {
+        run_marked(chain);
     }
     Ok(())
 }
@@ -801,15 +954,16 @@ fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
 /// Fires a chain that has nothing to run but its tail: the result goes on to the tail's
 /// chain without being stored here, and that chain runs if it can.
 #[inline(never)]
-fn hand_on(chain: &Shared, tail: Tail, result: Res) {
-    // As after a run that handed its result on.
-    put(&mut chain.cur().borrow_mut(), Current::Taken);
+fn hand_on(chain: &Shared, tail: Tail, result: impl Firing) {
+    // As after a run that handed its result on. Never called before, the chain holds no
+    // result that owns anything: only the tag is written.
+    put_mark(&mut chain.cur().borrow_mut(), Current::Taken);
     let (target, explicit) = match tail {
         Tail::Continue(target) => (target, false),
         Tail::ChainTo(target) => (target, true),
     };
     if deliver(&target, result, explicit) {
-        run(target);
+        run(&target);
     }
 }
 
@@ -870,7 +1024,7 @@ fn fire_boxed<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled>
     };
     put(&mut chain.cur().borrow_mut(), result);
     drop(c);
-    run(chain.clone());
+    run(chain);
     Ok(())
 }
 
@@ -879,11 +1033,11 @@ fn fire_boxed<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled>
 pub(crate) fn push(chain: &Shared, step: Box<dyn Step>) {
     let runnable = {
         let mut c = chain.borrow_mut();
-        c.steps.push_step(step);
+        c.push_step(step);
         c.runnable()
     };
     if runnable {
-        run(chain.clone());
+        run(chain);
     }
 }
 
@@ -891,11 +1045,11 @@ pub(crate) fn push(chain: &Shared, step: Box<dyn Step>) {
 pub(crate) fn chain_to(chain: &Shared, target: Shared) {
     let runnable = {
         let mut c = chain.borrow_mut();
-        c.steps.set_tail(Tail::ChainTo(target));
+        c.set_tail(Tail::ChainTo(target));
         c.runnable()
     };
     if runnable {
-        run(chain.clone());
+        run(chain);
     }
 }
 
@@ -918,7 +1072,7 @@ pub(crate) fn unpause(chain: &Shared) {
         c.runnable()
     };
     if runnable {
-        run(chain.clone());
+        run(chain);
     }
 }
 
@@ -929,6 +1083,7 @@ pub(crate) fn cancel(chain: &Shared) {
         match c.canceller.take() {
             Some(canceller) => {
                 c.cancelling = true;
+                c.rare = true;
                 drop(c);
                 let outcome = catch_unwind(AssertUnwindSafe(canceller)).unwrap_or_else(|p| {
                     log::error!("canceller panicked: {}", Failure::from_panic(p));
@@ -942,6 +1097,7 @@ pub(crate) fn cancel(chain: &Shared) {
             None => {
                 // Set before firing: an errback may make the producer fire at once.
                 c.suppress_already_called = true;
+                c.rare = true;
                 drop(c);
                 let _ = fire(chain, Res::Failure(Failure::new(Cancelled)));
             }
@@ -984,7 +1140,7 @@ pub(crate) fn take_unique<T: 'static>(
 ) -> Option<(Result<T, Failure>, &'static Location<'static>)> {
     let node = Rc::get_mut(&mut chain.0)?;
     let c = node.chain.get_mut();
-    if !c.is_settled() || c.chained_to.is_some() || c.waker.is_some() {
+    if !c.is_settled_alone() {
         return None;
     }
     let at = c.created_at;
@@ -1011,7 +1167,7 @@ pub(crate) fn take_unique<T: 'static>(
 pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
     if let Some(node) = Rc::get_mut(&mut returned.0) {
         let c = node.chain.get_mut();
-        if c.is_settled() && c.chained_to.is_none() && c.waker.is_none() {
+        if c.is_settled_alone() {
             let theirs = node.current.get_mut();
             if let Current::Value(Value::Word(w)) = *theirs {
                 // A word is copied, and left there: it owns nothing.
@@ -1025,7 +1181,7 @@ pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
                     result @ (Current::Value(_) | Current::Failure(_)) => put(cur, result),
                     other => {
                         *theirs = other;
-                        put(cur, Current::Wait(returned));
+                        put_with(cur, || Current::Wait(returned));
                         return;
                     }
                 }
@@ -1040,14 +1196,14 @@ pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
             return;
         }
     }
-    put(cur, Current::Wait(returned));
+    put_with(cur, || Current::Wait(returned));
 }
 
 /// Runs chains until none can go on: the loop that replaces Twisted's recursion.
 ///
 /// A continuation hands the result to the chain that waited on this one and moves on to
 /// that chain, so a million nested Deferreds use no more stack than one.
-pub(crate) fn run(cur: Shared) {
+pub(crate) fn run(cur: &Shared) {
     {
         let mut c = cur.borrow_mut();
         if !c.runnable() {
@@ -1058,55 +1214,97 @@ pub(crate) fn run(cur: Shared) {
     run_marked(cur);
 }
 
-/// As [`run`], for a chain its caller found runnable and marked `running`.
-fn run_marked(mut cur: Shared) {
-    loop {
-        let Some(next) = run_one(&cur) else {
-            return;
-        };
-        cur = next;
-        let mut c = cur.borrow_mut();
-        if !c.runnable() {
-            return;
-        }
-        c.running = true;
+/// As [`run`], for a chain its caller found runnable and marked `running` (and keeps
+/// alive meanwhile: the run takes no reference of its own to it).
+fn run_marked(first: &Shared) {
+    if let Some(next) = run_one::<true>(first) {
+        run_on(next);
     }
+}
+
+/// Goes on with the chains that results were handed to, one after the other.
+#[inline(never)]
+fn run_on(mut cur: Shared) {
+    loop {
+        {
+            let mut c = cur.borrow_mut();
+            if !c.runnable() {
+                return;
+            }
+            c.running = true;
+        }
+        match run_one::<false>(&cur) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+}
+
+/// How a run of steps ended.
+enum Ended {
+    /// No longer running (settled, paused or waiting), with the waker of a task to wake
+    /// if it is settled.
+    Stopped(Option<Waker>),
+    /// The result was handed on (the chain is still marked running), and the chain to
+    /// go on with if it has something to run.
+    HandedOn(Option<Shared>),
 }
 
 /// Runs a chain marked `running`; returns the chain to go on with, if its result was
 /// handed on.
+///
+/// `FIRST` only tells the two callers' copies apart, so that each has the whole run
+/// inline (one copy shared by both would be a call of its own).
 #[inline(always)]
-fn run_one(shared: &Shared) -> Option<Shared> {
+fn run_one<const FIRST: bool>(shared: &Shared) -> Option<Shared> {
     let _depth = DepthGuard::enter();
     // One unwind guard for the whole run rather than one per step: a step that panics
     // leaves the chain `Running`, with no borrow held; its result is the panic, and the
     // run goes on from there.
-    let next = loop {
+    let ended = loop {
         match catch_unwind(AssertUnwindSafe(|| run_steps(shared))) {
-            Ok(next) => break next,
+            Ok(ended) => break ended,
             Err(p) => {
                 let failure = Failure::from_panic(p);
                 put(&mut shared.cur().borrow_mut(), Current::Failure(failure));
             }
         }
     };
-    let mut c = shared.borrow_mut();
-    c.running = false;
-    if c.waker.is_some() && c.steps.is_empty() && c.paused == 0 {
-        if let Some(w) = c.waker.take() {
-            drop(c);
+    match ended {
+        Ended::Stopped(None) => None,
+        Ended::Stopped(Some(w)) => {
             w.wake();
+            None
+        }
+        Ended::HandedOn(next) => {
+            let waker = stop(&mut shared.borrow_mut());
+            if let Some(w) = waker {
+                w.wake();
+            }
+            next
         }
     }
-    next
+}
+
+/// Marks a chain no longer running; the waker to wake if it is settled.
+#[inline(always)]
+fn stop(c: &mut Chain) -> Option<Waker> {
+    c.running = false;
+    if c.waker.is_some() && c.steps.is_empty() && c.paused == 0 {
+        c.waker.take()
+    } else {
+        None
+    }
 }
 
 /// Runs the steps of a running chain until it is paused, waits, hands its result on, or
-/// has no step left. Returns the chain to go on with, if its result was handed on.
+/// has no step left; unless it handed its result on, marks it no longer running in the
+/// same borrow.
 ///
 /// The result stays borrowed, in place, for the whole run; the chain itself is let go
 /// around every step.
-fn run_steps(shared: &Shared) -> Option<Shared> {
+#[inline(always)]
+fn run_steps(shared: &Shared) -> Ended {
     let mut cur = shared.cur().borrow_mut();
     let mut c = shared.borrow_mut();
     while c.paused == 0 {
@@ -1122,7 +1320,7 @@ fn run_steps(shared: &Shared) -> Option<Shared> {
                 Tail::Continue(target) => (target, false),
                 Tail::ChainTo(target) => (target, true),
             };
-            return deliver(&target, result, explicit).then_some(target);
+            return Ended::HandedOn(deliver(&target, result, explicit).then_some(target));
         };
         drop(c);
         step.run(&mut cur);
@@ -1134,14 +1332,15 @@ fn run_steps(shared: &Shared) -> Option<Shared> {
             match wait_on(shared, &mut c, inner) {
                 Some(result) => put(&mut cur, result),
                 None => {
-                    // Paused until `inner` continues it.
-                    put(&mut cur, Current::Pending);
-                    return None;
+                    // Paused until `inner` continues it. (`Running`, just written, owns
+                    // nothing.)
+                    put_mark(&mut cur, Current::Pending);
+                    break;
                 }
             }
         }
     }
-    None
+    Ended::Stopped(stop(&mut c))
 }
 
 /// A chain's result, to hand on.
@@ -1177,7 +1376,8 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
     }
     c.paused += 1;
     c.chained_to = Some(inner.downgrade());
-    ic.steps.set_tail(Tail::Continue(shared.clone()));
+    c.rare = true;
+    ic.set_tail(Tail::Continue(shared.clone()));
     None
 }
 
@@ -1198,8 +1398,10 @@ pub(crate) fn waiting_on(created_at: &'static Location<'static>, inner: Shared) 
     outer
 }
 
-/// Hands a result to the chain `target`. Returns whether `target` has anything to run now.
-fn deliver(target: &Shared, result: Res, explicit: bool) -> bool {
+/// Hands a result to the chain `target`, stored there as it is best stored (a word in
+/// place, not built first and copied in whole). Returns whether `target` has anything to
+/// run now.
+fn deliver(target: &Shared, result: impl Firing, explicit: bool) -> bool {
     let mut t = target.borrow_mut();
     if explicit {
         if t.called {
@@ -1217,7 +1419,7 @@ fn deliver(target: &Shared, result: Res, explicit: bool) -> bool {
         t.paused = t.paused.saturating_sub(1);
         t.chained_to = None;
     }
-    put(&mut target.cur().borrow_mut(), result.into_current());
+    result.store(&mut target.cur().borrow_mut());
     // Nothing to run and nobody to wake: the target is settled as it is.
     t.runnable() && (!t.steps.is_empty() || t.waker.is_some())
 }
@@ -1300,9 +1502,7 @@ mod tests {
     fn a_dropped_unique_chain_is_recycled_empty() {
         let at = Location::caller();
         let a = Shared::pending(at);
-        a.borrow_mut()
-            .steps
-            .set_tail(Tail::ChainTo(Shared::pending(at)));
+        a.borrow_mut().set_tail(Tail::ChainTo(Shared::pending(at)));
         let ptr = a.as_ptr();
         drop(a);
         let b = Shared::pending(at);
@@ -1333,6 +1533,33 @@ mod tests {
             ));
             assert!(format!("{b:?}").starts_with("Deferred(pending"), "{b:?}");
         }
+    }
+
+    #[test]
+    fn a_thread_that_pooled_chains_exits_cleanly_even_dropping_one_late() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static DROPPED: AtomicUsize = AtomicUsize::new(0);
+        /// Drops a chain while the thread's locals are being destroyed.
+        struct Late(Option<Shared>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                drop(self.0.take());
+                DROPPED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Late> = const { RefCell::new(Late(None)) };
+        }
+        std::thread::spawn(|| {
+            let at = Location::caller();
+            let chains: Vec<Shared> = (0..10).map(|_| Shared::pending(at)).collect();
+            drop(chains);
+            assert_eq!(POOL.with(|p| p.borrow().len()), 10);
+            LATE.with(|l| l.borrow_mut().0 = Some(Shared::pending(at)));
+        })
+        .join()
+        .expect("a thread that pooled chains exits cleanly");
+        assert_eq!(DROPPED.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -530,7 +530,8 @@ impl<T: 'static> Deferred<T> {
     ) -> (Deferred<T>, Resolver<T>) {
         let (d, r) = Deferred::pending();
         if let Some(c) = d.chain() {
-            c.borrow_mut().canceller = Some(Box::new(move || canceller().map(res_of)));
+            c.borrow_mut()
+                .set_canceller(Box::new(move || canceller().map(res_of)));
         }
         (d, r)
     }
@@ -1025,7 +1026,7 @@ impl<T: 'static> Deferred<T> {
         }
         match &c.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
-            _ => c.waker = Some(cx.waker().clone()),
+            _ => c.set_waker(cx.waker().clone()),
         }
         drop(c);
         this.arm();
