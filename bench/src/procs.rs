@@ -148,6 +148,42 @@ impl IdleMemory {
     }
 }
 
+/// The table of memory per idle connection: a row for each server of `order` that has a
+/// reading in `mem` (`n` connections each), with its growth per connection against
+/// `peer`'s.
+pub fn idle_memory_table(
+    mem: &std::collections::BTreeMap<String, IdleMemory>,
+    order: &[String],
+    n: usize,
+    peer: &str,
+) -> crate::report::Table {
+    use crate::report;
+    let base = mem.get(peer).map(|m| m.per_conn);
+    let mut t = report::Table::new([
+        "server".to_string(),
+        "idle connections".to_string(),
+        "VmRSS before KiB".to_string(),
+        "VmRSS after KiB".to_string(),
+        "bytes per connection".to_string(),
+        format!("vs {peer}"),
+    ]);
+    for name in order {
+        let Some(x) = mem.get(name) else { continue };
+        t.row([
+            name.clone(),
+            report::group(n as u64),
+            report::group(x.before_kib),
+            report::group(x.after_kib),
+            report::group(x.per_conn.max(0.0).round() as u64),
+            match base {
+                Some(b) if b > 0.0 => report::ratio2(x.per_conn / b),
+                _ => "-".into(),
+            },
+        ]);
+    }
+    t
+}
+
 /// VmRSS of a process, in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

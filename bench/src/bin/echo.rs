@@ -29,7 +29,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use ropewalk_bench::load::{throughput, Load, Throughput};
-use ropewalk_bench::procs::{perf_works, rss_kib, signal, IdleMemory, Server};
+use ropewalk_bench::procs::{idle_memory_table, perf_works, rss_kib, signal, IdleMemory, Server};
 use ropewalk_bench::report::{self, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
 
@@ -439,26 +439,7 @@ fn main() -> ExitCode {
 
     // Table 3: memory per idle connection.
     if !mem.is_empty() {
-        let base = mem.get("tokio").map(|m| m.per_conn);
-        let mut m = Table::new([
-            "server",
-            "idle connections",
-            "VmRSS before KiB",
-            "VmRSS after KiB",
-            "bytes/connection",
-            "vs tokio",
-        ]);
-        for name in &available {
-            let Some(x) = mem.get(name) else { continue };
-            m.row([
-                name.clone(),
-                report::group(args.idle as u64),
-                report::group(x.before_kib),
-                report::group(x.after_kib),
-                report::group(x.per_conn.max(0.0).round() as u64),
-                vs(x.per_conn, base),
-            ]);
-        }
+        let m = idle_memory_table(&mem, &available, args.idle, "tokio");
         println!("{m}");
     }
 

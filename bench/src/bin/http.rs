@@ -33,7 +33,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use ropewalk_bench::procs::{
-    children_cpu_seconds, cpu_split, perf_works, rss_kib, signal, IdleMemory, Server,
+    children_cpu_seconds, cpu_split, idle_memory_table, perf_works, rss_kib, signal, IdleMemory,
+    Server,
 };
 use ropewalk_bench::report::{self, median_of as median, Table};
 use ropewalk_bench::syscalls::{self, Syscalls};
@@ -587,25 +588,7 @@ fn main() -> ExitCode {
 
     // Table 3: memory per idle connection.
     if !mem.is_empty() {
-        let base = mem.get("hyper").map(|m| m.per_conn);
-        let mut m = Table::new([
-            "server",
-            "idle connections",
-            "VmRSS before KiB",
-            "VmRSS after KiB",
-            "bytes per connection",
-            "vs hyper",
-        ]);
-        for (name, x) in &mem {
-            m.row([
-                name.clone(),
-                report::group(args.idle as u64),
-                report::group(x.before_kib),
-                report::group(x.after_kib),
-                report::num(x.per_conn, 0),
-                report::ratio2(base.map_or(f64::NAN, |b| x.per_conn / b)),
-            ]);
-        }
+        let m = idle_memory_table(&mem, &available, args.idle, "hyper");
         println!(
             "Memory per idle keep-alive connection (each answered one GET /, then left \
              open):\n\n{m}"
