@@ -169,6 +169,11 @@ impl Shared {
         s
     }
 
+    /// Where the chain's Deferred was created.
+    pub(crate) fn created_at(&self) -> &'static Location<'static> {
+        self.borrow().created_at
+    }
+
     /// The chain's result.
     #[inline(always)]
     pub(crate) fn cur(&self) -> &RefCell<Current> {
@@ -1161,6 +1166,13 @@ pub(crate) fn take_unique<T: 'static>(
             None
         }
     }
+}
+
+/// Gives a settled chain whose result was taken ([`take_unique`]) a new final result, as
+/// if it had fired with it (it stays called, with nothing to run).
+pub(crate) fn refill(chain: &Shared, result: Res) {
+    debug_assert!(chain.borrow().is_settled(), "a settled chain is refilled");
+    put(&mut chain.cur().borrow_mut(), result.into_current());
 }
 
 /// Stores in `cur` what a step hands on by returning a Deferred on the chain `returned`:

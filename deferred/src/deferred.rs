@@ -54,12 +54,18 @@ use crate::Failure;
 /// Dropping a Deferred after adding callbacks is normal (it is not `#[must_use]`): its
 /// chain runs when it fires, whoever holds it.
 pub struct Deferred<T> {
-    // No `Drop` of its own (what must happen on drop is in `Awaited` and `Unhandled`), so
+    // No `Drop` of its own (what must happen on drop is in `Awaited` and the chain), so
     // the handle can be taken apart by moving, at no cost, as each `add_*` does.
     state: State<T>,
 }
 
 /// Where a Deferred's result is.
+///
+/// Kept to a tag and one word for a word-sized `T` (two words in all): a handle that small
+/// moves in registers. A wider one goes through memory on every `add_*`, written field by
+/// field and read back whole, which stalls the processor (store forwarding): measured, a
+/// third of the time of the chained scenarios of `bench/deferred`. So a failure is not
+/// carried by the handle (with where it was created, a third word), but by a fired chain.
 enum State<T> {
     /// In a shared chain: pending, or fired with others (a resolver, a canceller handle,
     /// a waiting Deferred) able to see it.
@@ -67,12 +73,8 @@ enum State<T> {
     /// In a shared chain, polled as a future and not finished: dropping it cancels.
     Awaited(Awaited),
     /// Fired with a value, every callback run, and nobody else can see it: the value lives
-    /// in the handle, and callbacks added now run inline without allocating. (`None` once
-    /// `poll` has taken it: taken in place, without copying the whole state, which the
-    /// processor would otherwise stall on right after the handle was built.)
-    Value(Option<T>, &'static Location<'static>),
-    /// As `Value`, with a failure (logged if the handle is dropped with it).
-    Failed(Unhandled),
+    /// in the handle, and callbacks added now run inline without allocating.
+    Value(T),
     /// Taken by `try_result` or by a completed `poll`.
     Taken,
 }
@@ -90,29 +92,6 @@ impl Drop for Awaited {
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
             chain::cancel(&shared);
-        }
-    }
-}
-
-/// A failure carried by a handle: logged if dropped before it is taken.
-struct Unhandled {
-    failure: Option<Failure>,
-    at: &'static Location<'static>,
-}
-
-impl Unhandled {
-    fn take(mut self) -> (Failure, &'static Location<'static>) {
-        (
-            self.failure.take().expect("a failure not yet taken"),
-            self.at,
-        )
-    }
-}
-
-impl Drop for Unhandled {
-    fn drop(&mut self) {
-        if let Some(f) = &self.failure {
-            log::error!("Unhandled error in Deferred (created at {}): {f}", self.at);
         }
     }
 }
@@ -395,16 +374,22 @@ impl<T: 'static> Deferred<T> {
         }
     }
 
+    /// A Deferred with its final result: a value in the handle, a failure in a fired
+    /// chain created at `at` (named if it is dropped unhandled).
     #[inline]
     fn ready(result: Result<T, Failure>, at: &'static Location<'static>) -> Deferred<T> {
-        let state = match result {
-            Ok(v) => State::Value(Some(v), at),
-            Err(f) => State::Failed(Unhandled {
-                failure: Some(f),
-                at,
-            }),
-        };
-        Deferred { state }
+        match result {
+            Ok(v) => Deferred {
+                state: State::Value(v),
+            },
+            Err(f) => Deferred::failed(f, at),
+        }
+    }
+
+    /// A Deferred whose result is `failure`: out of line, off the value paths.
+    #[inline(never)]
+    fn failed(failure: Failure, at: &'static Location<'static>) -> Deferred<T> {
+        Deferred::from_shared(Shared::fired(at, Res::Failure(failure)))
     }
 
     /// The shared chain, if the result is not carried by the handle.
@@ -415,18 +400,16 @@ impl<T: 'static> Deferred<T> {
         }
     }
 
-    /// The shared chain, made for a result the handle carries (the rare paths: pause,
-    /// timeouts on a fired Deferred, explicit chaining).
+    /// The shared chain, made for a value the handle carries (the rare paths: pause,
+    /// timeouts on a fired Deferred, explicit chaining): created where this is called
+    /// from (the handle does not keep where it was made).
+    #[track_caller]
     pub(crate) fn into_shared(self) -> Shared {
         match self.state {
             State::Chain(s) => s,
             State::Awaited(a) => a.defuse(),
-            State::Value(Some(v), at) => Shared::fired(at, Res::Value(Value::new(v))),
-            State::Failed(u) => {
-                let (f, at) = u.take();
-                Shared::fired(at, Res::Failure(f))
-            }
-            State::Value(None, _) | State::Taken => Shared::fired(
+            State::Value(v) => Shared::fired(Location::caller(), Res::Value(Value::new(v))),
+            State::Taken => Shared::fired(
                 Location::caller(),
                 Res::Failure(Failure::new(WaitError::ResultTaken)),
             ),
@@ -438,8 +421,7 @@ impl<T: 'static> Deferred<T> {
     #[inline]
     fn into_ready(self) -> Result<T, Current> {
         match self.state {
-            State::Value(Some(v), _) => Ok(v),
-            State::Failed(u) => Err(Current::Failure(u.take().0)),
+            State::Value(v) => Ok(v),
             // Settled and seen by nobody else: take the result now, no wait to set up.
             State::Chain(mut s) => match chain::take_unique::<T>(&mut s) {
                 Some((Ok(v), _)) => Ok(v),
@@ -447,40 +429,30 @@ impl<T: 'static> Deferred<T> {
                 None => Err(Current::Wait(s)),
             },
             State::Awaited(a) => Err(Current::Wait(a.defuse())),
-            State::Value(None, _) | State::Taken => {
-                Err(Current::Failure(Failure::new(WaitError::ResultTaken)))
-            }
+            State::Taken => Err(Current::Failure(Failure::new(WaitError::ResultTaken))),
         }
     }
 
     /// Takes the result if the handle carries it, or can take it from a chain nobody else
-    /// sees; otherwise gives the chain back.
+    /// sees; otherwise gives the chain back. With the result, the chain it was taken from,
+    /// if any: emptied, and free to hold the next result (a failure is kept in a chain).
     #[inline]
-    fn take_ready(self) -> Result<(Result<T, Failure>, &'static Location<'static>), Shared> {
+    fn take_ready(self) -> Result<(Result<T, Failure>, Option<Shared>), Shared> {
         let mut s = match self.state {
-            State::Value(Some(v), at) => return Ok((Ok(v), at)),
-            State::Failed(u) => {
-                let (f, at) = u.take();
-                return Ok((Err(f), at));
-            }
+            State::Value(v) => return Ok((Ok(v), None)),
             State::Chain(s) => s,
             State::Awaited(a) => a.defuse(),
-            State::Value(None, _) | State::Taken => {
-                return Ok((
-                    Err(Failure::new(WaitError::ResultTaken)),
-                    Location::caller(),
-                ))
-            }
+            State::Taken => return Ok((Err(Failure::new(WaitError::ResultTaken)), None)),
         };
         match chain::take_unique::<T>(&mut s) {
-            Some(found) => Ok(found),
+            Some((found, _)) => Ok((found, Some(s))),
             None => Err(s),
         }
     }
 
     /// Whether the result is carried by the handle (no chain).
     pub(crate) fn is_ready(&self) -> bool {
-        matches!(self.state, State::Value(Some(_), _) | State::Failed(_))
+        matches!(self.state, State::Value(_))
     }
 
     /// A Deferred with no result yet, and the [`Resolver`] that will give it one.
@@ -578,20 +550,23 @@ impl<T: 'static> Deferred<T> {
     }
 
     #[inline(always)]
+    #[track_caller]
     fn then<U: 'static>(
         self,
         f: impl FnOnce(Result<T, Failure>) -> Outcome<U> + 'static,
     ) -> Deferred<U> {
-        // The common case first: a chain somebody else (its resolver) also holds.
+        // The common cases first: a chain somebody else (its resolver) also holds, and a
+        // value the handle carries.
         let state = match self.state {
             State::Chain(shared) if !shared.is_unique() => {
                 chain::push(&shared, step_of(f));
                 return Deferred::from_shared(shared);
             }
+            State::Value(v) => return run_inline(None, move || f(Ok(v))),
             state => state,
         };
         match (Deferred { state }).take_ready() {
-            Ok((result, at)) => run_inline(at, move || f(result)),
+            Ok((result, kept)) => run_inline(kept, move || f(result)),
             Err(shared) => {
                 chain::push(&shared, step_of(f));
                 Deferred::from_shared(shared)
@@ -614,6 +589,7 @@ impl<T: 'static> Deferred<T> {
     /// let d = Deferred::succeed("x").add_callback(|s| Ok(s.parse::<i32>()?));
     /// assert!(d.wait().unwrap_err().is::<std::num::ParseIntError>());
     /// ```
+    #[track_caller]
     pub fn add_callback<U: 'static, R: IntoOutcome<U>>(
         self,
         f: impl FnOnce(T) -> R + 'static,
@@ -640,13 +616,18 @@ impl<T: 'static> Deferred<T> {
     /// });
     /// assert_eq!(d.wait().unwrap(), 1);
     /// ```
+    #[track_caller]
     pub fn add_errback<R: IntoOutcome<T>>(
         self,
         f: impl FnOnce(Failure) -> R + 'static,
     ) -> Deferred<T> {
         let shared = match self.take_ready() {
-            Ok((Ok(v), at)) => return Deferred::ready(Ok(v), at),
-            Ok((Err(fail), at)) => return run_inline(at, move || f(fail).into_outcome()),
+            Ok((Ok(v), _)) => {
+                return Deferred {
+                    state: State::Value(v),
+                }
+            }
+            Ok((Err(fail), kept)) => return run_inline(kept, move || f(fail).into_outcome()),
             Err(shared) => shared,
         };
         chain::push(
@@ -669,6 +650,7 @@ impl<T: 'static> Deferred<T> {
     /// let d = Deferred::<i32>::fail(Failure::msg("x")).add_both(|r| Ok(r.is_ok()));
     /// assert_eq!(d.wait().unwrap(), false);
     /// ```
+    #[track_caller]
     pub fn add_both<U: 'static, R: IntoOutcome<U>>(
         self,
         f: impl FnOnce(Result<T, Failure>) -> R + 'static,
@@ -690,6 +672,7 @@ impl<T: 'static> Deferred<T> {
     /// );
     /// assert_eq!(d.wait().unwrap_err().to_string(), "cb failed");
     /// ```
+    #[track_caller]
     pub fn add_callbacks<U: 'static, R1: IntoOutcome<U>, R2: IntoOutcome<U>>(
         self,
         callback: impl FnOnce(T) -> R1 + 'static,
@@ -715,9 +698,11 @@ impl<T: 'static> Deferred<T> {
     /// ra.callback(9).unwrap();
     /// assert_eq!(b.wait().unwrap(), 9);
     /// ```
+    #[track_caller]
     pub fn chain_deferred(self, other: Resolver<T>) {
         if self.is_ready() {
-            if let Ok((result, at)) = self.take_ready() {
+            if let Ok((result, kept)) = self.take_ready() {
+                let at = kept.as_ref().map_or(Location::caller(), Shared::created_at);
                 if other.resolve(result).is_err() {
                     log::error!(
                         "chain_deferred: target deferred was already called (source created at {at})"
@@ -748,6 +733,7 @@ impl<T: 'static> Deferred<T> {
     /// d.unpause();
     /// assert!(ran.get());
     /// ```
+    #[track_caller]
     pub fn pause(&mut self) {
         if self.chain().is_none() {
             let placeholder = Deferred {
@@ -873,9 +859,7 @@ impl<T: 'static> Deferred<T> {
     /// ```
     pub fn try_result(&mut self) -> Option<Result<T, Failure>> {
         match std::mem::replace(&mut self.state, State::Taken) {
-            State::Value(Some(v), _) => Some(Ok(v)),
-            State::Value(None, _) => None,
-            State::Failed(u) => Some(Err(u.take().0)),
+            State::Value(v) => Some(Ok(v)),
             state @ (State::Chain(_) | State::Awaited(_)) => {
                 self.state = state;
                 let taken = {
@@ -915,6 +899,7 @@ impl<T: 'static> Deferred<T> {
     /// let (d, _r) = Deferred::<i32>::pending();
     /// assert!(d.wait().unwrap_err().is::<WaitError>());
     /// ```
+    #[track_caller]
     pub fn wait(self) -> Result<T, Failure> {
         let shared = match self.take_ready() {
             Ok((result, _)) => return result,
@@ -939,24 +924,35 @@ impl<T: 'static> Deferred<T> {
     }
 }
 
-/// Runs a callback now, on a result the handle carries.
-fn run_inline<U: 'static>(
-    at: &'static Location<'static>,
-    f: impl FnOnce() -> Outcome<U>,
-) -> Deferred<U> {
+/// Runs a callback now, on a result taken from a handle, or from `kept`: the chain that
+/// held it, emptied, which holds a failure the callback hands on (no new chain made for
+/// it). A Deferred made here without one is created where the callback was added.
+#[track_caller]
+fn run_inline<U: 'static>(kept: Option<Shared>, f: impl FnOnce() -> Outcome<U>) -> Deferred<U> {
     let outcome = {
         let _depth = chain::DepthGuard::enter();
         catch_unwind(AssertUnwindSafe(f))
             .unwrap_or_else(|p| Outcome::Failure(Failure::from_panic(p)))
     };
     match outcome {
-        Outcome::Value(v) => Deferred::ready(Ok(v), at),
-        Outcome::Failure(f) => Deferred::ready(Err(f), at),
+        Outcome::Value(v) => Deferred {
+            state: State::Value(v),
+        },
+        Outcome::Failure(f) => match kept {
+            Some(s) => {
+                chain::refill(&s, Res::Failure(f));
+                Deferred::from_shared(s)
+            }
+            None => Deferred::failed(f, Location::caller()),
+        },
         Outcome::Chain(d) => match d.chain() {
             // A final result: the returned Deferred is the answer as it stands.
             None => d,
             Some(s) if s.borrow().is_settled() => d,
-            Some(_) => Deferred::from_shared(chain::waiting_on(at, d.into_shared())),
+            Some(_) => {
+                let at = kept.as_ref().map_or(Location::caller(), Shared::created_at);
+                Deferred::from_shared(chain::waiting_on(at, d.into_shared()))
+            }
         },
     }
 }
@@ -995,8 +991,8 @@ impl<T: 'static> Future for Deferred<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         // A handle that carries its value (`succeed`, or a finished chain): no call.
-        if let State::Value(v, _) = &mut this.state {
-            if let Some(v) = v.take() {
+        if let State::Value(_) = this.state {
+            if let State::Value(v) = std::mem::replace(&mut this.state, State::Taken) {
                 return Poll::Ready(Ok(v));
             }
         }
@@ -1009,8 +1005,7 @@ impl<T: 'static> Deferred<T> {
         let this = self;
         if this.is_ready() {
             return Poll::Ready(match std::mem::replace(&mut this.state, State::Taken) {
-                State::Value(Some(v), _) => Ok(v),
-                State::Failed(u) => Err(u.take().0),
+                State::Value(v) => Ok(v),
                 _ => unreachable!("a handle that carries its result"),
             });
         }
@@ -1038,16 +1033,8 @@ impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = match &self.state {
             State::Chain(s) | State::Awaited(Awaited(Some(s))) => s,
-            State::Value(Some(v), _) => return write!(f, "Deferred(current result: {v:?})"),
-            State::Failed(Unhandled {
-                failure: Some(e),
-                at,
-            }) => {
-                return write!(f, "Deferred(failed: {e}, created at {at})");
-            }
-            State::Value(None, _) | State::Failed(_) | State::Awaited(_) | State::Taken => {
-                return f.write_str("Deferred(result taken)")
-            }
+            State::Value(v) => return write!(f, "Deferred(current result: {v:?})"),
+            State::Awaited(_) | State::Taken => return f.write_str("Deferred(result taken)"),
         };
         if let Some(written) =
             shared.inspect_value::<T, _>(|v| write!(f, "Deferred(current result: {v:?})"))
@@ -1253,5 +1240,17 @@ mod tests {
     fn deferred_is_unpin_whatever_its_type() {
         fn unpin<X: Unpin>() {}
         unpin::<super::Deferred<std::marker::PhantomPinned>>();
+    }
+
+    /// A handle for a word-sized result is two words, so it moves in registers (see
+    /// `State`): a third word, or a wider value beside the tag, costs the chained
+    /// scenarios of `bench/deferred` a third of their time.
+    #[test]
+    fn a_handle_for_a_word_is_two_words() {
+        use super::Deferred;
+        use std::mem::size_of;
+        assert_eq!(size_of::<Deferred<u64>>(), 2 * size_of::<usize>());
+        assert_eq!(size_of::<Deferred<()>>(), 2 * size_of::<usize>());
+        assert!(size_of::<Deferred<String>>() <= size_of::<String>() + size_of::<usize>());
     }
 }
