@@ -17,7 +17,8 @@
 //!   reference) empties it and keeps its allocation in a small per-thread pool that
 //!   [`Shared::pending`] takes from (inline; making a new chain is out of line). The pool
 //!   has no destructor of its own, so reaching it is a plain thread-local access, with no
-//!   check of its state: a guard registered on first use empties it at thread exit.
+//!   check of its state: a guard registered on first use empties it at thread exit. It is
+//!   a fixed array of cells and a length, with no borrow flag to set and clear.
 //!   Emptying drops only what owns something; a result that owns nothing stays, unread
 //!   until the chain fires again.
 //! - **A chain nobody else sees is reached without borrow flags** ([`Rc::get_mut`]):
@@ -91,14 +92,32 @@ impl Drop for Node {
 /// How many emptied chains a thread keeps for reuse.
 const POOL_CAP: usize = 64;
 
-thread_local! {
+/// Emptied chains a thread keeps for reuse.
+///
+/// Cells only, no borrow flag: each slot is taken or set whole, and nothing that runs
+/// meanwhile (a destructor) can see a slot half changed.
+struct Pool {
+    /// Whether [`POOL_GUARD`] is registered to empty the pool when the thread ends.
+    guarded: Cell<bool>,
+    /// How many of `chains` (the first ones) hold a chain.
+    len: Cell<usize>,
     /// Emptied chains, each referenced only from here.
+    chains: [Cell<Option<Shared>>; POOL_CAP],
+}
+
+thread_local! {
+    /// The thread's pool.
     ///
     /// Without drop glue of its own (`ManuallyDrop`), so that reaching it is a plain
     /// thread-local access, with no check of whether it is initialised or already
     /// destroyed: [`POOL_GUARD`] empties it when the thread ends.
-    static POOL: RefCell<ManuallyDrop<Vec<Shared>>> =
-        const { RefCell::new(ManuallyDrop::new(Vec::new())) };
+    static POOL: ManuallyDrop<Pool> = const {
+        ManuallyDrop::new(Pool {
+            guarded: Cell::new(false),
+            len: Cell::new(0),
+            chains: [const { Cell::new(None) }; POOL_CAP],
+        })
+    };
     /// Empties [`POOL`] when the thread ends. Reached (and so registered) when the pool
     /// gets its first chain; once it is gone, the pool takes no more.
     static POOL_GUARD: PoolGuard = const { PoolGuard };
@@ -109,26 +128,50 @@ struct PoolGuard;
 
 impl Drop for PoolGuard {
     fn drop(&mut self) {
-        // Taken out first: the chains dropped here find the pool empty, and (this guard
-        // being gone) do not go back into it.
-        let chains = POOL.with(|p| p.try_borrow_mut().map(|mut p| mem::take(&mut **p)));
-        drop(chains);
+        let _ = POOL.try_with(|p| {
+            // Closed first: the chains dropped here find the pool closed, and (this guard
+            // being gone) cannot open it again.
+            p.guarded.set(false);
+            while let Some(s) = pop_chain(p) {
+                drop(s);
+            }
+        });
     }
 }
 
-/// Whether the pool may take a chain although it has no room allocated yet: only while
-/// [`POOL_GUARD`] is there (this registers it), to empty the pool at thread exit.
-#[cold]
-fn pool_guarded() -> bool {
-    POOL_GUARD.try_with(|_| ()).is_ok()
+/// Whether the pool may take a chain: only while [`POOL_GUARD`] is registered (the first
+/// call registers it), to empty the pool when the thread ends.
+#[inline(always)]
+fn open(p: &Pool) -> bool {
+    p.guarded.get() || guard(p)
 }
 
-/// Keeps `s` in `pool` if it has room (and is guarded); otherwise drops it.
+/// Registers [`POOL_GUARD`], if it can still be: a thread that is ending keeps nothing.
+#[cold]
+fn guard(p: &Pool) -> bool {
+    let ok = POOL_GUARD.try_with(|_| ()).is_ok();
+    p.guarded.set(ok);
+    ok
+}
+
+/// Takes the last chain kept.
 #[inline(always)]
-fn push_pooled(pool: &RefCell<ManuallyDrop<Vec<Shared>>>, s: impl FnOnce() -> Shared) {
-    if let Ok(mut p) = pool.try_borrow_mut() {
-        if p.len() < POOL_CAP && (p.capacity() != 0 || pool_guarded()) {
-            p.push(s());
+fn pop_chain(p: &Pool) -> Option<Shared> {
+    let n = p.len.get().checked_sub(1)?;
+    let s = p.chains.get(n)?.take();
+    p.len.set(n);
+    s
+}
+
+/// Keeps `s()` if the pool has room (and is open); otherwise `s` is not called.
+#[inline(always)]
+fn push_chain(p: &Pool, s: impl FnOnce() -> Shared) {
+    let n = p.len.get();
+    if let Some(slot) = p.chains.get(n) {
+        if open(p) {
+            // The slots from `len` on are empty: nothing to drop.
+            mem::forget(slot.replace(Some(s())));
+            p.len.set(n + 1);
         }
     }
 }
@@ -137,10 +180,7 @@ impl Shared {
     /// A chain with no result yet: a recycled one when the thread has one.
     #[inline]
     pub(crate) fn pending(created_at: &'static Location<'static>) -> Shared {
-        let reused = POOL
-            .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
-            .ok()
-            .flatten();
+        let reused = POOL.try_with(|p| pop_chain(p)).ok().flatten();
         match reused {
             Some(s) => {
                 s.borrow_mut().created_at = created_at;
@@ -305,14 +345,14 @@ fn reset_flags(c: &mut Chain) {
 /// the only one.
 #[inline(always)]
 fn keep(s: Shared) {
-    let _ = POOL.try_with(move |p| push_pooled(p, move || s));
+    let _ = POOL.try_with(move |p| push_chain(p, move || s));
 }
 
 /// As [`keep`], for a chain whose only reference is being dropped: the pool takes a new
 /// one.
 #[inline(always)]
 fn keep_clone(rc: &Rc<Node>) {
-    let _ = POOL.try_with(|p| push_pooled(p, || Shared(rc.clone())));
+    let _ = POOL.try_with(|p| push_chain(p, || Shared(rc.clone())));
 }
 
 /// Drops what a recycled chain still holds besides its result (steps of a chain that
@@ -1566,7 +1606,7 @@ mod tests {
             let at = Location::caller();
             let chains: Vec<Shared> = (0..10).map(|_| Shared::pending(at)).collect();
             drop(chains);
-            assert_eq!(POOL.with(|p| p.borrow().len()), 10);
+            assert_eq!(POOL.with(|p| p.len.get()), 10);
             LATE.with(|l| l.borrow_mut().0 = Some(Shared::pending(at)));
         })
         .join()
