@@ -1046,6 +1046,7 @@ impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
 }
 
 impl<T: 'static> Resolver<T> {
+    #[inline(always)]
     fn into_shared(mut self) -> Shared {
         let chain = self.chain.take().expect("live resolver");
         // Nothing left to drop: skip the call to `Drop`.
@@ -1067,6 +1068,7 @@ impl<T: 'static> Resolver<T> {
     /// r.callback("done").unwrap();
     /// assert_eq!(d.wait().unwrap(), "done");
     /// ```
+    #[inline(always)]
     pub fn callback(self, value: T) -> Result<(), AlreadyCalled> {
         chain::fire_value(&self.into_shared(), value)
     }
