@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::harness::Config;
+use crate::harness::{Config, Timing};
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -13,6 +13,8 @@ pub struct Args {
     pub config: Config,
     /// Run the Twisted side too (`--no-twisted` turns it off).
     pub twisted: bool,
+    /// `--rounds N`: rounds that each time ropewalk, then Twisted (default 3).
+    pub rounds: usize,
     /// `--list`: print the scenario names and exit.
     pub list: bool,
     /// `--exact N`: run each selected scenario N times, untimed, and exit.
@@ -30,6 +32,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut out = Args {
         config: Config::default(),
         twisted: true,
+        rounds: 3,
         list: false,
         exact: None,
         filters: Vec::new(),
@@ -46,6 +49,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--run-ms" => out.config.run = Duration::from_millis(num(&mut it, &a)?),
             "--warmup-ms" => out.config.warmup = Duration::from_millis(num(&mut it, &a)?),
             "--no-twisted" => out.twisted = false,
+            "--rounds" => out.rounds = (num(&mut it, &a)? as usize).max(1),
             "--list" => out.list = true,
             "--exact" => out.exact = Some(num(&mut it, &a)?),
             "-h" | "--help" => return Err(String::new()),
@@ -117,11 +121,110 @@ pub fn run_twisted(args: &Args, script: &str, names: &[&str]) -> Option<crate::p
     }
 }
 
+/// Both sides' timings, round by round: `ours[round][scenario]`, and Twisted's output of
+/// each round (`None` when Twisted is off, or failed in any round).
+#[derive(Debug)]
+pub struct Rounds {
+    /// ropewalk's timing of each scenario, in each round.
+    pub ours: Vec<Vec<Timing>>,
+    /// Twisted's output in each round.
+    pub twisted: Option<Vec<crate::peer::PeerOutput>>,
+}
+
+/// Runs `args.rounds` rounds, each timing every scenario on ropewalk (`ours`, given the
+/// round) and then on Twisted: never both at once, and each round's two sides close in
+/// time, so that a change in the machine's other load weighs on both.
+pub fn alternate(
+    args: &Args,
+    script: &str,
+    names: &[&str],
+    mut ours: impl FnMut(usize) -> Vec<Timing>,
+) -> Rounds {
+    let mut rounds = Rounds {
+        ours: Vec::new(),
+        twisted: args.twisted.then(Vec::new),
+    };
+    for round in 0..args.rounds {
+        rounds.ours.push(ours(round));
+        if let Some(outputs) = &mut rounds.twisted {
+            match run_twisted(args, script, names) {
+                Some(out) => outputs.push(out),
+                None => rounds.twisted = None,
+            }
+        }
+    }
+    rounds
+}
+
+/// One scenario over the rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// ropewalk: the median of the rounds' medians.
+    pub ours_ns: f64,
+    /// Twisted: the median of the rounds' medians.
+    pub theirs_ns: Option<f64>,
+    /// The median of the rounds' ratios (Twisted / ropewalk); NaN without Twisted.
+    pub ratio: f64,
+    /// The lowest and highest of the rounds' ratios.
+    pub ratio_range: (f64, f64),
+    /// Twisted's fastest run over ropewalk's fastest run, over all rounds.
+    pub best_ratio: f64,
+}
+
+impl Rounds {
+    /// Scenario `index` (named `name` on the Twisted side), over the rounds.
+    pub fn summary(&self, index: usize, name: &str) -> Summary {
+        let ours: Vec<&Timing> = self.ours.iter().map(|r| &r[index]).collect();
+        let ours_ns = crate::report::median_of(ours.iter().map(|t| t.median_ns).collect());
+        let ours_min = ours.iter().map(|t| t.min_ns).fold(f64::INFINITY, f64::min);
+        let mut summary = Summary {
+            ours_ns,
+            theirs_ns: None,
+            ratio: f64::NAN,
+            ratio_range: (f64::NAN, f64::NAN),
+            best_ratio: f64::NAN,
+        };
+        let Some(twisted) = &self.twisted else {
+            return summary;
+        };
+        let theirs: Option<Vec<f64>> = twisted
+            .iter()
+            .map(|t| t.ns_per_op.get(name).copied())
+            .collect();
+        let Some(theirs) = theirs else {
+            return summary;
+        };
+        let ratios: Vec<f64> = theirs
+            .iter()
+            .zip(&ours)
+            .map(|(t, o)| t / o.median_ns)
+            .collect();
+        summary.theirs_ns = Some(crate::report::median_of(theirs));
+        summary.ratio_range = (
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        summary.ratio = crate::report::median_of(ratios);
+        let theirs_min = twisted
+            .iter()
+            .filter_map(|t| match t.results.get(name)?.get("min_ns_per_op") {
+                Some(crate::peer::Value::Num(n)) => Some(*n),
+                _ => None,
+            })
+            .fold(f64::INFINITY, f64::min);
+        summary.best_ratio = theirs_min / ours_min;
+        summary
+    }
+}
+
 /// The lines under a results table: how ropewalk was timed, and Twisted's versions.
 pub fn print_footer(args: &Args, twisted: Option<&crate::peer::PeerOutput>) {
     println!(
-        "ropewalk: Rust, {} threads available; median of {} runs of ~{} ms after {} ms warm-up",
+        "ropewalk: Rust, {} threads available; {} rounds, each timing ropewalk then Twisted; \
+         per round, the median of {} runs of ~{} ms after {} ms warm-up; the table gives the \
+         median over the rounds (a ratio: of the rounds' ratios)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.rounds,
         args.config.runs,
         args.config.run.as_millis(),
         args.config.warmup.as_millis()

@@ -16,7 +16,6 @@ use std::task::{Context, Poll, Waker};
 use ropewalk_bench::alloc::{self, CountingAlloc};
 use ropewalk_bench::cli;
 use ropewalk_bench::harness;
-use ropewalk_bench::peer;
 use ropewalk_bench::report::{self, Table};
 use ropewalk_deferred::{succeed, Deferred, Failure};
 
@@ -213,10 +212,13 @@ const USAGE: &str = "\
 usage: deferred [OPTIONS] [SCENARIO...]
 
 Runs Twisted's Deferred benchmark scenarios on ropewalk, then on Twisted (through
-twisted/deferred_bench.py), and prints ns/op side by side. SCENARIO filters by substring.
+twisted/deferred_bench.py), in rounds, and prints ns/op side by side. SCENARIO filters by
+substring.
 
 options:
-  --runs N          timed runs per scenario; the median is reported (default 7)
+  --rounds N        rounds, each timing every scenario on ropewalk and then on Twisted;
+                    the table gives medians over the rounds (default 3)
+  --runs N          timed runs per scenario in a round; their median counts (default 7)
   --run-ms MS       length of one timed run (default 100)
   --warmup-ms MS    warm-up per scenario (default 100)
   --no-twisted      measure ropewalk only
@@ -261,58 +263,51 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    // ropewalk first, then Twisted: never both at once on a shared machine.
-    let mut ours = Vec::new();
     for s in &selected {
         if let Err(e) = (s.check)() {
             eprintln!("deferred: scenario {} gave a wrong result: {e}", s.name);
             return ExitCode::FAILURE;
         }
-        eprint!("ropewalk {:<24}", s.name);
-        let timing = harness::time(&args.config, s.op);
-        let allocs = alloc::count(1000, s.op);
-        eprintln!(
-            " {:>10} ns/op (min {}, max {}; {} runs × {} iterations), {} allocs/op",
-            report::ns(timing.median_ns),
-            report::ns(timing.min_ns),
-            report::ns(timing.max_ns),
-            timing.runs,
-            timing.iters,
-            allocs.allocs_per_op
-        );
-        ours.push((timing, allocs));
     }
-
+    let allocs: Vec<alloc::AllocStats> =
+        selected.iter().map(|s| alloc::count(1000, s.op)).collect();
     let names: Vec<&str> = selected.iter().map(|s| s.name).collect();
-    let twisted = cli::run_twisted(&args, "deferred_bench.py", &names);
+    let rounds = cli::alternate(&args, "deferred_bench.py", &names, |round| {
+        selected
+            .iter()
+            .map(|s| {
+                eprint!("round {} ropewalk {:<24}", round + 1, s.name);
+                let timing = harness::time(&args.config, s.op);
+                eprintln!(
+                    " {:>10} ns/op (min {}, max {}; {} runs × {} iterations)",
+                    report::ns(timing.median_ns),
+                    report::ns(timing.min_ns),
+                    report::ns(timing.max_ns),
+                    timing.runs,
+                    timing.iters,
+                );
+                timing
+            })
+            .collect()
+    });
 
     let mut table = Table::new([
         "scenario",
         "ropewalk ns/op",
         "Twisted ns/op",
         "ratio (Twisted/ropewalk)",
+        "rounds' ratios",
         "ratio of fastest runs",
         "ropewalk allocs/op",
         "alloc budget",
     ]);
     let mut over = Vec::new();
     let mut below_target = Vec::new();
-    for (s, (timing, allocs)) in selected.iter().zip(&ours) {
-        let theirs = twisted
-            .as_ref()
-            .and_then(|t| t.ns_per_op.get(s.name).copied());
-        let ratio = theirs.map_or(f64::NAN, |t| t / timing.median_ns);
-        let best_ratio = twisted
-            .as_ref()
-            .and_then(|t| t.results.get(s.name))
-            .and_then(|r| match r.get("min_ns_per_op") {
-                Some(peer::Value::Num(n)) => Some(n / timing.min_ns),
-                _ => None,
-            })
-            .unwrap_or(f64::NAN);
+    for (i, (s, allocs)) in selected.iter().zip(&allocs).enumerate() {
+        let sum = rounds.summary(i, s.name);
         // Our own baseline row is not one of Twisted's scenarios: the target is not for it.
-        if ratio < 50.0 && s.name != BASELINE {
-            below_target.push(format!("{} ({})", s.name, report::ratio(ratio)));
+        if sum.ratio < 50.0 && s.name != BASELINE {
+            below_target.push(format!("{} ({})", s.name, report::ratio(sum.ratio)));
         }
         if allocs.allocs_per_op > s.budget as f64 {
             over.push(format!(
@@ -322,18 +317,28 @@ fn main() -> ExitCode {
         }
         table.row([
             s.name.to_string(),
-            report::ns(timing.median_ns),
-            theirs.map_or_else(|| "-".to_string(), report::ns),
-            report::ratio(ratio),
-            report::ratio(best_ratio),
+            report::ns(sum.ours_ns),
+            sum.theirs_ns.map_or_else(|| "-".to_string(), report::ns),
+            report::ratio(sum.ratio),
+            if sum.theirs_ns.is_some() {
+                format!(
+                    "{}–{}",
+                    report::ratio(sum.ratio_range.0),
+                    report::ratio(sum.ratio_range.1)
+                )
+            } else {
+                "-".to_string()
+            },
+            report::ratio(sum.best_ratio),
             format!("{}", allocs.allocs_per_op),
             s.budget.to_string(),
         ]);
     }
+    let twisted = rounds.twisted.as_ref().and_then(|t| t.first());
 
     println!();
     println!("{table}");
-    cli::print_footer(&args, twisted.as_ref());
+    cli::print_footer(&args, twisted);
     if twisted.is_some() {
         if below_target.is_empty() {
             println!(

@@ -20,7 +20,6 @@ use std::process::ExitCode;
 use ropewalk_bench::alloc::{self, CountingAlloc};
 use ropewalk_bench::cli;
 use ropewalk_bench::harness;
-use ropewalk_bench::peer;
 use ropewalk_bench::report::{self, Table};
 use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver};
 use ropewalk_protocols::line_only::{LineOnlyControl, LineOnlyHandler, LineOnlyReceiver};
@@ -208,7 +207,9 @@ twisted/line_bench.py), and prints ns/op side by side. One op delivers 1000 line
 by substring (line_only, line_receiver_16, _1024, ...).
 
 options:
-  --runs N          timed runs per scenario; the median is reported (default 7)
+  --rounds N        rounds, each timing every scenario on ropewalk and then on Twisted;
+                    the table gives medians over the rounds (default 3)
+  --runs N          timed runs per scenario in a round; their median counts (default 7)
   --run-ms MS       length of one timed run (default 100)
   --warmup-ms MS    warm-up per scenario (default 100)
   --no-twisted      measure ropewalk only
@@ -267,31 +268,34 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    // ropewalk first, then Twisted: never both at once on a shared machine.
-    let mut ours = Vec::new();
     for s in &selected {
         if let Err(e) = s.check() {
             eprintln!("lines: scenario {} gave a wrong result: {e}", s.name);
             return ExitCode::FAILURE;
         }
-        eprint!("ropewalk {:<20}", s.name);
-        let mut op = s.op();
-        let timing = harness::time(&args.config, &mut op);
-        let allocs = alloc::count(100, &mut op);
-        eprintln!(
-            " {:>10} ns/op (min {}, max {}; {} runs × {} iterations), {} allocs/op",
-            report::ns(timing.median_ns),
-            report::ns(timing.min_ns),
-            report::ns(timing.max_ns),
-            timing.runs,
-            timing.iters,
-            allocs.allocs_per_op
-        );
-        ours.push((timing, allocs));
     }
-
+    let allocs: Vec<alloc::AllocStats> =
+        selected.iter().map(|s| alloc::count(100, s.op())).collect();
     let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
-    let twisted = cli::run_twisted(&args, "line_bench.py", &names);
+    let rounds = cli::alternate(&args, "line_bench.py", &names, |round| {
+        selected
+            .iter()
+            .map(|s| {
+                eprint!("round {} ropewalk {:<20}", round + 1, s.name);
+                let mut op = s.op();
+                let timing = harness::time(&args.config, &mut op);
+                eprintln!(
+                    " {:>10} ns/op (min {}, max {}; {} runs × {} iterations)",
+                    report::ns(timing.median_ns),
+                    report::ns(timing.min_ns),
+                    report::ns(timing.max_ns),
+                    timing.runs,
+                    timing.iters,
+                );
+                timing
+            })
+            .collect()
+    });
 
     let mut table = Table::new([
         "scenario",
@@ -303,34 +307,24 @@ fn main() -> ExitCode {
         "ropewalk MB/s",
         "ropewalk allocs/op",
     ]);
-    for (s, (timing, allocs)) in selected.iter().zip(&ours) {
-        let theirs = twisted
-            .as_ref()
-            .and_then(|t| t.ns_per_op.get(&s.name).copied());
-        let ratio = theirs.map_or(f64::NAN, |t| t / timing.median_ns);
-        let best_ratio = twisted
-            .as_ref()
-            .and_then(|t| t.results.get(&s.name))
-            .and_then(|r| match r.get("min_ns_per_op") {
-                Some(peer::Value::Num(n)) => Some(n / timing.min_ns),
-                _ => None,
-            })
-            .unwrap_or(f64::NAN);
+    for (i, (s, allocs)) in selected.iter().zip(&allocs).enumerate() {
+        let sum = rounds.summary(i, &s.name);
         let bytes = ((LINE.len() + 2) * LINES) as f64;
         table.row([
             s.name.clone(),
-            report::ns(timing.median_ns),
-            theirs.map_or_else(|| "-".to_string(), report::ns),
-            report::ratio(ratio),
-            report::ratio(best_ratio),
-            report::ns(timing.median_ns / LINES as f64),
-            format!("{:.0}", bytes / timing.median_ns * 1e3),
+            report::ns(sum.ours_ns),
+            sum.theirs_ns.map_or_else(|| "-".to_string(), report::ns),
+            report::ratio(sum.ratio),
+            report::ratio(sum.best_ratio),
+            report::ns(sum.ours_ns / LINES as f64),
+            format!("{:.0}", bytes / sum.ours_ns * 1e3),
             format!("{}", allocs.allocs_per_op),
         ]);
     }
+    let twisted = rounds.twisted.as_ref().and_then(|t| t.first());
 
     println!();
     println!("{table}");
-    cli::print_footer(&args, twisted.as_ref());
+    cli::print_footer(&args, twisted);
     ExitCode::SUCCESS
 }
