@@ -156,6 +156,22 @@ pub fn alternate(
     rounds
 }
 
+/// Times `op` with `args`' settings as scenario `name` of round `round` (counted from
+/// 0), and prints the result on stderr.
+pub fn time_scenario(args: &Args, round: usize, name: &str, op: impl FnMut()) -> Timing {
+    eprint!("round {} ropewalk {name:<24}", round + 1);
+    let timing = crate::harness::time(&args.config, op);
+    eprintln!(
+        " {:>10} ns/op (min {}, max {}; {} runs × {} iterations)",
+        crate::report::ns(timing.median_ns),
+        crate::report::ns(timing.min_ns),
+        crate::report::ns(timing.max_ns),
+        timing.runs,
+        timing.iters,
+    );
+    timing
+}
+
 /// One scenario over the rounds.
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {

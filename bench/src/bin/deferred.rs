@@ -15,7 +15,6 @@ use std::task::{Context, Poll, Waker};
 
 use ropewalk_bench::alloc::{self, CountingAlloc};
 use ropewalk_bench::cli;
-use ropewalk_bench::harness;
 use ropewalk_bench::report::{self, Table};
 use ropewalk_deferred::{succeed, Deferred, Failure};
 
@@ -275,19 +274,7 @@ fn main() -> ExitCode {
     let rounds = cli::alternate(&args, "deferred_bench.py", &names, |round| {
         selected
             .iter()
-            .map(|s| {
-                eprint!("round {} ropewalk {:<24}", round + 1, s.name);
-                let timing = harness::time(&args.config, s.op);
-                eprintln!(
-                    " {:>10} ns/op (min {}, max {}; {} runs × {} iterations)",
-                    report::ns(timing.median_ns),
-                    report::ns(timing.min_ns),
-                    report::ns(timing.max_ns),
-                    timing.runs,
-                    timing.iters,
-                );
-                timing
-            })
+            .map(|s| cli::time_scenario(&args, round, s.name, s.op))
             .collect()
     });
 

@@ -19,7 +19,6 @@ use std::process::ExitCode;
 
 use ropewalk_bench::alloc::{self, CountingAlloc};
 use ropewalk_bench::cli;
-use ropewalk_bench::harness;
 use ropewalk_bench::report::{self, Table};
 use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver};
 use ropewalk_protocols::line_only::{LineOnlyControl, LineOnlyHandler, LineOnlyReceiver};
@@ -274,26 +273,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let allocs: Vec<alloc::AllocStats> =
-        selected.iter().map(|s| alloc::count(100, s.op())).collect();
+    // Counted on a receiver that has already run once (its buffers grown), as a timed
+    // run's receiver is after warm-up.
+    let allocs: Vec<alloc::AllocStats> = selected
+        .iter()
+        .map(|s| {
+            let mut op = s.op();
+            op();
+            alloc::count(100, op)
+        })
+        .collect();
     let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
     let rounds = cli::alternate(&args, "line_bench.py", &names, |round| {
         selected
             .iter()
-            .map(|s| {
-                eprint!("round {} ropewalk {:<20}", round + 1, s.name);
-                let mut op = s.op();
-                let timing = harness::time(&args.config, &mut op);
-                eprintln!(
-                    " {:>10} ns/op (min {}, max {}; {} runs × {} iterations)",
-                    report::ns(timing.median_ns),
-                    report::ns(timing.min_ns),
-                    report::ns(timing.max_ns),
-                    timing.runs,
-                    timing.iters,
-                );
-                timing
-            })
+            .map(|s| cli::time_scenario(&args, round, &s.name, s.op()))
             .collect()
     });
 
