@@ -217,3 +217,23 @@ fn panic_failure_can_be_trapped() {
     assert!(d.wait().is_ok());
     assert!(records(marker).is_empty());
 }
+
+/// Twisted: LogTests.test_errorLog, for a failure raised by a callback that ran at once on
+/// a fired Deferred: logged once when the Deferred is dropped, naming the line where that
+/// callback was added (the handle of a fired Deferred keeps no creation site of its own).
+#[test]
+fn failure_of_an_inline_callback_names_where_it_was_added() {
+    install();
+    let marker = "marker-inline-callback";
+    let d = Deferred::succeed(1);
+    let line = line!() + 1;
+    let d = d.add_callback(move |_| -> Result<i32, Failure> { Err(Failure::msg(marker)) });
+    // Handed on unhandled by later inline steps (a callback it skips).
+    let d = d.add_callback(|n| Ok(n + 1));
+    assert!(records(marker).is_empty(), "not logged before the drop");
+    drop(d);
+    let got = records(marker);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let at = format!("{}:{line}:", file!());
+    assert!(got[0].1.contains(&at), "names {at}: {}", got[0].1);
+}
