@@ -216,9 +216,13 @@ fn parse_args() -> Result<Opts, String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Randomness (xorshift64*, as protocols/tests/common/chaos.rs)
+// Randomness: the generator and the request mutator of the HTTP chaos tests
+// (protocols/tests/common/chaos.rs), shared so that the soak sends what those tests send.
 
-struct Rng(u64);
+#[path = "../../../protocols/tests/common/chaos.rs"]
+mod chaos;
+
+struct Rng(chaos::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Rng {
@@ -226,20 +230,15 @@ impl Rng {
         let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
+        Rng(chaos::Rng((z ^ (z >> 31)) | 1))
     }
 
     fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next()
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        self.0.below(n.max(1))
     }
 
     fn range(&mut self, lo: usize, hi: usize) -> usize {
@@ -247,7 +246,7 @@ impl Rng {
     }
 
     fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+        self.0.chance(percent)
     }
 
     fn bytes(&mut self, n: usize) -> Vec<u8> {
@@ -1100,9 +1099,6 @@ fn http_malformed(ctx: &Ctx, rng: &mut Rng) {
     }
 }
 
-/// Bytes that matter to an HTTP parser, chosen more often than others.
-const INTERESTING: &[u8] = b"\r\n :\t\0,;=/?%\x7f\xff0123456789-Hh";
-
 /// Header lines that stress framing, inserted by the mutator.
 const FIELDS: &[&[u8]] = &[
     b"Content-Length: 5\r\n",
@@ -1113,66 +1109,9 @@ const FIELDS: &[&[u8]] = &[
     b"Host: other\r\n",
 ];
 
-/// One to four random mutations (protocols/tests/common/chaos.rs).
+/// One to four random mutations (those of the HTTP chaos tests).
 fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
-    let pick = |rng: &mut Rng| -> u8 {
-        if rng.chance(60) {
-            INTERESTING[rng.below(INTERESTING.len())]
-        } else {
-            rng.next() as u8
-        }
-    };
-    for _ in 0..=rng.below(4) {
-        let len = input.len();
-        match rng.below(9) {
-            0 if len > 0 => {
-                let i = rng.below(len);
-                input[i] = pick(rng);
-            }
-            1 => {
-                let i = rng.below(len + 1);
-                let b = pick(rng);
-                input.insert(i, b);
-            }
-            2 if len > 0 => {
-                let i = rng.below(len);
-                input.remove(i);
-            }
-            3 if len > 1 => {
-                let a = rng.below(len);
-                let b = (a + 1 + rng.below(32)).min(len);
-                let piece = input[a..b].to_vec();
-                let at = rng.below(len + 1);
-                input.splice(at..at, piece);
-            }
-            4 if len > 0 => {
-                let i = rng.below(len);
-                let with: &[u8] = [&b"\r\n"[..], b"\n", b"\r", b"", b"\r\n\r\n"][rng.below(5)];
-                input.splice(i..i, with.iter().copied());
-            }
-            5 if len > 0 => {
-                let i = rng.below(len);
-                let n = 1 + rng.below(3000);
-                let b = pick(rng);
-                input.splice(i..i, std::iter::repeat_n(b, n));
-            }
-            6 if len > 0 => {
-                let cut = rng.below(len);
-                input.truncate(cut);
-            }
-            7 => {
-                let field = FIELDS[rng.below(FIELDS.len())];
-                let at = find(input, b"\r\n").map_or(0, |p| p + 2).min(input.len());
-                input.splice(at..at, field.iter().copied());
-            }
-            _ => {
-                if len > 0 {
-                    let i = rng.below(len);
-                    input[i] = input[i].to_ascii_uppercase() ^ (input[i] & 0x20);
-                }
-            }
-        }
-    }
+    chaos::mutate(&mut rng.0, input, FIELDS);
 }
 
 fn http_mutated(ctx: &Ctx, rng: &mut Rng) {
