@@ -11,6 +11,7 @@
 //! curl -s 'localhost:8080/fetch?url=http://127.0.0.1:8080/'  # our HTTP client, chained in
 //! cargo run --example http_server -- --root ./docs  # and files under /static/
 //! curl -s localhost:8080/static/index.html
+//! cargo run --example http_server -- --idle-timeout 5 --request-timeout 2.5
 //! ```
 //!
 //! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use ropewalk::prelude::*;
 use ropewalk::protocols::http::{
-    Client, ClientConfig, HttpServer, Request, Response, Site, StaticFiles,
+    Client, ClientConfig, HttpServer, Request, Response, ServerConfig, Site, StaticFiles,
 };
 use ropewalk::reactor::{defer_later, Reactor};
 
@@ -119,6 +120,19 @@ fn site(reactor: &Reactor, root: Option<StaticFiles>) -> Site {
 struct Args {
     port: u16,
     root: Option<std::path::PathBuf>,
+    /// The server's timeouts and limits (`--idle-timeout`, `--request-timeout`).
+    config: ServerConfig,
+}
+
+/// Seconds, as given on the command line (`1`, `2.5`): more than zero, at most a day.
+fn seconds(flag: &str, v: Option<String>) -> Result<Duration, String> {
+    let v = v.ok_or(format!("{flag} needs a number of seconds"))?;
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{flag}: {v:?} is not a number of seconds (more than 0, at most 86400)"
+        )),
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -126,6 +140,7 @@ fn parse_args() -> Result<Args, String> {
     let mut parsed = Args {
         port: 8080,
         root: None,
+        config: ServerConfig::default(),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -137,10 +152,20 @@ fn parse_args() -> Result<Args, String> {
                 let v = args.next().ok_or("--root needs a directory")?;
                 parsed.root = Some(v.into());
             }
+            "--idle-timeout" => parsed.config.idle_timeout = seconds(&arg, args.next())?,
+            "--request-timeout" => parsed.config.request_timeout = seconds(&arg, args.next())?,
             "-h" | "--help" => {
+                let d = ServerConfig::default();
                 println!(
-                    "usage: http_server [--port P] [--root DIR]   \
-                     (P = 0 picks a free port; DIR is served under /static/)"
+                    "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
+                     [--request-timeout S]\n  \
+                     P = 0 picks a free port; DIR is served under /static/;\n  \
+                     --idle-timeout: how long an idle keep-alive connection stays open \
+                     (default {} s);\n  \
+                     --request-timeout: time to receive a request head, and the longest \
+                     pause in a body (default {} s)",
+                    d.idle_timeout.as_secs_f64(),
+                    d.request_timeout.as_secs_f64()
                 );
                 std::process::exit(0);
             }
@@ -177,7 +202,7 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let port = args.port;
-    let server = HttpServer::new(&reactor, site(&reactor, files));
+    let server = HttpServer::with_config(&reactor, site(&reactor, files), args.config);
     let listening = server.listen(&reactor, ([127, 0, 0, 1], port).into())?;
     println!("listening on {}", listening.local_addr());
     reactor.run()?;

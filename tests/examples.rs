@@ -175,6 +175,73 @@ fn http_server_routes() {
     server.stop();
 }
 
+/// Reads from `s` until the peer closes, with `s`'s read timeout as the bound: what was
+/// read, or `None` if the bound passed first.
+fn read_until_closed(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(got),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn http_server_timeouts_from_the_command_line() {
+    let server = Server::start(
+        "http_server",
+        &[
+            "--port",
+            "0",
+            "--idle-timeout",
+            "0.3",
+            "--request-timeout",
+            "0.3",
+        ],
+    );
+    // Idle after a keep-alive response: closed by the server (the default is 60 s).
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let got = read_until_closed(&mut s).expect("the idle connection was closed in time");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\nHello, World!\n"),
+        "one response only: {text}"
+    );
+    // A request head that stops part way: 408, then closed (the default is 30 s).
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: te").unwrap();
+    let got = read_until_closed(&mut s).expect("the stalled request was ended in time");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    server.stop();
+}
+
+#[test]
+fn http_server_rejects_a_bad_timeout() {
+    for args in [
+        &["--idle-timeout", "soon"][..],
+        &["--request-timeout", "0"],
+        &["--idle-timeout", "-1"],
+        &["--idle-timeout"],
+    ] {
+        let out = run_script("http_server", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(args[0]), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: never listened");
+    }
+}
+
 #[test]
 fn tcp_proxy_forwards_to_the_http_server() {
     let backend = Server::start("http_server", &["--port", "0"]);
