@@ -187,6 +187,21 @@ pub struct Summary {
     pub best_ratio: f64,
 }
 
+impl Summary {
+    /// The rounds' ratios as `lowest–highest`, or `-` without Twisted.
+    pub fn ratio_range_text(&self) -> String {
+        if self.theirs_ns.is_some() {
+            format!(
+                "{}–{}",
+                crate::report::ratio(self.ratio_range.0),
+                crate::report::ratio(self.ratio_range.1)
+            )
+        } else {
+            "-".to_string()
+        }
+    }
+}
+
 impl Rounds {
     /// Scenario `index` (named `name` on the Twisted side), over the rounds.
     pub fn summary(&self, index: usize, name: &str) -> Summary {

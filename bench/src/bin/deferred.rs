@@ -307,15 +307,7 @@ fn main() -> ExitCode {
             report::ns(sum.ours_ns),
             sum.theirs_ns.map_or_else(|| "-".to_string(), report::ns),
             report::ratio(sum.ratio),
-            if sum.theirs_ns.is_some() {
-                format!(
-                    "{}–{}",
-                    report::ratio(sum.ratio_range.0),
-                    report::ratio(sum.ratio_range.1)
-                )
-            } else {
-                "-".to_string()
-            },
+            sum.ratio_range_text(),
             report::ratio(sum.best_ratio),
             format!("{}", allocs.allocs_per_op),
             s.budget.to_string(),
