@@ -214,6 +214,20 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     /// Registers `sock` and calls `connection_made`. The protocol may close the connection
     /// at once; the returned handle is still the protocol.
     pub(crate) fn start(reactor: &Reactor, sock: S, protocol: P) -> io::Result<Rc<RefCell<P>>> {
+        let (peer, local) = (sock.peer_address(), sock.local_address());
+        Conn::start_with(reactor, sock, peer, local, protocol)
+    }
+
+    /// As [`start`](Self::start), with the addresses already known (an accepted
+    /// connection: `accept` gave the peer's, the listener's bound address is often the
+    /// local one), so no system call asks for them.
+    pub(crate) fn start_with(
+        reactor: &Reactor,
+        sock: S,
+        peer: Address,
+        local: Address,
+        protocol: P,
+    ) -> io::Result<Rc<RefCell<P>>> {
         let protocol = Rc::new(RefCell::new(protocol));
         let edge = reactor.edge_io();
         let conn = Rc::new_cyclic(|this| Conn {
@@ -222,8 +236,8 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             edge,
             again: Cell::new((false, false)),
             reactor: Rc::downgrade(&reactor.inner),
-            peer: sock.peer_address(),
-            local: sock.local_address(),
+            peer,
+            local,
             sock: RefCell::new(Some(sock)),
             key: Cell::new(None),
             state: RefCell::new(State {

@@ -110,21 +110,52 @@ impl fmt::Display for Target {
 /// A listening socket.
 trait Acceptor: AsRawFd + 'static {
     type Stream: StreamSocket;
+    /// A connection, non-blocking, and its peer's address.
     fn accept_stream(&self) -> io::Result<(Self::Stream, Address)>;
     fn local_address(&self) -> Address;
+    /// The local address of every connection accepted on a socket bound to `local`, if
+    /// it is known without asking the kernel for each (`getsockname`).
+    fn accepted_local(local: &Address) -> Option<Address>;
+}
+
+/// `accept4` flags: the connection comes non-blocking (no `ioctl` of its own) and closed
+/// on exec.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn accept_flags() -> std::ffi::c_int {
+    socket2::Type::from(0).nonblocking().cloexec().into()
 }
 
 impl Acceptor for TcpListener {
     type Stream = TcpStream;
     fn accept_stream(&self) -> io::Result<(TcpStream, Address)> {
-        let (s, a) = self.accept()?;
-        s.set_nonblocking(true)?;
-        Ok((s, Address::Inet(a)))
+        // One system call, with the peer's address: no `ioctl(FIONBIO)` after it, and no
+        // `getpeername` when the connection starts.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let (s, a) = socket2::SockRef::from(self).accept4(accept_flags())?;
+            let peer = a.as_socket().map_or(Address::Test, Address::Inet);
+            Ok((TcpStream::from(s), peer))
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let (s, a) = self.accept()?;
+            s.set_nonblocking(true)?;
+            Ok((s, Address::Inet(a)))
+        }
     }
     fn local_address(&self) -> Address {
         self.local_addr()
             .map(Address::Inet)
             .unwrap_or(Address::Test)
+    }
+    /// A connection's local address is the address its SYN was sent to, on the
+    /// listening port: for a socket bound to one IP address, that address. Bound to all
+    /// of them (`0.0.0.0`, `::`), it depends on the connection.
+    fn accepted_local(local: &Address) -> Option<Address> {
+        match local {
+            Address::Inet(a) if !a.ip().is_unspecified() => Some(local.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -142,6 +173,9 @@ impl Acceptor for UnixListener {
                 .and_then(|a| a.as_pathname().map(Into::into)),
         )
     }
+    fn accepted_local(_local: &Address) -> Option<Address> {
+        None
+    }
 }
 
 struct Listener<A: Acceptor, F: Factory> {
@@ -150,6 +184,8 @@ struct Listener<A: Acceptor, F: Factory> {
     key: Cell<Option<Key>>,
     factory: F,
     local: Address,
+    /// The local address of every connection it accepts, when known without asking.
+    accepted_local: Option<Address>,
     /// Accepting is paused after running out of descriptors.
     backing_off: Cell<bool>,
     /// A Unix socket file to remove when the port stops.
@@ -185,7 +221,13 @@ impl<A: Acceptor, F: Factory> Listener<A, F> {
                         catch_unwind(AssertUnwindSafe(|| self.factory.build_protocol(&peer)));
                     match built {
                         Ok(Some(protocol)) => {
-                            if let Err(e) = Conn::start(reactor, stream, protocol) {
+                            let local = self
+                                .accepted_local
+                                .clone()
+                                .unwrap_or_else(|| stream.local_address());
+                            if let Err(e) =
+                                Conn::start_with(reactor, stream, peer.clone(), local, protocol)
+                            {
                                 log::error!("cannot register a connection from {peer}: {e}");
                             }
                         }
@@ -333,9 +375,11 @@ fn listen<A: Acceptor, F: Factory>(
     factory: F,
     unlink: Option<PathBuf>,
 ) -> io::Result<ListeningPort> {
+    let local = sock.local_address();
     let listener = Rc::new(Listener {
         reactor: Rc::downgrade(&reactor.inner),
-        local: sock.local_address(),
+        accepted_local: A::accepted_local(&local),
+        local,
         sock: RefCell::new(None),
         key: Cell::new(None),
         factory,

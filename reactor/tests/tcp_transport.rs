@@ -1006,3 +1006,25 @@ fn a_burst_larger_than_the_read_budget_is_read_to_the_end() {
         assert!(ev.data.borrow().iter().all(|&b| b == 5));
     });
 }
+
+/// Twisted: test_tcp.LocalRemoteAddressTests (test_hostAddress, and the peer's side): an
+/// accepted connection's transport reports the listener's address as its own and the
+/// client's as its peer's. (Both come with the accept, with no `getsockname` or
+/// `getpeername` of their own: checked here against what the client's socket says.)
+#[test]
+fn accepted_connection_knows_both_addresses() {
+    bounded(LIMIT, || {
+        let reactor = Reactor::new().unwrap();
+        let (addr, ev) = serve(&reactor, Probe::new);
+        let client = connect(addr);
+        run_until(&reactor, WAIT, "the connection", || ev.made.get() == 1);
+        let t = ev.transport();
+        assert_eq!(t.local_addr(), Address::Inet(client.peer_addr().unwrap()));
+        assert_eq!(t.local_addr(), Address::Inet(addr));
+        assert_eq!(t.peer_addr(), Address::Inet(client.local_addr().unwrap()));
+        drop(client);
+        run_until(&reactor, WAIT, "the close", || ev.lost_count() == 1);
+        // Still known after the connection is gone.
+        assert_eq!(t.local_addr(), Address::Inet(addr));
+    });
+}
