@@ -45,9 +45,11 @@ usage: http [options]
   --servers LIST      comma-separated: ropewalk,hyper,floor,twisted (default
                       ropewalk,hyper,floor; floor = the kernel's share alone)
   --twisted           add twisted to the servers
-  --scenarios LIST    comma-separated from ka64, ka256, pipe256 (default: all three);
-                      kaN = keep-alive, N connections; pipeN = N connections, 16
-                      requests pipelined per write (wrk/pipeline.lua)
+  --scenarios LIST    comma-separated from ka64, ka256, pipe256, close64 (default: the
+                      first three); kaN = keep-alive, N connections; pipeN = N
+                      connections, 16 requests pipelined per write (wrk/pipeline.lua);
+                      closeN = N connections, each request with Connection: close, so a
+                      new connection per request (not run on floor, which never closes)
   --duration S        measured wrk run per scenario, seconds (default 4)
   --warmup S          wrk warm-up before it, seconds (default 1)
   --syscall S         the syscall-counting wrk run, seconds (default 2; 0 skips it)
@@ -71,33 +73,47 @@ struct Args {
     idle: usize,
 }
 
+/// How wrk's connections send their requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// One request at a time on each connection, kept open (`kaN`).
+    KeepAlive,
+    /// `--depth` requests per write on each connection (`pipeN`).
+    Pipelined,
+    /// `Connection: close` on every request: a new connection per request, so each one
+    /// costs an accept, a registration and a close (`closeN`).
+    Close,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Scenario {
-    pipelined: bool,
+    kind: Kind,
     connections: usize,
 }
 
 impl Scenario {
     fn parse(s: &str) -> Result<Scenario, String> {
-        let (pipelined, n) = if let Some(n) = s.strip_prefix("ka") {
-            (false, n)
+        let (kind, n) = if let Some(n) = s.strip_prefix("ka") {
+            (Kind::KeepAlive, n)
         } else if let Some(n) = s.strip_prefix("pipe") {
-            (true, n)
+            (Kind::Pipelined, n)
+        } else if let Some(n) = s.strip_prefix("close") {
+            (Kind::Close, n)
         } else {
-            return Err(format!("unknown scenario {s} (kaN or pipeN)"));
+            return Err(format!("unknown scenario {s} (kaN, pipeN or closeN)"));
         };
         let connections = n.parse().map_err(|e| format!("{s}: {e}"))?;
-        Ok(Scenario {
-            pipelined,
-            connections,
-        })
+        if connections == 0 {
+            return Err(format!("{s}: at least one connection"));
+        }
+        Ok(Scenario { kind, connections })
     }
 
     fn name(&self, depth: usize) -> String {
-        if self.pipelined {
-            format!("pipelined ×{depth}, {} conns", self.connections)
-        } else {
-            format!("keep-alive, {} conns", self.connections)
+        match self.kind {
+            Kind::KeepAlive => format!("keep-alive, {} conns", self.connections),
+            Kind::Pipelined => format!("pipelined ×{depth}, {} conns", self.connections),
+            Kind::Close => format!("new connection per request, {} conns", self.connections),
         }
     }
 }
@@ -274,11 +290,18 @@ fn wrk(paths: &Paths, addr: &str, sc: Scenario, secs: u64, depth: usize) -> Resu
     cmd.args(["-t1", "--latency", "--timeout", "8s"])
         .arg(format!("-c{}", sc.connections))
         .arg(format!("-d{secs}s"));
-    if sc.pipelined {
-        cmd.arg("-s").arg(&paths.pipeline_lua);
+    match sc.kind {
+        Kind::Pipelined => {
+            cmd.arg("-s").arg(&paths.pipeline_lua);
+        }
+        // wrk reconnects when the response says the connection closes.
+        Kind::Close => {
+            cmd.args(["-H", "Connection: close"]);
+        }
+        Kind::KeepAlive => {}
     }
     cmd.arg(format!("http://{addr}/"));
-    if sc.pipelined {
+    if sc.kind == Kind::Pipelined {
         cmd.args(["--", &depth.to_string()]);
     }
     let child = cmd
@@ -418,6 +441,10 @@ fn main() -> ExitCode {
     for round in 1..=args.repeat {
         for &sc in &args.scenarios {
             for name in &available {
+                // The floor answers and never closes: wrk would keep its connections.
+                if sc.kind == Kind::Close && name == "floor" {
+                    continue;
+                }
                 let label = sc.name(args.depth);
                 eprintln!(
                     "http: [{round}/{}] {name}, {label}: throughput",
@@ -622,7 +649,11 @@ fn main() -> ExitCode {
         }
     };
     for &sc in &args.scenarios {
-        if sc.pipelined {
+        if sc.kind == Kind::Close {
+            // No target: reported for what it shows (connection setup and teardown).
+            continue;
+        }
+        if sc.kind == Kind::Pipelined {
             check(sc, "req/s ≥ 2× hyper", |t| t.wrk.rps, &|r| r >= 2.0);
         } else {
             check(sc, "req/s ≥ 1.05× hyper", |t| t.wrk.rps, &|r| r >= 1.05);
