@@ -199,6 +199,9 @@ pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
     protocol: RefCell<Option<Rc<RefCell<P>>>>,
     peer: Address,
     local: Address,
+    /// Whether `TCP_NODELAY` is on, when known (inherited from the listening socket, or
+    /// set through the transport): setting it to what it is costs no system call.
+    nodelay: Cell<Option<bool>>,
     this: Weak<Conn<S, P>>,
     /// Taken off the poller: the peer hung up while reading was paused, and epoll would
     /// report that hang-up on every wait until `resume_reading` (level-triggered only).
@@ -210,22 +213,33 @@ pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
     again: Cell<(bool, bool)>,
 }
 
+/// What is known of a connection's socket without asking the kernel.
+pub(crate) struct Known {
+    pub(crate) peer: Address,
+    pub(crate) local: Address,
+    /// Whether `TCP_NODELAY` is on, if known.
+    pub(crate) nodelay: Option<bool>,
+}
+
 impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     /// Registers `sock` and calls `connection_made`. The protocol may close the connection
     /// at once; the returned handle is still the protocol.
     pub(crate) fn start(reactor: &Reactor, sock: S, protocol: P) -> io::Result<Rc<RefCell<P>>> {
-        let (peer, local) = (sock.peer_address(), sock.local_address());
-        Conn::start_with(reactor, sock, peer, local, protocol)
+        let known = Known {
+            peer: sock.peer_address(),
+            local: sock.local_address(),
+            nodelay: None,
+        };
+        Conn::start_with(reactor, sock, known, protocol)
     }
 
-    /// As [`start`](Self::start), with the addresses already known (an accepted
-    /// connection: `accept` gave the peer's, the listener's bound address is often the
-    /// local one), so no system call asks for them.
+    /// As [`start`](Self::start), with what is already known of the socket (an accepted
+    /// connection: `accept` gave the peer's address, the listener often knows the local
+    /// one and its `TCP_NODELAY`), so no system call asks for it.
     pub(crate) fn start_with(
         reactor: &Reactor,
         sock: S,
-        peer: Address,
-        local: Address,
+        known: Known,
         protocol: P,
     ) -> io::Result<Rc<RefCell<P>>> {
         let protocol = Rc::new(RefCell::new(protocol));
@@ -236,8 +250,9 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             edge,
             again: Cell::new((false, false)),
             reactor: Rc::downgrade(&reactor.inner),
-            peer,
-            local,
+            peer: known.peer,
+            local: known.local,
+            nodelay: Cell::new(known.nodelay),
             sock: RefCell::new(Some(sock)),
             key: Cell::new(None),
             state: RefCell::new(State {
@@ -829,10 +844,18 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
     }
 
     fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        match self.sock.borrow().as_ref() {
-            Some(s) => s.set_nodelay(on),
-            None => Ok(()),
+        // Already so (inherited from the listening socket, or set before): no system call.
+        if self.nodelay.get() == Some(on) {
+            return Ok(());
         }
+        let set = match self.sock.borrow().as_ref() {
+            Some(s) => s.set_nodelay(on),
+            None => return Ok(()),
+        };
+        if set.is_ok() {
+            self.nodelay.set(Some(on));
+        }
+        set
     }
 
     fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {

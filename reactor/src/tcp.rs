@@ -14,7 +14,7 @@ use std::time::Duration;
 use polling::PollMode;
 use ropewalk_deferred::{Deferred, Failure, Resolver};
 
-use crate::connection::{Conn, StreamSocket};
+use crate::connection::{Conn, Known, StreamSocket};
 use crate::io::{Interest, IoHandler, Ready};
 use crate::protocol::{Address, ConnectionError, Factory};
 use crate::reactor::{Inner, Reactor};
@@ -45,6 +45,11 @@ pub struct ListenOptions {
     /// `SO_REUSEPORT`: several sockets (one per reactor) may listen on the same port, and
     /// the kernel spreads connections among them (default off).
     pub reuse_port: bool,
+    /// `TCP_NODELAY` (Nagle's algorithm off) on the listening socket, which every
+    /// connection accepted on it inherits (on Linux): a protocol that turns it on for its
+    /// connection (`Transport::set_nodelay(true)`, as the HTTP server does) then costs no
+    /// system call per connection (default off).
+    pub nodelay: bool,
 }
 
 impl Default for ListenOptions {
@@ -52,6 +57,7 @@ impl Default for ListenOptions {
         ListenOptions {
             backlog: 1024,
             reuse_port: false,
+            nodelay: false,
         }
     }
 }
@@ -116,6 +122,9 @@ trait Acceptor: AsRawFd + 'static {
     /// The local address of every connection accepted on a socket bound to `local`, if
     /// it is known without asking the kernel for each (`getsockname`).
     fn accepted_local(local: &Address) -> Option<Address>;
+    /// Whether every connection it accepts comes with `TCP_NODELAY` on, if that is known
+    /// (asked once, of the listening socket, whose setting they inherit).
+    fn accepted_nodelay(&self) -> Option<bool>;
 }
 
 /// `accept4` flags: the connection comes non-blocking (no `ioctl` of its own) and closed
@@ -157,6 +166,15 @@ impl Acceptor for TcpListener {
             _ => None,
         }
     }
+    /// Linux copies a listening socket's `TCP_NODELAY` into each connection it accepts;
+    /// elsewhere it is not relied on.
+    fn accepted_nodelay(&self) -> Option<bool> {
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            socket2::SockRef::from(self).tcp_nodelay().ok()
+        } else {
+            None
+        }
+    }
 }
 
 impl Acceptor for UnixListener {
@@ -176,6 +194,9 @@ impl Acceptor for UnixListener {
     fn accepted_local(_local: &Address) -> Option<Address> {
         None
     }
+    fn accepted_nodelay(&self) -> Option<bool> {
+        None
+    }
 }
 
 struct Listener<A: Acceptor, F: Factory> {
@@ -186,6 +207,8 @@ struct Listener<A: Acceptor, F: Factory> {
     local: Address,
     /// The local address of every connection it accepts, when known without asking.
     accepted_local: Option<Address>,
+    /// Whether every connection it accepts has `TCP_NODELAY` on, when known.
+    accepted_nodelay: Option<bool>,
     /// Accepting is paused after running out of descriptors.
     backing_off: Cell<bool>,
     /// A Unix socket file to remove when the port stops.
@@ -225,9 +248,12 @@ impl<A: Acceptor, F: Factory> Listener<A, F> {
                                 .accepted_local
                                 .clone()
                                 .unwrap_or_else(|| stream.local_address());
-                            if let Err(e) =
-                                Conn::start_with(reactor, stream, peer.clone(), local, protocol)
-                            {
+                            let known = Known {
+                                peer: peer.clone(),
+                                local,
+                                nodelay: self.accepted_nodelay,
+                            };
+                            if let Err(e) = Conn::start_with(reactor, stream, known, protocol) {
                                 log::error!("cannot register a connection from {peer}: {e}");
                             }
                         }
@@ -379,6 +405,7 @@ fn listen<A: Acceptor, F: Factory>(
     let listener = Rc::new(Listener {
         reactor: Rc::downgrade(&reactor.inner),
         accepted_local: A::accepted_local(&local),
+        accepted_nodelay: sock.accepted_nodelay(),
         local,
         sock: RefCell::new(None),
         key: Cell::new(None),
@@ -404,6 +431,9 @@ pub(crate) fn bind_tcp(addr: SocketAddr, options: &ListenOptions) -> io::Result<
     }
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
+    }
+    if options.nodelay {
+        sock.set_tcp_nodelay(true)?;
     }
     sock.bind(&addr.into())?;
     Ok(sock)
@@ -855,4 +885,55 @@ fn connect_addr<F: Factory>(
     });
     *connector.timer.borrow_mut() = Some(timer);
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listening socket on 127.0.0.1 set up with `options`, blocking (so that a test
+    /// can accept without a reactor).
+    fn listener(options: &ListenOptions) -> TcpListener {
+        let sock = bind_tcp("127.0.0.1:0".parse().unwrap(), options).unwrap();
+        sock.listen(8).unwrap();
+        TcpListener::from(sock)
+    }
+
+    /// An accepted connection comes non-blocking, with its peer's address, and with the
+    /// listening socket's `TCP_NODELAY`, which the listener reports once for all.
+    #[test]
+    fn accepted_connection_is_nonblocking_and_inherits_nodelay() {
+        for nodelay in [false, true] {
+            let l = listener(&ListenOptions {
+                nodelay,
+                ..ListenOptions::default()
+            });
+            if cfg!(target_os = "linux") {
+                assert_eq!(l.accepted_nodelay(), Some(nodelay));
+            }
+            let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, peer) = l.accept_stream().unwrap();
+            assert_eq!(peer, Address::Inet(client.local_addr().unwrap()));
+            assert_eq!(s.nodelay().unwrap(), nodelay);
+            let mut buf = [0u8; 1];
+            let e = s.read_some(&mut buf).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "non-blocking");
+        }
+    }
+
+    /// The local address of accepted connections is known from a listener bound to one
+    /// address, and asked of each connection for one bound to all of them.
+    #[test]
+    fn accepted_local_address_is_known_for_a_specific_address_only() {
+        let one: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let all: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let all6: SocketAddr = "[::]:8080".parse().unwrap();
+        assert_eq!(
+            TcpListener::accepted_local(&Address::Inet(one)),
+            Some(Address::Inet(one))
+        );
+        assert_eq!(TcpListener::accepted_local(&Address::Inet(all)), None);
+        assert_eq!(TcpListener::accepted_local(&Address::Inet(all6)), None);
+        assert_eq!(UnixListener::accepted_local(&Address::Unix(None)), None);
+    }
 }
