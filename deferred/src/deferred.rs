@@ -65,7 +65,8 @@ pub struct Deferred<T> {
 /// moves in registers. A wider one goes through memory on every `add_*`, written field by
 /// field and read back whole, which stalls the processor (store forwarding): measured, a
 /// third of the time of the chained scenarios of `bench/deferred`. So a failure is not
-/// carried by the handle (with where it was created, a third word), but by a fired chain.
+/// carried by the handle (a `Failure` is two words, a wide pointer, and it would bring
+/// where it was created with it), but by a fired chain.
 enum State<T> {
     /// In a shared chain: pending, or fired with others (a resolver, a canceller handle,
     /// a waiting Deferred) able to see it.
@@ -379,10 +380,16 @@ impl<T: 'static> Deferred<T> {
     #[inline]
     fn ready(result: Result<T, Failure>, at: &'static Location<'static>) -> Deferred<T> {
         match result {
-            Ok(v) => Deferred {
-                state: State::Value(v),
-            },
+            Ok(v) => Deferred::of_value(v),
             Err(f) => Deferred::failed(f, at),
+        }
+    }
+
+    /// A Deferred whose handle carries `value`.
+    #[inline(always)]
+    fn of_value(value: T) -> Deferred<T> {
+        Deferred {
+            state: State::Value(value),
         }
     }
 
@@ -622,11 +629,7 @@ impl<T: 'static> Deferred<T> {
         f: impl FnOnce(Failure) -> R + 'static,
     ) -> Deferred<T> {
         let shared = match self.take_ready() {
-            Ok((Ok(v), _)) => {
-                return Deferred {
-                    state: State::Value(v),
-                }
-            }
+            Ok((Ok(v), _)) => return Deferred::of_value(v),
             Ok((Err(fail), kept)) => return run_inline(kept, move || f(fail).into_outcome()),
             Err(shared) => shared,
         };
@@ -702,7 +705,7 @@ impl<T: 'static> Deferred<T> {
     pub fn chain_deferred(self, other: Resolver<T>) {
         if self.is_ready() {
             if let Ok((result, kept)) = self.take_ready() {
-                let at = kept.as_ref().map_or(Location::caller(), Shared::created_at);
+                let at = created_at(&kept);
                 if other.resolve(result).is_err() {
                     log::error!(
                         "chain_deferred: target deferred was already called (source created at {at})"
@@ -924,6 +927,13 @@ impl<T: 'static> Deferred<T> {
     }
 }
 
+/// Where the Deferred whose result was taken was created: its chain's creation site (`kept`,
+/// from [`Deferred::take_ready`]), or, for a result the handle carried, the caller.
+#[track_caller]
+fn created_at(kept: &Option<Shared>) -> &'static Location<'static> {
+    kept.as_ref().map_or(Location::caller(), Shared::created_at)
+}
+
 /// Runs a callback now, on a result taken from a handle, or from `kept`: the chain that
 /// held it, emptied, which holds a failure the callback hands on (no new chain made for
 /// it). A Deferred made here without one is created where the callback was added.
@@ -935,9 +945,7 @@ fn run_inline<U: 'static>(kept: Option<Shared>, f: impl FnOnce() -> Outcome<U>) 
             .unwrap_or_else(|p| Outcome::Failure(Failure::from_panic(p)))
     };
     match outcome {
-        Outcome::Value(v) => Deferred {
-            state: State::Value(v),
-        },
+        Outcome::Value(v) => Deferred::of_value(v),
         Outcome::Failure(f) => match kept {
             Some(s) => {
                 chain::refill(&s, Res::Failure(f));
@@ -949,10 +957,7 @@ fn run_inline<U: 'static>(kept: Option<Shared>, f: impl FnOnce() -> Outcome<U>) 
             // A final result: the returned Deferred is the answer as it stands.
             None => d,
             Some(s) if s.borrow().is_settled() => d,
-            Some(_) => {
-                let at = kept.as_ref().map_or(Location::caller(), Shared::created_at);
-                Deferred::from_shared(chain::waiting_on(at, d.into_shared()))
-            }
+            Some(_) => Deferred::from_shared(chain::waiting_on(created_at(&kept), d.into_shared())),
         },
     }
 }
