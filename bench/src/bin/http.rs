@@ -109,6 +109,12 @@ impl Scenario {
         Ok(Scenario { kind, connections })
     }
 
+    /// Whether `server` is measured in this scenario: the floor answers and never closes,
+    /// so with `Connection: close` wrk would keep its connections.
+    fn runs_on(&self, server: &str) -> bool {
+        !(self.kind == Kind::Close && server == "floor")
+    }
+
     fn name(&self, depth: usize) -> String {
         match self.kind {
             Kind::KeepAlive => format!("keep-alive, {} conns", self.connections),
@@ -440,11 +446,7 @@ fn main() -> ExitCode {
     let mut sys_runs: BTreeMap<Key, Vec<Syscalls>> = BTreeMap::new();
     for round in 1..=args.repeat {
         for &sc in &args.scenarios {
-            for name in &available {
-                // The floor answers and never closes: wrk would keep its connections.
-                if sc.kind == Kind::Close && name == "floor" {
-                    continue;
-                }
+            for name in available.iter().filter(|n| sc.runs_on(n)) {
                 let label = sc.name(args.depth);
                 eprintln!(
                     "http: [{round}/{}] {name}, {label}: throughput",
@@ -558,7 +560,7 @@ fn main() -> ExitCode {
         let base_s = sys
             .get(&(sc, "hyper".to_string()))
             .map(Syscalls::total_per_op);
-        for name in &available {
+        for name in available.iter().filter(|n| sc.runs_on(n)) {
             let key = (sc, name.clone());
             let s = sys.get(&key).map_or(f64::NAN, Syscalls::total_per_op);
             t.row([
