@@ -125,8 +125,9 @@ impl Prefix {
     }
 }
 
+/// How a receiver frames the strings it sends: behind a length prefix, or as netstrings.
 #[derive(Debug, Clone, Copy)]
-enum Framing {
+enum StringFraming {
     Prefix(Prefix),
     Netstring,
 }
@@ -226,7 +227,7 @@ pub trait StringHandler: 'static {
 /// ```
 pub struct StringControl<'a> {
     transport: Option<&'a TransportRef>,
-    framing: Framing,
+    framing: StringFraming,
 }
 
 impl StringControl<'_> {
@@ -339,11 +340,11 @@ impl fmt::Debug for StringControl<'_> {
 
 fn send_framed(
     transport: Option<&TransportRef>,
-    framing: Framing,
+    framing: StringFraming,
     string: &[u8],
 ) -> Result<(), FramingError> {
     match framing {
-        Framing::Prefix(prefix) => {
+        StringFraming::Prefix(prefix) => {
             if string.len() > prefix.max_string() {
                 return Err(FramingError::TooLongToSend {
                     len: string.len(),
@@ -355,7 +356,7 @@ fn send_framed(
                 t.write_vectored(&[&head[..n], string]);
             }
         }
-        Framing::Netstring => {
+        StringFraming::Netstring => {
             if let Some(t) = transport {
                 let head = format!("{}:", string.len());
                 t.write_vectored(&[head.as_bytes(), string, b","]);
@@ -417,7 +418,7 @@ impl<H: StringHandler> Base<H> {
         self.broken || self.transport.as_ref().is_some_and(|t| t.is_closing())
     }
 
-    fn connection_made(&mut self, transport: TransportRef, framing: Framing) {
+    fn connection_made(&mut self, transport: TransportRef, framing: StringFraming) {
         self.transport = Some(transport);
         let mut ctl = StringControl {
             transport: self.transport.as_ref(),
@@ -426,7 +427,7 @@ impl<H: StringHandler> Base<H> {
         self.handler.connection_made(&mut ctl);
     }
 
-    fn eof_received(&mut self, framing: Framing) -> bool {
+    fn eof_received(&mut self, framing: StringFraming) -> bool {
         let mut ctl = StringControl {
             transport: self.transport.as_ref(),
             framing,
@@ -655,7 +656,7 @@ impl<H: StringHandler> IntNStringReceiver<H> {
     pub fn send_string(&self, string: &[u8]) -> Result<(), FramingError> {
         send_framed(
             self.base.transport.as_ref(),
-            Framing::Prefix(self.prefix),
+            StringFraming::Prefix(self.prefix),
             string,
         )
     }
@@ -664,7 +665,7 @@ impl<H: StringHandler> IntNStringReceiver<H> {
 impl<H: StringHandler> Protocol for IntNStringReceiver<H> {
     fn connection_made(&mut self, transport: TransportRef) {
         self.base
-            .connection_made(transport, Framing::Prefix(self.prefix));
+            .connection_made(transport, StringFraming::Prefix(self.prefix));
     }
 
     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
@@ -683,7 +684,7 @@ impl<H: StringHandler> Protocol for IntNStringReceiver<H> {
         let transport = transport.as_ref();
         let mut ctl = StringControl {
             transport,
-            framing: Framing::Prefix(prefix),
+            framing: StringFraming::Prefix(prefix),
         };
         parse_buffered(buf, data, |src| {
             let mut pos = 0;
@@ -710,7 +711,7 @@ impl<H: StringHandler> Protocol for IntNStringReceiver<H> {
     }
 
     fn eof_received(&mut self) -> bool {
-        self.base.eof_received(Framing::Prefix(self.prefix))
+        self.base.eof_received(StringFraming::Prefix(self.prefix))
     }
 
     fn connection_lost(&mut self, reason: Failure) {
@@ -908,13 +909,18 @@ impl<H: StringHandler> NetstringReceiver<H> {
     /// ```
     pub fn send_string(&self, string: &[u8]) {
         // A netstring has no length limit to break.
-        let _ = send_framed(self.base.transport.as_ref(), Framing::Netstring, string);
+        let _ = send_framed(
+            self.base.transport.as_ref(),
+            StringFraming::Netstring,
+            string,
+        );
     }
 }
 
 impl<H: StringHandler> Protocol for NetstringReceiver<H> {
     fn connection_made(&mut self, transport: TransportRef) {
-        self.base.connection_made(transport, Framing::Netstring);
+        self.base
+            .connection_made(transport, StringFraming::Netstring);
     }
 
     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
@@ -932,7 +938,7 @@ impl<H: StringHandler> Protocol for NetstringReceiver<H> {
         let transport = transport.as_ref();
         let mut ctl = StringControl {
             transport,
-            framing: Framing::Netstring,
+            framing: StringFraming::Netstring,
         };
         let mut refuse = |e: FramingError| {
             log::debug!("refusing a netstring stream: {e}");
@@ -974,7 +980,7 @@ impl<H: StringHandler> Protocol for NetstringReceiver<H> {
     }
 
     fn eof_received(&mut self) -> bool {
-        self.base.eof_received(Framing::Netstring)
+        self.base.eof_received(StringFraming::Netstring)
     }
 
     fn connection_lost(&mut self, reason: Failure) {
