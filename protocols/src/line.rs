@@ -14,13 +14,16 @@
 //!
 //! The common case copies nothing: when no partial line is held from an earlier chunk,
 //! lines are handed out as slices of the chunk the transport read, and only the unfinished
-//! tail is kept.
+//! tail is kept (the held-bytes steps and the control's writes are the ones every
+//! receiver shares, in the private `receiver` module).
 //!
 //! Pausing keeps complete lines buffered. Resuming usually happens outside `data_received`
-//! (a timer, a consumer that drained), so the parser state sits behind an `Rc` and a
-//! [`PauseHandle`] (also a [`Producer`]) can reach it: `resume()` delivers what was held
-//! at once if the receiver is idle, or, if called from inside one of its own callbacks,
-//! just lets the running loop go on.
+//! (a timer, a consumer that drained), so the receiver's body sits behind an `Rc` that a
+//! [`PauseHandle`] (also a [`Producer`]) can reach: the flow state (paused, stopped, the
+//! transport) in cells any holder may touch, and the parser (handler, buffer, mode,
+//! limits) in a `RefCell` borrowed while it runs. `resume()` delivers what was held at
+//! once if the receiver is idle, or, if called from inside one of its own callbacks, just
+//! lets the running loop go on.
 
 use std::cell::{Cell, OnceCell, Ref, RefCell, RefMut};
 use std::fmt;
@@ -28,6 +31,8 @@ use std::rc::{Rc, Weak};
 
 use ropewalk_deferred::Failure;
 use ropewalk_reactor::{Producer, Protocol, TransportRef};
+
+use crate::receiver::{keep_rest, take_held, Outbox};
 
 /// The default line delimiter, `b"\r\n"`.
 ///
@@ -266,7 +271,12 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(t.value(), b"test\r\n");
     /// ```
     pub fn transport(&self) -> Option<&TransportRef> {
-        self.flow.transport.get()
+        self.out().transport()
+    }
+
+    #[inline]
+    fn out(&self) -> Outbox<'a> {
+        Outbox::new(self.flow.transport.get())
     }
 
     /// Writes `line` and the delimiter, in one write.
@@ -286,9 +296,7 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(t.value(), b"hello\r\n");
     /// ```
     pub fn send_line(&self, line: &[u8]) {
-        if let Some(t) = self.transport() {
-            t.write_vectored(&[line, self.delimiter]);
-        }
+        self.out().send_line(line, self.delimiter);
     }
 
     /// Writes `data` as it is.
@@ -307,9 +315,7 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(StringTransport::connect(&mut p).value(), b"> ");
     /// ```
     pub fn write(&self, data: &[u8]) {
-        if let Some(t) = self.transport() {
-            t.write(data);
-        }
+        self.out().write(data);
     }
 
     /// Closes the connection once what is queued is sent. The lines after this one in
@@ -336,9 +342,7 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(p.handler().0, [b"a".to_vec(), b"QUIT".to_vec()]);
     /// ```
     pub fn lose_connection(&self) {
-        if let Some(t) = self.transport() {
-            t.lose_connection();
-        }
+        self.out().lose_connection();
     }
 
     /// Sends what follows to [`LineHandler::raw_data_received`], starting with the rest
@@ -988,11 +992,7 @@ impl<H: LineHandler> Parser<H> {
 
         // The bytes to parse: `data` in place when nothing is held (no copy), else the
         // held bytes with `data` appended.
-        let mut owned = std::mem::take(buf);
-        let mut in_owned = !owned.is_empty();
-        if in_owned {
-            owned.extend_from_slice(data);
-        }
+        let (mut owned, mut in_owned) = take_held(buf, data);
         let mut skip = std::mem::take(scanned);
         let mut pos = 0;
         let mut waiting_scanned = 0;
@@ -1062,15 +1062,7 @@ impl<H: LineHandler> Parser<H> {
         }
 
         // Keep what is left, reusing the held buffer's allocation.
-        if drop_rest {
-            owned.clear();
-        } else if in_owned {
-            owned.drain(..pos);
-        } else {
-            owned.clear();
-            owned.extend_from_slice(&data[pos.min(data.len())..]);
-        }
-        *buf = owned;
+        *buf = keep_rest(owned, in_owned, data, pos, !drop_rest);
         *scanned = waiting_scanned.min(buf.len());
         outcome
     }
