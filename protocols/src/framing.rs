@@ -350,13 +350,30 @@ fn send_framed(out: Outbox<'_>, framing: StringFraming, string: &[u8]) -> Result
             out.write_vectored(&[&head[..n], string]);
         }
         StringFraming::Netstring => {
-            if out.transport().is_some() {
-                let head = format!("{}:", string.len());
-                out.write_vectored(&[head.as_bytes(), string, b","]);
-            }
+            let mut head = [0; NETSTRING_HEAD];
+            let at = netstring_head(string.len(), &mut head);
+            out.write_vectored(&[&head[at..], string, b","]);
         }
     }
     Ok(())
+}
+
+/// The longest netstring header, `<digits>:`: the 20 digits of `u64::MAX` and the colon.
+const NETSTRING_HEAD: usize = 21;
+
+/// Writes `<len>:` at the end of `head`, on the stack (no allocation per string); returns
+/// where it starts.
+fn netstring_head(mut len: usize, head: &mut [u8; NETSTRING_HEAD]) -> usize {
+    let mut at = NETSTRING_HEAD - 1;
+    head[at] = b':';
+    loop {
+        at -= 1;
+        head[at] = b'0' + (len % 10) as u8;
+        len /= 10;
+        if len == 0 {
+            return at;
+        }
+    }
 }
 
 /// What both string receivers own: the shared receiver parts, and whether the stream
@@ -938,7 +955,7 @@ impl<H> fmt::Debug for NetstringReceiver<H> {
 
 #[cfg(test)]
 mod tests {
-    use super::{netstring_header, FramingError, Prefix};
+    use super::{netstring_head, netstring_header, FramingError, Prefix, NETSTRING_HEAD};
 
     #[test]
     fn headers() {
@@ -960,6 +977,15 @@ mod tests {
             netstring_header(b"99999999999999999999999999", usize::MAX),
             Err(FramingError::TooLong { max: usize::MAX })
         );
+    }
+
+    #[test]
+    fn netstring_heads() {
+        let mut head = [0; NETSTRING_HEAD];
+        for len in [0, 7, 10, 99_999, usize::MAX] {
+            let at = netstring_head(len, &mut head);
+            assert_eq!(head[at..], *format!("{len}:").as_bytes());
+        }
     }
 
     #[test]
