@@ -56,7 +56,7 @@ use crate::Failure;
 pub struct Deferred<T> {
     // No `Drop` of its own (what must happen on drop is in `Awaited` and the chain), so
     // the handle can be taken apart by moving, at no cost, as each `add_*` does.
-    state: State<T>,
+    state: HandleState<T>,
 }
 
 /// Where a Deferred's result is.
@@ -67,7 +67,7 @@ pub struct Deferred<T> {
 /// third of the time of the chained scenarios of `bench/deferred`. So a failure is not
 /// carried by the handle (a `Failure` is two words, a wide pointer, and it would bring
 /// where it was created with it), but by a fired chain.
-enum State<T> {
+enum HandleState<T> {
     /// In a shared chain: pending, or fired with others (a resolver, a canceller handle,
     /// a waiting Deferred) able to see it.
     Chain(Shared),
@@ -239,7 +239,7 @@ fn put_chain<U: 'static>(cur: &mut Current, d: Deferred<U>) {
 #[inline(always)]
 fn put_returned<U: 'static>(cur: &mut Current, d: Deferred<U>) {
     match d.state {
-        State::Chain(s) => chain::put_returned(cur, s),
+        HandleState::Chain(s) => chain::put_returned(cur, s),
         state => put_chain(cur, Deferred::<U> { state }),
     }
 }
@@ -371,7 +371,7 @@ impl<T: 'static> Deferred<T> {
     #[inline]
     pub(crate) fn from_shared(chain: Shared) -> Deferred<T> {
         Deferred {
-            state: State::Chain(chain),
+            state: HandleState::Chain(chain),
         }
     }
 
@@ -389,7 +389,7 @@ impl<T: 'static> Deferred<T> {
     #[inline(always)]
     fn of_value(value: T) -> Deferred<T> {
         Deferred {
-            state: State::Value(value),
+            state: HandleState::Value(value),
         }
     }
 
@@ -402,7 +402,7 @@ impl<T: 'static> Deferred<T> {
     /// The shared chain, if the result is not carried by the handle.
     pub(crate) fn chain(&self) -> Option<&Shared> {
         match &self.state {
-            State::Chain(s) | State::Awaited(Awaited(Some(s))) => Some(s),
+            HandleState::Chain(s) | HandleState::Awaited(Awaited(Some(s))) => Some(s),
             _ => None,
         }
     }
@@ -413,10 +413,10 @@ impl<T: 'static> Deferred<T> {
     #[track_caller]
     pub(crate) fn into_shared(self) -> Shared {
         match self.state {
-            State::Chain(s) => s,
-            State::Awaited(a) => a.defuse(),
-            State::Value(v) => Shared::fired(Location::caller(), Res::Value(Value::new(v))),
-            State::Taken => Shared::fired(
+            HandleState::Chain(s) => s,
+            HandleState::Awaited(a) => a.defuse(),
+            HandleState::Value(v) => Shared::fired(Location::caller(), Res::Value(Value::new(v))),
+            HandleState::Taken => Shared::fired(
                 Location::caller(),
                 Res::Failure(Failure::new(WaitError::ResultTaken)),
             ),
@@ -428,15 +428,15 @@ impl<T: 'static> Deferred<T> {
     #[inline]
     fn into_ready(self) -> Result<T, Current> {
         match self.state {
-            State::Value(v) => Ok(v),
+            HandleState::Value(v) => Ok(v),
             // Settled and seen by nobody else: take the result now, no wait to set up.
-            State::Chain(mut s) => match chain::take_unique::<T>(&mut s) {
+            HandleState::Chain(mut s) => match chain::take_unique::<T>(&mut s) {
                 Some((Ok(v), _)) => Ok(v),
                 Some((Err(f), _)) => Err(Current::Failure(f)),
                 None => Err(Current::Wait(s)),
             },
-            State::Awaited(a) => Err(Current::Wait(a.defuse())),
-            State::Taken => Err(Current::Failure(Failure::new(WaitError::ResultTaken))),
+            HandleState::Awaited(a) => Err(Current::Wait(a.defuse())),
+            HandleState::Taken => Err(Current::Failure(Failure::new(WaitError::ResultTaken))),
         }
     }
 
@@ -446,10 +446,10 @@ impl<T: 'static> Deferred<T> {
     #[inline]
     fn take_ready(self) -> Result<(Result<T, Failure>, Option<Shared>), Shared> {
         let mut s = match self.state {
-            State::Value(v) => return Ok((Ok(v), None)),
-            State::Chain(s) => s,
-            State::Awaited(a) => a.defuse(),
-            State::Taken => return Ok((Err(Failure::new(WaitError::ResultTaken)), None)),
+            HandleState::Value(v) => return Ok((Ok(v), None)),
+            HandleState::Chain(s) => s,
+            HandleState::Awaited(a) => a.defuse(),
+            HandleState::Taken => return Ok((Err(Failure::new(WaitError::ResultTaken)), None)),
         };
         match chain::take_unique::<T>(&mut s) {
             Some((found, _)) => Ok((found, Some(s))),
@@ -459,7 +459,7 @@ impl<T: 'static> Deferred<T> {
 
     /// Whether the result is carried by the handle (no chain).
     pub(crate) fn is_ready(&self) -> bool {
-        matches!(self.state, State::Value(_))
+        matches!(self.state, HandleState::Value(_))
     }
 
     /// A Deferred with no result yet, and the [`Resolver`] that will give it one.
@@ -565,11 +565,11 @@ impl<T: 'static> Deferred<T> {
         // The common cases first: a chain somebody else (its resolver) also holds, and a
         // value the handle carries.
         let state = match self.state {
-            State::Chain(shared) if !shared.is_unique() => {
+            HandleState::Chain(shared) if !shared.is_unique() => {
                 chain::push(&shared, step_of(f));
                 return Deferred::from_shared(shared);
             }
-            State::Value(v) => return run_inline(None, move || f(Ok(v))),
+            HandleState::Value(v) => return run_inline(None, move || f(Ok(v))),
             state => state,
         };
         match (Deferred { state }).take_ready() {
@@ -740,7 +740,7 @@ impl<T: 'static> Deferred<T> {
     pub fn pause(&mut self) {
         if self.chain().is_none() {
             let placeholder = Deferred {
-                state: State::Taken,
+                state: HandleState::Taken,
             };
             let d = std::mem::replace(self, placeholder);
             *self = Deferred::from_shared(d.into_shared());
@@ -861,9 +861,9 @@ impl<T: 'static> Deferred<T> {
     /// assert_eq!(d.try_result().unwrap().unwrap(), 3);
     /// ```
     pub fn try_result(&mut self) -> Option<Result<T, Failure>> {
-        match std::mem::replace(&mut self.state, State::Taken) {
-            State::Value(v) => Some(Ok(v)),
-            state @ (State::Chain(_) | State::Awaited(_)) => {
+        match std::mem::replace(&mut self.state, HandleState::Taken) {
+            HandleState::Value(v) => Some(Ok(v)),
+            state @ (HandleState::Chain(_) | HandleState::Awaited(_)) => {
                 self.state = state;
                 let taken = {
                     let shared = self.chain()?;
@@ -876,7 +876,7 @@ impl<T: 'static> Deferred<T> {
                 }
                 taken
             }
-            State::Taken => None,
+            HandleState::Taken => None,
         }
     }
 
@@ -972,18 +972,19 @@ pub(crate) fn res_of<T: 'static>(result: Result<T, Failure>) -> Res {
 impl<T> Deferred<T> {
     /// An awaited handle goes back to a plain one: dropping it no longer cancels.
     fn disarm(&mut self) {
-        if let State::Awaited(_) = self.state {
-            if let State::Awaited(a) = std::mem::replace(&mut self.state, State::Taken) {
-                self.state = State::Chain(a.defuse());
+        if let HandleState::Awaited(_) = self.state {
+            if let HandleState::Awaited(a) = std::mem::replace(&mut self.state, HandleState::Taken)
+            {
+                self.state = HandleState::Chain(a.defuse());
             }
         }
     }
 
     /// A plain handle on a chain becomes an awaited one: dropping it cancels.
     fn arm(&mut self) {
-        if let State::Chain(_) = self.state {
-            if let State::Chain(s) = std::mem::replace(&mut self.state, State::Taken) {
-                self.state = State::Awaited(Awaited(Some(s)));
+        if let HandleState::Chain(_) = self.state {
+            if let HandleState::Chain(s) = std::mem::replace(&mut self.state, HandleState::Taken) {
+                self.state = HandleState::Awaited(Awaited(Some(s)));
             }
         }
     }
@@ -996,8 +997,8 @@ impl<T: 'static> Future for Deferred<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         // A handle that carries its value (`succeed`, or a finished chain): no call.
-        if let State::Value(_) = this.state {
-            if let State::Value(v) = std::mem::replace(&mut this.state, State::Taken) {
+        if let HandleState::Value(_) = this.state {
+            if let HandleState::Value(v) = std::mem::replace(&mut this.state, HandleState::Taken) {
                 return Poll::Ready(Ok(v));
             }
         }
@@ -1009,10 +1010,12 @@ impl<T: 'static> Deferred<T> {
     fn poll_chain(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Failure>> {
         let this = self;
         if this.is_ready() {
-            return Poll::Ready(match std::mem::replace(&mut this.state, State::Taken) {
-                State::Value(v) => Ok(v),
-                _ => unreachable!("a handle that carries its result"),
-            });
+            return Poll::Ready(
+                match std::mem::replace(&mut this.state, HandleState::Taken) {
+                    HandleState::Value(v) => Ok(v),
+                    _ => unreachable!("a handle that carries its result"),
+                },
+            );
         }
         let Some(shared) = this.chain() else {
             return Poll::Ready(Err(Failure::new(WaitError::ResultTaken)));
@@ -1037,9 +1040,11 @@ impl<T: 'static> Deferred<T> {
 impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = match &self.state {
-            State::Chain(s) | State::Awaited(Awaited(Some(s))) => s,
-            State::Value(v) => return write!(f, "Deferred(current result: {v:?})"),
-            State::Awaited(_) | State::Taken => return f.write_str("Deferred(result taken)"),
+            HandleState::Chain(s) | HandleState::Awaited(Awaited(Some(s))) => s,
+            HandleState::Value(v) => return write!(f, "Deferred(current result: {v:?})"),
+            HandleState::Awaited(_) | HandleState::Taken => {
+                return f.write_str("Deferred(result taken)")
+            }
         };
         if let Some(written) =
             shared.inspect_value::<T, _>(|v| write!(f, "Deferred(current result: {v:?})"))
@@ -1250,7 +1255,7 @@ mod tests {
     }
 
     /// A handle for a word-sized result is two words, so it moves in registers (see
-    /// `State`): a third word, or a wider value beside the tag, costs the chained
+    /// `HandleState`): a third word, or a wider value beside the tag, costs the chained
     /// scenarios of `bench/deferred` a third of their time.
     #[test]
     fn a_handle_for_a_word_is_two_words() {

@@ -68,10 +68,10 @@ pub fn is_debugging() -> bool {
 /// assert_eq!(f.to_string(), "invalid digit found in string");
 /// ```
 #[derive(Clone)]
-pub struct Failure(Arc<Inner<dyn AsDynError>>);
+pub struct Failure(Arc<FailureInner<dyn AsDynError>>);
 
 /// The error is stored inline, so a `Failure` is one allocation.
-struct Inner<E: ?Sized> {
+struct FailureInner<E: ?Sized> {
     backtrace: Option<Backtrace>,
     error: E,
 }
@@ -171,7 +171,7 @@ impl Failure {
     /// assert!(f.is::<Cancelled>());
     /// ```
     pub fn new<E: Error + Send + Sync + 'static>(error: E) -> Failure {
-        Failure(Arc::new(Inner {
+        Failure(Arc::new(FailureInner {
             backtrace: capture(),
             error,
         }))
@@ -186,7 +186,7 @@ impl Failure {
     /// assert_eq!(ropewalk_deferred::Failure::from_boxed(e).to_string(), "bad");
     /// ```
     pub fn from_boxed(error: Box<dyn Error + Send + Sync + 'static>) -> Failure {
-        Failure(Arc::new(Inner {
+        Failure(Arc::new(FailureInner {
             backtrace: capture(),
             error: Boxed(error),
         }))

@@ -21,7 +21,8 @@ struct Getter<T> {
     resolver: Resolver<T>,
 }
 
-struct State<T> {
+/// What a [`DeferredQueue`] holds: unclaimed items or waiting getters, and its limits.
+struct QueueState<T> {
     pending: VecDeque<T>,
     waiting: VecDeque<Getter<T>>,
     size: Option<usize>,
@@ -29,7 +30,7 @@ struct State<T> {
     next_id: u64,
 }
 
-impl<T: 'static> State<T> {
+impl<T: 'static> QueueState<T> {
     /// Takes abandoned getters off the list; the caller drops them once the borrow ends.
     fn prune(&mut self) -> Vec<Getter<T>> {
         let mut gone = Vec::new();
@@ -81,7 +82,7 @@ impl<T: 'static> State<T> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct DeferredQueue<T> {
-    state: Rc<RefCell<State<T>>>,
+    state: Rc<RefCell<QueueState<T>>>,
 }
 
 impl<T: 'static> DeferredQueue<T> {
@@ -114,7 +115,7 @@ impl<T: 'static> DeferredQueue<T> {
     /// ```
     pub fn with_limits(size: Option<usize>, backlog: Option<usize>) -> DeferredQueue<T> {
         DeferredQueue {
-            state: Rc::new(RefCell::new(State {
+            state: Rc::new(RefCell::new(QueueState {
                 pending: VecDeque::new(),
                 waiting: VecDeque::new(),
                 size,

@@ -5,7 +5,8 @@
 //! Both hand each complete string to a [`StringHandler`]; the handler answers through a
 //! [`StringControl`], whose `send_string` frames the same way. As with the line receivers,
 //! a chunk with nothing held before it is parsed in place, and only an unfinished string
-//! is copied.
+//! is copied. The two receivers share one core (handler, connection, held bytes, limit,
+//! and whether the stream broke); each adds its own header parsing and `send_string`.
 //!
 //! Parsing is strict. A netstring whose length is not a plain decimal number (no digits,
 //! a leading zero, another character before `:`), is longer than `max_length`, or does
@@ -15,6 +16,8 @@ use std::fmt;
 
 use ropewalk_deferred::Failure;
 use ropewalk_reactor::{Protocol, TransportRef};
+
+use crate::receiver::{parse_buffered, Outbox, ReceiverCore};
 
 /// The default longest string, in bytes: 99999 (Twisted's `MAX_LENGTH` for both framings).
 ///
@@ -125,8 +128,9 @@ impl Prefix {
     }
 }
 
+/// How a receiver frames the strings it sends: behind a length prefix, or as netstrings.
 #[derive(Debug, Clone, Copy)]
-enum Framing {
+enum StringFraming {
     Prefix(Prefix),
     Netstring,
 }
@@ -225,8 +229,8 @@ pub trait StringHandler: 'static {
 /// assert_eq!(StringTransport::connect(&mut p).value(), b"\x00\x02hi");
 /// ```
 pub struct StringControl<'a> {
-    transport: Option<&'a TransportRef>,
-    framing: Framing,
+    out: Outbox<'a>,
+    framing: StringFraming,
 }
 
 impl StringControl<'_> {
@@ -247,7 +251,7 @@ impl StringControl<'_> {
     /// StringTransport::connect(&mut NetstringReceiver::new(P));
     /// ```
     pub fn transport(&self) -> Option<&TransportRef> {
-        self.transport
+        self.out.transport()
     }
 
     /// Sends `string`, framed as this receiver frames (in one vectored write).
@@ -275,7 +279,7 @@ impl StringControl<'_> {
     /// assert!(StringTransport::connect(&mut IntNStringReceiver::int8(Big)).value().is_empty());
     /// ```
     pub fn send_string(&self, string: &[u8]) -> Result<(), FramingError> {
-        send_framed(self.transport, self.framing, string)
+        send_framed(self.out, self.framing, string)
     }
 
     /// Writes `data` as it is, unframed.
@@ -293,9 +297,7 @@ impl StringControl<'_> {
     /// assert_eq!(StringTransport::connect(&mut NetstringReceiver::new(Raw)).value(), b"0:,");
     /// ```
     pub fn write(&self, data: &[u8]) {
-        if let Some(t) = self.transport {
-            t.write(data);
-        }
+        self.out.write(data);
     }
 
     /// Closes the connection once what is queued is sent; the strings after this one in
@@ -322,9 +324,7 @@ impl StringControl<'_> {
     /// assert!(t.is_disconnecting());
     /// ```
     pub fn lose_connection(&self) {
-        if let Some(t) = self.transport {
-            t.lose_connection();
-        }
+        self.out.lose_connection();
     }
 }
 
@@ -332,18 +332,14 @@ impl fmt::Debug for StringControl<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StringControl")
             .field("framing", &self.framing)
-            .field("connected", &self.transport.is_some())
+            .field("connected", &self.out.transport().is_some())
             .finish()
     }
 }
 
-fn send_framed(
-    transport: Option<&TransportRef>,
-    framing: Framing,
-    string: &[u8],
-) -> Result<(), FramingError> {
+fn send_framed(out: Outbox<'_>, framing: StringFraming, string: &[u8]) -> Result<(), FramingError> {
     match framing {
-        Framing::Prefix(prefix) => {
+        StringFraming::Prefix(prefix) => {
             if string.len() > prefix.max_string() {
                 return Err(FramingError::TooLongToSend {
                     len: string.len(),
@@ -351,93 +347,67 @@ fn send_framed(
                 });
             }
             let (head, n) = prefix.encode(string.len());
-            if let Some(t) = transport {
-                t.write_vectored(&[&head[..n], string]);
-            }
+            out.write_vectored(&[&head[..n], string]);
         }
-        Framing::Netstring => {
-            if let Some(t) = transport {
-                let head = format!("{}:", string.len());
-                t.write_vectored(&[head.as_bytes(), string, b","]);
-            }
+        StringFraming::Netstring => {
+            let mut head = [0; NETSTRING_HEAD];
+            let at = netstring_head(string.len(), &mut head);
+            out.write_vectored(&[&head[at..], string, b","]);
         }
     }
     Ok(())
 }
 
-/// Parses `held ++ data` with `parse`, which returns how many bytes it consumed and
-/// whether to keep the rest; keeps the rest in `held` (reusing its allocation). When
-/// nothing is held, `data` is parsed in place.
-fn parse_buffered<R>(
-    held: &mut Vec<u8>,
-    data: &[u8],
-    parse: impl FnOnce(&[u8]) -> (usize, bool, R),
-) -> R {
-    let mut buf = std::mem::take(held);
-    let in_buf = !buf.is_empty();
-    if in_buf {
-        buf.extend_from_slice(data);
+/// The longest netstring header, `<digits>:`: the 20 digits of `u64::MAX` and the colon.
+const NETSTRING_HEAD: usize = 21;
+
+/// Writes `<len>:` at the end of `head`, on the stack (no allocation per string); returns
+/// where it starts.
+fn netstring_head(mut len: usize, head: &mut [u8; NETSTRING_HEAD]) -> usize {
+    let mut at = NETSTRING_HEAD - 1;
+    head[at] = b':';
+    loop {
+        at -= 1;
+        head[at] = b'0' + (len % 10) as u8;
+        len /= 10;
+        if len == 0 {
+            return at;
+        }
     }
-    let src: &[u8] = if in_buf { &buf } else { data };
-    let (pos, keep, r) = parse(src);
-    if !keep {
-        buf.clear();
-    } else if in_buf {
-        buf.drain(..pos);
-    } else {
-        buf.clear();
-        buf.extend_from_slice(&data[pos..]);
-    }
-    *held = buf;
-    r
 }
 
-/// The state both receivers share.
-struct Base<H> {
-    handler: H,
-    transport: Option<TransportRef>,
-    buf: Vec<u8>,
-    max_length: usize,
-    /// The stream could not be parsed: everything from now on is ignored.
+/// What both string receivers own: the shared receiver parts, and whether the stream
+/// broke (a bad header or a string over the limit), after which everything is ignored.
+struct StringCore<H> {
+    receiver: ReceiverCore<H>,
     broken: bool,
 }
 
-impl<H: StringHandler> Base<H> {
+impl<H: StringHandler> StringCore<H> {
     fn new(handler: H) -> Self {
-        Base {
-            handler,
-            transport: None,
-            buf: Vec::new(),
-            max_length: DEFAULT_MAX_STRING,
+        StringCore {
+            receiver: ReceiverCore::new(handler, DEFAULT_MAX_STRING),
             broken: false,
         }
     }
 
     fn closing(&self) -> bool {
-        self.broken || self.transport.as_ref().is_some_and(|t| t.is_closing())
+        self.broken || self.receiver.outbox().is_closing()
     }
 
-    fn connection_made(&mut self, transport: TransportRef, framing: Framing) {
-        self.transport = Some(transport);
-        let mut ctl = StringControl {
-            transport: self.transport.as_ref(),
-            framing,
-        };
-        self.handler.connection_made(&mut ctl);
+    fn connection_made(&mut self, transport: TransportRef, framing: StringFraming) {
+        let (handler, out) = self.receiver.connect(transport);
+        handler.connection_made(&mut StringControl { out, framing });
     }
 
-    fn eof_received(&mut self, framing: Framing) -> bool {
-        let mut ctl = StringControl {
-            transport: self.transport.as_ref(),
-            framing,
-        };
-        self.handler.eof_received(&mut ctl)
+    fn eof_received(&mut self, framing: StringFraming) -> bool {
+        let (handler, out) = self.receiver.parts();
+        handler.eof_received(&mut StringControl { out, framing })
     }
 
     fn connection_lost(&mut self, reason: Failure) {
         self.broken = true;
-        self.buf = Vec::new();
-        self.handler.connection_lost(reason);
+        self.receiver.disconnect().connection_lost(reason);
     }
 }
 
@@ -473,7 +443,7 @@ impl<H: StringHandler> Base<H> {
 /// assert_eq!(t.value(), b"\x00\x00\x00\x03foo");
 /// ```
 pub struct IntNStringReceiver<H> {
-    base: Base<H>,
+    core: StringCore<H>,
     prefix: Prefix,
 }
 
@@ -494,7 +464,7 @@ impl<H: StringHandler> IntNStringReceiver<H> {
     /// ```
     pub fn new(prefix: Prefix, handler: H) -> Self {
         IntNStringReceiver {
-            base: Base::new(handler),
+            core: StringCore::new(handler),
             prefix,
         }
     }
@@ -569,7 +539,7 @@ impl<H: StringHandler> IntNStringReceiver<H> {
     /// assert!(t.is_disconnecting());
     /// ```
     pub fn with_max_length(mut self, max_length: usize) -> Self {
-        self.base.max_length = max_length;
+        self.core.receiver.max_length = max_length;
         self
     }
 
@@ -609,7 +579,7 @@ impl<H: StringHandler> IntNStringReceiver<H> {
     /// assert_eq!(IntNStringReceiver::int8(Count::default()).handler().0, 0);
     /// ```
     pub fn handler(&self) -> &H {
-        &self.base.handler
+        &self.core.receiver.handler
     }
 
     /// The handler, to change it.
@@ -628,7 +598,7 @@ impl<H: StringHandler> IntNStringReceiver<H> {
     /// assert_eq!(p.handler().0, 2);
     /// ```
     pub fn handler_mut(&mut self) -> &mut H {
-        &mut self.base.handler
+        &mut self.core.receiver.handler
     }
 
     /// Sends `string` with its length prefix.
@@ -654,8 +624,8 @@ impl<H: StringHandler> IntNStringReceiver<H> {
     /// ```
     pub fn send_string(&self, string: &[u8]) -> Result<(), FramingError> {
         send_framed(
-            self.base.transport.as_ref(),
-            Framing::Prefix(self.prefix),
+            self.core.receiver.outbox(),
+            StringFraming::Prefix(self.prefix),
             string,
         )
     }
@@ -663,33 +633,27 @@ impl<H: StringHandler> IntNStringReceiver<H> {
 
 impl<H: StringHandler> Protocol for IntNStringReceiver<H> {
     fn connection_made(&mut self, transport: TransportRef) {
-        self.base
-            .connection_made(transport, Framing::Prefix(self.prefix));
+        self.core
+            .connection_made(transport, StringFraming::Prefix(self.prefix));
     }
 
     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
-        if self.base.closing() {
+        if self.core.closing() {
             return Ok(());
         }
         let prefix = self.prefix;
         let plen = prefix.len();
-        let Base {
-            handler,
-            transport,
-            buf,
-            max_length,
-            broken,
-        } = &mut self.base;
-        let transport = transport.as_ref();
+        let broken = &mut self.core.broken;
+        let (handler, out, held, max_length) = self.core.receiver.parse_parts();
         let mut ctl = StringControl {
-            transport,
-            framing: Framing::Prefix(prefix),
+            out,
+            framing: StringFraming::Prefix(prefix),
         };
-        parse_buffered(buf, data, |src| {
+        parse_buffered(held, data, |src| {
             let mut pos = 0;
             while src.len() - pos >= plen {
                 let len = prefix.decode(&src[pos..]);
-                if len > *max_length {
+                if len > max_length {
                     *broken = true;
                     return (pos, false, handler.length_limit_exceeded(len, &mut ctl));
                 }
@@ -701,7 +665,7 @@ impl<H: StringHandler> Protocol for IntNStringReceiver<H> {
                     return (pos, false, Err(f));
                 }
                 pos = start + len;
-                if transport.is_some_and(|t| t.is_closing()) {
+                if out.is_closing() {
                     return (pos, false, Ok(()));
                 }
             }
@@ -710,11 +674,11 @@ impl<H: StringHandler> Protocol for IntNStringReceiver<H> {
     }
 
     fn eof_received(&mut self) -> bool {
-        self.base.eof_received(Framing::Prefix(self.prefix))
+        self.core.eof_received(StringFraming::Prefix(self.prefix))
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.base.connection_lost(reason);
+        self.core.connection_lost(reason);
     }
 }
 
@@ -722,8 +686,8 @@ impl<H> fmt::Debug for IntNStringReceiver<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntNStringReceiver")
             .field("prefix", &self.prefix)
-            .field("buffered", &self.base.buf.len())
-            .field("max_length", &self.base.max_length)
+            .field("buffered", &self.core.receiver.held.len())
+            .field("max_length", &self.core.receiver.max_length)
             .finish()
     }
 }
@@ -786,7 +750,7 @@ fn netstring_header(b: &[u8], max: usize) -> Result<Option<(usize, usize)>, Fram
 /// assert_eq!(p.error(), Some(&FramingError::MissingComma));
 /// ```
 pub struct NetstringReceiver<H> {
-    base: Base<H>,
+    core: StringCore<H>,
     error: Option<FramingError>,
 }
 
@@ -806,7 +770,7 @@ impl<H: StringHandler> NetstringReceiver<H> {
     /// ```
     pub fn new(handler: H) -> Self {
         NetstringReceiver {
-            base: Base::new(handler),
+            core: StringCore::new(handler),
             error: None,
         }
     }
@@ -828,7 +792,7 @@ impl<H: StringHandler> NetstringReceiver<H> {
     /// assert_eq!(p.error(), Some(&FramingError::TooLong { max: 11 }));
     /// ```
     pub fn with_max_length(mut self, max_length: usize) -> Self {
-        self.base.max_length = max_length;
+        self.core.receiver.max_length = max_length;
         self
     }
 
@@ -868,7 +832,7 @@ impl<H: StringHandler> NetstringReceiver<H> {
     /// assert_eq!(NetstringReceiver::new(Count::default()).handler().0, 0);
     /// ```
     pub fn handler(&self) -> &H {
-        &self.base.handler
+        &self.core.receiver.handler
     }
 
     /// The handler, to change it.
@@ -887,7 +851,7 @@ impl<H: StringHandler> NetstringReceiver<H> {
     /// assert_eq!(p.handler().0, 1);
     /// ```
     pub fn handler_mut(&mut self) -> &mut H {
-        &mut self.base.handler
+        &mut self.core.receiver.handler
     }
 
     /// Sends `string` as a netstring.
@@ -908,44 +872,41 @@ impl<H: StringHandler> NetstringReceiver<H> {
     /// ```
     pub fn send_string(&self, string: &[u8]) {
         // A netstring has no length limit to break.
-        let _ = send_framed(self.base.transport.as_ref(), Framing::Netstring, string);
+        let _ = send_framed(
+            self.core.receiver.outbox(),
+            StringFraming::Netstring,
+            string,
+        );
     }
 }
 
 impl<H: StringHandler> Protocol for NetstringReceiver<H> {
     fn connection_made(&mut self, transport: TransportRef) {
-        self.base.connection_made(transport, Framing::Netstring);
+        self.core
+            .connection_made(transport, StringFraming::Netstring);
     }
 
     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
-        if self.base.closing() {
+        if self.core.closing() {
             return Ok(());
         }
-        let Base {
-            handler,
-            transport,
-            buf,
-            max_length,
-            broken,
-        } = &mut self.base;
         let error = &mut self.error;
-        let transport = transport.as_ref();
+        let broken = &mut self.core.broken;
+        let (handler, out, held, max_length) = self.core.receiver.parse_parts();
         let mut ctl = StringControl {
-            transport,
-            framing: Framing::Netstring,
+            out,
+            framing: StringFraming::Netstring,
         };
         let mut refuse = |e: FramingError| {
             log::debug!("refusing a netstring stream: {e}");
             *error = Some(e);
             *broken = true;
-            if let Some(t) = transport {
-                t.lose_connection();
-            }
+            out.lose_connection();
         };
-        parse_buffered(buf, data, |src| {
+        parse_buffered(held, data, |src| {
             let mut pos = 0;
             while pos < src.len() {
-                let (start, len) = match netstring_header(&src[pos..], *max_length) {
+                let (start, len) = match netstring_header(&src[pos..], max_length) {
                     Ok(Some((start, len))) => (pos + start, len),
                     Ok(None) => break,
                     Err(e) => {
@@ -965,7 +926,7 @@ impl<H: StringHandler> Protocol for NetstringReceiver<H> {
                     return (pos, false, Err(f));
                 }
                 pos = start + len + 1;
-                if transport.is_some_and(|t| t.is_closing()) {
+                if out.is_closing() {
                     return (pos, false, Ok(()));
                 }
             }
@@ -974,19 +935,19 @@ impl<H: StringHandler> Protocol for NetstringReceiver<H> {
     }
 
     fn eof_received(&mut self) -> bool {
-        self.base.eof_received(Framing::Netstring)
+        self.core.eof_received(StringFraming::Netstring)
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.base.connection_lost(reason);
+        self.core.connection_lost(reason);
     }
 }
 
 impl<H> fmt::Debug for NetstringReceiver<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NetstringReceiver")
-            .field("buffered", &self.base.buf.len())
-            .field("max_length", &self.base.max_length)
+            .field("buffered", &self.core.receiver.held.len())
+            .field("max_length", &self.core.receiver.max_length)
             .field("error", &self.error)
             .finish()
     }
@@ -994,7 +955,7 @@ impl<H> fmt::Debug for NetstringReceiver<H> {
 
 #[cfg(test)]
 mod tests {
-    use super::{netstring_header, FramingError, Prefix};
+    use super::{netstring_head, netstring_header, FramingError, Prefix, NETSTRING_HEAD};
 
     #[test]
     fn headers() {
@@ -1016,6 +977,15 @@ mod tests {
             netstring_header(b"99999999999999999999999999", usize::MAX),
             Err(FramingError::TooLong { max: usize::MAX })
         );
+    }
+
+    #[test]
+    fn netstring_heads() {
+        let mut head = [0; NETSTRING_HEAD];
+        for len in [0, 7, 10, 99_999, usize::MAX] {
+            let at = netstring_head(len, &mut head);
+            assert_eq!(head[at..], *format!("{len}:").as_bytes());
+        }
     }
 
     #[test]

@@ -25,6 +25,11 @@
 //! chunk and nothing recurses. Chunks are parsed in place: only a partial line or string
 //! left at the end of a chunk is copied.
 //!
+//! The four receivers differ only in how they find a message's end and what a handler
+//! may ask; the rest (the controls' writes and close, the bytes held between chunks, the
+//! `connection_made` / `connection_lost` steps) is written once, in a private `receiver`
+//! module, with no allocation or dynamic call added per message.
+//!
 //! A callback that returns `Err` closes the connection with that failure, as an exception
 //! in Twisted's `dataReceived` does. Lines (or strings) after one that closed the
 //! connection, in the same chunk, are dropped.
@@ -98,6 +103,7 @@ pub mod framing;
 pub mod http;
 pub mod line;
 pub mod line_only;
+mod receiver;
 
 pub use crate::echo::{Discard, Echo, UdpEcho};
 pub use crate::framing::{

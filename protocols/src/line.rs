@@ -14,13 +14,16 @@
 //!
 //! The common case copies nothing: when no partial line is held from an earlier chunk,
 //! lines are handed out as slices of the chunk the transport read, and only the unfinished
-//! tail is kept.
+//! tail is kept (the held-bytes steps and the control's writes are the ones every
+//! receiver shares, in the private `receiver` module).
 //!
 //! Pausing keeps complete lines buffered. Resuming usually happens outside `data_received`
-//! (a timer, a consumer that drained), so the parser state sits behind an `Rc` and a
-//! [`PauseHandle`] (also a [`Producer`]) can reach it: `resume()` delivers what was held
-//! at once if the receiver is idle, or, if called from inside one of its own callbacks,
-//! just lets the running loop go on.
+//! (a timer, a consumer that drained), so the receiver's body sits behind an `Rc` that a
+//! [`PauseHandle`] (also a [`Producer`]) can reach: the flow state (paused, stopped, the
+//! transport) in cells any holder may touch, and the parser (handler, buffer, mode,
+//! limits) in a `RefCell` borrowed while it runs. `resume()` delivers what was held at
+//! once if the receiver is idle, or, if called from inside one of its own callbacks, just
+//! lets the running loop go on.
 
 use std::cell::{Cell, OnceCell, Ref, RefCell, RefMut};
 use std::fmt;
@@ -28,6 +31,8 @@ use std::rc::{Rc, Weak};
 
 use ropewalk_deferred::Failure;
 use ropewalk_reactor::{Producer, Protocol, TransportRef};
+
+use crate::receiver::{keep_rest, take_held, Outbox};
 
 /// The default line delimiter, `b"\r\n"`.
 ///
@@ -198,7 +203,7 @@ pub trait LineHandler: 'static {
 /// assert_eq!(p.handler().blobs, [b"abc".to_vec(), b"z".to_vec()]);
 /// ```
 pub struct LineControl<'a> {
-    shared: &'a Shared,
+    flow: &'a Flow,
     raw: &'a mut bool,
     delimiter: &'a [u8],
     /// The bytes handed to a raw or exceeded callback, which end where the buffer ends.
@@ -219,14 +224,14 @@ enum Extra {
 
 impl<'a> LineControl<'a> {
     fn new(
-        shared: &'a Shared,
+        flow: &'a Flow,
         raw: &'a mut bool,
         delimiter: &'a [u8],
         input: &'a [u8],
         rest: &'a [u8],
     ) -> Self {
         LineControl {
-            shared,
+            flow,
             raw,
             delimiter,
             input,
@@ -266,7 +271,12 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(t.value(), b"test\r\n");
     /// ```
     pub fn transport(&self) -> Option<&TransportRef> {
-        self.shared.transport.get()
+        self.out().transport()
+    }
+
+    #[inline]
+    fn out(&self) -> Outbox<'a> {
+        Outbox::new(self.flow.transport.get())
     }
 
     /// Writes `line` and the delimiter, in one write.
@@ -286,9 +296,7 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(t.value(), b"hello\r\n");
     /// ```
     pub fn send_line(&self, line: &[u8]) {
-        if let Some(t) = self.transport() {
-            t.write_vectored(&[line, self.delimiter]);
-        }
+        self.out().send_line(line, self.delimiter);
     }
 
     /// Writes `data` as it is.
@@ -307,9 +315,7 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(StringTransport::connect(&mut p).value(), b"> ");
     /// ```
     pub fn write(&self, data: &[u8]) {
-        if let Some(t) = self.transport() {
-            t.write(data);
-        }
+        self.out().write(data);
     }
 
     /// Closes the connection once what is queued is sent. The lines after this one in
@@ -336,9 +342,7 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(p.handler().0, [b"a".to_vec(), b"QUIT".to_vec()]);
     /// ```
     pub fn lose_connection(&self) {
-        if let Some(t) = self.transport() {
-            t.lose_connection();
-        }
+        self.out().lose_connection();
     }
 
     /// Sends what follows to [`LineHandler::raw_data_received`], starting with the rest
@@ -522,7 +526,7 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(p.handler().0.len(), 2);
     /// ```
     pub fn pause(&self) {
-        self.shared.pause();
+        self.flow.pause();
     }
 
     /// Undoes [`pause`](Self::pause): the loop that called this callback goes on
@@ -549,7 +553,7 @@ impl<'a> LineControl<'a> {
     /// assert_eq!(p.handler().0, 2);
     /// ```
     pub fn resume(&self) {
-        self.shared.resume();
+        self.flow.resume();
     }
 
     /// Stops for good (Twisted's `stopProducing`): nothing more is delivered, and the
@@ -577,7 +581,7 @@ impl<'a> LineControl<'a> {
     /// assert!(t.is_disconnecting());
     /// ```
     pub fn stop(&self) {
-        self.shared.stop();
+        self.flow.stop();
     }
 
     /// Whether delivery is paused.
@@ -599,7 +603,7 @@ impl<'a> LineControl<'a> {
     /// LineReceiver::new(P).data_received(b"x\r\n").unwrap();
     /// ```
     pub fn is_paused(&self) -> bool {
-        self.shared.paused.get()
+        self.flow.paused.get()
     }
 
     /// A handle that pauses and resumes this receiver from outside its callbacks (a
@@ -626,7 +630,7 @@ impl<'a> LineControl<'a> {
     /// ```
     pub fn pause_handle(&self) -> PauseHandle {
         PauseHandle {
-            target: self.shared.me.clone(),
+            target: self.flow.me.clone(),
         }
     }
 
@@ -639,7 +643,7 @@ impl fmt::Debug for LineControl<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LineControl")
             .field("raw", &*self.raw)
-            .field("paused", &self.shared.paused.get())
+            .field("paused", &self.flow.paused.get())
             .field("rest", &self.rest.len())
             .finish()
     }
@@ -716,7 +720,7 @@ impl PauseHandle {
     /// ```
     pub fn pause(&self) {
         if let Some(t) = self.target.upgrade() {
-            t.shared().pause();
+            t.flow().pause();
         }
     }
 
@@ -741,7 +745,7 @@ impl PauseHandle {
     /// ```
     pub fn resume(&self) {
         if let Some(t) = self.target.upgrade() {
-            if t.shared().resume() {
+            if t.flow().resume() {
                 t.deliver();
             }
         }
@@ -765,7 +769,7 @@ impl PauseHandle {
     /// ```
     pub fn stop(&self) {
         if let Some(t) = self.target.upgrade() {
-            t.shared().stop();
+            t.flow().stop();
         }
     }
 
@@ -790,9 +794,7 @@ impl PauseHandle {
     /// assert!(!h.is_paused());
     /// ```
     pub fn is_paused(&self) -> bool {
-        self.target
-            .upgrade()
-            .is_some_and(|t| t.shared().paused.get())
+        self.target.upgrade().is_some_and(|t| t.flow().paused.get())
     }
 }
 
@@ -819,14 +821,14 @@ impl fmt::Debug for PauseHandle {
 }
 
 /// Flow-control state that handles and callbacks reach while the parser is busy.
-struct Shared {
+struct Flow {
     paused: Cell<bool>,
     stopped: Cell<bool>,
     transport: OnceCell<TransportRef>,
     me: Weak<dyn FlowTarget>,
 }
 
-impl Shared {
+impl Flow {
     /// Whether nothing more is to be delivered: stopped, or the connection closing.
     fn closing(&self) -> bool {
         self.stopped.get() || self.transport.get().is_some_and(|t| t.is_closing())
@@ -865,37 +867,40 @@ impl Shared {
 
 /// What a [`PauseHandle`] needs of a receiver, whatever its handler type.
 trait FlowTarget {
-    fn shared(&self) -> &Shared;
+    fn flow(&self) -> &Flow;
     /// Delivers held data, unless the receiver is busy (then its own loop will).
     fn deliver(&self);
 }
 
+/// The receiver's body, shared with its [`PauseHandle`]s: the flow state they may touch
+/// at any time, and the parser, borrowed while it runs.
 struct Core<H> {
-    shared: Shared,
-    inner: RefCell<Inner<H>>,
+    flow: Flow,
+    parser: RefCell<Parser<H>>,
 }
 
 impl<H: LineHandler> FlowTarget for Core<H> {
-    fn shared(&self) -> &Shared {
-        &self.shared
+    fn flow(&self) -> &Flow {
+        &self.flow
     }
 
     fn deliver(&self) {
         // Busy: we are inside one of its callbacks, and its loop sees the flag.
-        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+        let Ok(mut parser) = self.parser.try_borrow_mut() else {
             return;
         };
-        if let Err(failure) = inner.feed(&self.shared, b"") {
+        if let Err(failure) = parser.feed(&self.flow, b"") {
             log::warn!("line handler failed on resume, aborting its connection: {failure}");
-            inner.failure = Some(failure);
-            if let Some(t) = self.shared.transport.get() {
+            parser.failure = Some(failure);
+            if let Some(t) = self.flow.transport.get() {
                 t.abort_connection();
             }
         }
     }
 }
 
-struct Inner<H> {
+/// The parsing state and the handler it delivers to; its `feed` is the one parsing loop.
+struct Parser<H> {
     handler: H,
     /// Unhandled bytes kept between chunks.
     buf: Vec<u8>,
@@ -963,16 +968,16 @@ fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
         .map(|i| base + i)
 }
 
-impl<H: LineHandler> Inner<H> {
+impl<H: LineHandler> Parser<H> {
     /// The parsing loop: appends `data` to what is held and delivers until the data runs
     /// out, the receiver pauses, or the connection closes. Callbacks only record requests
     /// in their [`LineControl`]; they are applied here, so nothing recurses.
-    fn feed(&mut self, shared: &Shared, data: &[u8]) -> Result<(), Failure> {
-        if shared.closing() {
+    fn feed(&mut self, flow: &Flow, data: &[u8]) -> Result<(), Failure> {
+        if flow.closing() {
             self.buf.clear();
             return Ok(());
         }
-        let Inner {
+        let Parser {
             handler,
             buf,
             scanned,
@@ -987,11 +992,7 @@ impl<H: LineHandler> Inner<H> {
 
         // The bytes to parse: `data` in place when nothing is held (no copy), else the
         // held bytes with `data` appended.
-        let mut owned = std::mem::take(buf);
-        let mut in_owned = !owned.is_empty();
-        if in_owned {
-            owned.extend_from_slice(data);
-        }
+        let (mut owned, mut in_owned) = take_held(buf, data);
         let mut skip = std::mem::take(scanned);
         let mut pos = 0;
         let mut waiting_scanned = 0;
@@ -1000,7 +1001,7 @@ impl<H: LineHandler> Inner<H> {
 
         loop {
             let src: &[u8] = if in_owned { &owned } else { data };
-            if pos >= src.len() || shared.paused.get() {
+            if pos >= src.len() || flow.paused.get() {
                 break;
             }
             // What was searched before applies only to the first search of this call.
@@ -1008,7 +1009,7 @@ impl<H: LineHandler> Inner<H> {
             let mut next = src.len();
             let (result, (cleared, extra)) = if *raw {
                 let input = &src[pos..];
-                let mut ctl = LineControl::new(shared, raw, delimiter, input, &[]);
+                let mut ctl = LineControl::new(flow, raw, delimiter, input, &[]);
                 let r = handler.raw_data_received(input, &mut ctl);
                 (r, ctl.finish())
             } else {
@@ -1018,7 +1019,7 @@ impl<H: LineHandler> Inner<H> {
                         let end = from + i;
                         next = end + dlen;
                         let rest = &src[next..];
-                        let mut ctl = LineControl::new(shared, raw, delimiter, &[], rest);
+                        let mut ctl = LineControl::new(flow, raw, delimiter, &[], rest);
                         let r = handler.line_received(&src[pos..end], &mut ctl);
                         (r, ctl.finish())
                     }
@@ -1030,7 +1031,7 @@ impl<H: LineHandler> Inner<H> {
                         }
                         // Too long: everything from this line on goes to the handler.
                         let input = &src[pos..];
-                        let mut ctl = LineControl::new(shared, raw, delimiter, input, &[]);
+                        let mut ctl = LineControl::new(flow, raw, delimiter, input, &[]);
                         let r = handler.line_length_exceeded(input, &mut ctl);
                         (r, ctl.finish())
                     }
@@ -1041,7 +1042,7 @@ impl<H: LineHandler> Inner<H> {
                 drop_rest = true;
                 break;
             }
-            if shared.closing() {
+            if flow.closing() {
                 // Lines after a disconnect in the same chunk are dropped.
                 drop_rest = true;
                 break;
@@ -1061,25 +1062,17 @@ impl<H: LineHandler> Inner<H> {
         }
 
         // Keep what is left, reusing the held buffer's allocation.
-        if drop_rest {
-            owned.clear();
-        } else if in_owned {
-            owned.drain(..pos);
-        } else {
-            owned.clear();
-            owned.extend_from_slice(&data[pos.min(data.len())..]);
-        }
-        *buf = owned;
+        *buf = keep_rest(owned, in_owned, data, pos, !drop_rest);
         *scanned = waiting_scanned.min(buf.len());
         outcome
     }
 
     fn control<R>(
         &mut self,
-        shared: &Shared,
+        flow: &Flow,
         f: impl FnOnce(&mut H, &mut LineControl<'_>) -> R,
     ) -> (R, Option<Vec<u8>>) {
-        let mut ctl = LineControl::new(shared, &mut self.raw, &self.delimiter, &[], &[]);
+        let mut ctl = LineControl::new(flow, &mut self.raw, &self.delimiter, &[], &[]);
         let r = f(&mut self.handler, &mut ctl);
         let extra = ctl.take_extra();
         (r, (!extra.is_empty()).then_some(extra))
@@ -1149,13 +1142,13 @@ impl<H: LineHandler> LineReceiver<H> {
         let core = Rc::new_cyclic(|me: &Weak<Core<H>>| {
             let me: Weak<dyn FlowTarget> = me.clone();
             Core {
-                shared: Shared {
+                flow: Flow {
                     paused: Cell::new(false),
                     stopped: Cell::new(false),
                     transport: OnceCell::new(),
                     me,
                 },
-                inner: RefCell::new(Inner {
+                parser: RefCell::new(Parser {
                     handler,
                     buf: Vec::new(),
                     scanned: 0,
@@ -1190,9 +1183,9 @@ impl<H: LineHandler> LineReceiver<H> {
     pub fn with_delimiter(self, delimiter: &[u8]) -> Self {
         assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
         {
-            let mut inner = self.core.inner.borrow_mut();
-            inner.delimiter = delimiter.to_vec();
-            inner.scanned = 0;
+            let mut parser = self.core.parser.borrow_mut();
+            parser.delimiter = delimiter.to_vec();
+            parser.scanned = 0;
         }
         self
     }
@@ -1214,7 +1207,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert!(t.is_disconnecting());
     /// ```
     pub fn with_max_length(self, max_length: usize) -> Self {
-        self.core.inner.borrow_mut().max_length = max_length;
+        self.core.parser.borrow_mut().max_length = max_length;
         self
     }
 
@@ -1234,7 +1227,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert_eq!(LineReceiver::new(P).delimiter(), b"\r\n");
     /// ```
     pub fn delimiter(&self) -> Vec<u8> {
-        self.core.inner.borrow().delimiter.clone()
+        self.core.parser.borrow().delimiter.clone()
     }
 
     /// The longest line accepted.
@@ -1251,7 +1244,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert_eq!(LineReceiver::new(P).with_max_length(80).max_length(), 80);
     /// ```
     pub fn max_length(&self) -> usize {
-        self.core.inner.borrow().max_length
+        self.core.parser.borrow().max_length
     }
 
     /// The handler, to read its state.
@@ -1278,7 +1271,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert_eq!(p.handler().0, 2);
     /// ```
     pub fn handler(&self) -> Ref<'_, H> {
-        Ref::map(self.core.inner.borrow(), |i| &i.handler)
+        Ref::map(self.core.parser.borrow(), |i| &i.handler)
     }
 
     /// The handler, to change it.
@@ -1297,7 +1290,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert_eq!(p.handler().0, 7);
     /// ```
     pub fn handler_mut(&mut self) -> RefMut<'_, H> {
-        RefMut::map(self.core.inner.borrow_mut(), |i| &mut i.handler)
+        RefMut::map(self.core.parser.borrow_mut(), |i| &mut i.handler)
     }
 
     /// The connection, once `connection_made` has run.
@@ -1317,7 +1310,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert!(p.transport().is_some());
     /// ```
     pub fn transport(&self) -> Option<&TransportRef> {
-        self.core.shared.transport.get()
+        self.core.flow.transport.get()
     }
 
     /// Writes `line` and the delimiter.
@@ -1338,8 +1331,8 @@ impl<H: LineHandler> LineReceiver<H> {
     /// ```
     pub fn send_line(&self, line: &[u8]) {
         if let Some(t) = self.transport() {
-            let inner = self.core.inner.borrow();
-            t.write_vectored(&[line, &inner.delimiter]);
+            let parser = self.core.parser.borrow();
+            t.write_vectored(&[line, &parser.delimiter]);
         }
     }
 
@@ -1362,7 +1355,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// ```
     pub fn pause_handle(&self) -> PauseHandle {
         PauseHandle {
-            target: self.core.shared.me.clone(),
+            target: self.core.flow.me.clone(),
         }
     }
 
@@ -1385,7 +1378,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert_eq!(p.handler().0, 0);
     /// ```
     pub fn pause(&self) {
-        self.core.shared.pause();
+        self.core.flow.pause();
     }
 
     /// Resumes, and delivers the lines held while paused (Twisted's `resumeProducing`).
@@ -1413,10 +1406,10 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert!(!t.is_reading_paused());
     /// ```
     pub fn resume(&mut self) -> Result<(), Failure> {
-        if !self.core.shared.resume() {
+        if !self.core.flow.resume() {
             return Ok(());
         }
-        self.core.inner.borrow_mut().feed(&self.core.shared, b"")
+        self.core.parser.borrow_mut().feed(&self.core.flow, b"")
     }
 
     /// Stops for good (Twisted's `stopProducing`): drops what is held, delivers nothing
@@ -1439,7 +1432,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert!(t.is_disconnecting());
     /// ```
     pub fn stop(&self) {
-        self.core.shared.stop();
+        self.core.flow.stop();
     }
 
     /// Whether delivery is paused (or stopped).
@@ -1458,7 +1451,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert!(!LineReceiver::new(P).is_paused());
     /// ```
     pub fn is_paused(&self) -> bool {
-        self.core.shared.paused.get()
+        self.core.flow.paused.get()
     }
 
     /// Whether the receiver is in raw mode.
@@ -1477,7 +1470,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert!(p.is_raw_mode());
     /// ```
     pub fn is_raw_mode(&self) -> bool {
-        self.core.inner.borrow().raw
+        self.core.parser.borrow().raw
     }
 
     /// Switches to raw mode from outside a callback.
@@ -1504,7 +1497,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert_eq!(p.handler().0, b"a\r\nb");
     /// ```
     pub fn set_raw_mode(&mut self) {
-        self.core.inner.borrow_mut().raw = true;
+        self.core.parser.borrow_mut().raw = true;
     }
 
     /// Switches to line mode from outside a callback, and parses `extra` for lines at
@@ -1529,16 +1522,16 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert_eq!(p.handler().0, 2);
     /// ```
     pub fn set_line_mode(&mut self, extra: &[u8]) -> Result<(), Failure> {
-        let mut inner = self.core.inner.borrow_mut();
-        inner.raw = false;
+        let mut parser = self.core.parser.borrow_mut();
+        parser.raw = false;
         if extra.is_empty() {
             return Ok(());
         }
-        let held = std::mem::take(&mut inner.buf);
-        inner.scanned = 0;
+        let held = std::mem::take(&mut parser.buf);
+        parser.scanned = 0;
         let mut data = extra.to_vec();
         data.extend_from_slice(&held);
-        inner.feed(&self.core.shared, &data)
+        parser.feed(&self.core.flow, &data)
     }
 
     /// Empties the buffer and returns what was in it.
@@ -1558,31 +1551,31 @@ impl<H: LineHandler> LineReceiver<H> {
     /// assert!(p.clear_line_buffer().is_empty());
     /// ```
     pub fn clear_line_buffer(&mut self) -> Vec<u8> {
-        let mut inner = self.core.inner.borrow_mut();
-        inner.scanned = 0;
-        std::mem::take(&mut inner.buf)
+        let mut parser = self.core.parser.borrow_mut();
+        parser.scanned = 0;
+        std::mem::take(&mut parser.buf)
     }
 }
 
 impl<H: LineHandler> Protocol for LineReceiver<H> {
     fn connection_made(&mut self, transport: TransportRef) {
-        let shared = &self.core.shared;
-        if shared.transport.set(transport).is_err() {
+        let flow = &self.core.flow;
+        if flow.transport.set(transport).is_err() {
             log::warn!("LineReceiver connected twice: keeping the first transport");
         }
-        if shared.paused.get() {
+        if flow.paused.get() {
             // Paused before the connection existed.
-            if let Some(t) = shared.transport.get() {
+            if let Some(t) = flow.transport.get() {
                 t.pause_reading();
             }
         }
-        let mut inner = self.core.inner.borrow_mut();
-        let ((), extra) = inner.control(shared, |h, ctl| h.connection_made(ctl));
+        let mut parser = self.core.parser.borrow_mut();
+        let ((), extra) = parser.control(flow, |h, ctl| h.connection_made(ctl));
         if let Some(extra) = extra {
-            if let Err(f) = inner.feed(shared, &extra) {
+            if let Err(f) = parser.feed(flow, &extra) {
                 log::warn!("line handler failed in connection_made, aborting: {f}");
-                inner.failure = Some(f);
-                if let Some(t) = shared.transport.get() {
+                parser.failure = Some(f);
+                if let Some(t) = flow.transport.get() {
                     t.abort_connection();
                 }
             }
@@ -1590,34 +1583,34 @@ impl<H: LineHandler> Protocol for LineReceiver<H> {
     }
 
     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
-        self.core.inner.borrow_mut().feed(&self.core.shared, data)
+        self.core.parser.borrow_mut().feed(&self.core.flow, data)
     }
 
     fn eof_received(&mut self) -> bool {
-        let shared = &self.core.shared;
-        let mut inner = self.core.inner.borrow_mut();
-        inner.control(shared, |h, ctl| h.eof_received(ctl)).0
+        let flow = &self.core.flow;
+        let mut parser = self.core.parser.borrow_mut();
+        parser.control(flow, |h, ctl| h.eof_received(ctl)).0
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        let shared = &self.core.shared;
-        shared.stopped.set(true);
-        let mut inner = self.core.inner.borrow_mut();
-        inner.buf = Vec::new();
-        let reason = inner.failure.take().unwrap_or(reason);
-        inner.handler.connection_lost(reason);
+        let flow = &self.core.flow;
+        flow.stopped.set(true);
+        let mut parser = self.core.parser.borrow_mut();
+        parser.buf = Vec::new();
+        let reason = parser.failure.take().unwrap_or(reason);
+        parser.handler.connection_lost(reason);
     }
 }
 
 impl<H> fmt::Debug for LineReceiver<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("LineReceiver");
-        d.field("paused", &self.core.shared.paused.get())
-            .field("stopped", &self.core.shared.stopped.get());
-        if let Ok(inner) = self.core.inner.try_borrow() {
-            d.field("raw", &inner.raw)
-                .field("buffered", &inner.buf.len())
-                .field("max_length", &inner.max_length);
+        d.field("paused", &self.core.flow.paused.get())
+            .field("stopped", &self.core.flow.stopped.get());
+        if let Ok(parser) = self.core.parser.try_borrow() {
+            d.field("raw", &parser.raw)
+                .field("buffered", &parser.buf.len())
+                .field("max_length", &parser.max_length);
         }
         d.finish()
     }

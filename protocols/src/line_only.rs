@@ -2,7 +2,9 @@
 //! `twisted.protocols.basic.LineOnlyReceiver`).
 //!
 //! No raw mode, no pausing, no shared state: the receiver owns its handler and buffer, and
-//! a chunk with no partial line held before it is split in place, without a copy.
+//! a chunk with no partial line held before it is split in place, without a copy. What it
+//! owns and how it keeps an unfinished line are the string receivers' too (the private
+//! `receiver` module); only the line splitting and its limit are here.
 
 use std::fmt;
 
@@ -10,6 +12,7 @@ use ropewalk_deferred::Failure;
 use ropewalk_reactor::{Protocol, TransportRef};
 
 use crate::line::{find, DEFAULT_DELIMITER, DEFAULT_MAX_LENGTH};
+use crate::receiver::{parse_buffered, Outbox, ReceiverCore};
 
 /// The code that handles lines for a [`LineOnlyReceiver`].
 ///
@@ -104,7 +107,7 @@ pub trait LineOnlyHandler: 'static {
 /// assert_eq!(t.value(), b"bye");
 /// ```
 pub struct LineOnlyControl<'a> {
-    transport: Option<&'a TransportRef>,
+    out: Outbox<'a>,
     delimiter: &'a [u8],
 }
 
@@ -128,7 +131,7 @@ impl LineOnlyControl<'_> {
     /// p.data_received(b"x\r\n").unwrap();
     /// ```
     pub fn transport(&self) -> Option<&TransportRef> {
-        self.transport
+        self.out.transport()
     }
 
     /// Writes `line` and the delimiter, in one vectored write.
@@ -149,9 +152,7 @@ impl LineOnlyControl<'_> {
     /// assert_eq!(StringTransport::connect(&mut p).value(), b"hi\r\n");
     /// ```
     pub fn send_line(&self, line: &[u8]) {
-        if let Some(t) = self.transport {
-            t.write_vectored(&[line, self.delimiter]);
-        }
+        self.out.send_line(line, self.delimiter);
     }
 
     /// Writes `data` as it is.
@@ -172,9 +173,7 @@ impl LineOnlyControl<'_> {
     /// assert_eq!(StringTransport::connect(&mut p).value(), b"> ");
     /// ```
     pub fn write(&self, data: &[u8]) {
-        if let Some(t) = self.transport {
-            t.write(data);
-        }
+        self.out.write(data);
     }
 
     /// Closes the connection once what is queued is sent; the lines after this one in the
@@ -196,9 +195,7 @@ impl LineOnlyControl<'_> {
     /// assert!(StringTransport::connect(&mut p).is_disconnecting());
     /// ```
     pub fn lose_connection(&self) {
-        if let Some(t) = self.transport {
-            t.lose_connection();
-        }
+        self.out.lose_connection();
     }
 
     /// The delimiter.
@@ -225,7 +222,7 @@ impl LineOnlyControl<'_> {
 impl fmt::Debug for LineOnlyControl<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LineOnlyControl")
-            .field("connected", &self.transport.is_some())
+            .field("connected", &self.out.transport().is_some())
             .finish()
     }
 }
@@ -266,13 +263,11 @@ impl fmt::Debug for LineOnlyControl<'_> {
 /// assert!(!t.is_disconnecting());
 /// ```
 pub struct LineOnlyReceiver<H> {
-    handler: H,
-    transport: Option<TransportRef>,
-    buf: Vec<u8>,
-    /// How many bytes at the start of `buf` were searched and hold no delimiter start.
+    core: ReceiverCore<H>,
+    /// How many bytes at the start of the held ones were searched and hold no delimiter
+    /// start (none when nothing is held).
     scanned: usize,
     delimiter: Vec<u8>,
-    max_length: usize,
 }
 
 /// Whether an unfinished line can no longer become a line of at most `max` bytes.
@@ -305,12 +300,9 @@ impl<H: LineOnlyHandler> LineOnlyReceiver<H> {
     /// ```
     pub fn new(handler: H) -> Self {
         LineOnlyReceiver {
-            handler,
-            transport: None,
-            buf: Vec::new(),
+            core: ReceiverCore::new(handler, DEFAULT_MAX_LENGTH),
             scanned: 0,
             delimiter: DEFAULT_DELIMITER.to_vec(),
-            max_length: DEFAULT_MAX_LENGTH,
         }
     }
 
@@ -355,7 +347,7 @@ impl<H: LineOnlyHandler> LineOnlyReceiver<H> {
     /// assert!(t.is_disconnecting());
     /// ```
     pub fn with_max_length(mut self, max_length: usize) -> Self {
-        self.max_length = max_length;
+        self.core.max_length = max_length;
         self
     }
 
@@ -392,7 +384,7 @@ impl<H: LineOnlyHandler> LineOnlyReceiver<H> {
     /// assert_eq!(LineOnlyReceiver::new(P).with_max_length(5).max_length(), 5);
     /// ```
     pub fn max_length(&self) -> usize {
-        self.max_length
+        self.core.max_length
     }
 
     /// The handler.
@@ -415,7 +407,7 @@ impl<H: LineOnlyHandler> LineOnlyReceiver<H> {
     /// assert_eq!(p.handler().0, 2);
     /// ```
     pub fn handler(&self) -> &H {
-        &self.handler
+        &self.core.handler
     }
 
     /// The handler, to change it.
@@ -434,7 +426,7 @@ impl<H: LineOnlyHandler> LineOnlyReceiver<H> {
     /// assert_eq!(p.handler().0, 3);
     /// ```
     pub fn handler_mut(&mut self) -> &mut H {
-        &mut self.handler
+        &mut self.core.handler
     }
 
     /// Writes `line` and the delimiter.
@@ -454,120 +446,75 @@ impl<H: LineOnlyHandler> LineOnlyReceiver<H> {
     /// assert_eq!(t.value(), b"NICK rope\r\n");
     /// ```
     pub fn send_line(&self, line: &[u8]) {
-        self.control().send_line(line);
-    }
-
-    fn control(&self) -> LineOnlyControl<'_> {
-        LineOnlyControl {
-            transport: self.transport.as_ref(),
-            delimiter: &self.delimiter,
-        }
+        self.core.outbox().send_line(line, &self.delimiter);
     }
 }
 
 impl<H: LineOnlyHandler> Protocol for LineOnlyReceiver<H> {
     fn connection_made(&mut self, transport: TransportRef) {
-        self.transport = Some(transport);
-        let mut ctl = LineOnlyControl {
-            transport: self.transport.as_ref(),
+        let (handler, out) = self.core.connect(transport);
+        handler.connection_made(&mut LineOnlyControl {
+            out,
             delimiter: &self.delimiter,
-        };
-        self.handler.connection_made(&mut ctl);
+        });
     }
 
     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
-        let LineOnlyReceiver {
-            handler,
-            transport,
-            buf,
-            scanned,
-            delimiter,
-            max_length,
-        } = self;
-        let transport = transport.as_ref();
-        let closing = || transport.is_some_and(|t| t.is_closing());
-        let mut ctl = LineOnlyControl {
-            transport,
-            delimiter,
-        };
+        let (handler, out, held, max_length) = self.core.parse_parts();
+        let delimiter: &[u8] = &self.delimiter;
+        let mut ctl = LineOnlyControl { out, delimiter };
         let dlen = delimiter.len();
+        // What an earlier chunk searched of the held bytes (0 when none are held).
+        let mut from = std::mem::take(&mut self.scanned);
 
         // Split `data` in place unless part of a line is held from before.
-        let mut held = std::mem::take(buf);
-        let in_held = !held.is_empty();
-        let mut from = 0;
-        if in_held {
-            held.extend_from_slice(data);
-            from = std::mem::take(scanned);
-        }
-        let src: &[u8] = if in_held { &held } else { data };
-
-        let mut pos = 0;
-        let mut outcome = Ok(());
-        let mut keep = true;
-        while let Some(i) = find(&src[from..], delimiter) {
-            let end = from + i;
-            if closing() {
-                // Lines after a disconnect in the same chunk are dropped.
-                keep = false;
-                break;
+        let outcome = parse_buffered(held, data, |src| {
+            let mut pos = 0;
+            while let Some(i) = find(&src[from..], delimiter) {
+                let end = from + i;
+                if out.is_closing() {
+                    // Lines after a disconnect in the same chunk are dropped.
+                    return (pos, false, Ok(()));
+                }
+                let line = &src[pos..end];
+                if line.len() > max_length {
+                    return (pos, false, handler.line_length_exceeded(line, &mut ctl));
+                }
+                if let Err(f) = handler.line_received(line, &mut ctl) {
+                    return (pos, false, Err(f));
+                }
+                pos = end + dlen;
+                from = pos;
             }
-            let line = &src[pos..end];
-            if line.len() > *max_length {
-                outcome = handler.line_length_exceeded(line, &mut ctl);
-                keep = false;
-                break;
+            let tail = &src[pos..];
+            if unfinished_too_long(tail, max_length, delimiter) && !out.is_closing() {
+                return (pos, false, handler.line_length_exceeded(tail, &mut ctl));
             }
-            if let Err(f) = handler.line_received(line, &mut ctl) {
-                outcome = Err(f);
-                keep = false;
-                break;
-            }
-            pos = end + dlen;
-            from = pos;
-        }
-        if keep && unfinished_too_long(&src[pos..], *max_length, delimiter) && !closing() {
-            outcome = handler.line_length_exceeded(&src[pos..], &mut ctl);
-            keep = false;
-        }
-
-        // Keep the unfinished line, reusing the held buffer's allocation.
-        if !keep {
-            held.clear();
-        } else if in_held {
-            held.drain(..pos);
-        } else {
-            held.clear();
-            held.extend_from_slice(&data[pos..]);
-        }
-        *scanned = if keep {
-            held.len().saturating_sub(dlen - 1)
-        } else {
-            0
-        };
-        *buf = held;
+            (pos, true, Ok(()))
+        });
+        self.scanned = held.len().saturating_sub(dlen - 1);
         outcome
     }
 
     fn eof_received(&mut self) -> bool {
-        let mut ctl = LineOnlyControl {
-            transport: self.transport.as_ref(),
+        let (handler, out) = self.core.parts();
+        handler.eof_received(&mut LineOnlyControl {
+            out,
             delimiter: &self.delimiter,
-        };
-        self.handler.eof_received(&mut ctl)
+        })
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.buf = Vec::new();
-        self.handler.connection_lost(reason);
+        self.scanned = 0;
+        self.core.disconnect().connection_lost(reason);
     }
 }
 
 impl<H> fmt::Debug for LineOnlyReceiver<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LineOnlyReceiver")
-            .field("buffered", &self.buf.len())
-            .field("max_length", &self.max_length)
+            .field("buffered", &self.core.held.len())
+            .field("max_length", &self.core.max_length)
             .finish()
     }
 }
