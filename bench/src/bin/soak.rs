@@ -219,7 +219,7 @@ fn parse_args() -> Result<Opts, String> {
 // Randomness: the generator and the request mutator of the HTTP chaos tests
 // (protocols/tests/common/chaos.rs), shared so that the soak sends what those tests send.
 
-#[path = "../../../protocols/tests/common/chaos.rs"]
+#[path = "../../../testkit/src/chaos.rs"]
 mod chaos;
 
 struct Rng(chaos::Rng);
