@@ -13,7 +13,6 @@
 //! from `/proc` once a second. The exit code is 0 when every check passes, 1 otherwise.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -24,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ropewalk_bench::procs;
+use ropewalk_testkit::chaos;
+use ropewalk_testkit::malformed::{over_limits, Limits, MalformedRequest, MALFORMED, SMUGGLED};
 
 const USAGE: &str = "\
 usage: soak [OPTIONS]
@@ -217,10 +218,7 @@ fn parse_args() -> Result<Opts, String> {
 
 // ---------------------------------------------------------------------------------------
 // Randomness: the generator and the request mutator of the HTTP chaos tests
-// (protocols/tests/common/chaos.rs), shared so that the soak sends what those tests send.
-
-#[path = "../../../testkit/src/chaos.rs"]
-mod chaos;
+// (ropewalk-testkit), shared so that the soak sends what those tests send.
 
 struct Rng(chaos::Rng);
 
@@ -960,95 +958,17 @@ fn http_pipeline(ctx: &Ctx, rng: &mut Rng, files: &Files) {
     }
 }
 
-/// A valid `GET /smuggled` sent behind every malformed request: it must never be answered.
-const SMUGGLED: &[u8] = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
-
-/// (name, request, status) — from protocols/tests/http_malformed_table.rs, with the
-/// limit rows at the server's default limits.
-#[rustfmt::skip]
-const MALFORMED: &[(&str, &[u8], u16)] = &[
-    ("HTTP/0.9", b"GET /\r\n\r\n", 400),
-    ("two spaces after method", b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    ("trailing space", b"GET / HTTP/1.1 \r\nHost: x\r\n\r\n", 400),
-    ("bare CR line end", b"GET / HTTP/1.1\rHost: x\r\n\r\n", 400),
-    ("NUL in method", b"G\0T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    ("control byte in target", b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    ("target without slash", b"GET foo HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
-    ("lower-case version", b"GET / http/1.1\r\nHost: x\r\n\r\n", 400),
-    ("header without colon", b"GET / HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n", 400),
-    ("space before colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
-    ("NUL in value", b"GET / HTTP/1.1\r\nHost: x\r\nFoo: a\0b\r\n\r\n", 400),
-    ("bare CR hiding a Content-Length",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nFoo: x\rContent-Length: 5\r\n\r\nhello", 400),
-    ("obs-fold", b"GET / HTTP/1.1\r\nHost: x\r\nFoo: a\r\n b\r\n\r\n", 400),
-    ("obs-fold after request line", b"GET / HTTP/1.1\r\n Host: x\r\n\r\n", 400),
-    ("Content-Length +5", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", 400),
-    ("Content-Length list", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello", 400),
-    ("two Content-Lengths",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello", 400),
-    ("CL+TE",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("TE+CL",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
-    ("TE gzip",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
-    ("TE chunked twice",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
-    ("TE on HTTP/1.0",
-     b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
-    ("chunk size 0x5",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", 400),
-    ("chunk size -5",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", 400),
-    ("chunk size past u64",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nhello\r\n0\r\n\r\n", 400),
-    ("chunk data without CRLF",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400),
-    ("bare LF after chunk size",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400),
-    ("trailer without colon",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nNoColon\r\n\r\n", 400),
-    ("no Host on HTTP/1.1", b"GET / HTTP/1.1\r\n\r\n", 400),
-    ("two Hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-    ("unknown expectation",
-     b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 0\r\n\r\n", 417),
-];
-
-/// The malformed requests whose size comes from the default limits, made once.
-fn big_malformed() -> Vec<(&'static str, Vec<u8>, u16)> {
-    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9 * 1024));
-    let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
-    for i in 0..101 {
-        let _ = write!(many, "X-{i}: {i}\r\n");
-    }
-    many.push_str("\r\n");
-    let big_head = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(65 * 1024)
-    );
-    vec![
-        ("target over 8 KiB", long_target.into_bytes(), 414),
-        ("101 header fields", many.into_bytes(), 431),
-        ("head over 64 KiB", big_head.into_bytes(), 431),
-        (
-            "Content-Length over 16 MiB",
-            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 16777217\r\n\r\nhello".to_vec(),
-            413,
-        ),
-    ]
-}
-
 fn http_malformed(ctx: &Ctx, rng: &mut Rng) {
     const KIND: &str = "malformed";
-    let big = big_malformed();
-    let rows: Vec<(&str, &[u8], u16)> = MALFORMED
+    // The rows of the protocols test, past the server's default limits here.
+    let rows: Vec<MalformedRequest> = MALFORMED
         .iter()
-        .copied()
-        .chain(big.iter().map(|(n, r, s)| (*n, r.as_slice(), *s)))
+        .cloned()
+        .chain(over_limits(&Limits::DEFAULT))
         .collect();
     while !ctx.stopped() {
-        let (name, request, status) = rows[rng.below(rows.len())];
+        let row = &rows[rng.below(rows.len())];
+        let (name, request, status) = (row.name, &row.request[..], row.status);
         let t = Instant::now();
         let Some(s) = ctx.connect_or_fail(KIND, OP_BOUND) else {
             continue;
