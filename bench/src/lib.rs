@@ -1,6 +1,8 @@
 //! Shared pieces of ropewalk's side-by-side benchmarks.
 //!
-//! Each benchmark is a binary in `src/bin/` that measures ropewalk with [`harness`], counts
+//! Each benchmark is a folder of `bench/` (`echo/`, `http/`, `multicore/`, `deferred/`,
+//! `lines/`, `reactor/`, `soak/`) whose `main.rs` is its driver, next to the servers and
+//! load generators it runs; the driver measures ropewalk with [`harness`], counts
 //! its heap allocations with [`alloc`], runs the peer's version of the same scenarios as a
 //! subprocess through [`peer`] (which prints JSON lines), and prints one table with
 //! [`report`]. See `bench/README.md` for how each benchmark is run and measured.

@@ -3,7 +3,7 @@
 
 Runs the scenarios of Twisted's own Deferred benchmarks (``benchmarks/test_deferred.py``
 in Twisted's repository) on the installed Twisted, the same scenarios that
-``src/bin/deferred.rs`` runs on ropewalk, and prints one JSON object per line:
+``deferred/main.rs`` runs on ropewalk, and prints one JSON object per line:
 
     {"kind": "meta", "python": ..., "twisted": ..., ...}
     {"kind": "result", "scenario": NAME, "ns_per_op": X, ...}   (one per scenario)

@@ -3,7 +3,7 @@
 
 Runs the scenarios of Twisted's own line-parsing benchmarks
 (``benchmarks/test_linereceiver.py`` in Twisted's repository) on the installed Twisted,
-the same scenarios that ``src/bin/lines.rs`` runs on ropewalk: one op delivers
+the same scenarios that ``lines/main.rs`` runs on ropewalk: one op delivers
 ``((b"abcde" * 10) + b"\\r\\n") * 1000`` (1000 lines, 52,000 bytes) to a connected
 ``LineReceiver`` or ``LineOnlyReceiver`` whose ``lineReceived`` does nothing, in
 ``dataReceived`` calls of CHUNK bytes (``line_receiver_CHUNK``, ``line_only_CHUNK``).

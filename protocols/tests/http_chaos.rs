@@ -18,9 +18,9 @@
 
 mod common;
 
-use common::chaos::{mutate, Rng};
 use common::{echo, Conn};
 use ropewalk_protocols::http::ServerConfig;
+use ropewalk_testkit::chaos::{mutate, Rng};
 
 /// Valid requests the mutations start from.
 const SEEDS: &[&[u8]] = &[

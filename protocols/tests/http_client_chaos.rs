@@ -9,16 +9,14 @@
 //! Twisted: none directly; the client-side counterpart of `http_chaos.rs`, in the spirit of
 //! `web/test/test_webclient.py`'s malformed-response cases run over many inputs.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::chaos::{mutate, Rng};
 use ropewalk_protocols::http::{Client, ClientConfig, ClientError};
 use ropewalk_reactor::Reactor;
+use ropewalk_testkit::chaos::{mutate, Rng};
 
 /// Valid responses the mutations start from.
 const SEEDS: &[&[u8]] = &[

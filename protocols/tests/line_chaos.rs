@@ -12,14 +12,12 @@
 //! (protocols/test/test_basic.py) check fixed splittings of fixed streams; this checks the
 //! same invariance over many generated ones.
 
-mod common;
-
-use common::chaos::Rng;
 use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver};
 use ropewalk_protocols::line_only::{LineOnlyControl, LineOnlyHandler, LineOnlyReceiver};
 use ropewalk_reactor::deferred::Failure;
 use ropewalk_reactor::testing::StringTransport;
 use ropewalk_reactor::Protocol;
+use ropewalk_testkit::chaos::Rng;
 
 const MAX: usize = 64;
 

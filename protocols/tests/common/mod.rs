@@ -2,8 +2,6 @@
 //! by a `ManualClock`, and a small response parser (on `httparse`) for what it wrote.
 #![allow(dead_code)]
 
-pub mod chaos;
-
 use std::rc::Rc;
 use std::time::Duration;
 

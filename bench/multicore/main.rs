@@ -13,13 +13,13 @@
 //! N workers): the peer.
 //!
 //! For each workload (plain echo; echo plus a CPU job of `--work-us` per message), each
-//! connection count and each server, on a fresh server process: `echo_load` (64-byte
-//! ping-pong) connects, warms up, then counts round trips for `--duration-ms`; the
-//! server's CPU time (utime + stime, `/proc/PID/stat`) is read at the start and the end
-//! of that window. Then, unless `--herd 0`, the accept table: `--herd` connections opened
-//! one at a time against `one`, `own` and `shared`, with the server's `accept4` and
-//! `epoll_wait` calls counted by `perf stat` (the thundering herd of a shared queue shows
-//! as failed accepts).
+//! connection count and each server, on a fresh server process: `echo_load`
+//! (`echo/load.rs`, 64-byte ping-pong) connects, warms up, then counts round trips for
+//! `--duration-ms`; the server's CPU time (utime + stime, `/proc/PID/stat`) is read at
+//! the start and the end of that window. Then, unless `--herd 0`, the accept table:
+//! `--herd` connections opened one at a time against `one`, `own` and `shared`, with the
+//! server's `accept4` and `epoll_wait` calls counted by `perf stat` (the thundering herd
+//! of a shared queue shows as failed accepts).
 //!
 //! Only 127.0.0.1 is used; every step is bounded in time.
 

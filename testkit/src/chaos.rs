@@ -1,10 +1,48 @@
-//! Generated bad input for the HTTP tests: a small deterministic random generator and
-//! the mutations applied to valid messages.
+//! Generated bad input: a small deterministic random generator and the mutations applied
+//! to valid messages.
+//!
+//! [`Rng`] is xorshift64*, so a seed gives the same cases on every run and on every
+//! machine; a failing case is replayed from its seed. [`mutate`] applies one to four
+//! byte-level mutations (replace, insert, delete, duplicate a piece, break a line,
+//! stretch a byte, truncate, insert a framing field, flip a case) to a valid message.
+//!
+//! # Examples
+//!
+//! ```
+//! use ropewalk_testkit::chaos::{mutate, Rng};
+//!
+//! let mut rng = Rng(0x5eed);
+//! let mut input = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+//! mutate(&mut rng, &mut input, &[b"Transfer-Encoding: chunked\r\n"]);
+//! ```
 
 /// A small deterministic generator (xorshift64*): the same cases on every run.
+///
+/// The seed must not be zero (xorshift stays at zero).
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_testkit::chaos::Rng;
+///
+/// let (mut a, mut b) = (Rng(7), Rng(7));
+/// assert_eq!(a.next(), b.next());
+/// assert!(a.below(10) < 10);
+/// ```
+#[derive(Debug, Clone)]
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next 64 random bits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut rng = ropewalk_testkit::chaos::Rng(1);
+    /// assert_ne!(rng.next(), rng.next());
+    /// ```
+    // An endless generator, not an iterator: `next` never ends, so no `Iterator`.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
@@ -14,10 +52,31 @@ impl Rng {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// A number in `0..n`.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut rng = ropewalk_testkit::chaos::Rng(1);
+    /// assert!(rng.below(3) < 3);
+    /// ```
     pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
+    /// True `percent` times in a hundred.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut rng = ropewalk_testkit::chaos::Rng(1);
+    /// assert!(rng.chance(100));
+    /// assert!(!rng.chance(0));
+    /// ```
     pub fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
@@ -28,6 +87,21 @@ const INTERESTING: &[u8] = b"\r\n :\t\0,;=/?%\x7f\xff0123456789-Hh";
 
 /// Applies one to four random mutations to `input`; `fields` are whole header lines that
 /// stress framing, inserted after the first line.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_testkit::chaos::{mutate, Rng};
+///
+/// let valid = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi".to_vec();
+/// let mut rng = Rng(3);
+/// let mut input = valid.clone();
+/// mutate(&mut rng, &mut input, &[b"Content-Length: -1\r\n"]);
+/// // The same seed damages it the same way.
+/// let mut again = valid;
+/// mutate(&mut Rng(3), &mut again, &[b"Content-Length: -1\r\n"]);
+/// assert_eq!(input, again);
+/// ```
 pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, fields: &[&[u8]]) {
     let pick = |rng: &mut Rng| -> u8 {
         if rng.chance(60) {

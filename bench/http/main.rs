@@ -12,7 +12,7 @@
 //! For each round, scenario and server (servers alternating), on a fresh server process:
 //!
 //! 1. **throughput**: a short `wrk` warm-up, then `wrk -t1 -cN -dD --latency` (with
-//!    `-s wrk/pipeline.lua -- 16` for the pipelined scenario); the server's CPU time
+//!    `-s http/pipeline.lua -- 16` for the pipelined scenario); the server's CPU time
 //!    (utime + stime of `/proc/PID/stat`, every thread) is read just before and just after
 //!    the measured `wrk` → server CPU µs per request (wrk's completed requests);
 //! 2. **syscalls**: on another fresh server, a warm-up `wrk`, then `perf stat -p PID` on
@@ -47,7 +47,7 @@ usage: http [options]
   --twisted           add twisted to the servers
   --scenarios LIST    comma-separated from ka64, ka256, pipe256, close64 (default: the
                       first three); kaN = keep-alive, N connections; pipeN = N
-                      connections, 16 requests pipelined per write (wrk/pipeline.lua);
+                      connections, 16 requests pipelined per write (http/pipeline.lua);
                       closeN = N connections, each request with Connection: close, so a
                       new connection per request (not run on floor, which never closes)
   --duration S        measured wrk run per scenario, seconds (default 4)
@@ -412,7 +412,7 @@ fn main() -> ExitCode {
     let paths = Paths {
         server,
         twisted: root.join("twisted/http_server.py"),
-        pipeline_lua: root.join("wrk/pipeline.lua"),
+        pipeline_lua: root.join("http/pipeline.lua"),
     };
     if Command::new("wrk")
         .arg("--version")
@@ -627,7 +627,7 @@ fn main() -> ExitCode {
     println!(
         "ropewalk and hyper: one thread each (hyper on tokio current_thread); Twisted: epoll \
          reactor. Load: wrk -t1, {} s warm-up + {} s measured per scenario and server, fresh \
-         server each time; pipelined: wrk/pipeline.lua, {} requests per write.",
+         server each time; pipelined: http/pipeline.lua, {} requests per write.",
         args.warmup, args.duration, args.depth
     );
     if count_syscalls {
