@@ -29,7 +29,10 @@ use std::time::Duration;
 use ropewalk_deferred::{CancelHandle, Cancelled, Deferred, Failure, Resolver};
 use ropewalk_reactor::{Address, Clock, DelayedCall, Protocol, Reactor, Target, TransportRef};
 
-use super::parse::ChunkedDecoder;
+use super::wire::chunked::ChunkedDecoder;
+use super::wire::framing::{body_framing, BodyFraming, FramingError, FramingFields, Message};
+use super::wire::response_head::{parse_response_head, ResponseHead, ResponseHeadError};
+use super::wire::token::is_token;
 use super::{Headers, Version};
 
 /// Why a request failed; carried in the [`Failure`] of the response Deferred.
@@ -890,12 +893,6 @@ fn remove_dot_segments(path: &str) -> String {
     format!("/{}", out.join("/"))
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 fn serialize_request(
     method: &str,
     url: &Url,
@@ -950,19 +947,20 @@ fn serialize_request(
     Ok(out)
 }
 
-/// How the response body is framed.
-enum Framing {
-    None,
+/// How the rest of a response body is read.
+enum BodyReader {
+    /// This many bytes are left.
     Length(u64),
     Chunked(ChunkedDecoder),
     UntilClose,
 }
 
+/// Where an exchange is in reading its response.
 enum Reading {
     Head,
     Body {
         response: ClientResponse,
-        framing: Framing,
+        body: BodyReader,
     },
     Done,
 }
@@ -1077,18 +1075,17 @@ impl Exchange {
                     Ok(false) => return Parsed::More,
                     Err(e) => return Parsed::Failed(e),
                 },
-                Reading::Body { response, framing } => {
+                Reading::Body { response, body } => {
                     let max = self.config.max_body;
-                    let done = match framing {
-                        Framing::None => true,
-                        Framing::Length(left) => {
+                    let done = match body {
+                        BodyReader::Length(left) => {
                             let n = (*left).min(self.buf.len() as u64) as usize;
                             response.body.extend_from_slice(&self.buf[..n]);
                             self.buf.drain(..n);
                             *left -= n as u64;
                             *left == 0
                         }
-                        Framing::Chunked(decoder) => {
+                        BodyReader::Chunked(decoder) => {
                             match decoder.decode(&self.buf, &mut response.body) {
                                 Ok(n) => {
                                     self.buf.drain(..n);
@@ -1102,7 +1099,7 @@ impl Exchange {
                                 }
                             }
                         }
-                        Framing::UntilClose => {
+                        BodyReader::UntilClose => {
                             response.body.append(&mut self.buf);
                             if response.body.len() as u64 > max {
                                 return Parsed::Failed(ClientError::BodyTooLarge(max));
@@ -1128,39 +1125,25 @@ impl Exchange {
     /// skipped, or the final head), `Ok(false)` if more bytes are needed.
     fn parse_head(&mut self) -> Result<bool, ClientError> {
         let config = &self.config;
-        let mut storage = vec![httparse::EMPTY_HEADER; config.max_headers];
-        let mut parsed = httparse::Response::new(&mut storage);
-        let n = match parsed.parse(&self.buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => {
-                if self.buf.len() > config.max_head_bytes {
-                    return Err(ClientError::HeadTooLarge(config.max_head_bytes));
-                }
-                return Ok(false);
+        let parsed = parse_response_head(&self.buf, config.max_head_bytes, config.max_headers);
+        let (head, n) = match parsed {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(false),
+            Err(ResponseHeadError::TooLarge) => {
+                return Err(ClientError::HeadTooLarge(config.max_head_bytes))
             }
-            Err(httparse::Error::TooManyHeaders) => {
+            Err(ResponseHeadError::TooManyHeaders) => {
                 return Err(ClientError::TooManyHeaders(config.max_headers))
             }
-            Err(e) => return Err(ClientError::Malformed(format!("bad response head: {e}"))),
+            Err(ResponseHeadError::Malformed(m)) => return Err(ClientError::Malformed(m)),
         };
-        if n > config.max_head_bytes {
-            return Err(ClientError::HeadTooLarge(config.max_head_bytes));
-        }
-        let status = parsed.code.unwrap_or(0);
-        if !(100..=999).contains(&status) {
-            return Err(ClientError::Malformed(format!("bad status {status}")));
-        }
-        let version = match parsed.version {
-            Some(0) => Version::Http10,
-            _ => Version::Http11,
-        };
-        let reason = parsed.reason.unwrap_or("").to_string();
-        let mut headers = Headers::new();
-        for h in parsed.headers.iter() {
-            let value = String::from_utf8_lossy(h.value);
-            headers.append(h.name, value.trim_matches([' ', '\t']));
-        }
         self.buf.drain(..n);
+        let ResponseHead {
+            status,
+            reason,
+            version,
+            headers,
+        } = head;
         if status == 101 {
             return Err(ClientError::Malformed(
                 "unexpected 101 Switching Protocols (no upgrade was asked for)".into(),
@@ -1170,7 +1153,7 @@ impl Exchange {
             // 100 Continue, 103 Early Hints, …: the final response follows.
             return Ok(true);
         }
-        let framing = self.framing(status, &headers)?;
+        let body = self.body_reader(status, &headers)?;
         self.reading = Reading::Body {
             response: ClientResponse {
                 status,
@@ -1179,65 +1162,36 @@ impl Exchange {
                 headers,
                 body: Vec::new(),
             },
-            framing,
+            body,
         };
         Ok(true)
     }
 
-    /// RFC 9112 §6.3, strictly: conflicting framing is an error, never a guess.
-    fn framing(&self, status: u16, headers: &Headers) -> Result<Framing, ClientError> {
-        if self.head_only || status == 204 || status == 304 {
-            return Ok(Framing::None);
-        }
+    /// How the body of a response with `status` and `headers` is read: the framing the
+    /// server uses for requests, with a response's rules (RFC 9112 §6.3).
+    fn body_reader(&self, status: u16, headers: &Headers) -> Result<BodyReader, ClientError> {
         let max = self.config.max_body;
-        if headers.contains("transfer-encoding") {
-            if headers.contains("content-length") {
-                return Err(ClientError::Malformed(
-                    "both Transfer-Encoding and Content-Length".into(),
-                ));
-            }
-            let codings: Vec<String> = headers
-                .get_all("transfer-encoding")
-                .flat_map(|v| v.split(','))
-                .map(|c| c.trim().to_ascii_lowercase())
-                .collect();
-            return match codings.as_slice() {
-                [only] if only == "chunked" => Ok(Framing::Chunked(ChunkedDecoder::new(max))),
-                _ => Err(ClientError::Malformed(format!(
-                    "unsupported transfer-coding {:?}",
-                    codings.join(", ")
-                ))),
-            };
-        }
-        let lengths: Vec<&str> = headers
-            .get_all("content-length")
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
-        let Some(first) = lengths.first() else {
-            return Ok(Framing::UntilClose);
+        let message = Message::Response {
+            status,
+            to_head: self.head_only,
         };
-        // Repeats of one value are allowed (RFC 9110 §8.6); different values are not.
-        if lengths.iter().any(|l| l != first)
-            || first.is_empty()
-            || !first.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(ClientError::Malformed(format!(
-                "bad Content-Length {:?}",
-                lengths.join(", ")
-            )));
+        match body_framing(message, headers, &FramingFields::of(headers), max) {
+            Ok(BodyFraming::Length(n)) => Ok(BodyReader::Length(n)),
+            Ok(BodyFraming::Chunked) => Ok(BodyReader::Chunked(ChunkedDecoder::new(max))),
+            Ok(BodyFraming::UntilClose) => Ok(BodyReader::UntilClose),
+            Err(FramingError::TooLarge) => Err(ClientError::BodyTooLarge(max)),
+            Err(e) => {
+                let field = match e {
+                    FramingError::InvalidLength => "content-length",
+                    _ => "transfer-encoding",
+                };
+                let values: Vec<&str> = headers.get_all(field).collect();
+                Err(ClientError::Malformed(format!(
+                    "{e} {:?}",
+                    values.join(", ")
+                )))
+            }
         }
-        let n: u64 = first
-            .parse()
-            .map_err(|_| ClientError::Malformed("Content-Length out of range".into()))?;
-        if n > max {
-            return Err(ClientError::BodyTooLarge(max));
-        }
-        Ok(if n == 0 {
-            Framing::None
-        } else {
-            Framing::Length(n)
-        })
     }
 }
 
@@ -1627,7 +1581,7 @@ impl ClientProtocol {
                     Reading::Done => return,
                     Reading::Body {
                         response,
-                        framing: Framing::UntilClose,
+                        body: BodyReader::UntilClose,
                     } if reason
                         .downcast_ref::<ropewalk_reactor::ConnectionError>()
                         .is_some_and(|e| e.is_clean()) =>

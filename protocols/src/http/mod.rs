@@ -10,17 +10,18 @@
 
 mod client;
 mod headers;
-mod parse;
 mod request;
 mod response;
 mod server;
 mod site;
 mod static_files;
+mod wire;
 
 pub use client::{Client, ClientConfig, ClientError, ClientResponse, PoolStats};
 pub use headers::Headers;
 pub use request::{Request, Version};
-pub use response::{reason, BodyWriter, Response};
+pub use response::{BodyWriter, Response};
 pub use server::{Handler, HttpConnection, HttpServer, ServerConfig, ACCESS_LOG_TARGET};
 pub use site::Site;
 pub use static_files::{content_type, StaticFiles};
+pub use wire::head::reason;

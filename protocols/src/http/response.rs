@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use ropewalk_deferred::{Deferred, Resolver};
 
+use super::wire::head::reason_line;
 use super::Headers;
 
 /// What a handler answers.
@@ -278,79 +279,6 @@ impl fmt::Debug for Response {
             )
             .finish()
     }
-}
-
-/// The reason phrase of a status code.
-///
-/// # Examples
-///
-/// ```
-/// assert_eq!(ropewalk_protocols::http::reason(431), "Request Header Fields Too Large");
-/// ```
-pub fn reason(status: u16) -> &'static str {
-    let line = reason_line(status);
-    &line[..line.len() - 1]
-}
-
-/// The reason phrases this crate knows, and the lines made of them.
-macro_rules! statuses {
-    ($($code:literal => $reason:literal,)*) => {
-        /// The reason phrase of a status code and a newline: the body of
-        /// [`Response::error`].
-        fn reason_line(status: u16) -> &'static str {
-            match status {
-                $($code => concat!($reason, "\n"),)*
-                _ => "Unknown\n",
-            }
-        }
-
-        /// The whole status line (`HTTP/1.1 200 OK\r\n`) of a known status.
-        pub(crate) fn status_line(status: u16) -> Option<&'static str> {
-            match status {
-                $($code => Some(concat!("HTTP/1.1 ", stringify!($code), " ", $reason, "\r\n")),)*
-                _ => None,
-            }
-        }
-    };
-}
-
-statuses! {
-    100 => "Continue",
-    101 => "Switching Protocols",
-    200 => "OK",
-    201 => "Created",
-    202 => "Accepted",
-    204 => "No Content",
-    206 => "Partial Content",
-    301 => "Moved Permanently",
-    302 => "Found",
-    303 => "See Other",
-    304 => "Not Modified",
-    307 => "Temporary Redirect",
-    308 => "Permanent Redirect",
-    400 => "Bad Request",
-    401 => "Unauthorized",
-    403 => "Forbidden",
-    404 => "Not Found",
-    405 => "Method Not Allowed",
-    408 => "Request Timeout",
-    409 => "Conflict",
-    410 => "Gone",
-    411 => "Length Required",
-    413 => "Content Too Large",
-    414 => "URI Too Long",
-    415 => "Unsupported Media Type",
-    416 => "Range Not Satisfiable",
-    417 => "Expectation Failed",
-    426 => "Upgrade Required",
-    429 => "Too Many Requests",
-    431 => "Request Header Fields Too Large",
-    500 => "Internal Server Error",
-    501 => "Not Implemented",
-    502 => "Bad Gateway",
-    503 => "Service Unavailable",
-    504 => "Gateway Timeout",
-    505 => "HTTP Version Not Supported",
 }
 
 /// Where a streamed body goes once the server starts sending it.

@@ -26,8 +26,12 @@ use ropewalk_reactor::{
     Reactor, TransportRef,
 };
 
-use super::parse::{parse_head, ChunkedDecoder, Framing, Head, HeadResult, Limits};
-use super::response::{reason, status_line, Body, BodySink, BodyWriter};
+use super::response::{Body, BodySink, BodyWriter};
+use super::wire::chunked::{chunk_size_line, ChunkedDecoder};
+use super::wire::date::{clf_date, DateLines};
+use super::wire::framing::BodyFraming;
+use super::wire::head::{finish_head, write_field, write_length, write_status_line};
+use super::wire::request_head::{parse_head, Head, HeadResult, Limits};
 use super::{Request, Response, Version};
 
 /// Answers requests: anything `Fn(Request) -> R` where `R` is `Result<Response, Failure>`,
@@ -162,33 +166,6 @@ struct Shared {
     head: RefCell<HeadCache>,
 }
 
-/// The head lines every response of a second shares.
-struct DateLines {
-    /// The second they are for: from `start` to `next`.
-    start: SystemTime,
-    next: SystemTime,
-    /// The loop time (`Clock::loop_time`) the wall clock was last read at.
-    turn: Option<Duration>,
-    /// `Date: …\r\n`, then the `Server` line if there is one.
-    lines: Vec<u8>,
-    /// The length of the `Date` line.
-    date_len: usize,
-    /// Counts the times the lines were made: a head built with them is stale once it
-    /// moves.
-    generation: u64,
-}
-
-impl DateLines {
-    /// The `Date` line, and the `Server` line too unless `has_server`.
-    fn lines(&self, has_server: bool) -> &[u8] {
-        if has_server {
-            &self.lines[..self.date_len]
-        } else {
-            &self.lines
-        }
-    }
-}
-
 impl Shared {
     /// The `Date` and `Server` lines, made once a second. The wall clock is read once
     /// per turn of the loop (when the clock's `loop_time` moves), not once per batch of
@@ -203,19 +180,8 @@ impl Shared {
                 cache.turn = Some(turn);
                 Some(SystemTime::now())
             };
-            // Outside the second they were made for (a clock set back too): again.
-            if let Some(now) = now.filter(|now| *now >= cache.next || *now < cache.start) {
-                let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-                let secs = since.as_secs();
-                cache.start = UNIX_EPOCH + Duration::from_secs(secs);
-                cache.next = cache.start + Duration::from_secs(1);
-                cache.lines.clear();
-                write_field(&mut cache.lines, "Date", &http_date(secs));
-                cache.date_len = cache.lines.len();
-                cache.generation += 1;
-                if let Some(server) = &self.server_line {
-                    cache.lines.extend_from_slice(server);
-                }
+            if let Some(now) = now {
+                cache.update(now, self.server_line.as_deref());
             }
         }
         self.date.borrow()
@@ -288,14 +254,7 @@ impl HttpServer {
                 config,
                 limits,
                 clock: Rc::new(clock.clone()),
-                date: RefCell::new(DateLines {
-                    start: UNIX_EPOCH,
-                    next: UNIX_EPOCH,
-                    turn: None,
-                    lines: Vec::new(),
-                    date_len: 0,
-                    generation: 0,
-                }),
+                date: RefCell::new(DateLines::new()),
                 server_line,
                 head: RefCell::new(HeadCache::default()),
             }),
@@ -1053,10 +1012,11 @@ impl State {
                             expect_continue,
                         };
                         let (left, chunked) = match framing {
-                            Framing::Length(n) => (n, None),
-                            Framing::Chunked => {
+                            BodyFraming::Length(n) => (n, None),
+                            BodyFraming::Chunked => {
                                 (0, Some(ChunkedDecoder::new(self.shared.limits.max_body)))
                             }
+                            BodyFraming::UntilClose => unreachable!("only responses"),
                         };
                         let needs_body = left > 0 || chunked.is_some();
                         if !needs_body {
@@ -1275,94 +1235,6 @@ struct HeadKey {
     date: u64,
 }
 
-fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if version == Version::Http10 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Writes `HTTP/1.1 status reason`.
-fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    if let Some(line) = status_line(status) {
-        out.extend_from_slice(line.as_bytes());
-        return;
-    }
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Writes `name: value`. Control bytes in the value (CR and LF above all: response
-/// splitting) become spaces; a field whose name is not a token is dropped, since no
-/// replacement makes it valid.
-fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    if name.is_empty() || !name.bytes().all(super::parse::is_tchar) {
-        log::warn!("dropping response header with an invalid name: {name:?}");
-        return;
-    }
-    out.reserve(name.len() + value.len() + 4);
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    let is_ctl = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
-    // No early exit: a loop the compiler can vectorize.
-    if value.bytes().fold(false, |ctl, b| ctl | is_ctl(b)) {
-        out.extend(value.bytes().map(|b| if is_ctl(b) { b' ' } else { b }));
-    } else {
-        out.extend_from_slice(value.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `n` in decimal, without `core::fmt`.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    if n < 10 {
-        out.push(b'0' + n as u8);
-        return;
-    }
-    if n < 100 {
-        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
-        return;
-    }
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-/// Writes `Content-Length: n`, in one copy.
-fn write_length(out: &mut Vec<u8>, n: usize) {
-    const PREFIX: &[u8] = b"Content-Length: ";
-    let mut line = [0u8; PREFIX.len() + 20 + 2];
-    line[..PREFIX.len()].copy_from_slice(PREFIX);
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n as u64;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = PREFIX.len() + digits.len() - i;
-    line[PREFIX.len()..len].copy_from_slice(&digits[i..]);
-    line[len..len + 2].copy_from_slice(b"\r\n");
-    out.extend_from_slice(&line[..len + 2]);
-}
-
 struct StreamSink {
     connection: Weak<RefCell<State>>,
     pumping: Rc<Cell<Pump>>,
@@ -1374,19 +1246,9 @@ impl BodySink for StreamSink {
     fn data(&self, data: &[u8]) {
         if self.chunked {
             // The chunk-size line, in hex, without allocating.
-            let mut line = [0u8; 18];
-            let mut i = 16;
-            let mut n = data.len();
-            loop {
-                i -= 1;
-                line[i] = b"0123456789abcdef"[n & 0xf];
-                n >>= 4;
-                if n == 0 {
-                    break;
-                }
-            }
-            line[16..].copy_from_slice(b"\r\n");
-            self.transport.write_vectored(&[&line[i..], data, b"\r\n"]);
+            let (line, start) = chunk_size_line(data.len());
+            self.transport
+                .write_vectored(&[&line[start..], data, b"\r\n"]);
         } else {
             self.transport.write(data);
         }
@@ -1619,73 +1481,4 @@ fn access_log(transport: Option<&TransportRef>, slot: &Slot, response: &Response
         slot.request_line.as_deref().unwrap_or("-"),
         size.as_deref().filter(|s| *s != "0").unwrap_or("-"),
     );
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Year, month (1-12) and day of a Unix time (Howard Hinnant's algorithm).
-fn civil(secs: u64) -> (i64, usize, i64) {
-    let days = (secs / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month as usize, day)
-}
-
-/// Formats a Unix time as a Common Log Format date (`27/Nov/2026:18:00:00 +0000`).
-fn clf_date(secs: u64) -> String {
-    let (year, month, day) = civil(secs);
-    let rem = secs % 86_400;
-    format!(
-        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
-        MONTHS[month - 1],
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Formats a Unix time as an IMF-fixdate (`Fri, 27 Nov 2026 16:17:00 GMT`).
-pub(crate) fn http_date(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil(secs);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[(days.rem_euclid(7)) as usize],
-        day,
-        MONTHS[month - 1],
-        year,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{clf_date, http_date};
-
-    #[test]
-    fn clf_dates() {
-        assert_eq!(clf_date(1_795_802_400), "27/Nov/2026:18:00:00 +0000");
-        assert_eq!(clf_date(0), "01/Jan/1970:00:00:00 +0000");
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(http_date(1_795_796_220), "Fri, 27 Nov 2026 16:17:00 GMT");
-        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
-    }
 }
