@@ -1,356 +1,31 @@
-//! The HTTP/1.1 server: [`HttpServer`] (a [`Factory`]) and its per-connection protocol.
-//!
-//! # Implementation
-//!
-//! Each connection parses every complete request in its buffer, hands each to the
-//! handler (which returns a Deferred), and queues a slot per request. Responses leave
-//! strictly in request order: whenever the front slots are ready they are serialized into
-//! one buffer and written with one `write`. While `max_pipelined` requests wait for their
-//! responses, reading pauses, so read-ahead stays bounded (Twisted's CVE-2023-46137 and
-//! CVE-2024-41671 were out-of-order responses to pipelined requests).
+//! [`HttpConnection`]: one connection's state machine. Bytes read are parsed into
+//! requests ([`parse_head`], then the body by its framing); each request gets a slot in
+//! a queue and goes to the handler; responses leave in request order, gathered into
+//! one write. Here too: the request and idle timeouts (one watchdog timer per
+//! connection), `100 Continue`, and the sink a streamed body writes through.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::io;
-use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use ropewalk_deferred::{CancelHandle, Deferred, Failure, Outcome};
+use ropewalk_reactor::{Address, DelayedCall, Protocol, TransportRef};
 
-use ropewalk_deferred::{maybe_deferred, CancelHandle, Deferred, Failure, IntoOutcome, Outcome};
-use ropewalk_reactor::{
-    Address, Clock, DelayedCall, Factory, ListenOptions, ListeningPort, Producer, Protocol,
-    Reactor, TransportRef,
+use super::flow::{ConnProducer, Flow};
+use super::response::{
+    access_log, serialize, Body, BodySink, BodyWriter, Response, ACCESS_LOG_TARGET,
 };
+use super::Shared;
+use crate::http::wire::chunked::{chunk_size_line, ChunkedDecoder};
+use crate::http::wire::date::DateLines;
+use crate::http::wire::framing::BodyFraming;
+use crate::http::wire::request_head::{parse_head, Head, HeadResult};
+use crate::http::{Request, Version};
 
-use super::response::{Body, BodySink, BodyWriter};
-use super::wire::chunked::{chunk_size_line, ChunkedDecoder};
-use super::wire::date::{clf_date, DateLines};
-use super::wire::framing::BodyFraming;
-use super::wire::head::{finish_head, write_field, write_length, write_status_line};
-use super::wire::request_head::{parse_head, Head, HeadResult, Limits};
-use super::{Request, Response, Version};
-
-/// Answers requests: anything `Fn(Request) -> R` where `R` is `Result<Response, Failure>`,
-/// `Deferred<Response>` (an `async` block spawned on the reactor is one) or an
-/// [`Outcome`](ropewalk_deferred::Outcome).
-///
-/// A handler that fails (an `Err`, a failed Deferred, a panic) gives a 500 with no
-/// details; the failure is logged.
-///
-/// # Examples
-///
-/// ```
-/// use ropewalk_protocols::http::{Handler, Request, Response};
-///
-/// let hello = |_req: Request| Ok(Response::text("Hello, World!"));
-/// let d = hello.handle(Request::new("GET", "/", ropewalk_protocols::http::Version::Http11,
-///     Default::default(), vec![]));
-/// assert_eq!(d.wait().unwrap().status(), 200);
-/// ```
-pub trait Handler: 'static {
-    /// The response to `request`, now or later.
-    fn handle(&self, request: Request) -> Deferred<Response>;
-
-    /// The response to `request` as an [`Outcome`]: a response or a failure now, or a
-    /// Deferred of one. The server calls this, so that a handler that answers at once
-    /// costs no Deferred; a panic must be returned as a failure, as
-    /// [`handle`](Self::handle) would. The default wraps `handle` (closures and [`Site`]
-    /// answer directly).
-    ///
-    /// [`Site`]: super::Site
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use ropewalk_deferred::Outcome;
-    /// use ropewalk_protocols::http::{Handler, Request, Response, Version};
-    ///
-    /// let hello = |_req: Request| Ok(Response::static_text("hi"));
-    /// let req = Request::new("GET", "/", Version::Http11, Default::default(), vec![]);
-    /// assert!(matches!(hello.handle_outcome(req), Outcome::Value(r) if r.status() == 200));
-    /// ```
-    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
-        Outcome::Chain(self.handle(request))
-    }
-}
-
-impl<F, R> Handler for F
-where
-    F: Fn(Request) -> R + 'static,
-    R: IntoOutcome<Response>,
-{
-    fn handle(&self, request: Request) -> Deferred<Response> {
-        maybe_deferred(|| self(request))
-    }
-
-    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
-        // As `maybe_deferred`: a panic is a failure.
-        catch_unwind(AssertUnwindSafe(|| self(request).into_outcome()))
-            .unwrap_or_else(|p| Outcome::Failure(Failure::from_panic(p)))
-    }
-}
-
-/// The server's limits and timeouts.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use ropewalk_protocols::http::ServerConfig;
-///
-/// let config = ServerConfig { max_body: 1 << 20, idle_timeout: Duration::from_secs(5), ..ServerConfig::default() };
-/// assert_eq!(config.max_headers, 100);
-/// ```
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Most bytes in a request head (request line and header fields); past it, 431.
-    /// Default 64 KiB.
-    pub max_header_bytes: usize,
-    /// Most header fields in a request; past it, 431. Default 100.
-    pub max_headers: usize,
-    /// Longest request target; past it, 414. Default 8 KiB.
-    pub max_uri: usize,
-    /// Largest request body; past it, 413 (the body is not read). Default 16 MiB.
-    pub max_body: u64,
-    /// Time to receive a request head from its first byte, and the longest pause inside
-    /// a body; past it, 408 and close. Default 30 s.
-    pub request_timeout: Duration,
-    /// How long an idle keep-alive connection stays open. Default 60 s.
-    pub idle_timeout: Duration,
-    /// After the server starts closing a connection (a timeout, a bad request,
-    /// `Connection: close`), how long the peer has to let it close (to read what is still
-    /// being written) before the connection is aborted; `None` never aborts. Default 15 s
-    /// (Twisted's `abortTimeout`, which Twisted applies to timeouts only): a peer that
-    /// stops reading cannot hold a closing connection open.
-    pub abort_timeout: Option<Duration>,
-    /// Most requests read ahead while their responses are pending; past it, reading
-    /// pauses. Default 16.
-    pub max_pipelined: usize,
-    /// The `Server` header (`None` sends none). Default `ropewalk`.
-    pub server_name: Option<String>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            max_header_bytes: 64 * 1024,
-            max_headers: 100,
-            max_uri: 8 * 1024,
-            max_body: 16 * 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            abort_timeout: Some(Duration::from_secs(15)),
-            max_pipelined: 16,
-            server_name: Some("ropewalk".to_string()),
-        }
-    }
-}
-
-struct Shared {
-    handler: Box<dyn Handler>,
-    config: ServerConfig,
-    limits: Limits,
-    clock: Rc<dyn Clock>,
-    /// The `Date` line (`Date: …\r\n`) and the `Server` line after it, made again at
-    /// the start of the next second.
-    date: RefCell<DateLines>,
-    /// The `Server` field, whole, checked and cleaned once.
-    server_line: Option<Vec<u8>>,
-    /// The head of the last common response written on any connection (see
-    /// [`HeadCache`]): one per server, not per connection, so an idle connection holds
-    /// none.
-    head: RefCell<HeadCache>,
-}
-
-impl Shared {
-    /// The `Date` and `Server` lines, made once a second. The wall clock is read once
-    /// per turn of the loop (when the clock's `loop_time` moves), not once per batch of
-    /// responses: a turn answers many connections. (While they are borrowed, a borrow
-    /// from the same batch of responses, they are not made again.)
-    fn date_lines(&self) -> std::cell::Ref<'_, DateLines> {
-        let turn = self.clock.loop_time();
-        if let Ok(mut cache) = self.date.try_borrow_mut() {
-            let now = if cache.turn == Some(turn) {
-                None
-            } else {
-                cache.turn = Some(turn);
-                Some(SystemTime::now())
-            };
-            if let Some(now) = now {
-                cache.update(now, self.server_line.as_deref());
-            }
-        }
-        self.date.borrow()
-    }
-}
-
-/// An HTTP/1.1 server: a [`Factory`] of connections that hand requests to a [`Handler`].
-///
-/// # Examples
-///
-/// ```
-/// use ropewalk_protocols::http::{HttpServer, Request, Response};
-/// use ropewalk_reactor::Reactor;
-///
-/// let reactor = Reactor::new()?;
-/// let server = HttpServer::new(&reactor, |_req: Request| Ok(Response::text("Hello, World!")));
-/// let port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
-/// println!("listening on {}", port.local_addr());
-/// # Ok::<(), std::io::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct HttpServer {
-    shared: Rc<Shared>,
-}
-
-impl HttpServer {
-    /// A server with the default [`ServerConfig`]; `clock` (the reactor, or a
-    /// `ManualClock` in tests) runs its timeouts.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
-    /// let clock = ropewalk_reactor::ManualClock::new();
-    /// let _server = HttpServer::new(&clock, |_: Request| Ok(Response::new(204)));
-    /// ```
-    pub fn new(clock: &(impl Clock + Clone + 'static), handler: impl Handler) -> HttpServer {
-        HttpServer::with_config(clock, handler, ServerConfig::default())
-    }
-
-    /// A server with `config`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use ropewalk_protocols::http::{HttpServer, Request, Response, ServerConfig};
-    /// let clock = ropewalk_reactor::ManualClock::new();
-    /// let config = ServerConfig { server_name: None, ..ServerConfig::default() };
-    /// let _server = HttpServer::with_config(&clock, |_: Request| Ok(Response::new(204)), config);
-    /// ```
-    pub fn with_config(
-        clock: &(impl Clock + Clone + 'static),
-        handler: impl Handler,
-        config: ServerConfig,
-    ) -> HttpServer {
-        let limits = Limits {
-            max_header_bytes: config.max_header_bytes,
-            max_headers: config.max_headers,
-            max_uri: config.max_uri,
-            max_body: config.max_body,
-        };
-        let server_line = config.server_name.as_deref().map(|name| {
-            let mut line = Vec::new();
-            write_field(&mut line, "Server", name);
-            line
-        });
-        HttpServer {
-            shared: Rc::new(Shared {
-                handler: Box::new(handler),
-                config,
-                limits,
-                clock: Rc::new(clock.clone()),
-                date: RefCell::new(DateLines::new()),
-                server_line,
-                head: RefCell::new(HeadCache::default()),
-            }),
-        }
-    }
-
-    /// Listens on `addr` with this server.
-    ///
-    /// The listening socket has `TCP_NODELAY` on, which its connections inherit: each
-    /// response goes out as soon as it is written (the server turns Nagle's algorithm off
-    /// on every connection anyway; inherited, that costs no system call per connection).
-    ///
-    /// # Errors
-    ///
-    /// The system error if the address cannot be bound.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use ropewalk_protocols::http::{HttpServer, Request, Response};
-    /// let reactor = ropewalk_reactor::Reactor::new()?;
-    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
-    /// let port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
-    /// port.stop_listening();
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn listen(&self, reactor: &Reactor, addr: SocketAddr) -> io::Result<ListeningPort> {
-        let options = ListenOptions {
-            nodelay: true,
-            ..ListenOptions::default()
-        };
-        reactor.listen_tcp_with(addr, self.clone(), &options)
-    }
-
-    /// The protocol for one connection (for tests with a `StringTransport`, or custom
-    /// factories).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
-    /// use ropewalk_reactor::{testing::StringTransport, ManualClock, Protocol};
-    ///
-    /// let clock = ManualClock::new();
-    /// let server = HttpServer::new(&clock, |_: Request| Ok(Response::text("hi")));
-    /// let mut conn = server.connection();
-    /// let t = StringTransport::connect(&mut conn);
-    /// conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    /// let out = String::from_utf8(t.value()).unwrap();
-    /// assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
-    /// assert!(out.ends_with("\r\n\r\nhi"));
-    /// ```
-    pub fn connection(&self) -> HttpConnection {
-        HttpConnection {
-            state: Rc::new(RefCell::new(State {
-                shared: self.shared.clone(),
-                transport: None,
-                peer: Address::Test,
-                buf: Vec::new(),
-                reading: Reading::Head,
-                queue: VecDeque::new(),
-                closing: false,
-                closed: false,
-                flow: Rc::new(Flow::default()),
-                timer: None,
-                timer_kind: None,
-                abort_timer: None,
-                deadline: Duration::ZERO,
-                request_started: false,
-                continue_pending: false,
-                stream: None,
-                out: Vec::new(),
-                next_id: 0,
-            })),
-            pumping: Rc::new(Cell::new(Pump::Idle)),
-        }
-    }
-}
-
-impl Factory for HttpServer {
-    type Protocol = HttpConnection;
-
-    fn build_protocol(&self, _peer: &Address) -> Option<HttpConnection> {
-        Some(self.connection())
-    }
-}
-
-impl fmt::Debug for HttpServer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpServer")
-            .field("config", &self.shared.config)
-            .finish()
-    }
-}
-
-enum Reading {
+/// Where the connection is in reading a request.
+enum ReadingRequest {
     Head,
     /// A request with a body (boxed: requests without one never get here).
     Body(Box<BodyRead>),
@@ -364,12 +39,13 @@ struct BodyRead {
     chunked: Option<ChunkedDecoder>,
 }
 
-struct Slot {
-    head_only: bool,
+/// A request's place in the queue of responses, kept until its response is written.
+pub(super) struct Slot {
+    pub(super) head_only: bool,
     /// `METHOD target HTTP/x.y`, kept for the access log (only when it is enabled).
-    request_line: Option<String>,
-    version: Version,
-    keep_alive: bool,
+    pub(super) request_line: Option<String>,
+    pub(super) version: Version,
+    pub(super) keep_alive: bool,
     response: Option<Response>,
     cancel: Option<CancelHandle>,
     id: u64,
@@ -407,13 +83,15 @@ struct ActiveStream {
     writer: BodyWriter,
 }
 
-struct State {
+/// Everything one connection holds: its buffer, the request being read, the queue of
+/// response slots, its timers and its output.
+struct ConnState {
     shared: Rc<Shared>,
     transport: Option<TransportRef>,
     /// The transport's peer, read once.
     peer: Address,
     buf: Vec<u8>,
-    reading: Reading,
+    reading: ReadingRequest,
     queue: VecDeque<Slot>,
     /// No more requests are read; close once the queue is written.
     closing: bool,
@@ -446,9 +124,9 @@ enum Pump {
     Again,
 }
 
-/// One HTTP connection: the [`Protocol`] an [`HttpServer`] builds.
+/// One HTTP connection: the [`Protocol`] an [`HttpServer`](super::HttpServer) builds.
 pub struct HttpConnection {
-    state: Rc<RefCell<State>>,
+    state: Rc<RefCell<ConnState>>,
     pumping: Rc<Cell<Pump>>,
 }
 
@@ -470,6 +148,33 @@ enum Step {
 }
 
 impl HttpConnection {
+    /// A connection of the server whose shared parts are `shared`.
+    pub(super) fn new(shared: Rc<Shared>) -> HttpConnection {
+        HttpConnection {
+            state: Rc::new(RefCell::new(ConnState {
+                shared,
+                transport: None,
+                peer: Address::Test,
+                buf: Vec::new(),
+                reading: ReadingRequest::Head,
+                queue: VecDeque::new(),
+                closing: false,
+                closed: false,
+                flow: Rc::new(Flow::default()),
+                timer: None,
+                timer_kind: None,
+                abort_timer: None,
+                deadline: Duration::ZERO,
+                request_started: false,
+                continue_pending: false,
+                stream: None,
+                out: Vec::new(),
+                next_id: 0,
+            })),
+            pumping: Rc::new(Cell::new(Pump::Idle)),
+        }
+    }
+
     fn pump(&self) {
         match self.pumping.get() {
             Pump::Idle => {}
@@ -748,7 +453,9 @@ impl HttpConnection {
         }
         let want = if !st.queue.is_empty() || st.stream.is_some() || st.closing {
             None
-        } else if st.request_started || !st.buf.is_empty() || matches!(st.reading, Reading::Body(_))
+        } else if st.request_started
+            || !st.buf.is_empty()
+            || matches!(st.reading, ReadingRequest::Body(_))
         {
             Some(TimerKind::Request)
         } else {
@@ -888,7 +595,7 @@ impl HttpConnection {
     }
 }
 
-impl State {
+impl ConnState {
     /// Serializes the ready responses at the front of the queue into `out` (and the
     /// `100 Continue` that waits for them), up to the first streamed one, which is
     /// returned with whether it is chunked. The slots dropped because the connection
@@ -976,7 +683,7 @@ impl State {
 
     fn step(&mut self) -> Step {
         match &mut self.reading {
-            Reading::Head => {
+            ReadingRequest::Head => {
                 if self.buf.is_empty() {
                     return Step::Wait;
                 }
@@ -1025,7 +732,7 @@ impl State {
                             self.continue_pending = false;
                             return Step::Dispatch(head, Vec::new());
                         }
-                        self.reading = Reading::Body(Box::new(BodyRead {
+                        self.reading = ReadingRequest::Body(Box::new(BodyRead {
                             head,
                             body: Vec::with_capacity(left.min(64 * 1024) as usize),
                             left,
@@ -1040,7 +747,7 @@ impl State {
                     }
                 }
             }
-            Reading::Body(read) => {
+            ReadingRequest::Body(read) => {
                 let BodyRead {
                     body,
                     left,
@@ -1068,7 +775,8 @@ impl State {
                     }
                     return Step::Wait;
                 }
-                let Reading::Body(read) = std::mem::replace(&mut self.reading, Reading::Head)
+                let ReadingRequest::Body(read) =
+                    std::mem::replace(&mut self.reading, ReadingRequest::Head)
                 else {
                     unreachable!("matched above")
                 };
@@ -1090,153 +798,8 @@ fn handler_response(result: Result<Response, Failure>) -> Response {
     })
 }
 
-/// Writes `response`'s head and body into `out`; a streamed body is taken out of it and
-/// returned: its writer, whether it is chunked, and whether the connection stays open.
-fn serialize(
-    out: &mut Vec<u8>,
-    response: &mut Response,
-    slot: &Slot,
-    keep_alive: bool,
-    date: &DateLines,
-    cache: &mut HeadCache,
-) -> Option<(BodyWriter, bool, bool)> {
-    let status = response.status();
-    let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
-    if let (Some(lines), Body::Full(bytes), false) =
-        (response.headers().static_lines(), &response.body, no_body)
-    {
-        // The common response (static header lines, a whole body): its head is the last
-        // one's, unless something in it changed.
-        let key = HeadKey {
-            status,
-            lines: lines.as_ptr() as usize,
-            lines_len: lines.len(),
-            body_len: bytes.len(),
-            keep_alive,
-            version: slot.version,
-            date: date.generation,
-        };
-        if cache.key != Some(key) {
-            let head = &mut cache.head;
-            head.clear();
-            write_status_line(head, status);
-            // Checked when they were made, and none of the fields the server writes.
-            head.extend_from_slice(lines.as_bytes());
-            head.extend_from_slice(date.lines(false));
-            write_length(head, bytes.len());
-            finish_head(head, keep_alive, slot.version);
-            cache.key = Some(key);
-        }
-        out.extend_from_slice(&cache.head);
-        out.extend_from_slice(&bytes[..]);
-        return None;
-    }
-    let body = std::mem::replace(&mut response.body, Body::Full(Cow::Borrowed(&[])));
-    let headers = response.headers();
-    write_status_line(out, status);
-    let mut has_server = false;
-    let mut user_length = None;
-    match headers.static_lines() {
-        // Checked when it was made, and none of the fields below.
-        Some(lines) => out.extend_from_slice(lines.as_bytes()),
-        None => {
-            for (name, value) in headers.iter() {
-                // The server writes these itself (the handler's Content-Length is looked
-                // at).
-                match name.len() {
-                    14 if name.eq_ignore_ascii_case("content-length") => {
-                        user_length = user_length.or(Some(value));
-                        continue;
-                    }
-                    17 if name.eq_ignore_ascii_case("transfer-encoding") => continue,
-                    10 if name.eq_ignore_ascii_case("connection") => continue,
-                    4 if name.eq_ignore_ascii_case("date") => continue,
-                    6 => has_server |= name.eq_ignore_ascii_case("server"),
-                    _ => {}
-                }
-                write_field(out, name, value);
-            }
-        }
-    }
-    out.extend_from_slice(date.lines(has_server));
-    let mut keep_alive = keep_alive;
-    match body {
-        Body::Full(bytes) => {
-            // HEAD and 304 send no body, so an empty one stands for "not sent": the
-            // handler's Content-Length (the GET body's length) is kept, not replaced by 0
-            // (RFC 9110 §8.6); a 304 without one sends none.
-            let declared =
-                user_length.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
-            if status == 204 || (100..200).contains(&status) {
-                // No length at all.
-            } else if (slot.head_only || status == 304) && bytes.is_empty() {
-                match declared {
-                    Some(len) => write_field(out, "Content-Length", len),
-                    None if status != 304 => write_length(out, 0),
-                    None => {}
-                }
-            } else {
-                write_length(out, bytes.len());
-            }
-            finish_head(out, keep_alive, slot.version);
-            if !no_body {
-                out.extend_from_slice(&bytes);
-            }
-            None
-        }
-        Body::Stream(writer) => {
-            if no_body {
-                if let Some(len) = user_length {
-                    if status != 204 && !(100..200).contains(&status) {
-                        write_field(out, "Content-Length", len);
-                    }
-                }
-                finish_head(out, keep_alive, slot.version);
-                writer.set_aborted();
-                None
-            } else {
-                let mut chunked = false;
-                match user_length {
-                    Some(len) => write_field(out, "Content-Length", len),
-                    None if slot.version == Version::Http11 => {
-                        write_field(out, "Transfer-Encoding", "chunked");
-                        chunked = true;
-                    }
-                    // HTTP/1.0 without a length: the body ends when the connection does.
-                    None => keep_alive = false,
-                }
-                finish_head(out, keep_alive, slot.version);
-                Some((writer, chunked, keep_alive))
-            }
-        }
-    }
-}
-
-/// The head of the last response with static header lines and a whole body a server
-/// wrote, and what it was made of: the next such response with the same status, header
-/// lines, body length and connection handling, in the same second, has the same head.
-#[derive(Default)]
-struct HeadCache {
-    key: Option<HeadKey>,
-    head: Vec<u8>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HeadKey {
-    status: u16,
-    /// Where the static header lines are, and how long they are: the same place, the
-    /// same lines.
-    lines: usize,
-    lines_len: usize,
-    body_len: usize,
-    keep_alive: bool,
-    version: Version,
-    /// The generation of the `Date` line.
-    date: u64,
-}
-
 struct StreamSink {
-    connection: Weak<RefCell<State>>,
+    connection: Weak<RefCell<ConnState>>,
     pumping: Rc<Cell<Pump>>,
     transport: TransportRef,
     chunked: bool,
@@ -1276,82 +839,6 @@ impl BodySink for StreamSink {
                 self.transport.lose_connection();
                 conn.arm_abort();
             }
-        }
-    }
-}
-
-/// Flow control between a connection and its transport. Outside `State`, because the
-/// transport calls the producer from inside `write`, while `State` is borrowed.
-#[derive(Default)]
-struct Flow {
-    /// `max_pipelined` requests wait for their responses.
-    pipeline_full: Cell<bool>,
-    /// The transport's write queue is past its high-water mark (the peer reads slower
-    /// than it asks).
-    write_full: Cell<bool>,
-    /// The streamed body being sent: paused and resumed with the connection.
-    stream: RefCell<Option<BodyWriter>>,
-    transport: RefCell<Option<TransportRef>>,
-}
-
-impl Flow {
-    fn reading_paused(&self) -> bool {
-        self.pipeline_full.get() || self.write_full.get()
-    }
-
-    /// Sets `flag`, and pauses or resumes the transport's reading when that changes
-    /// whether it reads.
-    fn set(&self, flag: &Cell<bool>, on: bool) {
-        let before = self.reading_paused();
-        flag.set(on);
-        let after = self.reading_paused();
-        if before == after {
-            return;
-        }
-        let transport = self.transport.borrow().clone();
-        if let Some(t) = transport {
-            if after {
-                t.pause_reading();
-            } else {
-                t.resume_reading();
-            }
-        }
-    }
-
-    fn set_pipeline_full(&self, on: bool) {
-        self.set(&self.pipeline_full, on);
-    }
-
-    fn stream(&self) -> Option<BodyWriter> {
-        self.stream.borrow().clone()
-    }
-}
-
-/// The connection as its transport's producer (Twisted's `HTTPChannel` is one): when
-/// the write queue passes its high-water mark, no more requests are read (so a client
-/// that pipelines and never reads cannot grow the queue without bound) and a streamed
-/// body is paused; both go on below the low-water mark.
-struct ConnProducer(Rc<Flow>);
-
-impl Producer for ConnProducer {
-    fn pause_producing(&self) {
-        self.0.set(&self.0.write_full, true);
-        if let Some(w) = self.0.stream() {
-            w.set_paused(true);
-        }
-    }
-
-    fn resume_producing(&self) {
-        self.0.set(&self.0.write_full, false);
-        if let Some(w) = self.0.stream() {
-            w.set_paused(false);
-        }
-    }
-
-    fn stop_producing(&self) {
-        let stream = self.0.stream.borrow_mut().take();
-        if let Some(w) = stream {
-            w.set_aborted();
         }
     }
 }
@@ -1428,57 +915,4 @@ impl fmt::Debug for HttpConnection {
             .field("closing", &st.closing)
             .finish()
     }
-}
-
-/// The `log` target of the access log: one line per response, at `info` level, in
-/// Common Log Format:
-///
-/// ```text
-/// 127.0.0.1 - - [27/Nov/2026:18:00:00 +0000] "GET / HTTP/1.1" 200 14
-/// ```
-///
-/// The fields are the peer's IP address, two `-` (no identd, no authenticated user), the
-/// time the response was written (UTC), the request line, the status, and the body size:
-/// the body's length, or for a streamed body its `Content-Length` — `-` when unknown
-/// (chunked), empty, or not sent (`HEAD`, `204`, `304`). A request rejected before its
-/// head was parsed (400, 408, 431, …) logs `"-"` as its request line. The line is only
-/// built when a logger takes `info` records for this target, so filtering it out
-/// (`RUST_LOG=info,ropewalk::http::access=off`) costs nothing per request.
-///
-/// # Examples
-///
-/// ```
-/// use ropewalk_protocols::http::ACCESS_LOG_TARGET;
-/// assert_eq!(ACCESS_LOG_TARGET, "ropewalk::http::access");
-/// // With env_logger: RUST_LOG=ropewalk::http::access=info ./server
-/// ```
-pub const ACCESS_LOG_TARGET: &str = "ropewalk::http::access";
-
-/// Logs one response in Common Log Format.
-fn access_log(transport: Option<&TransportRef>, slot: &Slot, response: &Response) {
-    let host = match transport.map(|t| t.peer_addr()) {
-        Some(Address::Inet(a)) => a.ip().to_string(),
-        _ => "-".to_string(),
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let status = response.status();
-    let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
-    let size = if no_body {
-        None
-    } else {
-        match response.body_bytes() {
-            Some(b) => Some(b.len().to_string()),
-            None => response.headers().get("content-length").map(str::to_string),
-        }
-    };
-    log::info!(
-        target: ACCESS_LOG_TARGET,
-        "{host} - - [{}] \"{}\" {status} {}",
-        clf_date(now),
-        slot.request_line.as_deref().unwrap_or("-"),
-        size.as_deref().filter(|s| *s != "0").unwrap_or("-"),
-    );
 }

@@ -8,8 +8,9 @@ use std::time::UNIX_EPOCH;
 use ropewalk_deferred::{Deferred, Failure};
 use ropewalk_reactor::Reactor;
 
-use super::wire::date::{http_date, parse_http_date};
-use super::{BodyWriter, Handler, Request, Response};
+use super::Handler;
+use crate::http::wire::date::{http_date, parse_http_date};
+use crate::http::{BodyWriter, Request, Response};
 
 /// Serves the files under a directory: a [`Handler`] to [`mount`](super::Site::mount)
 /// under a prefix.
