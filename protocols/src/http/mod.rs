@@ -51,7 +51,7 @@ mod request;
 mod server;
 mod wire;
 
-pub use client::{Client, ClientConfig, ClientError, ClientResponse, PoolStats};
+pub use client::{Client, ClientConfig, ClientError, ClientResponse, ConnectionPoolStats};
 pub use headers::Headers;
 pub use request::{Request, Version};
 pub use server::{

@@ -388,10 +388,22 @@ pub struct Client {
     handle: Rc<PoolHandle>,
 }
 
-/// Counts of the pool's connections, over every `host:port`; see [`Client::pool_stats`].
+/// Counts of the client's connection pool, over every `host:port`; see
+/// [`Client::pool_stats`]. (Not the reactor's worker-pool `PoolStats`.)
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::{Client, ConnectionPoolStats};
+///
+/// let reactor = ropewalk_reactor::Reactor::new()?;
+/// let stats: ConnectionPoolStats = Client::new(&reactor).pool_stats();
+/// assert_eq!((stats.open, stats.idle, stats.queued), (0, 0, 0));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct PoolStats {
+pub struct ConnectionPoolStats {
     /// Connections open or being opened (busy and idle).
     pub open: usize,
     /// Connections idle in the pool, ready for a request.
@@ -452,9 +464,9 @@ impl Client {
     /// assert_eq!(client.pool_stats().open, 0);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn pool_stats(&self) -> PoolStats {
+    pub fn pool_stats(&self) -> ConnectionPoolStats {
         let hosts = self.handle.0.hosts.borrow();
-        let mut stats = PoolStats::default();
+        let mut stats = ConnectionPoolStats::default();
         for host in hosts.values() {
             stats.open += host.open;
             stats.idle += host.idle.len();
