@@ -334,7 +334,10 @@ pub(super) fn keeps_alive(response: &ClientResponse) -> bool {
     };
     match response.version {
         Version::Http11 => !has("close"),
-        Version::Http10 => has("keep-alive") && !has("close"),
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing: close after.
+        Version::Http10 => {
+            has("keep-alive") && !has("close") && !response.headers.contains("transfer-encoding")
+        }
     }
 }
 

@@ -312,8 +312,9 @@ impl fmt::Debug for ClientResponse {
 ///
 /// Connections are kept per `host:port` and reused for later requests: HTTP/1.1
 /// responses keep the connection unless they say `Connection: close`; an HTTP/1.0
-/// response keeps it only with `Connection: keep-alive`; a close-delimited body (no
-/// `Content-Length`, not chunked) never does. At most [`ClientConfig::max_per_host`]
+/// response keeps it only with `Connection: keep-alive` and no `Transfer-Encoding`
+/// (RFC 9112 §6.1); a close-delimited body (no `Content-Length`, not chunked) never
+/// does. At most [`ClientConfig::max_per_host`]
 /// connections are open to one `host:port`; requests beyond it wait in a FIFO queue
 /// and are sent, one at a time per connection (no pipelining), as connections come
 /// free. An idle connection is closed after [`ClientConfig::idle_timeout`], or when the
