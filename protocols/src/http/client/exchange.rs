@@ -190,6 +190,7 @@ impl Exchange {
         matches!(self.reading, ReadingResponse::Done)
     }
 
+    #[inline]
     pub(super) fn parse(&mut self) -> Parsed {
         loop {
             match &mut self.reading {
@@ -324,6 +325,7 @@ impl Exchange {
 }
 
 /// Whether the connection that carried `response` may carry another request.
+#[inline]
 pub(super) fn keeps_alive(response: &ClientResponse) -> bool {
     let has = |token: &str| {
         response

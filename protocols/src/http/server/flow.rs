@@ -23,12 +23,14 @@ pub(super) struct Flow {
 }
 
 impl Flow {
+    #[inline]
     pub(super) fn reading_paused(&self) -> bool {
         self.pipeline_full.get() || self.write_full.get()
     }
 
     /// Sets `flag`, and pauses or resumes the transport's reading when that changes
     /// whether it reads.
+    #[inline]
     pub(super) fn set(&self, flag: &Cell<bool>, on: bool) {
         let before = self.reading_paused();
         flag.set(on);
@@ -46,10 +48,12 @@ impl Flow {
         }
     }
 
+    #[inline]
     pub(super) fn set_pipeline_full(&self, on: bool) {
         self.set(&self.pipeline_full, on);
     }
 
+    #[inline]
     pub(super) fn stream(&self) -> Option<BodyWriter> {
         self.stream.borrow().clone()
     }

@@ -539,6 +539,7 @@ impl fmt::Debug for BodyWriter {
 }
 
 /// returned: its writer, whether it is chunked, and whether the connection stays open.
+#[inline]
 pub(super) fn serialize(
     out: &mut Vec<u8>,
     response: &mut Response,

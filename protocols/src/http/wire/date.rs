@@ -125,6 +125,7 @@ impl DateLines {
     }
 
     /// The `Date` line, and the `Server` line too unless `has_server`.
+    #[inline]
     pub(crate) fn lines(&self, has_server: bool) -> &[u8] {
         if has_server {
             &self.lines[..self.date_len]

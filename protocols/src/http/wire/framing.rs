@@ -149,6 +149,7 @@ impl FramingFields {
 /// How the body of `message`, whose head is `headers` with the framing fields `fields`,
 /// is delimited (RFC 9112 §6.3): the one decision for requests and responses. A
 /// `Content-Length` above `max_body` is [`FramingError::TooLarge`].
+#[inline]
 pub(crate) fn body_framing(
     message: Message,
     headers: &Headers,

@@ -81,6 +81,7 @@ statuses! {
 
 /// Ends a head: the `Connection` field when it is not the version's default, then the
 /// empty line.
+#[inline]
 pub(crate) fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version) {
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -91,6 +92,7 @@ pub(crate) fn finish_head(out: &mut Vec<u8>, keep_alive: bool, version: Version)
 }
 
 /// Writes `HTTP/1.1 status reason`.
+#[inline]
 pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
     if let Some(line) = status_line(status) {
         out.extend_from_slice(line.as_bytes());
@@ -106,6 +108,7 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
 /// Writes `name: value`. Control bytes in the value (CR and LF above all: response
 /// splitting) become spaces; a field whose name is not a token is dropped, since no
 /// replacement makes it valid.
+#[inline]
 pub(crate) fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     if name.is_empty() || !name.bytes().all(is_tchar) {
         log::warn!("dropping response header with an invalid name: {name:?}");
@@ -125,6 +128,7 @@ pub(crate) fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// Appends `n` in decimal, without `core::fmt`.
+#[inline]
 pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     if n < 10 {
         out.push(b'0' + n as u8);
@@ -148,6 +152,7 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// Writes `Content-Length: n`, in one copy.
+#[inline]
 pub(crate) fn write_length(out: &mut Vec<u8>, n: usize) {
     const PREFIX: &[u8] = b"Content-Length: ";
     let mut line = [0u8; PREFIX.len() + 20 + 2];

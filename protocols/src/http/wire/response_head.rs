@@ -27,6 +27,7 @@ pub(crate) enum ResponseHeadError {
 
 /// Parses the response head at the start of `buf`: `Ok(None)` if more bytes are
 /// needed, else the head and how many bytes it took.
+#[inline]
 pub(crate) fn parse_response_head(
     buf: &[u8],
     max_head_bytes: usize,
