@@ -420,6 +420,26 @@ fn connection_close_and_http10_are_not_reused() {
     }
 }
 
+/// RFC 9112 §6.1: an HTTP/1.0 message with `Transfer-Encoding` has faulty framing,
+/// so its connection is closed after it, even if it says `keep-alive`.
+#[test]
+fn an_http10_response_with_transfer_encoding_is_not_reused() {
+    let reactor = Reactor::new().unwrap();
+    let server = RawServer::with_reply(
+        &reactor,
+        (usize::MAX, 0),
+        false,
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    );
+    let client = Client::with_config(&reactor, config());
+    for _ in 0..2 {
+        let resp = client.get(&format!("{}/", server.base)).wait().unwrap();
+        assert_eq!(resp.text(), "ok");
+    }
+    assert_eq!(server.accepts.get(), 2);
+    assert_eq!(client.pool_stats().idle, 0);
+}
+
 #[test]
 fn a_close_delimited_body_is_not_reused() {
     let reactor = Reactor::new().unwrap();

@@ -165,7 +165,7 @@ impl Headers {
         let b = line.as_bytes();
         let mut n = 0;
         while b[n] != b':' {
-            assert!(super::parse::is_tchar(b[n]));
+            assert!(super::wire::token::is_tchar(b[n]));
             n += 1;
         }
         assert!(n > 0 && b[n + 1] == b' ');

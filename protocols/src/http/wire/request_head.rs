@@ -1,11 +1,17 @@
-//! Request-head parsing (on `httparse`) with RFC 9112's rejections, and the chunked
-//! body decoder. Every rejection carries the status to answer with.
+//! Request heads (RFC 9112 §2-§3), the server's side: [`parse_head`] parses one on
+//! `httparse`, copies it into a [`Headers`] with one allocation, and checks what RFC
+//! 9112 says to reject (the request line, `Host`, `Expect`, the limits), leaving the
+//! body framing to [`body_framing`](super::framing::body_framing). Every rejection
+//! carries the status to answer with, and the same one however the bytes were split
+//! into reads.
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::{Headers, Version};
+use super::framing::{body_framing, BodyFraming, FramingFields, Message};
+use super::token::is_tchar;
+use crate::http::{Headers, Version};
 
 /// Limits a request must stay within.
 #[derive(Debug, Clone)]
@@ -16,13 +22,6 @@ pub(crate) struct Limits {
     pub(crate) max_body: u64,
 }
 
-/// How the request body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
-    Length(u64),
-    Chunked,
-}
-
 /// A parsed and checked request head.
 #[derive(Debug)]
 pub(crate) struct Head {
@@ -31,7 +30,7 @@ pub(crate) struct Head {
     pub(crate) target: std::ops::Range<usize>,
     pub(crate) version: Version,
     pub(crate) headers: Headers,
-    pub(crate) framing: Framing,
+    pub(crate) framing: BodyFraming,
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
 }
@@ -50,10 +49,8 @@ pub(crate) enum HeadResult {
 #[derive(Default)]
 struct Interpreted {
     hosts: u32,
-    lengths: u32,
-    /// The first Content-Length, if it is a number.
-    length: Option<u64>,
-    transfer_encoding: bool,
+    /// `Content-Length` and `Transfer-Encoding`.
+    framing: FramingFields,
     /// `close` and `keep-alive` in any Connection field.
     close: bool,
     keep_alive_token: bool,
@@ -75,18 +72,8 @@ impl Interpreted {
         let name = name.as_bytes();
         match name.len() {
             4 if is_name(name, b"host") => self.hosts += 1,
-            14 if is_name(name, b"content-length") => {
-                self.lengths += 1;
-                if self.lengths == 1
-                    && !value.is_empty()
-                    && value.bytes().all(|b| b.is_ascii_digit())
-                {
-                    self.length = value.parse::<u64>().ok();
-                }
-            }
-            17 if is_name(name, b"transfer-encoding") => {
-                self.transfer_encoding = true;
-            }
+            14 if is_name(name, b"content-length") => self.framing.note_length(value),
+            17 if is_name(name, b"transfer-encoding") => self.framing.note_transfer_encoding(),
             10 if is_name(name, b"connection") => {
                 for token in value.split(',').map(str::trim) {
                     self.close |= token.eq_ignore_ascii_case("close");
@@ -169,40 +156,6 @@ fn method_name(method: &str) -> Cow<'static, str> {
         _ => return Cow::Owned(method.to_string()),
     })
 }
-
-/// Whether `b` may appear in a token (RFC 9110 §5.6.2): a method, a field name.
-pub(crate) const fn is_tchar(b: u8) -> bool {
-    TCHAR[b as usize]
-}
-
-/// [`is_tchar`] as a table: one load per byte.
-static TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    t
-};
 
 /// The request line is the part before the first LF.
 fn request_line_len(buf: &[u8]) -> Option<usize> {
@@ -356,9 +309,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
     };
     let Interpreted {
         hosts,
-        lengths,
-        length,
-        transfer_encoding,
+        framing,
         close,
         keep_alive_token,
         expect,
@@ -369,37 +320,15 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         return HeadResult::Reject(400);
     }
 
-    // One Content-Length at most, and a number.
-    let length = match (lengths, length) {
-        (0, _) => None,
-        (1, Some(n)) => Some(n),
-        _ => return HeadResult::Reject(400),
+    let framing = match body_framing(
+        Message::Request(version),
+        &headers,
+        &framing,
+        limits.max_body,
+    ) {
+        Ok(framing) => framing,
+        Err(e) => return HeadResult::Reject(e.status()),
     };
-
-    let framing = if transfer_encoding {
-        let codings: Vec<String> = headers
-            .get_all("transfer-encoding")
-            .flat_map(|v| v.split(','))
-            .map(|c| c.trim().to_ascii_lowercase())
-            .collect();
-        if length.is_some() || version == Version::Http10 {
-            return HeadResult::Reject(400);
-        }
-        match codings.as_slice() {
-            [only] if only == "chunked" => Framing::Chunked,
-            // chunked must be last; anything else is a coding we do not implement.
-            [.., last] if last == "chunked" => return HeadResult::Reject(501),
-            _ if codings.iter().any(|c| c.is_empty()) => return HeadResult::Reject(400),
-            _ => return HeadResult::Reject(501),
-        }
-    } else {
-        Framing::Length(length.unwrap_or(0))
-    };
-    if let Framing::Length(n) = framing {
-        if n > limits.max_body {
-            return HeadResult::Reject(413);
-        }
-    }
 
     let keep_alive = match version {
         Version::Http11 => !close,
@@ -423,213 +352,6 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
         },
         consumed,
     )
-}
-
-/// The longest chunk-size line (size and extensions) accepted.
-const MAX_CHUNK_LINE: usize = 1024;
-/// The most trailer bytes accepted (they are read and dropped).
-const MAX_TRAILERS: usize = 64 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
-    Done,
-}
-
-/// Decodes a chunked body, strictly: hex sizes without sign or `0x`, CRLF everywhere
-/// (a bare LF is an error), well-formed extensions; trailers are read and dropped.
-#[derive(Debug)]
-pub(crate) struct ChunkedDecoder {
-    state: ChunkState,
-    total: u64,
-    max_body: u64,
-    trailer_bytes: usize,
-}
-
-/// Finds a CRLF-terminated line at the start of `buf`: `Ok(Some(len))` without the CRLF,
-/// `Ok(None)` if incomplete, `Err` on a bare LF or a line longer than `max`.
-fn crlf_line(buf: &[u8], max: usize) -> Result<Option<usize>, u16> {
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(i) => {
-            if i == 0 || buf[i - 1] != b'\r' {
-                return Err(400);
-            }
-            if i - 1 > max {
-                return Err(400);
-            }
-            if buf[..i - 1].contains(&b'\r') {
-                return Err(400);
-            }
-            Ok(Some(i - 1))
-        }
-        None if buf.len() > max + 1 => Err(400),
-        None => Ok(None),
-    }
-}
-
-fn valid_chunk_ext(ext: &[u8]) -> bool {
-    // *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
-    let mut i = 0;
-    let skip_ws = |i: &mut usize| {
-        while *i < ext.len() && (ext[*i] == b' ' || ext[*i] == b'\t') {
-            *i += 1;
-        }
-    };
-    loop {
-        skip_ws(&mut i);
-        if i == ext.len() {
-            return true;
-        }
-        if ext[i] != b';' {
-            return false;
-        }
-        i += 1;
-        skip_ws(&mut i);
-        let start = i;
-        while i < ext.len() && is_tchar(ext[i]) {
-            i += 1;
-        }
-        if i == start {
-            return false;
-        }
-        skip_ws(&mut i);
-        if i < ext.len() && ext[i] == b'=' {
-            i += 1;
-            skip_ws(&mut i);
-            if i < ext.len() && ext[i] == b'"' {
-                i += 1;
-                loop {
-                    match ext.get(i) {
-                        None => return false,
-                        Some(b'"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(b'\\') => i += 2,
-                        Some(&c) if c == b'\t' || (c >= 0x20 && c != 0x7f) => i += 1,
-                        Some(_) => return false,
-                    }
-                }
-            } else {
-                let start = i;
-                while i < ext.len() && is_tchar(ext[i]) {
-                    i += 1;
-                }
-                if i == start {
-                    return false;
-                }
-            }
-        }
-    }
-}
-
-impl ChunkedDecoder {
-    pub(crate) fn new(max_body: u64) -> ChunkedDecoder {
-        ChunkedDecoder {
-            state: ChunkState::Size,
-            total: 0,
-            max_body,
-            trailer_bytes: 0,
-        }
-    }
-
-    pub(crate) fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// Decodes from `buf` into `out`; returns how many bytes of `buf` were used. Stops at
-    /// the end of the body. `Err(status)` on malformed framing (400) or a body too large
-    /// (413).
-    pub(crate) fn decode(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<usize, u16> {
-        let mut pos = 0;
-        loop {
-            let rest = &buf[pos..];
-            match self.state {
-                ChunkState::Done => return Ok(pos),
-                ChunkState::Size => {
-                    let Some(len) = crlf_line(rest, MAX_CHUNK_LINE)? else {
-                        return Ok(pos);
-                    };
-                    let line = &rest[..len];
-                    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-                    if digits == 0 || !valid_chunk_ext(&line[digits..]) {
-                        return Err(400);
-                    }
-                    let hex = std::str::from_utf8(&line[..digits]).map_err(|_| 400u16)?;
-                    let size = u64::from_str_radix(hex, 16).map_err(|_| 400u16)?;
-                    pos += len + 2;
-                    self.state = if size == 0 {
-                        ChunkState::Trailers
-                    } else {
-                        if self.total.saturating_add(size) > self.max_body {
-                            return Err(413);
-                        }
-                        ChunkState::Data(size)
-                    };
-                }
-                ChunkState::Data(left) => {
-                    if rest.is_empty() {
-                        return Ok(pos);
-                    }
-                    let n = (left.min(rest.len() as u64)) as usize;
-                    out.extend_from_slice(&rest[..n]);
-                    self.total += n as u64;
-                    pos += n;
-                    self.state = if n as u64 == left {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left - n as u64)
-                    };
-                }
-                ChunkState::DataEnd => {
-                    if rest.len() < 2 {
-                        if rest.first().is_some_and(|&b| b != b'\r') {
-                            return Err(400);
-                        }
-                        return Ok(pos);
-                    }
-                    if &rest[..2] != b"\r\n" {
-                        return Err(400);
-                    }
-                    pos += 2;
-                    self.state = ChunkState::Size;
-                }
-                ChunkState::Trailers => {
-                    let Some(len) = crlf_line(rest, MAX_TRAILERS)? else {
-                        if self.trailer_bytes + rest.len() > MAX_TRAILERS {
-                            return Err(431);
-                        }
-                        return Ok(pos);
-                    };
-                    self.trailer_bytes += len + 2;
-                    if self.trailer_bytes > MAX_TRAILERS {
-                        return Err(431);
-                    }
-                    let line = &rest[..len];
-                    pos += len + 2;
-                    if line.is_empty() {
-                        self.state = ChunkState::Done;
-                        continue;
-                    }
-                    // A trailer field: checked for shape, then dropped (never merged).
-                    let Some(colon) = line.iter().position(|&b| b == b':') else {
-                        return Err(400);
-                    };
-                    if colon == 0
-                        || !line[..colon].iter().all(|&b| is_tchar(b))
-                        || line[colon + 1..]
-                            .iter()
-                            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-                    {
-                        return Err(400);
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -656,57 +378,6 @@ mod blank_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_all(input: &[u8]) -> Result<Vec<u8>, u16> {
-        let mut d = ChunkedDecoder::new(1 << 20);
-        let mut out = Vec::new();
-        let n = d.decode(input, &mut out)?;
-        assert!(d.is_done(), "incomplete after {n} bytes");
-        Ok(out)
-    }
-
-    #[test]
-    fn chunked_happy_path_with_extensions_and_trailers() {
-        let body = decode_all(b"5;a=b;c=\"d e\"\r\nhello\r\n0\r\nX-T: 1\r\n\r\n").unwrap();
-        assert_eq!(body, b"hello");
-    }
-
-    #[test]
-    fn chunked_rejections() {
-        for bad in [
-            &b"0x5\r\nhello\r\n0\r\n\r\n"[..],
-            b"+5\r\nhello\r\n0\r\n\r\n",
-            b"-5\r\nhello\r\n0\r\n\r\n",
-            b"g\r\n",
-            b"5\nhello\r\n0\r\n\r\n",
-            b"5\r\nhelloXX0\r\n\r\n",
-            b"5;\x01\r\nhello\r\n0\r\n\r\n",
-            b"11111111111111111\r\n",
-            b"5;=x\r\nhello\r\n0\r\n\r\n",
-        ] {
-            assert_eq!(
-                decode_all(bad),
-                Err(400),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn chunked_byte_at_a_time() {
-        let input = b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        let mut d = ChunkedDecoder::new(100);
-        let mut out = Vec::new();
-        let mut buf = Vec::new();
-        for &b in input.iter() {
-            buf.push(b);
-            let n = d.decode(&buf, &mut out).unwrap();
-            buf.drain(..n);
-        }
-        assert!(d.is_done());
-        assert_eq!(out, b"abcde");
-    }
 
     #[test]
     fn header_limits_below_and_above_the_stack_slots() {
@@ -830,11 +501,5 @@ mod tests {
             assert_eq!(bytewise, want, "a byte per read: {shown:?}");
             assert_eq!(whole, want, "one read: {shown:?}");
         }
-    }
-
-    #[test]
-    fn chunked_body_limit_is_413() {
-        let mut d = ChunkedDecoder::new(4);
-        assert_eq!(d.decode(b"5\r\nhello\r\n", &mut Vec::new()), Err(413));
     }
 }

@@ -1,13 +1,23 @@
-//! [`Response`] and streaming bodies ([`BodyWriter`]).
+//! A response: [`Response`], what a handler answers, with its body whole or streamed
+//! through a [`BodyWriter`]; and how the server writes it ([`serialize`]): the head
+//! (the common one cached, see [`HeadCache`]), the framing of the body, the
+//! `Connection` field, and the access log line.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ropewalk_deferred::{Deferred, Resolver};
+use ropewalk_reactor::{Address, TransportRef};
 
-use super::Headers;
+use super::connection::Slot;
+use crate::http::wire::date::{clf_date, DateLines};
+use crate::http::wire::head::{
+    finish_head, reason_line, write_field, write_length, write_status_line,
+};
+use crate::http::{Headers, Version};
 
 /// What a handler answers.
 ///
@@ -280,79 +290,6 @@ impl fmt::Debug for Response {
     }
 }
 
-/// The reason phrase of a status code.
-///
-/// # Examples
-///
-/// ```
-/// assert_eq!(ropewalk_protocols::http::reason(431), "Request Header Fields Too Large");
-/// ```
-pub fn reason(status: u16) -> &'static str {
-    let line = reason_line(status);
-    &line[..line.len() - 1]
-}
-
-/// The reason phrases this crate knows, and the lines made of them.
-macro_rules! statuses {
-    ($($code:literal => $reason:literal,)*) => {
-        /// The reason phrase of a status code and a newline: the body of
-        /// [`Response::error`].
-        fn reason_line(status: u16) -> &'static str {
-            match status {
-                $($code => concat!($reason, "\n"),)*
-                _ => "Unknown\n",
-            }
-        }
-
-        /// The whole status line (`HTTP/1.1 200 OK\r\n`) of a known status.
-        pub(crate) fn status_line(status: u16) -> Option<&'static str> {
-            match status {
-                $($code => Some(concat!("HTTP/1.1 ", stringify!($code), " ", $reason, "\r\n")),)*
-                _ => None,
-            }
-        }
-    };
-}
-
-statuses! {
-    100 => "Continue",
-    101 => "Switching Protocols",
-    200 => "OK",
-    201 => "Created",
-    202 => "Accepted",
-    204 => "No Content",
-    206 => "Partial Content",
-    301 => "Moved Permanently",
-    302 => "Found",
-    303 => "See Other",
-    304 => "Not Modified",
-    307 => "Temporary Redirect",
-    308 => "Permanent Redirect",
-    400 => "Bad Request",
-    401 => "Unauthorized",
-    403 => "Forbidden",
-    404 => "Not Found",
-    405 => "Method Not Allowed",
-    408 => "Request Timeout",
-    409 => "Conflict",
-    410 => "Gone",
-    411 => "Length Required",
-    413 => "Content Too Large",
-    414 => "URI Too Long",
-    415 => "Unsupported Media Type",
-    416 => "Range Not Satisfiable",
-    417 => "Expectation Failed",
-    426 => "Upgrade Required",
-    429 => "Too Many Requests",
-    431 => "Request Header Fields Too Large",
-    500 => "Internal Server Error",
-    501 => "Not Implemented",
-    502 => "Bad Gateway",
-    503 => "Service Unavailable",
-    504 => "Gateway Timeout",
-    505 => "HTTP Version Not Supported",
-}
-
 /// Where a streamed body goes once the server starts sending it.
 pub(crate) trait BodySink {
     fn data(&self, data: &[u8]);
@@ -599,6 +536,203 @@ impl fmt::Debug for BodyWriter {
             .field("paused", &st.paused)
             .finish()
     }
+}
+
+/// returned: its writer, whether it is chunked, and whether the connection stays open.
+#[inline]
+pub(super) fn serialize(
+    out: &mut Vec<u8>,
+    response: &mut Response,
+    slot: &Slot,
+    keep_alive: bool,
+    date: &DateLines,
+    cache: &mut HeadCache,
+) -> Option<(BodyWriter, bool, bool)> {
+    let status = response.status();
+    let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
+    if let (Some(lines), Body::Full(bytes), false) =
+        (response.headers().static_lines(), &response.body, no_body)
+    {
+        // The common response (static header lines, a whole body): its head is the last
+        // one's, unless something in it changed.
+        let key = HeadKey {
+            status,
+            lines: lines.as_ptr() as usize,
+            lines_len: lines.len(),
+            body_len: bytes.len(),
+            keep_alive,
+            version: slot.version,
+            date: date.generation,
+        };
+        if cache.key != Some(key) {
+            let head = &mut cache.head;
+            head.clear();
+            write_status_line(head, status);
+            // Checked when they were made, and none of the fields the server writes.
+            head.extend_from_slice(lines.as_bytes());
+            head.extend_from_slice(date.lines(false));
+            write_length(head, bytes.len());
+            finish_head(head, keep_alive, slot.version);
+            cache.key = Some(key);
+        }
+        out.extend_from_slice(&cache.head);
+        out.extend_from_slice(&bytes[..]);
+        return None;
+    }
+    let body = std::mem::replace(&mut response.body, Body::Full(Cow::Borrowed(&[])));
+    let headers = response.headers();
+    write_status_line(out, status);
+    let mut has_server = false;
+    let mut user_length = None;
+    match headers.static_lines() {
+        // Checked when it was made, and none of the fields below.
+        Some(lines) => out.extend_from_slice(lines.as_bytes()),
+        None => {
+            for (name, value) in headers.iter() {
+                // The server writes these itself (the handler's Content-Length is looked
+                // at).
+                match name.len() {
+                    14 if name.eq_ignore_ascii_case("content-length") => {
+                        user_length = user_length.or(Some(value));
+                        continue;
+                    }
+                    17 if name.eq_ignore_ascii_case("transfer-encoding") => continue,
+                    10 if name.eq_ignore_ascii_case("connection") => continue,
+                    4 if name.eq_ignore_ascii_case("date") => continue,
+                    6 => has_server |= name.eq_ignore_ascii_case("server"),
+                    _ => {}
+                }
+                write_field(out, name, value);
+            }
+        }
+    }
+    out.extend_from_slice(date.lines(has_server));
+    let mut keep_alive = keep_alive;
+    match body {
+        Body::Full(bytes) => {
+            // HEAD and 304 send no body, so an empty one stands for "not sent": the
+            // handler's Content-Length (the GET body's length) is kept, not replaced by 0
+            // (RFC 9110 §8.6); a 304 without one sends none.
+            let declared =
+                user_length.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+            if status == 204 || (100..200).contains(&status) {
+                // No length at all.
+            } else if (slot.head_only || status == 304) && bytes.is_empty() {
+                match declared {
+                    Some(len) => write_field(out, "Content-Length", len),
+                    None if status != 304 => write_length(out, 0),
+                    None => {}
+                }
+            } else {
+                write_length(out, bytes.len());
+            }
+            finish_head(out, keep_alive, slot.version);
+            if !no_body {
+                out.extend_from_slice(&bytes);
+            }
+            None
+        }
+        Body::Stream(writer) => {
+            if no_body {
+                if let Some(len) = user_length {
+                    if status != 204 && !(100..200).contains(&status) {
+                        write_field(out, "Content-Length", len);
+                    }
+                }
+                finish_head(out, keep_alive, slot.version);
+                writer.set_aborted();
+                None
+            } else {
+                let mut chunked = false;
+                match user_length {
+                    Some(len) => write_field(out, "Content-Length", len),
+                    None if slot.version == Version::Http11 => {
+                        write_field(out, "Transfer-Encoding", "chunked");
+                        chunked = true;
+                    }
+                    // HTTP/1.0 without a length: the body ends when the connection does.
+                    None => keep_alive = false,
+                }
+                finish_head(out, keep_alive, slot.version);
+                Some((writer, chunked, keep_alive))
+            }
+        }
+    }
+}
+
+/// The head of the last response with static header lines and a whole body a server
+/// wrote, and what it was made of: the next such response with the same status, header
+/// lines, body length and connection handling, in the same second, has the same head.
+#[derive(Default)]
+pub(super) struct HeadCache {
+    key: Option<HeadKey>,
+    head: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadKey {
+    status: u16,
+    /// Where the static header lines are, and how long they are: the same place, the
+    /// same lines.
+    lines: usize,
+    lines_len: usize,
+    body_len: usize,
+    keep_alive: bool,
+    version: Version,
+    /// The generation of the `Date` line.
+    date: u64,
+}
+
+/// Common Log Format:
+///
+/// ```text
+/// 127.0.0.1 - - [27/Nov/2026:18:00:00 +0000] "GET / HTTP/1.1" 200 14
+/// ```
+///
+/// The fields are the peer's IP address, two `-` (no identd, no authenticated user), the
+/// time the response was written (UTC), the request line, the status, and the body size:
+/// the body's length, or for a streamed body its `Content-Length` — `-` when unknown
+/// (chunked), empty, or not sent (`HEAD`, `204`, `304`). A request rejected before its
+/// head was parsed (400, 408, 431, …) logs `"-"` as its request line. The line is only
+/// built when a logger takes `info` records for this target, so filtering it out
+/// (`RUST_LOG=info,ropewalk::http::access=off`) costs nothing per request.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::ACCESS_LOG_TARGET;
+/// assert_eq!(ACCESS_LOG_TARGET, "ropewalk::http::access");
+/// // With env_logger: RUST_LOG=ropewalk::http::access=info ./server
+/// ```
+pub const ACCESS_LOG_TARGET: &str = "ropewalk::http::access";
+
+/// Logs one response in Common Log Format.
+pub(super) fn access_log(transport: Option<&TransportRef>, slot: &Slot, response: &Response) {
+    let host = match transport.map(|t| t.peer_addr()) {
+        Some(Address::Inet(a)) => a.ip().to_string(),
+        _ => "-".to_string(),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let status = response.status();
+    let no_body = slot.head_only || status == 204 || status == 304 || (100..200).contains(&status);
+    let size = if no_body {
+        None
+    } else {
+        match response.body_bytes() {
+            Some(b) => Some(b.len().to_string()),
+            None => response.headers().get("content-length").map(str::to_string),
+        }
+    };
+    log::info!(
+        target: ACCESS_LOG_TARGET,
+        "{host} - - [{}] \"{}\" {status} {}",
+        clf_date(now),
+        slot.request_line.as_deref().unwrap_or("-"),
+        size.as_deref().filter(|s| *s != "0").unwrap_or("-"),
+    );
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::time::UNIX_EPOCH;
 use ropewalk_deferred::{Deferred, Failure};
 use ropewalk_reactor::Reactor;
 
-use super::server::http_date;
-use super::{BodyWriter, Handler, Request, Response};
+use super::Handler;
+use crate::http::wire::date::{http_date, parse_http_date};
+use crate::http::{BodyWriter, Request, Response};
 
 /// Serves the files under a directory: a [`Handler`] to [`mount`](super::Site::mount)
 /// under a prefix.
@@ -585,60 +586,9 @@ pub fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into Unix seconds.
-fn parse_http_date(s: &str) -> Option<u64> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let mut parts = s.trim().split(' ');
-    let (_day, dd, mon, yyyy, time, gmt) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if parts.next().is_some() || gmt != "GMT" || dd.len() != 2 || yyyy.len() != 4 {
-        return None;
-    }
-    let day: i64 = dd.parse().ok()?;
-    let month = MONTHS.iter().position(|m| *m == mon)? as i64 + 1;
-    let year: i64 = yyyy.parse().ok()?;
-    let mut hms = time.split(':');
-    let (h, m, sec): (i64, i64, i64) = (
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-    );
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
-    u64::try_from(secs).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_round_trip() {
-        for t in [0, 784_111_777, 951_782_400, 1_795_796_220] {
-            assert_eq!(parse_http_date(&http_date(t)), Some(t));
-        }
-        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
-        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), None);
-        assert_eq!(parse_http_date("garbage"), None);
-    }
 
     #[test]
     fn paths() {

@@ -5,7 +5,8 @@ use std::rc::Rc;
 
 use ropewalk_deferred::{Deferred, Outcome};
 
-use super::{Handler, Request, Response};
+use super::Handler;
+use crate::http::{Request, Response};
 
 /// The methods the server knows; any other gets 501.
 const KNOWN_METHODS: [&str; 9] = [

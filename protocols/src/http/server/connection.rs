@@ -1,0 +1,918 @@
+//! [`HttpConnection`]: one connection's state machine. Bytes read are parsed into
+//! requests ([`parse_head`], then the body by its framing); each request gets a slot in
+//! a queue and goes to the handler; responses leave in request order, gathered into
+//! one write. Here too: the request and idle timeouts (one watchdog timer per
+//! connection), `100 Continue`, and the sink a streamed body writes through.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use ropewalk_deferred::{CancelHandle, Deferred, Failure, Outcome};
+use ropewalk_reactor::{Address, DelayedCall, Protocol, TransportRef};
+
+use super::flow::{ConnProducer, Flow};
+use super::response::{
+    access_log, serialize, Body, BodySink, BodyWriter, Response, ACCESS_LOG_TARGET,
+};
+use super::Shared;
+use crate::http::wire::chunked::{chunk_size_line, ChunkedDecoder};
+use crate::http::wire::date::DateLines;
+use crate::http::wire::framing::BodyFraming;
+use crate::http::wire::request_head::{parse_head, Head, HeadResult};
+use crate::http::{Request, Version};
+
+/// Where the connection is in reading a request.
+enum ReadingRequest {
+    Head,
+    /// A request with a body (boxed: requests without one never get here).
+    Body(Box<BodyRead>),
+}
+
+/// A request whose body is being read.
+struct BodyRead {
+    head: Head,
+    body: Vec<u8>,
+    left: u64,
+    chunked: Option<ChunkedDecoder>,
+}
+
+/// A request's place in the queue of responses, kept until its response is written.
+pub(super) struct Slot {
+    pub(super) head_only: bool,
+    /// `METHOD target HTTP/x.y`, kept for the access log (only when it is enabled).
+    pub(super) request_line: Option<String>,
+    pub(super) version: Version,
+    pub(super) keep_alive: bool,
+    response: Option<Response>,
+    cancel: Option<CancelHandle>,
+    id: u64,
+}
+
+impl Slot {
+    /// Nobody will read this slot's response: cancel the work behind it, and abort a
+    /// streamed body (or its producer would wait forever for a server that never takes
+    /// it). Never called with the connection's state borrowed: cancelling runs errbacks.
+    fn abandon(self) {
+        if let Some(c) = self.cancel {
+            c.cancel();
+        }
+        if let Some(r) = self.response {
+            abandon_response(r);
+        }
+    }
+}
+
+/// A response that will not be sent: its streamed body, if any, is aborted.
+fn abandon_response(response: Response) {
+    if let Body::Stream(writer) = &response.body {
+        writer.set_aborted();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    Request,
+    Idle,
+}
+
+/// A response body being streamed: later responses wait for it.
+struct ActiveStream {
+    writer: BodyWriter,
+}
+
+/// Everything one connection holds: its buffer, the request being read, the queue of
+/// response slots, its timers and its output.
+struct ConnState {
+    shared: Rc<Shared>,
+    transport: Option<TransportRef>,
+    /// The transport's peer, read once.
+    peer: Address,
+    buf: Vec<u8>,
+    reading: ReadingRequest,
+    queue: VecDeque<Slot>,
+    /// No more requests are read; close once the queue is written.
+    closing: bool,
+    closed: bool,
+    /// Flow control with the transport (reading paused, the streamed body).
+    flow: Rc<Flow>,
+    /// The watchdog: one armed call per connection that is moved forward by setting
+    /// `deadline` (cheap, per request), and re-armed only when it fires early.
+    timer: Option<DelayedCall>,
+    timer_kind: Option<TimerKind>,
+    /// Aborts the connection if it has not closed `abort_timeout` after a timeout.
+    abort_timer: Option<DelayedCall>,
+    /// When `timer_kind` expires, in the clock's time.
+    deadline: Duration,
+    /// The first byte of the current request has arrived.
+    request_started: bool,
+    /// The request being read asked for `100 Continue` while earlier responses were
+    /// pending: send it once they are written.
+    continue_pending: bool,
+    stream: Option<ActiveStream>,
+    out: Vec<u8>,
+    /// The last slot id given out.
+    next_id: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pump {
+    Idle,
+    Running,
+    Again,
+}
+
+/// One HTTP connection: the [`Protocol`] an [`HttpServer`](super::HttpServer) builds.
+pub struct HttpConnection {
+    state: Rc<RefCell<ConnState>>,
+    pumping: Rc<Cell<Pump>>,
+}
+
+/// Bytes of responses gathered before they are written while requests are parsed.
+const OUT_BATCH: usize = 64 * 1024;
+
+/// What one parsing step decided.
+enum Step {
+    /// Nothing more to do until more bytes come.
+    Wait,
+    /// A complete request to hand to the handler.
+    Dispatch(Head, Vec<u8>),
+    /// A malformed request: answer with this status and close.
+    Reject(u16),
+    /// Send `100 Continue` now.
+    Continue,
+    /// Parsing changed state; go on.
+    Progress,
+}
+
+impl HttpConnection {
+    /// A connection of the server whose shared parts are `shared`.
+    pub(super) fn new(shared: Rc<Shared>) -> HttpConnection {
+        HttpConnection {
+            state: Rc::new(RefCell::new(ConnState {
+                shared,
+                transport: None,
+                peer: Address::Test,
+                buf: Vec::new(),
+                reading: ReadingRequest::Head,
+                queue: VecDeque::new(),
+                closing: false,
+                closed: false,
+                flow: Rc::new(Flow::default()),
+                timer: None,
+                timer_kind: None,
+                abort_timer: None,
+                deadline: Duration::ZERO,
+                request_started: false,
+                continue_pending: false,
+                stream: None,
+                out: Vec::new(),
+                next_id: 0,
+            })),
+            pumping: Rc::new(Cell::new(Pump::Idle)),
+        }
+    }
+
+    fn pump(&self) {
+        match self.pumping.get() {
+            Pump::Idle => {}
+            _ => {
+                self.pumping.set(Pump::Again);
+                return;
+            }
+        }
+        loop {
+            self.pumping.set(Pump::Running);
+            self.process();
+            self.flush();
+            self.update_timer();
+            if self.pumping.get() != Pump::Again {
+                break;
+            }
+        }
+        self.pumping.set(Pump::Idle);
+    }
+
+    /// Parses and dispatches every complete request in the buffer.
+    fn process(&self) {
+        // The Date and Server lines, looked up once for all the requests parsed here.
+        let shared = self.state.borrow().shared.clone();
+        let mut date = None;
+        loop {
+            let step = {
+                let mut st = self.state.borrow_mut();
+                if st.closing || st.closed {
+                    return;
+                }
+                if st.out.len() >= OUT_BATCH && st.stream.is_none() {
+                    // Answered at once, a long run of pipelined requests: write what is
+                    // ready before parsing more.
+                    drop(st);
+                    self.flush();
+                    continue;
+                }
+                if st.queue.len() >= st.shared.config.max_pipelined {
+                    // Answers ready at the front: write them and go on parsing, rather than
+                    // pause reading (two epoll_ctl calls) only to resume after the write.
+                    if st.stream.is_none() && st.queue.front().is_some_and(|s| s.response.is_some())
+                    {
+                        drop(st);
+                        self.flush();
+                        continue;
+                    }
+                    let flow = st.flow.clone();
+                    drop(st);
+                    flow.set_pipeline_full(true);
+                    return;
+                }
+                st.step()
+            };
+            match step {
+                Step::Wait => return,
+                Step::Progress => continue,
+                Step::Continue => {
+                    let st = self.state.borrow();
+                    if let Some(t) = &st.transport {
+                        t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                }
+                Step::Reject(status) => {
+                    let mut st = self.state.borrow_mut();
+                    st.closing = true;
+                    st.buf = Vec::new();
+                    st.queue_final_error(status);
+                    return;
+                }
+                Step::Dispatch(
+                    Head {
+                        method,
+                        target,
+                        version,
+                        headers,
+                        keep_alive,
+                        ..
+                    },
+                    body,
+                ) => {
+                    // Made where it is passed: no copy of the whole request on the way.
+                    // An internet address is copied, not cloned through a match on both
+                    // kinds of `SocketAddr`.
+                    let peer = match &self.state.borrow().peer {
+                        Address::Inet(addr) => Address::Inet(*addr),
+                        other => other.clone(),
+                    };
+                    let request = Request::from_parts(method, target, version, headers, body, peer);
+                    self.dispatch(request, keep_alive, &shared, &mut date);
+                }
+            }
+        }
+    }
+
+    fn dispatch<'s>(
+        &self,
+        request: Request,
+        keep_alive: bool,
+        shared: &'s Shared,
+        date: &mut Option<std::cell::Ref<'s, DateLines>>,
+    ) {
+        let mut slot = {
+            let mut st = self.state.borrow_mut();
+            let id = st.next_slot_id();
+            if !keep_alive {
+                st.closing = true;
+            }
+            let request_line =
+                log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info).then(|| {
+                    format!(
+                        "{} {} {}",
+                        request.method(),
+                        request.target(),
+                        request.version().as_str()
+                    )
+                });
+            Slot {
+                head_only: request.method() == "HEAD",
+                request_line,
+                version: request.version(),
+                keep_alive,
+                response: None,
+                cancel: None,
+                id,
+            }
+        };
+        // A handler that answered at once (the common case): no Deferred, no callback,
+        // no cancel handle. Nothing else runs on this connection while it does, so its
+        // slot joins the queue after it returns.
+        let mut response = match shared.handler.handle_outcome(request) {
+            Outcome::Value(response) => response,
+            Outcome::Failure(f) => handler_response(Err(f)),
+            Outcome::Chain(mut d) => match d.try_result() {
+                Some(result) => handler_response(result),
+                None => {
+                    let id = slot.id;
+                    self.state.borrow_mut().queue.push_back(slot);
+                    return self.wait_for(d, id);
+                }
+            },
+        };
+        let mut st = self.state.borrow_mut();
+        let first = st.queue.is_empty() && st.stream.is_none() && !st.closed;
+        if first && matches!(response.body, Body::Full(_)) {
+            // Nothing waits before it: into the output now, as `flush` would.
+            let date = date.get_or_insert_with(|| shared.date_lines());
+            st.emit_full(&slot, &mut response, date);
+        } else {
+            slot.response = Some(response);
+            st.queue.push_back(slot);
+        }
+    }
+
+    /// The handler's Deferred has not fired: the slot waits for it.
+    fn wait_for(&self, d: Deferred<Response>, id: u64) {
+        let cancel = d.cancel_handle();
+        if let Some(slot) = self
+            .state
+            .borrow_mut()
+            .queue
+            .iter_mut()
+            .find(|s| s.id == id)
+        {
+            slot.cancel = Some(cancel);
+        }
+        let state = Rc::downgrade(&self.state);
+        let pumping = self.pumping.clone();
+        d.add_both(move |result: Result<Response, Failure>| {
+            let waiting = state.upgrade().filter(|state| {
+                let st = state.borrow();
+                st.queue.iter().any(|s| s.id == id)
+            });
+            // The connection closed, or closes before this response: nobody reads it (a
+            // failure here is most often the cancellation that closing caused).
+            let Some(state) = waiting else {
+                match result {
+                    Ok(response) => abandon_response(response),
+                    Err(f) => log::debug!("request handler failed after its client left: {f}"),
+                }
+                return Ok(());
+            };
+            let response = handler_response(result);
+            if let Some(slot) = state.borrow_mut().queue.iter_mut().find(|s| s.id == id) {
+                slot.response = Some(response);
+            }
+            HttpConnection { state, pumping }.pump();
+            Ok(())
+        });
+    }
+
+    /// Writes every ready response at the front of the queue, in one write.
+    fn flush(&self) {
+        let mut abandoned = Vec::new();
+        self.flush_into(&mut abandoned);
+        // Outside the borrow: cancelling runs the handlers' errbacks. (Most flushes
+        // abandon nothing: no iterator to make and drop.)
+        if !abandoned.is_empty() {
+            for slot in abandoned {
+                slot.abandon();
+            }
+        }
+    }
+
+    /// `flush`; the slots dropped because the connection closes go to `abandoned`.
+    fn flush_into(&self, abandoned: &mut Vec<Slot>) {
+        let mut st = self.state.borrow_mut();
+        if st.closed || st.stream.is_some() {
+            return;
+        }
+        // Most flushes find the queue empty (`dispatch` wrote the answers already) and
+        // only write.
+        let ready = st.queue.front().is_some_and(|s| s.response.is_some());
+        let started_stream = if ready || st.continue_pending {
+            st.serialize_ready(abandoned)
+        } else {
+            None
+        };
+        if !st.out.is_empty() {
+            if let Some(t) = &st.transport {
+                t.write(&st.out);
+            }
+            st.out.clear();
+        }
+        if let Some((writer, chunked)) = started_stream {
+            st.stream = Some(ActiveStream {
+                writer: writer.clone(),
+            });
+            drop(st);
+            self.start_stream(writer, chunked);
+            return;
+        }
+        if st.closing && st.queue.is_empty() {
+            if let Some(t) = &st.transport {
+                t.lose_connection();
+            }
+            drop(st);
+            // The close waits for the last bytes to be read; a peer that never reads them
+            // must not hold the connection forever.
+            self.arm_abort();
+            return;
+        }
+        if st.flow.pipeline_full.get() && st.queue.len() < st.shared.config.max_pipelined {
+            let flow = st.flow.clone();
+            drop(st);
+            flow.set_pipeline_full(false);
+            // Requests already buffered are parsed now.
+            if self.pumping.get() == Pump::Running {
+                self.pumping.set(Pump::Again);
+            }
+        }
+    }
+
+    fn start_stream(&self, writer: BodyWriter, chunked: bool) {
+        let transport = self.state.borrow().transport.clone();
+        let Some(transport) = transport else { return };
+        // The connection's producer pauses it with the connection.
+        let flow = self.state.borrow().flow.clone();
+        *flow.stream.borrow_mut() = Some(writer.clone());
+        if flow.write_full.get() {
+            writer.set_paused(true);
+        }
+        let sink = Rc::new(StreamSink {
+            connection: Rc::downgrade(&self.state),
+            pumping: self.pumping.clone(),
+            transport,
+            chunked,
+        });
+        writer.attach(sink);
+    }
+
+    fn update_timer(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.closed {
+            return;
+        }
+        let want = if !st.queue.is_empty() || st.stream.is_some() || st.closing {
+            None
+        } else if st.request_started
+            || !st.buf.is_empty()
+            || matches!(st.reading, ReadingRequest::Body(_))
+        {
+            Some(TimerKind::Request)
+        } else {
+            Some(TimerKind::Idle)
+        };
+        // Same kind: keep its deadline (a request in progress keeps its own).
+        if want == st.timer_kind {
+            return;
+        }
+        st.timer_kind = want;
+        // No kind: the armed watchdog, if any, fires and finds nothing to do.
+        let Some(kind) = want else { return };
+        let delay = match kind {
+            TimerKind::Request => st.shared.config.request_timeout,
+            TimerKind::Idle => st.shared.config.idle_timeout,
+        };
+        // The loop's reading of the clock: one per wake-up, not one per request.
+        let now = st.shared.clock.loop_time();
+        st.deadline = now.saturating_add(delay);
+        let in_time = st
+            .timer
+            .as_ref()
+            .is_some_and(|t| t.active() && t.time() <= st.deadline);
+        if !in_time {
+            if let Some(t) = st.timer.take() {
+                let _ = t.cancel();
+            }
+            drop(st);
+            self.arm_watchdog(delay);
+        }
+    }
+
+    /// Arms the watchdog `after` from now, at most the shorter of the two timeouts ahead,
+    /// so that a later, nearer deadline never needs it moved back.
+    fn arm_watchdog(&self, after: Duration) {
+        let mut st = self.state.borrow_mut();
+        let config = &st.shared.config;
+        let after = after.min(config.request_timeout.min(config.idle_timeout));
+        let state = Rc::downgrade(&self.state);
+        let pumping = self.pumping.clone();
+        let clock = st.shared.clock.clone();
+        st.timer = Some(clock.call_later_boxed(
+            after,
+            Box::new(move || {
+                if let Some(state) = state.upgrade() {
+                    HttpConnection { state, pumping }.watchdog_fired();
+                }
+            }),
+        ));
+    }
+
+    fn watchdog_fired(&self) {
+        let (kind, left) = {
+            let mut st = self.state.borrow_mut();
+            st.timer = None;
+            if st.closed {
+                return;
+            }
+            let Some(kind) = st.timer_kind else { return };
+            let now = st.shared.clock.now();
+            (kind, st.deadline.saturating_sub(now))
+        };
+        if left > Duration::ZERO {
+            self.arm_watchdog(left);
+        } else {
+            self.timed_out(kind);
+        }
+    }
+
+    fn timed_out(&self, kind: TimerKind) {
+        let mut st = self.state.borrow_mut();
+        st.timer = None;
+        st.timer_kind = None;
+        let Some(t) = st.transport.clone() else {
+            return;
+        };
+        st.closing = true;
+        st.buf = Vec::new();
+        match kind {
+            TimerKind::Idle => {
+                drop(st);
+                t.lose_connection();
+            }
+            TimerKind::Request => {
+                log::debug!("request timed out; answering 408");
+                st.queue_final_error(408);
+                drop(st);
+                self.pump();
+            }
+        }
+        self.arm_abort();
+    }
+
+    /// A connection the server is closing (a timeout, an error, `Connection: close`)
+    /// that has not closed `abort_timeout` later (its peer does not read what is written,
+    /// so the close never completes) is aborted.
+    fn arm_abort(&self) {
+        let mut st = self.state.borrow_mut();
+        let Some(after) = st.shared.config.abort_timeout else {
+            return;
+        };
+        if st.closed || st.abort_timer.is_some() {
+            return;
+        }
+        let state = Rc::downgrade(&self.state);
+        let clock = st.shared.clock.clone();
+        st.abort_timer = Some(clock.call_later_boxed(
+            after,
+            Box::new(move || {
+                let Some(state) = state.upgrade() else {
+                    return;
+                };
+                let transport = {
+                    let mut st = state.borrow_mut();
+                    st.abort_timer = None;
+                    if st.closed {
+                        return;
+                    }
+                    st.transport.clone()
+                };
+                if let Some(t) = transport {
+                    log::debug!("closing connection still open after abort_timeout; aborting");
+                    t.abort_connection();
+                }
+            }),
+        ));
+    }
+
+    /// The streamed response ended: go on with the queue.
+    fn stream_done(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.stream = None;
+            st.flow.stream.borrow_mut().take();
+        }
+        self.pump();
+    }
+}
+
+impl ConnState {
+    /// Serializes the ready responses at the front of the queue into `out` (and the
+    /// `100 Continue` that waits for them), up to the first streamed one, which is
+    /// returned with whether it is chunked. The slots dropped because the connection
+    /// closes go to `abandoned`.
+    fn serialize_ready(&mut self, abandoned: &mut Vec<Slot>) -> Option<(BodyWriter, bool)> {
+        let mut out = std::mem::take(&mut self.out);
+        let mut started_stream = None;
+        // Once per batch: the date (cached per second) and the server name.
+        let shared = self.shared.clone();
+        let date = shared.date_lines();
+        let mut head = shared.head.borrow_mut();
+        while self.queue.front().is_some_and(|s| s.response.is_some()) {
+            let mut slot = self.queue.pop_front().expect("front exists");
+            let mut response = slot.response.take().expect("checked");
+            let keep = slot.keep_alive && !(self.closing && self.queue.is_empty());
+            if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
+                access_log(self.transport.as_ref(), &slot, &response);
+            }
+            match serialize(&mut out, &mut response, &slot, keep, &date, &mut head) {
+                Some((writer, chunked, keep_alive)) => {
+                    if !keep_alive {
+                        self.closing = true;
+                        abandoned.extend(self.queue.drain(..));
+                    }
+                    started_stream = Some((writer, chunked));
+                    break;
+                }
+                None => {
+                    if !slot.keep_alive {
+                        self.closing = true;
+                        abandoned.extend(self.queue.drain(..));
+                    }
+                }
+            }
+        }
+        if self.continue_pending && self.queue.is_empty() && !self.closing {
+            self.continue_pending = false;
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        self.out = out;
+        started_stream
+    }
+
+    /// Writes the response of `slot` (taken off the queue, or never on it), whose body is
+    /// not streamed, into the output.
+    fn emit_full(&mut self, slot: &Slot, response: &mut Response, date: &DateLines) {
+        let keep = slot.keep_alive && !(self.closing && self.queue.is_empty());
+        if log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info) {
+            access_log(self.transport.as_ref(), slot, response);
+        }
+        let streamed = serialize(
+            &mut self.out,
+            response,
+            slot,
+            keep,
+            date,
+            &mut self.shared.head.borrow_mut(),
+        );
+        debug_assert!(streamed.is_none());
+        if !slot.keep_alive {
+            self.closing = true;
+            self.queue.clear();
+        }
+    }
+
+    /// An id for a new slot, unique on this connection.
+    fn next_slot_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Queues an error response after which the connection closes.
+    fn queue_final_error(&mut self, status: u16) {
+        let id = self.next_slot_id();
+        self.queue.push_back(Slot {
+            head_only: false,
+            request_line: None,
+            version: Version::Http11,
+            keep_alive: false,
+            response: Some(Response::error(status)),
+            cancel: None,
+            id,
+        });
+    }
+
+    fn step(&mut self) -> Step {
+        match &mut self.reading {
+            ReadingRequest::Head => {
+                if self.buf.is_empty() {
+                    return Step::Wait;
+                }
+                self.request_started = true;
+                match parse_head(&self.buf, &self.shared.limits) {
+                    HeadResult::Partial => Step::Wait,
+                    HeadResult::Reject(status) => Step::Reject(status),
+                    // Field by field, here and in `process`: a head is large, and a
+                    // move of it whole is a copy (a call to memcpy).
+                    HeadResult::Complete(
+                        Head {
+                            method,
+                            target,
+                            version,
+                            headers,
+                            framing,
+                            keep_alive,
+                            expect_continue,
+                        },
+                        n,
+                    ) => {
+                        self.buf.drain(..n);
+                        // The request timer now covers the body.
+                        self.timer_kind = None;
+                        let expect = expect_continue;
+                        let head = Head {
+                            method,
+                            target,
+                            version,
+                            headers,
+                            framing,
+                            keep_alive,
+                            expect_continue,
+                        };
+                        let (left, chunked) = match framing {
+                            BodyFraming::Length(n) => (n, None),
+                            BodyFraming::Chunked => {
+                                (0, Some(ChunkedDecoder::new(self.shared.limits.max_body)))
+                            }
+                            BodyFraming::UntilClose => unreachable!("only responses"),
+                        };
+                        let needs_body = left > 0 || chunked.is_some();
+                        if !needs_body {
+                            // The whole request: no body state to go through.
+                            self.request_started = false;
+                            self.continue_pending = false;
+                            return Step::Dispatch(head, Vec::new());
+                        }
+                        self.reading = ReadingRequest::Body(Box::new(BodyRead {
+                            head,
+                            body: Vec::with_capacity(left.min(64 * 1024) as usize),
+                            left,
+                            chunked,
+                        }));
+                        if expect && needs_body && self.queue.is_empty() {
+                            Step::Continue
+                        } else {
+                            self.continue_pending = expect && needs_body;
+                            Step::Progress
+                        }
+                    }
+                }
+            }
+            ReadingRequest::Body(read) => {
+                let BodyRead {
+                    body,
+                    left,
+                    chunked,
+                    ..
+                } = &mut **read;
+                let (used, done) = match chunked {
+                    Some(decoder) => match decoder.decode(&self.buf, body) {
+                        Err(status) => return Step::Reject(status),
+                        Ok(n) => (n, decoder.is_done()),
+                    },
+                    None => {
+                        let n = (*left).min(self.buf.len() as u64) as usize;
+                        body.extend_from_slice(&self.buf[..n]);
+                        *left -= n as u64;
+                        (n, *left == 0)
+                    }
+                };
+                self.buf.drain(..used);
+                if !done {
+                    if used > 0 {
+                        // The body moves: `request_timeout` bounds each pause in it, not
+                        // the whole upload (update_timer sets a new deadline).
+                        self.timer_kind = None;
+                    }
+                    return Step::Wait;
+                }
+                let ReadingRequest::Body(read) =
+                    std::mem::replace(&mut self.reading, ReadingRequest::Head)
+                else {
+                    unreachable!("matched above")
+                };
+                let BodyRead { head, body, .. } = *read;
+                self.request_started = false;
+                self.continue_pending = false;
+                self.timer_kind = None;
+                Step::Dispatch(head, body)
+            }
+        }
+    }
+}
+
+/// The response to send for a handler's result: a failure is logged and becomes a 500.
+fn handler_response(result: Result<Response, Failure>) -> Response {
+    result.unwrap_or_else(|f| {
+        log::error!("request handler failed: {f}");
+        Response::error(500)
+    })
+}
+
+struct StreamSink {
+    connection: Weak<RefCell<ConnState>>,
+    pumping: Rc<Cell<Pump>>,
+    transport: TransportRef,
+    chunked: bool,
+}
+
+impl BodySink for StreamSink {
+    fn data(&self, data: &[u8]) {
+        if self.chunked {
+            // The chunk-size line, in hex, without allocating.
+            let (line, start) = chunk_size_line(data.len());
+            self.transport
+                .write_vectored(&[&line[start..], data, b"\r\n"]);
+        } else {
+            self.transport.write(data);
+        }
+    }
+
+    fn abort(&self) {
+        self.transport.abort_connection();
+    }
+
+    fn end(&self) {
+        if self.chunked {
+            self.transport.write(b"0\r\n\r\n");
+        }
+        if let Some(state) = self.connection.upgrade() {
+            let close = {
+                let st = state.borrow();
+                !self.chunked && st.queue.is_empty() && st.closing
+            };
+            let conn = HttpConnection {
+                state,
+                pumping: self.pumping.clone(),
+            };
+            conn.stream_done();
+            if close {
+                self.transport.lose_connection();
+                conn.arm_abort();
+            }
+        }
+    }
+}
+
+impl Protocol for HttpConnection {
+    fn connection_made(&mut self, transport: TransportRef) {
+        let _ = transport.set_nodelay(true);
+        let mut st = self.state.borrow_mut();
+        st.peer = transport.peer_addr();
+        st.transport = Some(transport.clone());
+        let flow = st.flow.clone();
+        drop(st);
+        *flow.transport.borrow_mut() = Some(transport.clone());
+        transport.register_producer(Rc::new(ConnProducer(flow)), true);
+        self.update_timer();
+    }
+
+    fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.closing || st.closed {
+                return Ok(());
+            }
+            st.buf.extend_from_slice(data);
+        }
+        self.pump();
+        Ok(())
+    }
+
+    fn eof_received(&mut self) -> bool {
+        // The client will send no more: answer what was asked, then close.
+        let mut st = self.state.borrow_mut();
+        st.closing = true;
+        let busy = !st.queue.is_empty() || st.stream.is_some();
+        if busy {
+            return true;
+        }
+        false
+    }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        let (timer, abort_timer, slots, stream) = {
+            let mut st = self.state.borrow_mut();
+            st.closed = true;
+            st.transport = None;
+            st.flow.transport.borrow_mut().take();
+            st.flow.stream.borrow_mut().take();
+            (
+                st.timer.take(),
+                st.abort_timer.take(),
+                std::mem::take(&mut st.queue),
+                st.stream.take(),
+            )
+        };
+        for t in [timer, abort_timer].into_iter().flatten() {
+            let _ = t.cancel();
+        }
+        if let Some(s) = stream {
+            s.writer.set_aborted();
+        }
+        // Nobody will read these responses: stop the work behind them.
+        for slot in slots {
+            slot.abandon();
+        }
+    }
+}
+
+impl fmt::Debug for HttpConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state.borrow();
+        f.debug_struct("HttpConnection")
+            .field("pending", &st.queue.len())
+            .field("buffered", &st.buf.len())
+            .field("closing", &st.closing)
+            .finish()
+    }
+}

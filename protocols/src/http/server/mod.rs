@@ -1,0 +1,341 @@
+//! The HTTP/1.1 server: [`HttpServer`] (a [`Factory`]) with its [`ServerConfig`], the
+//! [`Handler`] it hands requests to, and what it is built from:
+//!
+//! - `connection.rs`: [`HttpConnection`], the per-connection state machine (parsing,
+//!   the pipeline of response slots, timeouts, streamed bodies).
+//! - `flow.rs`: flow control between a connection and its transport.
+//! - `response.rs`: [`Response`] and [`BodyWriter`], what a handler answers, and how a
+//!   response is written on the wire (its head, cached per second; the access log).
+//! - `site.rs`: [`Site`], routing by path and method.
+//! - `static_files.rs`: [`StaticFiles`], a directory served.
+//!
+//! # Implementation
+//!
+//! Each connection parses every complete request in its buffer, hands each to the
+//! handler (which returns a Deferred), and queues a slot per request. Responses leave
+//! strictly in request order: whenever the front slots are ready they are serialized into
+//! one buffer and written with one `write`. While `max_pipelined` requests wait for their
+//! responses, reading pauses, so read-ahead stays bounded (Twisted's CVE-2023-46137 and
+//! CVE-2024-41671 were out-of-order responses to pipelined requests).
+
+mod connection;
+mod flow;
+mod response;
+mod site;
+mod static_files;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use ropewalk_deferred::{maybe_deferred, Deferred, Failure, IntoOutcome, Outcome};
+use ropewalk_reactor::{Address, Clock, Factory, ListenOptions, ListeningPort, Reactor};
+
+use super::wire::date::DateLines;
+use super::wire::head::write_field;
+use super::wire::request_head::Limits;
+use super::Request;
+use response::HeadCache;
+
+pub use connection::HttpConnection;
+pub use response::{BodyWriter, Response, ACCESS_LOG_TARGET};
+pub use site::Site;
+pub use static_files::{content_type, StaticFiles};
+
+/// Answers requests: anything `Fn(Request) -> R` where `R` is `Result<Response, Failure>`,
+/// `Deferred<Response>` (an `async` block spawned on the reactor is one) or an
+/// [`Outcome`](ropewalk_deferred::Outcome).
+///
+/// A handler that fails (an `Err`, a failed Deferred, a panic) gives a 500 with no
+/// details; the failure is logged.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::{Handler, Request, Response};
+///
+/// let hello = |_req: Request| Ok(Response::text("Hello, World!"));
+/// let d = hello.handle(Request::new("GET", "/", ropewalk_protocols::http::Version::Http11,
+///     Default::default(), vec![]));
+/// assert_eq!(d.wait().unwrap().status(), 200);
+/// ```
+pub trait Handler: 'static {
+    /// The response to `request`, now or later.
+    fn handle(&self, request: Request) -> Deferred<Response>;
+
+    /// The response to `request` as an [`Outcome`]: a response or a failure now, or a
+    /// Deferred of one. The server calls this, so that a handler that answers at once
+    /// costs no Deferred; a panic must be returned as a failure, as
+    /// [`handle`](Self::handle) would. The default wraps `handle` (closures and [`Site`]
+    /// answer directly).
+    ///
+    /// [`Site`]: super::Site
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::Outcome;
+    /// use ropewalk_protocols::http::{Handler, Request, Response, Version};
+    ///
+    /// let hello = |_req: Request| Ok(Response::static_text("hi"));
+    /// let req = Request::new("GET", "/", Version::Http11, Default::default(), vec![]);
+    /// assert!(matches!(hello.handle_outcome(req), Outcome::Value(r) if r.status() == 200));
+    /// ```
+    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        Outcome::Chain(self.handle(request))
+    }
+}
+
+impl<F, R> Handler for F
+where
+    F: Fn(Request) -> R + 'static,
+    R: IntoOutcome<Response>,
+{
+    fn handle(&self, request: Request) -> Deferred<Response> {
+        maybe_deferred(|| self(request))
+    }
+
+    fn handle_outcome(&self, request: Request) -> Outcome<Response> {
+        // As `maybe_deferred`: a panic is a failure.
+        catch_unwind(AssertUnwindSafe(|| self(request).into_outcome()))
+            .unwrap_or_else(|p| Outcome::Failure(Failure::from_panic(p)))
+    }
+}
+
+/// The server's limits and timeouts.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_protocols::http::ServerConfig;
+///
+/// let config = ServerConfig { max_body: 1 << 20, idle_timeout: Duration::from_secs(5), ..ServerConfig::default() };
+/// assert_eq!(config.max_headers, 100);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Most bytes in a request head (request line and header fields); past it, 431.
+    /// Default 64 KiB.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request; past it, 431. Default 100.
+    pub max_headers: usize,
+    /// Longest request target; past it, 414. Default 8 KiB.
+    pub max_uri: usize,
+    /// Largest request body; past it, 413 (the body is not read). Default 16 MiB.
+    pub max_body: u64,
+    /// Time to receive a request head from its first byte, and the longest pause inside
+    /// a body; past it, 408 and close. Default 30 s.
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open. Default 60 s.
+    pub idle_timeout: Duration,
+    /// After the server starts closing a connection (a timeout, a bad request,
+    /// `Connection: close`), how long the peer has to let it close (to read what is still
+    /// being written) before the connection is aborted; `None` never aborts. Default 15 s
+    /// (Twisted's `abortTimeout`, which Twisted applies to timeouts only): a peer that
+    /// stops reading cannot hold a closing connection open.
+    pub abort_timeout: Option<Duration>,
+    /// Most requests read ahead while their responses are pending; past it, reading
+    /// pauses. Default 16.
+    pub max_pipelined: usize,
+    /// The `Server` header (`None` sends none). Default `ropewalk`.
+    pub server_name: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_uri: 8 * 1024,
+            max_body: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            abort_timeout: Some(Duration::from_secs(15)),
+            max_pipelined: 16,
+            server_name: Some("ropewalk".to_string()),
+        }
+    }
+}
+
+pub(super) struct Shared {
+    handler: Box<dyn Handler>,
+    config: ServerConfig,
+    limits: Limits,
+    clock: Rc<dyn Clock>,
+    /// The `Date` line (`Date: …\r\n`) and the `Server` line after it, made again at
+    /// the start of the next second.
+    date: RefCell<DateLines>,
+    /// The `Server` field, whole, checked and cleaned once.
+    server_line: Option<Vec<u8>>,
+    /// The head of the last common response written on any connection (see
+    /// [`HeadCache`]): one per server, not per connection, so an idle connection holds
+    /// none.
+    head: RefCell<HeadCache>,
+}
+
+impl Shared {
+    /// The `Date` and `Server` lines, made once a second. The wall clock is read once
+    /// per turn of the loop (when the clock's `loop_time` moves), not once per batch of
+    /// responses: a turn answers many connections. (While they are borrowed, a borrow
+    /// from the same batch of responses, they are not made again.)
+    fn date_lines(&self) -> std::cell::Ref<'_, DateLines> {
+        let turn = self.clock.loop_time();
+        if let Ok(mut cache) = self.date.try_borrow_mut() {
+            let now = if cache.turn == Some(turn) {
+                None
+            } else {
+                cache.turn = Some(turn);
+                Some(SystemTime::now())
+            };
+            if let Some(now) = now {
+                cache.update(now, self.server_line.as_deref());
+            }
+        }
+        self.date.borrow()
+    }
+}
+
+/// An HTTP/1.1 server: a [`Factory`] of connections that hand requests to a [`Handler`].
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::{HttpServer, Request, Response};
+/// use ropewalk_reactor::Reactor;
+///
+/// let reactor = Reactor::new()?;
+/// let server = HttpServer::new(&reactor, |_req: Request| Ok(Response::text("Hello, World!")));
+/// let port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+/// println!("listening on {}", port.local_addr());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct HttpServer {
+    shared: Rc<Shared>,
+}
+
+impl HttpServer {
+    /// A server with the default [`ServerConfig`]; `clock` (the reactor, or a
+    /// `ManualClock` in tests) runs its timeouts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let _server = HttpServer::new(&clock, |_: Request| Ok(Response::new(204)));
+    /// ```
+    pub fn new(clock: &(impl Clock + Clone + 'static), handler: impl Handler) -> HttpServer {
+        HttpServer::with_config(clock, handler, ServerConfig::default())
+    }
+
+    /// A server with `config`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response, ServerConfig};
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let config = ServerConfig { server_name: None, ..ServerConfig::default() };
+    /// let _server = HttpServer::with_config(&clock, |_: Request| Ok(Response::new(204)), config);
+    /// ```
+    pub fn with_config(
+        clock: &(impl Clock + Clone + 'static),
+        handler: impl Handler,
+        config: ServerConfig,
+    ) -> HttpServer {
+        let limits = Limits {
+            max_header_bytes: config.max_header_bytes,
+            max_headers: config.max_headers,
+            max_uri: config.max_uri,
+            max_body: config.max_body,
+        };
+        let server_line = config.server_name.as_deref().map(|name| {
+            let mut line = Vec::new();
+            write_field(&mut line, "Server", name);
+            line
+        });
+        HttpServer {
+            shared: Rc::new(Shared {
+                handler: Box::new(handler),
+                config,
+                limits,
+                clock: Rc::new(clock.clone()),
+                date: RefCell::new(DateLines::new()),
+                server_line,
+                head: RefCell::new(HeadCache::default()),
+            }),
+        }
+    }
+
+    /// Listens on `addr` with this server.
+    ///
+    /// The listening socket has `TCP_NODELAY` on, which its connections inherit: each
+    /// response goes out as soon as it is written (the server turns Nagle's algorithm off
+    /// on every connection anyway; inherited, that costs no system call per connection).
+    ///
+    /// # Errors
+    ///
+    /// The system error if the address cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// port.stop_listening();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen(&self, reactor: &Reactor, addr: SocketAddr) -> io::Result<ListeningPort> {
+        let options = ListenOptions {
+            nodelay: true,
+            ..ListenOptions::default()
+        };
+        reactor.listen_tcp_with(addr, self.clone(), &options)
+    }
+
+    /// The protocol for one connection (for tests with a `StringTransport`, or custom
+    /// factories).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// use ropewalk_reactor::{testing::StringTransport, ManualClock, Protocol};
+    ///
+    /// let clock = ManualClock::new();
+    /// let server = HttpServer::new(&clock, |_: Request| Ok(Response::text("hi")));
+    /// let mut conn = server.connection();
+    /// let t = StringTransport::connect(&mut conn);
+    /// conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    /// let out = String::from_utf8(t.value()).unwrap();
+    /// assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+    /// assert!(out.ends_with("\r\n\r\nhi"));
+    /// ```
+    pub fn connection(&self) -> HttpConnection {
+        HttpConnection::new(self.shared.clone())
+    }
+}
+
+impl Factory for HttpServer {
+    type Protocol = HttpConnection;
+
+    fn build_protocol(&self, _peer: &Address) -> Option<HttpConnection> {
+        Some(self.connection())
+    }
+}
+
+impl fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}

@@ -1,0 +1,112 @@
+//! Response heads (RFC 9112 §4), the client's side: [`parse_response_head`] parses
+//! one on `httparse` within the client's limits. What the head means for the body is
+//! [`body_framing`](super::framing::body_framing)'s to say; what it means for the
+//! connection, the client's.
+
+use crate::http::{Headers, Version};
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
+    pub(crate) version: Version,
+    pub(crate) headers: Headers,
+}
+
+/// Why a response head is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ResponseHeadError {
+    /// Longer than the limit on head bytes.
+    TooLarge,
+    /// More fields than the limit.
+    TooManyHeaders,
+    /// Not a response head; the message says what is wrong.
+    Malformed(String),
+}
+
+/// Parses the response head at the start of `buf`: `Ok(None)` if more bytes are
+/// needed, else the head and how many bytes it took.
+#[inline]
+pub(crate) fn parse_response_head(
+    buf: &[u8],
+    max_head_bytes: usize,
+    max_headers: usize,
+) -> Result<Option<(ResponseHead, usize)>, ResponseHeadError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut parsed = httparse::Response::new(&mut storage);
+    let n = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > max_head_bytes {
+                return Err(ResponseHeadError::TooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(ResponseHeadError::TooManyHeaders),
+        Err(e) => {
+            return Err(ResponseHeadError::Malformed(format!(
+                "bad response head: {e}"
+            )))
+        }
+    };
+    if n > max_head_bytes {
+        return Err(ResponseHeadError::TooLarge);
+    }
+    let status = parsed.code.unwrap_or(0);
+    if !(100..=999).contains(&status) {
+        return Err(ResponseHeadError::Malformed(format!("bad status {status}")));
+    }
+    let version = match parsed.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    let reason = parsed.reason.unwrap_or("").to_string();
+    let mut headers = Headers::new();
+    for h in parsed.headers.iter() {
+        let value = String::from_utf8_lossy(h.value);
+        headers.append(h.name, value.trim_matches([' ', '\t']));
+    }
+    let head = ResponseHead {
+        status,
+        reason,
+        version,
+        headers,
+    };
+    Ok(Some((head, n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_its_length_and_the_limits() {
+        let buf = b"HTTP/1.0 404 Not Here\r\nX-A:  1 \r\n\r\nbody";
+        let (head, n) = parse_response_head(buf, 1024, 10).unwrap().unwrap();
+        assert_eq!(n, buf.len() - 4);
+        assert_eq!((head.status, &*head.reason), (404, "Not Here"));
+        assert_eq!(head.version, Version::Http10);
+        assert_eq!(head.headers.get("x-a"), Some("1"));
+        assert!(matches!(
+            parse_response_head(&buf[..10], 1024, 10),
+            Ok(None)
+        ));
+        assert_eq!(
+            parse_response_head(&buf[..10], 5, 10).unwrap_err(),
+            ResponseHeadError::TooLarge
+        );
+        assert_eq!(
+            parse_response_head(buf, 20, 10).unwrap_err(),
+            ResponseHeadError::TooLarge
+        );
+        assert_eq!(
+            parse_response_head(buf, 1024, 0).unwrap_err(),
+            ResponseHeadError::TooManyHeaders
+        );
+        assert!(matches!(
+            parse_response_head(b"HTTP/1.1 099 X\r\n\r\n", 1024, 10),
+            Err(ResponseHeadError::Malformed(_))
+        ));
+    }
+}
