@@ -4,9 +4,11 @@
 //! outlives its bound, and servers are waited for by their `listening on IP:PORT` line.
 //!
 //! The peers are tools, not crates: `curl`, `python3`, and Twisted for `python3`.
-//! `.ci/run` installs them. When one is missing the test fails and says how to install
-//! it; with `ROPEWALK_SKIP_INTEROP=1` set it is skipped instead, with a notice on
-//! stderr. The Python helpers are in `tests/interop/`; each prints one line per result.
+//! When one is missing, a plain `cargo test` skips the tests that need it, each with a
+//! `*** SKIPPED` notice on stderr that says how to install it, so a machine with only
+//! Rust passes. `.ci/run` installs the peers and sets `ROPEWALK_REQUIRE_PEERS=1`, under
+//! which a missing peer fails the test instead. The Python helpers are in
+//! `tests/interop/`; each prints one line per result.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -24,11 +26,17 @@ use ropewalk::reactor::{Reactor, ReactorHandle};
 const BOUND: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------
-// Tools: present, or a clear failure (or a loud skip when asked for one).
+// Tools: present, or a loud skip (or a clear failure when peers are required).
 
-/// Checks that `tool` is installed (`probe` runs and succeeds). Returns false, after a
-/// loud notice, only when it is missing and `ROPEWALK_SKIP_INTEROP=1` is set; panics
-/// with the way to install it otherwise.
+/// Whether a missing peer fails the test (`ROPEWALK_REQUIRE_PEERS=1`, set by `.ci/run`)
+/// instead of skipping it.
+fn peers_required() -> bool {
+    std::env::var("ROPEWALK_REQUIRE_PEERS").as_deref() == Ok("1")
+}
+
+/// Checks that `tool` is installed (`probe` runs and succeeds). When it is missing,
+/// returns false after a loud notice, or panics with the way to install it when
+/// [`peers_required`].
 fn require(tool: &str, probe: &[&str], install: &str) -> bool {
     let ok = Command::new(probe[0])
         .args(&probe[1..])
@@ -39,22 +47,22 @@ fn require(tool: &str, probe: &[&str], install: &str) -> bool {
     if ok {
         return true;
     }
-    if std::env::var("ROPEWALK_SKIP_INTEROP").as_deref() == Ok("1") {
-        // Written to the stderr handle, not with `eprintln!`, which the test harness
-        // captures and hides for a passing test: a skip must be seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** SKIPPED: {tool} is not installed and ROPEWALK_SKIP_INTEROP=1 is set; \
-             this interop test did not run. Install it with: {install}\n"
+    if peers_required() {
+        panic!(
+            "{tool} is needed by the HTTP interop tests and ROPEWALK_REQUIRE_PEERS=1 is \
+             set, but `{}` failed. Install it with: {install}  (or run `bash .ci/run`, \
+             which installs it)",
+            probe.join(" ")
         );
-        return false;
     }
-    panic!(
-        "{tool} is needed by the HTTP interop tests but `{}` failed. Install it with: \
-         {install}  (or run `bash .ci/run`, which installs it; set ROPEWALK_SKIP_INTEROP=1 \
-         to skip these tests with a notice)",
-        probe.join(" ")
+    // Written to the stderr handle, not with `eprintln!`, which the test harness
+    // captures and hides for a passing test: a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {tool} is not installed; this interop test did not run. \
+         Install it with: {install}  (ROPEWALK_REQUIRE_PEERS=1 makes this a failure)\n"
     );
+    false
 }
 
 fn have_curl() -> bool {
