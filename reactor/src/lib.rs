@@ -49,7 +49,9 @@ mod pool;
 mod protocol;
 mod radix;
 mod reactor;
+mod signals;
 mod slab;
+mod sys;
 mod task;
 mod tcp;
 pub mod testing;
@@ -62,7 +64,7 @@ pub use crate::events::{Emitter, ListenerId};
 pub use crate::group::{
     AcceptQueue, GroupListener, ParseAcceptQueueError, ReactorGroup, ReactorGroupBuilder,
 };
-pub use crate::lifecycle::{Phase, SignalGuard, SystemEvent, TriggerId};
+pub use crate::lifecycle::{Phase, SystemEvent, TriggerId};
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::protocol::{
@@ -70,6 +72,7 @@ pub use crate::protocol::{
     TransportRef,
 };
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
+pub use crate::signals::SignalGuard;
 pub use crate::task::{yield_now, YieldNow};
 pub use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 pub use crate::time::{defer_later, Clock, DelayedCall, ManualClock};
