@@ -117,7 +117,8 @@ impl StreamSocket for UnixStream {
     }
 }
 
-struct State {
+/// A connection's write queue and where it is in its life (reading, closing, closed).
+struct ConnState {
     /// Bytes queued for the socket: `wbuf[wpos..]`.
     wbuf: Vec<u8>,
     wpos: usize,
@@ -139,7 +140,7 @@ struct State {
     high_water: usize,
 }
 
-impl State {
+impl ConnState {
     fn queued(&self) -> usize {
         self.wbuf.len() - self.wpos
     }
@@ -158,7 +159,7 @@ pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
     reactor: Weak<ReactorCore>,
     sock: RefCell<Option<S>>,
     key: Cell<Option<Key>>,
-    state: RefCell<State>,
+    state: RefCell<ConnState>,
     protocol: RefCell<Option<Rc<RefCell<P>>>>,
     peer: Address,
     local: Address,
@@ -218,7 +219,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             nodelay: Cell::new(known.nodelay),
             sock: RefCell::new(Some(sock)),
             key: Cell::new(None),
-            state: RefCell::new(State {
+            state: RefCell::new(ConnState {
                 wbuf: Vec::new(),
                 wpos: 0,
                 registered: Interest::READ,
