@@ -1,6 +1,5 @@
 //! The [`Reactor`]: one event loop, owned by one thread.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
@@ -21,9 +20,10 @@ use ropewalk_deferred::{
 
 use crate::error::ReactorError;
 use crate::io::Sources;
+use crate::jobs::{Finished, JobDone, Jobs};
 use crate::lifecycle::{Phase, SystemEvent, TriggerId, Triggers};
-use crate::pool::{Job, Pool, PoolConfig, PoolStats, Task};
-use crate::slab::{Key, Slab};
+use crate::pool::{Job, Pool, PoolConfig, PoolStats};
+use crate::slab::Key;
 use crate::sys::{self, Interest, PollMode, Ready};
 use crate::task::{task_future, Tasks, WakeTask};
 use crate::time::{self, defer_later, Clock, DelayedCall, SharedTimers, TimerQueue};
@@ -86,6 +86,12 @@ impl Remote {
     }
 }
 
+impl JobDone for Remote {
+    fn job_done(&self, job: Arc<dyn Finished>) {
+        self.push(RemoteOp::Done(job));
+    }
+}
+
 impl WakeTask for Remote {
     fn wake_task(&self, key: Key) {
         self.push(RemoteOp::Wake(key));
@@ -107,7 +113,7 @@ pub(crate) struct ReactorCore {
     /// System event triggers.
     triggers: Triggers,
     /// `defer_to_thread` jobs in flight.
-    jobs: RefCell<Slab<JobEntry>>,
+    jobs: Jobs,
     pool: RefCell<Option<Pool>>,
     pool_config: RefCell<PoolConfig>,
     spare: RefCell<VecDeque<RemoteOp>>,
@@ -230,7 +236,7 @@ impl Reactor {
             soon: RefCell::new(VecDeque::new()),
             tasks: Tasks::new(),
             triggers: Triggers::default(),
-            jobs: RefCell::new(Slab::new()),
+            jobs: Jobs::new(),
             pool: RefCell::new(None),
             pool_config: RefCell::new(PoolConfig::default()),
             spare: RefCell::new(VecDeque::new()),
@@ -367,7 +373,7 @@ impl Reactor {
         i.timers.borrow().len() == 0
             && i.soon.borrow().is_empty()
             && !i.tasks.has_ready()
-            && i.jobs.borrow().len() == 0
+            && i.jobs.len() == 0
             && i.sources.only_signal_sources()
             && i.remote.external.load(Ordering::Acquire) == 0
             && !i.remote.queued.load(Ordering::Acquire)
@@ -475,7 +481,7 @@ impl Reactor {
             queued_callbacks: i.soon.borrow().len(),
             live_tasks: i.tasks.len(),
             sources: i.sources.len(),
-            pending_jobs: i.jobs.borrow().len(),
+            pending_jobs: i.jobs.len(),
             turns: i.turns.get(),
         }
     }
@@ -563,38 +569,19 @@ impl Reactor {
         &self,
         f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
     ) -> Deferred<T> {
+        let jobs = &self.inner.jobs;
         // The key the job will have: the canceller knows it without a shared cell.
-        let key = self.inner.jobs.borrow().next_key();
+        let key = jobs.next_key();
         let weak = Rc::downgrade(&self.inner);
         let (d, resolver) = Deferred::<T>::with_canceller(move || {
             if let Some(inner) = weak.upgrade() {
-                let removed = inner.jobs.borrow_mut().remove(key);
-                if let Some(entry) = &removed {
-                    entry.job.cancel();
-                }
-                // Dropped outside the borrow: dropping the resolver may run callbacks.
-                drop(removed);
+                inner.jobs.cancel(key);
             }
             None
         });
-        let cell = Arc::new(JobCell {
-            key,
-            remote: self.inner.remote.clone(),
-            cancelled: AtomicBool::new(false),
-            stage: Mutex::new(Stage::Queued(f)),
-        });
-        let inserted = self.inner.jobs.borrow_mut().insert(JobEntry {
-            resolver: Box::new(resolver),
-            job: cell.clone(),
-        });
-        debug_assert_eq!(inserted, key);
-        if let Err(e) = self.pool().submit(Job::Shared(cell)) {
-            let entry = self.inner.jobs.borrow_mut().remove(key);
-            if let Some(r) =
-                entry.and_then(|e| e.resolver.downcast::<ropewalk_deferred::Resolver<T>>().ok())
-            {
-                let _ = r.errback(e);
-            }
+        let job = jobs.insert(key, f, resolver, &self.inner.remote);
+        if let Err(e) = self.pool().submit(job) {
+            jobs.refused::<T>(key, e);
         }
         d
     }
@@ -949,7 +936,7 @@ impl Reactor {
                 }
                 RemoteOp::Wake(key) => inner.tasks.wake(key),
                 RemoteOp::Done(job) => {
-                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| job.finish(self))) {
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| job.finish(&inner.jobs))) {
                         log::error!("panic in a job's callbacks: {}", Failure::from_panic(p));
                     }
                 }
@@ -970,94 +957,6 @@ impl Reactor {
                     Failure::from_panic(p)
                 );
             }
-        }
-    }
-}
-
-/// A `defer_to_thread` job as the pool and the queue back to the reactor see it: one
-/// allocation holding the function, then its result, and the way back.
-struct JobCell<T, F> {
-    key: Key,
-    remote: Arc<Remote>,
-    cancelled: AtomicBool,
-    stage: Mutex<Stage<T, F>>,
-}
-
-enum Stage<T, F> {
-    /// Not started.
-    Queued(F),
-    /// Taken by a worker, running.
-    Running,
-    /// Run; the reactor has not taken the result yet.
-    Done(Result<T, Failure>),
-}
-
-/// The reactor's side of a job in flight: `ReactorCore::jobs` holds one per pending
-/// `defer_to_thread`.
-struct JobEntry {
-    /// The `Resolver<T>`: not `Send`, so it stays here, on the reactor's thread.
-    resolver: Box<dyn Any>,
-    job: Arc<dyn Finished>,
-}
-
-/// What the reactor does with a job cell, on its own thread.
-pub(crate) trait Finished: Send + Sync {
-    /// A job not yet started will not run.
-    fn cancel(&self);
-    /// The result is there: fire the Deferred, unless it was cancelled.
-    fn finish(&self, reactor: &Reactor);
-}
-
-impl<T, F> Task for JobCell<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, Failure> + Send + 'static,
-{
-    fn run(self: Arc<Self>) {
-        let f = {
-            let mut stage = self.stage.lock().unwrap_or_else(|e| e.into_inner());
-            match std::mem::replace(&mut *stage, Stage::Running) {
-                Stage::Queued(f) => f,
-                other => {
-                    *stage = other;
-                    return;
-                }
-            }
-        };
-        if self.cancelled.load(Ordering::Acquire) {
-            return;
-        }
-        let result =
-            catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Failure::from_panic(p)));
-        *self.stage.lock().unwrap_or_else(|e| e.into_inner()) = Stage::Done(result);
-        let remote = self.remote.clone();
-        remote.push(RemoteOp::Done(self));
-    }
-}
-
-impl<T, F> Finished for JobCell<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, Failure> + Send + 'static,
-{
-    fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
-    }
-
-    fn finish(&self, reactor: &Reactor) {
-        let entry = reactor.inner.jobs.borrow_mut().remove(self.key);
-        let Some(entry) = entry else {
-            return; // cancelled
-        };
-        let stage = std::mem::replace(
-            &mut *self.stage.lock().unwrap_or_else(|e| e.into_inner()),
-            Stage::Running,
-        );
-        if let (Ok(r), Stage::Done(result)) = (
-            entry.resolver.downcast::<ropewalk_deferred::Resolver<T>>(),
-            stage,
-        ) {
-            let _ = r.resolve(result);
         }
     }
 }
