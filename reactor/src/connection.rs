@@ -170,7 +170,7 @@ pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
     /// Taken off the poller: the peer hung up while reading was paused, and epoll would
     /// report that hang-up on every wait until `resume_reading` (level-triggered only).
     parked: Cell<bool>,
-    /// Registered edge-triggered, for reading and writing, once (see `io.rs`).
+    /// Registered edge-triggered, for reading and writing, once (see `sys/epoll.rs`).
     edge: bool,
     /// Edge-triggered: a look asked of the next turn (`ready_again`) and not yet had, as
     /// `(readable, writable)`, so that it is asked once.

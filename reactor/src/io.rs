@@ -8,7 +8,7 @@
 //! closure that calls its handler.
 //!
 //! Protocol connections are registered edge-triggered where the poller supports it
-//! ([`Sources::edge`], the epoll path): read and write interest once, never changed.
+//! ([`Sources::edge`]: `sys/epoll.rs`, on Linux): read and write interest once, never changed.
 //! What the poller will not report again (a read budget spent before the socket was
 //! drained, reading resumed, a write wanted while the socket is already writable) the
 //! connection asks of the next turn with [`Sources::ready_again`]. On the portable path

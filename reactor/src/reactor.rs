@@ -1,4 +1,11 @@
-//! The [`Reactor`]: one event loop, owned by one thread.
+//! The [`Reactor`]: one event loop, owned by one thread, and its [`ReactorHandle`] for
+//! other threads.
+//!
+//! A `Reactor` is a handle on a `ReactorCore`, which owns the loop's parts as values:
+//! its I/O [`Sources`] (with the poller, in `Remote`, shared with other threads), its
+//! timers, its [`Tasks`], its [`Triggers`] and its [`Jobs`] in flight. This file holds
+//! the turn that drives them, the public methods (thin where a part does the work), and
+//! the [`IoHandler`] trait the transports implement to be handed readiness.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
