@@ -2,7 +2,7 @@
 //! and the ways it closes. It is the [`Transport`] its protocol writes to.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -10,13 +10,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use polling::PollMode;
 use ropewalk_deferred::Failure;
 
-use crate::io::{Interest, IoHandler, Ready};
 use crate::protocol::{Address, ConnectionError, Producer, Protocol, Transport, TransportRef};
-use crate::reactor::{Inner, Reactor};
+use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
+use crate::sys::{sock_read, sock_send, Interest, PollMode, Ready};
 
 /// Default high-water mark of a connection's write queue.
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -45,42 +44,6 @@ pub(crate) trait StreamSocket: AsRawFd + 'static {
     fn set_reset_on_close(&self) {}
     /// The pending socket error (`SO_ERROR`), cleared.
     fn take_socket_error(&self) -> io::Result<Option<io::Error>>;
-}
-
-/// A read from a stream socket: `recv(2)` as a direct system call (rustix) on Linux,
-/// where glibc's `recv` and `send` are cancellation points (~60 instructions around each
-/// call, twice per request-response round trip); std's read elsewhere. `recv`, not
-/// `read`: the kernel's `read` path adds the VFS layer's checks and hooks to every call
-/// (about 3% of an echo server's CPU time, measured with `perf record`).
-fn sock_read<S: std::os::fd::AsFd>(sock: &S, buf: &mut [u8]) -> io::Result<usize>
-where
-    for<'a> &'a S: Read,
-{
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    return rustix::net::recv(sock, buf, rustix::net::RecvFlags::empty())
-        .map(|(n, _)| n)
-        .map_err(io::Error::from);
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let mut sock = sock;
-        sock.read(buf)
-    }
-}
-
-/// A write to a stream socket: `send(2)` with `MSG_NOSIGNAL` as a direct system call on
-/// Linux (as std's `write`, a peer that went away is an `EPIPE` error, never a
-/// `SIGPIPE`); std's write elsewhere.
-fn sock_send<S: std::os::fd::AsFd>(sock: &S, buf: &[u8]) -> io::Result<usize>
-where
-    for<'a> &'a S: Write,
-{
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    return rustix::net::send(sock, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from);
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let mut sock = sock;
-        sock.write(buf)
-    }
 }
 
 impl StreamSocket for TcpStream {
@@ -154,7 +117,8 @@ impl StreamSocket for UnixStream {
     }
 }
 
-struct State {
+/// A connection's write queue and where it is in its life (reading, closing, closed).
+struct ConnState {
     /// Bytes queued for the socket: `wbuf[wpos..]`.
     wbuf: Vec<u8>,
     wpos: usize,
@@ -176,7 +140,7 @@ struct State {
     high_water: usize,
 }
 
-impl State {
+impl ConnState {
     fn queued(&self) -> usize {
         self.wbuf.len() - self.wpos
     }
@@ -192,10 +156,10 @@ impl State {
 
 /// One connection: its socket, its protocol, its write queue.
 pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
-    reactor: Weak<Inner>,
+    reactor: Weak<ReactorCore>,
     sock: RefCell<Option<S>>,
     key: Cell<Option<Key>>,
-    state: RefCell<State>,
+    state: RefCell<ConnState>,
     protocol: RefCell<Option<Rc<RefCell<P>>>>,
     peer: Address,
     local: Address,
@@ -206,7 +170,7 @@ pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
     /// Taken off the poller: the peer hung up while reading was paused, and epoll would
     /// report that hang-up on every wait until `resume_reading` (level-triggered only).
     parked: Cell<bool>,
-    /// Registered edge-triggered, for reading and writing, once (see `io.rs`).
+    /// Registered edge-triggered, for reading and writing, once (see `sys/epoll.rs`).
     edge: bool,
     /// Edge-triggered: a look asked of the next turn (`ready_again`) and not yet had, as
     /// `(readable, writable)`, so that it is asked once.
@@ -255,7 +219,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             nodelay: Cell::new(known.nodelay),
             sock: RefCell::new(Some(sock)),
             key: Cell::new(None),
-            state: RefCell::new(State {
+            state: RefCell::new(ConnState {
                 wbuf: Vec::new(),
                 wpos: 0,
                 registered: Interest::READ,

@@ -16,7 +16,8 @@ pub struct ListenerId(u64);
 
 type Listener<E> = Rc<RefCell<dyn FnMut(&E)>>;
 
-struct Inner<E> {
+/// An emitter's listeners and the id the next one gets.
+struct EmitterListeners<E> {
     listeners: Vec<(ListenerId, Listener<E>)>,
     next: u64,
 }
@@ -48,7 +49,7 @@ struct Inner<E> {
 /// assert_eq!(*seen.borrow(), vec!["Opened"]);
 /// ```
 pub struct Emitter<E> {
-    inner: Rc<RefCell<Inner<E>>>,
+    inner: Rc<RefCell<EmitterListeners<E>>>,
 }
 
 impl<E: 'static> Emitter<E> {
@@ -62,7 +63,7 @@ impl<E: 'static> Emitter<E> {
     /// ```
     pub fn new() -> Emitter<E> {
         Emitter {
-            inner: Rc::new(RefCell::new(Inner {
+            inner: Rc::new(RefCell::new(EmitterListeners {
                 listeners: Vec::new(),
                 next: 0,
             })),

@@ -34,9 +34,9 @@ use std::thread::JoinHandle;
 use ropewalk_deferred::{Failure, Panicked};
 
 use crate::error::{GroupError, ReactorError};
-use crate::lifecycle::{stop_on_signals, SignalGuard};
 use crate::protocol::Factory;
 use crate::reactor::{Reactor, ReactorHandle};
+use crate::signals::{stop_on_signals, SignalGuard};
 use crate::tcp::{bind_tcp, ListenOptions, ListeningPort};
 
 /// N reactors, each on its own thread: the multi-core form of a ropewalk program (the

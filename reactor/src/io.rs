@@ -1,249 +1,87 @@
-//! I/O sources: registering file descriptors with the reactor's poller and dispatching
-//! readiness to their handlers.
+//! I/O sources: the descriptors registered with the reactor's poller, the handler of
+//! each, and the readiness one turn hands to them.
 //!
-//! Protocol connections use edge-triggered interest on Linux (epoll, with `EPOLLRDHUP`,
-//! which `polling` does not ask for, so they are registered with `epoll_ctl` directly):
-//! read and write interest are registered once and never changed, so no syscall
-//! changes interest as a write queue fills and drains, and the poller does not look at a
-//! reported socket again on its next wait, as it does for level-triggered ones. What it
-//! will not report again (a read budget spent before the socket was drained, reading
-//! resumed, a write wanted while the socket is already writable) the connection asks for
-//! with [`Reactor::ready_again`]. Elsewhere they use level-triggered interest: read
-//! interest stays armed while reading is wanted, write interest only while a write queue
-//! waits for the socket. Listening ports use level-triggered interest; async sockets
-//! oneshot interest, armed by the future that would block.
-#![allow(unsafe_code)]
+//! [`Sources`] is a value the reactor owns. It knows its handlers only as `Rc<H>` (the
+//! reactor's `IoHandler` trait objects) and asks the kernel only through
+//! [`sys::Poller`], which the reactor lends to each call: registering a source, waiting
+//! for the ones that are ready, then [`dispatch`](Sources::dispatch)ing each event to a
+//! closure that calls its handler.
+//!
+//! Protocol connections are registered edge-triggered where the poller supports it
+//! ([`Sources::edge`]: `sys/epoll.rs`, on Linux): read and write interest once, never changed.
+//! What the poller will not report again (a read budget spent before the socket was
+//! drained, reading resumed, a write wanted while the socket is already writable) the
+//! connection asks of the next turn with [`Sources::ready_again`]. On the portable path
+//! they are level-triggered: read interest stays armed while reading is wanted, write
+//! interest only while a write queue waits for the socket. Listening ports use
+//! level-triggered interest (`EPOLLEXCLUSIVE` on Linux); async sockets oneshot interest,
+//! armed by the future that would block.
 
+use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use polling::{Event, PollMode};
-use ropewalk_deferred::Failure;
+use crate::slab::{Key, Slab};
+use crate::sys::{self, key_of, poll_key, Interest, PollMode, Ready};
 
-use crate::reactor::Reactor;
-use crate::slab::Key;
-
-/// What a source wants to hear about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Interest {
-    pub(crate) read: bool,
-    pub(crate) write: bool,
-}
-
-impl Interest {
-    pub(crate) const READ: Interest = Interest {
-        read: true,
-        write: false,
-    };
-    pub(crate) const BOTH: Interest = Interest {
-        read: true,
-        write: true,
-    };
-    pub(crate) const NONE: Interest = Interest {
-        read: false,
-        write: false,
-    };
-}
-
-/// Readiness delivered to a handler.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ready {
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
-    /// Hang-up or error reported by the poller.
-    pub(crate) hangup: bool,
-    /// The peer shut down its sending side (`EPOLLRDHUP`): its end of stream is there to
-    /// be read, after any bytes before it, and (edge-triggered) will not be reported again.
-    pub(crate) read_closed: bool,
-}
-
-/// Something registered with the poller.
-pub(crate) trait IoHandler {
-    fn ready(self: Rc<Self>, reactor: &Reactor, ready: Ready);
-
-    /// The reactor is shutting down: close.
-    fn shutdown(self: Rc<Self>) {}
-}
-
-pub(crate) struct SourceEntry {
-    pub(crate) fd: RawFd,
-    pub(crate) handler: Rc<dyn IoHandler>,
-    pub(crate) mode: PollMode,
-    /// A listening socket registered with `EPOLLEXCLUSIVE` (see [`Reactor::register_listener`]).
-    pub(crate) exclusive: bool,
-}
-
-pub(crate) fn poll_key(key: Key) -> usize {
-    ((key.gen as usize) << 32) | key.index as usize
-}
-
-fn key_of(k: usize) -> Key {
-    Key {
-        index: (k & 0xffff_ffff) as u32,
-        gen: (k >> 32) as u32,
-    }
-}
-
-fn event(key: Key, interest: Interest) -> Event {
-    let k = poll_key(key);
-    match (interest.read, interest.write) {
-        (true, true) => Event::all(k),
-        (true, false) => Event::readable(k),
-        (false, true) => Event::writable(k),
-        (false, false) => Event::none(k),
-    }
-}
-
-/// Adds (`add`) or changes the poller's registration of `fd`.
-///
-/// An edge-triggered source is registered directly with `epoll_ctl`, to ask for
-/// `EPOLLRDHUP` too (which `polling` does not): the peer's shutdown of its sending side is
-/// reported once, and the source must then read to the end (see [`Ready::read_closed`]).
-/// An `exclusive` one (a listener) is too, see [`exclusive_ctl`].
-fn ctl(
-    poller: &polling::Poller,
-    fd: BorrowedFd<'_>,
-    key: Key,
-    interest: Interest,
+/// One registered descriptor.
+struct SourceEntry<H: ?Sized> {
+    fd: RawFd,
+    handler: Rc<H>,
     mode: PollMode,
+    /// A listening socket registered with `EPOLLEXCLUSIVE` (see
+    /// [`Sources::register_listener`]).
     exclusive: bool,
-    add: bool,
-) -> io::Result<()> {
-    if exclusive {
-        return exclusive_ctl(poller, fd, key, interest.read);
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if mode == PollMode::Edge {
-        use rustix::event::epoll::{self, EventData, EventFlags};
-        use std::os::fd::AsFd;
-        let mut flags = EventFlags::ET;
-        if interest.read {
-            flags |= EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI;
-        }
-        if interest.write {
-            flags |= EventFlags::OUT;
-        }
-        let data = EventData::new_u64(poll_key(key) as u64);
-        let done = if add {
-            epoll::add(poller.as_fd(), fd, data, flags)
-        } else {
-            epoll::modify(poller.as_fd(), fd, data, flags)
-        };
-        return done.map_err(io::Error::from);
-    }
-    if add {
-        // SAFETY: every registered descriptor is deleted from the poller by `deregister`
-        // before its owner closes it: the socket types of this crate deregister in
-        // their close paths and in `Drop`.
-        unsafe { poller.add_with_mode(fd.as_raw_fd(), event(key, interest), mode) }
-    } else {
-        poller.modify_with_mode(fd, event(key, interest), mode)
-    }
 }
 
-/// Adds (`read`) or removes an `EPOLLEXCLUSIVE` registration: the kernel refuses to
-/// modify one (`EINVAL`), so a listener that stops accepting for a while (out of
-/// descriptors) is taken off the poller and added back. Removing one that is not there,
-/// or adding one that is, is not an error.
-fn exclusive_ctl(
-    poller: &polling::Poller,
-    fd: BorrowedFd<'_>,
-    key: Key,
-    read: bool,
-) -> io::Result<()> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::event::epoll::{self, EventData, EventFlags};
-        use rustix::io::Errno;
-        use std::os::fd::AsFd;
-        let done = if read {
-            let data = EventData::new_u64(poll_key(key) as u64);
-            match epoll::add(
-                poller.as_fd(),
-                fd,
-                data,
-                EventFlags::IN | EventFlags::EXCLUSIVE,
-            ) {
-                Err(Errno::EXIST) => Ok(()),
-                other => other,
-            }
-        } else {
-            match epoll::delete(poller.as_fd(), fd) {
-                Err(Errno::NOENT) => Ok(()),
-                other => other,
-            }
-        };
-        done.map_err(io::Error::from)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = (poller, fd, key, read);
-        unreachable!("only Linux registers listeners with EPOLLEXCLUSIVE")
-    }
+/// The reactor's registered descriptors and the readiness of the current turn.
+pub(crate) struct Sources<H: ?Sized> {
+    entries: RefCell<Slab<SourceEntry<H>>>,
+    /// The poller's wait buffer.
+    events: RefCell<sys::Events>,
+    /// What the last wait reported, by poll key: dispatched in this turn.
+    ready: RefCell<Vec<(usize, Ready)>>,
+    /// Readiness the poller will not report again (edge-triggered sources that stopped
+    /// before draining, or resumed): handed to their handlers on the next turn.
+    again: RefCell<Vec<(usize, Ready)>>,
+    /// Whether connections use edge-triggered interest (the poller supports it).
+    edge: bool,
+    /// How many entries are signal wake-up sockets: a signal stops the reactor, so they
+    /// cannot deliver what a `wait()` waits for.
+    signal_sources: Cell<usize>,
+    /// The one read buffer every connection and port reads into.
+    read_buf: RefCell<Vec<u8>>,
 }
 
-impl Reactor {
+/// The size of the reactor's one read buffer.
+pub(crate) const READ_BUFFER: usize = 64 * 1024;
+
+impl<H: ?Sized> Sources<H> {
+    pub(crate) fn new(poller: &sys::Poller) -> Sources<H> {
+        Sources {
+            entries: RefCell::new(Slab::new()),
+            events: RefCell::new(sys::Poller::events()),
+            ready: RefCell::new(Vec::new()),
+            again: RefCell::new(Vec::new()),
+            edge: poller.edge_connections(),
+            signal_sources: Cell::new(0),
+            read_buf: RefCell::new(Vec::new()),
+        }
+    }
+
     /// Registers `fd` with `handler`. The caller must [`deregister`](Self::deregister) it
     /// before the descriptor is closed.
     pub(crate) fn register(
         &self,
+        poller: &sys::Poller,
         fd: &impl AsRawFd,
         interest: Interest,
         mode: PollMode,
-        handler: Rc<dyn IoHandler>,
+        handler: Rc<H>,
     ) -> io::Result<Key> {
-        self.add_source(fd, interest, mode, false, handler)
-    }
-
-    fn add_source(
-        &self,
-        fd: &impl AsRawFd,
-        interest: Interest,
-        mode: PollMode,
-        exclusive: bool,
-        handler: Rc<dyn IoHandler>,
-    ) -> io::Result<Key> {
-        let raw = fd.as_raw_fd();
-        let key = self.inner.sources.borrow_mut().insert(SourceEntry {
-            fd: raw,
-            handler,
-            mode,
-            exclusive,
-        });
-        // SAFETY: `fd` is open for this call: the caller lends it.
-        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-        let poller = &self.inner.remote.poller;
-        let added = ctl(poller, fd, key, interest, mode, exclusive, true);
-        if let Err(e) = added {
-            self.inner.sources.borrow_mut().remove(key);
-            return Err(e);
-        }
-        Ok(key)
-    }
-
-    /// Changes what `key` wants to hear about (re-arms a oneshot source).
-    pub(crate) fn reregister(&self, key: Key, interest: Interest) -> io::Result<()> {
-        let (fd, mode, exclusive) = {
-            let mut sources = self.inner.sources.borrow_mut();
-            let Some(entry) = sources.get_mut(key) else {
-                return Err(io::Error::new(io::ErrorKind::NotFound, "source is gone"));
-            };
-            (entry.fd, entry.mode, entry.exclusive)
-        };
-        // SAFETY: `fd` is registered, so it is open (it is deregistered before close).
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        ctl(
-            &self.inner.remote.poller,
-            fd,
-            key,
-            interest,
-            mode,
-            exclusive,
-            false,
-        )
+        self.add(poller, fd.as_raw_fd(), interest, mode, false, handler)
     }
 
     /// Registers a listening socket for reading, level-triggered. On Linux it is
@@ -254,123 +92,81 @@ impl Reactor {
     /// before the descriptor is closed.
     pub(crate) fn register_listener(
         &self,
+        poller: &sys::Poller,
         fd: &impl AsRawFd,
-        handler: Rc<dyn IoHandler>,
+        handler: Rc<H>,
     ) -> io::Result<Key> {
-        let exclusive = cfg!(any(target_os = "linux", target_os = "android"));
-        self.add_source(fd, Interest::READ, PollMode::Level, exclusive, handler)
+        let exclusive = poller.exclusive_listeners();
+        let (interest, mode) = (Interest::READ, PollMode::Level);
+        self.add(poller, fd.as_raw_fd(), interest, mode, exclusive, handler)
+    }
+
+    fn add(
+        &self,
+        poller: &sys::Poller,
+        fd: RawFd,
+        interest: Interest,
+        mode: PollMode,
+        exclusive: bool,
+        handler: Rc<H>,
+    ) -> io::Result<Key> {
+        let key = self.entries.borrow_mut().insert(SourceEntry {
+            fd,
+            handler,
+            mode,
+            exclusive,
+        });
+        if let Err(e) = poller.add(fd, key, interest, mode, exclusive) {
+            self.entries.borrow_mut().remove(key);
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// Changes what `key` wants to hear about (re-arms a oneshot source).
+    pub(crate) fn reregister(
+        &self,
+        poller: &sys::Poller,
+        key: Key,
+        interest: Interest,
+    ) -> io::Result<()> {
+        let (fd, mode, exclusive) = {
+            let mut entries = self.entries.borrow_mut();
+            let Some(entry) = entries.get_mut(key) else {
+                return Err(io::Error::new(io::ErrorKind::NotFound, "source is gone"));
+            };
+            (entry.fd, entry.mode, entry.exclusive)
+        };
+        poller.modify(fd, key, interest, mode, exclusive)
     }
 
     /// Removes `key` from the poller. Call before closing the descriptor. Whether `key`
     /// was registered.
-    pub(crate) fn deregister(&self, key: Key) -> bool {
-        let entry = self.inner.sources.borrow_mut().remove(key);
+    pub(crate) fn deregister(&self, poller: &sys::Poller, key: Key) -> bool {
+        let entry = self.entries.borrow_mut().remove(key);
         let Some(entry) = entry else { return false };
-        // SAFETY: the descriptor is still open: its owner calls this before closing.
-        let fd = unsafe { BorrowedFd::borrow_raw(entry.fd) };
-        if let Err(e) = self.inner.remote.poller.delete(fd) {
+        if let Err(e) = poller.delete(entry.fd) {
             log::debug!("poller delete: {e}");
         }
         true
     }
 
-    /// Waits for I/O (at most `timeout`; `None` = until something happens) and collects
-    /// the ready sources into `io_ready`.
-    pub(crate) fn wait_io(&self, timeout: Option<Duration>) {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+    /// Waits for I/O (at most `timeout`; `None` = until something happens), then queues
+    /// the ready sources, and those asked for again, for [`dispatch`](Self::dispatch).
+    pub(crate) fn wait(&self, poller: &sys::Poller, timeout: Option<Duration>) {
         {
-            if self.wait_epoll_direct(timeout) {
-                return;
-            }
+            let mut events = self.events.borrow_mut();
+            poller.wait(&mut events, timeout, &mut self.ready.borrow_mut());
         }
-        self.wait_polling(timeout);
+        let mut again = self.again.borrow_mut();
+        if !again.is_empty() {
+            self.ready.borrow_mut().append(&mut again);
+        }
     }
 
-    /// The portable path: `polling`'s wait.
-    fn wait_polling(&self, timeout: Option<Duration>) {
-        let mut events = self.inner.events.borrow_mut();
-        events.clear();
-        if let Err(e) = self.inner.remote.poller.wait(&mut events, timeout) {
-            log::error!("poller wait failed: {e}");
-        }
-        let mut ready = self.inner.io_ready.borrow_mut();
-        ready.extend(events.iter().filter(|ev| ev.key != NOTIFY_KEY).map(|ev| {
-            (
-                ev.key,
-                Ready {
-                    readable: ev.readable,
-                    writable: ev.writable,
-                    hangup: ev.is_interrupt() || ev.is_err().unwrap_or(false),
-                    read_closed: ev.is_interrupt(),
-                },
-            )
-        }));
-    }
-
-    /// The Linux fast path: one `epoll_wait` on the poller's own epoll descriptor.
-    ///
-    /// `polling`'s wait costs five system calls (it re-arms a timerfd and its eventfd
-    /// notifier around every `epoll_wait`); this costs one. When the notifier (or the
-    /// timerfd of an earlier `polling` wait) fires, `polling`'s wait runs once with a zero
-    /// timeout, so that it clears and re-arms them as it expects. Returns `false` if the
-    /// direct wait failed, so the caller falls back to `polling`.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn wait_epoll_direct(&self, timeout: Option<Duration>) -> bool {
-        use rustix::event::epoll;
-        use std::os::fd::AsFd;
-
-        let inner = &self.inner;
-        let mut buf = inner.epoll_buf.borrow_mut();
-        buf.clear();
-        // Whole milliseconds, rounded up: a timer is never woken for early.
-        let ts = timeout.and_then(|t| {
-            let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as u64;
-            rustix::time::Timespec::try_from(Duration::from_millis(ms)).ok()
-        });
-        match epoll::wait(
-            inner.remote.poller.as_fd(),
-            rustix::buffer::spare_capacity(&mut *buf),
-            ts.as_ref(),
-        ) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return true,
-            Err(e) => {
-                log::debug!("direct epoll_wait failed ({e}); using polling's wait");
-                return false;
-            }
-        }
-        let read = epoll::EventFlags::IN
-            | epoll::EventFlags::RDHUP
-            | epoll::EventFlags::HUP
-            | epoll::EventFlags::ERR
-            | epoll::EventFlags::PRI;
-        let write = epoll::EventFlags::OUT | epoll::EventFlags::HUP | epoll::EventFlags::ERR;
-        let mut notified = false;
-        {
-            let mut ready = inner.io_ready.borrow_mut();
-            for ev in buf.iter() {
-                let key = ev.data.u64() as usize;
-                if key == NOTIFY_KEY {
-                    notified = true;
-                    continue;
-                }
-                let flags = ev.flags;
-                ready.push((
-                    key,
-                    Ready {
-                        readable: flags.intersects(read),
-                        writable: flags.intersects(write),
-                        hangup: flags.contains(epoll::EventFlags::HUP),
-                        read_closed: flags.contains(epoll::EventFlags::RDHUP),
-                    },
-                ));
-            }
-        }
-        drop(buf);
-        if notified {
-            self.wait_polling(Some(Duration::ZERO));
-        }
-        true
+    /// Whether a source asked the next turn to look at it again.
+    pub(crate) fn has_again(&self) -> bool {
+        !self.again.borrow().is_empty()
     }
 
     /// Hands `ready` to `key`'s handler on the next turn, as if the poller had reported
@@ -378,58 +174,57 @@ impl Reactor {
     /// budget), or that wants again what it set aside (reading resumed), since the poller
     /// reports neither until something new happens.
     pub(crate) fn ready_again(&self, key: Key, ready: Ready) {
-        self.inner
-            .io_again
-            .borrow_mut()
-            .push((poll_key(key), ready));
+        self.again.borrow_mut().push((poll_key(key), ready));
     }
 
-    /// Whether connections register edge-triggered interest.
-    pub(crate) fn edge_io(&self) -> bool {
-        self.inner.edge_io
-    }
-
-    /// Hands the events of the last wait to their handlers.
-    pub(crate) fn dispatch_io(&self) {
-        let mut ready = std::mem::take(&mut *self.inner.io_ready.borrow_mut());
+    /// Hands each event of the last wait to `call` with its handler; events of sources
+    /// removed earlier in the turn are dropped.
+    pub(crate) fn dispatch(&self, mut call: impl FnMut(Rc<H>, Ready)) {
+        let mut ready = std::mem::take(&mut *self.ready.borrow_mut());
         for &(k, r) in &ready {
             let handler = {
-                let mut sources = self.inner.sources.borrow_mut();
-                match sources.get_mut(key_of(k)) {
+                let mut entries = self.entries.borrow_mut();
+                match entries.get_mut(key_of(k)) {
                     Some(entry) => entry.handler.clone(),
                     None => continue, // closed earlier in this turn
                 }
             };
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| handler.ready(self, r))) {
-                log::error!("panic in an I/O handler: {}", Failure::from_panic(p));
-            }
+            call(handler, r);
         }
         ready.clear();
-        *self.inner.io_ready.borrow_mut() = ready;
+        *self.ready.borrow_mut() = ready;
     }
 
-    /// Closes every source (the `During` shutdown phase).
-    pub(crate) fn shutdown_sources(&self) {
-        let handlers: Vec<Rc<dyn IoHandler>> = self
-            .inner
-            .sources
-            .borrow()
-            .iter()
-            .map(|e| e.handler.clone())
-            .collect();
-        for h in handlers {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.shutdown())) {
-                log::error!(
-                    "panic while closing at shutdown: {}",
-                    Failure::from_panic(p)
-                );
-            }
-        }
+    /// Every handler, for shutdown.
+    pub(crate) fn handlers(&self) -> Vec<Rc<H>> {
+        let entries = self.entries.borrow();
+        entries.iter().map(|e| e.handler.clone()).collect()
     }
 
-    /// The reactor's shared read buffer, lent out for one read.
+    /// How many descriptors are registered.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    /// Whether every registered descriptor is a signal wake-up socket.
+    pub(crate) fn only_signal_sources(&self) -> bool {
+        self.len() == self.signal_sources.get()
+    }
+
+    /// Counts a signal wake-up socket in (`true`) or out.
+    pub(crate) fn count_signal_source(&self, added: bool) {
+        let n = self.signal_sources.get();
+        self.signal_sources.set(if added { n + 1 } else { n - 1 });
+    }
+
+    /// Whether connections register edge-triggered interest.
+    pub(crate) fn edge(&self) -> bool {
+        self.edge
+    }
+
+    /// The shared read buffer, lent out for one read.
     pub(crate) fn take_read_buffer(&self) -> Vec<u8> {
-        let mut buf = std::mem::take(&mut *self.inner.read_buf.borrow_mut());
+        let mut buf = std::mem::take(&mut *self.read_buf.borrow_mut());
         if buf.len() < READ_BUFFER {
             buf.resize(READ_BUFFER, 0);
         }
@@ -437,19 +232,6 @@ impl Reactor {
     }
 
     pub(crate) fn return_read_buffer(&self, buf: Vec<u8>) {
-        *self.inner.read_buf.borrow_mut() = buf;
+        *self.read_buf.borrow_mut() = buf;
     }
 }
-
-/// `EINPROGRESS`: a non-blocking connect has started (std has no stable `ErrorKind`).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) const EINPROGRESS: i32 = 115;
-/// `EINPROGRESS`: a non-blocking connect has started (std has no stable `ErrorKind`).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) const EINPROGRESS: i32 = 36;
-
-/// The key `polling` gives its own notifier and timer.
-const NOTIFY_KEY: usize = usize::MAX;
-
-/// The size of the reactor's one read buffer.
-pub(crate) const READ_BUFFER: usize = 64 * 1024;

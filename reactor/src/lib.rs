@@ -34,6 +34,41 @@
 //! assert_eq!(d.wait().unwrap(), 4);
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! # Implementation
+//!
+//! A [`Reactor`] is a handle on a `ReactorCore` (`reactor.rs`), which owns the loop's
+//! parts as values, each in its own file, none of which knows the reactor:
+//!
+//! - `io.rs`: `Sources`, the descriptors registered with the poller and their handlers,
+//!   the readiness of the turn, and the one shared read buffer;
+//! - `time.rs`: the timer queue; `task.rs`: `Tasks`, the spawned futures;
+//!   `lifecycle.rs`: `Triggers`; `jobs.rs`: `Jobs`, the `defer_to_thread` jobs in
+//!   flight, run by the worker pool of `pool.rs`;
+//! - `sys/`: every call that asks the kernel about readiness. On Linux, `sys/epoll.rs`:
+//!   connections are registered **edge-triggered** with `EPOLLRDHUP` through
+//!   `epoll_ctl` directly, listeners with `EPOLLEXCLUSIVE`, a turn waits in one
+//!   `epoll_wait`, and connections read and send with direct `recv`/`send` calls.
+//!   Elsewhere, or with the `portable-poller` feature, `sys/portable.rs`: the `polling`
+//!   crate alone, with **level-triggered** connections. The choice is made at compile
+//!   time, so the epoll path carries no runtime branch for it.
+//!
+//! Above the core, the transports (`connection.rs`, `tcp.rs`, `udp.rs`, `net.rs`) and
+//! the signal wake-up sockets (`signals.rs`) implement the core's `IoHandler` trait and
+//! register themselves through the reactor.
+//!
+//! One turn (`Reactor::turn`): wait for I/O, run what other threads queued, the due
+//! timers, the `call_soon` callbacks, then the woken tasks. One read event on a
+//! connection goes down from the turn and back up once, through four files:
+//!
+//! 1. `reactor.rs`: the turn asks `Sources::wait` (`io.rs`) for readiness, which asks
+//!    `sys::Poller::wait` (`sys/epoll.rs`: one `epoll_wait`) and queues what it reports;
+//! 2. `reactor.rs`: `Sources::dispatch` (`io.rs`) looks up each event's handler and
+//!    hands it back to the turn, which calls `IoHandler::ready` under `catch_unwind`;
+//! 3. `connection.rs`: the connection reads into the shared buffer with `sys::sock_read`
+//!    and gives the bytes to its protocol's `data_received`. If its read budget ran out
+//!    before the socket was drained (edge-triggered, the kernel will not say so again),
+//!    it asks the next turn to look again (`Sources::ready_again`).
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_code)]
 
@@ -42,6 +77,7 @@ mod error;
 mod events;
 mod group;
 mod io;
+mod jobs;
 mod lifecycle;
 mod looping;
 pub mod net;
@@ -49,7 +85,9 @@ mod pool;
 mod protocol;
 mod radix;
 mod reactor;
+mod signals;
 mod slab;
+mod sys;
 mod task;
 mod tcp;
 pub mod testing;
@@ -62,7 +100,7 @@ pub use crate::events::{Emitter, ListenerId};
 pub use crate::group::{
     AcceptQueue, GroupListener, ParseAcceptQueueError, ReactorGroup, ReactorGroupBuilder,
 };
-pub use crate::lifecycle::{Phase, SignalGuard, SystemEvent, TriggerId};
+pub use crate::lifecycle::{Phase, SystemEvent, TriggerId};
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::protocol::{
@@ -70,6 +108,7 @@ pub use crate::protocol::{
     TransportRef,
 };
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
+pub use crate::signals::SignalGuard;
 pub use crate::task::{yield_now, YieldNow};
 pub use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 pub use crate::time::{defer_later, Clock, DelayedCall, ManualClock};

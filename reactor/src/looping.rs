@@ -31,7 +31,8 @@ pub enum LoopError {
 
 type Body = Box<dyn FnMut(u64) -> Outcome<()>>;
 
-struct Inner {
+/// A looping call's body, clock and schedule, shared by its handles.
+struct LoopState {
     clock: Rc<dyn Clock>,
     f: RefCell<Body>,
     running: Cell<bool>,
@@ -73,7 +74,7 @@ struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct LoopingCall {
-    inner: Rc<Inner>,
+    inner: Rc<LoopState>,
 }
 
 impl LoopingCall {
@@ -120,7 +121,7 @@ impl LoopingCall {
 
     fn build(clock: &(impl Clock + Clone + 'static), f: Body) -> LoopingCall {
         LoopingCall {
-            inner: Rc::new(Inner {
+            inner: Rc::new(LoopState {
                 clock: Rc::new(clock.clone()),
                 f: RefCell::new(f),
                 running: Cell::new(false),

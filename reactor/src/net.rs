@@ -54,11 +54,10 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use futures::io::{AsyncRead, AsyncWrite};
-use polling::PollMode;
 
-use crate::io::{Interest, IoHandler, Ready};
-use crate::reactor::{Inner, Reactor};
+use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
+use crate::sys::{Interest, PollMode, Ready};
 
 #[derive(Clone, Copy)]
 enum Dir {
@@ -68,7 +67,7 @@ enum Dir {
 
 /// A socket's registration: the wakers waiting on it, and what is armed.
 struct Source {
-    reactor: Weak<Inner>,
+    reactor: Weak<ReactorCore>,
     key: Cell<Option<Key>>,
     readers: RefCell<Vec<Waker>>,
     writers: RefCell<Vec<Waker>>,
@@ -423,7 +422,7 @@ impl TcpStream {
             Ok(()) => false,
 
             Err(e)
-                if e.raw_os_error() == Some(crate::io::EINPROGRESS)
+                if e.raw_os_error() == Some(crate::sys::EINPROGRESS)
                     || e.kind() == io::ErrorKind::WouldBlock =>
             {
                 true

@@ -67,7 +67,9 @@ impl Default for PoolConfig {
     }
 }
 
-struct State {
+/// What the pool's threads and its submitters share under one lock: the jobs and
+/// the count of threads in each condition.
+struct PoolQueue {
     queue: VecDeque<Job>,
     threads: usize,
     /// Threads waiting on the condvar (or woken and not yet back under the lock).
@@ -89,7 +91,7 @@ struct State {
 const SPIN: Duration = Duration::from_micros(50);
 
 struct Shared {
-    state: Mutex<State>,
+    state: Mutex<PoolQueue>,
     /// The queue's length, kept under the lock, for the spinning thread to read without it.
     queued: AtomicUsize,
     cv: Condvar,
@@ -121,7 +123,7 @@ impl Pool {
         config.max_queue = config.max_queue.max(1);
         Pool {
             shared: Arc::new(Shared {
-                state: Mutex::new(State {
+                state: Mutex::new(PoolQueue {
                     queue: VecDeque::new(),
                     threads: 0,
                     idle: 0,

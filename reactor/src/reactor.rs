@@ -1,6 +1,12 @@
-//! The [`Reactor`]: one event loop, owned by one thread.
+//! The [`Reactor`]: one event loop, owned by one thread, and its [`ReactorHandle`] for
+//! other threads.
+//!
+//! A `Reactor` is a handle on a `ReactorCore`, which owns the loop's parts as values:
+//! its I/O [`Sources`] (with the poller, in `Remote`, shared with other threads), its
+//! timers, its [`Tasks`], its [`Triggers`] and its [`Jobs`] in flight. This file holds
+//! the turn that drives them, the public methods (thin where a part does the work), and
+//! the [`IoHandler`] trait the transports implement to be handed readiness.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
@@ -11,21 +17,37 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use polling::{Events, Poller};
+use std::future::Future;
+use std::os::fd::AsRawFd;
+
 use ropewalk_deferred::{
-    set_wait_driver, Deferred, Failure, ScheduledCall, Scheduler, WaitDriver, WaitError,
+    maybe_deferred, set_wait_driver, Deferred, Failure, IntoOutcome, ScheduledCall, Scheduler,
+    WaitDriver, WaitError,
 };
 
 use crate::error::ReactorError;
-use crate::io::{Ready, SourceEntry};
-use crate::lifecycle::{SystemEvent, Triggers};
-use crate::pool::{Job, Pool, PoolConfig, PoolStats, Task};
-use crate::slab::{Key, Slab};
-use crate::task::TaskSlot;
-use crate::time::{self, Clock, DelayedCall, SharedTimers, TimerQueue};
+use crate::io::Sources;
+use crate::jobs::{Finished, JobDone, Jobs};
+use crate::lifecycle::{Phase, SystemEvent, TriggerId, Triggers};
+use crate::pool::{Job, Pool, PoolConfig, PoolStats};
+use crate::slab::Key;
+use crate::sys::{self, Interest, PollMode, Ready};
+use crate::task::{task_future, Tasks, WakeTask};
+use crate::time::{self, defer_later, Clock, DelayedCall, SharedTimers, TimerQueue};
 
 /// Most `call_soon` callbacks run in one turn, so that I/O and timers are never starved.
 const SOON_BUDGET: usize = 1024;
+
+/// Something registered with the poller: a connection, a listening port, an async
+/// socket, a signal wake-up socket.
+pub(crate) trait IoHandler {
+    /// The poller reported `ready` for it (or it asked for a look with
+    /// [`Reactor::ready_again`]).
+    fn ready(self: Rc<Self>, reactor: &Reactor, ready: Ready);
+
+    /// The reactor is shutting down: close.
+    fn shutdown(self: Rc<Self>) {}
+}
 
 /// Work handed to the reactor from any thread.
 pub(crate) enum RemoteOp {
@@ -37,7 +59,7 @@ pub(crate) enum RemoteOp {
 
 /// The part of a reactor other threads may touch.
 pub(crate) struct Remote {
-    pub(crate) poller: Poller,
+    pub(crate) poller: sys::Poller,
     pub(crate) queue: Mutex<VecDeque<RemoteOp>>,
     /// Whether `queue` holds anything; written under its lock, read without it, so a turn
     /// with nothing queued takes no lock.
@@ -71,16 +93,36 @@ impl Remote {
     }
 }
 
-pub(crate) struct Inner {
+impl JobDone for Remote {
+    fn job_done(&self, job: Arc<dyn Finished>) {
+        self.push(RemoteOp::Done(job));
+    }
+}
+
+impl WakeTask for Remote {
+    fn wake_task(&self, key: Key) {
+        self.push(RemoteOp::Wake(key));
+    }
+}
+
+/// What a [`Reactor`] handle points to: the loop's parts, each a value with its own
+/// methods, and the state of the loop itself.
+pub(crate) struct ReactorCore {
+    /// The way in from other threads, and the poller.
     pub(crate) remote: Arc<Remote>,
+    /// Registered descriptors and the readiness of this turn.
+    pub(crate) sources: Sources<dyn IoHandler>,
     pub(crate) timers: SharedTimers,
+    /// `call_soon` callbacks.
     soon: RefCell<VecDeque<Box<dyn FnOnce()>>>,
-    pub(crate) tasks: RefCell<Slab<TaskSlot>>,
-    pub(crate) ready: RefCell<Vec<Key>>,
-    jobs: RefCell<Slab<JobEntry>>,
+    /// Spawned futures.
+    tasks: Tasks<Remote>,
+    /// System event triggers.
+    triggers: Triggers,
+    /// `defer_to_thread` jobs in flight.
+    jobs: Jobs,
     pool: RefCell<Option<Pool>>,
     pool_config: RefCell<PoolConfig>,
-    pub(crate) events: RefCell<Events>,
     spare: RefCell<VecDeque<RemoteOp>>,
     running: Cell<bool>,
     /// A turn, or a task's poll, is on the stack: `wait()` and `iterate()` must not re-enter.
@@ -91,23 +133,7 @@ pub(crate) struct Inner {
     loop_time: Cell<Option<Duration>>,
     driver: RefCell<Option<Rc<dyn WaitDriver>>>,
     /// The reactor made before this one on this thread: current again when this one goes.
-    previous: Weak<Inner>,
-    pub(crate) triggers: RefCell<Triggers>,
-    pub(crate) sources: RefCell<Slab<SourceEntry>>,
-    /// How many of `sources` are signal wake-up sockets
-    /// ([`install_signal_handlers`](Reactor::install_signal_handlers)): a signal stops the
-    /// reactor, so they cannot deliver what a `wait()` waits for.
-    pub(crate) signal_sources: Cell<usize>,
-    pub(crate) io_ready: RefCell<Vec<(usize, Ready)>>,
-    /// Readiness the poller will not report again (edge-triggered sources that stopped
-    /// before draining, or resumed): handed to their handlers on the next turn.
-    pub(crate) io_again: RefCell<Vec<(usize, Ready)>>,
-    /// Whether connections use edge-triggered interest (the poller supports it).
-    pub(crate) edge_io: bool,
-    /// The buffer of the direct `epoll_wait` (Linux).
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    pub(crate) epoll_buf: RefCell<Vec<rustix::event::epoll::Event>>,
-    pub(crate) read_buf: RefCell<Vec<u8>>,
+    previous: Weak<ReactorCore>,
 }
 
 /// The event loop: timers, callbacks, tasks, worker-pool results and (with the transports)
@@ -148,11 +174,11 @@ pub(crate) struct Inner {
 /// the loop goes on.
 #[derive(Clone)]
 pub struct Reactor {
-    pub(crate) inner: Rc<Inner>,
+    pub(crate) inner: Rc<ReactorCore>,
 }
 
 thread_local! {
-    static CURRENT: RefCell<Weak<Inner>> = const { RefCell::new(Weak::new()) };
+    static CURRENT: RefCell<Weak<ReactorCore>> = const { RefCell::new(Weak::new()) };
 }
 
 /// Counters that describe a reactor at one moment (see [`Reactor::stats`]).
@@ -173,7 +199,7 @@ pub struct ReactorStats {
     pub turns: u64,
 }
 
-struct Driver(Weak<Inner>);
+struct Driver(Weak<ReactorCore>);
 
 impl WaitDriver for Driver {
     fn run_until(&self, done: &mut dyn FnMut() -> bool) -> Result<(), Failure> {
@@ -202,7 +228,7 @@ impl Reactor {
     /// ```
     pub fn new() -> std::io::Result<Reactor> {
         let remote = Arc::new(Remote {
-            poller: Poller::new()?,
+            poller: sys::Poller::new()?,
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicBool::new(false),
             thread: std::thread::current().id(),
@@ -210,35 +236,23 @@ impl Reactor {
             alive: AtomicBool::new(true),
             external: AtomicUsize::new(0),
         });
-        // Edge-triggered connections need `EPOLLRDHUP` (see `io.rs`): Linux only.
-        let edge_io =
-            cfg!(any(target_os = "linux", target_os = "android")) && remote.poller.supports_edge();
-        let inner = Rc::new(Inner {
+        let inner = Rc::new(ReactorCore {
+            sources: Sources::new(&remote.poller),
             remote,
             timers: Rc::new(RefCell::new(TimerQueue::new(Some(Instant::now())))),
             soon: RefCell::new(VecDeque::new()),
-            tasks: RefCell::new(Slab::new()),
-            ready: RefCell::new(Vec::new()),
-            jobs: RefCell::new(Slab::new()),
+            tasks: Tasks::new(),
+            triggers: Triggers::default(),
+            jobs: Jobs::new(),
             pool: RefCell::new(None),
             pool_config: RefCell::new(PoolConfig::default()),
-            events: RefCell::new(Events::new()),
             spare: RefCell::new(VecDeque::new()),
             running: Cell::new(false),
             in_turn: Cell::new(false),
             turns: Cell::new(0),
-            signal_sources: Cell::new(0),
             loop_time: Cell::new(None),
             driver: RefCell::new(None),
             previous: CURRENT.with(|c| c.borrow().clone()),
-            triggers: RefCell::new(Triggers::default()),
-            sources: RefCell::new(Slab::new()),
-            io_ready: RefCell::new(Vec::new()),
-            io_again: RefCell::new(Vec::new()),
-            edge_io,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            epoll_buf: RefCell::new(Vec::with_capacity(1024)),
-            read_buf: RefCell::new(Vec::new()),
         });
         let driver: Rc<dyn WaitDriver> = Rc::new(Driver(Rc::downgrade(&inner)));
         *inner.driver.borrow_mut() = Some(driver.clone());
@@ -318,12 +332,8 @@ impl Reactor {
         Ok(())
     }
 
-    pub(crate) fn clear_stop(&self) {
+    fn clear_stop(&self) {
         self.inner.remote.stop.store(false, Ordering::Release);
-    }
-
-    pub(crate) fn turn_for(&self, max_wait: Duration) {
-        self.turn(Some(max_wait));
     }
 
     fn enter(&self) -> Result<(), ReactorError> {
@@ -369,9 +379,9 @@ impl Reactor {
         let i = &self.inner;
         i.timers.borrow().len() == 0
             && i.soon.borrow().is_empty()
-            && i.ready.borrow().is_empty()
-            && i.jobs.borrow().len() == 0
-            && i.sources.borrow().len() == i.signal_sources.get()
+            && !i.tasks.has_ready()
+            && i.jobs.len() == 0
+            && i.sources.only_signal_sources()
             && i.remote.external.load(Ordering::Acquire) == 0
             && !i.remote.queued.load(Ordering::Acquire)
     }
@@ -476,9 +486,9 @@ impl Reactor {
         ReactorStats {
             pending_timers: i.timers.borrow().len(),
             queued_callbacks: i.soon.borrow().len(),
-            live_tasks: i.tasks.borrow().len(),
-            sources: i.sources.borrow().len(),
-            pending_jobs: i.jobs.borrow().len(),
+            live_tasks: i.tasks.len(),
+            sources: i.sources.len(),
+            pending_jobs: i.jobs.len(),
             turns: i.turns.get(),
         }
     }
@@ -566,40 +576,302 @@ impl Reactor {
         &self,
         f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
     ) -> Deferred<T> {
+        let jobs = &self.inner.jobs;
         // The key the job will have: the canceller knows it without a shared cell.
-        let key = self.inner.jobs.borrow().next_key();
+        let key = jobs.next_key();
         let weak = Rc::downgrade(&self.inner);
         let (d, resolver) = Deferred::<T>::with_canceller(move || {
             if let Some(inner) = weak.upgrade() {
-                let removed = inner.jobs.borrow_mut().remove(key);
-                if let Some(entry) = &removed {
-                    entry.job.cancel();
-                }
-                // Dropped outside the borrow: dropping the resolver may run callbacks.
-                drop(removed);
+                inner.jobs.cancel(key);
             }
             None
         });
-        let cell = Arc::new(JobCell {
-            key,
-            remote: self.inner.remote.clone(),
-            cancelled: AtomicBool::new(false),
-            stage: Mutex::new(Stage::Queued(f)),
-        });
-        let inserted = self.inner.jobs.borrow_mut().insert(JobEntry {
-            resolver: Box::new(resolver),
-            job: cell.clone(),
-        });
-        debug_assert_eq!(inserted, key);
-        if let Err(e) = self.pool().submit(Job::Shared(cell)) {
-            let entry = self.inner.jobs.borrow_mut().remove(key);
-            if let Some(r) =
-                entry.and_then(|e| e.resolver.downcast::<ropewalk_deferred::Resolver<T>>().ok())
-            {
-                let _ = r.errback(e);
-            }
+        let job = jobs.insert(key, f, resolver, &self.inner.remote);
+        if let Err(e) = self.pool().submit(job) {
+            jobs.refused::<T>(key, e);
         }
         d
+    }
+
+    /// Runs a future as a task on this reactor and gives its outcome as a Deferred
+    /// (Twisted's `ensureDeferred`).
+    ///
+    /// The future need not be `Send`. It is polled for the first time at once, so a future
+    /// that never waits gives an already-fired Deferred. It may be woken from any thread.
+    /// Its output is anything a callback may return: `Ok(value)`, `Err(failure)` (`?`
+    /// works on any error) or a Deferred. A panic becomes a failure.
+    ///
+    /// Cancelling the Deferred drops the future; a Deferred it was awaiting is cancelled
+    /// in turn.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::Reactor;
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let r = reactor.clone();
+    /// let d = reactor.spawn(async move {
+    ///     r.sleep(Duration::from_millis(5)).await?;
+    ///     let n = r.defer_to_thread(|| Ok(2 + 2)).await?;
+    ///     Ok(n * 10)
+    /// });
+    /// assert_eq!(d.wait().unwrap(), 40);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn spawn<T, R, F>(&self, future: F) -> Deferred<T>
+    where
+        T: 'static,
+        R: IntoOutcome<T> + 'static,
+        F: Future<Output = R> + 'static,
+    {
+        let inner = &self.inner;
+        // The key the task will have: the canceller knows it without a shared cell.
+        let key = inner.tasks.next_key();
+        let weak = Rc::downgrade(inner);
+        let (d, resolver) = Deferred::<T>::with_canceller(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.tasks.cancel(key);
+            }
+            None
+        });
+        inner
+            .tasks
+            .insert(key, task_future(future, resolver), &inner.remote);
+        inner.tasks.poll(key, &inner.in_turn);
+        d
+    }
+
+    /// A Deferred that fires with `()` after `duration`: `reactor.sleep(d).await?` in a
+    /// task. Cancelling it cancels the timer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let start = Instant::now();
+    /// reactor.sleep(Duration::from_millis(20)).wait().unwrap();
+    /// assert!(start.elapsed() >= Duration::from_millis(20));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn sleep(&self, duration: Duration) -> Deferred<()> {
+        defer_later(self, duration, || Ok(()))
+    }
+
+    /// Adds a function to run at a phase of a system event (Twisted's
+    /// `addSystemEventTrigger`). Triggers of one phase run in the order they were added;
+    /// one that fails or panics is logged and the others still run. Each trigger runs
+    /// once: at the next time its event happens, then it is gone (so a reactor that is
+    /// run again needs its triggers added again).
+    ///
+    /// Triggers run only through [`run`](Self::run), not while a `wait()` or `iterate()`
+    /// drives the loop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc, time::Duration};
+    /// use ropewalk_reactor::{Clock, Phase, Reactor, SystemEvent};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let log = Rc::new(RefCell::new(vec![]));
+    /// let (l, r) = (log.clone(), reactor.clone());
+    /// reactor.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || {
+    ///     l.borrow_mut().push("saving");
+    ///     // Shutdown waits for this Deferred before going on.
+    ///     r.sleep(Duration::from_millis(5))
+    /// });
+    /// let l = log.clone();
+    /// reactor.add_system_event_trigger(Phase::After, SystemEvent::Shutdown, move || {
+    ///     l.borrow_mut().push("bye");
+    ///     Ok(())
+    /// });
+    /// let r = reactor.clone();
+    /// reactor.call_when_running(move || r.stop().unwrap());
+    /// reactor.run()?;
+    /// assert_eq!(*log.borrow(), vec!["saving", "bye"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add_system_event_trigger<R: IntoOutcome<()> + 'static>(
+        &self,
+        phase: Phase,
+        event: SystemEvent,
+        f: impl FnOnce() -> R + 'static,
+    ) -> TriggerId {
+        let trigger = Box::new(move || maybe_deferred(f));
+        self.inner.triggers.add(phase, event, trigger)
+    }
+
+    /// Removes a trigger that has not run yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ReactorError::UnknownTrigger`] if there is no such trigger (it ran, or was
+    /// removed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{Phase, Reactor, ReactorError, SystemEvent};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let id = reactor.add_system_event_trigger(Phase::During, SystemEvent::Startup, || Ok(()));
+    /// reactor.remove_system_event_trigger(id).unwrap();
+    /// assert_eq!(reactor.remove_system_event_trigger(id), Err(ReactorError::UnknownTrigger));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn remove_system_event_trigger(&self, id: TriggerId) -> Result<(), ReactorError> {
+        self.inner.triggers.remove(id)
+    }
+
+    /// Runs `f` now if the reactor is running, else once it has started (an `After`
+    /// startup trigger, whose id is returned).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let r = reactor.clone();
+    /// assert!(reactor.call_when_running(move || r.stop().unwrap()).is_some());
+    /// reactor.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_when_running(&self, f: impl FnOnce() + 'static) -> Option<TriggerId> {
+        if self.is_running() {
+            f();
+            None
+        } else {
+            Some(
+                self.add_system_event_trigger(Phase::After, SystemEvent::Startup, move || {
+                    f();
+                    Ok(())
+                }),
+            )
+        }
+    }
+
+    /// How long shutdown waits for the Deferreds of `Before` shutdown triggers (default
+    /// 30 s); past it, shutdown goes on and a warning is logged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// reactor.set_shutdown_timeout(std::time::Duration::from_secs(5));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn set_shutdown_timeout(&self, timeout: Duration) {
+        self.inner.triggers.set_timeout(timeout);
+    }
+
+    /// Runs the three phases of `event`, waiting for `Before` triggers' Deferreds, and
+    /// closing every source during shutdown.
+    fn fire_system_event(&self, event: SystemEvent) {
+        for phase in [Phase::Before, Phase::During, Phase::After] {
+            let pending = self.inner.triggers.run_phase(phase, event);
+            if pending.get() > 0 {
+                self.wait_for_triggers(event, &pending);
+            }
+            if phase == Phase::During && event == SystemEvent::Shutdown {
+                self.shutdown_sources();
+                // Let the connections' `connection_lost` calls run before `run()` returns.
+                self.turn(Some(Duration::ZERO));
+            }
+        }
+    }
+
+    /// Runs turns until the `pending` trigger Deferreds have fired, or the shutdown
+    /// timeout has passed.
+    fn wait_for_triggers(&self, event: SystemEvent, pending: &Cell<usize>) {
+        let timeout = self.inner.triggers.timeout();
+        let deadline = Instant::now() + timeout;
+        while pending.get() > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                log::warn!(
+                    "{event:?}: {} trigger(s) still pending after {timeout:?}; going on",
+                    pending.get()
+                );
+                return;
+            }
+            // A stop() during the wait must not turn it into a busy loop.
+            self.clear_stop();
+            self.turn(Some(deadline - now));
+        }
+    }
+
+    /// Closes every source (the `During` shutdown phase).
+    fn shutdown_sources(&self) {
+        for h in self.inner.sources.handlers() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.shutdown())) {
+                log::error!(
+                    "panic while closing at shutdown: {}",
+                    Failure::from_panic(p)
+                );
+            }
+        }
+    }
+
+    /// Registers `fd` with `handler` (see [`Sources::register`]). The caller must
+    /// [`deregister`](Self::deregister) it before the descriptor is closed.
+    pub(crate) fn register(
+        &self,
+        fd: &impl AsRawFd,
+        interest: Interest,
+        mode: PollMode,
+        handler: Rc<dyn IoHandler>,
+    ) -> std::io::Result<Key> {
+        let poller = &self.inner.remote.poller;
+        self.inner
+            .sources
+            .register(poller, fd, interest, mode, handler)
+    }
+
+    /// Registers a listening socket (see [`Sources::register_listener`]).
+    pub(crate) fn register_listener(
+        &self,
+        fd: &impl AsRawFd,
+        handler: Rc<dyn IoHandler>,
+    ) -> std::io::Result<Key> {
+        let poller = &self.inner.remote.poller;
+        self.inner.sources.register_listener(poller, fd, handler)
+    }
+
+    /// Changes what `key` wants to hear about (re-arms a oneshot source).
+    pub(crate) fn reregister(&self, key: Key, interest: Interest) -> std::io::Result<()> {
+        let poller = &self.inner.remote.poller;
+        self.inner.sources.reregister(poller, key, interest)
+    }
+
+    /// Removes `key` from the poller. Call before closing the descriptor. Whether `key`
+    /// was registered.
+    pub(crate) fn deregister(&self, key: Key) -> bool {
+        self.inner
+            .sources
+            .deregister(&self.inner.remote.poller, key)
+    }
+
+    /// Hands `ready` to `key`'s handler on the next turn (see [`Sources::ready_again`]).
+    pub(crate) fn ready_again(&self, key: Key, ready: Ready) {
+        self.inner.sources.ready_again(key, ready);
+    }
+
+    /// Whether connections register edge-triggered interest.
+    pub(crate) fn edge_io(&self) -> bool {
+        self.inner.sources.edge()
+    }
+
+    /// The reactor's shared read buffer, lent out for one read.
+    pub(crate) fn take_read_buffer(&self) -> Vec<u8> {
+        self.inner.sources.take_read_buffer()
+    }
+
+    /// Gives back the buffer of [`take_read_buffer`](Self::take_read_buffer).
+    pub(crate) fn return_read_buffer(&self, buf: Vec<u8>) {
+        self.inner.sources.return_read_buffer(buf);
     }
 
     /// One turn of the loop; `max_wait: None` may block until something happens.
@@ -612,7 +884,7 @@ impl Reactor {
         self.run_remote();
         time::run_due(&inner.timers, false);
         self.run_soon();
-        crate::task::run_ready(self);
+        inner.tasks.run_ready(&inner.in_turn);
 
         inner.loop_time.set(None);
         inner.in_turn.set(was_in_turn);
@@ -621,8 +893,8 @@ impl Reactor {
     fn poll_io(&self, max_wait: Option<Duration>) {
         let inner = &self.inner;
         let busy = !inner.soon.borrow().is_empty()
-            || !inner.ready.borrow().is_empty()
-            || !inner.io_again.borrow().is_empty()
+            || inner.tasks.has_ready()
+            || inner.sources.has_again()
             || inner.remote.stop.load(Ordering::Acquire)
             || inner.remote.queued.load(Ordering::Acquire);
         let timeout = if busy {
@@ -638,16 +910,14 @@ impl Reactor {
                 (a, b) => a.or(b),
             }
         };
-        self.wait_io(timeout);
-        {
-            let mut again = inner.io_again.borrow_mut();
-            if !again.is_empty() {
-                inner.io_ready.borrow_mut().append(&mut again);
-            }
-        }
+        inner.sources.wait(&inner.remote.poller, timeout);
         // One clock read per wake-up, for `loop_time`.
         inner.loop_time.set(Some(inner.timers.borrow().now()));
-        self.dispatch_io();
+        inner.sources.dispatch(|handler, ready| {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| handler.ready(self, ready))) {
+                log::error!("panic in an I/O handler: {}", Failure::from_panic(p));
+            }
+        });
     }
 
     fn run_remote(&self) {
@@ -671,9 +941,9 @@ impl Reactor {
                         );
                     }
                 }
-                RemoteOp::Wake(key) => inner.ready.borrow_mut().push(key),
+                RemoteOp::Wake(key) => inner.tasks.wake(key),
                 RemoteOp::Done(job) => {
-                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| job.finish(self))) {
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| job.finish(&inner.jobs))) {
                         log::error!("panic in a job's callbacks: {}", Failure::from_panic(p));
                     }
                 }
@@ -698,95 +968,7 @@ impl Reactor {
     }
 }
 
-/// A `defer_to_thread` job as the pool and the queue back to the reactor see it: one
-/// allocation holding the function, then its result, and the way back.
-struct JobCell<T, F> {
-    key: Key,
-    remote: Arc<Remote>,
-    cancelled: AtomicBool,
-    stage: Mutex<Stage<T, F>>,
-}
-
-enum Stage<T, F> {
-    /// Not started.
-    Queued(F),
-    /// Taken by a worker, running.
-    Running,
-    /// Run; the reactor has not taken the result yet.
-    Done(Result<T, Failure>),
-}
-
-/// The reactor's side of a job in flight: `Inner::jobs` holds one per pending
-/// `defer_to_thread`.
-struct JobEntry {
-    /// The `Resolver<T>`: not `Send`, so it stays here, on the reactor's thread.
-    resolver: Box<dyn Any>,
-    job: Arc<dyn Finished>,
-}
-
-/// What the reactor does with a job cell, on its own thread.
-pub(crate) trait Finished: Send + Sync {
-    /// A job not yet started will not run.
-    fn cancel(&self);
-    /// The result is there: fire the Deferred, unless it was cancelled.
-    fn finish(&self, reactor: &Reactor);
-}
-
-impl<T, F> Task for JobCell<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, Failure> + Send + 'static,
-{
-    fn run(self: Arc<Self>) {
-        let f = {
-            let mut stage = self.stage.lock().unwrap_or_else(|e| e.into_inner());
-            match std::mem::replace(&mut *stage, Stage::Running) {
-                Stage::Queued(f) => f,
-                other => {
-                    *stage = other;
-                    return;
-                }
-            }
-        };
-        if self.cancelled.load(Ordering::Acquire) {
-            return;
-        }
-        let result =
-            catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Failure::from_panic(p)));
-        *self.stage.lock().unwrap_or_else(|e| e.into_inner()) = Stage::Done(result);
-        let remote = self.remote.clone();
-        remote.push(RemoteOp::Done(self));
-    }
-}
-
-impl<T, F> Finished for JobCell<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, Failure> + Send + 'static,
-{
-    fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
-    }
-
-    fn finish(&self, reactor: &Reactor) {
-        let entry = reactor.inner.jobs.borrow_mut().remove(self.key);
-        let Some(entry) = entry else {
-            return; // cancelled
-        };
-        let stage = std::mem::replace(
-            &mut *self.stage.lock().unwrap_or_else(|e| e.into_inner()),
-            Stage::Running,
-        );
-        if let (Ok(r), Stage::Done(result)) = (
-            entry.resolver.downcast::<ropewalk_deferred::Resolver<T>>(),
-            stage,
-        ) {
-            let _ = r.resolve(result);
-        }
-    }
-}
-
-impl Drop for Inner {
+impl Drop for ReactorCore {
     fn drop(&mut self) {
         // Drop what other threads queued and will never run: a `blocking_call` waiting on
         // one of them then gets `Gone` instead of blocking forever.

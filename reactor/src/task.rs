@@ -1,153 +1,207 @@
-//! Cooperative multitasking: `async` tasks on the reactor. A spawned future is a
+//! Cooperative multitasking: the `async` tasks of a reactor. A spawned future is a
 //! Deferred, and a Deferred is a future.
+//!
+//! [`Tasks`] is a value the reactor owns: a slab of boxed futures and the keys of those
+//! woken since the last turn. A task's waker holds its key and the reactor's
+//! cross-thread queue (anything that is [`WakeTask`]); waking it queues the key there
+//! once, and the reactor's turn hands the key back to [`Tasks::wake`], then polls every
+//! woken task once ([`Tasks::run_ready`]).
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
 use futures::FutureExt;
-use ropewalk_deferred::{Deferred, Failure, IntoOutcome};
+use ropewalk_deferred::{Deferred, Failure, IntoOutcome, Resolver};
 
-use crate::reactor::{Reactor, Remote, RemoteOp};
-use crate::slab::Key;
-use crate::time::defer_later;
+use crate::slab::{Key, Slab};
 
-pub(crate) struct TaskSlot {
+/// Where a woken task's key goes: the reactor's cross-thread queue.
+pub(crate) trait WakeTask: Send + Sync + 'static {
+    /// Queues `key` for the reactor's next turn, waking the reactor if it sleeps.
+    fn wake_task(&self, key: Key);
+}
+
+/// A boxed task, as the slab holds it.
+type TaskFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+struct TaskSlot<W> {
     /// `None` while the task is being polled.
-    future: Option<Pin<Box<dyn Future<Output = ()>>>>,
-    waker: Arc<TaskWaker>,
+    future: Option<TaskFuture>,
+    waker: Arc<TaskWaker<W>>,
     /// Cancelled while being polled: drop it when the poll returns.
     cancelled: bool,
 }
 
-struct TaskWaker {
+struct TaskWaker<W> {
     key: Key,
-    remote: Arc<Remote>,
+    sink: Arc<W>,
     scheduled: AtomicBool,
 }
 
-impl Wake for TaskWaker {
+impl<W: WakeTask> Wake for TaskWaker<W> {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.scheduled.swap(true, Ordering::AcqRel) {
-            self.remote.push(RemoteOp::Wake(self.key));
+            self.sink.wake_task(self.key);
         }
     }
 }
 
-impl Reactor {
-    /// Runs a future as a task on this reactor and gives its outcome as a Deferred
-    /// (Twisted's `ensureDeferred`).
-    ///
-    /// The future need not be `Send`. It is polled for the first time at once, so a future
-    /// that never waits gives an already-fired Deferred. It may be woken from any thread.
-    /// Its output is anything a callback may return: `Ok(value)`, `Err(failure)` (`?`
-    /// works on any error) or a Deferred. A panic becomes a failure.
-    ///
-    /// Cancelling the Deferred drops the future; a Deferred it was awaiting is cancelled
-    /// in turn.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use ropewalk_reactor::Reactor;
-    ///
-    /// let reactor = Reactor::new()?;
-    /// let r = reactor.clone();
-    /// let d = reactor.spawn(async move {
-    ///     r.sleep(Duration::from_millis(5)).await?;
-    ///     let n = r.defer_to_thread(|| Ok(2 + 2)).await?;
-    ///     Ok(n * 10)
-    /// });
-    /// assert_eq!(d.wait().unwrap(), 40);
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn spawn<T, R, F>(&self, future: F) -> Deferred<T>
-    where
-        T: 'static,
-        R: IntoOutcome<T> + 'static,
-        F: Future<Output = R> + 'static,
-    {
-        let inner = &self.inner;
-        let key_cell: Rc<std::cell::Cell<Option<Key>>> = Rc::new(std::cell::Cell::new(None));
-        let (weak, kc) = (Rc::downgrade(inner), key_cell.clone());
-        let (d, resolver) = Deferred::<T>::with_canceller(move || {
-            if let (Some(inner), Some(key)) = (weak.upgrade(), kc.get()) {
-                let dropped = {
-                    let mut tasks = inner.tasks.borrow_mut();
-                    match tasks.get_mut(key) {
-                        Some(slot) if slot.future.is_none() => {
-                            slot.cancelled = true;
-                            None
-                        }
-                        Some(_) => tasks.remove(key),
-                        None => None,
-                    }
-                };
-                // Dropped outside the borrow: the future's drop may cancel Deferreds.
-                drop(dropped);
-            }
-            None
-        });
-        let wrapped = async move {
-            let result = AssertUnwindSafe(future).catch_unwind().await;
-            match result {
-                Ok(out) => {
-                    let d: Deferred<T> = ropewalk_deferred::maybe_deferred(move || out);
-                    d.chain_deferred(resolver);
-                }
-                Err(p) => {
-                    let _ = resolver.errback(Failure::from_panic(p));
-                }
-            }
-        };
-        let key = {
-            let mut tasks = inner.tasks.borrow_mut();
-            let key = tasks.next_key();
-            let waker = Arc::new(TaskWaker {
-                key,
-                remote: inner.remote.clone(),
-                scheduled: AtomicBool::new(false),
-            });
-            let inserted = tasks.insert(TaskSlot {
-                future: Some(Box::pin(wrapped)),
-                waker,
-                cancelled: false,
-            });
-            debug_assert_eq!(inserted, key);
-            key
-        };
-        key_cell.set(Some(key));
-        poll_task(self, key);
-        d
+/// A reactor's spawned tasks.
+pub(crate) struct Tasks<W> {
+    slots: RefCell<Slab<TaskSlot<W>>>,
+    /// Woken since the last turn: polled in the next.
+    ready: RefCell<Vec<Key>>,
+}
+
+impl<W: WakeTask> Tasks<W> {
+    pub(crate) fn new() -> Tasks<W> {
+        Tasks {
+            slots: RefCell::new(Slab::new()),
+            ready: RefCell::new(Vec::new()),
+        }
     }
 
-    /// A Deferred that fires with `()` after `duration`: `reactor.sleep(d).await?` in a
-    /// task. Cancelling it cancels the timer.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    ///
-    /// let reactor = ropewalk_reactor::Reactor::new()?;
-    /// let start = Instant::now();
-    /// reactor.sleep(Duration::from_millis(20)).wait().unwrap();
-    /// assert!(start.elapsed() >= Duration::from_millis(20));
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn sleep(&self, duration: Duration) -> Deferred<()> {
-        defer_later(self, duration, || Ok(()))
+    /// Tasks not yet finished.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.borrow().len()
     }
+
+    /// Whether a woken task waits for its poll.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.borrow().is_empty()
+    }
+
+    /// The key the next [`insert`](Self::insert) will take.
+    pub(crate) fn next_key(&self) -> Key {
+        self.slots.borrow().next_key()
+    }
+
+    /// Adds a task under `key` (from [`next_key`](Self::next_key)); its waker queues
+    /// it through `sink`.
+    pub(crate) fn insert(&self, key: Key, future: TaskFuture, sink: &Arc<W>) {
+        let waker = Arc::new(TaskWaker {
+            key,
+            sink: sink.clone(),
+            scheduled: AtomicBool::new(false),
+        });
+        let inserted = self.slots.borrow_mut().insert(TaskSlot {
+            future: Some(future),
+            waker,
+            cancelled: false,
+        });
+        debug_assert_eq!(inserted, key);
+    }
+
+    /// Drops the task `key` (at once, or when its poll on the stack returns).
+    pub(crate) fn cancel(&self, key: Key) {
+        let dropped = {
+            let mut slots = self.slots.borrow_mut();
+            match slots.get_mut(key) {
+                Some(slot) if slot.future.is_none() => {
+                    slot.cancelled = true;
+                    None
+                }
+                Some(_) => slots.remove(key),
+                None => None,
+            }
+        };
+        // Dropped outside the borrow: the future's drop may cancel Deferreds.
+        drop(dropped);
+    }
+
+    /// The task `key` was woken: poll it in the next turn.
+    pub(crate) fn wake(&self, key: Key) {
+        self.ready.borrow_mut().push(key);
+    }
+
+    /// Polls the woken tasks, each once. `in_turn` is the reactor's re-entry guard.
+    pub(crate) fn run_ready(&self, in_turn: &Cell<bool>) {
+        let ready = std::mem::take(&mut *self.ready.borrow_mut());
+        for &key in &ready {
+            self.poll(key, in_turn);
+        }
+        let mut spare = ready;
+        spare.clear();
+        let mut cur = self.ready.borrow_mut();
+        if cur.is_empty() {
+            *cur = spare;
+        }
+    }
+
+    /// Polls the task `key` once, if it is still there; drops it when it is done.
+    pub(crate) fn poll(&self, key: Key, in_turn: &Cell<bool>) {
+        let (mut future, waker) = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(slot) = slots.get_mut(key) else {
+                return; // finished or cancelled since it was woken
+            };
+            let Some(future) = slot.future.take() else {
+                return;
+            };
+            slot.waker.scheduled.store(false, Ordering::Release);
+            (future, Waker::from(slot.waker.clone()))
+        };
+        let mut cx = Context::from_waker(&waker);
+        // A task's first poll runs inside `spawn`, outside any turn: mark it as one, so
+        // that `wait()` or `iterate()` in the task fails instead of re-entering the loop.
+        let was_in_turn = in_turn.replace(true);
+        // The wrapper catches the user future's panics; this one guards the wrapper itself.
+        let done =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+                Ok(Poll::Pending) => false,
+                Ok(Poll::Ready(())) => true,
+                Err(p) => {
+                    log::error!("panic in a task: {}", Failure::from_panic(p));
+                    true
+                }
+            };
+        in_turn.set(was_in_turn);
+        let finished = {
+            let mut slots = self.slots.borrow_mut();
+            match slots.get_mut(key) {
+                Some(slot) if !done && !slot.cancelled => {
+                    slot.future = Some(future);
+                    None
+                }
+                Some(_) => {
+                    slots.remove(key);
+                    Some(future)
+                }
+                None => Some(future),
+            }
+        };
+        drop(finished);
+    }
+}
+
+/// `future` as a task: its outcome (or its panic, as a failure) goes to `resolver`.
+pub(crate) fn task_future<T, R, F>(future: F, resolver: Resolver<T>) -> TaskFuture
+where
+    T: 'static,
+    R: IntoOutcome<T> + 'static,
+    F: Future<Output = R> + 'static,
+{
+    Box::pin(async move {
+        let result = AssertUnwindSafe(future).catch_unwind().await;
+        match result {
+            Ok(out) => {
+                let d: Deferred<T> = ropewalk_deferred::maybe_deferred(move || out);
+                d.chain_deferred(resolver);
+            }
+            Err(p) => {
+                let _ = resolver.errback(Failure::from_panic(p));
+            }
+        }
+    })
 }
 
 /// A future that is pending once, letting the reactor run other work, then ready.
@@ -188,62 +242,4 @@ impl Future for YieldNow {
             Poll::Pending
         }
     }
-}
-
-/// Polls the woken tasks, each once.
-pub(crate) fn run_ready(reactor: &Reactor) {
-    let ready = std::mem::take(&mut *reactor.inner.ready.borrow_mut());
-    for &key in &ready {
-        poll_task(reactor, key);
-    }
-    let mut spare = ready;
-    spare.clear();
-    let mut cur = reactor.inner.ready.borrow_mut();
-    if cur.is_empty() {
-        *cur = spare;
-    }
-}
-
-fn poll_task(reactor: &Reactor, key: Key) {
-    let inner = &reactor.inner;
-    let (mut future, waker) = {
-        let mut tasks = inner.tasks.borrow_mut();
-        let Some(slot) = tasks.get_mut(key) else {
-            return; // finished or cancelled since it was woken
-        };
-        let Some(future) = slot.future.take() else {
-            return;
-        };
-        slot.waker.scheduled.store(false, Ordering::Release);
-        (future, Waker::from(slot.waker.clone()))
-    };
-    let mut cx = Context::from_waker(&waker);
-    // A task's first poll runs inside `spawn`, outside any turn: mark it as one, so that
-    // `wait()` or `iterate()` in the task fails instead of re-entering the loop.
-    let was_in_turn = inner.in_turn.replace(true);
-    // The wrapper catches the user future's panics; this one guards the wrapper itself.
-    let done = match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
-        Ok(Poll::Pending) => false,
-        Ok(Poll::Ready(())) => true,
-        Err(p) => {
-            log::error!("panic in a task: {}", Failure::from_panic(p));
-            true
-        }
-    };
-    inner.in_turn.set(was_in_turn);
-    let finished = {
-        let mut tasks = inner.tasks.borrow_mut();
-        match tasks.get_mut(key) {
-            Some(slot) if !done && !slot.cancelled => {
-                slot.future = Some(future);
-                None
-            }
-            Some(_) => {
-                tasks.remove(key);
-                Some(future)
-            }
-            None => Some(future),
-        }
-    };
-    drop(finished);
 }

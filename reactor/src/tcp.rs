@@ -11,14 +11,13 @@ use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use polling::PollMode;
 use ropewalk_deferred::{Deferred, Failure, Resolver};
 
 use crate::connection::{Conn, Known, StreamSocket};
-use crate::io::{Interest, IoHandler, Ready};
 use crate::protocol::{Address, ConnectionError, Factory};
-use crate::reactor::{Inner, Reactor};
+use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
+use crate::sys::{Interest, PollMode, Ready};
 use crate::time::{Clock, DelayedCall};
 
 /// Most connections accepted in one readiness event.
@@ -200,7 +199,7 @@ impl Acceptor for UnixListener {
 }
 
 struct Listener<A: Acceptor, F: Factory> {
-    reactor: Weak<Inner>,
+    reactor: Weak<ReactorCore>,
     sock: RefCell<Option<A>>,
     key: Cell<Option<Key>>,
     factory: F,
@@ -739,7 +738,7 @@ fn connect_in_turn<F: Factory>(
 
 /// A TCP connect in progress.
 struct Connector<F: Factory> {
-    reactor: Weak<Inner>,
+    reactor: Weak<ReactorCore>,
     sock: RefCell<Option<socket2::Socket>>,
     key: Cell<Option<Key>>,
     factory: F,
@@ -830,7 +829,7 @@ fn connect_addr<F: Factory>(
             );
         }
         Err(e)
-            if e.raw_os_error() == Some(crate::io::EINPROGRESS)
+            if e.raw_os_error() == Some(crate::sys::EINPROGRESS)
                 || e.kind() == io::ErrorKind::WouldBlock => {}
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             return Deferred::fail(ConnectionError::Refused(e));

@@ -33,12 +33,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
-use polling::PollMode;
 use ropewalk_deferred::{Deferred, Failure};
 
-use crate::io::{Interest, IoHandler, Ready};
-use crate::reactor::{Inner, Reactor};
+use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
+use crate::sys::{Interest, PollMode, Ready};
 
 /// Most datagrams received from one port in one readiness event.
 const DATAGRAMS_PER_EVENT: usize = 32;
@@ -182,7 +181,7 @@ pub type DatagramTransportRef = Rc<dyn DatagramTransport>;
 
 /// One UDP port: its socket and its protocol.
 struct Udp<P: DatagramProtocol> {
-    reactor: Weak<Inner>,
+    reactor: Weak<ReactorCore>,
     this: Weak<Udp<P>>,
     sock: RefCell<Option<UdpSocket>>,
     key: Cell<Option<Key>>,
