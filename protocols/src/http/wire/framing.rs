@@ -149,8 +149,22 @@ impl FramingFields {
 /// How the body of `message`, whose head is `headers` with the framing fields `fields`,
 /// is delimited (RFC 9112 §6.3): the one decision for requests and responses. A
 /// `Content-Length` above `max_body` is [`FramingError::TooLarge`].
-#[inline]
+#[inline(always)]
 pub(crate) fn body_framing(
+    message: Message,
+    headers: &Headers,
+    fields: &FramingFields,
+    max_body: u64,
+) -> Result<BodyFraming, FramingError> {
+    // Most requests carry neither field: no body, decided inline in the parser.
+    if matches!(message, Message::Request(_)) && fields.lengths == 0 && !fields.transfer_encoding {
+        return Ok(BodyFraming::Length(0));
+    }
+    framing_of(message, headers, fields, max_body)
+}
+
+/// [`body_framing`] for a message that has a framing field, or is a response.
+fn framing_of(
     message: Message,
     headers: &Headers,
     fields: &FramingFields,
