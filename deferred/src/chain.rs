@@ -15,7 +15,7 @@
 //!   closure captures nothing is a zero-sized box: no allocation.
 //! - **Chains are recycled.** The last handle to let go of a chain (no other strong or weak
 //!   reference) empties it and keeps its allocation in a small per-thread pool that
-//!   [`Shared::pending`] takes from (inline; making a new chain is out of line). The pool
+//!   [`ChainRef::pending`] takes from (inline; making a new chain is out of line). The pool
 //!   has no destructor of its own, so reaching it is a plain thread-local access, with no
 //!   check of its state: a guard registered on first use empties it at thread exit. It is
 //!   a fixed array of cells and a length, with no borrow flag to set and clear.
@@ -59,11 +59,11 @@ use crate::error::{AlreadyCalled, Cancelled, ResolverDropped, WaitError};
 use crate::Failure;
 
 /// A counted reference to a chain. The last one to go recycles the chain's allocation.
-pub(crate) struct Shared(Rc<Node>);
+pub(crate) struct ChainRef(Rc<Node>);
 
 /// A reference that does not keep the chain alive (cancel handles, `chained_to`).
 #[derive(Clone, Default)]
-pub(crate) struct WeakShared(Weak<Node>);
+pub(crate) struct WeakChainRef(Weak<Node>);
 
 /// A chain and its result, each in a cell of its own.
 ///
@@ -102,7 +102,7 @@ struct Pool {
     /// How many of `chains` (the first ones) hold a chain.
     len: Cell<usize>,
     /// Emptied chains, each referenced only from here.
-    chains: [Cell<Option<Shared>>; POOL_CAP],
+    chains: [Cell<Option<ChainRef>>; POOL_CAP],
 }
 
 thread_local! {
@@ -156,7 +156,7 @@ fn guard(p: &Pool) -> bool {
 
 /// Takes the last chain kept.
 #[inline(always)]
-fn pop_chain(p: &Pool) -> Option<Shared> {
+fn pop_chain(p: &Pool) -> Option<ChainRef> {
     let n = p.len.get().checked_sub(1)?;
     let s = p.chains.get(n)?.take();
     p.len.set(n);
@@ -165,7 +165,7 @@ fn pop_chain(p: &Pool) -> Option<Shared> {
 
 /// Keeps `s()` if the pool has room (and is open); otherwise `s` is not called.
 #[inline(always)]
-fn push_chain(p: &Pool, s: impl FnOnce() -> Shared) {
+fn push_chain(p: &Pool, s: impl FnOnce() -> ChainRef) {
     let n = p.len.get();
     if let Some(slot) = p.chains.get(n) {
         if open(p) {
@@ -176,17 +176,17 @@ fn push_chain(p: &Pool, s: impl FnOnce() -> Shared) {
     }
 }
 
-impl Shared {
+impl ChainRef {
     /// A chain with no result yet: a recycled one when the thread has one.
     #[inline]
-    pub(crate) fn pending(created_at: &'static Location<'static>) -> Shared {
+    pub(crate) fn pending(created_at: &'static Location<'static>) -> ChainRef {
         let reused = POOL.try_with(|p| pop_chain(p)).ok().flatten();
         match reused {
             Some(s) => {
                 s.borrow_mut().created_at = created_at;
                 s
             }
-            None => Shared::new_node(created_at),
+            None => ChainRef::new_node(created_at),
         }
     }
 
@@ -194,16 +194,16 @@ impl Shared {
     /// stays small enough to inline.
     #[cold]
     #[inline(never)]
-    fn new_node(created_at: &'static Location<'static>) -> Shared {
-        Shared(Rc::new(Node {
+    fn new_node(created_at: &'static Location<'static>) -> ChainRef {
+        ChainRef(Rc::new(Node {
             chain: RefCell::new(Chain::new(created_at)),
             current: RefCell::new(Current::Pending),
         }))
     }
 
     /// A chain that already has its result.
-    pub(crate) fn fired(created_at: &'static Location<'static>, result: Res) -> Shared {
-        let s = Shared::pending(created_at);
+    pub(crate) fn fired(created_at: &'static Location<'static>, result: Res) -> ChainRef {
+        let s = ChainRef::pending(created_at);
         s.borrow_mut().called = true;
         put(&mut s.cur().borrow_mut(), result.into_current());
         s
@@ -243,11 +243,11 @@ impl Shared {
         }
     }
 
-    pub(crate) fn downgrade(&self) -> WeakShared {
-        WeakShared(Rc::downgrade(&self.0))
+    pub(crate) fn downgrade(&self) -> WeakChainRef {
+        WeakChainRef(Rc::downgrade(&self.0))
     }
 
-    pub(crate) fn ptr_eq(&self, other: &Shared) -> bool {
+    pub(crate) fn ptr_eq(&self, other: &ChainRef) -> bool {
         Rc::ptr_eq(&self.0, &other.0)
     }
 
@@ -266,14 +266,14 @@ impl Shared {
     }
 }
 
-impl Clone for Shared {
+impl Clone for ChainRef {
     #[inline]
-    fn clone(&self) -> Shared {
-        Shared(self.0.clone())
+    fn clone(&self) -> ChainRef {
+        ChainRef(self.0.clone())
     }
 }
 
-impl Deref for Shared {
+impl Deref for ChainRef {
     type Target = RefCell<Chain>;
     #[inline]
     fn deref(&self) -> &RefCell<Chain> {
@@ -281,7 +281,7 @@ impl Deref for Shared {
     }
 }
 
-impl Drop for Shared {
+impl Drop for ChainRef {
     #[inline]
     fn drop(&mut self) {
         if self.is_unique() {
@@ -344,7 +344,7 @@ fn reset_flags(c: &mut Chain) {
 /// Keeps an emptied chain in the thread's pool, if it has room: this reference to it,
 /// the only one.
 #[inline(always)]
-fn keep(s: Shared) {
+fn keep(s: ChainRef) {
     let _ = POOL.try_with(move |p| push_chain(p, move || s));
 }
 
@@ -352,7 +352,7 @@ fn keep(s: Shared) {
 /// one.
 #[inline(always)]
 fn keep_clone(rc: &Rc<Node>) {
-    let _ = POOL.try_with(|p| push_chain(p, || Shared(rc.clone())));
+    let _ = POOL.try_with(|p| push_chain(p, || ChainRef(rc.clone())));
 }
 
 /// Drops what a recycled chain still holds besides its result (steps of a chain that
@@ -370,9 +370,9 @@ fn log_unhandled(at: &'static Location<'static>, f: &Failure) {
     log::error!("Unhandled error in Deferred (created at {at}): {f}");
 }
 
-impl WeakShared {
-    pub(crate) fn upgrade(&self) -> Option<Shared> {
-        self.0.upgrade().map(Shared)
+impl WeakChainRef {
+    pub(crate) fn upgrade(&self) -> Option<ChainRef> {
+        self.0.upgrade().map(ChainRef)
     }
 }
 
@@ -654,7 +654,7 @@ pub(crate) enum Current {
     Failure(Failure),
     /// What a step returns when it returned a Deferred that the chain must wait on; never
     /// stored in a chain.
-    Wait(Shared),
+    Wait(ChainRef),
     /// A step is running with the result.
     Running,
     /// Handed on (to a chained Deferred, an awaiting task or `wait()`).
@@ -680,9 +680,9 @@ impl Current {
 pub(crate) enum Tail {
     /// Hand the result to the chain that waits on this one (a callback there returned
     /// this chain's Deferred) and run it.
-    Continue(Shared),
+    Continue(ChainRef),
     /// Fire another chain with the result (`chain_deferred`) and run it.
-    ChainTo(Shared),
+    ChainTo(ChainRef),
 }
 
 /// A chain is going away: a `chain_deferred` target it never fired (it was paused, and
@@ -806,7 +806,7 @@ pub(crate) struct Chain {
     /// the chain is emptied for reuse.
     pub(crate) rare: bool,
     /// The Deferred this one waits on (implicit chaining), for `cancel` and `Debug`.
-    pub(crate) chained_to: Option<WeakShared>,
+    pub(crate) chained_to: Option<WeakChainRef>,
     pub(crate) canceller: Option<Canceller>,
     pub(crate) waker: Option<Waker>,
     pub(crate) created_at: &'static Location<'static>,
@@ -909,7 +909,7 @@ impl Chain {
 ///
 /// Inlined, so that the result is built right where it is stored.
 #[inline(always)]
-pub(crate) fn fire(chain: &Shared, result: Res) -> Result<(), AlreadyCalled> {
+pub(crate) fn fire(chain: &ChainRef, result: Res) -> Result<(), AlreadyCalled> {
     fire_with(chain, result)
 }
 
@@ -936,7 +936,7 @@ impl<T: 'static> Firing for InlineValue<T> {
 }
 
 #[inline(always)]
-fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
+fn fire_with(chain: &ChainRef, result: impl Firing) -> Result<(), AlreadyCalled> {
     let go = {
         let mut c = chain.borrow_mut();
         if c.called {
@@ -970,7 +970,7 @@ fn fire_with(chain: &Shared, result: impl Firing) -> Result<(), AlreadyCalled> {
 #[cold]
 #[inline(never)]
 fn fire_rare(
-    chain: &Shared,
+    chain: &ChainRef,
     mut c: RefMut<'_, Chain>,
     result: impl Firing,
 ) -> Result<(), AlreadyCalled> {
@@ -1002,7 +1002,7 @@ fn fire_rare(
 /// Fires a chain that has nothing to run but its tail: the result goes on to the tail's
 /// chain without being stored here, and that chain runs if it can.
 #[inline(never)]
-fn hand_on(chain: &Shared, tail: Tail, result: impl Firing) {
+fn hand_on(chain: &ChainRef, tail: Tail, result: impl Firing) {
     // As after a run that handed its result on. Never called before, the chain holds no
     // result that owns anything: only the tag is written.
     put_mark(&mut chain.cur().borrow_mut(), Current::Taken);
@@ -1017,7 +1017,7 @@ fn hand_on(chain: &Shared, tail: Tail, result: impl Firing) {
 
 /// A second fire: swallowed once after a cancel, `AlreadyCalled` otherwise.
 #[cold]
-fn fire_again(chain: &Shared) -> Result<(), AlreadyCalled> {
+fn fire_again(chain: &ChainRef) -> Result<(), AlreadyCalled> {
     let mut c = chain.borrow_mut();
     if mem::take(&mut c.suppress_already_called) {
         return Ok(());
@@ -1030,14 +1030,14 @@ fn fire_again(chain: &Shared) -> Result<(), AlreadyCalled> {
 /// Fires a chain with a value. A value that is not stored inline runs the first waiting
 /// callback where it lies, so it needs no box of its own.
 #[inline(always)]
-pub(crate) fn fire_value<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled> {
+pub(crate) fn fire_value<T: 'static>(chain: &ChainRef, value: T) -> Result<(), AlreadyCalled> {
     if Value::inlines::<T>() {
         return fire_with(chain, InlineValue(value));
     }
     fire_boxed(chain, value)
 }
 
-fn fire_boxed<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled> {
+fn fire_boxed<T: 'static>(chain: &ChainRef, value: T) -> Result<(), AlreadyCalled> {
     let step = {
         let mut c = chain.borrow_mut();
         if c.called || c.paused > 0 || c.running || !c.steps.has_steps() {
@@ -1078,7 +1078,7 @@ fn fire_boxed<T: 'static>(chain: &Shared, value: T) -> Result<(), AlreadyCalled>
 
 /// Appends a step; runs it at once if the chain has a result and is not paused.
 #[inline(always)]
-pub(crate) fn push(chain: &Shared, step: Box<dyn Step>) {
+pub(crate) fn push(chain: &ChainRef, step: Box<dyn Step>) {
     let runnable = {
         let mut c = chain.borrow_mut();
         c.push_step(step);
@@ -1090,7 +1090,7 @@ pub(crate) fn push(chain: &Shared, step: Box<dyn Step>) {
 }
 
 /// Ends the chain with `chain_deferred`'s hand-over to `target`.
-pub(crate) fn chain_to(chain: &Shared, target: Shared) {
+pub(crate) fn chain_to(chain: &ChainRef, target: ChainRef) {
     let runnable = {
         let mut c = chain.borrow_mut();
         c.set_tail(Tail::ChainTo(target));
@@ -1101,7 +1101,7 @@ pub(crate) fn chain_to(chain: &Shared, target: Shared) {
     }
 }
 
-pub(crate) fn pause(chain: &Shared) {
+pub(crate) fn pause(chain: &ChainRef) {
     chain.borrow_mut().paused += 1;
 }
 
@@ -1109,7 +1109,7 @@ pub(crate) fn pause(chain: &Shared) {
 /// callback returned holds one pause of its own for the wait (`wait_on`), which only the
 /// waited-on chain's result undoes (`deliver`): an unmatched `unpause` must not end the
 /// wait, or the next step would run without the result it waits for.
-pub(crate) fn unpause(chain: &Shared) {
+pub(crate) fn unpause(chain: &ChainRef) {
     let runnable = {
         let mut c = chain.borrow_mut();
         let waiting = u32::from(c.chained_to.is_some());
@@ -1125,7 +1125,7 @@ pub(crate) fn unpause(chain: &Shared) {
 }
 
 /// Twisted's `cancel`: canceller or `Cancelled`, or cancel the Deferred waited on.
-pub(crate) fn cancel(chain: &Shared) {
+pub(crate) fn cancel(chain: &ChainRef) {
     let mut c = chain.borrow_mut();
     if !c.called {
         match c.canceller.take() {
@@ -1150,14 +1150,14 @@ pub(crate) fn cancel(chain: &Shared) {
                 let _ = fire(chain, Res::Failure(Failure::new(Cancelled)));
             }
         }
-    } else if let Some(inner) = c.chained_to.as_ref().and_then(WeakShared::upgrade) {
+    } else if let Some(inner) = c.chained_to.as_ref().and_then(WeakChainRef::upgrade) {
         drop(c);
         cancel(&inner);
     }
 }
 
 /// A resolver went away without firing.
-pub(crate) fn resolver_dropped(chain: &Shared) {
+pub(crate) fn resolver_dropped(chain: &ChainRef) {
     let listened = {
         let c = chain.borrow();
         if c.called || c.cancelling {
@@ -1173,7 +1173,7 @@ pub(crate) fn resolver_dropped(chain: &Shared) {
 
 /// Unfired, and nobody can see it fire: only the resolver holds the chain, with no step to
 /// run and no task awaiting it (its Deferred was dropped unobserved).
-pub(crate) fn abandoned(chain: &Shared) -> bool {
+pub(crate) fn abandoned(chain: &ChainRef) -> bool {
     let c = chain.borrow();
     !c.called && chain.strong_count() == 1 && c.steps.is_empty() && c.waker.is_none()
 }
@@ -1184,7 +1184,7 @@ pub(crate) fn abandoned(chain: &Shared) -> bool {
 /// recycled next, over it.
 #[inline]
 pub(crate) fn take_unique<T: 'static>(
-    chain: &mut Shared,
+    chain: &mut ChainRef,
 ) -> Option<(Result<T, Failure>, &'static Location<'static>)> {
     let node = Rc::get_mut(&mut chain.0)?;
     let c = node.chain.get_mut();
@@ -1210,7 +1210,7 @@ pub(crate) fn take_unique<T: 'static>(
 
 /// Gives a settled chain whose result was taken ([`take_unique`]) a new final result, as
 /// if it had fired with it (it stays called, with nothing to run).
-pub(crate) fn refill(chain: &Shared, result: Res) {
+pub(crate) fn refill(chain: &ChainRef, result: Res) {
     debug_assert!(chain.borrow().is_settled(), "a settled chain is refilled");
     put(&mut chain.cur().borrow_mut(), result.into_current());
 }
@@ -1219,7 +1219,7 @@ pub(crate) fn refill(chain: &Shared, result: Res) {
 /// its final result, taken at once if nobody else can see that chain (which is then
 /// recycled), else `Wait` on it. The erased result moves across as it is: same type.
 #[inline(never)]
-pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
+pub(crate) fn put_returned(cur: &mut Current, mut returned: ChainRef) {
     if let Some(node) = Rc::get_mut(&mut returned.0) {
         let c = node.chain.get_mut();
         if c.is_settled_alone() {
@@ -1258,7 +1258,7 @@ pub(crate) fn put_returned(cur: &mut Current, mut returned: Shared) {
 ///
 /// A continuation hands the result to the chain that waited on this one and moves on to
 /// that chain, so a million nested Deferreds use no more stack than one.
-pub(crate) fn run(cur: &Shared) {
+pub(crate) fn run(cur: &ChainRef) {
     {
         let mut c = cur.borrow_mut();
         if !c.runnable() {
@@ -1271,7 +1271,7 @@ pub(crate) fn run(cur: &Shared) {
 
 /// As [`run`], for a chain its caller found runnable and marked `running` (and keeps
 /// alive meanwhile: the run takes no reference of its own to it).
-fn run_marked(first: &Shared) {
+fn run_marked(first: &ChainRef) {
     if let Some(next) = run_one::<true>(first) {
         run_on(next);
     }
@@ -1279,7 +1279,7 @@ fn run_marked(first: &Shared) {
 
 /// Goes on with the chains that results were handed to, one after the other.
 #[inline(never)]
-fn run_on(mut cur: Shared) {
+fn run_on(mut cur: ChainRef) {
     loop {
         {
             let mut c = cur.borrow_mut();
@@ -1302,7 +1302,7 @@ enum Ended {
     Stopped(Option<Waker>),
     /// The result was handed on (the chain is still marked running), and the chain to
     /// go on with if it has something to run.
-    HandedOn(Option<Shared>),
+    HandedOn(Option<ChainRef>),
 }
 
 /// Runs a chain marked `running`; returns the chain to go on with, if its result was
@@ -1311,7 +1311,7 @@ enum Ended {
 /// `FIRST` only tells the two callers' copies apart, so that each has the whole run
 /// inline (one copy shared by both would be a call of its own).
 #[inline(always)]
-fn run_one<const FIRST: bool>(shared: &Shared) -> Option<Shared> {
+fn run_one<const FIRST: bool>(shared: &ChainRef) -> Option<ChainRef> {
     let _depth = DepthGuard::enter();
     // One unwind guard for the whole run rather than one per step: a step that panics
     // leaves the chain `Running`, with no borrow held; its result is the panic, and the
@@ -1359,7 +1359,7 @@ fn stop(c: &mut Chain) -> Option<Waker> {
 /// The result stays borrowed, in place, for the whole run; the chain itself is let go
 /// around every step.
 #[inline(always)]
-fn run_steps(shared: &Shared) -> Ended {
+fn run_steps(shared: &ChainRef) -> Ended {
     let mut cur = shared.cur().borrow_mut();
     let mut c = shared.borrow_mut();
     while c.paused == 0 {
@@ -1415,7 +1415,7 @@ fn drop_cold(old: Current) {
 
 /// A step returned `inner`: take its result now if it has a final one, else pause this
 /// chain until `inner` continues it.
-fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
+fn wait_on(shared: &ChainRef, c: &mut Chain, inner: ChainRef) -> Option<Current> {
     if shared.ptr_eq(&inner) {
         return Some(Current::Failure(Failure::msg(
             "a callback returned the deferred it was attached to",
@@ -1440,8 +1440,8 @@ fn wait_on(shared: &Shared, c: &mut Chain, inner: Shared) -> Option<Current> {
 /// leaves when it returns a Deferred with no final result yet. Called and paused, as the
 /// same callback would leave a chain, so that the handle is not `inner`'s own (whose
 /// `pause` would hold back `inner`'s callbacks, and which is not called yet).
-pub(crate) fn waiting_on(created_at: &'static Location<'static>, inner: Shared) -> Shared {
-    let outer = Shared::pending(created_at);
+pub(crate) fn waiting_on(created_at: &'static Location<'static>, inner: ChainRef) -> ChainRef {
+    let outer = ChainRef::pending(created_at);
     let taken = {
         let mut c = outer.borrow_mut();
         c.called = true;
@@ -1456,7 +1456,7 @@ pub(crate) fn waiting_on(created_at: &'static Location<'static>, inner: Shared) 
 /// Hands a result to the chain `target`, stored there as it is best stored (a word in
 /// place, not built first and copied in whole). Returns whether `target` has anything to
 /// run now.
-fn deliver(target: &Shared, result: impl Firing, explicit: bool) -> bool {
+fn deliver(target: &ChainRef, result: impl Firing, explicit: bool) -> bool {
     let mut t = target.borrow_mut();
     if explicit {
         if t.called {
@@ -1479,13 +1479,13 @@ fn deliver(target: &Shared, result: impl Firing, explicit: bool) -> bool {
     t.runnable() && (!t.steps.is_empty() || t.waker.is_some())
 }
 
-impl fmt::Debug for Shared {
+impl fmt::Debug for ChainRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Ok(c) = self.try_borrow() else {
             return f.write_str("Deferred(running callbacks)");
         };
         f.write_str("Deferred(")?;
-        if let Some(inner) = c.chained_to.as_ref().and_then(WeakShared::upgrade) {
+        if let Some(inner) = c.chained_to.as_ref().and_then(WeakChainRef::upgrade) {
             write!(f, "waiting on Deferred at {:p}", inner.as_ptr())?;
         } else if !c.called {
             f.write_str("pending")?;
@@ -1556,11 +1556,12 @@ mod tests {
     #[test]
     fn a_dropped_unique_chain_is_recycled_empty() {
         let at = Location::caller();
-        let a = Shared::pending(at);
-        a.borrow_mut().set_tail(Tail::ChainTo(Shared::pending(at)));
+        let a = ChainRef::pending(at);
+        a.borrow_mut()
+            .set_tail(Tail::ChainTo(ChainRef::pending(at)));
         let ptr = a.as_ptr();
         drop(a);
-        let b = Shared::pending(at);
+        let b = ChainRef::pending(at);
         assert_eq!(
             b.as_ptr(),
             ptr,
@@ -1577,10 +1578,10 @@ mod tests {
             Res::Value(Value::new(7u64)),
             Res::Value(Value::new("boxed")),
         ] {
-            let a = Shared::fired(at, result);
+            let a = ChainRef::fired(at, result);
             let ptr = a.as_ptr();
             drop(a);
-            let b = Shared::pending(at);
+            let b = ChainRef::pending(at);
             assert_eq!(b.as_ptr(), ptr);
             assert!(!b.cur().borrow().owns_something());
             assert!(format!("{b:?}").starts_with("Deferred(pending"), "{b:?}");
@@ -1592,7 +1593,7 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static DROPPED: AtomicUsize = AtomicUsize::new(0);
         /// Drops a chain while the thread's locals are being destroyed.
-        struct Late(Option<Shared>);
+        struct Late(Option<ChainRef>);
         impl Drop for Late {
             fn drop(&mut self) {
                 drop(self.0.take());
@@ -1604,10 +1605,10 @@ mod tests {
         }
         std::thread::spawn(|| {
             let at = Location::caller();
-            let chains: Vec<Shared> = (0..10).map(|_| Shared::pending(at)).collect();
+            let chains: Vec<ChainRef> = (0..10).map(|_| ChainRef::pending(at)).collect();
             drop(chains);
             assert_eq!(POOL.with(|p| p.len.get()), 10);
-            LATE.with(|l| l.borrow_mut().0 = Some(Shared::pending(at)));
+            LATE.with(|l| l.borrow_mut().0 = Some(ChainRef::pending(at)));
         })
         .join()
         .expect("a thread that pooled chains exits cleanly");
@@ -1617,7 +1618,7 @@ mod tests {
     #[test]
     fn a_chain_with_a_weak_reference_is_not_recycled() {
         let at = Location::caller();
-        let a = Shared::pending(at);
+        let a = ChainRef::pending(at);
         let weak = a.downgrade();
         drop(a);
         assert!(weak.upgrade().is_none());

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::chain::{self, Current, Holder, Res, Shared, Step, Value};
+use crate::chain::{self, ChainRef, Current, Holder, Res, Step, Value};
 use crate::error::{AlreadyCalled, WaitError};
 use crate::Failure;
 
@@ -70,7 +70,7 @@ pub struct Deferred<T> {
 enum HandleState<T> {
     /// In a shared chain: pending, or fired with others (a resolver, a canceller handle,
     /// a waiting Deferred) able to see it.
-    Chain(Shared),
+    Chain(ChainRef),
     /// In a shared chain, polled as a future and not finished: dropping it cancels.
     Awaited(Awaited),
     /// Fired with a value, every callback run, and nobody else can see it: the value lives
@@ -81,10 +81,10 @@ enum HandleState<T> {
 }
 
 /// The chain of a Deferred being awaited: cancelled if dropped before it is defused.
-struct Awaited(Option<Shared>);
+struct Awaited(Option<ChainRef>);
 
 impl Awaited {
-    fn defuse(mut self) -> Shared {
+    fn defuse(mut self) -> ChainRef {
         self.0.take().expect("an armed await guard")
     }
 }
@@ -117,7 +117,7 @@ impl<T> Unpin for Deferred<T> {}
 /// assert_eq!(d.wait().unwrap(), 7);
 /// ```
 pub struct Resolver<T> {
-    chain: Option<Shared>,
+    chain: Option<ChainRef>,
     _t: PhantomData<fn(T)>,
 }
 
@@ -138,7 +138,7 @@ pub struct Resolver<T> {
 /// ```
 #[derive(Clone)]
 pub struct CancelHandle {
-    chain: chain::WeakShared,
+    chain: chain::WeakChainRef,
 }
 
 /// What a callback hands on: a value, a failure, or a Deferred to wait on.
@@ -369,7 +369,7 @@ fn step_of<T: 'static, U: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<U> +
 
 impl<T: 'static> Deferred<T> {
     #[inline]
-    pub(crate) fn from_shared(chain: Shared) -> Deferred<T> {
+    pub(crate) fn from_shared(chain: ChainRef) -> Deferred<T> {
         Deferred {
             state: HandleState::Chain(chain),
         }
@@ -396,11 +396,11 @@ impl<T: 'static> Deferred<T> {
     /// A Deferred whose result is `failure`: out of line, off the value paths.
     #[inline(never)]
     fn failed(failure: Failure, at: &'static Location<'static>) -> Deferred<T> {
-        Deferred::from_shared(Shared::fired(at, Res::Failure(failure)))
+        Deferred::from_shared(ChainRef::fired(at, Res::Failure(failure)))
     }
 
     /// The shared chain, if the result is not carried by the handle.
-    pub(crate) fn chain(&self) -> Option<&Shared> {
+    pub(crate) fn chain(&self) -> Option<&ChainRef> {
         match &self.state {
             HandleState::Chain(s) | HandleState::Awaited(Awaited(Some(s))) => Some(s),
             _ => None,
@@ -411,12 +411,12 @@ impl<T: 'static> Deferred<T> {
     /// timeouts on a fired Deferred, explicit chaining): created where this is called
     /// from (the handle does not keep where it was made).
     #[track_caller]
-    pub(crate) fn into_shared(self) -> Shared {
+    pub(crate) fn into_shared(self) -> ChainRef {
         match self.state {
             HandleState::Chain(s) => s,
             HandleState::Awaited(a) => a.defuse(),
-            HandleState::Value(v) => Shared::fired(Location::caller(), Res::Value(Value::new(v))),
-            HandleState::Taken => Shared::fired(
+            HandleState::Value(v) => ChainRef::fired(Location::caller(), Res::Value(Value::new(v))),
+            HandleState::Taken => ChainRef::fired(
                 Location::caller(),
                 Res::Failure(Failure::new(WaitError::ResultTaken)),
             ),
@@ -444,7 +444,7 @@ impl<T: 'static> Deferred<T> {
     /// sees; otherwise gives the chain back. With the result, the chain it was taken from,
     /// if any: emptied, and free to hold the next result (a failure is kept in a chain).
     #[inline]
-    fn take_ready(self) -> Result<(Result<T, Failure>, Option<Shared>), Shared> {
+    fn take_ready(self) -> Result<(Result<T, Failure>, Option<ChainRef>), ChainRef> {
         let mut s = match self.state {
             HandleState::Value(v) => return Ok((Ok(v), None)),
             HandleState::Chain(s) => s,
@@ -477,7 +477,7 @@ impl<T: 'static> Deferred<T> {
     #[track_caller]
     #[inline(always)]
     pub fn pending() -> (Deferred<T>, Resolver<T>) {
-        let shared = Shared::pending(Location::caller());
+        let shared = ChainRef::pending(Location::caller());
         let resolver = Resolver {
             chain: Some(shared.clone()),
             _t: PhantomData,
@@ -845,7 +845,7 @@ impl<T: 'static> Deferred<T> {
     /// ```
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
-            chain: self.chain().map(Shared::downgrade).unwrap_or_default(),
+            chain: self.chain().map(ChainRef::downgrade).unwrap_or_default(),
         }
     }
 
@@ -930,15 +930,16 @@ impl<T: 'static> Deferred<T> {
 /// Where the Deferred whose result was taken was created: its chain's creation site (`kept`,
 /// from [`Deferred::take_ready`]), or, for a result the handle carried, the caller.
 #[track_caller]
-fn created_at(kept: &Option<Shared>) -> &'static Location<'static> {
-    kept.as_ref().map_or(Location::caller(), Shared::created_at)
+fn created_at(kept: &Option<ChainRef>) -> &'static Location<'static> {
+    kept.as_ref()
+        .map_or(Location::caller(), ChainRef::created_at)
 }
 
 /// Runs a callback now, on a result taken from a handle, or from `kept`: the chain that
 /// held it, emptied, which holds a failure the callback hands on (no new chain made for
 /// it). A Deferred made here without one is created where the callback was added.
 #[track_caller]
-fn run_inline<U: 'static>(kept: Option<Shared>, f: impl FnOnce() -> Outcome<U>) -> Deferred<U> {
+fn run_inline<U: 'static>(kept: Option<ChainRef>, f: impl FnOnce() -> Outcome<U>) -> Deferred<U> {
     let outcome = {
         let _depth = chain::DepthGuard::enter();
         catch_unwind(AssertUnwindSafe(f))
@@ -1057,7 +1058,7 @@ impl<T: 'static + fmt::Debug> fmt::Debug for Deferred<T> {
 
 impl<T: 'static> Resolver<T> {
     #[inline(always)]
-    fn into_shared(mut self) -> Shared {
+    fn into_shared(mut self) -> ChainRef {
         let chain = self.chain.take().expect("live resolver");
         // Nothing left to drop: skip the call to `Drop`.
         std::mem::forget(self);

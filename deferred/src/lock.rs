@@ -24,7 +24,7 @@ use std::rc::Rc;
 use crate::error::InvalidTokens;
 use crate::{maybe_deferred, Deferred, Failure, IntoOutcome, Resolver};
 
-type Shared<G> = Rc<RefCell<Slots<G>>>;
+type SharedSlots<G> = Rc<RefCell<Slots<G>>>;
 
 /// What a waiter is handed: a guard holding one token.
 trait Grant: Sized + 'static {
@@ -47,7 +47,7 @@ struct Slots<G> {
 
 /// One token; given back on drop.
 struct Token<G: Grant> {
-    slots: Shared<G>,
+    slots: SharedSlots<G>,
 }
 
 impl<G: Grant> Drop for Token<G> {
@@ -56,7 +56,7 @@ impl<G: Grant> Drop for Token<G> {
     }
 }
 
-fn new_slots<G>(limit: usize) -> Shared<G> {
+fn new_slots<G>(limit: usize) -> SharedSlots<G> {
     Rc::new(RefCell::new(Slots {
         tokens: limit,
         limit,
@@ -67,7 +67,7 @@ fn new_slots<G>(limit: usize) -> Shared<G> {
 }
 
 #[track_caller]
-fn acquire<G: Grant>(slots: &Shared<G>) -> Deferred<G> {
+fn acquire<G: Grant>(slots: &SharedSlots<G>) -> Deferred<G> {
     let mut s = slots.borrow_mut();
     // Waiters first: a token freed mid-hand-on belongs to them.
     if s.tokens > 0 && s.waiting.is_empty() {
@@ -98,7 +98,7 @@ fn acquire<G: Grant>(slots: &Shared<G>) -> Deferred<G> {
     d
 }
 
-fn release<G: Grant>(slots: &Shared<G>) {
+fn release<G: Grant>(slots: &SharedSlots<G>) {
     {
         let mut s = slots.borrow_mut();
         s.tokens += 1;
@@ -133,7 +133,7 @@ fn release<G: Grant>(slots: &Shared<G>) {
 
 #[track_caller]
 fn run<G: Grant, U: 'static, R: IntoOutcome<U>>(
-    slots: &Shared<G>,
+    slots: &SharedSlots<G>,
     f: impl FnOnce() -> R + 'static,
 ) -> Deferred<U> {
     acquire(slots).add_callback(move |guard: G| {
@@ -144,7 +144,7 @@ fn run<G: Grant, U: 'static, R: IntoOutcome<U>>(
     })
 }
 
-fn fmt_slots<G>(name: &str, slots: &Shared<G>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn fmt_slots<G>(name: &str, slots: &SharedSlots<G>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match slots.try_borrow() {
         Ok(s) => f
             .debug_struct(name)
@@ -209,7 +209,7 @@ fn fmt_slots<G>(name: &str, slots: &Shared<G>, f: &mut fmt::Formatter<'_>) -> fm
 /// ```
 #[derive(Clone)]
 pub struct DeferredLock {
-    slots: Shared<LockGuard>,
+    slots: SharedSlots<LockGuard>,
 }
 
 /// Holds a [`DeferredLock`]; dropping it releases the lock to the next waiter.
@@ -388,7 +388,7 @@ impl fmt::Debug for LockGuard {
 /// ```
 #[derive(Clone)]
 pub struct DeferredSemaphore {
-    slots: Shared<Permit>,
+    slots: SharedSlots<Permit>,
 }
 
 /// One token of a [`DeferredSemaphore`]; dropping it gives the token back.

@@ -90,7 +90,7 @@ struct PoolQueue {
 /// switch), short enough to cost nothing to speak of when the stream has ended.
 const SPIN: Duration = Duration::from_micros(50);
 
-struct Shared {
+struct PoolShared {
     state: Mutex<PoolQueue>,
     /// The queue's length, kept under the lock, for the spinning thread to read without it.
     queued: AtomicUsize,
@@ -101,7 +101,7 @@ struct Shared {
 /// A handle on the pool; cloning shares it.
 #[derive(Clone)]
 pub(crate) struct Pool {
-    shared: Arc<Shared>,
+    shared: Arc<PoolShared>,
 }
 
 /// A snapshot of the pool, for stats and tests.
@@ -122,7 +122,7 @@ impl Pool {
         config.max_threads = config.max_threads.max(1);
         config.max_queue = config.max_queue.max(1);
         Pool {
-            shared: Arc::new(Shared {
+            shared: Arc::new(PoolShared {
                 state: Mutex::new(PoolQueue {
                     queue: VecDeque::new(),
                     threads: 0,
@@ -197,7 +197,7 @@ impl Pool {
     }
 }
 
-fn worker(shared: Arc<Shared>) {
+fn worker(shared: Arc<PoolShared>) {
     let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut may_spin = true;
     loop {

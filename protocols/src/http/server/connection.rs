@@ -17,7 +17,7 @@ use super::flow::{ConnProducer, Flow};
 use super::response::{
     access_log, serialize, Body, BodySink, BodyWriter, Response, ACCESS_LOG_TARGET,
 };
-use super::Shared;
+use super::ServerShared;
 use crate::http::wire::chunked::{chunk_size_line, ChunkedDecoder};
 use crate::http::wire::date::DateLines;
 use crate::http::wire::framing::BodyFraming;
@@ -86,7 +86,7 @@ struct ActiveStream {
 /// Everything one connection holds: its buffer, the request being read, the queue of
 /// response slots, its timers and its output.
 struct ConnState {
-    shared: Rc<Shared>,
+    shared: Rc<ServerShared>,
     transport: Option<TransportRef>,
     /// The transport's peer, read once.
     peer: Address,
@@ -149,7 +149,7 @@ enum Step {
 
 impl HttpConnection {
     /// A connection of the server whose shared parts are `shared`.
-    pub(super) fn new(shared: Rc<Shared>) -> HttpConnection {
+    pub(super) fn new(shared: Rc<ServerShared>) -> HttpConnection {
         HttpConnection {
             state: Rc::new(RefCell::new(ConnState {
                 shared,
@@ -274,7 +274,7 @@ impl HttpConnection {
         &self,
         request: Request,
         keep_alive: bool,
-        shared: &'s Shared,
+        shared: &'s ServerShared,
         date: &mut Option<std::cell::Ref<'s, DateLines>>,
     ) {
         let mut slot = {

@@ -162,7 +162,7 @@ impl Default for ServerConfig {
     }
 }
 
-pub(super) struct Shared {
+pub(super) struct ServerShared {
     handler: Box<dyn Handler>,
     config: ServerConfig,
     limits: Limits,
@@ -178,7 +178,7 @@ pub(super) struct Shared {
     head: RefCell<HeadCache>,
 }
 
-impl Shared {
+impl ServerShared {
     /// The `Date` and `Server` lines, made once a second. The wall clock is read once
     /// per turn of the loop (when the clock's `loop_time` moves), not once per batch of
     /// responses: a turn answers many connections. (While they are borrowed, a borrow
@@ -216,7 +216,7 @@ impl Shared {
 /// ```
 #[derive(Clone)]
 pub struct HttpServer {
-    shared: Rc<Shared>,
+    shared: Rc<ServerShared>,
 }
 
 impl HttpServer {
@@ -261,7 +261,7 @@ impl HttpServer {
             line
         });
         HttpServer {
-            shared: Rc::new(Shared {
+            shared: Rc::new(ServerShared {
                 handler: Box::new(handler),
                 config,
                 limits,
