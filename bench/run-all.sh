@@ -193,7 +193,7 @@ title_of() {
     echo "| rustc | $(rustc --version) |"
     echo "| commit | $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- .. 2>/dev/null || echo ' (with uncommitted changes)') |"
     echo "| Twisted | $([ "$twisted" = 1 ] && "$PYTHON" -c 'import sys, twisted; print("twisted", twisted.__version__, "on python", sys.version.split()[0])' || echo "not installed") |"
-    echo "| wrk | $(command -v wrk >/dev/null 2>&1 && (wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2) || echo "not installed") |"
+    echo "| wrk | $(command -v wrk >/dev/null 2>&1 && ({ wrk -v 2>&1 || true; } | head -n1 | cut -d' ' -f1-2) || echo "not installed") |"
     echo "| perf | $(command -v perf >/dev/null 2>&1 && (perf --version 2>/dev/null || echo present) || echo "not installed: no syscall columns") |"
     echo
 } >"$page"
