@@ -131,9 +131,19 @@ fn args() -> Result<Args, String> {
         }
     }
     let port = port.unwrap_or_else(|| "9000".into());
+    let to = to.ok_or("--to HOST:PORT is required")?;
+    // Checked here: a bad target would otherwise fail only when a client connects.
+    match to.rsplit_once(':') {
+        Some((host, p)) if !host.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0) => {}
+        _ => {
+            return Err(format!(
+                "bad --to {to:?}: expected HOST:PORT, e.g. 127.0.0.1:8080"
+            ))
+        }
+    }
     Ok(Args {
         port: port.parse().map_err(|_| format!("bad port: {port}"))?,
-        to: to.ok_or("--to HOST:PORT is required")?,
+        to,
     })
 }
 

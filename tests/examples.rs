@@ -262,6 +262,18 @@ fn tcp_proxy_refuses_bad_arguments() {
     let out = run_script("tcp_proxy", &["--port", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--to HOST:PORT is required"));
+    for to in [
+        "127.0.0.1:abc",
+        "127.0.0.1",
+        ":8080",
+        "127.0.0.1:0",
+        "127.0.0.1:70000",
+    ] {
+        let out = run_script("tcp_proxy", &["--port", "0", "--to", to]);
+        assert_eq!(out.status.code(), Some(2), "--to {to}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("expected HOST:PORT"), "--to {to}: {err}");
+    }
 }
 
 #[test]
