@@ -51,7 +51,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--threads" => {
                 let v = value()?;
-                a.threads = v.parse().map_err(|_| format!("bad thread count: {v}"))?;
+                a.threads = match v.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("bad thread count: {v} (at least 1)")),
+                };
             }
             "--mode" => a.mode = value()?.parse().map_err(|e| format!("{e}"))?,
             "-h" | "--help" => {

@@ -277,6 +277,16 @@ fn tcp_proxy_refuses_bad_arguments() {
 }
 
 #[test]
+fn multicore_echo_refuses_zero_threads() {
+    for n in ["0", "-1", "many"] {
+        let out = run_script("multicore_echo", &["--port", "0", "--threads", n]);
+        assert_eq!(out.status.code(), Some(2), "--threads {n}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad thread count"), "--threads {n}: {err}");
+    }
+}
+
+#[test]
 fn pattern_event_queue_prints_the_dispatch_order() {
     let out = run_script("pattern_event_queue", &[]);
     assert!(out.status.success());
