@@ -434,7 +434,9 @@ pub(crate) fn bind_tcp(addr: SocketAddr, options: &ListenOptions) -> io::Result<
     if options.nodelay {
         sock.set_tcp_nodelay(true)?;
     }
-    sock.bind(&addr.into())?;
+    // The system's message alone ("Address already in use") does not say which address.
+    sock.bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     Ok(sock)
 }
 
@@ -444,7 +446,9 @@ impl Reactor {
     ///
     /// # Errors
     ///
-    /// The system error if the address cannot be bound (in use, not local...).
+    /// The system error if the address cannot be bound (in use, not local...), of the
+    /// same [`kind`](io::Error::kind), its message naming the address:
+    /// `cannot listen on 127.0.0.1:8080: Address already in use (os error 98)`.
     ///
     /// # Examples
     ///

@@ -208,3 +208,21 @@ fn failing_protocol_closes_only_its_connection() {
         let _ = reactor.now();
     });
 }
+
+/// A port already taken: the error keeps its kind (`AddrInUse`) and names the address,
+/// so a server's "Address already in use" says which one.
+#[test]
+fn listening_on_a_busy_port_names_the_address() {
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = reactor
+            .listen_tcp(addr, |_: &Address| Some(Echo::default()))
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&addr.to_string()), "{text}");
+        assert!(text.contains("in use"), "{text}");
+    });
+}
