@@ -238,20 +238,15 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let selected: Vec<Scenario> = scenarios()
-        .into_iter()
-        .filter(|s| selected(s, &args.filters))
-        .collect();
-    if args.list || selected.is_empty() {
-        for s in scenarios() {
-            println!("{}", s.name);
-        }
-        return if args.list {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(2)
-        };
-    }
+    let selected = match cli::select(
+        scenarios,
+        args.list,
+        |s| s.name.as_str(),
+        |s| selected(s, &args.filters),
+    ) {
+        Ok(selected) => selected,
+        Err(code) => return code,
+    };
     assert!(
         alloc::installed(),
         "the counting allocator is not installed"

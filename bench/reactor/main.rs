@@ -23,6 +23,7 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use ropewalk_bench::alloc::{self, CountingAlloc};
+use ropewalk_bench::cli;
 use ropewalk_bench::harness;
 use ropewalk_bench::report::{self, Table};
 use ropewalk_reactor::deferred::Failure;
@@ -500,20 +501,15 @@ fn main() -> ExitCode {
             };
         }
     };
-    let selected: Vec<Scenario> = scenarios()
-        .into_iter()
-        .filter(|s| args.filters.is_empty() || args.filters.iter().any(|f| s.name.contains(f)))
-        .collect();
-    if args.list || selected.is_empty() {
-        for s in scenarios() {
-            println!("{}", s.name);
-        }
-        return if args.list {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(2)
-        };
-    }
+    let selected = match cli::select(
+        scenarios,
+        args.list,
+        |s| s.name,
+        |s| cli::picked(s.name, &args.filters),
+    ) {
+        Ok(selected) => selected,
+        Err(code) => return code,
+    };
     assert!(
         alloc::installed(),
         "the counting allocator is not installed"

@@ -91,6 +91,39 @@ pub fn or_usage<A>(name: &str, usage: &str, parsed: Result<A, String>) -> Result
     })
 }
 
+/// Whether a scenario called `name` is picked by `filters` (any of them is a substring of
+/// it; no filter picks every scenario).
+pub fn picked(name: &str, filters: &[String]) -> bool {
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// The scenarios of `all` that `keep` picks; with `list`, or when `keep` picks none,
+/// every scenario's name is printed instead and `Err` gives the exit code to return:
+/// success for `--list`, 2 for filters that matched nothing.
+///
+/// # Errors
+///
+/// The exit code, as above.
+pub fn select<S>(
+    all: impl Fn() -> Vec<S>,
+    list: bool,
+    name: fn(&S) -> &str,
+    keep: impl Fn(&S) -> bool,
+) -> Result<Vec<S>, ExitCode> {
+    let chosen: Vec<S> = all().into_iter().filter(|s| keep(s)).collect();
+    if !list && !chosen.is_empty() {
+        return Ok(chosen);
+    }
+    for s in all() {
+        println!("{}", name(&s));
+    }
+    Err(if list {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
 /// Runs the Twisted side of a microbenchmark (`bench/twisted/SCRIPT`) on the selected
 /// scenarios with the same timing options; `None` (and a note on stderr) when Twisted is
 /// off or unavailable.
