@@ -590,11 +590,42 @@ fn leading_empty_lines() {
     assert_eq!(accepts(format!("\r\n{}", get("/"))), "GET / 0:");
 }
 
-/// Bare LF as the line end in the head is accepted (RFC 9112 §2.2 "MAY"), as httparse
-/// and hyper do; Twisted never completes such a request and waits for the timeout.
+/// Bare LF as a line end in a request head is refused (400 and close), alone or mixed
+/// with CRLF, as llhttp and Twisted do: RFC 9112 §2.2 only *allows* a recipient to take
+/// it, and a front that reads `x\nContent-Length: 23` as one value sees other request
+/// boundaries than we would (httparse alone takes bare LF).
 #[test]
 fn bare_lf_head_line_endings() {
-    assert_eq!(accepts("GET /lf HTTP/1.1\nHost: x\n\n"), "GET /lf 0:");
+    for head in [
+        "GET /lf HTTP/1.1\nHost: x\n\n",
+        "GET /lf HTTP/1.1\nHost: x\r\n\r\n",
+        "GET /lf HTTP/1.1\r\nHost: x\nX: y\r\n\r\n",
+        "GET /lf HTTP/1.1\r\nHost: x\r\n\n",
+        "\nGET /lf HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        rejects(head, 400);
+    }
+}
+
+/// llhttp's smuggling regression case: a bare LF hides a `Content-Length` from a front
+/// that reads LF as part of a value. One 400 and a close, never an answer for `/admin`.
+#[test]
+fn bare_lf_cannot_smuggle_a_request() {
+    let calls = Rc::new(Cell::new(0));
+    let seen = calls.clone();
+    let mut c = Conn::new(move |req: Request| {
+        seen.set(seen.get() + 1);
+        echo(req)
+    });
+    c.send(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nDummy: x\nContent-Length: 23\r\n\r\n\
+         GET / HTTP/1.1\r\nDummy: GET /admin HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    let all = c.responses();
+    assert_eq!(all.len(), 1, "{}", c.output());
+    assert_eq!(all[0].status, 400);
+    assert_eq!(calls.get(), 0);
+    assert!(c.closed());
 }
 
 /// No malformed input gets a 5xx other than 501/505, whose meaning is "we do not

@@ -89,6 +89,13 @@ pub const MALFORMED: &[MalformedRequest] = &[
     row("request line: space inside target", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     row("request line: two versions", b"GET /a HTTP/1.1 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     row("request line: bare CR as line end", b"GET / HTTP/1.1\rHost: x\r\n\r\n", 400),
+    // Bare LF as a line end (RFC 9112 §2.2; llhttp's smuggling case).
+    row("line end: bare LF everywhere", b"GET / HTTP/1.1\nHost: x\n\n", 400),
+    row("line end: bare LF after the request line", b"GET / HTTP/1.1\nHost: x\r\n\r\n", 400),
+    row("line end: bare LF after a field", b"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400),
+    row("line end: bare LF as the empty line", b"GET / HTTP/1.1\r\nHost: x\r\n\n", 400),
+    row("line end: bare LF hiding a Content-Length",
+     b"GET / HTTP/1.1\r\nHost: x\r\nDummy: x\nContent-Length: 23\r\n\r\nGET / HTTP/1.1\r\nDummy: GET /admin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     // Method (a token).
     row("method: separator", b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     row("method: colon", b"GE:T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
