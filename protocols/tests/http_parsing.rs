@@ -336,6 +336,12 @@ fn bad_chunk_sizes() {
         "",
         " 5",
         "5 5",
+        // Whitespace after the size is BWS, allowed only before a `;` (RFC 9112 §7.1.1).
+        "5 ",
+        "5\t",
+        "5 \t ",
+        "0x",
+        "5\x0b",
         // 17 hex digits: past u64.
         "10000000000000000",
         "fffffffffffffffff",
@@ -390,6 +396,13 @@ fn chunk_extensions() {
          5;name=value;flag ; q=\"a \\\" b\"\r\nhello\r\n0;last\r\n\r\n",
     );
     assert_eq!(c.response().text(), "POST / 5:hello");
+    // BWS before `;` and around `=`.
+    let mut c = Conn::new(echo);
+    c.send(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5 \t;a = b\t;c\r\nhello\r\n0 ;d\r\n\r\n",
+    );
+    assert_eq!(c.response().text(), "POST / 5:hello");
     for ext in [
         ";",
         ";=v",
@@ -400,6 +413,14 @@ fn chunk_extensions() {
         "x",
         ";a b",
         ";a=b c",
+        // BWS only before `;` and around `=`: never at the end of the line.
+        ";a ",
+        ";a=b ",
+        ";a=\"b\" ",
+        ";a=b\t",
+        // A quoted-pair escapes only HTAB, SP, VCHAR and obs-text.
+        ";a=\"\\\x01\"",
+        ";a=\"\\\x7f\"",
     ] {
         rejects(
             format!(
