@@ -70,13 +70,30 @@ fn plain_get_is_answered() {
 }
 
 /// Twisted: ParsingTests.test_invalidVersion. Twisted answers 400 to any version other
-/// than `HTTP/1.0`/`HTTP/1.1`; we answer 505 to a well-formed version we do not speak
-/// (RFC 9110 §15.6.6) and 400 to a malformed one.
+/// than `HTTP/1.0`/`HTTP/1.1`; we answer 505 to a well-formed version of another major
+/// version (RFC 9110 §15.6.6), serve a higher minor version of HTTP/1 as HTTP/1.1 (RFC
+/// 9110 §2.5), and answer 400 to a malformed one.
 #[test]
 fn versions() {
     rejects("GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505);
-    rejects("GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505);
     rejects("GET / HTTP/9.9\r\n\r\n", 505);
+    rejects("GET / HTTP/0.9\r\n\r\n", 505);
+    rejects("GET / HTTP/1.10\r\nHost: x\r\n\r\n", 400);
+    rejects("GET / HTTP/1.x\r\nHost: x\r\n\r\n", 400);
+    // A higher minor version is served as HTTP/1.1: Host is required, keep-alive is the
+    // default, and the answer says HTTP/1.1.
+    rejects("GET / HTTP/1.2\r\n\r\n", 400);
+    for minor in ["2", "9"] {
+        let mut c = Conn::new(echo);
+        c.send_bytewise(format!("GET /v HTTP/1.{minor}\r\nHost: x\r\n\r\n").as_bytes());
+        c.send(format!("GET /w HTTP/1.{minor}\r\nHost: x\r\n\r\n"));
+        let all = c.responses();
+        assert_eq!(all.len(), 2, "{}", c.output());
+        assert_eq!(all[0].text(), "GET /v 0:");
+        assert_eq!(all[1].text(), "GET /w 0:");
+        assert!(c.output().starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(!c.closed());
+    }
     rejects("GET / http/1.1\r\nHost: x\r\n\r\n", 400);
     rejects("GET / HTTP/1.1x\r\nHost: x\r\n\r\n", 400);
     rejects("GET / HTTP/11\r\nHost: x\r\n\r\n", 400);

@@ -109,7 +109,9 @@ pub const MALFORMED: &[MalformedRequest] = &[
     row("target: asterisk for GET", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     // Version.
     row("version: HTTP/2.0", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
-    row("version: HTTP/1.2", b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+    row("version: HTTP/3.0", b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+    row("version: two-digit minor", b"GET / HTTP/1.10\r\nHost: x\r\n\r\n", 400),
+    row("version: HTTP/1.2 without Host", b"GET / HTTP/1.2\r\n\r\n", 400),
     row("version: lower case", b"GET / http/1.1\r\nHost: x\r\n\r\n", 400),
     row("version: trailing garbage", b"GET / HTTP/1.1x\r\nHost: x\r\n\r\n", 400),
     row("version: no dot", b"GET / HTTP/11\r\nHost: x\r\n\r\n", 400),

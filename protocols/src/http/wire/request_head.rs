@@ -180,6 +180,22 @@ fn is_other_http_version(buf: &[u8]) -> bool {
         && v[7].is_ascii_digit()
 }
 
+/// A head whose request line (well-formed, [`is_other_http_version`]) names a higher
+/// minor version of HTTP/1, copied with the version made `HTTP/1.1`: RFC 9110 §2.5 says
+/// to serve it as the highest minor version we speak. `None` for another major version.
+/// Rare, so a copy: httparse takes only 1.0 and 1.1.
+fn as_http11(buf: &[u8]) -> Option<Vec<u8>> {
+    let line = &buf[..request_line_len(buf).unwrap_or(buf.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = &line[line.len() - 8..];
+    if version[5] != b'1' {
+        return None;
+    }
+    let mut patched = buf.to_vec();
+    patched[line.len() - 1] = b'1';
+    Some(patched)
+}
+
 /// Whether a request line not yet ended could still become one that
 /// [`is_other_http_version`] accepts. httparse fails on `HTTP/2` as soon as it sees it;
 /// without this, `GET / HTTP/2.0` got 505 in one read but 400 split across reads.
@@ -263,7 +279,10 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
             return HeadResult::Partial
         }
         Err(httparse::Error::Version) if is_other_http_version(buf) => {
-            return HeadResult::Reject(505)
+            return match as_http11(buf) {
+                Some(patched) => parse_head(&patched, limits),
+                None => HeadResult::Reject(505),
+            };
         }
         Err(_) => return HeadResult::Reject(400),
     };
