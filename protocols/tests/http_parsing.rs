@@ -295,15 +295,18 @@ fn content_length_with_transfer_encoding() {
 /// Twisted: ParsingTests.test_unknownTransferEncoding (Twisted answers 400). RFC 9112
 /// §6.1: a coding we do not implement is 501; `chunked` must be the final coding.
 /// Twisted accepts `identity`; it is no longer a registered coding, and we answer 501.
+/// Transfer codings (RFC 9112 §6.1, §6.3, §7): only a lone `chunked` is implemented. A
+/// well-formed list of registered codings we do not implement is 501 (§6.1); a list in
+/// which `chunked` is not last, appears twice, or a coding is not a registered one or
+/// not a token at all is malformed framing (§6.3: the length cannot be determined): 400.
 #[test]
 fn transfer_codings() {
     let chunked_body = "\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     for te in [
         "gzip",
         "gzip, chunked",
-        "chunked, gzip",
         "identity",
-        "chunked, chunked",
+        "x-gzip, deflate, chunked",
     ] {
         rejects(
             format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}{chunked_body}"),
@@ -317,16 +320,40 @@ fn transfer_codings() {
         ),
         501,
     );
+    for te in [
+        "",
+        "chunked, gzip",
+        "chunked, chunked",
+        "xchunked",
+        "chunkedx",
+        "chunked-false",
+        "\u{a0}chunked",
+        "chunked\u{a0}",
+        "foo",
+        "foo, chunked",
+        "chunked;q=1",
+        "\"chunked\"",
+        // Empty list elements (RFC 9110 §5.6.1 says to ignore them): refused rather than
+        // guessed at.
+        ",chunked",
+        "chunked,",
+    ] {
+        rejects(
+            format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}{chunked_body}"),
+            400,
+        );
+    }
+    // Two `chunked` fields: chunked twice.
     rejects(
-        format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {chunked_body}"),
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked{chunked_body}"
+        ),
         400,
     );
-    // An empty list element before `chunked` (RFC 9110 §5.6.1 says to ignore it): we
-    // reject rather than guess, with 501 as for any list we do not take as plain chunked.
-    rejects(
-        format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,chunked{chunked_body}"),
-        501,
-    );
+    // obs-text before chunked.
+    let mut raw = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \xa0chunked".to_vec();
+    raw.extend_from_slice(chunked_body.as_bytes());
+    rejects(raw, 400);
     // HTTP/1.0 has no transfer codings (RFC 9112 §6.1): 400, as hyper.
     rejects(
         format!("POST / HTTP/1.0\r\nTransfer-Encoding: chunked{chunked_body}"),
