@@ -1,12 +1,15 @@
 //! `StaticFiles` over loopback, fetched with our client: files in a fresh directory under
 //! the system temp dir. Bounded by the client's timeout; nothing sleeps.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ropewalk_protocols::http::{
     Client, ClientConfig, ClientResponse, Headers, HttpServer, Site, StaticFiles,
 };
+use ropewalk_reactor::deferred::Failure;
 use ropewalk_reactor::{ListeningPort, Reactor};
 
 /// A temp directory, removed on drop.
@@ -100,6 +103,29 @@ impl Fixture {
             .unwrap()
     }
 
+    /// `GET path` written as is on a std socket (run on the worker pool while `wait()`
+    /// runs the reactor): the status and the body.
+    fn raw_get(&self, path: &str) -> (u16, String) {
+        let addr = self.base.trim_start_matches("http://").to_string();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let out = self
+            .reactor
+            .defer_to_thread(move || {
+                let mut s = TcpStream::connect(addr.as_str()).map_err(Failure::new)?;
+                s.set_read_timeout(Some(Duration::from_secs(20)))
+                    .map_err(Failure::new)?;
+                s.write_all(request.as_bytes()).map_err(Failure::new)?;
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).map_err(Failure::new)?;
+                Ok(String::from_utf8_lossy(&out).into_owned())
+            })
+            .wait()
+            .unwrap();
+        let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, body.to_string())
+    }
+
     fn request(&self, method: &str, path: &str, headers: Headers) -> ClientResponse {
         self.client
             .request(method, &format!("{}{path}", self.base), headers, vec![])
@@ -181,6 +207,29 @@ fn traversal_is_never_served() {
     assert_eq!(f.get("/static/hello.txt%00.png").status(), 404);
     #[cfg(unix)]
     assert_eq!(f.get("/static/link.txt").status(), 403);
+}
+
+/// A path with a malformed escape is a 400, never a file: `%+b` once decoded to byte
+/// 0x0b (`u8::from_str_radix` takes a sign) and served the file named `\x0bx`. Sent
+/// over a raw socket, since our client refuses such a URL.
+#[test]
+fn malformed_escapes_are_400() {
+    let dir = TempDir::new("escapes");
+    let root = tree(&dir.0);
+    std::fs::write(root.join("\x0bx"), "vertical tab").unwrap();
+    let f = Fixture::new(&root);
+    for path in [
+        "/static/%+bx",
+        "/static/%-bx",
+        "/static/%zz",
+        "/static/%4",
+        "/static/a%",
+    ] {
+        let (status, body) = f.raw_get(path);
+        assert_eq!(status, 400, "{path}");
+        assert!(!body.contains("vertical tab"), "{path} served the file");
+    }
+    assert_eq!(f.raw_get("/static/%0bx"), (200, "vertical tab".to_string()));
 }
 
 #[test]
