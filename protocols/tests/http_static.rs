@@ -278,6 +278,58 @@ fn head_and_if_modified_since() {
     let mut h = Headers::new();
     h.append("If-Modified-Since", "not a date");
     assert_eq!(f.request("GET", "/static/hello.txt", h).status(), 200);
+
+    // RFC 9110 §5.6.7: recipients MUST accept all three date formats.
+    let (rfc850, asctime) = obsolete_forms(&modified);
+    for since in [rfc850, asctime] {
+        let mut h = Headers::new();
+        h.append("If-Modified-Since", since.clone());
+        let resp = f.request("GET", "/static/hello.txt", h);
+        assert_eq!(resp.status(), 304, "{since}");
+    }
+    // An invalid date is ignored (RFC 9110 §13.1.3): the file, not an error.
+    for bad in [
+        "Sun, 32 Nov 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 25:49:37 GMT",
+        "Sun Nov  6 08:49:37 94",
+        "",
+    ] {
+        let mut h = Headers::new();
+        h.append("If-Modified-Since", bad);
+        assert_eq!(
+            f.request("GET", "/static/hello.txt", h).status(),
+            200,
+            "{bad}"
+        );
+    }
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) in the two obsolete forms: RFC 850
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`).
+fn obsolete_forms(imf: &str) -> (String, String) {
+    let p: Vec<&str> = imf.split(' ').collect();
+    let [day, dd, mon, year, time, "GMT"] = p[..] else {
+        panic!("not an IMF-fixdate: {imf}");
+    };
+    let day = day.trim_end_matches(',');
+    let long = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ]
+    .into_iter()
+    .find(|d| d.starts_with(day))
+    .unwrap();
+    let rfc850 = format!("{long}, {dd}-{mon}-{} {time} GMT", &year[2..]);
+    let asctime = format!(
+        "{day} {mon} {:>2} {time} {year}",
+        dd.trim_start_matches('0')
+    );
+    (rfc850, asctime)
 }
 
 #[test]
