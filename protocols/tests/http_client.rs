@@ -248,6 +248,28 @@ fn bad_chunked_framing_is_an_error() {
     assert!(matches!(client_error(&f), ClientError::Malformed(_)), "{f}");
 }
 
+/// RFC 9112 §5.2: a user agent MUST replace each obs-fold in a response with one or
+/// more SP before interpreting the field. Framing fields are unfolded too, and then
+/// judged as any other value.
+#[test]
+fn obs_fold_in_a_response_becomes_a_space() {
+    let (result, _) = raw_get(&[
+        b"HTTP/1.1 200 OK\r\nX-Folded: first\r\n second\r\n\t \tthird \r\nX-Plain: p\r\n",
+        b"Content-Length: 2\r\n\r\nok",
+    ]);
+    let resp = result.unwrap();
+    assert_eq!(resp.headers().get("x-folded"), Some("first second third"));
+    assert_eq!(resp.headers().get("x-plain"), Some("p"));
+    assert_eq!(resp.text(), "ok");
+    // A folded Content-Length is unfolded: `2` and `3` are two values, not one.
+    let (result, _) = raw_get(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n 3\r\n\r\nok"]);
+    let f = result.unwrap_err();
+    assert!(matches!(client_error(&f), ClientError::Malformed(_)), "{f}");
+    // Folded onto a value that was empty.
+    let (result, _) = raw_get(&[b"HTTP/1.1 200 OK\r\nX-E:\r\n e\r\nContent-Length: 0\r\n\r\n"]);
+    assert_eq!(result.unwrap().headers().get("x-e"), Some("e"));
+}
+
 #[test]
 fn close_delimited_body() {
     let (result, _) = raw_get(&[

@@ -70,13 +70,30 @@ fn plain_get_is_answered() {
 }
 
 /// Twisted: ParsingTests.test_invalidVersion. Twisted answers 400 to any version other
-/// than `HTTP/1.0`/`HTTP/1.1`; we answer 505 to a well-formed version we do not speak
-/// (RFC 9110 §15.6.6) and 400 to a malformed one.
+/// than `HTTP/1.0`/`HTTP/1.1`; we answer 505 to a well-formed version of another major
+/// version (RFC 9110 §15.6.6), serve a higher minor version of HTTP/1 as HTTP/1.1 (RFC
+/// 9110 §2.5), and answer 400 to a malformed one.
 #[test]
 fn versions() {
     rejects("GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505);
-    rejects("GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505);
     rejects("GET / HTTP/9.9\r\n\r\n", 505);
+    rejects("GET / HTTP/0.9\r\n\r\n", 505);
+    rejects("GET / HTTP/1.10\r\nHost: x\r\n\r\n", 400);
+    rejects("GET / HTTP/1.x\r\nHost: x\r\n\r\n", 400);
+    // A higher minor version is served as HTTP/1.1: Host is required, keep-alive is the
+    // default, and the answer says HTTP/1.1.
+    rejects("GET / HTTP/1.2\r\n\r\n", 400);
+    for minor in ["2", "9"] {
+        let mut c = Conn::new(echo);
+        c.send_bytewise(format!("GET /v HTTP/1.{minor}\r\nHost: x\r\n\r\n").as_bytes());
+        c.send(format!("GET /w HTTP/1.{minor}\r\nHost: x\r\n\r\n"));
+        let all = c.responses();
+        assert_eq!(all.len(), 2, "{}", c.output());
+        assert_eq!(all[0].text(), "GET /v 0:");
+        assert_eq!(all[1].text(), "GET /w 0:");
+        assert!(c.output().starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(!c.closed());
+    }
     rejects("GET / http/1.1\r\nHost: x\r\n\r\n", 400);
     rejects("GET / HTTP/1.1x\r\nHost: x\r\n\r\n", 400);
     rejects("GET / HTTP/11\r\nHost: x\r\n\r\n", 400);
@@ -278,15 +295,18 @@ fn content_length_with_transfer_encoding() {
 /// Twisted: ParsingTests.test_unknownTransferEncoding (Twisted answers 400). RFC 9112
 /// §6.1: a coding we do not implement is 501; `chunked` must be the final coding.
 /// Twisted accepts `identity`; it is no longer a registered coding, and we answer 501.
+/// Transfer codings (RFC 9112 §6.1, §6.3, §7): only a lone `chunked` is implemented. A
+/// well-formed list of registered codings we do not implement is 501 (§6.1); a list in
+/// which `chunked` is not last, appears twice, or a coding is not a registered one or
+/// not a token at all is malformed framing (§6.3: the length cannot be determined): 400.
 #[test]
 fn transfer_codings() {
     let chunked_body = "\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     for te in [
         "gzip",
         "gzip, chunked",
-        "chunked, gzip",
         "identity",
-        "chunked, chunked",
+        "x-gzip, deflate, chunked",
     ] {
         rejects(
             format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}{chunked_body}"),
@@ -300,16 +320,40 @@ fn transfer_codings() {
         ),
         501,
     );
+    for te in [
+        "",
+        "chunked, gzip",
+        "chunked, chunked",
+        "xchunked",
+        "chunkedx",
+        "chunked-false",
+        "\u{a0}chunked",
+        "chunked\u{a0}",
+        "foo",
+        "foo, chunked",
+        "chunked;q=1",
+        "\"chunked\"",
+        // Empty list elements (RFC 9110 §5.6.1 says to ignore them): refused rather than
+        // guessed at.
+        ",chunked",
+        "chunked,",
+    ] {
+        rejects(
+            format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}{chunked_body}"),
+            400,
+        );
+    }
+    // Two `chunked` fields: chunked twice.
     rejects(
-        format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {chunked_body}"),
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked{chunked_body}"
+        ),
         400,
     );
-    // An empty list element before `chunked` (RFC 9110 §5.6.1 says to ignore it): we
-    // reject rather than guess, with 501 as for any list we do not take as plain chunked.
-    rejects(
-        format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,chunked{chunked_body}"),
-        501,
-    );
+    // obs-text before chunked.
+    let mut raw = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \xa0chunked".to_vec();
+    raw.extend_from_slice(chunked_body.as_bytes());
+    rejects(raw, 400);
     // HTTP/1.0 has no transfer codings (RFC 9112 §6.1): 400, as hyper.
     rejects(
         format!("POST / HTTP/1.0\r\nTransfer-Encoding: chunked{chunked_body}"),
@@ -336,6 +380,12 @@ fn bad_chunk_sizes() {
         "",
         " 5",
         "5 5",
+        // Whitespace after the size is BWS, allowed only before a `;` (RFC 9112 §7.1.1).
+        "5 ",
+        "5\t",
+        "5 \t ",
+        "0x",
+        "5\x0b",
         // 17 hex digits: past u64.
         "10000000000000000",
         "fffffffffffffffff",
@@ -390,6 +440,13 @@ fn chunk_extensions() {
          5;name=value;flag ; q=\"a \\\" b\"\r\nhello\r\n0;last\r\n\r\n",
     );
     assert_eq!(c.response().text(), "POST / 5:hello");
+    // BWS before `;` and around `=`.
+    let mut c = Conn::new(echo);
+    c.send(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5 \t;a = b\t;c\r\nhello\r\n0 ;d\r\n\r\n",
+    );
+    assert_eq!(c.response().text(), "POST / 5:hello");
     for ext in [
         ";",
         ";=v",
@@ -400,6 +457,14 @@ fn chunk_extensions() {
         "x",
         ";a b",
         ";a=b c",
+        // BWS only before `;` and around `=`: never at the end of the line.
+        ";a ",
+        ";a=b ",
+        ";a=\"b\" ",
+        ";a=b\t",
+        // A quoted-pair escapes only HTAB, SP, VCHAR and obs-text.
+        ";a=\"\\\x01\"",
+        ";a=\"\\\x7f\"",
     ] {
         rejects(
             format!(
@@ -590,11 +655,42 @@ fn leading_empty_lines() {
     assert_eq!(accepts(format!("\r\n{}", get("/"))), "GET / 0:");
 }
 
-/// Bare LF as the line end in the head is accepted (RFC 9112 §2.2 "MAY"), as httparse
-/// and hyper do; Twisted never completes such a request and waits for the timeout.
+/// Bare LF as a line end in a request head is refused (400 and close), alone or mixed
+/// with CRLF, as llhttp and Twisted do: RFC 9112 §2.2 only *allows* a recipient to take
+/// it, and a front that reads `x\nContent-Length: 23` as one value sees other request
+/// boundaries than we would (httparse alone takes bare LF).
 #[test]
 fn bare_lf_head_line_endings() {
-    assert_eq!(accepts("GET /lf HTTP/1.1\nHost: x\n\n"), "GET /lf 0:");
+    for head in [
+        "GET /lf HTTP/1.1\nHost: x\n\n",
+        "GET /lf HTTP/1.1\nHost: x\r\n\r\n",
+        "GET /lf HTTP/1.1\r\nHost: x\nX: y\r\n\r\n",
+        "GET /lf HTTP/1.1\r\nHost: x\r\n\n",
+        "\nGET /lf HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        rejects(head, 400);
+    }
+}
+
+/// llhttp's smuggling regression case: a bare LF hides a `Content-Length` from a front
+/// that reads LF as part of a value. One 400 and a close, never an answer for `/admin`.
+#[test]
+fn bare_lf_cannot_smuggle_a_request() {
+    let calls = Rc::new(Cell::new(0));
+    let seen = calls.clone();
+    let mut c = Conn::new(move |req: Request| {
+        seen.set(seen.get() + 1);
+        echo(req)
+    });
+    c.send(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nDummy: x\nContent-Length: 23\r\n\r\n\
+         GET / HTTP/1.1\r\nDummy: GET /admin HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    let all = c.responses();
+    assert_eq!(all.len(), 1, "{}", c.output());
+    assert_eq!(all[0].status, 400);
+    assert_eq!(calls.get(), 0);
+    assert!(c.closed());
 }
 
 /// No malformed input gets a 5xx other than 501/505, whose meaning is "we do not

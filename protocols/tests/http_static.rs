@@ -1,12 +1,15 @@
 //! `StaticFiles` over loopback, fetched with our client: files in a fresh directory under
 //! the system temp dir. Bounded by the client's timeout; nothing sleeps.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ropewalk_protocols::http::{
     Client, ClientConfig, ClientResponse, Headers, HttpServer, Site, StaticFiles,
 };
+use ropewalk_reactor::deferred::Failure;
 use ropewalk_reactor::{ListeningPort, Reactor};
 
 /// A temp directory, removed on drop.
@@ -100,6 +103,29 @@ impl Fixture {
             .unwrap()
     }
 
+    /// `GET path` written as is on a std socket (run on the worker pool while `wait()`
+    /// runs the reactor): the status and the body.
+    fn raw_get(&self, path: &str) -> (u16, String) {
+        let addr = self.base.trim_start_matches("http://").to_string();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let out = self
+            .reactor
+            .defer_to_thread(move || {
+                let mut s = TcpStream::connect(addr.as_str()).map_err(Failure::new)?;
+                s.set_read_timeout(Some(Duration::from_secs(20)))
+                    .map_err(Failure::new)?;
+                s.write_all(request.as_bytes()).map_err(Failure::new)?;
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).map_err(Failure::new)?;
+                Ok(String::from_utf8_lossy(&out).into_owned())
+            })
+            .wait()
+            .unwrap();
+        let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, body.to_string())
+    }
+
     fn request(&self, method: &str, path: &str, headers: Headers) -> ClientResponse {
         self.client
             .request(method, &format!("{}{path}", self.base), headers, vec![])
@@ -183,6 +209,29 @@ fn traversal_is_never_served() {
     assert_eq!(f.get("/static/link.txt").status(), 403);
 }
 
+/// A path with a malformed escape is a 400, never a file: `%+b` once decoded to byte
+/// 0x0b (`u8::from_str_radix` takes a sign) and served the file named `\x0bx`. Sent
+/// over a raw socket, since our client refuses such a URL.
+#[test]
+fn malformed_escapes_are_400() {
+    let dir = TempDir::new("escapes");
+    let root = tree(&dir.0);
+    std::fs::write(root.join("\x0bx"), "vertical tab").unwrap();
+    let f = Fixture::new(&root);
+    for path in [
+        "/static/%+bx",
+        "/static/%-bx",
+        "/static/%zz",
+        "/static/%4",
+        "/static/a%",
+    ] {
+        let (status, body) = f.raw_get(path);
+        assert_eq!(status, 400, "{path}");
+        assert!(!body.contains("vertical tab"), "{path} served the file");
+    }
+    assert_eq!(f.raw_get("/static/%0bx"), (200, "vertical tab".to_string()));
+}
+
 #[test]
 fn directories() {
     let dir = TempDir::new("dirs");
@@ -229,6 +278,58 @@ fn head_and_if_modified_since() {
     let mut h = Headers::new();
     h.append("If-Modified-Since", "not a date");
     assert_eq!(f.request("GET", "/static/hello.txt", h).status(), 200);
+
+    // RFC 9110 §5.6.7: recipients MUST accept all three date formats.
+    let (rfc850, asctime) = obsolete_forms(&modified);
+    for since in [rfc850, asctime] {
+        let mut h = Headers::new();
+        h.append("If-Modified-Since", since.clone());
+        let resp = f.request("GET", "/static/hello.txt", h);
+        assert_eq!(resp.status(), 304, "{since}");
+    }
+    // An invalid date is ignored (RFC 9110 §13.1.3): the file, not an error.
+    for bad in [
+        "Sun, 32 Nov 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 25:49:37 GMT",
+        "Sun Nov  6 08:49:37 94",
+        "",
+    ] {
+        let mut h = Headers::new();
+        h.append("If-Modified-Since", bad);
+        assert_eq!(
+            f.request("GET", "/static/hello.txt", h).status(),
+            200,
+            "{bad}"
+        );
+    }
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) in the two obsolete forms: RFC 850
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`).
+fn obsolete_forms(imf: &str) -> (String, String) {
+    let p: Vec<&str> = imf.split(' ').collect();
+    let [day, dd, mon, year, time, "GMT"] = p[..] else {
+        panic!("not an IMF-fixdate: {imf}");
+    };
+    let day = day.trim_end_matches(',');
+    let long = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ]
+    .into_iter()
+    .find(|d| d.starts_with(day))
+    .unwrap();
+    let rfc850 = format!("{long}, {dd}-{mon}-{} {time} GMT", &year[2..]);
+    let asctime = format!(
+        "{day} {mon} {:>2} {time} {year}",
+        dd.trim_start_matches('0')
+    );
+    (rfc850, asctime)
 }
 
 #[test]

@@ -20,6 +20,8 @@ use crate::slab::Key;
 use crate::sys::{Interest, PollMode, Ready};
 use crate::time::{Clock, DelayedCall};
 
+mod happy_eyeballs;
+
 /// Most connections accepted in one readiness event.
 const ACCEPTS_PER_EVENT: usize = 128;
 
@@ -569,8 +571,11 @@ impl Reactor {
     /// Connects to `target` over TCP and runs a protocol from `factory` on the connection
     /// (Twisted's `connectTCP`). The Deferred fires with the protocol once connected.
     ///
-    /// A name is resolved on the worker pool and its addresses are tried in order until
-    /// one connects. Errors are
+    /// A name is resolved on the worker pool and its addresses are raced as RFC 8305
+    /// ("Happy Eyeballs") says: the families in turn, the next address tried 250 ms after
+    /// the last one if it has not connected yet (or at once if it failed), the first
+    /// connection kept and the other attempts cancelled. `timeout` covers it all, the
+    /// lookup included. Errors are
     /// [`ConnectionError`]s: `Refused`, `TimedOut` (after `timeout`), `LookupFailed`,
     /// `ConnectFailed`. Cancelling the Deferred abandons the attempt.
     ///
@@ -601,29 +606,14 @@ impl Reactor {
         timeout: Duration,
     ) -> Deferred<Connected<F::Protocol>> {
         match target.into() {
-            Target::Addr(addr) => connect_addr(self, addr, factory, timeout),
-            Target::Name(name) => {
-                let lookup_name = name.clone();
-                let reactor = self.clone();
-                self.defer_to_thread(move || {
-                    let addrs: Vec<SocketAddr> = lookup_name
-                        .to_socket_addrs()
-                        .map_err(|e| {
-                            Failure::new(ConnectionError::LookupFailed(lookup_name.clone(), e))
-                        })?
-                        .collect();
-                    if addrs.is_empty() {
-                        return Err(Failure::new(ConnectionError::LookupFailed(
-                            lookup_name.clone(),
-                            io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-                        )));
-                    }
-                    Ok(addrs)
-                })
-                .add_callback(move |addrs| {
-                    connect_in_turn(reactor, addrs, 0, Rc::new(factory), timeout)
-                })
-            }
+            Target::Addr(addr) => connect_addr(self, addr, factory, Some(timeout)),
+            Target::Name(name) => happy_eyeballs::connect_name(
+                self,
+                name,
+                |name: &str| Ok(name.to_socket_addrs()?.collect()),
+                factory,
+                timeout,
+            ),
         }
     }
 
@@ -714,32 +704,6 @@ impl<F: Factory> Factory for SharedFactory<F> {
     }
 }
 
-/// Tries a name's addresses in order (e.g. `::1`, then `127.0.0.1` for `localhost`)
-/// until one connects; the last failure is the result.
-fn connect_in_turn<F: Factory>(
-    reactor: Reactor,
-    addrs: Vec<SocketAddr>,
-    i: usize,
-    factory: Rc<F>,
-    timeout: Duration,
-) -> Deferred<Connected<F::Protocol>> {
-    let attempt = connect_addr(&reactor, addrs[i], SharedFactory(factory.clone()), timeout);
-    if i + 1 == addrs.len() {
-        return attempt;
-    }
-    attempt.add_errback(move |failure: Failure| {
-        if failure.is::<ropewalk_deferred::Cancelled>() {
-            return Deferred::fail(failure);
-        }
-        log::debug!(
-            "connect to {} failed ({failure}); trying {}",
-            addrs[i],
-            addrs[i + 1]
-        );
-        connect_in_turn(reactor, addrs, i + 1, factory, timeout)
-    })
-}
-
 /// A TCP connect in progress.
 struct Connector<F: Factory> {
     reactor: Weak<ReactorCore>,
@@ -809,11 +773,13 @@ impl<F: Factory> IoHandler for Connector<F> {
     }
 }
 
+/// Connects to `addr`; fails with [`ConnectionError::TimedOut`] after `timeout`, if
+/// given (a race of several addresses keeps one deadline for all of them instead).
 fn connect_addr<F: Factory>(
     reactor: &Reactor,
     addr: SocketAddr,
     factory: F,
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> Deferred<Connected<F::Protocol>> {
     use socket2::{Domain, Socket, Type};
     let sock = match Socket::new(Domain::for_address(addr), Type::STREAM, None)
@@ -879,14 +845,16 @@ fn connect_addr<F: Factory>(
             return d;
         }
     }
-    let weak = Rc::downgrade(&connector);
-    let timer = reactor.call_later(timeout, move || {
-        if let Some(c) = weak.upgrade() {
-            c.timer.borrow_mut().take();
-            c.fail(ConnectionError::TimedOut(timeout));
-        }
-    });
-    *connector.timer.borrow_mut() = Some(timer);
+    if let Some(timeout) = timeout {
+        let weak = Rc::downgrade(&connector);
+        let timer = reactor.call_later(timeout, move || {
+            if let Some(c) = weak.upgrade() {
+                c.timer.borrow_mut().take();
+                c.fail(ConnectionError::TimedOut(timeout));
+            }
+        });
+        *connector.timer.borrow_mut() = Some(timer);
+    }
     d
 }
 

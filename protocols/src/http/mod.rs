@@ -3,10 +3,17 @@
 //!
 //! Requests are parsed with `httparse`; framing, keep-alive, pipelining, limits and
 //! timeouts are this module's. What RFC 9112 says to reject is rejected with the right
-//! status and a closed connection, never guessed at: conflicting or malformed
-//! `Content-Length`, `Transfer-Encoding` with `Content-Length`, codings other than a final
-//! `chunked` (501), bad chunk framing, missing or repeated `Host` on HTTP/1.1, too many
-//! or too large headers (431), long targets (414), bodies over the limit (413).
+//! status and a closed connection, never guessed at: a bare LF as a line end,
+//! conflicting or malformed `Content-Length`, `Transfer-Encoding` with `Content-Length`,
+//! a malformed coding list (`chunked` twice or not last, a coding that is not a
+//! registered token), bad chunk framing, missing or repeated `Host` on HTTP/1.1 (all
+//! 400); well-formed codings other than a lone `chunked` (501); too many or too large
+//! headers (431), long targets (414), bodies over the limit (413). A request of a
+//! higher minor version (`HTTP/1.2`) is served as HTTP/1.1; another major version gets
+//! 505.
+//!
+//! The client is lenient where RFC 9112 lets a user agent be: it takes a bare LF as a
+//! line end in a response head and replaces an obs-fold with a space.
 //!
 //! # Map
 //!

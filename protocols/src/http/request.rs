@@ -303,29 +303,28 @@ fn split_target(target: &str) -> (Option<Range<usize>>, Option<Range<usize>>) {
     }
 }
 
-/// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are.
+/// Decodes a query component as a form does (`application/x-www-form-urlencoded`): `+`
+/// is a space, `%XX` a byte; a `%` not followed by two hex digits is kept as it is, as
+/// browsers do. Bytes that are not UTF-8 become U+FFFD.
 pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let spaced = if s.contains('+') {
+        Cow::Owned(s.replace('+', " "))
+    } else {
+        Cow::Borrowed(s)
+    };
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Whether every `%` in `s` starts an escape: two hex digits follow it (RFC 3986 §2.1).
+/// A path with a malformed escape is a bad request rather than a guess at a name.
+pub(crate) fn escapes_are_valid(s: &[u8]) -> bool {
+    s.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || (s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
 }
 
 #[cfg(test)]
@@ -350,5 +349,27 @@ mod tests {
         assert_eq!(parts(""), s("", None));
         // An origin-form path that holds "://" is not an absolute URI.
         assert_eq!(parts("/x://y/z"), s("/x://y/z", None));
+    }
+
+    /// A `%` not followed by two hex digits is kept as it is (as browsers and the
+    /// WHATWG form decoding do); `u8::from_str_radix` once read `%+b` as byte 0x0b.
+    #[test]
+    fn query_params_decode_only_valid_escapes() {
+        let param = |target: &str| {
+            Request::new("GET", target, Version::Http11, Headers::new(), vec![]).query_param("a")
+        };
+        for (target, want) in [
+            ("/?a=x%20y+z", "x y z"),
+            ("/?a=%41%62", "Ab"),
+            ("/?a=%+b", "% b"),
+            ("/?a=%-1", "%-1"),
+            ("/?a=%zz%4", "%zz%4"),
+            ("/?a=%", "%"),
+            ("/?a=%c3%a9", "\u{e9}"),
+            ("/?a=%ff", "\u{fffd}"),
+            ("/?%61=1", "1"),
+        ] {
+            assert_eq!(param(target).as_deref(), Some(want), "{target}");
+        }
     }
 }

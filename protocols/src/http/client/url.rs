@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::ClientError;
+use crate::http::request::escapes_are_valid;
 
 /// A parsed `http://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,13 +98,10 @@ impl Url {
             format!("/{target}")
         };
         let b = target.as_bytes();
-        for (i, &c) in b.iter().enumerate() {
-            if c == b'%'
-                && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                    && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-            {
-                return Err(bad("% not followed by two hex digits"));
-            }
+        if !escapes_are_valid(b) {
+            return Err(bad("% not followed by two hex digits"));
+        }
+        for &c in b {
             if b"\"<>\\^`{|}".contains(&c) {
                 return Err(bad(
                     "characters like \" < > { } | \\ ^ ` must be percent-encoded",

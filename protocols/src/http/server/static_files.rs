@@ -9,6 +9,7 @@ use ropewalk_deferred::{Deferred, Failure};
 use ropewalk_reactor::Reactor;
 
 use super::Handler;
+use crate::http::request::escapes_are_valid;
 use crate::http::wire::date::{http_date, parse_http_date};
 use crate::http::{BodyWriter, Request, Response};
 
@@ -419,22 +420,13 @@ fn stream_file(
 }
 
 /// Decodes and checks the path after the prefix: its segments, and whether it ended
-/// with `/`. `Err(status)` for what is refused.
+/// with `/`. `Err(status)` for what is refused: 400 for a malformed escape (`%zz`,
+/// `%+b`), 403 for `..`, 404 for what cannot name a file here.
 fn split_path(rest: &str) -> Result<(Vec<String>, bool), u16> {
-    let bytes = rest.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(404u16)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| 404u16)?;
-            decoded.push(u8::from_str_radix(hex, 16).map_err(|_| 404u16)?);
-            i += 3;
-        } else {
-            decoded.push(bytes[i]);
-            i += 1;
-        }
+    if !escapes_are_valid(rest.as_bytes()) {
+        return Err(400);
     }
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(rest).collect();
     let path = String::from_utf8(decoded).map_err(|_| 404u16)?;
     if path.contains(['\0', '\\']) {
         return Err(404);
@@ -607,8 +599,13 @@ mod tests {
         assert_eq!(split_path("a%00.txt"), Err(404));
         assert_eq!(split_path("a%5c..%5cx"), Err(404));
         assert_eq!(split_path(".git/config"), Err(404));
-        assert_eq!(split_path("%zz"), Err(404));
-        assert_eq!(split_path("%4"), Err(404));
+        // A malformed escape is a bad request, never a guess at a file name.
+        assert_eq!(split_path("%zz"), Err(400));
+        assert_eq!(split_path("%4"), Err(400));
+        assert_eq!(split_path("%"), Err(400));
+        assert_eq!(split_path("%+bx"), Err(400));
+        assert_eq!(split_path("%-1x"), Err(400));
+        assert_eq!(split_path("%0bx"), Ok((vec!["\x0bx".into()], false)));
         assert_eq!(split_path("%ff"), Err(404));
     }
 }

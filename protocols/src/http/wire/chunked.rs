@@ -49,58 +49,67 @@ fn crlf_line(buf: &[u8], max: usize) -> Result<Option<usize>, u16> {
     }
 }
 
+/// Whether `ext`, what follows the chunk size on its line, is well-formed:
+/// `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )` (RFC 9112
+/// §7.1.1). BWS comes only before a `;` or around a `=`, never at the end of the line:
+/// `5 \r\n` and `5;a=b \r\n` are refused.
 fn valid_chunk_ext(ext: &[u8]) -> bool {
-    // *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
     let mut i = 0;
     let skip_ws = |i: &mut usize| {
         while *i < ext.len() && (ext[*i] == b' ' || ext[*i] == b'\t') {
             *i += 1;
         }
     };
+    let token = |i: &mut usize| {
+        let start = *i;
+        while *i < ext.len() && is_tchar(ext[*i]) {
+            *i += 1;
+        }
+        *i > start
+    };
     loop {
-        skip_ws(&mut i);
         if i == ext.len() {
             return true;
         }
-        if ext[i] != b';' {
+        skip_ws(&mut i);
+        if ext.get(i) != Some(&b';') {
+            // The end of the line after BWS, or anything else.
             return false;
         }
         i += 1;
         skip_ws(&mut i);
-        let start = i;
-        while i < ext.len() && is_tchar(ext[i]) {
-            i += 1;
-        }
-        if i == start {
+        if !token(&mut i) {
             return false;
         }
+        let after_name = i;
         skip_ws(&mut i);
-        if i < ext.len() && ext[i] == b'=' {
+        if ext.get(i) != Some(&b'=') {
+            // No value: the blanks (if any) belong before the next `;`.
+            i = after_name;
+            continue;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        if ext.get(i) == Some(&b'"') {
             i += 1;
-            skip_ws(&mut i);
-            if i < ext.len() && ext[i] == b'"' {
-                i += 1;
-                loop {
-                    match ext.get(i) {
-                        None => return false,
-                        Some(b'"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(b'\\') => i += 2,
-                        Some(&c) if c == b'\t' || (c >= 0x20 && c != 0x7f) => i += 1,
-                        Some(_) => return false,
+            loop {
+                match ext.get(i) {
+                    None => return false,
+                    Some(b'"') => {
+                        i += 1;
+                        break;
                     }
-                }
-            } else {
-                let start = i;
-                while i < ext.len() && is_tchar(ext[i]) {
-                    i += 1;
-                }
-                if i == start {
-                    return false;
+                    // quoted-pair: HTAB, SP, VCHAR or obs-text escaped.
+                    Some(b'\\') => match ext.get(i + 1) {
+                        Some(&c) if c == b'\t' || (c >= 0x20 && c != 0x7f) => i += 2,
+                        _ => return false,
+                    },
+                    Some(&c) if c == b'\t' || (c >= 0x20 && c != 0x7f) => i += 1,
+                    Some(_) => return false,
                 }
             }
+        } else if !token(&mut i) {
+            return false;
         }
     }
 }
@@ -246,6 +255,8 @@ mod tests {
     fn chunked_happy_path_with_extensions_and_trailers() {
         let body = decode_all(b"5;a=b;c=\"d e\"\r\nhello\r\n0\r\nX-T: 1\r\n\r\n").unwrap();
         assert_eq!(body, b"hello");
+        let body = decode_all(b"5 ;a = b ;c\r\nhello\r\n0\t;d=\"\\\"\"\r\n\r\n").unwrap();
+        assert_eq!(body, b"hello");
     }
 
     #[test]
@@ -260,6 +271,12 @@ mod tests {
             b"5;\x01\r\nhello\r\n0\r\n\r\n",
             b"11111111111111111\r\n",
             b"5;=x\r\nhello\r\n0\r\n\r\n",
+            b"a \r\nhelloworld\r\n0\r\n\r\n",
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            b"5;a \r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\\\x01\"\r\nhello\r\n0\r\n\r\n",
+            b"0 \r\n\r\n",
+            b"0x\r\n\r\n",
         ] {
             assert_eq!(
                 decode_all(bad),

@@ -16,8 +16,10 @@
 //! Everything else is one rule for both: a `Content-Length` that is not one decimal
 //! number is an error; `Transfer-Encoding` with `Content-Length` is an error, never a
 //! guess at which one wins; the only coding implemented is a lone `chunked`, and any
-//! other list is an error (`gzip, chunked` is one we do not implement: 501 for a
-//! request); a body longer than the limit is an error.
+//! other list is an error: a well-formed list of registered codings (`gzip, chunked`) is
+//! one we do not implement (501 for a request), anything else — `chunked` twice or not
+//! last, an unregistered or malformed coding (`xchunked`, `\u{a0}chunked`) — is
+//! malformed framing (400); a body longer than the limit is an error.
 //!
 //! The `Content-Length` fields are gathered while the head is read
 //! ([`FramingFields::note_length`]), so the server's one pass over its fields is all it
@@ -25,6 +27,7 @@
 
 use std::fmt;
 
+use super::token::is_tchar;
 use crate::http::{Headers, Version};
 
 /// How a message's body is delimited.
@@ -57,9 +60,10 @@ pub(crate) enum FramingError {
     LengthWithEncoding,
     /// `Transfer-Encoding` in an HTTP/1.0 request.
     EncodingInHttp10,
-    /// An empty transfer-coding (`chunked,,`).
+    /// A transfer-coding list we cannot frame by: an empty coding, one that is not a
+    /// token or not registered, `chunked` twice or not last.
     InvalidCoding,
-    /// A transfer-coding other than one final `chunked`.
+    /// Registered transfer-codings we do not implement, `chunked` last or absent.
     UnsupportedCoding,
     /// A `Content-Length` above the limit.
     TooLarge,
@@ -82,7 +86,7 @@ impl fmt::Display for FramingError {
             FramingError::InvalidLength => "bad Content-Length",
             FramingError::LengthWithEncoding => "both Transfer-Encoding and Content-Length",
             FramingError::EncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
-            FramingError::InvalidCoding => "empty transfer-coding",
+            FramingError::InvalidCoding => "malformed transfer-coding list",
             FramingError::UnsupportedCoding => "unsupported transfer-coding",
             FramingError::TooLarge => "body over the limit",
         })
@@ -208,27 +212,54 @@ fn framing_of(
     }
 }
 
+/// The transfer codings registered with IANA (RFC 9112 §7; `identity` once was): a list
+/// of these, with `chunked` last or absent, is well-formed and only not implemented.
+const REGISTERED_CODINGS: [&str; 6] = [
+    "compress",
+    "deflate",
+    "gzip",
+    "identity",
+    "x-compress",
+    "x-gzip",
+];
+
 /// The framing the `Transfer-Encoding` fields of `headers` ask for: only a lone
 /// `chunked` is implemented.
+///
+/// A list we cannot frame by is malformed ([`FramingError::InvalidCoding`]) when a
+/// coding is empty or not a token (`\u{a0}chunked` must never pass as `chunked`), is
+/// not a registered coding (`xchunked`), or when `chunked` appears twice (RFC 9112 §7.1)
+/// or before another coding (§6.3: the length cannot be determined). Otherwise it is a
+/// well-formed list of codings we do not implement
+/// ([`FramingError::UnsupportedCoding`], 501 per §6.1).
 fn transfer_coding(headers: &Headers) -> Result<BodyFraming, FramingError> {
     let mut codings = 0u32;
-    let mut empty = false;
+    let mut chunked = 0u32;
     let mut last_chunked = false;
     for coding in headers
         .get_all("transfer-encoding")
         .flat_map(|v| v.split(','))
-        .map(|c| c.trim())
+        // OWS only: `str::trim` would take U+00A0 for a blank.
+        .map(|c| c.trim_matches([' ', '\t']))
     {
         codings = codings.saturating_add(1);
-        empty |= coding.is_empty();
         last_chunked = coding.eq_ignore_ascii_case("chunked");
+        if last_chunked {
+            chunked += 1;
+        } else if coding.is_empty()
+            || !coding.bytes().all(is_tchar)
+            || !REGISTERED_CODINGS
+                .iter()
+                .any(|r| coding.eq_ignore_ascii_case(r))
+        {
+            return Err(FramingError::InvalidCoding);
+        }
     }
-    match (codings, last_chunked) {
-        (1, true) => Ok(BodyFraming::Chunked),
-        // chunked must be last; before it is a coding we do not implement.
-        (_, true) => Err(FramingError::UnsupportedCoding),
-        _ if empty => Err(FramingError::InvalidCoding),
-        _ => Err(FramingError::UnsupportedCoding),
+    match (codings, chunked, last_chunked) {
+        (1, 1, true) => Ok(BodyFraming::Chunked),
+        (_, 0, _) | (_, 1, true) => Err(FramingError::UnsupportedCoding),
+        // Twice, or not last.
+        _ => Err(FramingError::InvalidCoding),
     }
 }
 
@@ -287,9 +318,15 @@ mod tests {
             (&[(CL, "5"), (TE, "chunked")], Err(LengthWithEncoding)),
             (&[(TE, "gzip, chunked")], Err(UnsupportedCoding)),
             (&[(TE, "gzip"), (TE, "chunked")], Err(UnsupportedCoding)),
-            (&[(TE, "chunked, chunked")], Err(UnsupportedCoding)),
-            (&[(TE, ", chunked")], Err(UnsupportedCoding)),
-            (&[(TE, "chunked, gzip")], Err(UnsupportedCoding)),
+            (&[(TE, "chunked, chunked")], Err(InvalidCoding)),
+            (&[(TE, "chunked"), (TE, "chunked")], Err(InvalidCoding)),
+            (&[(TE, ", chunked")], Err(InvalidCoding)),
+            (&[(TE, "chunked, gzip")], Err(InvalidCoding)),
+            (&[(TE, "xchunked")], Err(InvalidCoding)),
+            (&[(TE, "\u{a0}chunked")], Err(InvalidCoding)),
+            (&[(TE, "foo, chunked")], Err(InvalidCoding)),
+            (&[(TE, "chunked;q=1")], Err(InvalidCoding)),
+            (&[(TE, "GZIP, Deflate, chunked")], Err(UnsupportedCoding)),
             (&[(TE, "gzip")], Err(UnsupportedCoding)),
             (&[(TE, "identity")], Err(UnsupportedCoding)),
             (&[(TE, "chunked,")], Err(InvalidCoding)),

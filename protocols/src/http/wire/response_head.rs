@@ -1,5 +1,7 @@
 //! Response heads (RFC 9112 §4), the client's side: [`parse_response_head`] parses
-//! one on `httparse` within the client's limits. What the head means for the body is
+//! one on `httparse` within the client's limits. It is lenient where RFC 9112 lets a
+//! user agent be, and a user agent forwards no head, so nothing is smuggled through it:
+//! a bare LF ends a line (§2.2), and an obs-fold becomes a space (§5.2). What the head means for the body is
 //! [`body_framing`](super::framing::body_framing)'s to say; what it means for the
 //! connection, the client's.
 
@@ -35,7 +37,10 @@ pub(crate) fn parse_response_head(
 ) -> Result<Option<(ResponseHead, usize)>, ResponseHeadError> {
     let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
     let mut parsed = httparse::Response::new(&mut storage);
-    let n = match parsed.parse(buf) {
+    let n = match httparse::ParserConfig::default()
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .parse_response(&mut parsed, buf)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > max_head_bytes {
@@ -65,7 +70,11 @@ pub(crate) fn parse_response_head(
     let mut headers = Headers::new();
     for h in parsed.headers.iter() {
         let value = String::from_utf8_lossy(h.value);
-        headers.append(h.name, value.trim_matches([' ', '\t']));
+        if value.contains('\n') {
+            headers.append(h.name, unfold(&value));
+        } else {
+            headers.append(h.name, value.trim_matches([' ', '\t']));
+        }
     }
     let head = ResponseHead {
         status,
@@ -74,6 +83,24 @@ pub(crate) fn parse_response_head(
         headers,
     };
     Ok(Some((head, n)))
+}
+
+/// A value with obs-folds (`a\r\n b`) on one line: each fold, with the blanks around
+/// it, becomes one SP, as RFC 9112 §5.2 tells a user agent to do before interpreting the
+/// field.
+fn unfold(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for line in value.split('\n') {
+        let line = line.trim_end_matches('\r').trim_matches([' ', '\t']);
+        if line.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -108,5 +135,14 @@ mod tests {
             parse_response_head(b"HTTP/1.1 099 X\r\n\r\n", 1024, 10),
             Err(ResponseHeadError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn obs_fold_is_replaced_with_a_space() {
+        let buf = b"HTTP/1.1 200 OK\r\nA: 1\r\n 2\r\n\t3\r\nB:\r\n  x \r\nC: c\nD: d\n\r\n";
+        let (head, n) = parse_response_head(buf, 1024, 10).unwrap().unwrap();
+        assert_eq!(n, buf.len());
+        let fields: Vec<(&str, &str)> = head.headers.iter().collect();
+        assert_eq!(fields, [("A", "1 2 3"), ("B", "x"), ("C", "c"), ("D", "d")]);
     }
 }
