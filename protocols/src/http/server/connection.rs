@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use ropewalk_deferred::{CancelHandle, Deferred, Failure, Outcome};
-use ropewalk_reactor::{Address, DelayedCall, Protocol, TransportRef};
+use ropewalk_reactor::{Address, DelayedCall, Protocol, ReactorError, TransportRef};
 
 use super::flow::{ConnProducer, Flow};
 use super::response::{
@@ -307,9 +307,9 @@ impl HttpConnection {
         // slot joins the queue after it returns.
         let mut response = match shared.handler.handle_outcome(request) {
             Outcome::Value(response) => response,
-            Outcome::Failure(f) => handler_response(Err(f)),
+            Outcome::Failure(f) => handler_response(Err(f), shared),
             Outcome::Chain(mut d) => match d.try_result() {
-                Some(result) => handler_response(result),
+                Some(result) => handler_response(result, shared),
                 None => {
                     let id = slot.id;
                     self.state.borrow_mut().queue.push_back(slot);
@@ -357,7 +357,8 @@ impl HttpConnection {
                 }
                 return Ok(());
             };
-            let response = handler_response(result);
+            let shared = state.borrow().shared.clone();
+            let response = handler_response(result, &shared);
             if let Some(slot) = state.borrow_mut().queue.iter_mut().find(|s| s.id == id) {
                 slot.response = Some(response);
             }
@@ -790,13 +791,30 @@ impl ConnState {
     }
 }
 
-/// The response to send for a handler's result: a failure is logged and becomes a 500.
-fn handler_response(result: Result<Response, Failure>) -> Response {
+/// The response to send for a handler's result: a failure is logged and becomes a 500,
+/// except a worker pool that is full or shut down (the handler's `defer_to_thread` could
+/// not be admitted): that is overload, not a bug, so 503 with `Retry-After`, logged at most
+/// once a second.
+fn handler_response(result: Result<Response, Failure>, shared: &ServerShared) -> Response {
     result.unwrap_or_else(|f| {
+        if let Some(e @ (ReactorError::PoolFull(_) | ReactorError::PoolShutDown)) =
+            f.downcast_ref::<ReactorError>()
+        {
+            if let Some(held) = shared.overload_log.allow(shared.clock.now()) {
+                log::warn!(
+                    "answering 503: {e}{}",
+                    ropewalk_reactor::LogLimiter::suffix(held)
+                );
+            }
+            return Response::error(503).with_header("Retry-After", RETRY_AFTER);
+        }
         log::error!("request handler failed: {f}");
         Response::error(500)
     })
 }
+
+/// Seconds a client refused for overload is asked to wait before it tries again.
+const RETRY_AFTER: &str = "1";
 
 struct StreamSink {
     connection: Weak<RefCell<ConnState>>,

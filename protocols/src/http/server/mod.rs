@@ -33,7 +33,9 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use ropewalk_deferred::{maybe_deferred, Deferred, Failure, IntoOutcome, Outcome};
-use ropewalk_reactor::{Address, Clock, Factory, ListenOptions, ListeningPort, Reactor};
+use ropewalk_reactor::{
+    Address, Clock, Factory, ListenOptions, ListeningPort, LogLimiter, Reactor,
+};
 
 use super::wire::date::DateLines;
 use super::wire::head::write_field;
@@ -51,7 +53,10 @@ pub use static_files::{content_type, StaticFiles};
 /// [`Outcome`](ropewalk_deferred::Outcome).
 ///
 /// A handler that fails (an `Err`, a failed Deferred, a panic) gives a 500 with no
-/// details; the failure is logged.
+/// details; the failure is logged. A failure that is the worker pool refusing a job
+/// ([`ReactorError::PoolFull`](ropewalk_reactor::ReactorError::PoolFull) or `PoolShutDown`,
+/// from `defer_to_thread`) is overload, not a bug: 503 with `Retry-After: 1`, logged as
+/// a warning at most once a second (with a count of the ones held back).
 ///
 /// # Examples
 ///
@@ -176,6 +181,8 @@ pub(super) struct ServerShared {
     /// [`HeadCache`]): one per server, not per connection, so an idle connection holds
     /// none.
     head: RefCell<HeadCache>,
+    /// The warning for requests refused because the worker pool is full: one a second.
+    overload_log: LogLimiter,
 }
 
 impl ServerShared {
@@ -269,6 +276,7 @@ impl HttpServer {
                 date: RefCell::new(DateLines::new()),
                 server_line,
                 head: RefCell::new(HeadCache::default()),
+                overload_log: LogLimiter::new(Duration::from_secs(1)),
             }),
         }
     }
