@@ -137,3 +137,89 @@ fn full_worker_pool_answers_503_with_retry_after() {
         assert_eq!(r[0].text(), format!("done /{i}"));
     }
 }
+
+const CHILD: &str = "ROPEWALK_OVERLOAD_CHILD";
+
+/// Runs this binary's test `test` again in a child process with `ulimit -n nofile` and
+/// `ROPEWALK_OVERLOAD_CHILD` set, so the descriptor limit of the other tests is untouched;
+/// the child is killed (by its pid) if it outlives `LIMIT`.
+fn run_child(test: &str, nofile: u32) {
+    let exe = std::env::current_exe().unwrap();
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(LIMIT) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
+            panic!("the child process did not finish within {LIMIT:?}");
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "child failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A static file the server cannot open because the process ran out of descriptors is
+/// a 503 that no cache keeps (it was a 404: "not found", cacheable, for a file that is
+/// there), logged; once descriptors are free again the file is served. In a child
+/// process with `ulimit -n 64`, the descriptor table is filled before the request.
+#[test]
+fn static_file_without_descriptors_is_503() {
+    if std::env::var_os(CHILD).is_none() {
+        return run_child("static_file_without_descriptors_is_503", 64);
+    }
+    capture_logs();
+    let dir = std::env::temp_dir().join(format!("ropewalk-overload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.txt"), "hello\n").unwrap();
+    let reactor = Reactor::new().unwrap();
+    let files = ropewalk_protocols::http::StaticFiles::new(&reactor, &dir).unwrap();
+    let server = HttpServer::new(&reactor, files);
+    let ask = |what: &str| {
+        let mut c = server.connection();
+        let t = StringTransport::connect(&mut c);
+        c.data_received(get("/a.txt").as_bytes()).unwrap();
+        run_until(&reactor, what, || !t.value().is_empty());
+        parse_responses(&t.value()).remove(0)
+    };
+    // Start the pool's thread while descriptors are left.
+    assert_eq!(ask("a first answer").status, 200);
+    let mut spare = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => spare.push(f),
+            Err(e) if e.raw_os_error() == Some(24) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let r = ask("the answer without descriptors");
+    drop(spare);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let errors = logged("cannot serve");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].1.contains("Too many open files"), "{errors:?}");
+    assert_eq!(ask("the answer with descriptors again").status, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -478,7 +478,10 @@ fn pool_refuses_jobs_once_the_front_one_waited_too_long() {
     gate.open();
     assert!(wait(&reactor, first).unwrap());
     assert_eq!(wait(&reactor, queued).unwrap(), 2);
-    assert_eq!(wait(&reactor, reactor.defer_to_thread(|| Ok(4))).unwrap(), 4);
+    assert_eq!(
+        wait(&reactor, reactor.defer_to_thread(|| Ok(4))).unwrap(),
+        4
+    );
 }
 
 /// Idle threads exit after `keep_alive`, and the pool starts new ones when work comes.
