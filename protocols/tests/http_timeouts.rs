@@ -324,3 +324,73 @@ fn a_closing_connection_whose_peer_does_not_let_it_close_is_aborted() {
         );
     }
 }
+
+/// nginx's `send_timeout`: a peer that takes none of a buffered response (it sits in the
+/// transport's queue) for `send_timeout` is aborted; each time the socket takes some of
+/// it the clock restarts, so a slow but steady reader is never cut. Before, the idle
+/// timer closed it at 60 s whatever it read (then aborted it 15 s later).
+#[test]
+fn peer_that_stops_reading_a_buffered_response_is_aborted() {
+    let mut c = Conn::with_config(echo, config());
+    // The peer's window is full: what the server writes stays queued.
+    c.t.set_write_buffer_len(100_000);
+    c.send(get("/"));
+    assert_eq!(c.clock.delayed_calls().len(), 1, "one watchdog");
+    c.advance(59.0);
+    assert!(!c.closed());
+    // The socket takes some: the send clock restarts.
+    c.t.set_write_buffer_len(90_000);
+    c.advance(59.0);
+    assert!(!c.closed(), "aborted though the peer read 59 s ago");
+    c.t.set_write_buffer_len(80_000);
+    c.advance(59.9);
+    assert!(!c.closed());
+    c.advance(0.1);
+    assert!(c.t.was_aborted(), "60 s without progress");
+}
+
+/// Once the queue drains the send timeout stops and the idle one starts from then.
+#[test]
+fn send_timeout_gives_way_to_idle_once_the_queue_drains() {
+    let mut c = Conn::with_config(echo, config());
+    c.t.set_write_buffer_len(100_000);
+    c.send(get("/"));
+    c.advance(50.0);
+    c.t.set_write_buffer_len(0);
+    c.advance(59.0);
+    assert!(!c.closed(), "idle counts from the drain");
+    c.advance(1.0);
+    assert!(c.closed() && !c.t.was_aborted(), "idle: a clean close");
+}
+
+/// A streamed response whose peer stops reading is aborted `send_timeout` after its
+/// last progress, while a stream whose handler is slow (nothing queued) is not timed
+/// out at all (see `no_timeout_while_streaming`).
+#[test]
+fn peer_that_stops_reading_a_stream_is_aborted() {
+    let writer = Rc::new(Cell::new(None));
+    let w = writer.clone();
+    let mut c = Conn::with_config(
+        move |_: Request| {
+            let (resp, body) = Response::streaming(200);
+            w.set(Some(body));
+            Ok(resp)
+        },
+        ServerConfig {
+            send_timeout: Duration::from_secs(10),
+            ..config()
+        },
+    );
+    c.send(get("/"));
+    let body = writer.take().unwrap();
+    c.advance(500.0);
+    assert!(!c.closed(), "nothing queued: no send timeout");
+    c.t.set_write_buffer_len(70_000);
+    body.write(b"more than the peer takes");
+    c.advance(9.0);
+    c.t.set_write_buffer_len(60_000);
+    c.advance(9.0);
+    assert!(!c.closed());
+    c.advance(1.0);
+    assert!(c.t.was_aborted());
+}

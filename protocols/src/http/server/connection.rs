@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use ropewalk_deferred::{CancelHandle, Deferred, Failure, Outcome};
-use ropewalk_reactor::{Address, DelayedCall, Protocol, ReactorError, TransportRef};
+use ropewalk_reactor::{Address, Clock, DelayedCall, Protocol, ReactorError, TransportRef};
 
 use super::flow::{ConnProducer, Flow};
 use super::response::{
@@ -76,6 +76,8 @@ fn abandon_response(response: Response) {
 enum TimerKind {
     Request,
     Idle,
+    /// Bytes wait in the transport's queue: `send_timeout` from when it last moved.
+    Send,
 }
 
 /// A response body being streamed: later responses wait for it.
@@ -397,6 +399,8 @@ impl HttpConnection {
         if !st.out.is_empty() {
             if let Some(t) = &st.transport {
                 t.write(&st.out);
+                // `pump` sets the timer after this.
+                st.flow.check_sending(t, || st.shared.clock.loop_time());
             }
             st.out.clear();
         }
@@ -438,11 +442,14 @@ impl HttpConnection {
         if flow.write_full.get() {
             writer.set_paused(true);
         }
+        let clock = self.state.borrow().shared.clock.clone();
         let sink = Rc::new(StreamSink {
             connection: Rc::downgrade(&self.state),
             pumping: self.pumping.clone(),
             transport,
             chunked,
+            flow,
+            clock,
         });
         writer.attach(sink);
     }
@@ -452,7 +459,10 @@ impl HttpConnection {
         if st.closed {
             return;
         }
-        let want = if !st.queue.is_empty() || st.stream.is_some() || st.closing {
+        let want = if st.flow.sending.get() {
+            // The peer has bytes to take: whatever else waits, it waits on the peer.
+            Some(TimerKind::Send)
+        } else if !st.queue.is_empty() || st.stream.is_some() || st.closing {
             None
         } else if st.request_started
             || !st.buf.is_empty()
@@ -469,13 +479,14 @@ impl HttpConnection {
         st.timer_kind = want;
         // No kind: the armed watchdog, if any, fires and finds nothing to do.
         let Some(kind) = want else { return };
-        let delay = match kind {
-            TimerKind::Request => st.shared.config.request_timeout,
-            TimerKind::Idle => st.shared.config.idle_timeout,
-        };
         // The loop's reading of the clock: one per wake-up, not one per request.
         let now = st.shared.clock.loop_time();
-        st.deadline = now.saturating_add(delay);
+        st.deadline = match kind {
+            TimerKind::Request => now.saturating_add(st.shared.config.request_timeout),
+            TimerKind::Idle => now.saturating_add(st.shared.config.idle_timeout),
+            TimerKind::Send => st.send_deadline(),
+        };
+        let delay = st.deadline.saturating_sub(now);
         let in_time = st
             .timer
             .as_ref()
@@ -494,7 +505,12 @@ impl HttpConnection {
     fn arm_watchdog(&self, after: Duration) {
         let mut st = self.state.borrow_mut();
         let config = &st.shared.config;
-        let after = after.min(config.request_timeout.min(config.idle_timeout));
+        let after = after.min(
+            config
+                .request_timeout
+                .min(config.idle_timeout)
+                .min(config.send_timeout),
+        );
         let state = Rc::downgrade(&self.state);
         let pumping = self.pumping.clone();
         let clock = st.shared.clock.clone();
@@ -517,6 +533,10 @@ impl HttpConnection {
             }
             let Some(kind) = st.timer_kind else { return };
             let now = st.shared.clock.now();
+            if kind == TimerKind::Send {
+                // Moved by every write the socket took, without touching the timer.
+                st.deadline = st.send_deadline();
+            }
             (kind, st.deadline.saturating_sub(now))
         };
         if left > Duration::ZERO {
@@ -536,6 +556,17 @@ impl HttpConnection {
         st.closing = true;
         st.buf = Vec::new();
         match kind {
+            TimerKind::Send => {
+                log::debug!(
+                    "peer {} took no bytes for {:?} ({} queued); aborting",
+                    st.peer,
+                    st.shared.config.send_timeout,
+                    t.write_buffer_len()
+                );
+                drop(st);
+                t.abort_connection();
+                return;
+            }
             TimerKind::Idle => {
                 drop(st);
                 t.lose_connection();
@@ -585,6 +616,20 @@ impl HttpConnection {
         ));
     }
 
+    /// Something outside `pump` (the transport's queue drained, a streamed body queued
+    /// bytes) changed which timer the connection needs: set it now, or let the running
+    /// `pump` do it.
+    fn timers_changed(&self) {
+        match self.pumping.get() {
+            Pump::Idle => {
+                if self.state.try_borrow_mut().is_ok() {
+                    self.update_timer();
+                }
+            }
+            _ => self.pumping.set(Pump::Again),
+        }
+    }
+
     /// The streamed response ended: go on with the queue.
     fn stream_done(&self) {
         {
@@ -597,6 +642,15 @@ impl HttpConnection {
 }
 
 impl ConnState {
+    /// When the send timeout expires: `send_timeout` after the transport's queue last
+    /// moved.
+    fn send_deadline(&self) -> Duration {
+        self.flow
+            .progress_at
+            .get()
+            .saturating_add(self.shared.config.send_timeout)
+    }
+
     /// Serializes the ready responses at the front of the queue into `out` (and the
     /// `100 Continue` that waits for them), up to the first streamed one, which is
     /// returned with whether it is chunked. The slots dropped because the connection
@@ -821,6 +875,26 @@ struct StreamSink {
     pumping: Rc<Cell<Pump>>,
     transport: TransportRef,
     chunked: bool,
+    flow: Rc<Flow>,
+    clock: Rc<dyn Clock>,
+}
+
+impl StreamSink {
+    /// After a write: if bytes now wait in the queue, the send timeout starts.
+    fn check_sending(&self) {
+        if self
+            .flow
+            .check_sending(&self.transport, || self.clock.loop_time())
+        {
+            if let Some(state) = self.connection.upgrade() {
+                HttpConnection {
+                    state,
+                    pumping: self.pumping.clone(),
+                }
+                .timers_changed();
+            }
+        }
+    }
 }
 
 impl BodySink for StreamSink {
@@ -833,6 +907,7 @@ impl BodySink for StreamSink {
         } else {
             self.transport.write(data);
         }
+        self.check_sending();
     }
 
     fn abort(&self) {
@@ -842,6 +917,9 @@ impl BodySink for StreamSink {
     fn end(&self) {
         if self.chunked {
             self.transport.write(b"0\r\n\r\n");
+            // `stream_done` below sets the timer.
+            self.flow
+                .check_sending(&self.transport, || self.clock.loop_time());
         }
         if let Some(state) = self.connection.upgrade() {
             let close = {
@@ -870,7 +948,22 @@ impl Protocol for HttpConnection {
         let flow = st.flow.clone();
         drop(st);
         *flow.transport.borrow_mut() = Some(transport.clone());
-        transport.register_producer(Rc::new(ConnProducer(flow)), true);
+        let (state, pumping) = (Rc::downgrade(&self.state), self.pumping.clone());
+        let clock = self.state.borrow().shared.clock.clone();
+        let drained = Box::new(move || {
+            if let Some(state) = state.upgrade() {
+                let pumping = pumping.clone();
+                HttpConnection { state, pumping }.timers_changed();
+            }
+        });
+        transport.register_producer(
+            Rc::new(ConnProducer {
+                flow,
+                clock,
+                drained,
+            }),
+            true,
+        );
         self.update_timer();
     }
 

@@ -144,6 +144,13 @@ pub struct ServerConfig {
     /// (Twisted's `abortTimeout`, which Twisted applies to timeouts only): a peer that
     /// stops reading cannot hold a closing connection open.
     pub abort_timeout: Option<Duration>,
+    /// How long a peer may accept no bytes of what is being sent to it (nginx's
+    /// `send_timeout`): while anything waits in the connection's write queue (a buffered
+    /// response, a streamed body, the last bytes before a close), the time since the
+    /// socket last took some of it; past it the connection is aborted (logged at debug).
+    /// A peer that reads slowly but steadily is never cut; with nothing queued no timer
+    /// runs. Default 60 s (nginx's).
+    pub send_timeout: Duration,
     /// Most requests read ahead while their responses are pending; past it, reading
     /// pauses. Default 16.
     pub max_pipelined: usize,
@@ -161,6 +168,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             abort_timeout: Some(Duration::from_secs(15)),
+            send_timeout: Duration::from_secs(60),
             max_pipelined: 16,
             server_name: Some("ropewalk".to_string()),
         }
