@@ -37,6 +37,24 @@ struct BodyRead {
     body: Vec<u8>,
     left: u64,
     chunked: Option<ChunkedDecoder>,
+    /// When the head ended, in the clock's time, and the body's bytes (with their chunk
+    /// framing) received since: `body_timeout` and `min_body_rate` bound the whole body.
+    started: Duration,
+    received: u64,
+}
+
+impl BodyRead {
+    /// When the body's time is up: `body_timeout` after its start, one second more for
+    /// every `min_body_rate` bytes received.
+    fn deadline(&self, config: &super::ServerConfig) -> Duration {
+        let earned = match config.min_body_rate {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs_f64(self.received as f64 / rate as f64),
+        };
+        self.started
+            .saturating_add(config.body_timeout)
+            .saturating_add(earned)
+    }
 }
 
 /// A request's place in the queue of responses, kept until its response is written.
@@ -481,10 +499,14 @@ impl HttpConnection {
         let Some(kind) = want else { return };
         // The loop's reading of the clock: one per wake-up, not one per request.
         let now = st.shared.clock.loop_time();
-        st.deadline = match kind {
-            TimerKind::Request => now.saturating_add(st.shared.config.request_timeout),
-            TimerKind::Idle => now.saturating_add(st.shared.config.idle_timeout),
-            TimerKind::Send => st.send_deadline(),
+        st.deadline = match (kind, &st.reading) {
+            // In a body: the pause since its last bytes, and its total time.
+            (TimerKind::Request, ReadingRequest::Body(read)) => now
+                .saturating_add(st.shared.config.request_timeout)
+                .min(read.deadline(&st.shared.config)),
+            (TimerKind::Request, _) => now.saturating_add(st.shared.config.request_timeout),
+            (TimerKind::Idle, _) => now.saturating_add(st.shared.config.idle_timeout),
+            (TimerKind::Send, _) => st.send_deadline(),
         };
         let delay = st.deadline.saturating_sub(now);
         let in_time = st
@@ -792,6 +814,8 @@ impl ConnState {
                             body: Vec::with_capacity(left.min(64 * 1024) as usize),
                             left,
                             chunked,
+                            started: self.shared.clock.loop_time(),
+                            received: 0,
                         }));
                         if expect && needs_body && self.queue.is_empty() {
                             Step::Continue
@@ -807,6 +831,7 @@ impl ConnState {
                     body,
                     left,
                     chunked,
+                    received,
                     ..
                 } = &mut **read;
                 let (used, done) = match chunked {
@@ -822,6 +847,7 @@ impl ConnState {
                     }
                 };
                 self.buf.drain(..used);
+                *received += used as u64;
                 if !done {
                     if used > 0 {
                         // The body moves: `request_timeout` bounds each pause in it, not

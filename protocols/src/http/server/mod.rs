@@ -136,6 +136,17 @@ pub struct ServerConfig {
     /// Time to receive a request head from its first byte, and the longest pause inside
     /// a body; past it, 408 and close. Default 30 s.
     pub request_timeout: Duration,
+    /// With [`min_body_rate`](Self::min_body_rate), the total time a request body may take
+    /// (Apache's `mod_reqtimeout` `body=20,MinRate=500`): `body_timeout` from the end of
+    /// the head, plus one second for every `min_body_rate` bytes received. Past it, 408
+    /// and close, however short each pause was (a body trickled at a byte every 2 s is
+    /// cut after about 20 s). Default 20 s.
+    pub body_timeout: Duration,
+    /// Bytes per second a body must keep up to earn more time past
+    /// [`body_timeout`](Self::body_timeout); 0 makes `body_timeout` a fixed bound on the
+    /// whole body. Default 500 (a 16 MiB body may take 9 hours at that rate: the bound
+    /// catches trickles, not slow links).
+    pub min_body_rate: u64,
     /// How long an idle keep-alive connection stays open. Default 60 s.
     pub idle_timeout: Duration,
     /// After the server starts closing a connection (a timeout, a bad request,
@@ -167,6 +178,8 @@ impl Default for ServerConfig {
             max_body: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(20),
+            min_body_rate: 500,
             abort_timeout: Some(Duration::from_secs(15)),
             send_timeout: Duration::from_secs(60),
             max_pipelined: 16,
