@@ -223,3 +223,101 @@ fn static_file_without_descriptors_is_503() {
     assert_eq!(ask("the answer with descriptors again").status, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server with a budget of 100 body bytes across connections (and 80 per request), on
+/// a `ManualClock`, echoing the body's length.
+fn budget_server() -> HttpServer {
+    let clock = ropewalk_reactor::ManualClock::new();
+    let config = ropewalk_protocols::http::ServerConfig {
+        max_body: 80,
+        max_buffered_bodies: 100,
+        ..Default::default()
+    };
+    HttpServer::with_config(
+        &clock,
+        |req: Request| Ok(Response::text(format!("{} bytes", req.body().len()))),
+        config,
+    )
+}
+
+fn post_head(len: usize) -> String {
+    format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n")
+}
+
+fn connect(
+    server: &HttpServer,
+) -> (
+    ropewalk_protocols::http::HttpConnection,
+    Rc<StringTransport>,
+) {
+    let mut c = server.connection();
+    let t = StringTransport::connect(&mut c);
+    (c, t)
+}
+
+/// Bodies being read share one budget: a second 60-byte body while the first is held
+/// gets 503 with `Retry-After` and a close (an 81-byte one, past the per-request cap,
+/// 413); when the first connection dies mid-body its bytes come back, and a request that
+/// completes gives its bytes back once answered.
+#[test]
+fn request_bodies_share_a_server_wide_budget() {
+    let server = budget_server();
+    let (mut a, ta) = connect(&server);
+    a.data_received(format!("{}half", post_head(60)).as_bytes())
+        .unwrap();
+    assert!(ta.value().is_empty());
+
+    let (mut b, tb) = connect(&server);
+    b.data_received(post_head(60).as_bytes()).unwrap();
+    let r = parse_responses(&tb.value());
+    assert_eq!(r[0].status, 503);
+    assert_eq!(r[0].header("retry-after"), Some("1"));
+    assert!(tb.is_disconnecting());
+
+    let (mut c, tc) = connect(&server);
+    c.data_received(post_head(81).as_bytes()).unwrap();
+    assert_eq!(parse_responses(&tc.value())[0].status, 413);
+
+    // The first client goes away mid-body: its 60 bytes are free again.
+    a.connection_lost(ropewalk_reactor::deferred::Failure::msg("reset"));
+    let (mut d, td) = connect(&server);
+    let body = "x".repeat(60);
+    d.data_received(format!("{}{body}", post_head(60)).as_bytes())
+        .unwrap();
+    assert_eq!(parse_responses(&td.value())[0].text(), "60 bytes");
+    // Answered: its bytes are back too, and the same connection goes on.
+    d.data_received(format!("{}{body}", post_head(60)).as_bytes())
+        .unwrap();
+    let (mut e, te) = connect(&server);
+    e.data_received(format!("{}{}", post_head(40), "y".repeat(40)).as_bytes())
+        .unwrap();
+    assert_eq!(parse_responses(&td.value()).len(), 2);
+    assert_eq!(parse_responses(&te.value())[0].text(), "40 bytes");
+}
+
+/// A chunked body reserves as it grows: past the budget, 503 and close; the bytes come
+/// back at once.
+#[test]
+fn chunked_body_past_the_budget_is_503() {
+    let server = budget_server();
+    let (mut a, ta) = connect(&server);
+    a.data_received(format!("{}x", post_head(50)).as_bytes())
+        .unwrap();
+    let (mut b, tb) = connect(&server);
+    b.data_received(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n28\r\n0123456789012345678901234567890123456789\r\n",
+    )
+    .unwrap();
+    assert!(tb.value().is_empty(), "40 bytes fit");
+    b.data_received(b"b\r\n0123456789a\r\n").unwrap();
+    let r = parse_responses(&tb.value());
+    assert_eq!(r[0].status, 503);
+    assert!(tb.is_disconnecting());
+    // The 51 chunked bytes went back: the first body completes, and another 50 fit.
+    a.data_received("y".repeat(49).as_bytes()).unwrap();
+    assert_eq!(parse_responses(&ta.value())[0].text(), "50 bytes");
+    let (mut c, tc) = connect(&server);
+    c.data_received(format!("{}{}", post_head(50), "z".repeat(50)).as_bytes())
+        .unwrap();
+    assert_eq!(parse_responses(&tc.value())[0].text(), "50 bytes");
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use ropewalk_deferred::{CancelHandle, Deferred, Failure, Outcome};
 use ropewalk_reactor::{Address, Clock, DelayedCall, Protocol, ReactorError, TransportRef};
 
+use super::budget::Reservation;
 use super::flow::{ConnProducer, Flow};
 use super::response::{
     access_log, serialize, Body, BodySink, BodyWriter, Response, ACCESS_LOG_TARGET,
@@ -41,6 +42,8 @@ struct BodyRead {
     /// framing) received since: `body_timeout` and `min_body_rate` bound the whole body.
     started: Duration,
     received: u64,
+    /// The body's bytes, taken from the server's budget.
+    reserved: Reservation,
 }
 
 impl BodyRead {
@@ -67,6 +70,9 @@ pub(super) struct Slot {
     response: Option<Response>,
     cancel: Option<CancelHandle>,
     id: u64,
+    /// The request's body counts against the server's budget until its response is
+    /// written (or abandoned): dropped with the slot.
+    _body: Option<Reservation>,
 }
 
 impl Slot {
@@ -157,8 +163,8 @@ const OUT_BATCH: usize = 64 * 1024;
 enum Step {
     /// Nothing more to do until more bytes come.
     Wait,
-    /// A complete request to hand to the handler.
-    Dispatch(Head, Vec<u8>),
+    /// A complete request to hand to the handler, with its body's share of the budget.
+    Dispatch(Head, Vec<u8>, Option<Reservation>),
     /// A malformed request: answer with this status and close.
     Reject(u16),
     /// Send `100 Continue` now.
@@ -262,6 +268,8 @@ impl HttpConnection {
                     let mut st = self.state.borrow_mut();
                     st.closing = true;
                     st.buf = Vec::new();
+                    // A body being read gives its budget back now.
+                    st.reading = ReadingRequest::Head;
                     st.queue_final_error(status);
                     return;
                 }
@@ -275,6 +283,7 @@ impl HttpConnection {
                         ..
                     },
                     body,
+                    reserved,
                 ) => {
                     // Made where it is passed: no copy of the whole request on the way.
                     // An internet address is copied, not cloned through a match on both
@@ -284,7 +293,7 @@ impl HttpConnection {
                         other => other.clone(),
                     };
                     let request = Request::from_parts(method, target, version, headers, body, peer);
-                    self.dispatch(request, keep_alive, &shared, &mut date);
+                    self.dispatch(request, keep_alive, reserved, &shared, &mut date);
                 }
             }
         }
@@ -294,6 +303,7 @@ impl HttpConnection {
         &self,
         request: Request,
         keep_alive: bool,
+        reserved: Option<Reservation>,
         shared: &'s ServerShared,
         date: &mut Option<std::cell::Ref<'s, DateLines>>,
     ) {
@@ -320,6 +330,7 @@ impl HttpConnection {
                 response: None,
                 cancel: None,
                 id,
+                _body: reserved,
             }
         };
         // A handler that answered at once (the common case): no Deferred, no callback,
@@ -752,9 +763,14 @@ impl ConnState {
             request_line: None,
             version: Version::Http11,
             keep_alive: false,
-            response: Some(Response::error(status)),
+            response: Some(match status {
+                // Only overload: the same request may succeed in a moment.
+                503 => Response::error(503).with_header("Retry-After", RETRY_AFTER),
+                _ => Response::error(status),
+            }),
             cancel: None,
             id,
+            _body: None,
         });
     }
 
@@ -807,8 +823,15 @@ impl ConnState {
                             // The whole request: no body state to go through.
                             self.request_started = false;
                             self.continue_pending = false;
-                            return Step::Dispatch(head, Vec::new());
+                            return Step::Dispatch(head, Vec::new(), None);
                         }
+                        // A length is reserved whole; a chunked body as it grows.
+                        let Some(reserved) = self.shared.bodies.reserve(left) else {
+                            log::debug!(
+                                "a body of {left} bytes would pass max_buffered_bodies; answering 503"
+                            );
+                            return Step::Reject(503);
+                        };
                         self.reading = ReadingRequest::Body(Box::new(BodyRead {
                             head,
                             body: Vec::with_capacity(left.min(64 * 1024) as usize),
@@ -816,6 +839,7 @@ impl ConnState {
                             chunked,
                             started: self.shared.clock.loop_time(),
                             received: 0,
+                            reserved,
                         }));
                         if expect && needs_body && self.queue.is_empty() {
                             Step::Continue
@@ -832,11 +856,19 @@ impl ConnState {
                     left,
                     chunked,
                     received,
+                    reserved,
                     ..
                 } = &mut **read;
                 let (used, done) = match chunked {
                     Some(decoder) => match decoder.decode(&self.buf, body) {
                         Err(status) => return Step::Reject(status),
+                        Ok(_) if !reserved.grow_to(body.len() as u64) => {
+                            log::debug!(
+                                "a chunked body of {} bytes would pass max_buffered_bodies; answering 503",
+                                body.len()
+                            );
+                            return Step::Reject(503);
+                        }
                         Ok(n) => (n, decoder.is_done()),
                     },
                     None => {
@@ -861,11 +893,16 @@ impl ConnState {
                 else {
                     unreachable!("matched above")
                 };
-                let BodyRead { head, body, .. } = *read;
+                let BodyRead {
+                    head,
+                    body,
+                    reserved,
+                    ..
+                } = *read;
                 self.request_started = false;
                 self.continue_pending = false;
                 self.timer_kind = None;
-                Step::Dispatch(head, body)
+                Step::Dispatch(head, body, Some(reserved))
             }
         }
     }
@@ -1021,6 +1058,10 @@ impl Protocol for HttpConnection {
             let mut st = self.state.borrow_mut();
             st.closed = true;
             st.transport = None;
+            // What was being read goes now (and its body's budget with it), not when the
+            // protocol is dropped.
+            st.reading = ReadingRequest::Head;
+            st.buf = Vec::new();
             st.flow.transport.borrow_mut().take();
             st.flow.stream.borrow_mut().take();
             (

@@ -18,6 +18,7 @@
 //! responses, reading pauses, so read-ahead stays bounded (Twisted's CVE-2023-46137 and
 //! CVE-2024-41671 were out-of-order responses to pipelined requests).
 
+mod budget;
 mod connection;
 mod flow;
 mod response;
@@ -41,6 +42,7 @@ use super::wire::date::DateLines;
 use super::wire::head::write_field;
 use super::wire::request_head::Limits;
 use super::Request;
+use budget::BodyBudget;
 use response::HeadCache;
 
 pub use connection::HttpConnection;
@@ -133,6 +135,15 @@ pub struct ServerConfig {
     pub max_uri: usize,
     /// Largest request body; past it, 413 (the body is not read). Default 16 MiB.
     pub max_body: u64,
+    /// Most bytes of request bodies held at once across all of this server's
+    /// connections (bodies are buffered whole before the handler sees them): a request
+    /// whose body would pass it gets 503 with `Retry-After` and the connection closes. A
+    /// body reserves its `Content-Length` when its head arrives (a chunked one, as it
+    /// grows) and gives it back when its response is written or its connection ends.
+    /// Default 256 MiB: sixteen bodies of the default `max_body` at once, where only the
+    /// per-request cap let twenty 15 MiB uploads hold 600 MiB. One server (one reactor)
+    /// has one budget: several reactors have one each.
+    pub max_buffered_bodies: u64,
     /// Time to receive a request head from its first byte, and the longest pause inside
     /// a body; past it, 408 and close. Default 30 s.
     pub request_timeout: Duration,
@@ -176,6 +187,7 @@ impl Default for ServerConfig {
             max_headers: 100,
             max_uri: 8 * 1024,
             max_body: 16 * 1024 * 1024,
+            max_buffered_bodies: 256 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(20),
@@ -204,6 +216,8 @@ pub(super) struct ServerShared {
     head: RefCell<HeadCache>,
     /// The warning for requests refused because the worker pool is full: one a second.
     overload_log: LogLimiter,
+    /// Request bodies buffered on all connections, against `max_buffered_bodies`.
+    bodies: Rc<BodyBudget>,
 }
 
 impl ServerShared {
@@ -288,6 +302,7 @@ impl HttpServer {
             write_field(&mut line, "Server", name);
             line
         });
+        let bodies = BodyBudget::new(config.max_buffered_bodies);
         HttpServer {
             shared: Rc::new(ServerShared {
                 handler: Box::new(handler),
@@ -298,6 +313,7 @@ impl HttpServer {
                 server_line,
                 head: RefCell::new(HeadCache::default()),
                 overload_log: LogLimiter::new(Duration::from_secs(1)),
+                bodies,
             }),
         }
     }
