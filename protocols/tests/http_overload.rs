@@ -321,3 +321,37 @@ fn chunked_body_past_the_budget_is_503() {
         .unwrap();
     assert_eq!(parse_responses(&tc.value())[0].text(), "50 bytes");
 }
+
+/// The bytes a connection's buffers hold, from its `Debug` line.
+fn held(conn: &ropewalk_protocols::http::HttpConnection) -> usize {
+    let debug = format!("{conn:?}");
+    let rest = &debug[debug.find("held: ").expect("held in Debug") + 6..];
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap()]
+        .parse()
+        .unwrap()
+}
+
+/// `/echo` of `http_server` (`Response::bytes(req.into_body())`): a 4 MiB body echoed to
+/// a peer that does not read. The body moves into the response; once written, the copy
+/// is the transport's queue alone: the connection keeps none (it kept the 4 MiB output
+/// buffer, so a stuck echo held its body twice).
+#[test]
+fn echoed_body_is_not_held_twice() {
+    let clock = ropewalk_reactor::ManualClock::new();
+    let server = HttpServer::new(&clock, |req: Request| Ok(Response::bytes(req.into_body())));
+    let (mut c, t) = connect(&server);
+    let len = 4 << 20;
+    c.data_received(post_head(len).as_bytes()).unwrap();
+    let piece = vec![b'e'; 64 * 1024];
+    for _ in 0..len / piece.len() {
+        c.data_received(&piece).unwrap();
+    }
+    let r = parse_responses(&t.value());
+    assert_eq!(r[0].status, 200);
+    assert_eq!(r[0].body.len(), len);
+    let held = held(&c);
+    assert!(
+        held <= 256 * 1024,
+        "the connection holds {held} bytes after the echo"
+    );
+}

@@ -159,6 +159,10 @@ pub struct HttpConnection {
 /// Bytes of responses gathered before they are written while requests are parsed.
 const OUT_BATCH: usize = 64 * 1024;
 
+/// The output buffer's capacity kept between writes; a larger one (a large body was
+/// copied into it) is freed after its write.
+const OUT_KEEP: usize = 2 * OUT_BATCH;
+
 /// What one parsing step decided.
 enum Step {
     /// Nothing more to do until more bytes come.
@@ -432,6 +436,11 @@ impl HttpConnection {
                 st.flow.check_sending(t, || st.shared.clock.loop_time());
             }
             st.out.clear();
+            if st.out.capacity() > OUT_KEEP {
+                // A large body went out: the transport holds what the socket did not
+                // take; the connection keeps no second copy.
+                st.out = Vec::new();
+            }
         }
         if let Some((writer, chunked)) = started_stream {
             st.stream = Some(ActiveStream {
@@ -1087,9 +1096,15 @@ impl Protocol for HttpConnection {
 impl fmt::Debug for HttpConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = self.state.borrow();
+        let body = match &st.reading {
+            ReadingRequest::Body(read) => read.body.capacity(),
+            ReadingRequest::Head => 0,
+        };
         f.debug_struct("HttpConnection")
             .field("pending", &st.queue.len())
             .field("buffered", &st.buf.len())
+            // Bytes of memory its buffers hold (input, the body being read, output).
+            .field("held", &(st.buf.capacity() + body + st.out.capacity()))
             .field("closing", &st.closing)
             .finish()
     }
