@@ -528,7 +528,6 @@ impl HttpConnection {
             (TimerKind::Idle, _) => now.saturating_add(st.shared.config.idle_timeout),
             (TimerKind::Send, _) => st.send_deadline(),
         };
-        let delay = st.deadline.saturating_sub(now);
         let in_time = st
             .timer
             .as_ref()
@@ -537,6 +536,7 @@ impl HttpConnection {
             if let Some(t) = st.timer.take() {
                 let _ = t.cancel();
             }
+            let delay = st.deadline.saturating_sub(now);
             drop(st);
             self.arm_watchdog(delay);
         }
