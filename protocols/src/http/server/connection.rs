@@ -1,8 +1,9 @@
 //! [`HttpConnection`]: one connection's state machine. Bytes read are parsed into
 //! requests ([`parse_head`], then the body by its framing); each request gets a slot in
 //! a queue and goes to the handler; responses leave in request order, gathered into
-//! one write. Here too: the request and idle timeouts (one watchdog timer per
-//! connection), `100 Continue`, and the sink a streamed body writes through.
+//! one write. Here too: the request, body, send and idle timeouts (one watchdog timer
+//! per connection), the body's share of the server's budget, `100 Continue`, and the sink
+//! a streamed body writes through.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
