@@ -22,6 +22,15 @@ fn config() -> ServerConfig {
     }
 }
 
+/// `config()` with the total bound on a body (`body_timeout`) out of the way, for the
+/// tests of the pause inside one (`trickled_body_is_cut_off` tests the total).
+fn pause_config() -> ServerConfig {
+    ServerConfig {
+        body_timeout: Duration::from_secs(1000),
+        ..config()
+    }
+}
+
 /// Twisted: HTTP1_0Tests.test_requestBodyDefaultTimeout (60 s idle). A connection that
 /// never sends a byte is closed at the idle timeout, without a response.
 #[test]
@@ -81,7 +90,7 @@ fn stalled_body_gets_408() {
         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
     ] {
-        let mut c = Conn::with_config(echo, config());
+        let mut c = Conn::with_config(echo, pause_config());
         c.send(request);
         c.advance(29.0);
         assert!(!c.closed(), "{request:?}");
@@ -94,10 +103,11 @@ fn stalled_body_gets_408() {
 /// Twisted: HTTP1_0Tests.test_requestBodyTimeout (every read restarts the timer). A
 /// body that keeps arriving, each pause shorter than `request_timeout`, is not cut off
 /// (`ServerConfig::request_timeout`: "the longest pause inside a body"); a longer pause
-/// is a 408.
+/// is a 408. (The total, `body_timeout`, is set out of the way: see
+/// `trickled_body_is_cut_off`.)
 #[test]
 fn slow_but_steady_body_is_not_cut_off() {
-    let mut c = Conn::with_config(echo, config());
+    let mut c = Conn::with_config(echo, pause_config());
     c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
     for b in b"hello" {
         c.advance(20.0);
@@ -106,7 +116,7 @@ fn slow_but_steady_body_is_not_cut_off() {
     assert_eq!(c.response().text(), "POST / 5:hello");
     assert!(!c.closed());
 
-    let mut c = Conn::with_config(echo, config());
+    let mut c = Conn::with_config(echo, pause_config());
     c.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
     for piece in ["3\r\n", "abc", "\r\n", "0\r\n", "\r\n"] {
         c.advance(20.0);
@@ -114,7 +124,7 @@ fn slow_but_steady_body_is_not_cut_off() {
     }
     assert_eq!(c.response().text(), "POST / 3:abc");
 
-    let mut c = Conn::with_config(echo, config());
+    let mut c = Conn::with_config(echo, pause_config());
     c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe");
     c.advance(20.0);
     c.send("l");
@@ -323,4 +333,112 @@ fn a_closing_connection_whose_peer_does_not_let_it_close_is_aborted() {
             "{request:?}: closed in time, never aborted"
         );
     }
+}
+
+/// nginx's `send_timeout`: a peer that takes none of a buffered response (it sits in the
+/// transport's queue) for `send_timeout` is aborted; each time the socket takes some of
+/// it the clock restarts, so a slow but steady reader is never cut. Before, the idle
+/// timer closed it at 60 s whatever it read (then aborted it 15 s later).
+#[test]
+fn peer_that_stops_reading_a_buffered_response_is_aborted() {
+    let mut c = Conn::with_config(echo, config());
+    // The peer's window is full: what the server writes stays queued.
+    c.t.set_write_buffer_len(100_000);
+    c.send(get("/"));
+    assert_eq!(c.clock.delayed_calls().len(), 1, "one watchdog");
+    c.advance(59.0);
+    assert!(!c.closed());
+    // The socket takes some: the send clock restarts.
+    c.t.set_write_buffer_len(90_000);
+    c.advance(59.0);
+    assert!(!c.closed(), "aborted though the peer read 59 s ago");
+    c.t.set_write_buffer_len(80_000);
+    c.advance(59.9);
+    assert!(!c.closed());
+    c.advance(0.1);
+    assert!(c.t.was_aborted(), "60 s without progress");
+}
+
+/// Once the queue drains the send timeout stops and the idle one starts from then.
+#[test]
+fn send_timeout_gives_way_to_idle_once_the_queue_drains() {
+    let mut c = Conn::with_config(echo, config());
+    c.t.set_write_buffer_len(100_000);
+    c.send(get("/"));
+    c.advance(50.0);
+    c.t.set_write_buffer_len(0);
+    c.advance(59.0);
+    assert!(!c.closed(), "idle counts from the drain");
+    c.advance(1.0);
+    assert!(c.closed() && !c.t.was_aborted(), "idle: a clean close");
+}
+
+/// A streamed response whose peer stops reading is aborted `send_timeout` after its
+/// last progress, while a stream whose handler is slow (nothing queued) is not timed
+/// out at all (see `no_timeout_while_streaming`).
+#[test]
+fn peer_that_stops_reading_a_stream_is_aborted() {
+    let writer = Rc::new(Cell::new(None));
+    let w = writer.clone();
+    let mut c = Conn::with_config(
+        move |_: Request| {
+            let (resp, body) = Response::streaming(200);
+            w.set(Some(body));
+            Ok(resp)
+        },
+        ServerConfig {
+            send_timeout: Duration::from_secs(10),
+            ..config()
+        },
+    );
+    c.send(get("/"));
+    let body = writer.take().unwrap();
+    c.advance(500.0);
+    assert!(!c.closed(), "nothing queued: no send timeout");
+    c.t.set_write_buffer_len(70_000);
+    body.write(b"more than the peer takes");
+    c.advance(9.0);
+    c.t.set_write_buffer_len(60_000);
+    c.advance(9.0);
+    assert!(!c.closed());
+    c.advance(1.0);
+    assert!(c.t.was_aborted());
+}
+
+/// The trickle: a body at one byte every 2 s never pauses long enough for
+/// `request_timeout`, but gets only `body_timeout` (20 s) plus a second per
+/// `min_body_rate` (500) bytes: 408 and close at about 20 s, not never.
+#[test]
+fn trickled_body_is_cut_off() {
+    for head in [
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n",
+    ] {
+        let mut c = Conn::with_config(echo, config());
+        c.send(head);
+        for _ in 0..9 {
+            c.advance(2.0);
+            c.send("x");
+        }
+        c.advance(1.9);
+        assert!(!c.closed(), "{head:?}: cut before body_timeout");
+        c.advance(0.2);
+        assert_eq!(c.response().status, 408, "{head:?}");
+        assert!(c.closed());
+    }
+}
+
+/// A body that keeps up `min_body_rate` earns time past `body_timeout`: 1,000 bytes a
+/// second for 60 s (each second earns two) is read whole.
+#[test]
+fn body_at_the_minimum_rate_is_read_whole() {
+    let mut c = Conn::with_config(echo, config());
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n");
+    for _ in 0..60 {
+        c.advance(1.0);
+        c.send([b'y'; 1000]);
+    }
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("POST / 60000:yyy"));
 }

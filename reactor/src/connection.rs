@@ -459,6 +459,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             let sock = self.sock.borrow();
             let Some(sock) = sock.as_ref() else { return };
             let mut result = Ok(());
+            let before = st.queued();
             while st.queued() > 0 {
                 match sock.write_some(&st.wbuf[st.wpos..]) {
                     Ok(n) => st.wpos += n,
@@ -482,19 +483,19 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
                 st.wbuf.drain(..pos);
                 st.wpos = 0;
             }
-            result
+            (result, st.queued() < before)
         };
-        if let Err(e) = result {
+        if let (Err(e), _) = result {
             self.close(Failure::new(ConnectionError::Lost(e)), false);
             return;
         }
-        self.after_write();
+        self.after_write(result.1);
     }
 
-    /// After the queue shrank or grew: finish a pending close, move the producer,
-    /// and tell the poller.
-    fn after_write(&self) {
-        let (empty, disconnecting, half_closing, resume, pull) = {
+    /// After the queue shrank (`progressed`: the socket took some of it) or grew: finish a
+    /// pending close, tell and move the producer, and tell the poller.
+    fn after_write(&self, progressed: bool) {
+        let (empty, disconnecting, half_closing, resume, pull, queued) = {
             let mut st = self.state.borrow_mut();
             let empty = st.queued() == 0;
             let low = st.high_water / 4;
@@ -504,7 +505,15 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             }
             let pull = empty && matches!(st.producer, Some((_, false)));
             st.pull_pending = false;
-            (empty, st.disconnecting, st.half_closing, resume, pull)
+            let queued = st.queued();
+            (
+                empty,
+                st.disconnecting,
+                st.half_closing,
+                resume,
+                pull,
+                queued,
+            )
         };
         if empty && disconnecting {
             self.close(Failure::new(ConnectionError::Done), false);
@@ -513,10 +522,15 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         if empty && half_closing {
             self.shut_write();
         }
-        if resume || pull {
+        if progressed || resume || pull {
             let producer = self.state.borrow().producer.clone();
             if let Some((p, _)) = producer {
-                p.resume_producing();
+                if progressed {
+                    p.write_progress(queued);
+                }
+                if resume || pull {
+                    p.resume_producing();
+                }
             }
         }
         self.update_interest();

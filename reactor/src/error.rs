@@ -25,7 +25,8 @@ pub enum ReactorError {
     /// The reactor went away before the call could run.
     #[error("the reactor is gone")]
     Gone,
-    /// The worker pool's queue is full.
+    /// The worker pool's queue is full: `max_queue` jobs wait, or the front one has waited
+    /// longer than `max_queue_wait` (see [`PoolConfig`](crate::PoolConfig)).
     #[error("the worker pool queue is full ({0} jobs waiting)")]
     PoolFull(usize),
     /// No such system event trigger (it ran, or was removed).

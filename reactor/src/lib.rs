@@ -79,6 +79,7 @@ mod group;
 mod io;
 mod jobs;
 mod lifecycle;
+mod log_limit;
 mod looping;
 pub mod net;
 mod pool;
@@ -101,6 +102,7 @@ pub use crate::group::{
     AcceptQueue, GroupListener, ParseAcceptQueueError, ReactorGroup, ReactorGroupBuilder,
 };
 pub use crate::lifecycle::{Phase, SystemEvent, TriggerId};
+pub use crate::log_limit::LogLimiter;
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::protocol::{

@@ -199,6 +199,41 @@ pub trait Producer {
     fn resume_producing(&self);
     /// Stop for good: the connection closed.
     fn stop_producing(&self);
+
+    /// The socket took bytes from the transport's write queue (the peer is reading):
+    /// `queued` bytes are left, 0 when it drained. Called from the loop after each write
+    /// that sent some of the queue, never from inside `write`, and never for writes that
+    /// went straight to the socket; it is how a protocol times out a peer that stops
+    /// reading (nginx's `send_timeout`) with no timer while nothing is queued. The default
+    /// does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::{Producer, Transport};
+    ///
+    /// #[derive(Default)]
+    /// struct Watch(Cell<Option<usize>>);
+    /// impl Producer for Watch {
+    ///     fn pause_producing(&self) {}
+    ///     fn resume_producing(&self) {}
+    ///     fn stop_producing(&self) {}
+    ///     fn write_progress(&self, queued: usize) { self.0.set(Some(queued)); }
+    /// }
+    ///
+    /// let t = StringTransport::new();
+    /// let watch = Rc::new(Watch::default());
+    /// t.register_producer(watch.clone(), true);
+    /// t.set_write_buffer_len(1000); // the peer stopped reading
+    /// t.set_write_buffer_len(400); // …and took 600 bytes
+    /// assert_eq!(watch.0.get(), Some(400));
+    /// ```
+    fn write_progress(&self, queued: usize) {
+        let _ = queued;
+    }
 }
 
 /// A transport as the producer of what it reads (in Twisted every transport is a push

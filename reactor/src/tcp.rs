@@ -14,6 +14,7 @@ use std::time::Duration;
 use ropewalk_deferred::{Deferred, Failure, Resolver};
 
 use crate::connection::{Conn, Known, StreamSocket};
+use crate::log_limit::LogLimiter;
 use crate::protocol::{Address, ConnectionError, Factory};
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
@@ -27,6 +28,10 @@ const ACCEPTS_PER_EVENT: usize = 128;
 
 /// How long accepting pauses when the process runs out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// At most one warning per listener in this time when accepts keep running out of
+/// descriptors (the back-off retries ten times a second).
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How a listening socket is set up.
 ///
@@ -212,6 +217,8 @@ struct Listener<A: Acceptor, F: Factory> {
     accepted_nodelay: Option<bool>,
     /// Accepting is paused after running out of descriptors.
     backing_off: Cell<bool>,
+    /// The back-off's warning: one line a second, with a count of the ones held back.
+    backoff_warning: LogLimiter,
     /// A Unix socket file to remove when the port stops.
     unlink: Option<PathBuf>,
 }
@@ -284,10 +291,13 @@ impl<A: Acceptor, F: Factory> Listener<A, F> {
         if self.backing_off.replace(true) {
             return;
         }
-        log::warn!(
-            "accept on {} failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}",
-            self.local
-        );
+        if let Some(held) = self.backoff_warning.allow(reactor.now()) {
+            log::warn!(
+                "accept on {} failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}{}",
+                self.local,
+                LogLimiter::suffix(held)
+            );
+        }
         if let Some(key) = self.key.get() {
             let _ = reactor.reregister(key, Interest::NONE);
         }
@@ -412,6 +422,7 @@ fn listen<A: Acceptor, F: Factory>(
         key: Cell::new(None),
         factory,
         backing_off: Cell::new(false),
+        backoff_warning: LogLimiter::new(WARN_INTERVAL),
         unlink,
     });
     let key = reactor.register_listener(&sock, listener.clone())?;

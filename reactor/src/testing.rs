@@ -45,6 +45,7 @@ pub struct StringTransport {
     peer: RefCell<Address>,
     local: RefCell<Address>,
     nodelay: Cell<bool>,
+    queued: Cell<usize>,
 }
 
 impl StringTransport {
@@ -68,6 +69,7 @@ impl StringTransport {
             peer: RefCell::new(Address::Test),
             local: RefCell::new(Address::Test),
             nodelay: Cell::new(false),
+            queued: Cell::new(0),
         })
     }
 
@@ -213,6 +215,29 @@ impl StringTransport {
         self.nodelay.get()
     }
 
+    /// Pretends `n` bytes wait in the write queue (a peer that reads slowly):
+    /// [`write_buffer_len`](Transport::write_buffer_len) reports it, and when `n` is less
+    /// than before, the registered producer's
+    /// [`write_progress`](Producer::write_progress) is called with it, as a real transport
+    /// does when the socket takes bytes. What is written still lands in
+    /// [`value`](Self::value) at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::Transport;
+    /// let t = ropewalk_reactor::testing::StringTransport::new();
+    /// t.set_write_buffer_len(4096);
+    /// assert_eq!(t.write_buffer_len(), 4096);
+    /// ```
+    pub fn set_write_buffer_len(&self, n: usize) {
+        let shrank = n < self.queued.replace(n);
+        let producer = self.producer.borrow().clone();
+        if let (true, Some((p, _))) = (shrank, producer) {
+            p.write_progress(n);
+        }
+    }
+
     /// Sets the addresses the transport reports.
     ///
     /// # Examples
@@ -291,7 +316,7 @@ impl Transport for StringTransport {
     }
 
     fn write_buffer_len(&self) -> usize {
-        0
+        self.queued.get()
     }
 
     fn is_closing(&self) -> bool {

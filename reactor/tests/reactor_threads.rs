@@ -447,6 +447,43 @@ fn full_pool_queue_is_pool_full() {
     assert_eq!(reactor.stats().pending_jobs, 0);
 }
 
+/// The queue is bounded in time: once the job at its front has waited longer than
+/// `max_queue_wait`, new jobs are refused with `PoolFull` (however short the queue), so
+/// an admitted job is never minutes from a thread; once the queue moves, jobs are taken
+/// again.
+#[test]
+fn pool_refuses_jobs_once_the_front_one_waited_too_long() {
+    let reactor = Reactor::new().unwrap();
+    reactor.configure_pool(PoolConfig {
+        max_threads: 1,
+        max_queue_wait: Duration::from_nanos(1),
+        ..PoolConfig::default()
+    });
+    let gate = Arc::new(Gate::default());
+    let (started_tx, started_rx) = mpsc::channel();
+    let g = gate.clone();
+    let first = reactor.defer_to_thread(move || {
+        started_tx.send(()).unwrap();
+        Ok(g.wait())
+    });
+    started_rx.recv_timeout(LIMIT).unwrap();
+    // An empty queue admits; behind a job that has waited (more than 1 ns), no more.
+    let queued = reactor.defer_to_thread(|| Ok(2));
+    let mut late = reactor.defer_to_thread(|| Ok(3));
+    let f = late.try_result().expect("refused at once").unwrap_err();
+    assert_eq!(
+        f.downcast_ref::<ReactorError>(),
+        Some(&ReactorError::PoolFull(1))
+    );
+    gate.open();
+    assert!(wait(&reactor, first).unwrap());
+    assert_eq!(wait(&reactor, queued).unwrap(), 2);
+    assert_eq!(
+        wait(&reactor, reactor.defer_to_thread(|| Ok(4))).unwrap(),
+        4
+    );
+}
+
 /// Idle threads exit after `keep_alive`, and the pool starts new ones when work comes.
 #[test]
 fn idle_threads_retire_after_keep_alive() {

@@ -82,6 +82,10 @@ struct Source {
     writes: Cell<usize>,
     /// Bytes written while paused (a push producer must write none).
     written_while_paused: Cell<usize>,
+    /// `write_progress` calls, and whether each one's count was below the last.
+    progress: Cell<usize>,
+    progress_shrank: Cell<bool>,
+    last_queued: Cell<usize>,
 }
 
 impl Source {
@@ -102,6 +106,9 @@ impl Source {
             max_queued: Cell::new(0),
             writes: Cell::new(0),
             written_while_paused: Cell::new(0),
+            progress: Cell::new(0),
+            progress_shrank: Cell::new(true),
+            last_queued: Cell::new(usize::MAX),
         })
     }
 
@@ -184,6 +191,18 @@ impl Producer for Source {
     fn stop_producing(&self) {
         self.stops.set(self.stops.get() + 1);
     }
+
+    fn write_progress(&self, queued: usize) {
+        self.progress.set(self.progress.get() + 1);
+        let t = self.transport.borrow().clone();
+        if let Some(t) = t {
+            // Told after the queue shrank, with what is left.
+            if t.write_buffer_len() != queued {
+                self.progress_shrank.set(false);
+            }
+        }
+        self.last_queued.set(queued);
+    }
 }
 
 /// Serves one connection with a [`Source`].
@@ -222,6 +241,13 @@ fn push_producer_paused_at_the_high_water_mark_and_resumed_when_the_peer_reads()
         });
         // Paused, and it stays paused while the client does not read.
         spin(&reactor, 20);
+        let progress_while_stalled = source.progress.get();
+        spin(&reactor, 20);
+        assert_eq!(
+            source.progress.get(),
+            progress_while_stalled,
+            "write_progress without the peer reading"
+        );
         assert!(source.paused.get());
         assert_eq!(source.resumes.get(), 0, "resumed though nothing drained");
         let sent_while_stalled = source.sent.get();
@@ -236,6 +262,11 @@ fn push_producer_paused_at_the_high_water_mark_and_resumed_when_the_peer_reads()
         let got = client.join().unwrap().unwrap();
         assert_eq!(got, expected(total), "bytes differ");
         assert!(source.resumes.get() > 0);
+        assert!(
+            source.progress.get() > progress_while_stalled,
+            "no write_progress while the peer read"
+        );
+        assert!(source.progress_shrank.get());
         assert_eq!(source.written_while_paused.get(), 0);
         assert!(
             source.max_queued.get() <= DEFAULT_HIGH_WATER + CHUNK,

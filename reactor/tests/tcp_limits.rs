@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use ropewalk_reactor::deferred::Failure;
-use ropewalk_reactor::{Address, ListenOptions, Protocol, Reactor, TransportRef};
+use ropewalk_reactor::{Address, Clock, ListenOptions, Protocol, Reactor, TransportRef};
 use support::net::{run_until, Events, Probe};
 use support::{bounded, capture_logs, logged};
 
@@ -157,6 +157,65 @@ fn emfile_child() {
         );
         assert_eq!(first_ev.reason_kind(), "Done");
         assert_eq!(logged("pausing accepts").len(), 1, "warned again");
+        drop(spare);
+        port.stop_listening();
+    });
+}
+
+/// The back-off's warning is rate-limited: out of descriptors for 2.5 s, the listener
+/// retries ten times a second but warns at most once a second, and a later warning says
+/// how many it held back (it logged one line per retry, 25 here, before).
+#[test]
+fn accept_backoff_warning_is_rate_limited() {
+    if role().as_deref() == Some("emfile-long") {
+        return emfile_long_child();
+    }
+    if role().is_some() {
+        return;
+    }
+    let out = run_child(
+        "accept_backoff_warning_is_rate_limited",
+        "emfile-long",
+        64,
+        &[],
+        Duration::from_secs(60),
+    );
+    check_child(&out);
+}
+
+fn emfile_long_child() {
+    bounded(Duration::from_secs(40), || {
+        capture_logs();
+        let reactor = Reactor::new().unwrap();
+        let port = reactor
+            .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_: &Address| {
+                Some(Probe::new(&Events::new()))
+            })
+            .unwrap();
+        let addr = port.local_addr().inet().unwrap();
+        // Every descriptor taken but one, for the client: its accept fails.
+        let mut spare = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            spare.push(f);
+        }
+        spare.pop();
+        let _client = TcpStream::connect(addr).unwrap();
+        let start = reactor.now();
+        run_until(&reactor, WAIT, "2.5 s of back-off", || {
+            reactor.now() >= start + Duration::from_millis(2500)
+        });
+        let warnings = logged("pausing accepts");
+        assert!(
+            (2..=4).contains(&warnings.len()),
+            "{} warnings in 2.5 s: {warnings:?}",
+            warnings.len()
+        );
+        assert!(
+            warnings[1..]
+                .iter()
+                .all(|(_, m)| m.contains("similar lines suppressed")),
+            "{warnings:?}"
+        );
         drop(spare);
         port.stop_listening();
     });

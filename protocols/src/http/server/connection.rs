@@ -1,8 +1,9 @@
 //! [`HttpConnection`]: one connection's state machine. Bytes read are parsed into
 //! requests ([`parse_head`], then the body by its framing); each request gets a slot in
 //! a queue and goes to the handler; responses leave in request order, gathered into
-//! one write. Here too: the request and idle timeouts (one watchdog timer per
-//! connection), `100 Continue`, and the sink a streamed body writes through.
+//! one write. Here too: the request, body, send and idle timeouts (one watchdog timer
+//! per connection), the body's share of the server's budget, `100 Continue`, and the sink
+//! a streamed body writes through.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -11,8 +12,9 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use ropewalk_deferred::{CancelHandle, Deferred, Failure, Outcome};
-use ropewalk_reactor::{Address, DelayedCall, Protocol, TransportRef};
+use ropewalk_reactor::{Address, Clock, DelayedCall, Protocol, ReactorError, TransportRef};
 
+use super::budget::Reservation;
 use super::flow::{ConnProducer, Flow};
 use super::response::{
     access_log, serialize, Body, BodySink, BodyWriter, Response, ACCESS_LOG_TARGET,
@@ -37,6 +39,26 @@ struct BodyRead {
     body: Vec<u8>,
     left: u64,
     chunked: Option<ChunkedDecoder>,
+    /// When the head ended, in the clock's time, and the body's bytes (with their chunk
+    /// framing) received since: `body_timeout` and `min_body_rate` bound the whole body.
+    started: Duration,
+    received: u64,
+    /// The body's bytes, taken from the server's budget.
+    reserved: Reservation,
+}
+
+impl BodyRead {
+    /// When the body's time is up: `body_timeout` after its start, one second more for
+    /// every `min_body_rate` bytes received.
+    fn deadline(&self, config: &super::ServerConfig) -> Duration {
+        let earned = match config.min_body_rate {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs_f64(self.received as f64 / rate as f64),
+        };
+        self.started
+            .saturating_add(config.body_timeout)
+            .saturating_add(earned)
+    }
 }
 
 /// A request's place in the queue of responses, kept until its response is written.
@@ -49,6 +71,9 @@ pub(super) struct Slot {
     response: Option<Response>,
     cancel: Option<CancelHandle>,
     id: u64,
+    /// The request's body counts against the server's budget until its response is
+    /// written (or abandoned): dropped with the slot.
+    _body: Option<Reservation>,
 }
 
 impl Slot {
@@ -76,6 +101,8 @@ fn abandon_response(response: Response) {
 enum TimerKind {
     Request,
     Idle,
+    /// Bytes wait in the transport's queue: `send_timeout` from when it last moved.
+    Send,
 }
 
 /// A response body being streamed: later responses wait for it.
@@ -133,12 +160,16 @@ pub struct HttpConnection {
 /// Bytes of responses gathered before they are written while requests are parsed.
 const OUT_BATCH: usize = 64 * 1024;
 
+/// The output buffer's capacity kept between writes; a larger one (a large body was
+/// copied into it) is freed after its write.
+const OUT_KEEP: usize = 2 * OUT_BATCH;
+
 /// What one parsing step decided.
 enum Step {
     /// Nothing more to do until more bytes come.
     Wait,
-    /// A complete request to hand to the handler.
-    Dispatch(Head, Vec<u8>),
+    /// A complete request to hand to the handler, with its body's share of the budget.
+    Dispatch(Head, Vec<u8>, Option<Reservation>),
     /// A malformed request: answer with this status and close.
     Reject(u16),
     /// Send `100 Continue` now.
@@ -242,6 +273,8 @@ impl HttpConnection {
                     let mut st = self.state.borrow_mut();
                     st.closing = true;
                     st.buf = Vec::new();
+                    // A body being read gives its budget back now.
+                    st.reading = ReadingRequest::Head;
                     st.queue_final_error(status);
                     return;
                 }
@@ -255,6 +288,7 @@ impl HttpConnection {
                         ..
                     },
                     body,
+                    reserved,
                 ) => {
                     // Made where it is passed: no copy of the whole request on the way.
                     // An internet address is copied, not cloned through a match on both
@@ -264,7 +298,7 @@ impl HttpConnection {
                         other => other.clone(),
                     };
                     let request = Request::from_parts(method, target, version, headers, body, peer);
-                    self.dispatch(request, keep_alive, &shared, &mut date);
+                    self.dispatch(request, keep_alive, reserved, &shared, &mut date);
                 }
             }
         }
@@ -274,6 +308,7 @@ impl HttpConnection {
         &self,
         request: Request,
         keep_alive: bool,
+        reserved: Option<Reservation>,
         shared: &'s ServerShared,
         date: &mut Option<std::cell::Ref<'s, DateLines>>,
     ) {
@@ -300,6 +335,7 @@ impl HttpConnection {
                 response: None,
                 cancel: None,
                 id,
+                _body: reserved,
             }
         };
         // A handler that answered at once (the common case): no Deferred, no callback,
@@ -307,9 +343,9 @@ impl HttpConnection {
         // slot joins the queue after it returns.
         let mut response = match shared.handler.handle_outcome(request) {
             Outcome::Value(response) => response,
-            Outcome::Failure(f) => handler_response(Err(f)),
+            Outcome::Failure(f) => handler_response(Err(f), shared),
             Outcome::Chain(mut d) => match d.try_result() {
-                Some(result) => handler_response(result),
+                Some(result) => handler_response(result, shared),
                 None => {
                     let id = slot.id;
                     self.state.borrow_mut().queue.push_back(slot);
@@ -357,7 +393,8 @@ impl HttpConnection {
                 }
                 return Ok(());
             };
-            let response = handler_response(result);
+            let shared = state.borrow().shared.clone();
+            let response = handler_response(result, &shared);
             if let Some(slot) = state.borrow_mut().queue.iter_mut().find(|s| s.id == id) {
                 slot.response = Some(response);
             }
@@ -396,8 +433,15 @@ impl HttpConnection {
         if !st.out.is_empty() {
             if let Some(t) = &st.transport {
                 t.write(&st.out);
+                // `pump` sets the timer after this.
+                st.flow.check_sending(t, || st.shared.clock.loop_time());
             }
             st.out.clear();
+            if st.out.capacity() > OUT_KEEP {
+                // A large body went out: the transport holds what the socket did not
+                // take; the connection keeps no second copy.
+                st.out = Vec::new();
+            }
         }
         if let Some((writer, chunked)) = started_stream {
             st.stream = Some(ActiveStream {
@@ -437,11 +481,14 @@ impl HttpConnection {
         if flow.write_full.get() {
             writer.set_paused(true);
         }
+        let clock = self.state.borrow().shared.clock.clone();
         let sink = Rc::new(StreamSink {
             connection: Rc::downgrade(&self.state),
             pumping: self.pumping.clone(),
             transport,
             chunked,
+            flow,
+            clock,
         });
         writer.attach(sink);
     }
@@ -451,7 +498,10 @@ impl HttpConnection {
         if st.closed {
             return;
         }
-        let want = if !st.queue.is_empty() || st.stream.is_some() || st.closing {
+        let want = if st.flow.sending.get() {
+            // The peer has bytes to take: whatever else waits, it waits on the peer.
+            Some(TimerKind::Send)
+        } else if !st.queue.is_empty() || st.stream.is_some() || st.closing {
             None
         } else if st.request_started
             || !st.buf.is_empty()
@@ -468,13 +518,17 @@ impl HttpConnection {
         st.timer_kind = want;
         // No kind: the armed watchdog, if any, fires and finds nothing to do.
         let Some(kind) = want else { return };
-        let delay = match kind {
-            TimerKind::Request => st.shared.config.request_timeout,
-            TimerKind::Idle => st.shared.config.idle_timeout,
-        };
         // The loop's reading of the clock: one per wake-up, not one per request.
         let now = st.shared.clock.loop_time();
-        st.deadline = now.saturating_add(delay);
+        st.deadline = match (kind, &st.reading) {
+            // In a body: the pause since its last bytes, and its total time.
+            (TimerKind::Request, ReadingRequest::Body(read)) => now
+                .saturating_add(st.shared.config.request_timeout)
+                .min(read.deadline(&st.shared.config)),
+            (TimerKind::Request, _) => now.saturating_add(st.shared.config.request_timeout),
+            (TimerKind::Idle, _) => now.saturating_add(st.shared.config.idle_timeout),
+            (TimerKind::Send, _) => st.send_deadline(),
+        };
         let in_time = st
             .timer
             .as_ref()
@@ -483,6 +537,7 @@ impl HttpConnection {
             if let Some(t) = st.timer.take() {
                 let _ = t.cancel();
             }
+            let delay = st.deadline.saturating_sub(now);
             drop(st);
             self.arm_watchdog(delay);
         }
@@ -493,7 +548,12 @@ impl HttpConnection {
     fn arm_watchdog(&self, after: Duration) {
         let mut st = self.state.borrow_mut();
         let config = &st.shared.config;
-        let after = after.min(config.request_timeout.min(config.idle_timeout));
+        let after = after.min(
+            config
+                .request_timeout
+                .min(config.idle_timeout)
+                .min(config.send_timeout),
+        );
         let state = Rc::downgrade(&self.state);
         let pumping = self.pumping.clone();
         let clock = st.shared.clock.clone();
@@ -516,6 +576,10 @@ impl HttpConnection {
             }
             let Some(kind) = st.timer_kind else { return };
             let now = st.shared.clock.now();
+            if kind == TimerKind::Send {
+                // Moved by every write the socket took, without touching the timer.
+                st.deadline = st.send_deadline();
+            }
             (kind, st.deadline.saturating_sub(now))
         };
         if left > Duration::ZERO {
@@ -535,6 +599,17 @@ impl HttpConnection {
         st.closing = true;
         st.buf = Vec::new();
         match kind {
+            TimerKind::Send => {
+                log::debug!(
+                    "peer {} took no bytes for {:?} ({} queued); aborting",
+                    st.peer,
+                    st.shared.config.send_timeout,
+                    t.write_buffer_len()
+                );
+                drop(st);
+                t.abort_connection();
+                return;
+            }
             TimerKind::Idle => {
                 drop(st);
                 t.lose_connection();
@@ -584,6 +659,20 @@ impl HttpConnection {
         ));
     }
 
+    /// Something outside `pump` (the transport's queue drained, a streamed body queued
+    /// bytes) changed which timer the connection needs: set it now, or let the running
+    /// `pump` do it.
+    fn timers_changed(&self) {
+        match self.pumping.get() {
+            Pump::Idle => {
+                if self.state.try_borrow_mut().is_ok() {
+                    self.update_timer();
+                }
+            }
+            _ => self.pumping.set(Pump::Again),
+        }
+    }
+
     /// The streamed response ended: go on with the queue.
     fn stream_done(&self) {
         {
@@ -596,6 +685,15 @@ impl HttpConnection {
 }
 
 impl ConnState {
+    /// When the send timeout expires: `send_timeout` after the transport's queue last
+    /// moved.
+    fn send_deadline(&self) -> Duration {
+        self.flow
+            .progress_at
+            .get()
+            .saturating_add(self.shared.config.send_timeout)
+    }
+
     /// Serializes the ready responses at the front of the queue into `out` (and the
     /// `100 Continue` that waits for them), up to the first streamed one, which is
     /// returned with whether it is chunked. The slots dropped because the connection
@@ -675,9 +773,14 @@ impl ConnState {
             request_line: None,
             version: Version::Http11,
             keep_alive: false,
-            response: Some(Response::error(status)),
+            response: Some(match status {
+                // Only overload: the same request may succeed in a moment.
+                503 => Response::error(503).with_header("Retry-After", RETRY_AFTER),
+                _ => Response::error(status),
+            }),
             cancel: None,
             id,
+            _body: None,
         });
     }
 
@@ -730,13 +833,23 @@ impl ConnState {
                             // The whole request: no body state to go through.
                             self.request_started = false;
                             self.continue_pending = false;
-                            return Step::Dispatch(head, Vec::new());
+                            return Step::Dispatch(head, Vec::new(), None);
                         }
+                        // A length is reserved whole; a chunked body as it grows.
+                        let Some(reserved) = self.shared.bodies.reserve(left) else {
+                            log::debug!(
+                                "a body of {left} bytes would pass max_buffered_bodies; answering 503"
+                            );
+                            return Step::Reject(503);
+                        };
                         self.reading = ReadingRequest::Body(Box::new(BodyRead {
                             head,
                             body: Vec::with_capacity(left.min(64 * 1024) as usize),
                             left,
                             chunked,
+                            started: self.shared.clock.loop_time(),
+                            received: 0,
+                            reserved,
                         }));
                         if expect && needs_body && self.queue.is_empty() {
                             Step::Continue
@@ -752,11 +865,20 @@ impl ConnState {
                     body,
                     left,
                     chunked,
+                    received,
+                    reserved,
                     ..
                 } = &mut **read;
                 let (used, done) = match chunked {
                     Some(decoder) => match decoder.decode(&self.buf, body) {
                         Err(status) => return Step::Reject(status),
+                        Ok(_) if !reserved.grow_to(body.len() as u64) => {
+                            log::debug!(
+                                "a chunked body of {} bytes would pass max_buffered_bodies; answering 503",
+                                body.len()
+                            );
+                            return Step::Reject(503);
+                        }
                         Ok(n) => (n, decoder.is_done()),
                     },
                     None => {
@@ -767,6 +889,7 @@ impl ConnState {
                     }
                 };
                 self.buf.drain(..used);
+                *received += used as u64;
                 if !done {
                     if used > 0 {
                         // The body moves: `request_timeout` bounds each pause in it, not
@@ -780,29 +903,71 @@ impl ConnState {
                 else {
                     unreachable!("matched above")
                 };
-                let BodyRead { head, body, .. } = *read;
+                let BodyRead {
+                    head,
+                    body,
+                    reserved,
+                    ..
+                } = *read;
                 self.request_started = false;
                 self.continue_pending = false;
                 self.timer_kind = None;
-                Step::Dispatch(head, body)
+                Step::Dispatch(head, body, Some(reserved))
             }
         }
     }
 }
 
-/// The response to send for a handler's result: a failure is logged and becomes a 500.
-fn handler_response(result: Result<Response, Failure>) -> Response {
+/// The response to send for a handler's result: a failure is logged and becomes a 500,
+/// except a worker pool that is full or shut down (the handler's `defer_to_thread` could
+/// not be admitted): that is overload, not a bug, so 503 with `Retry-After`, logged at most
+/// once a second.
+fn handler_response(result: Result<Response, Failure>, shared: &ServerShared) -> Response {
     result.unwrap_or_else(|f| {
+        if let Some(e @ (ReactorError::PoolFull(_) | ReactorError::PoolShutDown)) =
+            f.downcast_ref::<ReactorError>()
+        {
+            if let Some(held) = shared.overload_log.allow(shared.clock.now()) {
+                log::warn!(
+                    "answering 503: {e}{}",
+                    ropewalk_reactor::LogLimiter::suffix(held)
+                );
+            }
+            return Response::error(503).with_header("Retry-After", RETRY_AFTER);
+        }
         log::error!("request handler failed: {f}");
         Response::error(500)
     })
 }
+
+/// Seconds a client refused for overload is asked to wait before it tries again.
+const RETRY_AFTER: &str = "1";
 
 struct StreamSink {
     connection: Weak<RefCell<ConnState>>,
     pumping: Rc<Cell<Pump>>,
     transport: TransportRef,
     chunked: bool,
+    flow: Rc<Flow>,
+    clock: Rc<dyn Clock>,
+}
+
+impl StreamSink {
+    /// After a write: if bytes now wait in the queue, the send timeout starts.
+    fn check_sending(&self) {
+        if self
+            .flow
+            .check_sending(&self.transport, || self.clock.loop_time())
+        {
+            if let Some(state) = self.connection.upgrade() {
+                HttpConnection {
+                    state,
+                    pumping: self.pumping.clone(),
+                }
+                .timers_changed();
+            }
+        }
+    }
 }
 
 impl BodySink for StreamSink {
@@ -815,6 +980,7 @@ impl BodySink for StreamSink {
         } else {
             self.transport.write(data);
         }
+        self.check_sending();
     }
 
     fn abort(&self) {
@@ -824,6 +990,9 @@ impl BodySink for StreamSink {
     fn end(&self) {
         if self.chunked {
             self.transport.write(b"0\r\n\r\n");
+            // `stream_done` below sets the timer.
+            self.flow
+                .check_sending(&self.transport, || self.clock.loop_time());
         }
         if let Some(state) = self.connection.upgrade() {
             let close = {
@@ -852,7 +1021,22 @@ impl Protocol for HttpConnection {
         let flow = st.flow.clone();
         drop(st);
         *flow.transport.borrow_mut() = Some(transport.clone());
-        transport.register_producer(Rc::new(ConnProducer(flow)), true);
+        let (state, pumping) = (Rc::downgrade(&self.state), self.pumping.clone());
+        let clock = self.state.borrow().shared.clock.clone();
+        let drained = Box::new(move || {
+            if let Some(state) = state.upgrade() {
+                let pumping = pumping.clone();
+                HttpConnection { state, pumping }.timers_changed();
+            }
+        });
+        transport.register_producer(
+            Rc::new(ConnProducer {
+                flow,
+                clock,
+                drained,
+            }),
+            true,
+        );
         self.update_timer();
     }
 
@@ -884,6 +1068,10 @@ impl Protocol for HttpConnection {
             let mut st = self.state.borrow_mut();
             st.closed = true;
             st.transport = None;
+            // What was being read goes now (and its body's budget with it), not when the
+            // protocol is dropped.
+            st.reading = ReadingRequest::Head;
+            st.buf = Vec::new();
             st.flow.transport.borrow_mut().take();
             st.flow.stream.borrow_mut().take();
             (
@@ -909,9 +1097,15 @@ impl Protocol for HttpConnection {
 impl fmt::Debug for HttpConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = self.state.borrow();
+        let body = match &st.reading {
+            ReadingRequest::Body(read) => read.body.capacity(),
+            ReadingRequest::Head => 0,
+        };
         f.debug_struct("HttpConnection")
             .field("pending", &st.queue.len())
             .field("buffered", &st.buf.len())
+            // Bytes of memory its buffers hold (input, the body being read, output).
+            .field("held", &(st.buf.capacity() + body + st.out.capacity()))
             .field("closing", &st.closing)
             .finish()
     }

@@ -4,8 +4,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
-use ropewalk_reactor::{Producer, TransportRef};
+use ropewalk_reactor::{Clock, Producer, TransportRef};
 
 use super::BodyWriter;
 
@@ -20,6 +21,11 @@ pub(super) struct Flow {
     /// The streamed body being sent: paused and resumed with the connection.
     pub(super) stream: RefCell<Option<BodyWriter>>,
     pub(super) transport: RefCell<Option<TransportRef>>,
+    /// Bytes wait in the transport's write queue: the send timeout runs.
+    pub(super) sending: Cell<bool>,
+    /// When the transport's queue last moved (or started to hold bytes), in the clock's
+    /// time: the send timeout counts from here.
+    pub(super) progress_at: Cell<Duration>,
 }
 
 impl Flow {
@@ -57,33 +63,70 @@ impl Flow {
     pub(super) fn stream(&self) -> Option<BodyWriter> {
         self.stream.borrow().clone()
     }
+
+    /// After a write to `transport`: whether bytes now wait in its queue that were not
+    /// waiting before (the send timeout must start, from `now`). One look at the queue's
+    /// length per write, no timer: most writes leave nothing queued.
+    #[inline]
+    pub(super) fn check_sending(
+        &self,
+        transport: &TransportRef,
+        now: impl FnOnce() -> Duration,
+    ) -> bool {
+        if self.sending.get() || transport.write_buffer_len() == 0 {
+            return false;
+        }
+        self.sending.set(true);
+        self.progress_at.set(now());
+        true
+    }
 }
 
 /// The connection as its transport's producer (Twisted's `HTTPChannel` is one): when
 /// the write queue passes its high-water mark, no more requests are read (so a client
 /// that pipelines and never reads cannot grow the queue without bound) and a streamed
 /// body is paused; both go on below the low-water mark.
-pub(super) struct ConnProducer(pub(super) Rc<Flow>);
+///
+/// It also keeps the send timeout's clock: each time the socket takes queued bytes, the
+/// time is noted (no timer is touched: the connection's watchdog reads it when it fires),
+/// and when the queue drains, `drained` lets the connection choose its next timer.
+pub(super) struct ConnProducer {
+    pub(super) flow: Rc<Flow>,
+    pub(super) clock: Rc<dyn Clock>,
+    pub(super) drained: Box<dyn Fn()>,
+}
 
 impl Producer for ConnProducer {
     fn pause_producing(&self) {
-        self.0.set(&self.0.write_full, true);
-        if let Some(w) = self.0.stream() {
+        self.flow.set(&self.flow.write_full, true);
+        if let Some(w) = self.flow.stream() {
             w.set_paused(true);
         }
     }
 
     fn resume_producing(&self) {
-        self.0.set(&self.0.write_full, false);
-        if let Some(w) = self.0.stream() {
+        self.flow.set(&self.flow.write_full, false);
+        if let Some(w) = self.flow.stream() {
             w.set_paused(false);
         }
     }
 
     fn stop_producing(&self) {
-        let stream = self.0.stream.borrow_mut().take();
+        let stream = self.flow.stream.borrow_mut().take();
         if let Some(w) = stream {
             w.set_aborted();
+        }
+    }
+
+    fn write_progress(&self, queued: usize) {
+        if !self.flow.sending.get() {
+            return;
+        }
+        if queued > 0 {
+            self.flow.progress_at.set(self.clock.loop_time());
+        } else {
+            self.flow.sending.set(false);
+            (self.drained)();
         }
     }
 }

@@ -18,6 +18,7 @@
 //! responses, reading pauses, so read-ahead stays bounded (Twisted's CVE-2023-46137 and
 //! CVE-2024-41671 were out-of-order responses to pipelined requests).
 
+mod budget;
 mod connection;
 mod flow;
 mod response;
@@ -33,12 +34,15 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use ropewalk_deferred::{maybe_deferred, Deferred, Failure, IntoOutcome, Outcome};
-use ropewalk_reactor::{Address, Clock, Factory, ListenOptions, ListeningPort, Reactor};
+use ropewalk_reactor::{
+    Address, Clock, Factory, ListenOptions, ListeningPort, LogLimiter, Reactor,
+};
 
 use super::wire::date::DateLines;
 use super::wire::head::write_field;
 use super::wire::request_head::Limits;
 use super::Request;
+use budget::BodyBudget;
 use response::HeadCache;
 
 pub use connection::HttpConnection;
@@ -51,7 +55,10 @@ pub use static_files::{content_type, StaticFiles};
 /// [`Outcome`](ropewalk_deferred::Outcome).
 ///
 /// A handler that fails (an `Err`, a failed Deferred, a panic) gives a 500 with no
-/// details; the failure is logged.
+/// details; the failure is logged. A failure that is the worker pool refusing a job
+/// ([`ReactorError::PoolFull`](ropewalk_reactor::ReactorError::PoolFull) or `PoolShutDown`,
+/// from `defer_to_thread`) is overload, not a bug: 503 with `Retry-After: 1`, logged as
+/// a warning at most once a second (with a count of the ones held back).
 ///
 /// # Examples
 ///
@@ -128,9 +135,29 @@ pub struct ServerConfig {
     pub max_uri: usize,
     /// Largest request body; past it, 413 (the body is not read). Default 16 MiB.
     pub max_body: u64,
+    /// Most bytes of request bodies held at once across all of this server's
+    /// connections (bodies are buffered whole before the handler sees them): a request
+    /// whose body would pass it gets 503 with `Retry-After` and the connection closes. A
+    /// body reserves its `Content-Length` when its head arrives (a chunked one, as it
+    /// grows) and gives it back when its response is written or its connection ends.
+    /// Default 256 MiB: sixteen bodies of the default `max_body` at once, where only the
+    /// per-request cap let twenty 15 MiB uploads hold 600 MiB. One server (one reactor)
+    /// has one budget: several reactors have one each.
+    pub max_buffered_bodies: u64,
     /// Time to receive a request head from its first byte, and the longest pause inside
     /// a body; past it, 408 and close. Default 30 s.
     pub request_timeout: Duration,
+    /// With [`min_body_rate`](Self::min_body_rate), the total time a request body may take
+    /// (Apache's `mod_reqtimeout` `body=20,MinRate=500`): `body_timeout` from the end of
+    /// the head, plus one second for every `min_body_rate` bytes received. Past it, 408
+    /// and close, however short each pause was (a body trickled at a byte every 2 s is
+    /// cut after about 20 s). Default 20 s.
+    pub body_timeout: Duration,
+    /// Bytes per second a body must keep up to earn more time past
+    /// [`body_timeout`](Self::body_timeout); 0 makes `body_timeout` a fixed bound on the
+    /// whole body. Default 500 (a 16 MiB body may take 9 hours at that rate: the bound
+    /// catches trickles, not slow links).
+    pub min_body_rate: u64,
     /// How long an idle keep-alive connection stays open. Default 60 s.
     pub idle_timeout: Duration,
     /// After the server starts closing a connection (a timeout, a bad request,
@@ -139,6 +166,13 @@ pub struct ServerConfig {
     /// (Twisted's `abortTimeout`, which Twisted applies to timeouts only): a peer that
     /// stops reading cannot hold a closing connection open.
     pub abort_timeout: Option<Duration>,
+    /// How long a peer may accept no bytes of what is being sent to it (nginx's
+    /// `send_timeout`): while anything waits in the connection's write queue (a buffered
+    /// response, a streamed body, the last bytes before a close), the time since the
+    /// socket last took some of it; past it the connection is aborted (logged at debug).
+    /// A peer that reads slowly but steadily is never cut; with nothing queued no timer
+    /// runs. Default 60 s (nginx's).
+    pub send_timeout: Duration,
     /// Most requests read ahead while their responses are pending; past it, reading
     /// pauses. Default 16.
     pub max_pipelined: usize,
@@ -153,9 +187,13 @@ impl Default for ServerConfig {
             max_headers: 100,
             max_uri: 8 * 1024,
             max_body: 16 * 1024 * 1024,
+            max_buffered_bodies: 256 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(20),
+            min_body_rate: 500,
             abort_timeout: Some(Duration::from_secs(15)),
+            send_timeout: Duration::from_secs(60),
             max_pipelined: 16,
             server_name: Some("ropewalk".to_string()),
         }
@@ -176,6 +214,10 @@ pub(super) struct ServerShared {
     /// [`HeadCache`]): one per server, not per connection, so an idle connection holds
     /// none.
     head: RefCell<HeadCache>,
+    /// The warning for requests refused because the worker pool is full: one a second.
+    overload_log: LogLimiter,
+    /// Request bodies buffered on all connections, against `max_buffered_bodies`.
+    bodies: Rc<BodyBudget>,
 }
 
 impl ServerShared {
@@ -260,6 +302,7 @@ impl HttpServer {
             write_field(&mut line, "Server", name);
             line
         });
+        let bodies = BodyBudget::new(config.max_buffered_bodies);
         HttpServer {
             shared: Rc::new(ServerShared {
                 handler: Box::new(handler),
@@ -269,6 +312,8 @@ impl HttpServer {
                 date: RefCell::new(DateLines::new()),
                 server_line,
                 head: RefCell::new(HeadCache::default()),
+                overload_log: LogLimiter::new(Duration::from_secs(1)),
+                bodies,
             }),
         }
     }

@@ -252,7 +252,7 @@ impl Handler for StaticFiles {
         };
         found.add_callback(move |found| {
             Ok(match found {
-                Found::Status(status) => Response::error(status),
+                Found::Status(status) => error_response(status),
                 Found::Redirect => Response::text(format!("moved to {location}\n"))
                     .with_status(301)
                     .with_header("Location", location),
@@ -453,10 +453,7 @@ fn find(
 ) -> Found {
     let mut candidate = root.to_path_buf();
     candidate.extend(segments);
-    let status_of = |e: io::Error| match e.kind() {
-        io::ErrorKind::PermissionDenied => Found::Status(403),
-        _ => Found::Status(404),
-    };
+    let status_of = |e: io::Error| Found::Status(io_error_status(&e, &candidate));
     let mut path = match candidate.canonicalize() {
         Ok(p) => p,
         Err(e) => return status_of(e),
@@ -528,6 +525,42 @@ fn find(
     }
 }
 
+/// The status for a file that could not be looked up, opened or read: 404 when it does
+/// not exist, 403 when it may not be read, 503 when the process or the system ran out of
+/// descriptors (`EMFILE`, `ENFILE`: the file is there and will be served again once some
+/// are freed), and 500 for anything else (an I/O error is the server's problem, never the
+/// client's). A 5xx is logged with the error; the others are the client's answer.
+fn io_error_status(e: &io::Error, path: &Path) -> u16 {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => 404,
+        io::ErrorKind::PermissionDenied => 403,
+        _ => {
+            let status = match e.raw_os_error() {
+                Some(EMFILE | ENFILE) => 503,
+                _ => 500,
+            };
+            log::error!("cannot serve {}: {e}; answering {status}", path.display());
+            status
+        }
+    }
+}
+
+/// `errno` values for "too many open files" (the process's limit, and the system's): the
+/// same on Linux, the BSDs and macOS.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// The error response for `status`; a server error (the descriptors ran out, an I/O error)
+/// is never stored by a cache: it says nothing about the file.
+fn error_response(status: u16) -> Response {
+    let response = Response::error(status);
+    if status >= 500 {
+        response.with_header("Cache-Control", "no-store")
+    } else {
+        response
+    }
+}
+
 /// The media type for a file name, by extension; `application/octet-stream` if unknown.
 ///
 /// # Examples
@@ -581,6 +614,27 @@ pub fn content_type(path: &Path) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_errors_map_to_statuses() {
+        let p = Path::new("/srv/x");
+        let kind = |k| io_error_status(&io::Error::from(k), p);
+        assert_eq!(kind(io::ErrorKind::NotFound), 404);
+        assert_eq!(kind(io::ErrorKind::NotADirectory), 404);
+        assert_eq!(kind(io::ErrorKind::PermissionDenied), 403);
+        assert_eq!(kind(io::ErrorKind::Other), 500);
+        let os = |n| io_error_status(&io::Error::from_raw_os_error(n), p);
+        assert_eq!(os(EMFILE), 503, "too many open files (the process)");
+        assert_eq!(os(ENFILE), 503, "too many open files (the system)");
+        assert_eq!(os(5), 500, "EIO");
+        assert_eq!(os(21), 500, "EISDIR");
+        assert_eq!(os(2), 404, "ENOENT");
+        assert_eq!(os(13), 403, "EACCES");
+        assert_eq!(os(20), 404, "ENOTDIR");
+        let r = error_response(503);
+        assert_eq!(r.headers().get("cache-control"), Some("no-store"));
+        assert_eq!(error_response(404).headers().get("cache-control"), None);
+    }
 
     #[test]
     fn paths() {
