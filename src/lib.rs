@@ -27,9 +27,70 @@ pub use ropewalk_reactor as reactor;
 pub use ropewalk_deferred::{Deferred, Failure, Resolver};
 
 /// The names most programs use: `use ropewalk::prelude::*;`.
+///
+/// - Deferreds: [`Deferred`](crate::Deferred), [`Resolver`](crate::Resolver),
+///   [`Failure`](crate::Failure), [`succeed`](crate::deferred::succeed),
+///   [`fail`](crate::deferred::fail), [`Cancelled`](crate::deferred::Cancelled),
+///   [`Timeout`](crate::deferred::Timeout), and the traits a callback's return goes through.
+/// - The reactor: [`Reactor`](crate::reactor::Reactor), the [`Clock`](crate::reactor::Clock)
+///   trait (so `reactor.call_later(...)` resolves), [`ManualClock`](crate::reactor::ManualClock),
+///   [`DelayedCall`](crate::reactor::DelayedCall), [`defer_later`](crate::reactor::defer_later).
+/// - Connections: [`Protocol`](crate::reactor::Protocol), [`Factory`](crate::reactor::Factory),
+///   [`Transport`](crate::reactor::Transport), [`TransportRef`](crate::reactor::TransportRef),
+///   [`Address`](crate::reactor::Address), [`Connected`](crate::reactor::Connected),
+///   [`ConnectionError`](crate::reactor::ConnectionError).
+/// - Lines: [`LineReceiver`](crate::protocols::LineReceiver),
+///   [`LineHandler`](crate::protocols::LineHandler),
+///   [`LineControl`](crate::protocols::LineControl).
+/// - [`Duration`](std::time::Duration).
+///
+/// The test transport, [`StringTransport`](crate::reactor::testing::StringTransport), is
+/// not in it: tests import it from `ropewalk::reactor::testing`.
+///
+/// A name your program defines itself wins over one of the prelude's (a glob import never
+/// clashes with a local item).
+///
+/// # Examples
+///
+/// A line server that answers `PING` with `PONG`, written with the prelude alone:
+///
+/// ```
+/// use ropewalk::prelude::*;
+///
+/// struct Pong;
+///
+/// impl LineHandler for Pong {
+///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
+///         ctl.send_line(if line == b"PING" { b"PONG" } else { b"ERR" });
+///         Ok(())
+///     }
+/// }
+///
+/// let reactor = Reactor::new()?;
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse()?, |_: &Address| Some(LineReceiver::new(Pong)))?;
+/// let addr = port.local_addr().inet().unwrap();
+/// # use std::io::{BufRead, BufReader, Write};
+/// // A blocking client on a worker thread; `wait` runs the reactor meanwhile.
+/// let answer = reactor.defer_to_thread(move || {
+///     let mut s = std::net::TcpStream::connect(addr)?;
+///     s.write_all(b"PING\r\n")?;
+///     let mut line = String::new();
+///     BufReader::new(s).read_line(&mut line)?;
+///     Ok(line)
+/// });
+/// assert_eq!(answer.wait()?, "PONG\r\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub mod prelude {
+    pub use std::time::Duration;
+
     pub use ropewalk_deferred::{
         fail, maybe_deferred, succeed, Cancelled, Deferred, Failure, IntoOutcome, Outcome,
         Resolver, Timeout,
+    };
+    pub use ropewalk_protocols::{LineControl, LineHandler, LineReceiver};
+    pub use ropewalk_reactor::{
+        defer_later, Address, Clock, Connected, ConnectionError, DelayedCall, Factory, ManualClock,
+        Protocol, Reactor, Transport, TransportRef,
     };
 }
