@@ -36,6 +36,7 @@ pub use ropewalk_deferred::{Deferred, Failure, Resolver};
 ///   trait (so `reactor.call_later(...)` resolves), [`ManualClock`](crate::reactor::ManualClock),
 ///   [`DelayedCall`](crate::reactor::DelayedCall), [`defer_later`](crate::reactor::defer_later).
 /// - Connections: [`Protocol`](crate::reactor::Protocol), [`Factory`](crate::reactor::Factory),
+///   [`for_protocol`](crate::reactor::for_protocol),
 ///   [`Transport`](crate::reactor::Transport), [`TransportRef`](crate::reactor::TransportRef),
 ///   [`Address`](crate::reactor::Address), [`Connected`](crate::reactor::Connected),
 ///   [`ConnectionError`](crate::reactor::ConnectionError).
@@ -67,7 +68,7 @@ pub use ropewalk_deferred::{Deferred, Failure, Resolver};
 /// }
 ///
 /// let reactor = Reactor::new()?;
-/// let port = reactor.listen_tcp("127.0.0.1:0".parse()?, |_: &Address| Some(LineReceiver::new(Pong)))?;
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse()?, |_| Some(LineReceiver::new(Pong)))?;
 /// let addr = port.local_addr().inet().unwrap();
 /// # use std::io::{BufRead, BufReader, Write};
 /// // A blocking client on a worker thread; `wait` runs the reactor meanwhile.
@@ -90,7 +91,7 @@ pub mod prelude {
     };
     pub use ropewalk_protocols::{LineControl, LineHandler, LineReceiver};
     pub use ropewalk_reactor::{
-        defer_later, Address, Clock, Connected, ConnectionError, DelayedCall, Factory, ManualClock,
-        Protocol, Reactor, Transport, TransportRef,
+        defer_later, for_protocol, Address, Clock, Connected, ConnectionError, DelayedCall,
+        Factory, ManualClock, Protocol, Reactor, Transport, TransportRef,
     };
 }

@@ -104,8 +104,8 @@ pub use crate::lifecycle::{Phase, SystemEvent, TriggerId};
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::protocol::{
-    Address, ConnectionError, Factory, Producer, Protocol, Transport, TransportProducer,
-    TransportRef,
+    for_protocol, Address, ConnectionError, Factory, Producer, Protocol, Transport,
+    TransportProducer, TransportRef,
 };
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
 pub use crate::signals::SignalGuard;
