@@ -18,7 +18,7 @@ use crate::protocol::{Address, ConnectionError, Factory, Protocol};
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
 use crate::sys::{Interest, PollMode, Ready};
-use crate::time::{Clock, DelayedCall};
+use crate::time::DelayedCall;
 
 /// Most connections accepted in one readiness event.
 const ACCEPTS_PER_EVENT: usize = 128;
