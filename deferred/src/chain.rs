@@ -366,8 +366,20 @@ fn clear_rest(c: &mut Chain) {
     c.waker = None;
 }
 
+/// Reports a failure dropped unhandled: through `log` when a logger takes errors, else on
+/// stderr (as Twisted prints it with no setup), so that it never vanishes.
 fn log_unhandled(at: &'static Location<'static>, f: &Failure) {
-    log::error!("Unhandled error in Deferred (created at {at}): {f}");
+    if log::log_enabled!(log::Level::Error) {
+        log::error!("Unhandled error in Deferred (created at {at}): {f}");
+    } else {
+        use std::io::Write;
+        // Never panic here (this runs in `drop`): a failed write to stderr is dropped.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "Unhandled error in Deferred (created at {at}): {f}\n\
+             (printed here because no `log` logger takes errors: install one, e.g. env_logger)"
+        );
+    }
 }
 
 impl WeakChainRef {

@@ -28,7 +28,9 @@ use crate::Failure;
 /// - A panic in a callback becomes a [`Failure`] ([`Panicked`](crate::Panicked)) on the
 ///   errback path; it never unwinds into the code that fired the Deferred.
 /// - A Deferred whose chain ends in a failure that nobody handled logs it through
-///   `log::error!` when it is dropped ("Unhandled error in Deferred").
+///   `log::error!` when it is dropped ("Unhandled error in Deferred"); when no logger
+///   takes errors (none installed, or its level is off), it is written to stderr instead,
+///   so it never vanishes.
 ///
 /// A `Deferred` is a [`Future`]: `d.await` gives `Result<T, Failure>` (and does not suspend
 /// if it has already fired). Dropping a Deferred that is being awaited cancels it, as
