@@ -36,7 +36,8 @@ pub use ropewalk_deferred::{Deferred, Failure, Resolver};
 ///   trait (so `reactor.call_later(...)` resolves), [`ManualClock`](crate::reactor::ManualClock),
 ///   [`DelayedCall`](crate::reactor::DelayedCall), [`defer_later`](crate::reactor::defer_later).
 /// - Connections: [`Protocol`](crate::reactor::Protocol), [`Factory`](crate::reactor::Factory),
-///   [`for_protocol`](crate::reactor::for_protocol),
+///   [`for_protocol`](crate::reactor::for_protocol), [`Finish`](crate::reactor::Finish) and
+///   [`NoResult`](crate::reactor::NoResult) (a client's result as a Deferred),
 ///   [`Transport`](crate::reactor::Transport), [`TransportRef`](crate::reactor::TransportRef),
 ///   [`Address`](crate::reactor::Address), [`Connected`](crate::reactor::Connected),
 ///   [`ConnectionError`](crate::reactor::ConnectionError).
@@ -92,6 +93,6 @@ pub mod prelude {
     pub use ropewalk_protocols::{LineControl, LineHandler, LineReceiver};
     pub use ropewalk_reactor::{
         defer_later, for_protocol, Address, Clock, Connected, ConnectionError, DelayedCall,
-        Factory, ManualClock, Protocol, Reactor, Transport, TransportRef,
+        Factory, Finish, ManualClock, NoResult, Protocol, Reactor, Transport, TransportRef,
     };
 }
