@@ -43,7 +43,7 @@ pub use ropewalk_deferred::{Deferred, Failure, Resolver};
 ///   [`ConnectionError`](crate::reactor::ConnectionError).
 /// - Lines: [`LineReceiver`](crate::protocols::LineReceiver),
 ///   [`LineHandler`](crate::protocols::LineHandler),
-///   [`LineControl`](crate::protocols::LineControl).
+///   [`LineControl`](crate::protocols::LineControl), [`LineSender`](crate::protocols::LineSender).
 /// - [`Duration`](std::time::Duration).
 ///
 /// The test transport, [`StringTransport`](crate::reactor::testing::StringTransport), is
@@ -90,7 +90,7 @@ pub mod prelude {
         fail, maybe_deferred, succeed, Cancelled, Deferred, Failure, IntoOutcome, Outcome,
         Resolver, Timeout,
     };
-    pub use ropewalk_protocols::{LineControl, LineHandler, LineReceiver};
+    pub use ropewalk_protocols::{LineControl, LineHandler, LineReceiver, LineSender};
     pub use ropewalk_reactor::{
         defer_later, for_protocol, Address, Clock, Connected, ConnectionError, DelayedCall,
         Factory, Finish, ManualClock, NoResult, Protocol, Reactor, Transport, TransportRef,
