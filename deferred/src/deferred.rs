@@ -178,7 +178,8 @@ impl<U: 'static + fmt::Debug> fmt::Debug for Outcome<U> {
     }
 }
 
-/// What a callback may return: `Result<U, Failure>`, `Deferred<U>` or [`Outcome<U>`].
+/// What a callback may return: `Result<U, Failure>`, `Deferred<U>` or [`Outcome<U>`] —
+/// or nothing, `()`, which goes on with `()` (as a Twisted callback that returns `None`).
 ///
 /// # Examples
 ///
@@ -199,6 +200,23 @@ impl<U> IntoOutcome<U> for Result<U, Failure> {
             Ok(v) => Outcome::Value(v),
             Err(f) => Outcome::Failure(f),
         }
+    }
+}
+
+/// A callback that returns nothing succeeds with `()`: `d.add_callback(|v| println!("{v}"))`.
+/// (An errback that returns nothing recovers, as in Twisted.)
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::Deferred;
+///
+/// let d: Deferred<()> = Deferred::succeed(2).add_callback(|n| println!("got {n}"));
+/// assert!(d.wait().is_ok());
+/// ```
+impl IntoOutcome<()> for () {
+    fn into_outcome(self) -> Outcome<()> {
+        Outcome::Value(())
     }
 }
 
