@@ -30,7 +30,9 @@ pub use ropewalk_deferred::{Deferred, Failure, Resolver};
 ///
 /// - Deferreds: [`Deferred`](crate::Deferred), [`Resolver`](crate::Resolver),
 ///   [`Failure`](crate::Failure), [`succeed`](crate::deferred::succeed),
-///   [`fail`](crate::deferred::fail), [`Cancelled`](crate::deferred::Cancelled),
+///   [`fail`](crate::deferred::fail), [`gather_results`](crate::deferred::gather_results)
+///   and [`gather_results_consuming_errors`](crate::deferred::gather_results_consuming_errors),
+///   [`Cancelled`](crate::deferred::Cancelled),
 ///   [`Timeout`](crate::deferred::Timeout), and the traits a callback's return goes through.
 /// - The reactor: [`Reactor`](crate::reactor::Reactor), the [`Clock`](crate::reactor::Clock)
 ///   trait (so `reactor.call_later(...)` resolves), [`ManualClock`](crate::reactor::ManualClock),
@@ -87,8 +89,8 @@ pub mod prelude {
     pub use std::time::Duration;
 
     pub use ropewalk_deferred::{
-        fail, maybe_deferred, succeed, Cancelled, Deferred, Failure, IntoOutcome, Outcome,
-        Resolver, Timeout,
+        fail, gather_results, gather_results_consuming_errors, maybe_deferred, succeed, Cancelled,
+        Deferred, Failure, IntoOutcome, Outcome, Resolver, Timeout,
     };
     pub use ropewalk_protocols::{LineControl, LineHandler, LineReceiver, LineSender};
     pub use ropewalk_reactor::{

@@ -317,7 +317,7 @@ impl<'a> LineControl<'a> {
     ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
     ///         let (line, out) = (line.to_vec(), ctl.sender());
     ///         defer_later(&self.0, Duration::from_secs(1), move || Ok(line))
-    ///             .add_callback(move |line| Ok(out.send_line(line)));
+    ///             .add_callback(move |line| out.send_line(line));
     ///         Ok(())
     ///     }
     /// }
