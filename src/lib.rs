@@ -7,6 +7,9 @@
 //! This facade re-exports the crates: [`deferred`] (no I/O), [`reactor`] and
 //! [`protocols`], and a [`prelude`].
 //!
+//! New here? Read the [`guide`]: an hour from a `Protocol` and its factory to a server on
+//! several cores, for Twisted and tokio users.
+//!
 //! # Examples
 //!
 //! ```
@@ -25,6 +28,9 @@ pub use ropewalk_protocols as protocols;
 pub use ropewalk_reactor as reactor;
 
 pub use ropewalk_deferred::{Deferred, Failure, Resolver};
+
+#[doc = include_str!("../docs/guide.md")]
+pub mod guide {}
 
 /// The names most programs use: `use ropewalk::prelude::*;`.
 ///
