@@ -32,66 +32,67 @@ pub use ropewalk_deferred::{Deferred, Failure, Resolver};
 #[doc = include_str!("../docs/guide.md")]
 pub mod guide {}
 
-/// The names most programs use: `use ropewalk::prelude::*;`.
-///
-/// - Deferreds: [`Deferred`](crate::Deferred), [`Resolver`](crate::Resolver),
-///   [`Failure`](crate::Failure), [`succeed`](crate::deferred::succeed),
-///   [`fail`](crate::deferred::fail), [`gather_results`](crate::deferred::gather_results)
-///   and [`gather_results_consuming_errors`](crate::deferred::gather_results_consuming_errors),
-///   [`Cancelled`](crate::deferred::Cancelled),
-///   [`Timeout`](crate::deferred::Timeout), and the traits a callback's return goes through.
-/// - The reactor: [`Reactor`](crate::reactor::Reactor), the [`Clock`](crate::reactor::Clock)
-///   trait (so `reactor.call_later(...)` resolves), [`ManualClock`](crate::reactor::ManualClock),
-///   [`DelayedCall`](crate::reactor::DelayedCall), [`defer_later`](crate::reactor::defer_later).
-/// - Connections: [`Protocol`](crate::reactor::Protocol), [`Factory`](crate::reactor::Factory),
-///   [`for_protocol`](crate::reactor::for_protocol), [`Finish`](crate::reactor::Finish) and
-///   [`NoResult`](crate::reactor::NoResult) (a client's result as a Deferred),
-///   [`Transport`](crate::reactor::Transport), [`TransportRef`](crate::reactor::TransportRef),
-///   [`Address`](crate::reactor::Address), [`Connected`](crate::reactor::Connected),
-///   [`ConnectionError`](crate::reactor::ConnectionError).
-/// - Lines: [`LineReceiver`](crate::protocols::LineReceiver),
-///   [`LineHandler`](crate::protocols::LineHandler),
-///   [`LineControl`](crate::protocols::LineControl), [`LineSender`](crate::protocols::LineSender).
-/// - [`Duration`](std::time::Duration).
-///
-/// The test transport, [`StringTransport`](crate::reactor::testing::StringTransport), is
-/// not in it: tests import it from `ropewalk::reactor::testing`.
-///
-/// A name your program defines itself wins over one of the prelude's (a glob import never
-/// clashes with a local item).
-///
-/// # Examples
-///
-/// A line server that answers `PING` with `PONG`, written with the prelude alone:
-///
-/// ```
-/// use ropewalk::prelude::*;
-///
-/// struct Pong;
-///
-/// impl LineHandler for Pong {
-///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
-///         ctl.send_line(if line == b"PING" { b"PONG" } else { b"ERR" });
-///         Ok(())
-///     }
-/// }
-///
-/// let reactor = Reactor::new()?;
-/// let port = reactor.listen_tcp("127.0.0.1:0".parse()?, |_| Some(LineReceiver::new(Pong)))?;
-/// let addr = port.local_addr().inet().unwrap();
-/// # use std::io::{BufRead, BufReader, Write};
-/// // A blocking client on a worker thread; `wait` runs the reactor meanwhile.
-/// let answer = reactor.defer_to_thread(move || {
-///     let mut s = std::net::TcpStream::connect(addr)?;
-///     s.write_all(b"PING\r\n")?;
-///     let mut line = String::new();
-///     BufReader::new(s).read_line(&mut line)?;
-///     Ok(line)
-/// });
-/// assert_eq!(answer.wait()?, "PONG\r\n");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub mod prelude {
+    //! The names most programs use: `use ropewalk::prelude::*;`.
+    //!
+    //! - Deferreds: [`Deferred`], [`Resolver`],
+    //!   [`Failure`], [`succeed`],
+    //!   [`fail`], [`gather_results`]
+    //!   and [`gather_results_consuming_errors`],
+    //!   [`Cancelled`],
+    //!   [`Timeout`], and the traits a callback's return goes through.
+    //! - The reactor: [`Reactor`], the [`Clock`]
+    //!   trait (so `reactor.call_later(...)` resolves), [`ManualClock`],
+    //!   [`DelayedCall`], [`defer_later`].
+    //! - Connections: [`Protocol`], [`Factory`],
+    //!   [`for_protocol`], [`Finish`] and
+    //!   [`NoResult`] (a client's result as a Deferred),
+    //!   [`Transport`], [`TransportRef`],
+    //!   [`Address`], [`Connected`],
+    //!   [`ConnectionError`].
+    //! - Lines: [`LineReceiver`],
+    //!   [`LineHandler`],
+    //!   [`LineControl`], [`LineSender`].
+    //! - [`Duration`].
+    //!
+    //! The test transport, [`StringTransport`](crate::reactor::testing::StringTransport), is
+    //! not in it: tests import it from `ropewalk::reactor::testing`.
+    //!
+    //! A name your program defines itself wins over one of the prelude's (a glob import never
+    //! clashes with a local item).
+    //!
+    //! # Examples
+    //!
+    //! A line server that answers `PING` with `PONG`, written with the prelude alone:
+    //!
+    //! ```
+    //! use ropewalk::prelude::*;
+    //!
+    //! struct Pong;
+    //!
+    //! impl LineHandler for Pong {
+    //!     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
+    //!         ctl.send_line(if line == b"PING" { b"PONG" } else { b"ERR" });
+    //!         Ok(())
+    //!     }
+    //! }
+    //!
+    //! let reactor = Reactor::new()?;
+    //! let port = reactor.listen_tcp("127.0.0.1:0".parse()?, |_| Some(LineReceiver::new(Pong)))?;
+    //! let addr = port.local_addr().inet().unwrap();
+    //! # use std::io::{BufRead, BufReader, Write};
+    //! // A blocking client on a worker thread; `wait` runs the reactor meanwhile.
+    //! let answer = reactor.defer_to_thread(move || {
+    //!     let mut s = std::net::TcpStream::connect(addr)?;
+    //!     s.write_all(b"PING\r\n")?;
+    //!     let mut line = String::new();
+    //!     BufReader::new(s).read_line(&mut line)?;
+    //!     Ok(line)
+    //! });
+    //! assert_eq!(answer.wait()?, "PONG\r\n");
+    //! # Ok::<(), Box<dyn std::error::Error>>(())
+    //! ```
+
     pub use std::time::Duration;
 
     pub use ropewalk_deferred::{
