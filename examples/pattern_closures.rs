@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use ropewalk::prelude::*;
-use ropewalk::reactor::{Address, Clock, Protocol, Reactor, TransportRef};
+use ropewalk::reactor::{Address, Protocol, Reactor, TransportRef};
 
 /// A protocol made of closures: what to do on connect and on data.
 struct Closures<C, D> {

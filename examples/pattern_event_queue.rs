@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ropewalk::reactor::{Clock, Emitter, Reactor};
+use ropewalk::reactor::{Emitter, Reactor};
 
 /// The events of a tiny thermostat.
 #[derive(Debug, Clone)]

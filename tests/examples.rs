@@ -535,3 +535,77 @@ fn multicore_echo_echoes_on_every_reactor_in_both_modes() {
     let out = run_script("multicore_echo", &["--mode", "sideways"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A port nothing listens on (bound, then closed).
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The three newcomer programs (the guide's table) fail with one clean message.
+fn assert_one_clean_error(out: &Output, want: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(want), "{err}");
+    assert!(!err.contains("Unhandled error"), "{err}");
+}
+
+#[test]
+fn kv_server_answers_get_from_a_timer_after_set() {
+    let server = Server::start("kv_server", &["--port", "0"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"SET a 1 2\r\nGET a\r\nGET b\r\nDEL a\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let lines: Vec<String> = (0..4)
+        .map(|_| {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            line
+        })
+        .collect();
+    // SET and the bad line answer at once; the GETs when their timers fire.
+    assert_eq!(lines, ["OK\r\n", "ERR\r\n", "1 2\r\n", "NOT FOUND\r\n"]);
+    server.stop();
+    let out = run_script("kv_server", &["--port", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad port: x"));
+}
+
+#[test]
+fn line_client_asks_one_line_and_fails_clearly() {
+    let server = Server::start("kv_server", &["--port", "0"]);
+    let by_name = format!("localhost:{}", server.addr.port());
+    let out = run_script("line_client", &[&by_name, "SET k v"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"OK\n");
+    let out = run_script("line_client", &[&server.addr.to_string(), "GET k"]);
+    assert_eq!(out.stdout, b"v\n", "{out:?}");
+    server.stop();
+    let refused = run_script("line_client", &[&free_port().to_string(), "GET k"]);
+    assert_one_clean_error(&refused, "line_client: connection refused");
+    assert_one_clean_error(&run_script("line_client", &["x"]), "usage: line_client");
+}
+
+#[test]
+fn fetch_two_gathers_both_responses_and_fails_clearly() {
+    let server = Server::start("http_server", &["--port", "0"]);
+    let (a, b) = (
+        format!("http://{}/", server.addr),
+        format!("http://{}/missing", server.addr),
+    );
+    let out = run_script("fetch_two", &[&a, &b]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with(&format!("{a}: 200 (")), "{text}");
+    assert!(lines[1].starts_with(&format!("{b}: 404 (")), "{text}");
+    server.stop();
+    let refused = format!("http://{}/", free_port());
+    let out = run_script("fetch_two", &[&a, &refused]);
+    assert_one_clean_error(&out, "connection refused");
+}

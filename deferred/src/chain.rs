@@ -366,8 +366,18 @@ fn clear_rest(c: &mut Chain) {
     c.waker = None;
 }
 
+/// Reports a failure dropped unhandled: through `log` when a logger takes errors, else on
+/// stderr (as Twisted prints it with no setup), so that it never vanishes.
 fn log_unhandled(at: &'static Location<'static>, f: &Failure) {
-    log::error!("Unhandled error in Deferred (created at {at}): {f}");
+    if log::log_enabled!(log::Level::Error) {
+        log::error!("Unhandled error in Deferred (created at {at}): {f}");
+    } else {
+        // `eprintln!`, which a test harness captures (a closed stderr is ignored).
+        eprintln!(
+            "Unhandled error in Deferred (created at {at}): {f}\n\
+             (printed here because no `log` logger takes errors: install one, e.g. env_logger)"
+        );
+    }
 }
 
 impl WeakChainRef {

@@ -28,7 +28,9 @@ use crate::Failure;
 /// - A panic in a callback becomes a [`Failure`] ([`Panicked`](crate::Panicked)) on the
 ///   errback path; it never unwinds into the code that fired the Deferred.
 /// - A Deferred whose chain ends in a failure that nobody handled logs it through
-///   `log::error!` when it is dropped ("Unhandled error in Deferred").
+///   `log::error!` when it is dropped ("Unhandled error in Deferred"); when no logger
+///   takes errors (none installed, or its level is off), it is written to stderr instead,
+///   so it never vanishes.
 ///
 /// A `Deferred` is a [`Future`]: `d.await` gives `Result<T, Failure>` (and does not suspend
 /// if it has already fired). Dropping a Deferred that is being awaited cancels it, as
@@ -176,7 +178,8 @@ impl<U: 'static + fmt::Debug> fmt::Debug for Outcome<U> {
     }
 }
 
-/// What a callback may return: `Result<U, Failure>`, `Deferred<U>` or [`Outcome<U>`].
+/// What a callback may return: `Result<U, Failure>`, `Deferred<U>` or [`Outcome<U>`] —
+/// or nothing, `()`, which goes on with `()` (as a Twisted callback that returns `None`).
 ///
 /// # Examples
 ///
@@ -197,6 +200,23 @@ impl<U> IntoOutcome<U> for Result<U, Failure> {
             Ok(v) => Outcome::Value(v),
             Err(f) => Outcome::Failure(f),
         }
+    }
+}
+
+/// A callback that returns nothing succeeds with `()`: `d.add_callback(|v| println!("{v}"))`.
+/// (An errback that returns nothing recovers, as in Twisted.)
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_deferred::Deferred;
+///
+/// let d: Deferred<()> = Deferred::succeed(2).add_callback(|n| println!("got {n}"));
+/// assert!(d.wait().is_ok());
+/// ```
+impl IntoOutcome<()> for () {
+    fn into_outcome(self) -> Outcome<()> {
+        Outcome::Value(())
     }
 }
 

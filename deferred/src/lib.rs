@@ -16,7 +16,7 @@
 //! A callback returns `Ok(value)`, `Err(failure)` (`?` turns any error into a [`Failure`]),
 //! or another `Deferred`, on which the chain then waits. A panic in a callback becomes a
 //! [`Failure`] carrying the panic message. A Deferred dropped with an unhandled failure
-//! logs it through `log::error!`.
+//! logs it through `log::error!`, or writes it to stderr when no logger takes errors.
 //!
 //! A `Deferred<T>` is a [`Future`](std::future::Future) with output `Result<T, Failure>`,
 //! and [`Deferred::wait`] blocks a script until it fires by running the reactor on the

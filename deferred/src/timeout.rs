@@ -103,7 +103,9 @@ impl fmt::Debug for ScheduledCall {
 
 impl<T: 'static> Deferred<T> {
     /// Cancels this Deferred if it has no final result within `timeout`, and turns the
-    /// resulting [`Cancelled`] into [`Timeout`] (Twisted's `addTimeout`).
+    /// resulting [`Cancelled`] into [`Timeout`] (Twisted's `addTimeout`). A failure that
+    /// wraps a `Cancelled` (a [`gather_results`](crate::gather_results) whose members the
+    /// timeout cancelled) becomes a `Timeout` too.
     ///
     /// The timeout covers the callbacks added before it: an errback added earlier sees
     /// `Cancelled` (and may recover from it); those added after see `Timeout`. A result
@@ -142,7 +144,8 @@ impl<T: 'static> Deferred<T> {
             timeout,
             scheduler,
             move |result: Result<T, Failure>, t| match result {
-                Err(f) if f.is::<Cancelled>() => Err(Failure::new(Timeout(t))),
+                // Also a cancellation the timeout caused further in (a gathered member).
+                Err(f) if f.find::<Cancelled>().is_some() => Err(Failure::new(Timeout(t))),
                 other => other,
             },
         )

@@ -401,3 +401,17 @@ fn timer_after_deferred_dropped_does_nothing() {
     clock.advance(FIFTEEN);
     assert_eq!(clock.pending(), 0);
 }
+
+/// A timeout on a gathered Deferred cancels the members, and the gathered one then fails
+/// with a `FirstError` wrapping a member's `Cancelled`: that is the timeout too, and must
+/// say so ("timed out"), not "deferred #0 failed: deferred was cancelled".
+#[test]
+fn timeout_on_a_gathered_deferred_is_a_timeout() {
+    let clock = Clock::default();
+    let (slow, _r) = Deferred::<u32>::pending();
+    let both = ropewalk_deferred::gather_results_consuming_errors([Deferred::succeed(1), slow])
+        .add_timeout(Duration::from_secs(5), &clock);
+    clock.advance(Duration::from_secs(5));
+    let f = both.wait().unwrap_err();
+    assert!(f.is::<Timeout>(), "{f}");
+}

@@ -109,5 +109,5 @@ pub use crate::echo::{Discard, Echo, UdpEcho};
 pub use crate::framing::{
     FramingError, IntNStringReceiver, NetstringReceiver, Prefix, StringControl, StringHandler,
 };
-pub use crate::line::{LineControl, LineError, LineHandler, LineReceiver, PauseHandle};
+pub use crate::line::{LineControl, LineError, LineHandler, LineReceiver, LineSender, PauseHandle};
 pub use crate::line_only::{LineOnlyControl, LineOnlyHandler, LineOnlyReceiver};

@@ -299,6 +299,44 @@ impl<'a> LineControl<'a> {
         self.out().send_line(line, self.delimiter);
     }
 
+    /// A handle that sends lines on this connection later, after the callback returned:
+    /// from a Deferred's callback, a timer or a task (Twisted's `self.sendLine` works at
+    /// any time; a `LineControl` lives for one callback only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver};
+    /// use ropewalk_reactor::{defer_later, deferred::Failure, testing::StringTransport};
+    /// use ropewalk_reactor::{ManualClock, Protocol};
+    ///
+    /// /// Answers every line a second later.
+    /// struct Slow(ManualClock);
+    /// impl LineHandler for Slow {
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
+    ///         let (line, out) = (line.to_vec(), ctl.sender());
+    ///         defer_later(&self.0, Duration::from_secs(1), move || Ok(line))
+    ///             .add_callback(move |line| out.send_line(line));
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let clock = ManualClock::new();
+    /// let mut p = LineReceiver::new(Slow(clock.clone()));
+    /// let t = StringTransport::connect(&mut p);
+    /// p.data_received(b"hi\r\n").unwrap();
+    /// assert_eq!(t.value(), b"");
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(t.value(), b"hi\r\n");
+    /// ```
+    pub fn sender(&self) -> LineSender {
+        LineSender {
+            transport: self.transport().cloned(),
+            delimiter: self.delimiter.into(),
+        }
+    }
+
     /// Writes `data` as it is.
     ///
     /// # Examples
@@ -1653,5 +1691,105 @@ mod tests {
                 assert_eq!(find_byte(&hay, 0), Some(at), "len {len} at {at}");
             }
         }
+    }
+}
+
+/// Sends lines on a connection at any time: made by [`LineControl::sender`], for answers
+/// that come later (from a Deferred, a timer, a task). Cheap to clone. Once the connection
+/// closed, sending does nothing.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver, LineSender};
+/// use ropewalk_reactor::{deferred::Failure, testing::StringTransport, Protocol};
+///
+/// /// Keeps a sender to greet with later.
+/// #[derive(Default)]
+/// struct Later(Option<LineSender>);
+/// impl LineHandler for Later {
+///     fn connection_made(&mut self, ctl: &mut LineControl<'_>) { self.0 = Some(ctl.sender()); }
+///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) -> Result<(), Failure> { Ok(()) }
+/// }
+///
+/// let mut p = LineReceiver::new(Later::default());
+/// let t = StringTransport::connect(&mut p);
+/// p.handler().0.as_ref().unwrap().send_line("hello");
+/// assert_eq!(t.value(), b"hello\r\n");
+/// ```
+#[derive(Clone)]
+pub struct LineSender {
+    transport: Option<TransportRef>,
+    delimiter: Rc<[u8]>,
+}
+
+impl LineSender {
+    /// Writes `line` and the delimiter, in one write.
+    ///
+    /// # Examples
+    ///
+    /// See [`LineControl::sender`].
+    pub fn send_line(&self, line: impl AsRef<[u8]>) {
+        if let Some(t) = &self.transport {
+            t.write_vectored(&[line.as_ref(), &self.delimiter]);
+        }
+    }
+
+    /// Closes the connection once everything queued has been sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport, Protocol};
+    /// # struct Q;
+    /// # impl LineHandler for Q {
+    /// #     fn line_received(&mut self, _: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
+    /// #         let out = ctl.sender();
+    /// out.send_line("bye");
+    /// out.lose_connection();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # let mut p = LineReceiver::new(Q);
+    /// # let t = StringTransport::connect(&mut p);
+    /// # p.data_received(b"x\r\n").unwrap();
+    /// # assert!(t.is_disconnecting());
+    /// ```
+    pub fn lose_connection(&self) {
+        if let Some(t) = &self.transport {
+            t.lose_connection();
+        }
+    }
+
+    /// The connection (`None` for a sender made before `connection_made`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver};
+    /// # use ropewalk_reactor::{deferred::Failure, testing::StringTransport, Protocol};
+    /// # struct Q;
+    /// # impl LineHandler for Q {
+    /// #     fn line_received(&mut self, _: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
+    /// assert!(ctl.sender().transport().is_some());
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # let mut p = LineReceiver::new(Q);
+    /// # StringTransport::connect(&mut p);
+    /// # p.data_received(b"x\r\n").unwrap();
+    /// ```
+    pub fn transport(&self) -> Option<&TransportRef> {
+        self.transport.as_ref()
+    }
+}
+
+impl fmt::Debug for LineSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LineSender")
+            .field("peer", &self.transport.as_ref().map(|t| t.peer_addr()))
+            .field("delimiter", &self.delimiter)
+            .finish()
     }
 }

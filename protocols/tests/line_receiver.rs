@@ -8,7 +8,7 @@ use std::time::Duration;
 use ropewalk_protocols::line::{LineControl, LineError, LineHandler, LineReceiver};
 use ropewalk_reactor::deferred::Failure;
 use ropewalk_reactor::testing::StringTransport;
-use ropewalk_reactor::{Clock, ManualClock, Producer, Protocol};
+use ropewalk_reactor::{ManualClock, Producer, Protocol};
 
 /// Feeds `data` in chunks of `size` bytes.
 fn feed<P: Protocol>(p: &mut P, data: &[u8], size: usize) {

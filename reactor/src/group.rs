@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 use ropewalk_deferred::{Failure, Panicked};
 
 use crate::error::{GroupError, ReactorError};
-use crate::protocol::Factory;
+use crate::protocol::{Address, Protocol};
 use crate::reactor::{Reactor, ReactorHandle};
 use crate::signals::{stop_on_signals, SignalGuard};
 use crate::tcp::{bind_tcp, ListenOptions, ListeningPort};
@@ -684,7 +684,11 @@ impl GroupListener {
     /// assert_eq!(pa.local_addr().inet(), pb.local_addr().inet());
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn listen<F: Factory>(&self, reactor: &Reactor, factory: F) -> io::Result<ListeningPort> {
+    pub fn listen<P: Protocol>(
+        &self,
+        reactor: &Reactor,
+        factory: impl Fn(&Address) -> Option<P> + 'static,
+    ) -> io::Result<ListeningPort> {
         let inner = &*self.inner;
         let sock = match &inner.shared {
             Some(shared) => shared.try_clone()?,

@@ -15,6 +15,8 @@
 //! - Multi-core: [`ReactorGroup`] runs N reactors on N threads (each built by a setup
 //!   closure on its own thread); [`GroupListener`] makes them all listen on one address,
 //!   each with its own accept queue (`SO_REUSEPORT`) or sharing one ([`AcceptQueue`]).
+//! - Clients with a result: [`Reactor::connect_for`] runs a protocol that puts its answer
+//!   in a [`Finish`], and returns a Deferred of that answer.
 //! - [`net`]: async sockets for tasks (`TcpListener`, `TcpStream`, `UdpSocket`):
 //!   `let (n, addr) = sock.recv_from(&mut buf).await?;`
 //!
@@ -72,6 +74,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_code)]
 
+mod client;
 mod connection;
 mod error;
 mod events;
@@ -95,6 +98,7 @@ pub mod testing;
 mod time;
 mod udp;
 
+pub use crate::client::{Finish, NoResult};
 pub use crate::connection::DEFAULT_HIGH_WATER;
 pub use crate::error::{GroupError, ReactorError, TimerError};
 pub use crate::events::{Emitter, ListenerId};
@@ -106,8 +110,8 @@ pub use crate::log_limit::LogLimiter;
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::protocol::{
-    Address, ConnectionError, Factory, Producer, Protocol, Transport, TransportProducer,
-    TransportRef,
+    for_protocol, Address, ConnectionError, Factory, Producer, Protocol, Transport,
+    TransportProducer, TransportRef,
 };
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
 pub use crate::signals::SignalGuard;

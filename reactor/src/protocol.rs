@@ -345,7 +345,24 @@ pub trait Protocol: 'static {
 
 /// Makes a protocol for each connection (Twisted's `Factory`).
 ///
-/// Any `Fn(&Address) -> Option<P>` is a factory.
+/// Any `Fn(&Address) -> Option<P>` is a factory, and the listen and connect functions
+/// ([`Reactor::listen_tcp`](crate::Reactor::listen_tcp),
+/// [`Reactor::connect_tcp`](crate::Reactor::connect_tcp), ...) take one, so a closure
+/// needs no annotation: `reactor.listen_tcp(addr, |_| Some(Echo::default()))`.
+/// [`for_protocol`] makes one from a constructor that ignores the peer.
+///
+/// Implement the trait on a struct for [`start_factory`](Factory::start_factory) and
+/// [`stop_factory`](Factory::stop_factory) (Twisted's `startFactory` / `stopFactory`),
+/// and pass it to [`Reactor::listen_tcp_factory`](crate::Reactor::listen_tcp_factory) or
+/// [`Reactor::connect_tcp_factory`](crate::Reactor::connect_tcp_factory).
+///
+/// # Why the listen functions take `impl Fn` rather than `impl Factory`
+///
+/// Rust infers a closure's argument types from an `Fn` bound on the parameter it is
+/// passed to, and only from that. Behind a `F: Factory` bound, `|_| Some(Echo)` is typed
+/// for one particular lifetime of `&Address` instead of all of them, and fails with
+/// "implementation of `FnOnce` is not general enough"; it then needed writing
+/// `|_: &Address| ...`. The generic `*_factory` forms keep that limit.
 ///
 /// # Examples
 ///
@@ -386,4 +403,33 @@ impl<P: Protocol, F: Fn(&Address) -> Option<P> + 'static> Factory for F {
     fn build_protocol(&self, peer: &Address) -> Option<P> {
         self(peer)
     }
+}
+
+/// A factory that makes a protocol with `make` for every peer (Twisted's
+/// `Factory.forProtocol`): for the many protocols that do not look at the peer's address.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::{for_protocol, Address, Factory, Protocol, Reactor};
+///
+/// #[derive(Default)]
+/// struct Quiet;
+/// impl Protocol for Quiet {
+///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+/// }
+///
+/// let factory = for_protocol(Quiet::default);
+/// assert!(factory.build_protocol(&Address::Test).is_some());
+///
+/// let reactor = Reactor::new()?;
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), for_protocol(|| Quiet))?;
+/// # drop(port);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn for_protocol<P: Protocol>(
+    make: impl Fn() -> P + 'static,
+) -> impl Fn(&Address) -> Option<P> + 'static {
+    move |_: &Address| Some(make())
 }

@@ -1022,8 +1022,30 @@ impl Clock for Reactor {
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
         time::schedule(&self.inner.timers, delay, f)
     }
+}
 
-    fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
+impl Reactor {
+    /// Runs `f` once on the loop, `delay` from now and never earlier (Twisted's
+    /// `reactor.callLater`). Calls due at the same time run in the order they were made.
+    /// The closure and the call's state share one allocation.
+    ///
+    /// The same method exists on [`ManualClock`](crate::ManualClock) and on a
+    /// [`dyn Clock`](Clock) (`&dyn Clock`, `Rc<dyn Clock>`), so code written against a
+    /// reactor reads the same in a test with a hand-driven clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::Reactor;
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let r = reactor.clone();
+    /// reactor.call_later(Duration::from_millis(5), move || { r.stop().unwrap(); });
+    /// reactor.run().unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
         time::schedule(&self.inner.timers, delay, f)
     }
 }

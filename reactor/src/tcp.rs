@@ -15,7 +15,7 @@ use ropewalk_deferred::{Deferred, Failure, Resolver};
 
 use crate::connection::{Conn, Known, StreamSocket};
 use crate::log_limit::LogLimiter;
-use crate::protocol::{Address, ConnectionError, Factory};
+use crate::protocol::{Address, ConnectionError, Factory, Protocol};
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
 use crate::sys::{Interest, PollMode, Ready};
@@ -479,14 +479,23 @@ impl Reactor {
     /// }
     ///
     /// let reactor = Reactor::new()?;
-    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(Echo(None)))?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_| Some(Echo(None)))?;
     /// println!("listening on {}", port.local_addr());
+    ///
+    /// // A factory may look at the peer, and refuse it with `None`.
+    /// let local_only = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |peer| {
+    ///     peer.inet().filter(|a| a.ip().is_loopback()).map(|_| Echo(None))
+    /// })?;
+    /// // A function works too.
+    /// fn echo(_: &Address) -> Option<Echo> { Some(Echo(None)) }
+    /// let by_fn = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), echo)?;
+    /// # drop((local_only, by_fn));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn listen_tcp<F: Factory>(
+    pub fn listen_tcp<P: Protocol>(
         &self,
         addr: SocketAddr,
-        factory: F,
+        factory: impl Fn(&Address) -> Option<P> + 'static,
     ) -> io::Result<ListeningPort> {
         self.listen_tcp_with(addr, factory, &ListenOptions::default())
     }
@@ -509,7 +518,56 @@ impl Reactor {
     /// # drop(port);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn listen_tcp_with<F: Factory>(
+    pub fn listen_tcp_with<P: Protocol>(
+        &self,
+        addr: SocketAddr,
+        factory: impl Fn(&Address) -> Option<P> + 'static,
+        options: &ListenOptions,
+    ) -> io::Result<ListeningPort> {
+        self.listen_tcp_factory(addr, factory, options)
+    }
+
+    /// As [`listen_tcp_with`](Self::listen_tcp_with), with any [`Factory`]: a struct whose
+    /// [`start_factory`](Factory::start_factory) and [`stop_factory`](Factory::stop_factory)
+    /// run when the port starts and stops listening (Twisted's `startFactory` /
+    /// `stopFactory`). A closure is a factory too, but `listen_tcp` infers its argument's
+    /// type where this generic form cannot (write `|_: &Address| ...` here).
+    ///
+    /// # Errors
+    ///
+    /// As [`listen_tcp`](Self::listen_tcp).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::{Address, Factory, ListenOptions, Protocol, Reactor};
+    ///
+    /// struct Quiet;
+    /// impl Protocol for Quiet {
+    ///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+    /// }
+    ///
+    /// /// Counts the ports it serves.
+    /// #[derive(Default)]
+    /// struct Counting { ports: Cell<u32> }
+    /// impl Factory for Counting {
+    ///     type Protocol = Quiet;
+    ///     fn build_protocol(&self, _: &Address) -> Option<Quiet> { Some(Quiet) }
+    ///     fn start_factory(&self) { self.ports.set(self.ports.get() + 1); }
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp_factory(
+    ///     "127.0.0.1:0".parse().unwrap(),
+    ///     Counting::default(),
+    ///     &ListenOptions::default(),
+    /// )?;
+    /// port.stop_listening();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_tcp_factory<F: Factory>(
         &self,
         addr: SocketAddr,
         factory: F,
@@ -540,10 +598,10 @@ impl Reactor {
     /// assert_eq!(port.local_addr().inet(), Some(listener.local_addr()?));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn adopt_tcp_listener<F: Factory>(
+    pub fn adopt_tcp_listener<P: Protocol>(
         &self,
         listener: TcpListener,
-        factory: F,
+        factory: impl Fn(&Address) -> Option<P> + 'static,
     ) -> io::Result<ListeningPort> {
         listener.set_nonblocking(true)?;
         listen(self, listener, factory, None)
@@ -568,10 +626,10 @@ impl Reactor {
     /// assert!(!path.exists());
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn listen_unix<F: Factory>(
+    pub fn listen_unix<P: Protocol>(
         &self,
         path: impl AsRef<Path>,
-        factory: F,
+        factory: impl Fn(&Address) -> Option<P> + 'static,
     ) -> io::Result<ListeningPort> {
         let path = path.as_ref();
         let sock = UnixListener::bind(path)?;
@@ -610,7 +668,43 @@ impl Reactor {
     /// assert!(matches!(f.downcast_ref(), Some(ConnectionError::Refused(_))));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn connect_tcp<F: Factory>(
+    pub fn connect_tcp<P: Protocol>(
+        &self,
+        target: impl Into<Target>,
+        factory: impl Fn(&Address) -> Option<P> + 'static,
+        timeout: Duration,
+    ) -> Deferred<Connected<P>> {
+        self.connect_tcp_factory(target, factory, timeout)
+    }
+
+    /// As [`connect_tcp`](Self::connect_tcp), with any [`Factory`]: its
+    /// [`start_factory`](Factory::start_factory) runs when the attempt starts and its
+    /// [`stop_factory`](Factory::stop_factory) when the attempt ends, connected or not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::{Address, Factory, Protocol, Reactor};
+    ///
+    /// struct Quiet;
+    /// impl Protocol for Quiet {
+    ///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+    /// }
+    /// struct Make;
+    /// impl Factory for Make {
+    ///     type Protocol = Quiet;
+    ///     fn build_protocol(&self, _: &Address) -> Option<Quiet> { Some(Quiet) }
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_| Some(Quiet))?;
+    /// let addr = port.local_addr().inet().unwrap();
+    /// assert!(reactor.connect_tcp_factory(addr, Make, Duration::from_secs(5)).wait().is_ok());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect_tcp_factory<F: Factory>(
         &self,
         target: impl Into<Target>,
         factory: F,
@@ -644,11 +738,11 @@ impl Reactor {
     /// port.stop_listening();
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn connect_unix<F: Factory>(
+    pub fn connect_unix<P: Protocol>(
         &self,
         path: impl AsRef<Path>,
-        factory: F,
-    ) -> Deferred<Connected<F::Protocol>> {
+        factory: impl Fn(&Address) -> Option<P> + 'static,
+    ) -> Deferred<Connected<P>> {
         let path = path.as_ref();
         let result = UnixStream::connect(path)
             .and_then(|s| s.set_nonblocking(true).map(|()| s))

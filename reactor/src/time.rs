@@ -27,7 +27,7 @@ use crate::radix::RadixHeap;
 /// use ropewalk_reactor::{Clock, ManualClock};
 ///
 /// fn remind(clock: &dyn Clock, fired: Rc<Cell<bool>>) {
-///     clock.call_later_boxed(Duration::from_secs(5), Box::new(move || fired.set(true)));
+///     clock.call_later(Duration::from_secs(5), move || fired.set(true));
 /// }
 ///
 /// let clock = ManualClock::new();
@@ -60,12 +60,9 @@ pub trait Clock {
         self.now()
     }
 
-    /// Runs `f` once, `delay` from now (the object-safe form of
-    /// [`call_later`](Clock::call_later)).
-    fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall;
-
-    /// Runs `f` once, `delay` from now, and never earlier. Calls due at the same time run
-    /// in the order they were made.
+    /// Runs `f` once, `delay` from now, the closure boxed. Callers write `call_later`
+    /// (on a [`Reactor`](crate::Reactor), a [`ManualClock`] or a `dyn Clock`), which
+    /// comes here for a `dyn Clock`; implementors write this.
     ///
     /// # Examples
     ///
@@ -73,14 +70,42 @@ pub trait Clock {
     /// use std::time::Duration;
     /// use ropewalk_reactor::{Clock, ManualClock};
     ///
-    /// let clock = ManualClock::new();
-    /// let call = clock.call_later(Duration::from_millis(10), || println!("later"));
-    /// assert_eq!(call.time(), Duration::from_millis(10));
+    /// fn soon<C: Clock>(clock: &C) {
+    ///     clock.call_later_boxed(Duration::from_secs(1), Box::new(|| println!("soon")));
+    /// }
+    /// soon(&ManualClock::new());
     /// ```
-    fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall
-    where
-        Self: Sized,
-    {
+    fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall;
+}
+
+impl dyn Clock + '_ {
+    /// Runs `f` once, `delay` from now, and never earlier, on a `&dyn Clock`,
+    /// `Rc<dyn Clock>` or `Box<dyn Clock>`: the same method as
+    /// [`Reactor::call_later`](crate::Reactor::call_later) and
+    /// [`ManualClock::call_later`], so that scheduling reads the same on every clock.
+    ///
+    /// Code generic over `C: Clock` calls [`call_later_boxed`](Clock::call_later_boxed)
+    /// (or takes a `&dyn Clock`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// fn remind(clock: &dyn Clock, fired: Rc<Cell<bool>>) {
+    ///     clock.call_later(Duration::from_secs(5), move || fired.set(true));
+    /// }
+    ///
+    /// let clock = ManualClock::new();
+    /// let fired = Rc::new(Cell::new(false));
+    /// remind(&clock, fired.clone());
+    /// let shared: Rc<dyn Clock> = Rc::new(clock.clone());
+    /// shared.call_later(Duration::from_secs(1), || {});
+    /// clock.advance(Duration::from_secs(5));
+    /// assert!(fired.get());
+    /// ```
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
         self.call_later_boxed(delay, Box::new(f))
     }
 }
@@ -352,7 +377,8 @@ pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
     }
 }
 
-/// A call scheduled with [`Clock::call_later`]: Twisted's `DelayedCall`.
+/// A call scheduled with `call_later` (on a [`Reactor`](crate::Reactor), a [`ManualClock`] or a
+/// `dyn Clock`): Twisted's `DelayedCall`.
 ///
 /// Dropping the handle does not cancel the call.
 ///
@@ -575,6 +601,25 @@ impl ManualClock {
         }
     }
 
+    /// Runs `f` once, `delay` from now, and never earlier: when [`advance`](Self::advance)
+    /// reaches its time. Calls due at the same time run in the order they were made. (The
+    /// same method as [`Reactor::call_later`](crate::Reactor::call_later) and a
+    /// `dyn Clock`'s.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::ManualClock;
+    ///
+    /// let clock = ManualClock::new();
+    /// let call = clock.call_later(Duration::from_millis(10), || println!("later"));
+    /// assert_eq!(call.time(), Duration::from_millis(10));
+    /// ```
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
+        schedule(&self.timers, delay, f)
+    }
+
     /// Moves time forward by `by` and runs every call that comes due.
     ///
     /// # Examples
@@ -656,10 +701,6 @@ impl Clock for ManualClock {
     }
 
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
-        schedule(&self.timers, delay, f)
-    }
-
-    fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
         schedule(&self.timers, delay, f)
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ropewalk_reactor::deferred::Failure;
 use ropewalk_reactor::{
-    AcceptQueue, Address, Clock, GroupError, GroupListener, Protocol, ReactorGroup, ReactorHandle,
+    AcceptQueue, Address, GroupError, GroupListener, Protocol, ReactorGroup, ReactorHandle,
     TransportRef,
 };
 

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ropewalk_reactor::deferred::Deferred;
-use ropewalk_reactor::{Clock, Reactor, ReactorError};
+use ropewalk_reactor::{Reactor, ReactorError};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ropewalk_reactor::deferred::Cancelled;
-use ropewalk_reactor::{Address, ConnectionError, Factory, Reactor};
+use ropewalk_reactor::{Address, ConnectionError, Factory, ListenOptions, Reactor};
 use support::bounded;
 use support::net::{run_until, spin, Events, Probe};
 
@@ -108,7 +108,10 @@ fn connect_refused_is_typed_on_ipv4_and_ipv6() {
             let free = TcpListener::bind(local).unwrap().local_addr().unwrap();
             let factory = Counted::new(false);
             let h = factory.handles();
-            let f = reactor.connect_tcp(free, factory, WAIT).wait().unwrap_err();
+            let f = reactor
+                .connect_tcp_factory(free, factory, WAIT)
+                .wait()
+                .unwrap_err();
             assert!(
                 matches!(connection_error(&f), ConnectionError::Refused(_)),
                 "{local}: {f}"
@@ -134,7 +137,7 @@ fn connect_times_out_against_a_full_backlog() {
         let timeout = Duration::from_millis(300);
         let started = Instant::now();
         let f = reactor
-            .connect_tcp(addr, factory, timeout)
+            .connect_tcp_factory(addr, factory, timeout)
             .wait()
             .unwrap_err();
         let took = started.elapsed();
@@ -160,7 +163,7 @@ fn cancelling_a_connect_in_progress_leaks_nothing() {
         let reactor = Reactor::new().unwrap();
         let factory = Counted::new(false);
         let h = factory.handles();
-        let d = reactor.connect_tcp(addr, factory, Duration::from_secs(60));
+        let d = reactor.connect_tcp_factory(addr, factory, Duration::from_secs(60));
         spin(&reactor, 3);
         let stats = reactor.stats();
         assert_eq!((stats.sources, stats.pending_timers), (1, 1), "in progress");
@@ -184,13 +187,17 @@ fn a_name_is_resolved_on_the_pool_and_connected() {
         let server = Counted::new(false);
         let sh = server.handles();
         let port = reactor
-            .listen_tcp("127.0.0.1:0".parse().unwrap(), server)
+            .listen_tcp_factory(
+                "127.0.0.1:0".parse().unwrap(),
+                server,
+                &ListenOptions::default(),
+            )
             .unwrap();
         let p = port.local_addr().inet().unwrap().port();
         let client = Counted::new(false);
         let ch = client.handles();
         let connected = reactor
-            .connect_tcp(format!("localhost:{p}"), client, WAIT)
+            .connect_tcp_factory(format!("localhost:{p}"), client, WAIT)
             .wait()
             .unwrap();
         let t = ch.ev.transport();
@@ -219,7 +226,7 @@ fn an_unresolvable_name_is_lookup_failed() {
         let factory = Counted::new(false);
         let h = factory.handles();
         let d = reactor
-            .connect_tcp("nonexistent.invalid:80", factory, WAIT)
+            .connect_tcp_factory("nonexistent.invalid:80", factory, WAIT)
             .add_timeout(Duration::from_secs(15), &reactor);
         let f = d.wait().unwrap_err();
         match connection_error(&f) {
@@ -245,7 +252,11 @@ fn a_factory_returning_none_closes_the_connection() {
         let server = Counted::new(true);
         let sh = server.handles();
         let port = reactor
-            .listen_tcp("127.0.0.1:0".parse().unwrap(), server)
+            .listen_tcp_factory(
+                "127.0.0.1:0".parse().unwrap(),
+                server,
+                &ListenOptions::default(),
+            )
             .unwrap();
         let addr = port.local_addr().inet().unwrap();
         let worker = reactor.defer_to_thread(move || {
@@ -265,7 +276,10 @@ fn a_factory_returning_none_closes_the_connection() {
         // The client side: refused by its own factory.
         let client = Counted::new(true);
         let ch = client.handles();
-        let f = reactor.connect_tcp(addr, client, WAIT).wait().unwrap_err();
+        let f = reactor
+            .connect_tcp_factory(addr, client, WAIT)
+            .wait()
+            .unwrap_err();
         assert!(
             matches!(connection_error(&f), ConnectionError::ConnectFailed(_)),
             "{f}"
@@ -292,13 +306,20 @@ fn ipv6_loopback_listen_and_connect() {
         let server = Counted::new(false);
         let sh = server.handles();
         let port = reactor
-            .listen_tcp("[::1]:0".parse().unwrap(), server)
+            .listen_tcp_factory(
+                "[::1]:0".parse().unwrap(),
+                server,
+                &ListenOptions::default(),
+            )
             .unwrap();
         let addr = port.local_addr().inet().unwrap();
         assert!(addr.is_ipv6() && addr.ip().is_loopback());
         let client = Counted::new(false);
         let ch = client.handles();
-        reactor.connect_tcp(addr, client, WAIT).wait().unwrap();
+        reactor
+            .connect_tcp_factory(addr, client, WAIT)
+            .wait()
+            .unwrap();
         assert_eq!((ch.starts.get(), ch.stops.get()), (1, 1));
         let t = ch.ev.transport();
         t.write(b"over six");
@@ -328,7 +349,11 @@ fn listening_starts_and_stops_the_factory_and_frees_the_port() {
         let server = Counted::new(false);
         let sh = server.handles();
         let port = reactor
-            .listen_tcp("127.0.0.1:0".parse().unwrap(), server)
+            .listen_tcp_factory(
+                "127.0.0.1:0".parse().unwrap(),
+                server,
+                &ListenOptions::default(),
+            )
             .unwrap();
         let addr = port.local_addr().inet().unwrap();
         assert_eq!((sh.starts.get(), sh.stops.get()), (1, 0));
@@ -337,14 +362,16 @@ fn listening_starts_and_stops_the_factory_and_frees_the_port() {
         assert_eq!((sh.starts.get(), sh.stops.get()), (1, 1));
         assert_eq!(reactor.stats().sources, 0);
         let f = reactor
-            .connect_tcp(addr, Counted::new(false), WAIT)
+            .connect_tcp_factory(addr, Counted::new(false), WAIT)
             .wait()
             .unwrap_err();
         assert!(matches!(connection_error(&f), ConnectionError::Refused(_)));
         // The same port again.
         let again = Counted::new(false);
         let ah = again.handles();
-        let port2 = reactor.listen_tcp(addr, again).unwrap();
+        let port2 = reactor
+            .listen_tcp_factory(addr, again, &ListenOptions::default())
+            .unwrap();
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(b"x").unwrap();
         run_until(&reactor, WAIT, "served again", || ah.ev.received() == 1);

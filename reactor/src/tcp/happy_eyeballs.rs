@@ -37,7 +37,7 @@ use ropewalk_deferred::{CancelHandle, Deferred, Failure, Resolver};
 use super::{connect_addr, Connected, SharedFactory};
 use crate::protocol::{ConnectionError, Factory};
 use crate::reactor::Reactor;
-use crate::time::{Clock, DelayedCall};
+use crate::time::DelayedCall;
 
 /// How long an attempt runs alone before the next address is tried as well: RFC 8305
 /// §5's recommended Connection Attempt Delay.
@@ -474,10 +474,7 @@ mod tests {
         );
         // Cancelled once the attempt is in flight (after the lookup).
         let handle = d.cancel_handle();
-        let _timer =
-            crate::time::Clock::call_later(&reactor, Duration::from_millis(50), move || {
-                handle.cancel()
-            });
+        let _timer = reactor.call_later(Duration::from_millis(50), move || handle.cancel());
         let f = d.wait().unwrap_err();
         assert!(f.is::<Cancelled>(), "{f}");
     }

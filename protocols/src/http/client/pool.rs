@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use ropewalk_deferred::{CancelHandle, Cancelled, Failure};
-use ropewalk_reactor::{Address, Clock, DelayedCall, Protocol, Reactor, TransportRef};
+use ropewalk_reactor::{Address, DelayedCall, Protocol, Reactor, TransportRef};
 
 use super::exchange::{BodyReader, Exchange, Parsed, ReadingResponse};
 use super::{ClientConfig, ClientError};

@@ -343,7 +343,7 @@ impl HttpServer {
             nodelay: true,
             ..ListenOptions::default()
         };
-        reactor.listen_tcp_with(addr, self.clone(), &options)
+        reactor.listen_tcp_factory(addr, self.clone(), &options)
     }
 
     /// The protocol for one connection (for tests with a `StringTransport`, or custom
