@@ -15,6 +15,8 @@
 //! - Multi-core: [`ReactorGroup`] runs N reactors on N threads (each built by a setup
 //!   closure on its own thread); [`GroupListener`] makes them all listen on one address,
 //!   each with its own accept queue (`SO_REUSEPORT`) or sharing one ([`AcceptQueue`]).
+//! - [`tls`]: TLS on rustls as a transport: [`Reactor::listen_tls`], [`Reactor::connect_tls`],
+//!   config builders with secure defaults.
 //! - [`net`]: async sockets for tasks (`TcpListener`, `TcpStream`, `UdpSocket`):
 //!   `let (n, addr) = sock.recv_from(&mut buf).await?;`
 //!
@@ -92,6 +94,7 @@ mod task;
 mod tcp;
 pub mod testing;
 mod time;
+pub mod tls;
 mod udp;
 
 pub use crate::connection::DEFAULT_HIGH_WATER;
