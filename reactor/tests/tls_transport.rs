@@ -18,7 +18,7 @@ use ropewalk_reactor::{
     Address, ConnectionError, Producer, Reactor, TransportRef, DEFAULT_HIGH_WATER,
 };
 use support::net::{run_until, Checksum, Events, Probe};
-use support::tls::{pki, TestCa};
+use support::tls::{client, pki, server, TestCa};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -98,7 +98,7 @@ fn echo_both_ways_then_clean_close() {
     let (ca, server) = pki();
     let opts = TlsOptions::default();
     let (addr, conns) = serve(&reactor, server, &opts, |ev| Probe::new(ev).echo());
-    let client = connect(&reactor, addr, "localhost", ca.client(), &opts, Probe::new).unwrap();
+    let client = connect(&reactor, addr, "localhost", client(&ca), &opts, Probe::new).unwrap();
     client.transport().write(b"hello over tls\n");
     run_until(&reactor, WAIT, "echo", || client.received() == 15);
     assert_eq!(&client.data.borrow()[..], b"hello over tls\n");
@@ -123,7 +123,7 @@ fn ip_address_as_server_name() {
     let (ca, server) = pki();
     let opts = TlsOptions::default();
     let (addr, _conns) = serve(&reactor, server, &opts, |ev| Probe::new(ev).echo());
-    let client = connect(&reactor, addr, "127.0.0.1", ca.client(), &opts, Probe::new).unwrap();
+    let client = connect(&reactor, addr, "127.0.0.1", client(&ca), &opts, Probe::new).unwrap();
     client.transport().write(b"x");
     run_until(&reactor, WAIT, "echo", || client.received() == 1);
 }
@@ -145,7 +145,7 @@ fn lose_connection_sends_queued_data_then_close_notify() {
             t.write(b"dropped: after lose_connection");
         })
     });
-    let client = connect(&reactor, addr, "localhost", ca.client(), &opts, Probe::new).unwrap();
+    let client = connect(&reactor, addr, "localhost", client(&ca), &opts, Probe::new).unwrap();
     run_until(&reactor, WAIT, "client closed", || client.lost_count() == 1);
     assert_eq!(client.received(), big.len());
     assert!(client.data.borrow().iter().all(|&b| b == 7));
@@ -168,7 +168,7 @@ fn abort_connection_is_not_a_clean_close() {
             Ok(())
         })
     });
-    let client = connect(&reactor, addr, "localhost", ca.client(), &opts, Probe::new).unwrap();
+    let client = connect(&reactor, addr, "localhost", client(&ca), &opts, Probe::new).unwrap();
     client.transport().write(b"go");
     run_until(&reactor, WAIT, "client lost", || client.lost_count() == 1);
     assert_eq!(client.reason_kind(), "Lost");
@@ -192,7 +192,7 @@ fn half_close_lets_the_peer_answer() {
             true
         })
     });
-    let client = connect(&reactor, addr, "localhost", ca.client(), &opts, Probe::new).unwrap();
+    let client = connect(&reactor, addr, "localhost", client(&ca), &opts, Probe::new).unwrap();
     client.transport().write(b"question");
     client.transport().half_close();
     client.transport().write(b"dropped: after half_close");
@@ -286,7 +286,7 @@ fn slow_reader_pauses_and_resumes_the_producer() {
     });
     let sum = Rc::new(RefCell::new(Checksum::default()));
     let s2 = sum.clone();
-    let client = connect(&reactor, addr, "localhost", ca.client(), &opts, move |ev| {
+    let client = connect(&reactor, addr, "localhost", client(&ca), &opts, move |ev| {
         Probe::new(ev).on_data(move |_, data| {
             s2.borrow_mut().update(data);
             Ok(())
@@ -335,14 +335,14 @@ fn slow_reader_pauses_and_resumes_the_producer() {
 fn wrong_host_name_is_a_name_mismatch() {
     let reactor = Reactor::new().unwrap();
     let ca = TestCa::new();
-    let server = ca.leaf(&["elsewhere.example"]).server();
+    let server = server(&ca.leaf(&["elsewhere.example"]));
     let opts = TlsOptions::default();
     let (addr, conns) = serve(&reactor, server, &opts, Probe::new);
     let f = refused(connect(
         &reactor,
         addr,
         "localhost",
-        ca.client(),
+        client(&ca),
         &opts,
         Probe::new,
     ));
@@ -366,7 +366,7 @@ fn untrusted_certificate_is_an_unknown_issuer() {
         &reactor,
         addr,
         "localhost",
-        other.client(),
+        client(&other),
         &opts,
         Probe::new,
     ));
@@ -395,14 +395,14 @@ fn untrusted_certificate_is_an_unknown_issuer() {
 fn expired_certificate_is_refused() {
     let reactor = Reactor::new().unwrap();
     let ca = TestCa::new();
-    let server = ca.expired_leaf(&["localhost"]).server();
+    let server = server(&ca.expired_leaf(&["localhost"]));
     let opts = TlsOptions::default();
     let (addr, _conns) = serve(&reactor, server, &opts, Probe::new);
     let f = refused(connect(
         &reactor,
         addr,
         "localhost",
-        ca.client(),
+        client(&ca),
         &opts,
         Probe::new,
     ));
@@ -460,8 +460,7 @@ fn read_to_close(s: &mut TcpStream) -> (bool, Vec<u8>) {
 
 /// A client's first flight of TLS bytes (its ClientHello), as rustls would send it.
 fn client_hello(ca: &TestCa) -> Vec<u8> {
-    let mut c =
-        rustls::ClientConnection::new(ca.client(), "localhost".try_into().unwrap()).unwrap();
+    let mut c = rustls::ClientConnection::new(client(ca), "localhost".try_into().unwrap()).unwrap();
     let mut out = Vec::new();
     c.write_tls(&mut out).unwrap();
     out
@@ -493,7 +492,7 @@ fn garbage_to_the_server_is_refused_and_closed() {
     }
     assert!(conns.borrow().iter().all(|ev| ev.made.get() == 0));
     // Still serving.
-    let client = connect(&reactor, addr, "localhost", ca.client(), &opts, Probe::new).unwrap();
+    let client = connect(&reactor, addr, "localhost", client(&ca), &opts, Probe::new).unwrap();
     client.transport().write(b"ok");
     run_until(&reactor, WAIT, "echo", || client.received() == 2);
 }
@@ -545,7 +544,7 @@ fn silent_server_times_out_the_client() {
         &reactor,
         addr,
         "localhost",
-        ca.client(),
+        client(&ca),
         &opts,
         Probe::new,
     ));
@@ -583,7 +582,7 @@ fn reset_mid_handshake_is_peer_closed() {
         &reactor,
         addr,
         "localhost",
-        ca.client(),
+        client(&ca),
         &TlsOptions::default(),
         Probe::new,
     ));
@@ -613,7 +612,7 @@ fn garbage_from_the_server_is_a_bad_record() {
         &reactor,
         addr,
         "localhost",
-        ca.client(),
+        client(&ca),
         &TlsOptions::default(),
         Probe::new,
     ));
@@ -640,7 +639,7 @@ fn cancel_during_handshake_aborts() {
         addr,
         "localhost",
         move |_: &Address| Some(Probe::new(&e)),
-        ca.client(),
+        client(&ca),
     );
     let handle = d.cancel_handle();
     let cancelled = Rc::new(Cell::new(false));
