@@ -664,3 +664,104 @@ fn cancel_during_handshake_aborts() {
     drop(d);
     let _ = ConnectionError::Done;
 }
+
+/// Reading paused by the protocol in the middle of what one socket read brought: the
+/// rest (held by TLS, not by the socket) is delivered when reading resumes, though no new
+/// byte arrives to wake the connection.
+#[test]
+fn resume_reading_delivers_what_tls_held_back() {
+    let reactor = Reactor::new().unwrap();
+    let (ca, server) = pki();
+    let opts = TlsOptions::default();
+    const TOTAL: usize = 64 * 1024;
+    let (addr, conns) = serve(&reactor, server, &opts, |ev| {
+        let ev = ev.clone();
+        Probe::new(&ev.clone()).on_data(move |t, _| {
+            t.pause_reading();
+            if ev.received() == TOTAL {
+                t.lose_connection();
+            }
+            Ok(())
+        })
+    });
+    let c = client(&ca);
+    let peer = thread::spawn(move || {
+        let conn = rustls::ClientConnection::new(c, "localhost".try_into().unwrap()).unwrap();
+        let sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).unwrap();
+        }
+        // Four full records, in one write to the socket.
+        s.conn.writer().write_all(&[5u8; TOTAL]).unwrap();
+        let mut flight = Vec::new();
+        while s.conn.wants_write() {
+            s.conn.write_tls(&mut flight).unwrap();
+        }
+        s.sock.write_all(&flight).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).map(|_| rest.len())
+    });
+    run_until(&reactor, WAIT, "first record", || {
+        conns.borrow().first().is_some_and(|ev| ev.received() > 0)
+    });
+    let srv = conns.borrow()[0].clone();
+    for round in 1.. {
+        let before = srv.received();
+        for _ in 0..10 {
+            reactor.iterate(Duration::from_millis(2));
+        }
+        assert_eq!(srv.received(), before, "nothing delivered while paused");
+        if before == TOTAL {
+            break;
+        }
+        assert!(round < 100, "stuck at {before}");
+        srv.transport().resume_reading();
+        run_until(&reactor, WAIT, "the next record", || {
+            srv.received() > before
+        });
+    }
+    run_until(&reactor, WAIT, "peer done", || peer.is_finished());
+    assert_eq!(peer.join().unwrap().unwrap(), 0, "closed with close_notify");
+    assert!(srv.chunks.get() >= 4);
+}
+
+/// A peer that closes its socket without close_notify after the handshake: the end of
+/// its data cannot be told from a truncation, so the connection is lost, not done.
+#[test]
+fn socket_close_without_close_notify_is_lost() {
+    let reactor = Reactor::new().unwrap();
+    let (ca, server) = pki();
+    let opts = TlsOptions::default();
+    let (addr, conns) = serve(&reactor, server, &opts, Probe::new);
+    let c = client(&ca);
+    let peer = thread::spawn(move || {
+        let conn = rustls::ClientConnection::new(c, "localhost".try_into().unwrap()).unwrap();
+        let sock = TcpStream::connect(addr).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        s.write_all(b"partial").unwrap();
+        s.flush().unwrap();
+        s.sock.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.sock.read_to_end(&mut rest);
+    });
+    run_until(&reactor, WAIT, "server lost", || {
+        conns
+            .borrow()
+            .first()
+            .is_some_and(|ev| ev.lost_count() == 1)
+    });
+    let srv = conns.borrow()[0].clone();
+    assert_eq!(&srv.data.borrow()[..], b"partial");
+    assert_eq!(srv.eofs.get(), 0, "no close_notify, no EOF");
+    let reason = srv.reason();
+    match reason.downcast_ref::<ConnectionError>() {
+        Some(ConnectionError::Lost(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof)
+        }
+        other => panic!("{other:?}"),
+    }
+    run_until(&reactor, WAIT, "peer done", || peer.is_finished());
+    peer.join().unwrap();
+}

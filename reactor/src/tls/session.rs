@@ -517,10 +517,14 @@ impl<P: Protocol> Transport for TlsSession<P> {
     }
 
     fn resume_reading(&self) {
+        let set_aside = {
+            let st = self.st.borrow();
+            !st.pending_in.is_empty() || (st.peer_closed && !st.eof_delivered)
+        } || self.tls.borrow_mut().reader().fill_buf_len() > 0;
         let queue = {
             let mut st = self.st.borrow_mut();
             st.reading_paused = false;
-            let queue = !st.resume_queued && !st.ended;
+            let queue = set_aside && !st.resume_queued && !st.ended;
             st.resume_queued |= queue;
             queue
         };
