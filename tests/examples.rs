@@ -535,3 +535,76 @@ fn multicore_echo_echoes_on_every_reactor_in_both_modes() {
     let out = run_script("multicore_echo", &["--mode", "sideways"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `http_server --tls-cert FILE --tls-key FILE` serves HTTPS (checked with our TLS client,
+/// trusting the test CA); the flags go together, and a missing file is named.
+#[test]
+fn http_server_serves_https_with_tls_cert_and_key() {
+    use ropewalk::deferred::Failure;
+    use ropewalk::reactor::tls::TlsClientBuilder;
+    use ropewalk::reactor::{Address, Protocol, Reactor, TransportRef};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    struct Get(Rc<RefCell<Vec<u8>>>);
+    impl Protocol for Get {
+        fn connection_made(&mut self, t: TransportRef) {
+            t.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        }
+        fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+            self.0.borrow_mut().extend_from_slice(data);
+            Ok(())
+        }
+    }
+
+    let dir = std::env::temp_dir().join(format!("ropewalk-https-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = ropewalk_testkit::pki::TestCa::new();
+    let (cert, key) = ca.leaf(&["localhost"]).write_to(&dir).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+
+    let server = Server::start(
+        "http_server",
+        &["--port", "0", "--tls-cert", cert, "--tls-key", key],
+    );
+    let reactor = Reactor::new().unwrap();
+    let config = TlsClientBuilder::new()
+        .without_default_roots()
+        .add_root_pem(ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    let conn = reactor
+        .connect_tls(
+            server.addr,
+            "localhost",
+            move |_: &Address| Some(Get(g.clone())),
+            config,
+        )
+        .wait()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&got.borrow()).contains("Hello, World!") {
+        assert!(std::time::Instant::now() < deadline, "no response");
+        reactor.iterate(Duration::from_millis(20));
+    }
+    assert!(got.borrow().starts_with(b"HTTP/1.1 200 OK\r\n"));
+    drop(conn);
+    server.stop();
+
+    let out = run_script("http_server", &["--port", "0", "--tls-cert", cert]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("go together"));
+    let missing = dir.join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let out = run_script(
+        "http_server",
+        &["--port", "0", "--tls-cert", missing, "--tls-key", key],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.pem"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

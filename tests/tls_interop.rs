@@ -388,3 +388,160 @@ fn our_client_refuses_openssl_s_server_with_a_wrong_name_or_an_untrusted_ca() {
     let e = tls_error(fetch(server.addr, "localhost", &TestCa::new()));
     assert_eq!(e, "UnknownIssuer");
 }
+
+// ---------------------------------------------------------------------------------------
+// curl against our HTTPS server.
+
+fn have_curl() -> bool {
+    require(
+        "curl",
+        &["curl", "--version"],
+        "apt-get update && apt-get install -y curl",
+    )
+}
+
+/// Our `HttpServer` over TLS on a reactor thread; stopped and joined when dropped.
+struct OurHttps {
+    addr: SocketAddr,
+    handle: ReactorHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl OurHttps {
+    fn start(cert_pem: &str, key_pem: &str) -> OurHttps {
+        use ropewalk::protocols::http::{HttpServer, Request, Response, Site};
+        let config = TlsServerBuilder::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+            .unwrap()
+            .alpn(&[b"http/1.1"])
+            .build()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let reactor = Reactor::new().expect("reactor");
+            let site = Site::new()
+                .get("/", |_: Request| Ok(Response::text("Hello, TLS!\n")))
+                .post("/echo", |req: Request| Ok(Response::bytes(req.into_body())));
+            let server = HttpServer::new(&reactor, site);
+            let port = server
+                .listen_tls(&reactor, ([127, 0, 0, 1], 0).into(), config)
+                .expect("listen");
+            tx.send((port.local_addr().inet().unwrap(), reactor.handle()))
+                .unwrap();
+            reactor.run().expect("reactor run");
+        });
+        let (addr, handle) = rx.recv_timeout(BOUND).expect("server started");
+        OurHttps {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OurHttps {
+    fn drop(&mut self) {
+        self.handle.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `curl args` (bounded); its output.
+fn curl(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new("curl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn curl");
+    let done = watchdog(&child);
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    let _ = writer.join();
+    out
+}
+
+#[test]
+fn curl_fetches_from_our_https_server() {
+    if !have_curl() {
+        return;
+    }
+    let dir = TempDir::new("curl");
+    let ca = TestCa::new();
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let leaf = ca.leaf(&["localhost"]);
+    let server = OurHttps::start(&leaf.cert_pem, &leaf.key_pem);
+    let port = server.addr.port();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}/");
+    let echo = format!("https://localhost:{port}/echo");
+
+    // Two requests on one kept-alive TLS connection, then a 2 MB body echoed back.
+    let out = curl(
+        &[
+            "-sS",
+            "--cacert",
+            &ca_file,
+            "--resolve",
+            &resolve,
+            "-w",
+            "[%{http_code} %{num_connects} %{http_version}]",
+            &url,
+            &url,
+        ],
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout, "Hello, TLS!\n[200 1 1.1]Hello, TLS!\n[200 0 1.1]",
+        "second request reused the connection"
+    );
+
+    let body: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let out = curl(
+        &[
+            "-sS",
+            "--cacert",
+            &ca_file,
+            "--resolve",
+            &resolve,
+            "--data-binary",
+            "@-",
+            &echo,
+        ],
+        &body,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == body,
+        "echoed body differs ({} bytes)",
+        out.stdout.len()
+    );
+
+    // An untrusted CA, and a wrong name: refused by curl (exit 60).
+    let other = dir.write("other.pem", &TestCa::new().pem());
+    let out = curl(
+        &["-sS", "--cacert", &other, "--resolve", &resolve, &url],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(60), "untrusted CA");
+    let wrong = format!("https://127.0.0.1:{port}/");
+    let out = curl(&["-sS", "--cacert", &ca_file, &wrong], b"");
+    assert_eq!(out.status.code(), Some(60), "certificate not for 127.0.0.1");
+}
