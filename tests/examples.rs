@@ -536,8 +536,9 @@ fn multicore_echo_echoes_on_every_reactor_in_both_modes() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// `http_server --tls-cert FILE --tls-key FILE` serves HTTPS (checked with our TLS client,
-/// trusting the test CA); the flags go together, and a missing file is named.
+/// `http_server --tls-cert FILE --tls-key FILE` serves HTTPS (checked with our TLS client
+/// and with `http_get --cacert`, trusting the test CA); the flags go together, and a
+/// missing file is named.
 #[test]
 fn http_server_serves_https_with_tls_cert_and_key() {
     use ropewalk::deferred::Failure;
@@ -592,6 +593,25 @@ fn http_server_serves_https_with_tls_cert_and_key() {
     }
     assert!(got.borrow().starts_with(b"HTTP/1.1 200 OK\r\n"));
     drop(conn);
+
+    // http_get --cacert (curl's flag) trusts the test CA; without it, the default roots
+    // do not, and the error says why.
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let out = run_script("http_get", &["--cacert", ca_file.to_str().unwrap(), &url]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("Hello, World!"), "{text}");
+    let out = run_script("http_get", &[&url]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown issuer"), "{err}");
     server.stop();
 
     let out = run_script("http_server", &["--port", "0", "--tls-cert", cert]);
