@@ -628,3 +628,79 @@ fn http_server_serves_https_with_tls_cert_and_key() {
     assert!(err.contains("missing.pem"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `echo_server --tls-cert FILE --tls-key FILE` echoes over TLS, past the client's
+/// half-close (its close_notify), then closes cleanly.
+#[test]
+fn echo_server_echoes_over_tls() {
+    use ropewalk::deferred::Failure;
+    use ropewalk::reactor::tls::TlsClientBuilder;
+    use ropewalk::reactor::{Address, ConnectionError, Protocol, Reactor, TransportRef};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[derive(Default)]
+    struct Seen {
+        data: RefCell<Vec<u8>>,
+        lost: RefCell<Option<Failure>>,
+    }
+    struct Say(Rc<Seen>);
+    impl Protocol for Say {
+        fn connection_made(&mut self, t: TransportRef) {
+            t.write(b"hello over tls");
+            t.half_close();
+        }
+        fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+            self.0.data.borrow_mut().extend_from_slice(data);
+            Ok(())
+        }
+        fn connection_lost(&mut self, reason: Failure) {
+            *self.0.lost.borrow_mut() = Some(reason);
+        }
+    }
+
+    let dir = std::env::temp_dir().join(format!("ropewalk-tls-echo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = ropewalk_testkit::pki::TestCa::new();
+    let (cert, key) = ca.leaf(&["localhost"]).write_to(&dir).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = Server::start(
+        "echo_server",
+        &["--port", "0", "--tls-cert", cert, "--tls-key", key],
+    );
+    let reactor = Reactor::new().unwrap();
+    let config = TlsClientBuilder::new()
+        .without_default_roots()
+        .add_root_pem(ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let seen = Rc::new(Seen::default());
+    let s = seen.clone();
+    reactor
+        .connect_tls(
+            server.addr,
+            "localhost",
+            move |_: &Address| Some(Say(s.clone())),
+            config,
+        )
+        .wait()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.lost.borrow().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no close");
+        reactor.iterate(Duration::from_millis(20));
+    }
+    assert_eq!(&seen.data.borrow()[..], b"hello over tls");
+    let reason = seen.lost.borrow_mut().take().unwrap();
+    assert!(
+        reason
+            .downcast_ref::<ConnectionError>()
+            .is_some_and(|e| e.is_clean()),
+        "{reason}"
+    );
+    server.stop();
+    let out = run_script("echo_server", &["--port", "0", "--tls-key", key]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
