@@ -67,6 +67,13 @@ pub enum TlsError {
     /// The server name given to connect is neither a DNS name nor an IP address.
     #[error("invalid server name {0:?}")]
     InvalidServerName(String),
+    /// `start_tls` on a connection that cannot switch: one not made through a
+    /// [`StartTlsFactory`](crate::tls::StartTlsFactory).
+    #[error("this connection cannot start TLS (make it through a StartTlsFactory)")]
+    StartTlsUnsupported,
+    /// `start_tls` on a connection already switched to TLS.
+    #[error("TLS already started on this connection")]
+    AlreadyStarted,
     /// Another TLS failure.
     #[error("TLS failure")]
     Protocol(#[source] rustls::Error),

@@ -61,6 +61,7 @@
 mod config;
 mod error;
 mod session;
+mod starttls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -80,6 +81,7 @@ use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 pub use self::config::{TlsClientBuilder, TlsServerBuilder};
 pub use self::error::{TlsConfigError, TlsError};
 use self::session::{TlsProtocol, TlsSession};
+pub use self::starttls::{StartTls, StartTlsFactory, StartTlsProtocol};
 /// The rustls this module is built on, for its configuration types.
 pub use rustls;
 

@@ -68,6 +68,9 @@ pub(crate) struct TlsSession<P: Protocol> {
     st: RefCell<SessionState>,
     /// A client's connect Deferred, fired when the handshake ends.
     resolver: RefCell<Option<Resolver<Connected<P>>>>,
+    /// Started on a live connection (`start_tls`): the protocol was made before, and this
+    /// fires when the handshake ends.
+    started: RefCell<Option<Resolver<()>>>,
     timer: RefCell<Option<DelayedCall>>,
     handshake_timeout: Duration,
     peer: RefCell<Address>,
@@ -91,6 +94,7 @@ impl<P: Protocol> TlsSession<P> {
             inner: RefCell::new(None),
             st: RefCell::new(SessionState::default()),
             resolver: RefCell::new(None),
+            started: RefCell::new(None),
             timer: RefCell::new(None),
             handshake_timeout,
             peer: RefCell::new(Address::Test),
@@ -100,6 +104,13 @@ impl<P: Protocol> TlsSession<P> {
 
     pub(crate) fn set_inner(&self, inner: P) {
         *self.inner.borrow_mut() = Some(Rc::new(RefCell::new(inner)));
+    }
+
+    /// Started on a live connection whose protocol is `inner` (already made, with its own
+    /// transport): `started` fires when the handshake ends.
+    pub(crate) fn set_started(&self, inner: Rc<RefCell<P>>, started: Resolver<()>) {
+        *self.inner.borrow_mut() = Some(inner);
+        *self.started.borrow_mut() = Some(started);
     }
 
     pub(crate) fn set_resolver(&self, resolver: Resolver<Connected<P>>) {
@@ -147,7 +158,7 @@ impl<P: Protocol> TlsSession<P> {
     }
 
     /// Handles ciphertext from the peer (after what was set aside while paused).
-    fn receive(&self, input: &[u8]) -> Result<(), Failure> {
+    pub(crate) fn receive(&self, input: &[u8]) -> Result<(), Failure> {
         let owned;
         let input = {
             let mut st = self.st.borrow_mut();
@@ -270,6 +281,12 @@ impl<P: Protocol> TlsSession<P> {
         if let Some(timer) = self.timer.borrow_mut().take() {
             let _ = timer.cancel();
         }
+        let started = self.started.borrow_mut().take();
+        if let Some(r) = started {
+            // The protocol has had its connection_made, with its own transport.
+            let _ = r.callback(());
+            return;
+        }
         let Some(inner) = self.inner.borrow().clone() else {
             return;
         };
@@ -341,7 +358,7 @@ impl<P: Protocol> TlsSession<P> {
 
     // The connection below, through `TlsProtocol`:
 
-    fn lower_made(&self, lower: TransportRef) {
+    pub(crate) fn lower_made(&self, lower: TransportRef) {
         *self.peer.borrow_mut() = lower.peer_addr();
         *self.local.borrow_mut() = lower.local_addr();
         *self.lower.borrow_mut() = Some(lower);
@@ -358,7 +375,7 @@ impl<P: Protocol> TlsSession<P> {
         self.flush_tls();
     }
 
-    fn lower_eof(&self) -> bool {
+    pub(crate) fn lower_eof(&self) -> bool {
         let mut st = self.st.borrow_mut();
         if st.eof_delivered {
             return st.keep_open;
@@ -381,7 +398,7 @@ impl<P: Protocol> TlsSession<P> {
         false
     }
 
-    fn lower_lost(&self, reason: Failure) {
+    pub(crate) fn lower_lost(&self, reason: Failure) {
         if let Some(timer) = self.timer.borrow_mut().take() {
             let _ = timer.cancel();
         }
@@ -393,6 +410,16 @@ impl<P: Protocol> TlsSession<P> {
             (st.handshaken, st.failure.take())
         };
         let inner = self.inner.borrow_mut().take();
+        let started = self.started.borrow_mut().take();
+        if let Some(r) = started {
+            // start_tls: the handshake failed, and the protocol made long ago is told.
+            let reason = failure.unwrap_or(reason);
+            let _ = r.errback(reason.clone());
+            if let Some(inner) = inner {
+                inner.borrow_mut().connection_lost(reason);
+            }
+            return;
+        }
         if handshaken {
             let reason = failure.unwrap_or(reason);
             if let Some(inner) = inner {
