@@ -95,6 +95,8 @@ mod tcp;
 pub mod testing;
 mod time;
 pub mod tls;
+mod tls_error;
+mod tls_start;
 mod udp;
 
 pub use crate::connection::DEFAULT_HIGH_WATER;

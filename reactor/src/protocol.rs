@@ -208,9 +208,9 @@ pub trait Transport {
     /// assert!(matches!(f.downcast_ref(), Some(TlsError::StartTlsUnsupported)));
     /// # Ok::<(), ropewalk_reactor::tls::TlsConfigError>(())
     /// ```
-    fn start_tls(&self, tls: crate::tls::StartTls) -> ropewalk_deferred::Deferred<()> {
+    fn start_tls(&self, tls: crate::tls_start::StartTls) -> ropewalk_deferred::Deferred<()> {
         let _ = tls;
-        ropewalk_deferred::Deferred::fail(crate::tls::TlsError::StartTlsUnsupported)
+        ropewalk_deferred::Deferred::fail(crate::tls_error::TlsError::StartTlsUnsupported)
     }
 }
 

@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
-use super::error::TlsConfigError;
+use crate::tls_error::TlsConfigError;
 
 /// The crypto provider of every configuration built here: *ring*, which builds with a C
 /// compiler alone (aws-lc-rs needs cmake). rustls 0.23.48 deprecates it for lacking the

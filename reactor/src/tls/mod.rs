@@ -59,7 +59,6 @@
 //! rustls nor the connection below may stay borrowed while the protocol runs.
 
 mod config;
-mod error;
 mod session;
 mod starttls;
 
@@ -79,14 +78,12 @@ use crate::reactor::{Reactor, ReactorCore};
 use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 
 pub use self::config::{TlsClientBuilder, TlsServerBuilder};
-pub use self::error::{TlsConfigError, TlsError};
 use self::session::{TlsProtocol, TlsSession};
-pub use self::starttls::{StartTls, StartTlsFactory, StartTlsProtocol};
+pub use self::starttls::{StartTlsFactory, StartTlsProtocol};
+pub use crate::tls_error::{TlsConfigError, TlsError};
+pub use crate::tls_start::{StartTls, DEFAULT_HANDSHAKE_TIMEOUT};
 /// The rustls this module is built on, for its configuration types.
 pub use rustls;
-
-/// The default of [`TlsOptions::handshake_timeout`].
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default of [`TlsOptions::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -23,7 +23,7 @@ use crate::reactor::{Reactor, ReactorCore};
 use crate::tcp::Connected;
 use crate::time::{Clock, DelayedCall};
 
-use super::error::TlsError;
+use crate::tls_error::TlsError;
 
 /// The most plaintext handed to `data_received` at once: one TLS record's worth.
 const PLAINTEXT_CHUNK: usize = 16 * 1024;

@@ -1,5 +1,5 @@
 //! TLS started on a live connection (SMTP's and IMAP's STARTTLS): [`StartTlsFactory`] and
-//! [`StartTls`].
+//! [`StartTls`](crate::tls::StartTls).
 //!
 //! A connection made through a [`StartTlsFactory`] begins in clear: its protocol reads and
 //! writes plain bytes through a transport ([`StartTlsLink`]) that passes them straight to
@@ -13,116 +13,15 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ropewalk_deferred::{Deferred, Failure};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 
 use super::session::TlsSession;
-use super::{TlsError, DEFAULT_HANDSHAKE_TIMEOUT};
 use crate::protocol::{Address, Factory, Producer, Protocol, Transport, TransportRef};
 use crate::reactor::{Reactor, ReactorCore};
-
-/// Which side of the handshake [`Transport::start_tls`] takes, with what configuration.
-///
-/// # Examples
-///
-/// ```
-/// use ropewalk_reactor::tls::{StartTls, TlsClientBuilder};
-///
-/// let tls = StartTls::client(TlsClientBuilder::new().build()?, "mail.example.com");
-/// assert!(matches!(tls, StartTls::Client { .. }));
-/// # Ok::<(), ropewalk_reactor::tls::TlsConfigError>(())
-/// ```
-#[derive(Clone)]
-#[non_exhaustive]
-pub enum StartTls {
-    /// The client side, verifying the server named `server_name`.
-    Client {
-        /// The client configuration.
-        config: Arc<ClientConfig>,
-        /// The server's name, which its certificate must match (also sent as SNI).
-        server_name: String,
-        /// How long the handshake may take (default 10 s).
-        handshake_timeout: Duration,
-    },
-    /// The server side.
-    Server {
-        /// The server configuration.
-        config: Arc<ServerConfig>,
-        /// How long the handshake may take (default 10 s).
-        handshake_timeout: Duration,
-    },
-}
-
-impl StartTls {
-    /// The client side, to `server_name`, with the default handshake timeout.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use ropewalk_reactor::tls::{StartTls, TlsClientBuilder};
-    /// let tls = StartTls::client(TlsClientBuilder::new().build()?, "imap.example.com");
-    /// # Ok::<(), ropewalk_reactor::tls::TlsConfigError>(())
-    /// ```
-    pub fn client(config: Arc<ClientConfig>, server_name: &str) -> StartTls {
-        StartTls::Client {
-            config,
-            server_name: server_name.to_string(),
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-        }
-    }
-
-    /// The server side, with the default handshake timeout.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use ropewalk_reactor::tls::{StartTls, TlsServerBuilder};
-    /// let tls = StartTls::server(TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?.build()?);
-    /// # Ok::<(), ropewalk_reactor::tls::TlsConfigError>(())
-    /// ```
-    pub fn server(config: Arc<ServerConfig>) -> StartTls {
-        StartTls::Server {
-            config,
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-        }
-    }
-
-    /// The rustls connection it asks for, and its handshake timeout.
-    fn connection(self) -> Result<(rustls::Connection, Duration), TlsError> {
-        match self {
-            StartTls::Client {
-                config,
-                server_name,
-                handshake_timeout,
-            } => {
-                let name = ServerName::try_from(server_name.clone())
-                    .map_err(|_| TlsError::InvalidServerName(server_name))?;
-                let c = ClientConnection::new(config, name)?;
-                Ok((c.into(), handshake_timeout))
-            }
-            StartTls::Server {
-                config,
-                handshake_timeout,
-            } => Ok((ServerConnection::new(config)?.into(), handshake_timeout)),
-        }
-    }
-}
-
-impl fmt::Debug for StartTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartTls::Client { server_name, .. } => f
-                .debug_struct("StartTls::Client")
-                .field("server_name", server_name)
-                .finish_non_exhaustive(),
-            StartTls::Server { .. } => f.debug_struct("StartTls::Server").finish_non_exhaustive(),
-        }
-    }
-}
+use crate::tls_error::TlsError;
+use crate::tls_start::StartTls;
 
 /// The transport of a protocol made by a [`StartTlsFactory`]: in clear, then through TLS
 /// once [`start_tls`](Transport::start_tls) was called.

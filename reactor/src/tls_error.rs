@@ -1,5 +1,6 @@
 //! What can go wrong with TLS: a handshake or a record ([`TlsError`]), and a configuration
-//! ([`TlsConfigError`]).
+//! ([`TlsConfigError`]). Apart from `tls/` so that the transport interface
+//! (`protocol.rs`) can name it without importing the TLS transports.
 
 use std::io;
 use std::path::PathBuf;
