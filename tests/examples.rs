@@ -536,13 +536,35 @@ fn multicore_echo_echoes_on_every_reactor_in_both_modes() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A fresh directory holding a certificate and key for `localhost` (PEM), signed by the
+/// test CA returned; the directory, the CA, and the two paths.
+fn tls_files(name: &str) -> (PathBuf, ropewalk_testkit::pki::TestCa, String, String) {
+    let dir = std::env::temp_dir().join(format!("ropewalk-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = ropewalk_testkit::pki::TestCa::new();
+    let (cert, key) = ca.leaf(&["localhost"]).write_to(&dir).unwrap();
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    (dir, ca, path(cert), path(key))
+}
+
+/// A TLS client configuration trusting `ca` only.
+fn trusting(
+    ca: &ropewalk_testkit::pki::TestCa,
+) -> std::sync::Arc<ropewalk::reactor::tls::rustls::ClientConfig> {
+    ropewalk::reactor::tls::TlsClientBuilder::new()
+        .without_default_roots()
+        .add_root_pem(ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
 /// `http_server --tls-cert FILE --tls-key FILE` serves HTTPS (checked with our TLS client
 /// and with `http_get --cacert`, trusting the test CA); the flags go together, and a
 /// missing file is named.
 #[test]
 fn http_server_serves_https_with_tls_cert_and_key() {
     use ropewalk::deferred::Failure;
-    use ropewalk::reactor::tls::TlsClientBuilder;
     use ropewalk::reactor::{Address, Protocol, Reactor, TransportRef};
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -558,23 +580,15 @@ fn http_server_serves_https_with_tls_cert_and_key() {
         }
     }
 
-    let dir = std::env::temp_dir().join(format!("ropewalk-https-example-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = ropewalk_testkit::pki::TestCa::new();
-    let (cert, key) = ca.leaf(&["localhost"]).write_to(&dir).unwrap();
-    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (dir, ca, cert, key) = tls_files("https-example");
+    let (cert, key) = (cert.as_str(), key.as_str());
 
     let server = Server::start(
         "http_server",
         &["--port", "0", "--tls-cert", cert, "--tls-key", key],
     );
     let reactor = Reactor::new().unwrap();
-    let config = TlsClientBuilder::new()
-        .without_default_roots()
-        .add_root_pem(ca.pem().as_bytes())
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = trusting(&ca);
     let got = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
     let conn = reactor
@@ -634,7 +648,6 @@ fn http_server_serves_https_with_tls_cert_and_key() {
 #[test]
 fn echo_server_echoes_over_tls() {
     use ropewalk::deferred::Failure;
-    use ropewalk::reactor::tls::TlsClientBuilder;
     use ropewalk::reactor::{Address, ConnectionError, Protocol, Reactor, TransportRef};
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -659,22 +672,14 @@ fn echo_server_echoes_over_tls() {
         }
     }
 
-    let dir = std::env::temp_dir().join(format!("ropewalk-tls-echo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = ropewalk_testkit::pki::TestCa::new();
-    let (cert, key) = ca.leaf(&["localhost"]).write_to(&dir).unwrap();
-    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (dir, ca, cert, key) = tls_files("tls-echo");
+    let (cert, key) = (cert.as_str(), key.as_str());
     let server = Server::start(
         "echo_server",
         &["--port", "0", "--tls-cert", cert, "--tls-key", key],
     );
     let reactor = Reactor::new().unwrap();
-    let config = TlsClientBuilder::new()
-        .without_default_roots()
-        .add_root_pem(ca.pem().as_bytes())
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = trusting(&ca);
     let seen = Rc::new(Seen::default());
     let s = seen.clone();
     reactor

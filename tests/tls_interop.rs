@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ropewalk::deferred::Failure;
 use ropewalk::reactor::tls::{TlsClientBuilder, TlsError, TlsServerBuilder};
-use ropewalk::reactor::{Address, Protocol, Reactor, ReactorHandle, TransportRef};
+use ropewalk::reactor::{Address, ListeningPort, Protocol, Reactor, ReactorHandle, TransportRef};
 use ropewalk_testkit::peers::require;
 use ropewalk_testkit::pki::TestCa;
 
@@ -70,15 +70,15 @@ fn watchdog(child: &Child) -> mpsc::Sender<()> {
     tx
 }
 
-/// Runs `openssl args` with `input` on its standard input, to its end (bounded).
-fn openssl(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new("openssl")
+/// Runs `program args` with `input` on its standard input, to its end (bounded).
+fn run(program: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn openssl");
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     let done = watchdog(&child);
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
@@ -89,6 +89,50 @@ fn openssl(args: &[&str], input: &[u8]) -> Output {
     let _ = done.send(());
     let _ = writer.join();
     out
+}
+
+fn openssl(args: &[&str], input: &[u8]) -> Output {
+    run("openssl", args, input)
+}
+
+fn curl(args: &[&str], input: &[u8]) -> Output {
+    run("curl", args, input)
+}
+
+/// A reactor on its own thread, serving what `listen` sets up on it; stopped and joined
+/// when dropped.
+struct ServerThread {
+    addr: SocketAddr,
+    handle: ReactorHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerThread {
+    fn start(listen: impl FnOnce(&Reactor) -> ListeningPort + Send + 'static) -> ServerThread {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let reactor = Reactor::new().expect("reactor");
+            let port = listen(&reactor);
+            tx.send((port.local_addr().inet().unwrap(), reactor.handle()))
+                .unwrap();
+            reactor.run().expect("reactor run");
+        });
+        let (addr, handle) = rx.recv_timeout(BOUND).expect("server started");
+        ServerThread {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.handle.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -112,52 +156,25 @@ impl Protocol for Echo {
     }
 }
 
-struct OurServer {
-    addr: SocketAddr,
-    handle: ReactorHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl OurServer {
-    fn start(cert_pem: &str, key_pem: &str) -> OurServer {
-        let config = TlsServerBuilder::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
-            .unwrap()
-            .build()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let reactor = Reactor::new().expect("reactor");
-            let port = reactor
-                .listen_tls(
-                    ([127, 0, 0, 1], 0).into(),
-                    |_: &Address| Some(Echo(None)),
-                    config,
-                )
-                .expect("listen");
-            tx.send((port.local_addr().inet().unwrap(), reactor.handle()))
-                .unwrap();
-            reactor.run().expect("reactor run");
-        });
-        let (addr, handle) = rx.recv_timeout(BOUND).expect("server started");
-        OurServer {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for OurServer {
-    fn drop(&mut self) {
-        self.handle.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Our TLS echo server with this certificate and key.
+fn echo_server(cert_pem: &str, key_pem: &str) -> ServerThread {
+    let config = TlsServerBuilder::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    ServerThread::start(move |reactor| {
+        reactor
+            .listen_tls(
+                ([127, 0, 0, 1], 0).into(),
+                |_: &Address| Some(Echo(None)),
+                config,
+            )
+            .expect("listen")
+    })
 }
 
 /// `openssl s_client` to `server` as `name`, trusting `ca_file`, sending `hello`.
-fn s_client(server: &OurServer, ca_file: &str, name: &str, extra: &[&str]) -> Output {
+fn s_client(server: &ServerThread, ca_file: &str, name: &str, extra: &[&str]) -> Output {
     let connect = server.addr.to_string();
     let mut args = vec![
         "s_client",
@@ -185,7 +202,7 @@ fn openssl_s_client_talks_to_our_tls_echo() {
     let ca = TestCa::new();
     let ca_file = dir.write("ca.pem", &ca.pem());
     let leaf = ca.leaf(&["localhost", "127.0.0.1"]);
-    let server = OurServer::start(&leaf.cert_pem, &leaf.key_pem);
+    let server = echo_server(&leaf.cert_pem, &leaf.key_pem);
     for version in ["-tls1_3", "-tls1_2"] {
         let out = s_client(&server, &ca_file, "localhost", &[version]);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -209,7 +226,7 @@ fn openssl_s_client_refuses_a_wrong_name_or_an_untrusted_ca() {
     let other_file = dir.write("other.pem", &TestCa::new().pem());
     let ca_file = dir.write("ca.pem", &ca.pem());
     let leaf = ca.leaf(&["localhost"]);
-    let server = OurServer::start(&leaf.cert_pem, &leaf.key_pem);
+    let server = echo_server(&leaf.cert_pem, &leaf.key_pem);
 
     let out = s_client(&server, &other_file, "localhost", &[]);
     assert!(!out.status.success(), "untrusted CA accepted");
@@ -400,72 +417,22 @@ fn have_curl() -> bool {
     )
 }
 
-/// Our `HttpServer` over TLS on a reactor thread; stopped and joined when dropped.
-struct OurHttps {
-    addr: SocketAddr,
-    handle: ReactorHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl OurHttps {
-    fn start(cert_pem: &str, key_pem: &str) -> OurHttps {
-        use ropewalk::protocols::http::{HttpServer, Request, Response, Site};
-        let config = TlsServerBuilder::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
-            .unwrap()
-            .alpn(&[b"http/1.1"])
-            .build()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let reactor = Reactor::new().expect("reactor");
-            let site = Site::new()
-                .get("/", |_: Request| Ok(Response::text("Hello, TLS!\n")))
-                .post("/echo", |req: Request| Ok(Response::bytes(req.into_body())));
-            let server = HttpServer::new(&reactor, site);
-            let port = server
-                .listen_tls(&reactor, ([127, 0, 0, 1], 0).into(), config)
-                .expect("listen");
-            tx.send((port.local_addr().inet().unwrap(), reactor.handle()))
-                .unwrap();
-            reactor.run().expect("reactor run");
-        });
-        let (addr, handle) = rx.recv_timeout(BOUND).expect("server started");
-        OurHttps {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for OurHttps {
-    fn drop(&mut self) {
-        self.handle.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Runs `curl args` (bounded); its output.
-fn curl(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new("curl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn curl");
-    let done = watchdog(&child);
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = done.send(());
-    let _ = writer.join();
-    out
+/// Our `HttpServer` over TLS with this certificate and key.
+fn https_server(cert_pem: &str, key_pem: &str) -> ServerThread {
+    use ropewalk::protocols::http::{HttpServer, Request, Response, Site};
+    let config = TlsServerBuilder::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+        .unwrap()
+        .alpn(&[b"http/1.1"])
+        .build()
+        .unwrap();
+    ServerThread::start(move |reactor| {
+        let site = Site::new()
+            .get("/", |_: Request| Ok(Response::text("Hello, TLS!\n")))
+            .post("/echo", |req: Request| Ok(Response::bytes(req.into_body())));
+        HttpServer::new(reactor, site)
+            .listen_tls(reactor, ([127, 0, 0, 1], 0).into(), config)
+            .expect("listen")
+    })
 }
 
 #[test]
@@ -477,7 +444,7 @@ fn curl_fetches_from_our_https_server() {
     let ca = TestCa::new();
     let ca_file = dir.write("ca.pem", &ca.pem());
     let leaf = ca.leaf(&["localhost"]);
-    let server = OurHttps::start(&leaf.cert_pem, &leaf.key_pem);
+    let server = https_server(&leaf.cert_pem, &leaf.key_pem);
     let port = server.addr.port();
     let resolve = format!("localhost:{port}:127.0.0.1");
     let url = format!("https://localhost:{port}/");

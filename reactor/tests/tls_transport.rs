@@ -77,6 +77,25 @@ fn connect(
     Ok(ev)
 }
 
+/// The failure of a handshake between a server with `server` and a client with `client`
+/// that asks for `localhost`.
+fn handshake_failure(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+) -> Failure {
+    let reactor = Reactor::new().unwrap();
+    let opts = TlsOptions::default();
+    let (addr, _conns) = serve(&reactor, server, &opts, Probe::new);
+    refused(connect(
+        &reactor,
+        addr,
+        "localhost",
+        client,
+        &opts,
+        Probe::new,
+    ))
+}
+
 /// The failure of a connect that must fail.
 fn refused(r: Result<Rc<Events>, Failure>) -> Failure {
     match r {
@@ -393,26 +412,14 @@ fn untrusted_certificate_is_an_unknown_issuer() {
 /// An expired certificate: `Expired`.
 #[test]
 fn expired_certificate_is_refused() {
-    let reactor = Reactor::new().unwrap();
     let ca = TestCa::new();
-    let server = server(&ca.expired_leaf(&["localhost"]));
-    let opts = TlsOptions::default();
-    let (addr, _conns) = serve(&reactor, server, &opts, Probe::new);
-    let f = refused(connect(
-        &reactor,
-        addr,
-        "localhost",
-        client(&ca),
-        &opts,
-        Probe::new,
-    ));
+    let f = handshake_failure(server(&ca.expired_leaf(&["localhost"])), client(&ca));
     assert!(matches!(tls_error(&f), TlsError::Expired), "{f}");
 }
 
 /// ALPN offered by both with nothing in common: `NoCommonProtocol`.
 #[test]
 fn no_common_alpn_protocol() {
-    let reactor = Reactor::new().unwrap();
     let ca = TestCa::new();
     let leaf = ca.leaf(&["localhost"]);
     let server = TlsServerBuilder::from_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())
@@ -427,16 +434,7 @@ fn no_common_alpn_protocol() {
         .alpn(&[b"http/1.1"])
         .build()
         .unwrap();
-    let opts = TlsOptions::default();
-    let (addr, _conns) = serve(&reactor, server, &opts, Probe::new);
-    let f = refused(connect(
-        &reactor,
-        addr,
-        "localhost",
-        client,
-        &opts,
-        Probe::new,
-    ));
+    let f = handshake_failure(server, client);
     assert!(
         matches!(tls_error(&f), TlsError::NoCommonProtocol(_)),
         "{f}"
