@@ -12,6 +12,8 @@
 //! cargo run --example http_server -- --root ./docs  # and files under /static/
 //! curl -s localhost:8080/static/index.html
 //! cargo run --example http_server -- --idle-timeout 5 --request-timeout 2.5
+//! cargo run --example http_server -- --tls-cert cert.pem --tls-key key.pem  # HTTPS
+//! curl -s --cacert ca.pem https://localhost:8080/
 //! ```
 //!
 //! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
@@ -23,6 +25,7 @@ use ropewalk::prelude::*;
 use ropewalk::protocols::http::{
     Client, ClientConfig, HttpServer, Request, Response, ServerConfig, Site, StaticFiles,
 };
+use ropewalk::reactor::tls::TlsServerBuilder;
 use ropewalk::reactor::{defer_later, Reactor};
 
 /// Longest delay the `/delay` and `/thread` routes accept.
@@ -122,6 +125,8 @@ struct Args {
     root: Option<std::path::PathBuf>,
     /// The server's timeouts and limits (`--idle-timeout`, `--request-timeout`).
     config: ServerConfig,
+    /// HTTPS: the certificate chain and private key, PEM (`--tls-cert`, `--tls-key`).
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Seconds, as given on the command line (`1`, `2.5`): more than zero, at most a day.
@@ -141,7 +146,9 @@ fn parse_args() -> Result<Args, String> {
         port: 8080,
         root: None,
         config: ServerConfig::default(),
+        tls: None,
     };
+    let (mut cert, mut key) = (None, None);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--port" => {
@@ -154,12 +161,16 @@ fn parse_args() -> Result<Args, String> {
             }
             "--idle-timeout" => parsed.config.idle_timeout = seconds(&arg, args.next())?,
             "--request-timeout" => parsed.config.request_timeout = seconds(&arg, args.next())?,
+            "--tls-cert" => cert = Some(args.next().ok_or("--tls-cert needs a PEM file")?),
+            "--tls-key" => key = Some(args.next().ok_or("--tls-key needs a PEM file")?),
             "-h" | "--help" => {
                 let d = ServerConfig::default();
                 println!(
                     "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
-                     [--request-timeout S]\n  \
+                     [--request-timeout S] [--tls-cert FILE --tls-key FILE]\n  \
                      P = 0 picks a free port; DIR is served under /static/;\n  \
+                     --tls-cert, --tls-key: serve HTTPS with this certificate chain and \
+                     private key (PEM);\n  \
                      --idle-timeout: how long an idle keep-alive connection stays open \
                      (default {} s);\n  \
                      --request-timeout: time to receive a request head, and the longest \
@@ -172,6 +183,11 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument: {other}")),
         }
     }
+    parsed.tls = match (cert, key) {
+        (Some(c), Some(k)) => Some((c.into(), k.into())),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
     Ok(parsed)
 }
 
@@ -203,7 +219,16 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let port = args.port;
     let server = HttpServer::with_config(&reactor, site(&reactor, files), args.config);
-    let listening = server.listen(&reactor, ([127, 0, 0, 1], port).into())?;
+    let addr = ([127, 0, 0, 1], port).into();
+    let listening = match &args.tls {
+        Some((cert, key)) => {
+            let config = TlsServerBuilder::from_pem_files(cert, key)?
+                .alpn(&[b"http/1.1"])
+                .build()?;
+            server.listen_tls(&reactor, addr, config)?
+        }
+        None => server.listen(&reactor, addr)?,
+    };
     println!("listening on {}", listening.local_addr());
     reactor.run()?;
     log::info!("stopped");

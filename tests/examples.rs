@@ -609,3 +609,177 @@ fn fetch_two_gathers_both_responses_and_fails_clearly() {
     let out = run_script("fetch_two", &[&a, &refused]);
     assert_one_clean_error(&out, "connection refused");
 }
+
+/// A fresh directory holding a certificate and key for `localhost` (PEM), signed by the
+/// test CA returned; the directory, the CA, and the two paths.
+fn tls_files(name: &str) -> (PathBuf, ropewalk_testkit::pki::TestCa, String, String) {
+    let dir = std::env::temp_dir().join(format!("ropewalk-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = ropewalk_testkit::pki::TestCa::new();
+    let (cert, key) = ca.leaf(&["localhost"]).write_to(&dir).unwrap();
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    (dir, ca, path(cert), path(key))
+}
+
+/// A TLS client configuration trusting `ca` only.
+fn trusting(
+    ca: &ropewalk_testkit::pki::TestCa,
+) -> std::sync::Arc<ropewalk::reactor::tls::rustls::ClientConfig> {
+    ropewalk::reactor::tls::TlsClientBuilder::new()
+        .without_default_roots()
+        .add_root_pem(ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+/// `http_server --tls-cert FILE --tls-key FILE` serves HTTPS (checked with our TLS client
+/// and with `http_get --cacert`, trusting the test CA); the flags go together, and a
+/// missing file is named.
+#[test]
+fn http_server_serves_https_with_tls_cert_and_key() {
+    use ropewalk::deferred::Failure;
+    use ropewalk::reactor::{Address, Protocol, Reactor, TransportRef};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    struct Get(Rc<RefCell<Vec<u8>>>);
+    impl Protocol for Get {
+        fn connection_made(&mut self, t: TransportRef) {
+            t.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        }
+        fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+            self.0.borrow_mut().extend_from_slice(data);
+            Ok(())
+        }
+    }
+
+    let (dir, ca, cert, key) = tls_files("https-example");
+    let (cert, key) = (cert.as_str(), key.as_str());
+
+    let server = Server::start(
+        "http_server",
+        &["--port", "0", "--tls-cert", cert, "--tls-key", key],
+    );
+    let reactor = Reactor::new().unwrap();
+    let config = trusting(&ca);
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    let conn = reactor
+        .connect_tls(
+            server.addr,
+            "localhost",
+            move |_: &Address| Some(Get(g.clone())),
+            config,
+        )
+        .wait()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&got.borrow()).contains("Hello, World!") {
+        assert!(std::time::Instant::now() < deadline, "no response");
+        reactor.iterate(Duration::from_millis(20));
+    }
+    assert!(got.borrow().starts_with(b"HTTP/1.1 200 OK\r\n"));
+    drop(conn);
+
+    // http_get --cacert (curl's flag) trusts the test CA; without it, the default roots
+    // do not, and the error says why.
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let out = run_script("http_get", &["--cacert", ca_file.to_str().unwrap(), &url]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("Hello, World!"), "{text}");
+    let out = run_script("http_get", &[&url]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown issuer"), "{err}");
+    server.stop();
+
+    let out = run_script("http_server", &["--port", "0", "--tls-cert", cert]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("go together"));
+    let missing = dir.join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let out = run_script(
+        "http_server",
+        &["--port", "0", "--tls-cert", missing, "--tls-key", key],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.pem"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `echo_server --tls-cert FILE --tls-key FILE` echoes over TLS, past the client's
+/// half-close (its close_notify), then closes cleanly.
+#[test]
+fn echo_server_echoes_over_tls() {
+    use ropewalk::deferred::Failure;
+    use ropewalk::reactor::{Address, ConnectionError, Protocol, Reactor, TransportRef};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[derive(Default)]
+    struct Seen {
+        data: RefCell<Vec<u8>>,
+        lost: RefCell<Option<Failure>>,
+    }
+    struct Say(Rc<Seen>);
+    impl Protocol for Say {
+        fn connection_made(&mut self, t: TransportRef) {
+            t.write(b"hello over tls");
+            t.half_close();
+        }
+        fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+            self.0.data.borrow_mut().extend_from_slice(data);
+            Ok(())
+        }
+        fn connection_lost(&mut self, reason: Failure) {
+            *self.0.lost.borrow_mut() = Some(reason);
+        }
+    }
+
+    let (dir, ca, cert, key) = tls_files("tls-echo");
+    let (cert, key) = (cert.as_str(), key.as_str());
+    let server = Server::start(
+        "echo_server",
+        &["--port", "0", "--tls-cert", cert, "--tls-key", key],
+    );
+    let reactor = Reactor::new().unwrap();
+    let config = trusting(&ca);
+    let seen = Rc::new(Seen::default());
+    let s = seen.clone();
+    reactor
+        .connect_tls(
+            server.addr,
+            "localhost",
+            move |_: &Address| Some(Say(s.clone())),
+            config,
+        )
+        .wait()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.lost.borrow().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no close");
+        reactor.iterate(Duration::from_millis(20));
+    }
+    assert_eq!(&seen.data.borrow()[..], b"hello over tls");
+    let reason = seen.lost.borrow_mut().take().unwrap();
+    assert!(
+        reason
+            .downcast_ref::<ConnectionError>()
+            .is_some_and(|e| e.is_clean()),
+        "{reason}"
+    );
+    server.stop();
+    let out = run_script("echo_server", &["--port", "0", "--tls-key", key]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,7 +11,7 @@
 //! `tests/interop/`; each prints one line per result.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -21,49 +21,14 @@ use std::time::Duration;
 
 use ropewalk::protocols::http::{Client, Headers, HttpServer, Request, Response, Site};
 use ropewalk::reactor::{Reactor, ReactorHandle};
+use ropewalk_testkit::peers::require;
 
 /// The longest any subprocess may run.
 const BOUND: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------
-// Tools: present, or a loud skip (or a clear failure when peers are required).
-
-/// Whether a missing peer fails the test (`ROPEWALK_REQUIRE_PEERS=1`, set by `.ci/run`)
-/// instead of skipping it.
-fn peers_required() -> bool {
-    std::env::var("ROPEWALK_REQUIRE_PEERS").as_deref() == Ok("1")
-}
-
-/// Checks that `tool` is installed (`probe` runs and succeeds). When it is missing,
-/// returns false after a loud notice, or panics with the way to install it when
-/// [`peers_required`].
-fn require(tool: &str, probe: &[&str], install: &str) -> bool {
-    let ok = Command::new(probe[0])
-        .args(&probe[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return true;
-    }
-    if peers_required() {
-        panic!(
-            "{tool} is needed by the HTTP interop tests and ROPEWALK_REQUIRE_PEERS=1 is \
-             set, but `{}` failed. Install it with: {install}  (or run `bash .ci/run`, \
-             which installs it)",
-            probe.join(" ")
-        );
-    }
-    // Written to the stderr handle, not with `eprintln!`, which the test harness
-    // captures and hides for a passing test: a skip must be seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: {tool} is not installed; this interop test did not run. \
-         Install it with: {install}  (ROPEWALK_REQUIRE_PEERS=1 makes this a failure)\n"
-    );
-    false
-}
+// Tools: present, or a loud skip (or a clear failure when peers are required), by
+// `ropewalk_testkit::peers`.
 
 fn have_curl() -> bool {
     require(

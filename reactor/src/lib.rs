@@ -17,6 +17,8 @@
 //!   each with its own accept queue (`SO_REUSEPORT`) or sharing one ([`AcceptQueue`]).
 //! - Clients with a result: [`Reactor::connect_for`] runs a protocol that puts its answer
 //!   in a [`Finish`], and returns a Deferred of that answer.
+//! - [`tls`]: TLS on rustls as a transport: [`Reactor::listen_tls`], [`Reactor::connect_tls`],
+//!   config builders with secure defaults.
 //! - [`net`]: async sockets for tasks (`TcpListener`, `TcpStream`, `UdpSocket`):
 //!   `let (n, addr) = sock.recv_from(&mut buf).await?;`
 //!
@@ -96,6 +98,9 @@ mod task;
 mod tcp;
 pub mod testing;
 mod time;
+pub mod tls;
+mod tls_error;
+mod tls_start;
 mod udp;
 
 pub use crate::client::{Finish, NoResult};

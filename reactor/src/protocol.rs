@@ -184,6 +184,34 @@ pub trait Transport {
 
     /// Whether the connection is closed or closing.
     fn is_closing(&self) -> bool;
+
+    /// Switches this connection to TLS (Twisted's `startTLS`; SMTP's and IMAP's
+    /// STARTTLS): what was written before goes out first, in clear; then the handshake;
+    /// from then on writes are encrypted and reads decrypted, through this same transport.
+    /// The Deferred fires when the handshake has finished; if it fails, it errbacks with
+    /// the [`TlsError`](crate::tls::TlsError) and the connection is lost with it.
+    ///
+    /// Only connections made through a [`StartTlsFactory`](crate::tls::StartTlsFactory)
+    /// can switch; the others (the default) fail with
+    /// [`TlsError::StartTlsUnsupported`](crate::tls::TlsError::StartTlsUnsupported).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::tls::{StartTls, TlsClientBuilder, TlsError};
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// let tls = StartTls::client(TlsClientBuilder::new().build()?, "example.com");
+    /// let f = t.start_tls(tls).wait().unwrap_err();
+    /// assert!(matches!(f.downcast_ref(), Some(TlsError::StartTlsUnsupported)));
+    /// # Ok::<(), ropewalk_reactor::tls::TlsConfigError>(())
+    /// ```
+    fn start_tls(&self, tls: crate::tls_start::StartTls) -> ropewalk_deferred::Deferred<()> {
+        let _ = tls;
+        ropewalk_deferred::Deferred::fail(crate::tls_error::TlsError::StartTlsUnsupported)
+    }
 }
 
 /// A protocol's handle on its transport.

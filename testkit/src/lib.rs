@@ -8,6 +8,9 @@
 //! - [`malformed`]: the malformed-request table, every rejection rule of the server with
 //!   the status it must get (the `http_malformed_table` test and the soak's `malformed`
 //!   operation).
+//! - [`pki`]: a CA and certificates made at test time, so that no private key is checked
+//!   in (the TLS tests).
+//! - [`peers`]: outside tools the interop tests need, skipped loudly when missing.
 //!
 //! The crate is `publish = false`: the protocols crate takes it as a dev-dependency and
 //! `bench/` by path, so it never enters the library's dependency tree.
@@ -30,3 +33,5 @@
 
 pub mod chaos;
 pub mod malformed;
+pub mod peers;
+pub mod pki;

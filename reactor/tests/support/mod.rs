@@ -67,3 +67,4 @@ pub fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send 
 }
 
 pub mod net;
+pub mod tls;

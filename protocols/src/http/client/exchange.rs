@@ -100,9 +100,11 @@ pub(super) struct Exchange {
     pub(super) retried: bool,
     /// Sent on a connection that had carried an earlier exchange.
     pub(super) reused: bool,
-    /// `host:port`: the pool's key.
+    /// `host:port` (`https://host:port` over TLS): the pool's key.
     pub(super) key: String,
     pub(super) target: Target,
+    /// Over TLS: the server's name, which its certificate must match.
+    pub(super) tls_name: Option<String>,
     pub(super) config: Rc<ClientConfig>,
     pub(super) conn: Option<Weak<RefCell<Conn>>>,
     pub(super) resolver: Option<Resolver<ClientResponse>>,

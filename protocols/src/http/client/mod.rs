@@ -7,7 +7,7 @@
 //! This file holds the [`Client`], its [`ClientConfig`], [`ClientResponse`] and
 //! [`ClientError`]; the rest is in:
 //!
-//! - `url.rs`: `http://` URLs parsed, and redirect targets resolved.
+//! - `url.rs`: `http://` and `https://` URLs parsed, and redirect targets resolved.
 //! - `exchange.rs`: one request written and its response read (head, framing, body).
 //! - `pool.rs`: the keep-alive connection pool and its connections' protocol.
 //!
@@ -35,9 +35,11 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ropewalk_deferred::{Cancelled, Deferred, Failure};
+use ropewalk_reactor::tls::rustls;
 use ropewalk_reactor::{Reactor, Target};
 
 use super::{Headers, Version};
@@ -53,14 +55,14 @@ use url::Url;
 /// use ropewalk_protocols::http::{Client, ClientError};
 ///
 /// let reactor = ropewalk_reactor::Reactor::new()?;
-/// let f = Client::new(&reactor).get("https://example.test/").wait().unwrap_err();
+/// let f = Client::new(&reactor).get("ftp://example.test/").wait().unwrap_err();
 /// assert!(matches!(f.downcast_ref(), Some(ClientError::UnsupportedScheme(_))));
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The URL is not an `http://host[:port][/path][?query]` URL.
+    /// The URL is not an `http[s]://host[:port][/path][?query]` URL.
     #[error("invalid url {url:?}: {reason}")]
     InvalidUrl {
         /// The URL as given.
@@ -68,8 +70,8 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A scheme other than `http` (there is no TLS yet, so no `https`).
-    #[error("unsupported scheme {0:?}: only http:// is supported (no TLS yet)")]
+    /// A scheme other than `http` and `https`.
+    #[error("unsupported scheme {0:?}: only http:// and https:// are supported")]
     UnsupportedScheme(String),
     /// The method or a header field cannot be sent (not a token, or CR/LF in a value).
     #[error("invalid request: {0}")]
@@ -189,6 +191,11 @@ pub struct ClientConfig {
     /// [`ClientError::TooManyRedirects`]); `None`, the default, returns `3xx` responses
     /// as they are. See [redirects](Client#redirects).
     pub follow_redirects: Option<usize>,
+    /// The TLS configuration of `https://` requests (its roots, ALPN...); `None`, the
+    /// default, verifies servers against the `webpki-roots` set with ALPN `http/1.1`
+    /// ([`TlsClientBuilder`](ropewalk_reactor::tls::TlsClientBuilder)). Its session
+    /// cache resumes sessions across connections.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -202,6 +209,7 @@ impl Default for ClientConfig {
             max_per_host: 8,
             idle_timeout: Duration::from_secs(30),
             follow_redirects: None,
+            tls: None,
         }
     }
 }
@@ -370,7 +378,9 @@ impl fmt::Debug for ClientResponse {
 /// # Implementation
 ///
 /// A new connection is made with `connect_tcp` (a host name is resolved on the worker
-/// pool). The response head is parsed with `httparse`, and the body read by
+/// pool), or `connect_tls` for an `https://` URL (verified against
+/// [`ClientConfig::tls`]; the pool keeps `http` and `https` connections to one host and
+/// port apart, and a redirect to the other scheme is another origin). The response head is parsed with `httparse`, and the body read by
 /// `Content-Length`, by chunks (the server's strict decoder) or until the server closes.
 /// `1xx` responses are skipped; `HEAD`, `204` and `304` have no body. One timer covers
 /// the whole exchange (waiting in the queue, connecting, request, response): past it,
@@ -379,8 +389,8 @@ impl fmt::Debug for ClientResponse {
 /// queue). Bytes that arrive on an idle connection, or after a response, are a protocol
 /// error: that connection is closed, never reused.
 ///
-/// Not yet: TLS (`https://` URLs fail with [`ClientError::UnsupportedScheme`], and so
-/// does a redirect to one), proxies, pipelining, cookies, and streaming response bodies (the body is collected, up to
+/// Not yet: proxies, pipelining, cookies, and streaming response bodies (the body is
+/// collected, up to
 /// [`ClientConfig::max_body`]).
 #[derive(Clone)]
 pub struct Client {
@@ -653,11 +663,22 @@ impl Client {
             Ok(b) => b,
             Err(e) => return Deferred::fail(e),
         };
-        log::debug!("{method} http://{}{}", url.authority(), url.target);
-        let key = url.authority();
+        log::debug!(
+            "{method} {}://{}{}",
+            url.scheme(),
+            url.authority(),
+            url.target
+        );
+        let authority = url.authority();
         let target: Target = match url.host.parse::<std::net::IpAddr>() {
             Ok(ip) => std::net::SocketAddr::new(ip, url.port).into(),
-            Err(_) => Target::Name(key.clone()),
+            Err(_) => Target::Name(authority.clone()),
+        };
+        // A pool per scheme, host and port: a TLS connection never carries plain HTTP.
+        let (key, tls_name) = if url.tls {
+            (format!("https://{authority}"), Some(url.host.clone()))
+        } else {
+            (authority, None)
         };
         let exchange = Rc::new(RefCell::new(Exchange {
             request: bytes.into(),
@@ -670,6 +691,7 @@ impl Client {
             reused: false,
             key,
             target,
+            tls_name,
             config: self.config.clone(),
             conn: None,
             resolver: None,

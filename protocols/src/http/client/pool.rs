@@ -7,8 +7,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 
-use ropewalk_deferred::{CancelHandle, Cancelled, Failure};
+use ropewalk_deferred::{CancelHandle, Cancelled, Deferred, Failure};
+use ropewalk_reactor::tls::{
+    rustls, TlsClientBuilder, TlsConfigError, TlsOptions, DEFAULT_HANDSHAKE_TIMEOUT,
+};
 use ropewalk_reactor::{Address, DelayedCall, Protocol, Reactor, TransportRef};
 
 use super::exchange::{BodyReader, Exchange, Parsed, ReadingResponse};
@@ -148,15 +152,30 @@ impl Pool {
             e.reused = false;
         }
         let factory_conn = conn.clone();
-        let connect = pool.reactor.connect_tcp(
-            target,
-            move |_: &Address| {
-                Some(ClientProtocol {
-                    conn: factory_conn.clone(),
-                })
-            },
-            pool.config.timeout,
-        );
+        let factory = move |_: &Address| {
+            Some(ClientProtocol {
+                conn: factory_conn.clone(),
+            })
+        };
+        let tls_name = ex.borrow().tls_name.clone();
+        let connect = match tls_name {
+            None => pool
+                .reactor
+                .connect_tcp(target, factory, pool.config.timeout),
+            Some(name) => {
+                let options = TlsOptions {
+                    connect_timeout: pool.config.timeout,
+                    handshake_timeout: pool.config.timeout.min(DEFAULT_HANDSHAKE_TIMEOUT),
+                    ..TlsOptions::default()
+                };
+                match tls_config(&pool.config) {
+                    Ok(config) => pool
+                        .reactor
+                        .connect_tls_with(target, &name, factory, config, &options),
+                    Err(e) => Deferred::fail(e),
+                }
+            }
+        };
         conn.borrow_mut().connect = Some(connect.cancel_handle());
         connect.add_both(move |result| {
             if let Err(f) = result {
@@ -178,6 +197,25 @@ impl Pool {
             Ok(())
         });
     }
+}
+
+/// The TLS configuration of `config`'s `https://` requests: its own, or the default one,
+/// built once per thread (so that its session cache resumes sessions across clients).
+fn tls_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    if let Some(tls) = &config.tls {
+        return Ok(tls.clone());
+    }
+    thread_local! {
+        static DEFAULT: RefCell<Option<Arc<rustls::ClientConfig>>> = const { RefCell::new(None) };
+    }
+    DEFAULT.with(|d| {
+        if let Some(tls) = d.borrow().as_ref() {
+            return Ok(tls.clone());
+        }
+        let tls = TlsClientBuilder::new().alpn(&[b"http/1.1"]).build()?;
+        *d.borrow_mut() = Some(tls.clone());
+        Ok(tls)
+    })
 }
 
 /// One pooled connection.

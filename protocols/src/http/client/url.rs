@@ -1,4 +1,4 @@
-//! [`Url`]: an `http://` URL parsed, and a redirect's `Location` resolved against it
+//! [`Url`]: an `http://` or `https://` URL parsed, and a redirect's `Location` resolved against it
 //! (RFC 3986 §5.2).
 
 use std::fmt;
@@ -6,9 +6,11 @@ use std::fmt;
 use super::ClientError;
 use crate::http::request::escapes_are_valid;
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Url {
+    /// `https`: TLS to the host.
+    pub(super) tls: bool,
     /// Lowercase; an IPv6 address without brackets.
     pub(super) host: String,
     pub(super) port: u16,
@@ -33,9 +35,11 @@ impl Url {
         {
             return Err(bad("malformed scheme"));
         }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(ClientError::UnsupportedScheme(scheme.to_ascii_lowercase()));
-        }
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "http" => false,
+            "https" => true,
+            other => return Err(ClientError::UnsupportedScheme(other.to_string())),
+        };
         if rest.bytes().any(|b| b <= b' ' || b >= 0x7f) {
             return Err(bad(
                 "spaces, control characters and non-ASCII must be percent-encoded",
@@ -81,7 +85,7 @@ impl Url {
             (host.to_ascii_lowercase(), port)
         };
         let port = match port {
-            None => 80,
+            None => default_port(tls),
             Some(p) => {
                 if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(bad("bad port"));
@@ -108,12 +112,26 @@ impl Url {
                 ));
             }
         }
-        Ok(Url { host, port, target })
+        Ok(Url {
+            tls,
+            host,
+            port,
+            target,
+        })
+    }
+
+    /// `http` or `https`.
+    pub(super) fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Scheme, host and port: what must match for credentials to be sent on.
-    pub(super) fn origin(&self) -> (&str, u16) {
-        (&self.host, self.port)
+    pub(super) fn origin(&self) -> (bool, &str, u16) {
+        (self.tls, &self.host, self.port)
     }
 
     /// `reference` (a `Location` value) resolved against this URL (RFC 3986 §5.2).
@@ -132,7 +150,7 @@ impl Url {
             return Url::parse(reference);
         }
         if let Some(rest) = reference.strip_prefix("//") {
-            return Url::parse(&format!("http://{rest}"));
+            return Url::parse(&format!("{}://{rest}", self.scheme()));
         }
         let (base_path, _) = self
             .target
@@ -160,7 +178,11 @@ impl Url {
             }
             target
         };
-        Url::parse(&format!("http://{}{target}", self.host_header()))
+        Url::parse(&format!(
+            "{}://{}{target}",
+            self.scheme(),
+            self.host_header()
+        ))
     }
 
     /// `host:port` (brackets around IPv6), for connecting and error messages.
@@ -172,14 +194,14 @@ impl Url {
         }
     }
 
-    /// The `Host` header: the port only when it is not 80.
+    /// The `Host` header: the port only when it is not the scheme's (80, 443).
     pub(super) fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == default_port(self.tls) {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -189,7 +211,22 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.target)
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme(),
+            self.host_header(),
+            self.target
+        )
+    }
+}
+
+/// The port of a URL that names none.
+fn default_port(tls: bool) -> u16 {
+    if tls {
+        443
+    } else {
+        80
     }
 }
 
@@ -234,6 +271,24 @@ mod tests {
         assert_eq!(u.authority(), "[::1]:9");
         let u = Url::parse("http://h?q=1").unwrap();
         assert_eq!(u.target, "/?q=1");
+        let u = Url::parse("HTTPS://h/x").unwrap();
+        assert_eq!((u.tls, u.port, u.host_header().as_str()), (true, 443, "h"));
+        assert_eq!(u.to_string(), "https://h/x");
+        let u = Url::parse("https://h:80/").unwrap();
+        assert_eq!(u.host_header(), "h:80");
+        assert_ne!(
+            u.origin(),
+            Url::parse("http://h:80/").unwrap().origin(),
+            "the scheme is part of the origin"
+        );
+    }
+
+    #[test]
+    fn redirect_targets_keep_the_scheme() {
+        let base = Url::parse("https://h/a/b").unwrap();
+        assert_eq!(base.join("//o/p").unwrap().to_string(), "https://o/p");
+        assert_eq!(base.join("c").unwrap().to_string(), "https://h/a/c");
+        assert_eq!(base.join("http://h/").unwrap().to_string(), "http://h/");
     }
 
     #[test]
@@ -266,7 +321,7 @@ mod tests {
                 "{bad:?}: {e:?}"
             );
         }
-        for other in ["https://h/", "ftp://h/", "HTTPS://h"] {
+        for other in ["ftp://h/", "FTP://h", "gopher://h/"] {
             assert!(matches!(
                 Url::parse(other),
                 Err(ClientError::UnsupportedScheme(_))
@@ -297,7 +352,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            base.join("https://h/"),
+            base.join("ftp://h/"),
             Err(ClientError::UnsupportedScheme(_))
         ));
         assert!(base.join("/a b").is_err());

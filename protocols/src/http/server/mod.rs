@@ -31,9 +31,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ropewalk_deferred::{maybe_deferred, Deferred, Failure, IntoOutcome, Outcome};
+use ropewalk_reactor::tls::{rustls, TlsOptions};
 use ropewalk_reactor::{
     Address, Clock, Factory, ListenOptions, ListeningPort, LogLimiter, Reactor,
 };
@@ -344,6 +346,45 @@ impl HttpServer {
             ..ListenOptions::default()
         };
         reactor.listen_tcp_factory(addr, self.clone(), &options)
+    }
+
+    /// Listens for HTTPS on `addr` with this server: TLS with `config` (see
+    /// [`ropewalk_reactor::tls`]), then HTTP/1.1 as on [`listen`](Self::listen). Give the
+    /// configuration the ALPN protocol `http/1.1` (`TlsServerBuilder::alpn`) to refuse
+    /// clients that can only speak another protocol.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the address cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// use ropewalk_reactor::tls::TlsServerBuilder;
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let config = TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?
+    ///     .alpn(&[b"http/1.1"])
+    ///     .build()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let port = server.listen_tls(&reactor, "127.0.0.1:8443".parse()?, config)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_tls(
+        &self,
+        reactor: &Reactor,
+        addr: SocketAddr,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<ListeningPort> {
+        let options = TlsOptions {
+            listen: ListenOptions {
+                nodelay: true,
+                ..ListenOptions::default()
+            },
+            ..TlsOptions::default()
+        };
+        reactor.listen_tls_factory(addr, self.clone(), config, &options)
     }
 
     /// The protocol for one connection (for tests with a `StringTransport`, or custom

@@ -1,0 +1,152 @@
+//! HTTPS through ropewalk's own client and server: the `HttpServer` over `listen_tls`, the
+//! `Client` fetching `https://` URLs through its pool (kept alive, apart from plain `http`
+//! to the same port), refusing an untrusted certificate and a wrong name, and following a
+//! redirect from `https` to `http` as a change of origin.
+
+use std::sync::Arc;
+
+use ropewalk_protocols::http::{
+    Client, ClientConfig, ClientError, Headers, HttpServer, Request, Response,
+};
+use ropewalk_reactor::tls::{rustls, TlsClientBuilder, TlsServerBuilder};
+use ropewalk_reactor::Reactor;
+use ropewalk_testkit::pki::TestCa;
+
+fn trusting(ca: &TestCa) -> Arc<rustls::ClientConfig> {
+    TlsClientBuilder::new()
+        .without_default_roots()
+        .add_root_pem(ca.pem().as_bytes())
+        .unwrap()
+        .alpn(&[b"http/1.1"])
+        .build()
+        .unwrap()
+}
+
+fn client(reactor: &Reactor, ca: &TestCa) -> Client {
+    let config = ClientConfig {
+        tls: Some(trusting(ca)),
+        follow_redirects: Some(3),
+        ..ClientConfig::default()
+    };
+    Client::with_config(reactor, config)
+}
+
+/// An HTTPS server and a plain one, both answering with their scheme and the
+/// `Authorization` they saw; `/away` on the HTTPS one redirects to the plain one.
+fn servers(reactor: &Reactor, ca: &TestCa) -> (u16, u16) {
+    let plain = HttpServer::new(reactor, |req: Request| {
+        let auth = req
+            .headers()
+            .get("authorization")
+            .unwrap_or("-")
+            .to_string();
+        Ok(Response::text(format!("http {auth}")))
+    });
+    let plain_port = plain
+        .listen(reactor, "127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .local_addr()
+        .inet()
+        .unwrap()
+        .port();
+    let leaf = ca.leaf(&["localhost"]);
+    let config = TlsServerBuilder::from_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())
+        .unwrap()
+        .alpn(&[b"http/1.1"])
+        .build()
+        .unwrap();
+    let secure = HttpServer::new(reactor, move |req: Request| {
+        if req.path() == "/away" {
+            return Ok(Response::text("moved")
+                .with_status(302)
+                .with_header("Location", format!("http://localhost:{plain_port}/")));
+        }
+        let auth = req
+            .headers()
+            .get("authorization")
+            .unwrap_or("-")
+            .to_string();
+        Ok(Response::text(format!("https {auth}")))
+    });
+    let secure_port = secure
+        .listen_tls(reactor, "127.0.0.1:0".parse().unwrap(), config)
+        .unwrap()
+        .local_addr()
+        .inet()
+        .unwrap()
+        .port();
+    (secure_port, plain_port)
+}
+
+#[test]
+fn client_fetches_https_and_keeps_the_connection() {
+    let reactor = Reactor::new().unwrap();
+    let ca = TestCa::new();
+    let (secure, _plain) = servers(&reactor, &ca);
+    let client = client(&reactor, &ca);
+    let url = format!("https://localhost:{secure}/");
+    for _ in 0..3 {
+        let resp = client.get(&url).wait().unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text(), "https -");
+    }
+    let stats = client.pool_stats();
+    assert_eq!(
+        (stats.open, stats.idle),
+        (1, 1),
+        "one TLS connection, reused"
+    );
+    // Plain HTTP to the TLS port is another pool entry, and gets no answer it can parse.
+    let f = client
+        .get(&format!("http://localhost:{secure}/"))
+        .wait()
+        .unwrap_err();
+    assert!(f.downcast_ref::<ClientError>().is_some(), "{f}");
+    assert_eq!(
+        client.pool_stats().idle,
+        1,
+        "the TLS connection is still there"
+    );
+}
+
+#[test]
+fn client_refuses_an_untrusted_certificate_and_a_wrong_name() {
+    let reactor = Reactor::new().unwrap();
+    let ca = TestCa::new();
+    let (secure, _plain) = servers(&reactor, &ca);
+    let stranger = client(&reactor, &TestCa::new());
+    let f = stranger
+        .get(&format!("https://localhost:{secure}/"))
+        .wait()
+        .unwrap_err();
+    let e = f.downcast_ref::<ClientError>().expect("a ClientError");
+    assert!(e.is_connect(), "{f}");
+    assert!(format!("{f}").contains("unknown issuer"), "{f}");
+
+    // The certificate names localhost, not 127.0.0.1.
+    let f = client(&reactor, &ca)
+        .get(&format!("https://127.0.0.1:{secure}/"))
+        .wait()
+        .unwrap_err();
+    assert!(format!("{f}").contains("does not match"), "{f}");
+}
+
+#[test]
+fn redirect_from_https_to_http_is_another_origin() {
+    let reactor = Reactor::new().unwrap();
+    let ca = TestCa::new();
+    let (secure, _plain) = servers(&reactor, &ca);
+    let client = client(&reactor, &ca);
+    let mut headers = Headers::default();
+    headers.insert("Authorization", "Bearer secret");
+    let resp = client
+        .request(
+            "GET",
+            &format!("https://localhost:{secure}/away"),
+            headers,
+            Vec::new(),
+        )
+        .wait()
+        .unwrap();
+    assert_eq!(resp.text(), "http -", "credentials do not follow to http");
+}
