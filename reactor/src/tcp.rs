@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -71,15 +71,24 @@ impl Default for ListenOptions {
 /// Where to connect: a socket address, or a `"host:port"` name resolved on the worker
 /// pool.
 ///
+/// It converts from a [`SocketAddr`], a `"host:port"` string (a literal address such as
+/// `"127.0.0.1:80"` or `"[::1]:80"` becomes [`Target::Addr`] without any lookup), and a
+/// `(host, port)` pair, whose host may be a name or a literal IPv4 or IPv6 address.
+///
 /// # Examples
 ///
 /// ```
+/// use std::net::{Ipv6Addr, SocketAddr};
 /// use ropewalk_reactor::Target;
 ///
 /// let t: Target = "localhost:8080".into();
 /// assert_eq!(t.to_string(), "localhost:8080");
-/// let t: Target = "127.0.0.1:80".parse::<std::net::SocketAddr>().unwrap().into();
+/// let t: Target = "127.0.0.1:80".parse::<SocketAddr>().unwrap().into();
 /// assert!(matches!(t, Target::Addr(_)));
+/// let t: Target = ("localhost", 8080).into();
+/// assert_eq!(t, Target::Name("localhost:8080".into()));
+/// let t: Target = ("::1", 80).into();
+/// assert_eq!(t, Target::Addr(SocketAddr::from((Ipv6Addr::LOCALHOST, 80))));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -107,6 +116,27 @@ impl From<&str> for Target {
 impl From<String> for Target {
     fn from(s: String) -> Target {
         Target::from(s.as_str())
+    }
+}
+
+impl From<(IpAddr, u16)> for Target {
+    fn from((ip, port): (IpAddr, u16)) -> Target {
+        Target::Addr(SocketAddr::new(ip, port))
+    }
+}
+
+impl From<(&str, u16)> for Target {
+    fn from((host, port): (&str, u16)) -> Target {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Target::Addr(SocketAddr::new(ip, port)),
+            Err(_) => Target::Name(format!("{host}:{port}")),
+        }
+    }
+}
+
+impl From<(String, u16)> for Target {
+    fn from((host, port): (String, u16)) -> Target {
+        Target::from((host.as_str(), port))
     }
 }
 
@@ -673,6 +703,16 @@ impl Reactor {
             &factory,
         )
     }
+}
+
+/// Resolves a `"host:port"` name (blocking: call it on the worker pool) to its addresses,
+/// in the resolver's order; an empty answer is a `NotFound` error.
+pub(crate) fn resolve(name: &str) -> io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = name.to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no addresses"));
+    }
+    Ok(addrs)
 }
 
 /// Builds the protocol for a connected client socket and starts it; the factory has been
