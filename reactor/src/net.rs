@@ -41,7 +41,8 @@
 //! operation that would then have to wait fails with [`io::ErrorKind::NotConnected`].
 //!
 //! Cancelling waits on nothing: drop the future (cancel the task's Deferred, or race it
-//! with a timeout such as [`Deferred::add_timeout`](ropewalk_deferred::Deferred::add_timeout)).
+//! with a timeout such as [`Deferred::add_timeout`]);
+//! [`TcpStream::connect_timeout`] has its own.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -54,7 +55,14 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures::io::{AsyncRead, AsyncWrite};
+/// The async I/O traits [`TcpStream`] implements and their extension traits (`read`,
+/// `read_exact`, `read_to_end`, `write_all`, `close`, `read_line`...), re-exported from
+/// [`futures`](https://docs.rs/futures) so a program needs no `futures` dependency of its
+/// own: `use ropewalk_reactor::net::{AsyncReadExt, AsyncWriteExt};`.
+#[doc(inline)]
+pub use futures::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+};
 
 use ropewalk_deferred::Deferred;
 
@@ -215,9 +223,9 @@ fn new_socket(addr: SocketAddr, ty: socket2::Type) -> io::Result<socket2::Socket
 /// # Examples
 ///
 /// ```
-/// use futures::io::{AsyncReadExt, AsyncWriteExt};
 /// use ropewalk_reactor::deferred::Failure;
-/// use ropewalk_reactor::{net::TcpListener, Reactor};
+/// use ropewalk_reactor::net::{AsyncReadExt, AsyncWriteExt, TcpListener};
+/// use ropewalk_reactor::Reactor;
 ///
 /// let reactor = Reactor::new()?;
 /// let listener = TcpListener::bind(&reactor, "127.0.0.1:0".parse().unwrap())?;
@@ -350,20 +358,20 @@ impl fmt::Debug for TcpListener {
     }
 }
 
-/// A TCP connection for tasks: [`AsyncRead`] and [`AsyncWrite`] (use
-/// `futures::io::{AsyncReadExt, AsyncWriteExt}`), also on `&TcpStream`, so one task can
-/// read and write at once.
+/// A TCP connection for tasks: [`AsyncRead`] and [`AsyncWrite`] (with
+/// [`AsyncReadExt`] and [`AsyncWriteExt`], re-exported here, in scope), also on
+/// `&TcpStream`, so one task can read and write at once.
 ///
-/// Closing ([`AsyncWriteExt::close`](futures::io::AsyncWriteExt::close)) shuts down the
+/// Closing ([`AsyncWriteExt::close`]) shuts down the
 /// sending side; dropping the stream closes the socket. Writes go to the socket
 /// directly: there is no buffer to flush.
 ///
 /// # Examples
 ///
 /// ```
-/// use futures::io::{AsyncReadExt, AsyncWriteExt};
 /// use ropewalk_reactor::deferred::Failure;
-/// use ropewalk_reactor::{net::TcpStream, Reactor};
+/// use ropewalk_reactor::net::{AsyncReadExt, AsyncWriteExt, TcpStream};
+/// use ropewalk_reactor::Reactor;
 ///
 /// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// let addr = server.local_addr()?;

@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures::io::{AsyncReadExt, AsyncWriteExt};
 use ropewalk_reactor::deferred::{Deferred, Failure};
-use ropewalk_reactor::net::{TcpListener, TcpStream, UdpSocket};
+use ropewalk_reactor::net::{AsyncReadExt, AsyncWriteExt, TcpListener, TcpStream, UdpSocket};
 use ropewalk_reactor::Reactor;
 use support::bounded;
 
