@@ -1,5 +1,7 @@
 //! Async sockets for tasks on the reactor (cooperative multitasking): [`TcpListener`],
-//! [`TcpStream`] and [`UdpSocket`], awaited inside [`Reactor::spawn`].
+//! [`TcpStream`] and [`UdpSocket`], awaited inside [`Reactor::spawn`]; [`LineReader`] and
+//! [`WriteLineExt`] for lines. The I/O traits are re-exported here ([`AsyncReadExt`],
+//! [`AsyncWriteExt`]...): a program needs no other crate to read and write.
 //!
 //! ```
 //! use ropewalk_reactor::deferred::Failure;
@@ -67,9 +69,12 @@ pub use futures::io::{
 use ropewalk_deferred::Deferred;
 
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
+
+mod lines;
 use crate::slab::Key;
 use crate::sys::{Interest, PollMode, Ready};
 use crate::tcp::Target;
+pub use lines::{LineReader, WriteLineExt, DEFAULT_MAX_LINE_LENGTH};
 
 #[derive(Clone, Copy)]
 enum Dir {
