@@ -640,6 +640,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         }
         let protocol = self.protocol.borrow_mut().take();
         let Some(protocol) = protocol else { return };
+        log::debug!("connection with {} closed: {reason}", self.peer);
         let lost = move || {
             let result = catch_unwind(AssertUnwindSafe(|| {
                 protocol.borrow_mut().connection_lost(reason);

@@ -281,6 +281,7 @@ impl TcpListener {
         sock.set_reuse_address(true)?;
         sock.bind(&addr.into())?;
         sock.listen(1024)?;
+        log::debug!("async TCP listener on {addr}");
         TcpListener::from_std(reactor, sock.into())
     }
 
@@ -630,6 +631,7 @@ impl TcpStream {
 
 /// One non-blocking connect to `addr`, waited on until it completes or fails.
 async fn connect_addr(reactor: &Reactor, addr: SocketAddr) -> io::Result<TcpStream> {
+    log::debug!("connecting to {addr}");
     let sock = new_socket(addr, socket2::Type::STREAM)?;
     let in_progress = match sock.connect(&addr.into()) {
         Ok(()) => false,
@@ -835,6 +837,7 @@ impl UdpSocket {
     pub fn bind(reactor: &Reactor, addr: SocketAddr) -> io::Result<UdpSocket> {
         let sock = new_socket(addr, socket2::Type::DGRAM)?;
         sock.bind(&addr.into())?;
+        log::debug!("async UDP socket on {addr}");
         UdpSocket::from_std(reactor, sock.into())
     }
 

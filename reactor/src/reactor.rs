@@ -322,10 +322,12 @@ impl Reactor {
     /// ```
     pub fn run(&self) -> Result<(), ReactorError> {
         self.enter()?;
+        log::debug!("reactor running");
         self.fire_system_event(SystemEvent::Startup);
         while !self.inner.remote.stop.load(Ordering::Acquire) {
             self.turn(None);
         }
+        log::debug!("reactor stopping");
         self.clear_stop();
         self.fire_system_event(SystemEvent::Shutdown);
         self.leave();

@@ -278,6 +278,7 @@ impl<A: Acceptor, F: Factory> Listener<A, F> {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    log::debug!("connection from {peer} on {}", self.local);
                     let built =
                         catch_unwind(AssertUnwindSafe(|| self.factory.build_protocol(&peer)));
                     match built {
@@ -459,6 +460,7 @@ fn listen<A: Acceptor, F: Factory>(
     *listener.sock.borrow_mut() = Some(sock);
     listener.key.set(Some(key));
     listener.factory.start_factory();
+    log::debug!("listening on {}", listener.local);
     Ok(ListeningPort { port: listener })
 }
 
@@ -833,6 +835,7 @@ fn connect_addr<F: Factory>(
     timeout: Option<Duration>,
 ) -> Deferred<Connected<F::Protocol>> {
     use socket2::{Domain, Socket, Type};
+    log::debug!("connecting to {addr}");
     let sock = match Socket::new(Domain::for_address(addr), Type::STREAM, None)
         .and_then(|s| s.set_nonblocking(true).map(|()| s))
     {
