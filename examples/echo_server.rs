@@ -7,9 +7,14 @@
 //!
 //! TCP echo keeps echoing after the client shuts down its sending side, then closes (all
 //! of it comes back, as RFC 862 asks); UDP datagrams come back whole.
+//!
+//! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
+//! what the reactor does; Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
 
 use ropewalk::protocols::{Echo, UdpEcho};
 use ropewalk::reactor::Reactor;
+
+const USAGE: &str = "usage: echo_server [--port P]   (default 7000; P = 0 picks a free port)";
 
 fn port_arg() -> Result<u16, String> {
     let mut port = 7000;
@@ -21,10 +26,10 @@ fn port_arg() -> Result<u16, String> {
                 port = v.parse().map_err(|_| format!("bad port: {v}"))?;
             }
             "-h" | "--help" => {
-                println!("usage: echo_server [--port P]   (P = 0 picks a free port)");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument: {other}")),
+            other => return Err(format!("unknown option: {other}")),
         }
     }
     Ok(port)
@@ -35,7 +40,7 @@ fn main() {
     let port = match port_arg() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("echo_server: {e}");
+            eprintln!("echo_server: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };

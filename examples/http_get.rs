@@ -5,34 +5,65 @@
 //! cargo run --example http_get -- http://127.0.0.1:8080/
 //! ```
 //!
-//! It prints the status line, the header fields, a blank line and the body, and exits
-//! with 1 (and a message on stderr) if the request fails: a bad URL, a refused
-//! connection, a timeout, a malformed response. No event loop to write: the client
-//! returns a Deferred and `wait()` runs the reactor until it fires.
+//! It prints the status line, the header fields, a blank line and the body. A bad
+//! argument (no URL, two URLs, an unknown option, a URL that is not `http://…`) prints
+//! the usage and exits with 2; a failed request (a refused connection, a timeout, a
+//! malformed response) prints the reason on stderr and exits with 1. No event loop to
+//! write: the client returns a Deferred and `wait()` runs the reactor until it fires.
+//! `RUST_LOG=debug` shows what the reactor and the client do.
 
 use std::io::Write;
 use std::time::Duration;
 
-use ropewalk::protocols::http::{Client, ClientConfig};
+use ropewalk::protocols::http::{Client, ClientConfig, ClientError};
 use ropewalk::reactor::Reactor;
+
+const USAGE: &str = "usage: http_get URL   (http://host[:port]/path)";
+
+/// Why the program stops: a bad argument (exit 2, with the usage) or a failure (exit 1).
+enum Stop {
+    Usage(String),
+    Failed(String),
+}
+
+/// The one URL argument.
+fn parse_args() -> Result<String, Stop> {
+    let mut url = None;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            flag if flag.starts_with('-') => {
+                return Err(Stop::Usage(format!("unknown option: {flag}")))
+            }
+            _ if url.is_some() => return Err(Stop::Usage(format!("one URL only, not {arg:?}"))),
+            _ => url = Some(arg),
+        }
+    }
+    url.ok_or_else(|| Stop::Usage("no URL".into()))
+}
 
 fn main() {
     env_logger::init();
-    let url = match std::env::args().nth(1) {
-        Some(u) if u != "-h" && u != "--help" => u,
-        _ => {
-            eprintln!("usage: http_get URL   (http://host[:port]/path)");
+    let result = parse_args().and_then(|url| get(&url));
+    match result {
+        Ok(()) => {}
+        Err(Stop::Usage(e)) => {
+            eprintln!("http_get: {e}\n{USAGE}");
             std::process::exit(2);
         }
-    };
-    if let Err(e) = get(&url) {
-        eprintln!("http_get: {e}");
-        std::process::exit(1);
+        Err(Stop::Failed(e)) => {
+            eprintln!("http_get: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn get(url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let reactor = Reactor::new()?;
+fn get(url: &str) -> Result<(), Stop> {
+    let failed = |e: &dyn std::fmt::Display| Stop::Failed(e.to_string());
+    let reactor = Reactor::new().map_err(|e| failed(&e))?;
     let config = ClientConfig {
         timeout: Duration::from_secs(30),
         ..ClientConfig::default()
@@ -41,7 +72,17 @@ fn get(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     let resp = Client::with_config(&reactor, config)
         .get(url)
         .wait()
-        .map_err(|f| f.to_string())?;
+        .map_err(|f| match f.downcast_ref::<ClientError>() {
+            // The client checks the URL: a bad one is a bad argument.
+            Some(ClientError::InvalidUrl { .. } | ClientError::UnsupportedScheme(_)) => {
+                Stop::Usage(f.to_string())
+            }
+            _ => failed(&f),
+        })?;
+    print(&resp).map_err(|e| failed(&e))
+}
+
+fn print(resp: &ropewalk::protocols::http::ClientResponse) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -55,6 +96,5 @@ fn get(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
     writeln!(out)?;
     out.write_all(resp.body())?;
-    out.flush()?;
-    Ok(())
+    out.flush()
 }

@@ -135,6 +135,19 @@ fn seconds(flag: &str, v: Option<String>) -> Result<Duration, String> {
     }
 }
 
+fn usage() -> String {
+    let d = ServerConfig::default();
+    format!(
+        "usage: http_server [--port P] [--root DIR] [--idle-timeout S] [--request-timeout S]\n  \
+         P = 0 picks a free port (default 8080); DIR is served under /static/;\n  \
+         --idle-timeout: how long an idle keep-alive connection stays open (default {} s);\n  \
+         --request-timeout: time to receive a request head, and the longest pause in a \
+         body (default {} s)",
+        d.idle_timeout.as_secs_f64(),
+        d.request_timeout.as_secs_f64()
+    )
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut parsed = Args {
@@ -155,21 +168,10 @@ fn parse_args() -> Result<Args, String> {
             "--idle-timeout" => parsed.config.idle_timeout = seconds(&arg, args.next())?,
             "--request-timeout" => parsed.config.request_timeout = seconds(&arg, args.next())?,
             "-h" | "--help" => {
-                let d = ServerConfig::default();
-                println!(
-                    "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
-                     [--request-timeout S]\n  \
-                     P = 0 picks a free port; DIR is served under /static/;\n  \
-                     --idle-timeout: how long an idle keep-alive connection stays open \
-                     (default {} s);\n  \
-                     --request-timeout: time to receive a request head, and the longest \
-                     pause in a body (default {} s)",
-                    d.idle_timeout.as_secs_f64(),
-                    d.request_timeout.as_secs_f64()
-                );
+                println!("{}", usage());
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument: {other}")),
+            other => return Err(format!("unknown option: {other}")),
         }
     }
     Ok(parsed)
@@ -180,7 +182,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("http_server: {e}");
+            eprintln!("http_server: {e}\n{}", usage());
             std::process::exit(2);
         }
     };
