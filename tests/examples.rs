@@ -563,7 +563,10 @@ fn examples_install_a_logger_and_rust_log_debug_shows_the_reactor() {
     let clients = ["echo_client", "http_get"];
     for name in SERVERS.iter().chain(&NO_ARGUMENTS).chain(&clients) {
         let module = include_str_of(name);
-        assert!(module.contains("env_logger::init()"), "{name} installs no logger");
+        assert!(
+            module.contains("env_logger::init()"),
+            "{name} installs no logger"
+        );
         assert!(
             module.contains("`RUST_LOG=debug`"),
             "{name}'s doc does not say RUST_LOG=debug"

@@ -382,6 +382,30 @@ impl<A: Acceptor, F: Factory> Port for Listener<A, F> {
 
 /// A listening port (Twisted's `IListeningPort`). It listens until
 /// [`stop_listening`](Self::stop_listening); dropping the handle does not stop it.
+/// Clones are handles on the same port.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::{Address, Protocol, Reactor};
+///
+/// struct Quiet;
+/// impl Protocol for Quiet {
+///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+/// }
+///
+/// let reactor = Reactor::new()?;
+/// // Port 0: the system picks a free port; the ListeningPort says which.
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(Quiet))?;
+/// let addr = port.local_addr().inet().unwrap();
+/// assert!(std::net::TcpStream::connect(addr).is_ok());
+///
+/// port.stop_listening().wait().unwrap();
+/// let refused = std::net::TcpStream::connect(addr).unwrap_err();
+/// assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ListeningPort {
     port: Rc<dyn Port>,
