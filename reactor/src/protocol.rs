@@ -415,12 +415,59 @@ pub type TransportRef = Rc<dyn Transport>;
 /// Something that produces data for a transport (Twisted's `IPushProducer` /
 /// `IPullProducer`). Its methods take `&self` because the transport calls them while the
 /// producer may be busy writing: keep state in `Cell`s.
+///
+/// # Examples
+///
+/// A pull producer that writes a file-like source one chunk per `resume_producing`:
+///
+/// ```
+/// use std::cell::{Cell, RefCell};
+/// use std::rc::Rc;
+/// use ropewalk_reactor::testing::StringTransport;
+/// use ropewalk_reactor::{Producer, Transport, TransportRef};
+///
+/// struct Chunks { left: RefCell<Vec<&'static [u8]>>, to: TransportRef, stopped: Cell<bool> }
+/// impl Producer for Chunks {
+///     fn pause_producing(&self) {} // a pull producer is never paused
+///     fn resume_producing(&self) {
+///         match self.left.borrow_mut().pop() {
+///             Some(chunk) => self.to.write(chunk),
+///             None => { self.to.unregister_producer(); self.to.lose_connection(); }
+///         }
+///     }
+///     fn stop_producing(&self) { self.stopped.set(true); }
+/// }
+///
+/// let t = StringTransport::new();
+/// let p = Rc::new(Chunks {
+///     left: RefCell::new(vec![&b"two"[..], b"one,"]),
+///     to: t.clone(),
+///     stopped: Cell::new(false),
+/// });
+/// t.register_producer(p.clone(), false);
+/// // The transport calls resume_producing each time its queue empties; by hand here:
+/// for _ in 0..3 { p.resume_producing(); }
+/// assert_eq!(t.value(), b"one,two");
+/// assert!(t.is_disconnecting() && t.producer().is_none());
+/// ```
 pub trait Producer {
     /// Stop producing for now: the transport's queue is full.
+    ///
+    /// # Examples
+    ///
+    /// See [`TransportProducer`], which pauses a transport's reading.
     fn pause_producing(&self);
     /// Produce again (a pull producer: produce one more chunk).
+    ///
+    /// # Examples
+    ///
+    /// See [`Producer`].
     fn resume_producing(&self);
     /// Stop for good: the connection closed.
+    ///
+    /// # Examples
+    ///
+    /// See [`TransportProducer`], which then loses its own connection.
     fn stop_producing(&self);
 
     /// The socket took bytes from the transport's write queue (the peer is reading):
@@ -540,6 +587,25 @@ impl fmt::Debug for TransportProducer {
 /// ```
 pub trait Protocol: 'static {
     /// The connection is up; keep `transport` to write.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::{Protocol, TransportRef};
+    ///
+    /// struct Banner;
+    /// impl Protocol for Banner {
+    ///     fn connection_made(&mut self, transport: TransportRef) {
+    ///         transport.write(b"220 ready\r\n");
+    ///     }
+    ///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+    /// }
+    ///
+    /// let t = StringTransport::connect(&mut Banner); // calls connection_made
+    /// assert_eq!(t.value(), b"220 ready\r\n");
+    /// ```
     fn connection_made(&mut self, transport: TransportRef) {
         let _ = transport;
     }
@@ -550,17 +616,94 @@ pub trait Protocol: 'static {
     /// # Errors
     ///
     /// Whatever the protocol finds wrong with the data.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::Protocol;
+    ///
+    /// /// Accepts ASCII only.
+    /// struct Ascii(Vec<u8>);
+    /// impl Protocol for Ascii {
+    ///     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+    ///         if !data.is_ascii() {
+    ///             return Err(Failure::msg("not ASCII")); // closes the connection
+    ///         }
+    ///         self.0.extend_from_slice(data);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let mut p = Ascii(Vec::new());
+    /// p.data_received(b"he").unwrap();
+    /// p.data_received(b"llo").unwrap(); // chunks need not match the peer's writes
+    /// assert_eq!(p.0, b"hello");
+    /// assert!(p.data_received("é".as_bytes()).is_err());
+    /// ```
     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure>;
 
     /// The peer will send nothing more (it shut down its sending side). Return `true` to
     /// keep the connection open for writing (then close it with `lose_connection` when
     /// done); the default, `false`, closes it once everything queued is sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::{Protocol, TransportRef};
+    ///
+    /// /// Counts the bytes of the whole request; answers once the peer is done sending.
+    /// #[derive(Default)]
+    /// struct Count { n: usize, t: Option<TransportRef> }
+    /// impl Protocol for Count {
+    ///     fn connection_made(&mut self, t: TransportRef) { self.t = Some(t); }
+    ///     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+    ///         self.n += data.len();
+    ///         Ok(())
+    ///     }
+    ///     fn eof_received(&mut self) -> bool {
+    ///         let t = self.t.as_ref().unwrap();
+    ///         t.write(format!("{} bytes\n", self.n).as_bytes());
+    ///         t.lose_connection();
+    ///         true // we close it ourselves, after the answer
+    ///     }
+    /// }
+    ///
+    /// let mut p = Count::default();
+    /// let t = StringTransport::connect(&mut p);
+    /// p.data_received(b"abc").unwrap();
+    /// assert!(p.eof_received());
+    /// assert_eq!(t.value(), b"3 bytes\n");
+    /// ```
     fn eof_received(&mut self) -> bool {
         false
     }
 
     /// The connection is gone: called exactly once, with the reason (a
     /// [`ConnectionError`], or the failure `data_received` returned).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::{ConnectionError, Protocol};
+    ///
+    /// #[derive(Default)]
+    /// struct Session { clean: Option<bool> }
+    /// impl Protocol for Session {
+    ///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+    ///     fn connection_lost(&mut self, reason: Failure) {
+    ///         let clean = reason.downcast_ref::<ConnectionError>().is_some_and(|e| e.is_clean());
+    ///         self.clean = Some(clean);
+    ///     }
+    /// }
+    ///
+    /// let mut s = Session::default();
+    /// s.connection_lost(Failure::new(ConnectionError::Done)); // as the reactor would
+    /// assert_eq!(s.clean, Some(true));
+    /// ```
     fn connection_lost(&mut self, reason: Failure) {
         let _ = reason;
     }
