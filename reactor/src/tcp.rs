@@ -458,7 +458,32 @@ impl fmt::Debug for ListeningPort {
     }
 }
 
-/// A protocol connected by [`Reactor::connect_tcp`] or [`Reactor::connect_unix`].
+/// A protocol connected by [`Reactor::connect_tcp`] or [`Reactor::connect_unix`]: shared
+/// with the reactor, which calls it as data comes, so borrow it only for a moment.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::{Address, Connected, Protocol, Reactor, TransportRef};
+///
+/// #[derive(Default)]
+/// struct Client { transport: Option<TransportRef> }
+/// impl Protocol for Client {
+///     fn connection_made(&mut self, t: TransportRef) { self.transport = Some(t); }
+///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+/// }
+///
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let reactor = Reactor::new()?;
+/// let d = reactor.connect_tcp(listener.local_addr()?, |_: &Address| Some(Client::default()),
+///     Duration::from_secs(5));
+/// let client: Connected<Client> = d.wait().unwrap();
+/// let t = client.borrow().transport.clone().unwrap();
+/// assert_eq!(t.peer_addr().inet(), Some(listener.local_addr()?));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub type Connected<P> = Rc<RefCell<P>>;
 
 fn listen<A: Acceptor, F: Factory>(
