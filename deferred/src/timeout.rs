@@ -35,6 +35,26 @@ use crate::{Deferred, Failure};
 /// ```
 pub trait Scheduler {
     /// Runs `f` once, `delay` from now, unless the returned call is cancelled first.
+    ///
+    /// # Examples
+    ///
+    /// With the reactor's `ManualClock`, one implementation:
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// use ropewalk_deferred::Scheduler;
+    /// use ropewalk_reactor::ManualClock;
+    ///
+    /// let clock = ManualClock::new();
+    /// let ran = Rc::new(Cell::new(0));
+    /// let r = ran.clone();
+    /// let _kept = clock.schedule(Duration::from_secs(1), Box::new(move || r.set(r.get() + 1)));
+    /// let r = ran.clone();
+    /// let cancelled = clock.schedule(Duration::from_secs(1), Box::new(move || r.set(r.get() + 10)));
+    /// cancelled.cancel();
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(ran.get(), 1);
+    /// ```
     fn schedule(&self, delay: Duration, f: Box<dyn FnOnce()>) -> ScheduledCall;
 }
 
