@@ -603,14 +603,21 @@ fn chat_client(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
     (s, r)
 }
 
+/// Two members in the room, welcomed, the first told of the second.
+type Member = (TcpStream, BufReader<TcpStream>);
+fn two_chat_members(addr: SocketAddr) -> (Member, Member) {
+    let (a, mut ar) = chat_client(addr);
+    read_until(&mut ar, "welcome");
+    let (b, mut br) = chat_client(addr);
+    read_until(&mut br, "welcome");
+    read_until(&mut ar, "joined");
+    ((a, ar), (b, br))
+}
+
 #[test]
 fn chat_server_broadcasts_between_clients() {
     let server = Server::start("chat_server", &["--port", "0"]);
-    let (mut a, mut ar) = chat_client(server.addr);
-    read_until(&mut ar, "welcome");
-    let (mut b, mut br) = chat_client(server.addr);
-    read_until(&mut br, "welcome");
-    read_until(&mut ar, "joined");
+    let ((mut a, mut ar), (mut b, mut br)) = two_chat_members(server.addr);
     a.write_all(b"/nick alice\r\n").unwrap();
     read_until(&mut ar, "you are now alice");
     read_until(&mut br, "is now alice");
@@ -630,11 +637,7 @@ fn chat_server_broadcasts_between_clients() {
 #[test]
 fn chat_server_takes_lf_lines_as_nc_sends_them() {
     let server = Server::start("chat_server", &["--port", "0"]);
-    let (mut a, mut ar) = chat_client(server.addr);
-    read_until(&mut ar, "welcome");
-    let (mut b, mut br) = chat_client(server.addr);
-    read_until(&mut br, "welcome");
-    read_until(&mut ar, "joined");
+    let ((mut a, mut ar), (mut b, mut br)) = two_chat_members(server.addr);
     a.write_all(b"/nick alice\nhello bob\n").unwrap();
     read_until(&mut ar, "you are now alice");
     assert!(read_until(&mut br, "hello bob").contains("<alice> hello bob"));

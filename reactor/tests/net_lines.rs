@@ -73,6 +73,13 @@ fn read_all<R: AsyncRead + Unpin>(mut reader: LineReader<R>) -> Vec<Result<Strin
     }
 }
 
+/// A listener on a free loopback port, and its address.
+fn loopback(reactor: &Reactor) -> (TcpListener, std::net::SocketAddr) {
+    let listener = TcpListener::bind(reactor, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
 fn ok(lines: &[&str]) -> Vec<Result<String, io::ErrorKind>> {
     lines.iter().map(|l| Ok(l.to_string())).collect()
 }
@@ -81,8 +88,7 @@ fn ok(lines: &[&str]) -> Vec<Result<String, io::ErrorKind>> {
 fn lines_over_loopback_lf_crlf_and_a_last_unterminated_line() {
     bounded(LIMIT, || {
         let reactor = Reactor::new().unwrap();
-        let listener = TcpListener::bind(&reactor, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = loopback(&reactor);
         // The server answers each line with its length, then closes.
         let server = reactor.spawn(async move {
             let (stream, _) = listener.accept().await?;
@@ -140,8 +146,7 @@ fn lines_split_at_every_byte_read_the_same() {
 fn a_long_line_is_an_error_and_the_next_line_reads() {
     bounded(LIMIT, || {
         let reactor = Reactor::new().unwrap();
-        let listener = TcpListener::bind(&reactor, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = loopback(&reactor);
         let server = reactor.spawn(async move {
             let (stream, _) = listener.accept().await?;
             let mut lines = LineReader::new(&stream).with_max_length(16);
