@@ -8,8 +8,12 @@
 //! /quit                    # leave
 //! ```
 //!
-//! Each connection is a `LineReceiver`; the room is shared state on the reactor thread,
-//! so no locks are needed.
+//! Each connection is a `LineReceiver` split on LF, so lines from `nc` (LF) and from
+//! `telnet` (CRLF) both work; the server's own lines end with CRLF. The room is shared
+//! state on the reactor thread, so no locks are needed.
+//!
+//! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
+//! what the reactor does; Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -30,8 +34,7 @@ impl Room {
     fn broadcast(&self, from: u64, line: &str) {
         for (id, _, t) in &self.members {
             if *id != from {
-                t.write(line.as_bytes());
-                t.write(b"\r\n");
+                t.write(format!("{line}\r\n").as_bytes());
             }
         }
     }
@@ -43,6 +46,11 @@ impl Room {
             .map(|(_, n, _)| n.clone())
             .unwrap_or_default()
     }
+}
+
+/// Sends one line to the member, ended by CRLF (which `nc` and `telnet` both show).
+fn say(ctl: &LineControl<'_>, line: &str) {
+    ctl.write(format!("{line}\r\n").as_bytes());
 }
 
 /// One member's connection.
@@ -63,13 +71,17 @@ impl LineHandler for Member {
         room.next_id += 1;
         self.id = room.next_id;
         let name = format!("guest{}", self.id);
-        ctl.send_line(format!("welcome, {name}; /nick NAME to rename, /quit to leave").as_bytes());
+        say(
+            ctl,
+            &format!("welcome, {name}; /nick NAME to rename, /quit to leave"),
+        );
         room.broadcast(self.id, &format!("* {name} joined"));
         room.members.push((self.id, name, t));
     }
 
     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
         let line = String::from_utf8_lossy(line);
+        // Lines end with LF; a CR before it (telnet, CRLF clients) goes too.
         let line = line.trim_end();
         let mut room = self.room.borrow_mut();
         let me = room.name(self.id);
@@ -81,21 +93,21 @@ impl LineHandler for Member {
                     .chars()
                     .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
             if !valid {
-                ctl.send_line(b"! a name is 1-32 letters, digits, '_' or '-'");
+                say(ctl, "! a name is 1-32 letters, digits, '_' or '-'");
             } else if room.members.iter().any(|(_, n, _)| n == new) {
-                ctl.send_line(b"! that name is taken");
+                say(ctl, "! that name is taken");
             } else {
                 for m in room.members.iter_mut().filter(|(i, ..)| *i == self.id) {
                     m.1 = new.to_string();
                 }
                 room.broadcast(self.id, &format!("* {me} is now {new}"));
-                ctl.send_line(format!("you are now {new}").as_bytes());
+                say(ctl, &format!("you are now {new}"));
             }
         } else if line == "/quit" {
-            ctl.send_line(b"bye");
+            say(ctl, "bye");
             ctl.lose_connection();
         } else if line.starts_with('/') {
-            ctl.send_line(b"! commands: /nick NAME, /quit");
+            say(ctl, "! commands: /nick NAME, /quit");
         } else if !line.is_empty() {
             room.broadcast(self.id, &format!("<{me}> {line}"));
         }
@@ -110,6 +122,8 @@ impl LineHandler for Member {
     }
 }
 
+const USAGE: &str = "usage: chat_server [--port P]   (default 7100; P = 0 picks a free port)";
+
 fn port_arg() -> Result<u16, String> {
     let mut port = 7100;
     let mut args = std::env::args().skip(1);
@@ -120,10 +134,10 @@ fn port_arg() -> Result<u16, String> {
                 port = v.parse().map_err(|_| format!("bad port: {v}"))?;
             }
             "-h" | "--help" => {
-                println!("usage: chat_server [--port P]   (P = 0 picks a free port)");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument: {other}")),
+            other => return Err(format!("unknown option: {other}")),
         }
     }
     Ok(port)
@@ -134,7 +148,7 @@ fn main() {
     let port = match port_arg() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("chat_server: {e}");
+            eprintln!("chat_server: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };
@@ -149,10 +163,12 @@ fn serve(port: u16) -> Result<(), Box<dyn std::error::Error>> {
     let _signals = reactor.install_signal_handlers()?;
     let room = Rc::new(RefCell::new(Room::default()));
     let factory = move |_: &Address| {
-        Some(LineReceiver::new(Member {
+        let member = Member {
             room: room.clone(),
             id: 0,
-        }))
+        };
+        // Split on LF, not the default CRLF: `nc` sends LF.
+        Some(LineReceiver::new(member).with_delimiter(b"\n"))
     };
     let port = reactor.listen_tcp(([127, 0, 0, 1], port).into(), factory)?;
     println!("listening on {}", port.local_addr());

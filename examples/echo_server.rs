@@ -11,10 +11,17 @@
 //! of it comes back, as RFC 862 asks); UDP datagrams come back whole. With `--tls-cert`
 //! and `--tls-key` (PEM) the same echo runs over TLS, and there is no UDP (it would be in
 //! clear); the client's `close_notify` is its half-close.
+//!
+//! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
+//! what the reactor does; Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
 
 use ropewalk::protocols::{Echo, UdpEcho};
 use ropewalk::reactor::tls::TlsServerBuilder;
 use ropewalk::reactor::Reactor;
+
+const USAGE: &str = "usage: echo_server [--port P] [--tls-cert FILE --tls-key FILE]\n  \
+                     P = 0 picks a free port (default 7000); with a certificate chain and \
+                     private key (PEM), echo over TLS";
 
 /// The command line: the port, and the certificate and key files for TLS.
 struct Args {
@@ -35,14 +42,10 @@ fn parse_args() -> Result<Args, String> {
             "--tls-cert" => cert = Some(args.next().ok_or("--tls-cert needs a PEM file")?),
             "--tls-key" => key = Some(args.next().ok_or("--tls-key needs a PEM file")?),
             "-h" | "--help" => {
-                println!(
-                    "usage: echo_server [--port P] [--tls-cert FILE --tls-key FILE]\n  \
-                     P = 0 picks a free port; with a certificate chain and private key \
-                     (PEM), echo over TLS"
-                );
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument: {other}")),
+            other => return Err(format!("unknown option: {other}")),
         }
     }
     let tls = match (cert, key) {
@@ -58,7 +61,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("echo_server: {e}");
+            eprintln!("echo_server: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };

@@ -140,6 +140,22 @@ fn seconds(flag: &str, v: Option<String>) -> Result<Duration, String> {
     }
 }
 
+fn usage() -> String {
+    let d = ServerConfig::default();
+    format!(
+        "usage: http_server [--port P] [--root DIR] [--idle-timeout S] [--request-timeout S] \
+         [--tls-cert FILE --tls-key FILE]\n  \
+         P = 0 picks a free port (default 8080); DIR is served under /static/;\n  \
+         --tls-cert, --tls-key: serve HTTPS with this certificate chain and private key \
+         (PEM);\n  \
+         --idle-timeout: how long an idle keep-alive connection stays open (default {} s);\n  \
+         --request-timeout: time to receive a request head, and the longest pause in a \
+         body (default {} s)",
+        d.idle_timeout.as_secs_f64(),
+        d.request_timeout.as_secs_f64()
+    )
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut parsed = Args {
@@ -164,23 +180,10 @@ fn parse_args() -> Result<Args, String> {
             "--tls-cert" => cert = Some(args.next().ok_or("--tls-cert needs a PEM file")?),
             "--tls-key" => key = Some(args.next().ok_or("--tls-key needs a PEM file")?),
             "-h" | "--help" => {
-                let d = ServerConfig::default();
-                println!(
-                    "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
-                     [--request-timeout S] [--tls-cert FILE --tls-key FILE]\n  \
-                     P = 0 picks a free port; DIR is served under /static/;\n  \
-                     --tls-cert, --tls-key: serve HTTPS with this certificate chain and \
-                     private key (PEM);\n  \
-                     --idle-timeout: how long an idle keep-alive connection stays open \
-                     (default {} s);\n  \
-                     --request-timeout: time to receive a request head, and the longest \
-                     pause in a body (default {} s)",
-                    d.idle_timeout.as_secs_f64(),
-                    d.request_timeout.as_secs_f64()
-                );
+                println!("{}", usage());
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument: {other}")),
+            other => return Err(format!("unknown option: {other}")),
         }
     }
     parsed.tls = match (cert, key) {
@@ -196,7 +199,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("http_server: {e}");
+            eprintln!("http_server: {e}\n{}", usage());
             std::process::exit(2);
         }
     };

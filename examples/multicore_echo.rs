@@ -13,7 +13,8 @@
 //!
 //! Each thread builds its own factory and counts its own connections (an `Rc<Cell>`: no
 //! lock, nothing shared). On SIGINT/SIGTERM every reactor stops, says on stderr how many
-//! connections it served, and the program exits.
+//! connections it served, and the program exits. `RUST_LOG=debug` shows what each reactor
+//! does.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -61,7 +62,7 @@ fn parse_args() -> Result<Args, String> {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument: {other}")),
+            other => return Err(format!("unknown option: {other}")),
         }
     }
     Ok(a)

@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo run --example pattern_closures
 //! ```
+//!
+//! It takes no arguments. `RUST_LOG=debug` shows what the reactor does.
 
 use std::time::Duration;
 
@@ -34,6 +36,17 @@ impl<C: FnMut(&TransportRef) + 'static, D: FnMut(&TransportRef, &[u8]) + 'static
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::init();
+    if let Some(arg) = std::env::args().nth(1) {
+        let usage =
+            "usage: pattern_closures   (no arguments; RUST_LOG=debug shows the reactor's work)";
+        if arg == "-h" || arg == "--help" {
+            println!("{usage}");
+            return Ok(());
+        }
+        eprintln!("pattern_closures: unexpected argument {arg:?}\n{usage}");
+        std::process::exit(2);
+    }
     let reactor = Reactor::new()?;
 
     // A timer: the closure runs in 50 ms.

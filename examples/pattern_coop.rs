@@ -5,6 +5,8 @@
 //! ```sh
 //! cargo run --example pattern_coop
 //! ```
+//!
+//! It takes no arguments. `RUST_LOG=debug` shows what the reactor does.
 
 use std::time::Duration;
 
@@ -13,6 +15,16 @@ use ropewalk::reactor::net::UdpSocket;
 use ropewalk::reactor::Reactor;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::init();
+    if let Some(arg) = std::env::args().nth(1) {
+        let usage = "usage: pattern_coop   (no arguments; RUST_LOG=debug shows the reactor's work)";
+        if arg == "-h" || arg == "--help" {
+            println!("{usage}");
+            return Ok(());
+        }
+        eprintln!("pattern_coop: unexpected argument {arg:?}\n{usage}");
+        std::process::exit(2);
+    }
     let reactor = Reactor::new()?;
 
     // The server task: answers every datagram, forever (until the reactor goes).

@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo run --example pattern_deferred
 //! ```
+//!
+//! It takes no arguments. `RUST_LOG=debug` shows what the reactor does.
 
 use std::time::Duration;
 
@@ -34,6 +36,17 @@ impl Protocol for Quiet {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::init();
+    if let Some(arg) = std::env::args().nth(1) {
+        let usage =
+            "usage: pattern_deferred   (no arguments; RUST_LOG=debug shows the reactor's work)";
+        if arg == "-h" || arg == "--help" {
+            println!("{usage}");
+            return Ok(());
+        }
+        eprintln!("pattern_deferred: unexpected argument {arg:?}\n{usage}");
+        std::process::exit(2);
+    }
     let reactor = Reactor::new()?;
     let port = reactor.listen_tcp("127.0.0.1:0".parse()?, |_: &Address| Some(Greeter))?;
     let addr = port.local_addr().inet().expect("tcp");

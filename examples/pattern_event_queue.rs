@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo run --example pattern_event_queue
 //! ```
+//!
+//! It takes no arguments. `RUST_LOG=debug` shows what the reactor does.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -32,6 +34,17 @@ impl Thermostat {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::init();
+    if let Some(arg) = std::env::args().nth(1) {
+        let usage =
+            "usage: pattern_event_queue   (no arguments; RUST_LOG=debug shows the reactor's work)";
+        if arg == "-h" || arg == "--help" {
+            println!("{usage}");
+            return Ok(());
+        }
+        eprintln!("pattern_event_queue: unexpected argument {arg:?}\n{usage}");
+        std::process::exit(2);
+    }
     let reactor = Reactor::new()?;
     let log = Rc::new(RefCell::new(Vec::<String>::new()));
 

@@ -9,6 +9,10 @@
 //! Each side's transport is the other side's consumer: when one side's write queue
 //! fills (its peer reads slowly), reading from the other side pauses until it drains,
 //! so a slow reader never grows the proxy's memory.
+//!
+//! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
+//! what the reactor does (each relayed connection, and why one could not reach the
+//! target); Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -110,6 +114,11 @@ impl Protocol for Incoming {
     }
 }
 
+const USAGE: &str = "usage: tcp_proxy [--port P] --to HOST:PORT
+
+  --port P          where to listen on 127.0.0.1 (default 9000; 0 picks a free port)
+  --to HOST:PORT    where to relay each connection (a name is resolved per connection)";
+
 struct Args {
     port: u16,
     to: String,
@@ -124,10 +133,10 @@ fn args() -> Result<Args, String> {
             "--port" => port = Some(it.next().ok_or("--port needs a value")?),
             "--to" => to = Some(it.next().ok_or("--to needs HOST:PORT")?),
             "-h" | "--help" => {
-                println!("usage: tcp_proxy --port P --to HOST:PORT");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument: {other}")),
+            other => return Err(format!("unknown option: {other}")),
         }
     }
     let port = port.unwrap_or_else(|| "9000".into());
@@ -152,7 +161,7 @@ fn main() {
     let args = match args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("tcp_proxy: {e}");
+            eprintln!("tcp_proxy: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };

@@ -27,8 +27,18 @@ fn example(name: &str) -> PathBuf {
 
 /// Runs a script example to completion, bounded in time.
 fn run_script(name: &str, args: &[&str]) -> Output {
-    let mut child = Command::new(example(name))
-        .args(args)
+    run_script_with_log(name, args, None)
+}
+
+/// As [`run_script`], with `RUST_LOG` set to `log` (unset when `None`, whatever the test
+/// runner has, so stderr holds only what the example itself prints).
+fn run_script_with_log(name: &str, args: &[&str], log: Option<&str>) -> Output {
+    let mut cmd = Command::new(example(name));
+    cmd.args(args).env_remove("RUST_LOG");
+    if let Some(filter) = log {
+        cmd.env("RUST_LOG", filter);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -348,11 +358,14 @@ fn echo_client_reports_a_refused_connection() {
         .to_string();
     let out = run_script("echo_client", &["--port", &free, "hello"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("connection refused"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // One clean line that names the address: no "Unhandled error in Deferred" log.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err,
+        format!("echo_client: 127.0.0.1:{free}: connection refused\n"),
+        "{err}"
     );
+    assert!(out.stdout.is_empty());
 }
 
 #[test]
@@ -427,6 +440,148 @@ fn http_get_prints_the_response_and_fails_clearly() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn http_get_with_bad_arguments_prints_its_usage() {
+    for args in [
+        &["a", "b"][..],
+        &["http://127.0.0.1:1/", "http://127.0.0.1:2/"],
+        &["a"],
+        &["ftp://example.test/"],
+        &["--verbose", "http://127.0.0.1:1/"],
+    ] {
+        let out = run_script("http_get", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("usage: http_get [--cacert FILE] URL"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// Every example, with the arguments each takes: a port option, or none at all.
+const SERVERS: [&str; 5] = [
+    "chat_server",
+    "echo_server",
+    "http_server",
+    "multicore_echo",
+    "tcp_proxy",
+];
+const NO_ARGUMENTS: [&str; 4] = [
+    "pattern_closures",
+    "pattern_coop",
+    "pattern_deferred",
+    "pattern_event_queue",
+];
+
+/// Runs `name args` and checks it refused them: exit 2, the reason and the usage on
+/// stderr, nothing on stdout (no server started listening).
+fn assert_refused(name: &str, args: &[&str], reason: &str) {
+    let out = run_script(name, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {err}");
+    assert!(
+        err.contains(reason),
+        "{name} {args:?}: no {reason:?} in {err}"
+    );
+    assert!(
+        err.contains("usage: "),
+        "{name} {args:?}: no usage in {err}"
+    );
+    assert!(out.stdout.is_empty(), "{name} {args:?}");
+}
+
+#[test]
+fn every_example_refuses_an_unknown_option_a_missing_value_and_a_bad_port() {
+    for name in SERVERS {
+        // tcp_proxy needs a valid --to for the other checks to be reached.
+        let to: &[&str] = if name == "tcp_proxy" {
+            &["--to", "127.0.0.1:9"]
+        } else {
+            &[]
+        };
+        let with =
+            |extra: &[&'static str]| -> Vec<&str> { to.iter().chain(extra).copied().collect() };
+        assert_refused(name, &with(&["--bogus"]), "unknown option: --bogus");
+        assert_refused(name, &with(&["--port"]), "--port needs a value");
+        for port in ["abc", "70000", "-1"] {
+            assert_refused(name, &with(&["--port", port]), "bad port");
+        }
+    }
+    for args in [
+        &["--bogus", "hi"][..],
+        &["--port"],
+        &["--port", "x", "hi"],
+        &["--port", "0", "hi"],
+        &[],
+    ] {
+        let out = run_script("echo_client", args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "echo_client {args:?}: {err}");
+        assert!(err.contains("usage: echo_client"), "{args:?}: {err}");
+    }
+    for name in NO_ARGUMENTS {
+        assert_refused(name, &["--bogus"], "unexpected argument \"--bogus\"");
+        assert_refused(name, &["extra"], "unexpected argument \"extra\"");
+    }
+}
+
+#[test]
+fn every_server_names_the_address_it_cannot_bind() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    for name in SERVERS {
+        let mut args = vec!["--port", &port];
+        if name == "tcp_proxy" {
+            args.extend(["--to", "127.0.0.1:9"]);
+        }
+        let out = run_script(name, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+            "{name}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{name}: printed `listening on`");
+    }
+}
+
+#[test]
+fn examples_install_a_logger_and_rust_log_debug_shows_the_reactor() {
+    for name in NO_ARGUMENTS {
+        let out = run_script_with_log(name, &[], Some("debug"));
+        assert!(out.status.success(), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("DEBUG ropewalk_reactor"), "{name}: {err}");
+    }
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let port = free.port().to_string();
+    let out = run_script_with_log("echo_client", &["--port", &port, "hi"], Some("debug"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("connecting to {free}")), "{err}");
+    let clients = ["echo_client", "http_get"];
+    for name in SERVERS.iter().chain(&NO_ARGUMENTS).chain(&clients) {
+        let module = include_str_of(name);
+        assert!(
+            module.contains("env_logger::init()"),
+            "{name} installs no logger"
+        );
+        assert!(
+            module.contains("`RUST_LOG=debug`"),
+            "{name}'s doc does not say RUST_LOG=debug"
+        );
+    }
+}
+
+/// The source of an example, for what its documentation promises.
+fn include_str_of(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    std::fs::read_to_string(path).expect("the example's source")
+}
+
 /// Reads lines from `s` until one contains `want` (bounded by the socket's read timeout).
 fn read_until(r: &mut BufReader<TcpStream>, want: &str) -> String {
     let mut seen = String::new();
@@ -448,14 +603,21 @@ fn chat_client(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
     (s, r)
 }
 
+/// Two members in the room, welcomed, the first told of the second.
+type Member = (TcpStream, BufReader<TcpStream>);
+fn two_chat_members(addr: SocketAddr) -> (Member, Member) {
+    let (a, mut ar) = chat_client(addr);
+    read_until(&mut ar, "welcome");
+    let (b, mut br) = chat_client(addr);
+    read_until(&mut br, "welcome");
+    read_until(&mut ar, "joined");
+    ((a, ar), (b, br))
+}
+
 #[test]
 fn chat_server_broadcasts_between_clients() {
     let server = Server::start("chat_server", &["--port", "0"]);
-    let (mut a, mut ar) = chat_client(server.addr);
-    read_until(&mut ar, "welcome");
-    let (mut b, mut br) = chat_client(server.addr);
-    read_until(&mut br, "welcome");
-    read_until(&mut ar, "joined");
+    let ((mut a, mut ar), (mut b, mut br)) = two_chat_members(server.addr);
     a.write_all(b"/nick alice\r\n").unwrap();
     read_until(&mut ar, "you are now alice");
     read_until(&mut br, "is now alice");
@@ -467,6 +629,22 @@ fn chat_server_broadcasts_between_clients() {
     read_until(&mut br, "bye");
     read_until(&mut ar, "left");
     a.write_all(b"/quit\r\n").unwrap();
+    read_until(&mut ar, "bye");
+    server.stop();
+}
+
+/// nc sends LF, not CRLF: two lines in one packet must stay two lines.
+#[test]
+fn chat_server_takes_lf_lines_as_nc_sends_them() {
+    let server = Server::start("chat_server", &["--port", "0"]);
+    let ((mut a, mut ar), (mut b, mut br)) = two_chat_members(server.addr);
+    a.write_all(b"/nick alice\nhello bob\n").unwrap();
+    read_until(&mut ar, "you are now alice");
+    assert!(read_until(&mut br, "hello bob").contains("<alice> hello bob"));
+    // CRLF (telnet) still works, and mixes with LF.
+    b.write_all(b"/nick bob\r\nhi alice\n").unwrap();
+    assert!(read_until(&mut ar, "hi alice").contains("<bob> hi alice"));
+    a.write_all(b"/quit\n").unwrap();
     read_until(&mut ar, "bye");
     server.stop();
 }

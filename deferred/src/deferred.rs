@@ -191,6 +191,17 @@ impl<U: 'static + fmt::Debug> fmt::Debug for Outcome<U> {
 /// ```
 pub trait IntoOutcome<U> {
     /// Converts into an [`Outcome`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_deferred::{Deferred, Failure, IntoOutcome, Outcome};
+    ///
+    /// let failed = Err::<u8, _>(Failure::msg("no")).into_outcome();
+    /// assert!(matches!(failed, Outcome::Failure(_)));
+    /// let later = Deferred::<u8>::pending().0.into_outcome();
+    /// assert!(matches!(later, Outcome::Chain(_)));
+    /// ```
     fn into_outcome(self) -> Outcome<U>;
 }
 

@@ -35,6 +35,26 @@ use crate::{Deferred, Failure};
 /// ```
 pub trait Scheduler {
     /// Runs `f` once, `delay` from now, unless the returned call is cancelled first.
+    ///
+    /// # Examples
+    ///
+    /// With the reactor's `ManualClock`, one implementation:
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// use ropewalk_deferred::Scheduler;
+    /// use ropewalk_reactor::ManualClock;
+    ///
+    /// let clock = ManualClock::new();
+    /// let ran = Rc::new(Cell::new(0));
+    /// let r = ran.clone();
+    /// let _kept = clock.schedule(Duration::from_secs(1), Box::new(move || r.set(r.get() + 1)));
+    /// let r = ran.clone();
+    /// let cancelled = clock.schedule(Duration::from_secs(1), Box::new(move || r.set(r.get() + 10)));
+    /// cancelled.cancel();
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(ran.get(), 1);
+    /// ```
     fn schedule(&self, delay: Duration, f: Box<dyn FnOnce()>) -> ScheduledCall;
 }
 
@@ -114,26 +134,29 @@ impl<T: 'static> Deferred<T> {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # use std::{cell::RefCell, rc::Rc, time::Duration};
-    /// # use ropewalk_deferred::{Scheduler, ScheduledCall};
-    /// # #[derive(Default)]
-    /// # struct Clock(Rc<RefCell<Vec<Option<Box<dyn FnOnce()>>>>>);
-    /// # impl Scheduler for Clock {
-    /// #     fn schedule(&self, _d: Duration, f: Box<dyn FnOnce()>) -> ScheduledCall {
-    /// #         self.0.borrow_mut().push(Some(f));
-    /// #         let (calls, i) = (self.0.clone(), self.0.borrow().len() - 1);
-    /// #         ScheduledCall::new(move || { calls.borrow_mut()[i] = None; })
-    /// #     }
-    /// # }
-    /// # impl Clock { fn advance(&self) { let fs: Vec<_> = self.0.borrow_mut().drain(..).flatten().collect(); for f in fs { f() } } }
-    /// use ropewalk_deferred::{Deferred, Timeout};
+    /// With the reactor's [`ManualClock`](https://docs.rs/ropewalk-reactor/latest/ropewalk_reactor/struct.ManualClock.html),
+    /// time passes only when the test says so (a running reactor works the same way, in
+    /// real time):
     ///
-    /// let clock = Clock::default();
-    /// let (d, _r) = Deferred::<i32>::pending();
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_deferred::{Deferred, Timeout};
+    /// use ropewalk_reactor::ManualClock;
+    ///
+    /// let clock = ManualClock::new();
+    /// let (d, _resolver) = Deferred::<i32>::pending();
     /// let d = d.add_timeout(Duration::from_secs(10), &clock);
-    /// clock.advance(); // ten seconds pass
+    /// clock.advance(Duration::from_secs(9));
+    /// assert!(!d.is_called());
+    /// clock.advance(Duration::from_secs(1)); // ten seconds have passed
     /// assert!(d.wait().unwrap_err().is::<Timeout>());
+    ///
+    /// // A result in time cancels the timer.
+    /// let (d, resolver) = Deferred::<i32>::pending();
+    /// let d = d.add_timeout(Duration::from_secs(10), &clock);
+    /// resolver.callback(7).unwrap();
+    /// assert!(clock.delayed_calls().is_empty());
+    /// assert_eq!(d.wait().unwrap(), 7);
     /// ```
     pub fn add_timeout(
         self,
@@ -158,24 +181,14 @@ impl<T: 'static> Deferred<T> {
     /// # Examples
     ///
     /// ```
-    /// # use std::{cell::RefCell, rc::Rc, time::Duration};
-    /// # use ropewalk_deferred::{Scheduler, ScheduledCall};
-    /// # #[derive(Default)]
-    /// # struct Clock(Rc<RefCell<Vec<Option<Box<dyn FnOnce()>>>>>);
-    /// # impl Scheduler for Clock {
-    /// #     fn schedule(&self, _d: Duration, f: Box<dyn FnOnce()>) -> ScheduledCall {
-    /// #         self.0.borrow_mut().push(Some(f));
-    /// #         let (calls, i) = (self.0.clone(), self.0.borrow().len() - 1);
-    /// #         ScheduledCall::new(move || { calls.borrow_mut()[i] = None; })
-    /// #     }
-    /// # }
-    /// # impl Clock { fn advance(&self) { let fs: Vec<_> = self.0.borrow_mut().drain(..).flatten().collect(); for f in fs { f() } } }
+    /// use std::time::Duration;
     /// use ropewalk_deferred::Deferred;
+    /// use ropewalk_reactor::ManualClock;
     ///
-    /// let clock = Clock::default();
-    /// let (d, _r) = Deferred::<&str>::pending();
+    /// let clock = ManualClock::new();
+    /// let (d, _resolver) = Deferred::<&str>::pending();
     /// let d = d.add_timeout_with(Duration::from_secs(1), &clock, |_, _| Ok("default"));
-    /// clock.advance();
+    /// clock.advance(Duration::from_secs(1));
     /// assert_eq!(d.wait().unwrap(), "default");
     /// ```
     pub fn add_timeout_with<R: IntoOutcome<T>>(

@@ -45,6 +45,10 @@ pub trait WaitDriver {
     /// A failure when the loop cannot be run here, for instance because it is already
     /// running further up this thread's stack
     /// ([`WaitError::InsideCallback`](crate::WaitError::InsideCallback)).
+    ///
+    /// # Examples
+    ///
+    /// See [`WaitDriver`].
     fn run_until(&self, done: &mut dyn FnMut() -> bool) -> Result<(), Failure>;
 }
 

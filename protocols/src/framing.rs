@@ -162,6 +162,10 @@ enum StringFraming {
 /// ```
 pub trait StringHandler: 'static {
     /// The connection is up.
+    ///
+    /// # Examples
+    ///
+    /// See [`LineHandler::connection_made`](crate::line::LineHandler::connection_made), which works the same.
     fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
         let _ = ctl;
     }
@@ -172,6 +176,10 @@ pub trait StringHandler: 'static {
     ///
     /// Whatever the handler finds wrong: the rest of the chunk is dropped and the
     /// connection closed with that failure.
+    ///
+    /// # Examples
+    ///
+    /// See [`StringHandler`].
     fn string_received(
         &mut self,
         string: &[u8],
@@ -185,6 +193,10 @@ pub trait StringHandler: 'static {
     /// # Errors
     ///
     /// An `Err` closes the connection with that failure.
+    ///
+    /// # Examples
+    ///
+    /// See [`IntNStringReceiver::with_max_length`] (the default closing).
     fn length_limit_exceeded(
         &mut self,
         length: usize,
@@ -196,12 +208,20 @@ pub trait StringHandler: 'static {
     }
 
     /// The peer shut down its sending side; see [`Protocol::eof_received`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Protocol::eof_received`].
     fn eof_received(&mut self, ctl: &mut StringControl<'_>) -> bool {
         let _ = ctl;
         false
     }
 
     /// The connection is gone.
+    ///
+    /// # Examples
+    ///
+    /// See [`Protocol::connection_lost`].
     fn connection_lost(&mut self, reason: Failure) {
         let _ = reason;
     }

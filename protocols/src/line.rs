@@ -104,6 +104,27 @@ pub enum LineError {
 /// ```
 pub trait LineHandler: 'static {
     /// The connection is up. `ctl` can already write, pause or switch modes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver};
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::testing::StringTransport;
+    ///
+    /// struct Prompt;
+    /// impl LineHandler for Prompt {
+    ///     fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line(b"welcome; type QUIT to leave");
+    ///     }
+    ///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) -> Result<(), Failure> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let t = StringTransport::connect(&mut LineReceiver::new(Prompt));
+    /// assert_eq!(t.value(), b"welcome; type QUIT to leave\r\n");
+    /// ```
     fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
         let _ = ctl;
     }
@@ -113,6 +134,10 @@ pub trait LineHandler: 'static {
     /// # Errors
     ///
     /// Whatever the handler finds wrong; the connection is closed with it.
+    ///
+    /// # Examples
+    ///
+    /// See [`LineHandler`].
     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure>;
 
     /// Bytes arrived in raw mode: everything buffered, as one slice.
@@ -121,6 +146,10 @@ pub trait LineHandler: 'static {
     ///
     /// The default returns [`LineError::RawModeNotImplemented`], which closes the
     /// connection: a handler that calls [`LineControl::set_raw_mode`] must implement this.
+    ///
+    /// # Examples
+    ///
+    /// See [`LineControl`] (a header line, then a raw blob).
     fn raw_data_received(&mut self, data: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
         let _ = (data, ctl);
         Err(Failure::new(LineError::RawModeNotImplemented))
@@ -136,6 +165,36 @@ pub trait LineHandler: 'static {
     /// # Errors
     ///
     /// An `Err` closes the connection with that failure.
+    ///
+    /// # Examples
+    ///
+    /// Refuse the long line but keep the connection:
+    ///
+    /// ```
+    /// use ropewalk_protocols::line::{LineControl, LineHandler, LineReceiver};
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Protocol;
+    ///
+    /// struct Lenient;
+    /// impl LineHandler for Lenient {
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
+    ///         ctl.send_line(line);
+    ///         Ok(())
+    ///     }
+    ///     fn line_length_exceeded(&mut self, _: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
+    ///         ctl.send_line(b"! line too long");
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let mut p = LineReceiver::new(Lenient).with_max_length(4);
+    /// let t = StringTransport::connect(&mut p);
+    /// p.data_received(b"much too long\r\n").unwrap();
+    /// p.data_received(b"ok\r\n").unwrap();
+    /// assert_eq!(t.value(), b"! line too long\r\nok\r\n");
+    /// assert!(!t.is_disconnecting());
+    /// ```
     fn line_length_exceeded(
         &mut self,
         data: &[u8],
@@ -148,12 +207,20 @@ pub trait LineHandler: 'static {
 
     /// The peer shut down its sending side; see [`Protocol::eof_received`]. An unfinished
     /// line still buffered is not delivered. The default returns `false` (close).
+    ///
+    /// # Examples
+    ///
+    /// See [`Protocol::eof_received`].
     fn eof_received(&mut self, ctl: &mut LineControl<'_>) -> bool {
         let _ = ctl;
         false
     }
 
     /// The connection is gone (see [`Protocol::connection_lost`]).
+    ///
+    /// # Examples
+    ///
+    /// See [`Protocol::connection_lost`].
     fn connection_lost(&mut self, reason: Failure) {
         let _ = reason;
     }

@@ -41,6 +41,10 @@ use crate::receiver::{parse_buffered, Outbox, ReceiverCore};
 /// ```
 pub trait LineOnlyHandler: 'static {
     /// The connection is up.
+    ///
+    /// # Examples
+    ///
+    /// See [`LineHandler::connection_made`](crate::line::LineHandler::connection_made), which works the same.
     fn connection_made(&mut self, ctl: &mut LineOnlyControl<'_>) {
         let _ = ctl;
     }
@@ -51,6 +55,10 @@ pub trait LineOnlyHandler: 'static {
     ///
     /// Whatever the handler finds wrong: the rest of the chunk is dropped and the
     /// connection closed with that failure.
+    ///
+    /// # Examples
+    ///
+    /// See [`LineOnlyHandler`].
     fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) -> Result<(), Failure>;
 
     /// A line is longer than `max_length`. `line` is that line alone (or the unfinished
@@ -60,6 +68,10 @@ pub trait LineOnlyHandler: 'static {
     /// # Errors
     ///
     /// An `Err` closes the connection with that failure.
+    ///
+    /// # Examples
+    ///
+    /// See [`LineOnlyReceiver::with_max_length`] (the default closing).
     fn line_length_exceeded(
         &mut self,
         line: &[u8],
@@ -71,12 +83,20 @@ pub trait LineOnlyHandler: 'static {
     }
 
     /// The peer shut down its sending side; see [`Protocol::eof_received`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Protocol::eof_received`].
     fn eof_received(&mut self, ctl: &mut LineOnlyControl<'_>) -> bool {
         let _ = ctl;
         false
     }
 
     /// The connection is gone.
+    ///
+    /// # Examples
+    ///
+    /// See [`Protocol::connection_lost`].
     fn connection_lost(&mut self, reason: Failure) {
         let _ = reason;
     }

@@ -17,7 +17,14 @@ use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
 use crate::sys::{sock_read, sock_send, Interest, PollMode, Ready};
 
-/// Default high-water mark of a connection's write queue.
+/// Default high-water mark of a connection's write queue: past it, a streaming producer
+/// registered on the transport is paused.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(ropewalk_reactor::DEFAULT_HIGH_WATER, 64 * 1024);
+/// ```
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
 /// Buffers of one `write_vectored` passed to `writev` without allocating.
@@ -640,6 +647,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         }
         let protocol = self.protocol.borrow_mut().take();
         let Some(protocol) = protocol else { return };
+        log::debug!("connection with {} closed: {reason}", self.peer);
         let lost = move || {
             let result = catch_unwind(AssertUnwindSafe(|| {
                 protocol.borrow_mut().connection_lost(reason);

@@ -11,6 +11,10 @@ use ropewalk_deferred::Failure;
 use crate::reactor::Reactor;
 
 /// Names a listener added with [`Emitter::on`], to remove it with [`Emitter::off`].
+///
+/// # Examples
+///
+/// See [`Emitter::off`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ListenerId(u64);
 

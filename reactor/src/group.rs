@@ -482,6 +482,15 @@ impl fmt::Display for AcceptQueue {
 }
 
 /// An unknown [`AcceptQueue`] name.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::AcceptQueue;
+///
+/// let err = "sideways".parse::<AcceptQueue>().unwrap_err();
+/// assert_eq!(err.to_string(), "unknown accept queue \"sideways\" (own or shared)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown accept queue {0:?} (own or shared)")]
 pub struct ParseAcceptQueueError(String);

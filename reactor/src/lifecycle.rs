@@ -40,6 +40,10 @@ pub enum Phase {
 }
 
 /// A reactor lifecycle event.
+///
+/// # Examples
+///
+/// See [`Reactor::add_system_event_trigger`](crate::Reactor::add_system_event_trigger).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SystemEvent {
     /// [`Reactor::run`](crate::Reactor::run) starts.
@@ -51,6 +55,18 @@ pub enum SystemEvent {
 
 /// Names a trigger, to remove it with
 /// [`Reactor::remove_system_event_trigger`](crate::Reactor::remove_system_event_trigger).
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::{Phase, Reactor, SystemEvent};
+///
+/// let reactor = Reactor::new()?;
+/// let id = reactor.add_system_event_trigger(Phase::During, SystemEvent::Shutdown, || Ok(()));
+/// assert!(reactor.remove_system_event_trigger(id).is_ok());
+/// assert!(reactor.remove_system_event_trigger(id).is_err()); // gone already
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TriggerId(u64);
 

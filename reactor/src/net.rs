@@ -1,5 +1,7 @@
 //! Async sockets for tasks on the reactor (cooperative multitasking): [`TcpListener`],
-//! [`TcpStream`] and [`UdpSocket`], awaited inside [`Reactor::spawn`].
+//! [`TcpStream`] and [`UdpSocket`], awaited inside [`Reactor::spawn`]; [`LineReader`] and
+//! [`WriteLineExt`] for lines. The I/O traits are re-exported here ([`AsyncReadExt`],
+//! [`AsyncWriteExt`]...): a program needs no other crate to read and write.
 //!
 //! ```
 //! use ropewalk_reactor::deferred::Failure;
@@ -41,23 +43,38 @@
 //! operation that would then have to wait fails with [`io::ErrorKind::NotConnected`].
 //!
 //! Cancelling waits on nothing: drop the future (cancel the task's Deferred, or race it
-//! with a timeout such as [`Deferred::add_timeout`](ropewalk_deferred::Deferred::add_timeout)).
+//! with a timeout such as [`Deferred::add_timeout`]);
+//! [`TcpStream::connect_timeout`] has its own.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use futures::io::{AsyncRead, AsyncWrite};
+/// The async I/O traits [`TcpStream`] implements and their extension traits (`read`,
+/// `read_exact`, `read_to_end`, `write_all`, `close`, `read_line`...), re-exported from
+/// [`futures`](https://docs.rs/futures) so a program needs no `futures` dependency of its
+/// own: `use ropewalk_reactor::net::{AsyncReadExt, AsyncWriteExt};`.
+#[doc(inline)]
+pub use futures::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+};
+
+use ropewalk_deferred::Deferred;
 
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
+
+mod lines;
 use crate::slab::Key;
 use crate::sys::{Interest, PollMode, Ready};
+use crate::tcp::Target;
+pub use lines::{LineReader, WriteLineExt, DEFAULT_MAX_LINE_LENGTH};
 
 #[derive(Clone, Copy)]
 enum Dir {
@@ -211,9 +228,9 @@ fn new_socket(addr: SocketAddr, ty: socket2::Type) -> io::Result<socket2::Socket
 /// # Examples
 ///
 /// ```
-/// use futures::io::{AsyncReadExt, AsyncWriteExt};
 /// use ropewalk_reactor::deferred::Failure;
-/// use ropewalk_reactor::{net::TcpListener, Reactor};
+/// use ropewalk_reactor::net::{AsyncReadExt, AsyncWriteExt, TcpListener};
+/// use ropewalk_reactor::Reactor;
 ///
 /// let reactor = Reactor::new()?;
 /// let listener = TcpListener::bind(&reactor, "127.0.0.1:0".parse().unwrap())?;
@@ -264,6 +281,7 @@ impl TcpListener {
         sock.set_reuse_address(true)?;
         sock.bind(&addr.into())?;
         sock.listen(1024)?;
+        log::debug!("async TCP listener on {addr}");
         TcpListener::from_std(reactor, sock.into())
     }
 
@@ -346,20 +364,20 @@ impl fmt::Debug for TcpListener {
     }
 }
 
-/// A TCP connection for tasks: [`AsyncRead`] and [`AsyncWrite`] (use
-/// `futures::io::{AsyncReadExt, AsyncWriteExt}`), also on `&TcpStream`, so one task can
-/// read and write at once.
+/// A TCP connection for tasks: [`AsyncRead`] and [`AsyncWrite`] (with
+/// [`AsyncReadExt`] and [`AsyncWriteExt`], re-exported here, in scope), also on
+/// `&TcpStream`, so one task can read and write at once.
 ///
-/// Closing ([`AsyncWriteExt::close`](futures::io::AsyncWriteExt::close)) shuts down the
+/// Closing ([`AsyncWriteExt::close`]) shuts down the
 /// sending side; dropping the stream closes the socket. Writes go to the socket
 /// directly: there is no buffer to flush.
 ///
 /// # Examples
 ///
 /// ```
-/// use futures::io::{AsyncReadExt, AsyncWriteExt};
 /// use ropewalk_reactor::deferred::Failure;
-/// use ropewalk_reactor::{net::TcpStream, Reactor};
+/// use ropewalk_reactor::net::{AsyncReadExt, AsyncWriteExt, TcpStream};
+/// use ropewalk_reactor::Reactor;
 ///
 /// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// let addr = server.local_addr()?;
@@ -387,13 +405,23 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    /// Connects to `addr`: a non-blocking connect, then waits for the socket to become
-    /// writable and reads its `SO_ERROR`. There is no timeout of its own: drop the future
-    /// to give up.
+    /// Connects to `target`: a [`SocketAddr`], a `"host:port"` string or a `(host, port)`
+    /// pair (see [`Target`]). A literal address is connected to at once; a name is
+    /// resolved on the reactor's worker pool (the lookup blocks, the reactor does not) and
+    /// its addresses are tried in order until one connects (for `localhost`, typically
+    /// `::1` then `127.0.0.1`). Each attempt is a non-blocking connect, then a wait for the
+    /// socket to become writable and a read of its `SO_ERROR`.
+    ///
+    /// There is no timeout: use [`connect_timeout`](Self::connect_timeout), or drop the
+    /// future to give up.
     ///
     /// # Errors
     ///
-    /// The system error: `ConnectionRefused` when nothing listens, for instance.
+    /// An error whose message names the target (and the address tried) and whose kind is
+    /// the system's: `ConnectionRefused` when nothing listens, for instance, or the
+    /// lookup's error (`NotFound` for a name with no address) when the name does not
+    /// resolve. When every address of a name fails, the error lists each one and has the
+    /// kind of the last.
     ///
     /// # Examples
     ///
@@ -402,53 +430,83 @@ impl TcpStream {
     /// use ropewalk_reactor::{net::TcpStream, Reactor};
     ///
     /// let reactor = Reactor::new()?;
-    /// // Nothing listens on this port: the connection is refused.
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = listener.local_addr()?.port();
+    /// // Nothing listens on this one: the connection is refused.
     /// let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     /// let r = reactor.clone();
     /// let d = reactor.spawn(async move {
-    ///     TcpStream::connect(&r, free).await?;
+    ///     let stream = TcpStream::connect(&r, ("127.0.0.1", port)).await?;
+    ///     assert_eq!(stream.peer_addr()?.port(), port);
+    ///     let err = TcpStream::connect(&r, free).await.unwrap_err();
+    ///     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    ///     assert!(err.to_string().contains(&free.to_string()), "{err}");
     ///     Ok::<_, Failure>(())
     /// });
-    /// let err = d.wait().unwrap_err();
-    /// assert_eq!(
-    ///     err.downcast_ref::<std::io::Error>().unwrap().kind(),
-    ///     std::io::ErrorKind::ConnectionRefused
-    /// );
+    /// d.wait().unwrap();
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn connect(reactor: &Reactor, addr: SocketAddr) -> io::Result<TcpStream> {
-        let sock = new_socket(addr, socket2::Type::STREAM)?;
-        let in_progress = match sock.connect(&addr.into()) {
-            Ok(()) => false,
+    pub async fn connect(reactor: &Reactor, target: impl Into<Target>) -> io::Result<TcpStream> {
+        match target.into() {
+            Target::Addr(addr) => connect_addr(reactor, addr)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}"))),
+            Target::Name(name) => connect_name(reactor, name).await,
+        }
+    }
 
-            Err(e)
-                if e.raw_os_error() == Some(crate::sys::EINPROGRESS)
-                    || e.kind() == io::ErrorKind::WouldBlock =>
-            {
-                true
+    /// As [`connect`](Self::connect), giving up after `timeout`, which covers the name's
+    /// lookup and every connection attempt together (the way Twisted's `connectTCP`
+    /// timeout covers the whole attempt). The time is the reactor's.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect); past the timeout, an error of kind
+    /// [`io::ErrorKind::TimedOut`] that names the target and the timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::{net::TcpStream, Reactor};
+    ///
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = listener.local_addr()?.port();
+    /// let reactor = Reactor::new()?;
+    /// let r = reactor.clone();
+    /// let d = reactor.spawn(async move {
+    ///     let target = format!("localhost:{port}");
+    ///     let stream = TcpStream::connect_timeout(&r, target, Duration::from_secs(5)).await?;
+    ///     Ok::<_, Failure>(stream.peer_addr()?.port())
+    /// });
+    /// assert_eq!(d.wait().unwrap(), port);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn connect_timeout(
+        reactor: &Reactor,
+        target: impl Into<Target>,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        let target = target.into();
+        let shown = target.to_string();
+        let mut timer = CancelOnDrop(reactor.sleep(timeout));
+        let mut attempt = pin!(TcpStream::connect(reactor, target));
+        poll_fn(|cx| {
+            if let Poll::Ready(r) = attempt.as_mut().poll(cx) {
+                return Poll::Ready(r);
             }
-            Err(e) => return Err(e),
-        };
-        let stream = TcpStream::from_std(reactor, sock.into())?;
-        if in_progress {
-            poll_fn(|cx| {
-                poll_io(&stream.source, Dir::Write, cx, || {
-                    if let Some(e) = stream.io.take_error()? {
-                        return Err(e);
-                    }
-                    match stream.io.peer_addr() {
-                        Ok(_) => Ok(()),
-                        // Still connecting.
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                            Err(io::ErrorKind::WouldBlock.into())
-                        }
-                        Err(e) => Err(e),
-                    }
+            Pin::new(&mut timer).poll(cx).map(|fired| {
+                Err(match fired {
+                    Ok(()) => io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connect to {shown} timed out after {timeout:?}"),
+                    ),
+                    Err(f) => io::Error::other(format!("connect to {shown}: {f}")),
                 })
             })
-            .await?;
-        }
-        Ok(stream)
+        })
+        .await
     }
 
     /// Adopts a connected stream made elsewhere; it is made non-blocking.
@@ -571,6 +629,95 @@ impl TcpStream {
     }
 }
 
+/// One non-blocking connect to `addr`, waited on until it completes or fails.
+async fn connect_addr(reactor: &Reactor, addr: SocketAddr) -> io::Result<TcpStream> {
+    log::debug!("connecting to {addr}");
+    let sock = new_socket(addr, socket2::Type::STREAM)?;
+    let in_progress = match sock.connect(&addr.into()) {
+        Ok(()) => false,
+        Err(e)
+            if e.raw_os_error() == Some(crate::sys::EINPROGRESS)
+                || e.kind() == io::ErrorKind::WouldBlock =>
+        {
+            true
+        }
+        Err(e) => return Err(e),
+    };
+    let stream = TcpStream::from_std(reactor, sock.into())?;
+    if in_progress {
+        poll_fn(|cx| {
+            poll_io(&stream.source, Dir::Write, cx, || {
+                if let Some(e) = stream.io.take_error()? {
+                    return Err(e);
+                }
+                match stream.io.peer_addr() {
+                    Ok(_) => Ok(()),
+                    // Still connecting.
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+        })
+        .await?;
+    }
+    Ok(stream)
+}
+
+/// Resolves `name` on the worker pool, then tries its addresses in order.
+async fn connect_name(reactor: &Reactor, name: String) -> io::Result<TcpStream> {
+    let lookup_name = name.clone();
+    let lookup = reactor.defer_to_thread(move || Ok(crate::tcp::resolve(&lookup_name)));
+    let addrs = match CancelOnDrop(lookup).await {
+        Ok(Ok(addrs)) => addrs,
+        Ok(Err(e)) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot resolve {name}: {e}"),
+            ))
+        }
+        // The pool refused the job, or the reactor shut down.
+        Err(f) => return Err(io::Error::other(format!("cannot resolve {name}: {f}"))),
+    };
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match connect_addr(reactor, addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                log::debug!("connect to {name} at {addr} failed: {e}");
+                failures.push((addr, e));
+            }
+        }
+    }
+    let kind = failures
+        .last()
+        .map_or(io::ErrorKind::NotFound, |(_, e)| e.kind());
+    let each: Vec<String> = failures.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+    Err(io::Error::new(
+        kind,
+        format!("cannot connect to {name} ({})", each.join("; ")),
+    ))
+}
+
+/// A Deferred awaited by a future that may be dropped before it fires: dropping it
+/// cancels the Deferred (its timer or worker job), which a plain Deferred does not do.
+struct CancelOnDrop<T: 'static>(Deferred<T>);
+
+impl<T: 'static> Future for CancelOnDrop<T> {
+    type Output = Result<T, ropewalk_deferred::Failure>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T: 'static> Drop for CancelOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 impl AsyncRead for TcpStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -690,6 +837,7 @@ impl UdpSocket {
     pub fn bind(reactor: &Reactor, addr: SocketAddr) -> io::Result<UdpSocket> {
         let sock = new_socket(addr, socket2::Type::DGRAM)?;
         sock.bind(&addr.into())?;
+        log::debug!("async UDP socket on {addr}");
         UdpSocket::from_std(reactor, sock.into())
     }
 

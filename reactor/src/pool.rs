@@ -119,6 +119,18 @@ pub(crate) struct Pool {
 }
 
 /// A snapshot of the pool, for stats and tests.
+///
+/// # Examples
+///
+/// ```
+/// let reactor = ropewalk_reactor::Reactor::new()?;
+/// assert_eq!(reactor.pool_stats().spawned, 0); // the pool starts with its first job
+/// reactor.defer_to_thread(|| Ok(())).wait().unwrap();
+/// let stats = reactor.pool_stats();
+/// assert!(stats.spawned >= 1 && stats.threads >= 1);
+/// assert_eq!(stats.queued, 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Threads alive now.

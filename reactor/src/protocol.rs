@@ -119,12 +119,75 @@ impl ConnectionError {
 /// Unix socket or a test stub.
 ///
 /// Every method is safe to call after the connection closed: it does nothing.
+///
+/// # Examples
+///
+/// A protocol keeps the transport it is given and writes to it; here over a real
+/// loopback connection (the method examples below use the
+/// [`StringTransport`](crate::testing::StringTransport) test stub, as protocol tests do):
+///
+/// ```
+/// use std::io::Read;
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::{Address, Protocol, Reactor, TransportRef};
+///
+/// /// Greets the peer with its own address, then closes.
+/// struct Greeter;
+/// impl Protocol for Greeter {
+///     fn connection_made(&mut self, transport: TransportRef) {
+///         let peer = transport.peer_addr();
+///         transport.write(format!("hello, {peer}\n").as_bytes());
+///         transport.lose_connection(); // after the greeting is sent
+///     }
+///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+/// }
+///
+/// let reactor = Reactor::new()?;
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(Greeter))?;
+/// let addr = port.local_addr().inet().unwrap();
+/// let client = std::thread::spawn(move || {
+///     let mut s = std::net::TcpStream::connect(addr).unwrap();
+///     s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+///     let mut text = String::new();
+///     s.read_to_string(&mut text).unwrap();
+///     (text, s.local_addr().unwrap())
+/// });
+/// while !client.is_finished() {
+///     reactor.iterate(std::time::Duration::from_millis(10));
+/// }
+/// let (text, me) = client.join().unwrap();
+/// assert_eq!(text, format!("hello, {me}\n"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait Transport {
     /// Sends `data`: straight to the socket when it takes it, the rest queued and sent as
     /// the socket drains. Writes after `lose_connection` or `abort_connection` are dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.write(b"hello ");
+    /// t.write(b"world");
+    /// assert_eq!(t.value(), b"hello world");
+    /// ```
     fn write(&self, data: &[u8]);
 
     /// Sends several buffers as one write (`writev`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.write_vectored(&[b"HTTP/1.1 200 OK\r\n", b"\r\n"]);
+    /// assert_eq!(t.value(), b"HTTP/1.1 200 OK\r\n\r\n");
+    /// ```
     fn write_vectored(&self, bufs: &[&[u8]]) {
         for b in bufs {
             self.write(b);
@@ -133,19 +196,69 @@ pub trait Transport {
 
     /// Closes after everything queued has been sent; `connection_lost` follows with
     /// [`ConnectionError::Done`]. A second call does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.write(b"bye");
+    /// t.lose_connection();
+    /// assert!(t.is_closing() && t.is_disconnecting());
+    /// assert_eq!(t.value(), b"bye");
+    /// ```
     fn lose_connection(&self);
 
     /// Closes now, dropping what is queued, and resets the connection; `connection_lost`
     /// follows (on a later turn, never inside this call) with [`ConnectionError::Aborted`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.abort_connection();
+    /// assert!(t.was_aborted() && t.is_closing());
+    /// ```
     fn abort_connection(&self);
 
     /// Shuts down the sending side once everything queued has been sent; reading goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.write(b"request");
+    /// t.half_close(); // the peer reads EOF after "request"; we can still read its answer
+    /// assert!(t.is_half_closed());
+    /// ```
     fn half_close(&self);
 
     /// The peer's address.
+    ///
+    /// # Examples
+    ///
+    /// See [`Transport`].
     fn peer_addr(&self) -> Address;
 
     /// This end's address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// assert_eq!(t.local_addr(), ropewalk_reactor::Address::Test);
+    /// ```
     fn local_addr(&self) -> Address;
 
     /// Turns Nagle's algorithm off (`TCP_NODELAY`) or on; a no-op where it does not apply.
@@ -153,6 +266,18 @@ pub trait Transport {
     /// # Errors
     ///
     /// The system error, if setting the option fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.set_nodelay(true)?;
+    /// assert!(t.nodelay());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     fn set_nodelay(&self, on: bool) -> io::Result<()>;
 
     /// Turns TCP keep-alive on with this idle time, or off; a no-op where it does not apply.
@@ -160,13 +285,42 @@ pub trait Transport {
     /// # Errors
     ///
     /// The system error, if setting the option fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.set_keepalive(Some(std::time::Duration::from_secs(60)))?;
+    /// t.set_keepalive(None)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()>;
 
     /// Stops reading from the peer until [`resume_reading`](Self::resume_reading) (the
     /// kernel's buffers then push back on the peer).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.pause_reading();
+    /// assert!(t.is_reading_paused());
+    /// t.resume_reading();
+    /// assert!(!t.is_reading_paused());
+    /// ```
     fn pause_reading(&self);
 
     /// Starts reading again.
+    ///
+    /// # Examples
+    ///
+    /// See [`pause_reading`](Self::pause_reading).
     fn resume_reading(&self);
 
     /// Registers a producer of the data written to this transport. A streaming (push)
@@ -174,15 +328,56 @@ pub trait Transport {
     /// when it drains below the low-water mark; a pull producer's `resume_producing` is
     /// called each time the queue is empty. Its `stop_producing` is called when the
     /// connection closes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::{Producer, Transport};
+    ///
+    /// struct Source;
+    /// impl Producer for Source {
+    ///     fn pause_producing(&self) {}
+    ///     fn resume_producing(&self) {}
+    ///     fn stop_producing(&self) {}
+    /// }
+    ///
+    /// let t = StringTransport::new();
+    /// t.register_producer(Rc::new(Source), true);
+    /// assert!(matches!(t.producer(), Some((_, true))));
+    /// t.unregister_producer();
+    /// assert!(t.producer().is_none());
+    /// ```
     fn register_producer(&self, producer: Rc<dyn Producer>, streaming: bool);
 
     /// Forgets the producer.
+    ///
+    /// # Examples
+    ///
+    /// See [`register_producer`](Self::register_producer).
     fn unregister_producer(&self);
 
     /// Bytes queued and not yet taken by the socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.write(b"abc");
+    /// // The test stub takes everything at once: nothing is ever queued.
+    /// assert_eq!(t.write_buffer_len(), 0);
+    /// ```
     fn write_buffer_len(&self) -> usize;
 
     /// Whether the connection is closed or closing.
+    ///
+    /// # Examples
+    ///
+    /// See [`lose_connection`](Self::lose_connection).
     fn is_closing(&self) -> bool;
 
     /// Switches this connection to TLS (Twisted's `startTLS`; SMTP's and IMAP's
@@ -214,18 +409,93 @@ pub trait Transport {
     }
 }
 
-/// A protocol's handle on its transport.
+/// A protocol's handle on its transport: shared (`Rc`), so a protocol can keep it and hand
+/// clones to timers, callbacks or other connections (a proxy writes to its peer's).
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::testing::StringTransport;
+/// use ropewalk_reactor::{Protocol, TransportRef};
+///
+/// /// Remembers its transport so something else (a timer, a broadcast) can write later.
+/// #[derive(Default)]
+/// struct Member(Rc<RefCell<Option<TransportRef>>>);
+/// impl Protocol for Member {
+///     fn connection_made(&mut self, transport: TransportRef) {
+///         *self.0.borrow_mut() = Some(transport);
+///     }
+///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+/// }
+///
+/// let mut member = Member::default();
+/// let slot = member.0.clone();
+/// let t = StringTransport::connect(&mut member);
+/// let kept: TransportRef = slot.borrow().clone().unwrap();
+/// kept.write(b"news");
+/// assert_eq!(t.value(), b"news");
+/// ```
 pub type TransportRef = Rc<dyn Transport>;
 
 /// Something that produces data for a transport (Twisted's `IPushProducer` /
 /// `IPullProducer`). Its methods take `&self` because the transport calls them while the
 /// producer may be busy writing: keep state in `Cell`s.
+///
+/// # Examples
+///
+/// A pull producer that writes a file-like source one chunk per `resume_producing`:
+///
+/// ```
+/// use std::cell::{Cell, RefCell};
+/// use std::rc::Rc;
+/// use ropewalk_reactor::testing::StringTransport;
+/// use ropewalk_reactor::{Producer, Transport, TransportRef};
+///
+/// struct Chunks { left: RefCell<Vec<&'static [u8]>>, to: TransportRef, stopped: Cell<bool> }
+/// impl Producer for Chunks {
+///     fn pause_producing(&self) {} // a pull producer is never paused
+///     fn resume_producing(&self) {
+///         match self.left.borrow_mut().pop() {
+///             Some(chunk) => self.to.write(chunk),
+///             None => { self.to.unregister_producer(); self.to.lose_connection(); }
+///         }
+///     }
+///     fn stop_producing(&self) { self.stopped.set(true); }
+/// }
+///
+/// let t = StringTransport::new();
+/// let p = Rc::new(Chunks {
+///     left: RefCell::new(vec![&b"two"[..], b"one,"]),
+///     to: t.clone(),
+///     stopped: Cell::new(false),
+/// });
+/// t.register_producer(p.clone(), false);
+/// // The transport calls resume_producing each time its queue empties; by hand here:
+/// for _ in 0..3 { p.resume_producing(); }
+/// assert_eq!(t.value(), b"one,two");
+/// assert!(t.is_disconnecting() && t.producer().is_none());
+/// ```
 pub trait Producer {
     /// Stop producing for now: the transport's queue is full.
+    ///
+    /// # Examples
+    ///
+    /// See [`TransportProducer`], which pauses a transport's reading.
     fn pause_producing(&self);
     /// Produce again (a pull producer: produce one more chunk).
+    ///
+    /// # Examples
+    ///
+    /// See [`Producer`].
     fn resume_producing(&self);
     /// Stop for good: the connection closed.
+    ///
+    /// # Examples
+    ///
+    /// See [`TransportProducer`], which then loses its own connection.
     fn stop_producing(&self);
 
     /// The socket took bytes from the transport's write queue (the peer is reading):
@@ -345,6 +615,25 @@ impl fmt::Debug for TransportProducer {
 /// ```
 pub trait Protocol: 'static {
     /// The connection is up; keep `transport` to write.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::{Protocol, TransportRef};
+    ///
+    /// struct Banner;
+    /// impl Protocol for Banner {
+    ///     fn connection_made(&mut self, transport: TransportRef) {
+    ///         transport.write(b"220 ready\r\n");
+    ///     }
+    ///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+    /// }
+    ///
+    /// let t = StringTransport::connect(&mut Banner); // calls connection_made
+    /// assert_eq!(t.value(), b"220 ready\r\n");
+    /// ```
     fn connection_made(&mut self, transport: TransportRef) {
         let _ = transport;
     }
@@ -355,17 +644,94 @@ pub trait Protocol: 'static {
     /// # Errors
     ///
     /// Whatever the protocol finds wrong with the data.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::Protocol;
+    ///
+    /// /// Accepts ASCII only.
+    /// struct Ascii(Vec<u8>);
+    /// impl Protocol for Ascii {
+    ///     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+    ///         if !data.is_ascii() {
+    ///             return Err(Failure::msg("not ASCII")); // closes the connection
+    ///         }
+    ///         self.0.extend_from_slice(data);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let mut p = Ascii(Vec::new());
+    /// p.data_received(b"he").unwrap();
+    /// p.data_received(b"llo").unwrap(); // chunks need not match the peer's writes
+    /// assert_eq!(p.0, b"hello");
+    /// assert!(p.data_received("é".as_bytes()).is_err());
+    /// ```
     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure>;
 
     /// The peer will send nothing more (it shut down its sending side). Return `true` to
     /// keep the connection open for writing (then close it with `lose_connection` when
     /// done); the default, `false`, closes it once everything queued is sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::{Protocol, TransportRef};
+    ///
+    /// /// Counts the bytes of the whole request; answers once the peer is done sending.
+    /// #[derive(Default)]
+    /// struct Count { n: usize, t: Option<TransportRef> }
+    /// impl Protocol for Count {
+    ///     fn connection_made(&mut self, t: TransportRef) { self.t = Some(t); }
+    ///     fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+    ///         self.n += data.len();
+    ///         Ok(())
+    ///     }
+    ///     fn eof_received(&mut self) -> bool {
+    ///         let t = self.t.as_ref().unwrap();
+    ///         t.write(format!("{} bytes\n", self.n).as_bytes());
+    ///         t.lose_connection();
+    ///         true // we close it ourselves, after the answer
+    ///     }
+    /// }
+    ///
+    /// let mut p = Count::default();
+    /// let t = StringTransport::connect(&mut p);
+    /// p.data_received(b"abc").unwrap();
+    /// assert!(p.eof_received());
+    /// assert_eq!(t.value(), b"3 bytes\n");
+    /// ```
     fn eof_received(&mut self) -> bool {
         false
     }
 
     /// The connection is gone: called exactly once, with the reason (a
     /// [`ConnectionError`], or the failure `data_received` returned).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::{ConnectionError, Protocol};
+    ///
+    /// #[derive(Default)]
+    /// struct Session { clean: Option<bool> }
+    /// impl Protocol for Session {
+    ///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+    ///     fn connection_lost(&mut self, reason: Failure) {
+    ///         let clean = reason.downcast_ref::<ConnectionError>().is_some_and(|e| e.is_clean());
+    ///         self.clean = Some(clean);
+    ///     }
+    /// }
+    ///
+    /// let mut s = Session::default();
+    /// s.connection_lost(Failure::new(ConnectionError::Done)); // as the reactor would
+    /// assert_eq!(s.clean, Some(true));
+    /// ```
     fn connection_lost(&mut self, reason: Failure) {
         let _ = reason;
     }

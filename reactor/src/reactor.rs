@@ -182,6 +182,20 @@ thread_local! {
 }
 
 /// Counters that describe a reactor at one moment (see [`Reactor::stats`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let reactor = ropewalk_reactor::Reactor::new()?;
+/// let _timer = reactor.sleep(Duration::from_secs(60));
+/// reactor.call_soon(|| ());
+/// let stats = reactor.stats();
+/// assert_eq!((stats.pending_timers, stats.queued_callbacks), (1, 1));
+/// assert_eq!(stats.sources, 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReactorStats {
@@ -322,10 +336,12 @@ impl Reactor {
     /// ```
     pub fn run(&self) -> Result<(), ReactorError> {
         self.enter()?;
+        log::debug!("reactor running");
         self.fire_system_event(SystemEvent::Startup);
         while !self.inner.remote.stop.load(Ordering::Acquire) {
             self.turn(None);
         }
+        log::debug!("reactor stopping");
         self.clear_stop();
         self.fire_system_event(SystemEvent::Shutdown);
         self.leave();

@@ -152,6 +152,18 @@ pub(crate) fn stop_on_signals(reactors: Vec<crate::ReactorHandle>) -> std::io::R
 /// [`ReactorGroup::install_signal_handlers`](crate::ReactorGroup::install_signal_handlers))
 /// in force; dropping it stops handling the signals (their default action does not come
 /// back while the process lives).
+///
+/// # Examples
+///
+/// ```no_run
+/// use ropewalk_reactor::Reactor;
+///
+/// let reactor = Reactor::new()?;
+/// // Keep the guard for as long as SIGINT and SIGTERM should stop the reactor.
+/// let _signals = reactor.install_signal_handlers()?;
+/// reactor.run()?; // Ctrl-C returns from here
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct SignalGuard {
     kind: GuardKind,
 }

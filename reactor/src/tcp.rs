@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -71,15 +71,24 @@ impl Default for ListenOptions {
 /// Where to connect: a socket address, or a `"host:port"` name resolved on the worker
 /// pool.
 ///
+/// It converts from a [`SocketAddr`], a `"host:port"` string (a literal address such as
+/// `"127.0.0.1:80"` or `"[::1]:80"` becomes [`Target::Addr`] without any lookup), and a
+/// `(host, port)` pair, whose host may be a name or a literal IPv4 or IPv6 address.
+///
 /// # Examples
 ///
 /// ```
+/// use std::net::{Ipv6Addr, SocketAddr};
 /// use ropewalk_reactor::Target;
 ///
 /// let t: Target = "localhost:8080".into();
 /// assert_eq!(t.to_string(), "localhost:8080");
-/// let t: Target = "127.0.0.1:80".parse::<std::net::SocketAddr>().unwrap().into();
+/// let t: Target = "127.0.0.1:80".parse::<SocketAddr>().unwrap().into();
 /// assert!(matches!(t, Target::Addr(_)));
+/// let t: Target = ("localhost", 8080).into();
+/// assert_eq!(t, Target::Name("localhost:8080".into()));
+/// let t: Target = ("::1", 80).into();
+/// assert_eq!(t, Target::Addr(SocketAddr::from((Ipv6Addr::LOCALHOST, 80))));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -107,6 +116,27 @@ impl From<&str> for Target {
 impl From<String> for Target {
     fn from(s: String) -> Target {
         Target::from(s.as_str())
+    }
+}
+
+impl From<(IpAddr, u16)> for Target {
+    fn from((ip, port): (IpAddr, u16)) -> Target {
+        Target::Addr(SocketAddr::new(ip, port))
+    }
+}
+
+impl From<(&str, u16)> for Target {
+    fn from((host, port): (&str, u16)) -> Target {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Target::Addr(SocketAddr::new(ip, port)),
+            Err(_) => Target::Name(format!("{host}:{port}")),
+        }
+    }
+}
+
+impl From<(String, u16)> for Target {
+    fn from((host, port): (String, u16)) -> Target {
+        Target::from((host.as_str(), port))
     }
 }
 
@@ -248,6 +278,7 @@ impl<A: Acceptor, F: Factory> Listener<A, F> {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    log::debug!("connection from {peer} on {}", self.local);
                     let built =
                         catch_unwind(AssertUnwindSafe(|| self.factory.build_protocol(&peer)));
                     match built {
@@ -351,6 +382,30 @@ impl<A: Acceptor, F: Factory> Port for Listener<A, F> {
 
 /// A listening port (Twisted's `IListeningPort`). It listens until
 /// [`stop_listening`](Self::stop_listening); dropping the handle does not stop it.
+/// Clones are handles on the same port.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::{Address, Protocol, Reactor};
+///
+/// struct Quiet;
+/// impl Protocol for Quiet {
+///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+/// }
+///
+/// let reactor = Reactor::new()?;
+/// // Port 0: the system picks a free port; the ListeningPort says which.
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(Quiet))?;
+/// let addr = port.local_addr().inet().unwrap();
+/// assert!(std::net::TcpStream::connect(addr).is_ok());
+///
+/// port.stop_listening().wait().unwrap();
+/// let refused = std::net::TcpStream::connect(addr).unwrap_err();
+/// assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ListeningPort {
     port: Rc<dyn Port>,
@@ -403,7 +458,32 @@ impl fmt::Debug for ListeningPort {
     }
 }
 
-/// A protocol connected by [`Reactor::connect_tcp`] or [`Reactor::connect_unix`].
+/// A protocol connected by [`Reactor::connect_tcp`] or [`Reactor::connect_unix`]: shared
+/// with the reactor, which calls it as data comes, so borrow it only for a moment.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::{Address, Connected, Protocol, Reactor, TransportRef};
+///
+/// #[derive(Default)]
+/// struct Client { transport: Option<TransportRef> }
+/// impl Protocol for Client {
+///     fn connection_made(&mut self, t: TransportRef) { self.transport = Some(t); }
+///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+/// }
+///
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let reactor = Reactor::new()?;
+/// let d = reactor.connect_tcp(listener.local_addr()?, |_: &Address| Some(Client::default()),
+///     Duration::from_secs(5));
+/// let client: Connected<Client> = d.wait().unwrap();
+/// let t = client.borrow().transport.clone().unwrap();
+/// assert_eq!(t.peer_addr().inet(), Some(listener.local_addr()?));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub type Connected<P> = Rc<RefCell<P>>;
 
 fn listen<A: Acceptor, F: Factory>(
@@ -429,6 +509,7 @@ fn listen<A: Acceptor, F: Factory>(
     *listener.sock.borrow_mut() = Some(sock);
     listener.key.set(Some(key));
     listener.factory.start_factory();
+    log::debug!("listening on {}", listener.local);
     Ok(ListeningPort { port: listener })
 }
 
@@ -769,6 +850,16 @@ impl Reactor {
     }
 }
 
+/// Resolves a `"host:port"` name (blocking: call it on the worker pool) to its addresses,
+/// in the resolver's order; an empty answer is a `NotFound` error.
+pub(crate) fn resolve(name: &str) -> io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = name.to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no addresses"));
+    }
+    Ok(addrs)
+}
+
 /// Builds the protocol for a connected client socket and starts it; the factory has been
 /// started (`start_factory`) by the caller, and is stopped here.
 fn start_client<S: StreamSocket, F: Factory>(
@@ -887,6 +978,7 @@ fn connect_addr<F: Factory>(
     timeout: Option<Duration>,
 ) -> Deferred<Connected<F::Protocol>> {
     use socket2::{Domain, Socket, Type};
+    log::debug!("connecting to {addr}");
     let sock = match Socket::new(Domain::for_address(addr), Type::STREAM, None)
         .and_then(|s| s.set_nonblocking(true).map(|()| s))
     {

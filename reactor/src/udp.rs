@@ -76,6 +76,10 @@ const DATAGRAMS_PER_EVENT: usize = 32;
 /// ```
 pub trait DatagramProtocol: 'static {
     /// The port is open; keep `transport` to send.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramProtocol`] and [`Reactor::listen_udp`](crate::Reactor::listen_udp).
     fn start_protocol(&mut self, transport: DatagramTransportRef) {
         let _ = transport;
     }
@@ -86,13 +90,25 @@ pub trait DatagramProtocol: 'static {
     /// # Errors
     ///
     /// Whatever the protocol finds wrong; it is only logged.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramProtocol`] and [`Reactor::listen_udp`](crate::Reactor::listen_udp).
     fn datagram_received(&mut self, data: &[u8], from: SocketAddr) -> Result<(), Failure>;
 
     /// In connected mode: the peer refused a datagram (an ICMP port-unreachable came
     /// back). The port stays open.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn connection_refused(&mut self) {}
 
     /// The port closed: called exactly once, after the socket is gone.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn stop_protocol(&mut self) {}
 }
 
@@ -119,6 +135,61 @@ impl<P: DatagramProtocol> DatagramProtocol for Rc<RefCell<P>> {
 /// [`DatagramProtocol::start_protocol`].
 ///
 /// After the port closed, sending fails with [`io::ErrorKind::NotConnected`].
+///
+/// # Examples
+///
+/// A port in connected mode: it talks to one peer, learns when that peer refuses, and
+/// says when it closed.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::net::SocketAddr;
+/// use std::rc::Rc;
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::{DatagramProtocol, DatagramTransport, Reactor};
+///
+/// #[derive(Default)]
+/// struct Seen { refused: Rc<Cell<bool>>, stopped: Rc<Cell<bool>> }
+/// impl DatagramProtocol for Seen {
+///     fn datagram_received(&mut self, _: &[u8], _: SocketAddr) -> Result<(), Failure> { Ok(()) }
+///     fn connection_refused(&mut self) { self.refused.set(true); }
+///     fn stop_protocol(&mut self) { self.stopped.set(true); }
+/// }
+///
+/// let reactor = Reactor::new()?;
+/// let seen = Seen::default();
+/// let (refused, stopped) = (seen.refused.clone(), seen.stopped.clone());
+/// let port = reactor.listen_udp("127.0.0.1:0".parse().unwrap(), seen)?;
+/// let t = port.transport();
+/// assert_eq!(t.local_addr(), port.local_addr());
+///
+/// // Unconnected: send anywhere.
+/// let peer = std::net::UdpSocket::bind("127.0.0.1:0")?;
+/// t.write_to(b"hi", peer.local_addr()?)?;
+/// let mut buf = [0u8; 8];
+/// assert_eq!(peer.recv_from(&mut buf)?, (2, t.local_addr()));
+/// t.set_broadcast(true)?;
+/// t.set_ttl(16)?;
+///
+/// // Connected to a port nothing listens on: the ICMP error comes back as a refusal.
+/// let gone = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+/// t.connect(gone)?;
+/// assert_eq!(t.connected_addr(), Some(gone));
+/// t.write(b"anyone?")?;
+/// for _ in 0..100 {
+///     reactor.iterate(std::time::Duration::from_millis(50));
+///     if refused.get() {
+///         break;
+///     }
+///     let _ = t.write(b"anyone?"); // a later send may be the one that reports it
+/// }
+/// assert!(refused.get());
+///
+/// t.stop_listening().wait().unwrap();
+/// assert!(t.is_closed() && stopped.get());
+/// assert_eq!(t.write(b"late").unwrap_err().kind(), std::io::ErrorKind::NotConnected);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait DatagramTransport {
     /// Sends one datagram to `addr`, now or never (nothing is queued).
     ///
@@ -129,6 +200,10 @@ pub trait DatagramTransport {
     /// connected mode (see [`DatagramProtocol::connection_refused`]);
     /// [`io::ErrorKind::InvalidInput`] in connected mode when `addr` is not the peer;
     /// [`io::ErrorKind::NotConnected`] once the port is closed.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn write_to(&self, data: &[u8], addr: SocketAddr) -> io::Result<()>;
 
     /// In connected mode, sends one datagram to the peer.
@@ -137,6 +212,10 @@ pub trait DatagramTransport {
     ///
     /// As [`write_to`](Self::write_to); [`io::ErrorKind::NotConnected`] when not
     /// connected.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn write(&self, data: &[u8]) -> io::Result<()>;
 
     /// Switches to connected mode: only `addr`'s datagrams arrive, and
@@ -146,12 +225,24 @@ pub trait DatagramTransport {
     ///
     /// [`io::ErrorKind::InvalidInput`] if already connected; the system error otherwise
     /// (an address of the other family, for instance).
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn connect(&self, addr: SocketAddr) -> io::Result<()>;
 
     /// The peer, in connected mode.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn connected_addr(&self) -> Option<SocketAddr>;
 
     /// The address the port is bound to (with the real port when asked for port 0).
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn local_addr(&self) -> SocketAddr;
 
     /// Allows sending to broadcast addresses (`SO_BROADCAST`).
@@ -159,6 +250,10 @@ pub trait DatagramTransport {
     /// # Errors
     ///
     /// The system error; [`io::ErrorKind::NotConnected`] once the port is closed.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn set_broadcast(&self, on: bool) -> io::Result<()>;
 
     /// Sets the time-to-live of outgoing unicast datagrams (`IP_TTL`, IPv4 only).
@@ -166,17 +261,33 @@ pub trait DatagramTransport {
     /// # Errors
     ///
     /// The system error; [`io::ErrorKind::NotConnected`] once the port is closed.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn set_ttl(&self, ttl: u32) -> io::Result<()>;
 
     /// Closes the port; `stop_protocol` follows on the next turn, and the Deferred fires
     /// after it. A second call gives a Deferred that has fired.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn stop_listening(&self) -> Deferred<()>;
 
     /// Whether the port is closed.
+    ///
+    /// # Examples
+    ///
+    /// See [`DatagramTransport`].
     fn is_closed(&self) -> bool;
 }
 
 /// A datagram protocol's handle on its port.
+///
+/// # Examples
+///
+/// See [`DatagramProtocol`] (an echo that keeps it) and [`DatagramTransport`].
 pub type DatagramTransportRef = Rc<dyn DatagramTransport>;
 
 /// One UDP port: its socket and its protocol.
@@ -418,6 +529,10 @@ impl<P: DatagramProtocol> Drop for Udp<P> {
 /// An open UDP port, from [`Reactor::listen_udp`]. It stays open until
 /// [`stop_listening`](Self::stop_listening) or reactor shutdown; dropping the handle does
 /// not close it.
+///
+/// # Examples
+///
+/// See [`Reactor::listen_udp`] and [`DatagramTransport`].
 #[derive(Clone)]
 pub struct UdpPort {
     transport: DatagramTransportRef,

@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures::io::{AsyncReadExt, AsyncWriteExt};
 use ropewalk_reactor::deferred::{Deferred, Failure};
-use ropewalk_reactor::net::{TcpListener, TcpStream, UdpSocket};
+use ropewalk_reactor::net::{AsyncReadExt, AsyncWriteExt, TcpListener, TcpStream, UdpSocket};
 use ropewalk_reactor::Reactor;
 use support::bounded;
 
@@ -269,7 +268,151 @@ fn tcp_connect_refused() {
         });
         let f = d.add_timeout(LIMIT, &reactor).wait().unwrap_err();
         assert_eq!(io_kind(&f), io::ErrorKind::ConnectionRefused);
+        assert!(f.to_string().contains(&free.to_string()), "{f}");
         assert_eq!(reactor.stats().sources, 0);
+    });
+}
+
+/// The port of a loopback address nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn tcp_connect_by_name_and_by_host_port_pair() {
+    bounded(LIMIT, || {
+        let reactor = Reactor::new().unwrap();
+        let listener = TcpListener::bind(&reactor, local()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let port = addr.port();
+        let server = reactor.spawn(async move {
+            let mut peers = Vec::new();
+            for _ in 0..3 {
+                let (stream, peer) = listener.accept().await?;
+                let mut line = Vec::new();
+                (&stream).read_to_end(&mut line).await?;
+                peers.push((peer, line));
+            }
+            Ok::<_, Failure>(peers)
+        });
+        let r = reactor.clone();
+        let client = reactor.spawn(async move {
+            // `localhost` may resolve to ::1 first, where nothing listens: the next
+            // address is tried.
+            let by_name = TcpStream::connect(&r, format!("localhost:{port}")).await?;
+            let by_pair = TcpStream::connect(&r, ("localhost", port)).await?;
+            let by_ip_pair = TcpStream::connect(&r, ("127.0.0.1", port)).await?;
+            let mut locals = Vec::new();
+            for (mut s, what) in [(by_name, "name"), (by_pair, "pair"), (by_ip_pair, "ip")] {
+                assert_eq!(s.peer_addr()?, addr);
+                locals.push(s.local_addr()?);
+                s.write_all(what.as_bytes()).await?;
+                s.close().await?;
+            }
+            Ok::<_, Failure>(locals)
+        });
+        let locals = within(client, &reactor);
+        let mut peers = within(server, &reactor);
+        peers.sort();
+        let mut expected: Vec<_> = locals
+            .into_iter()
+            .zip([&b"name"[..], b"pair", b"ip"])
+            .map(|(a, w)| (a, w.to_vec()))
+            .collect();
+        expected.sort();
+        assert_eq!(peers, expected);
+        assert_eq!(reactor.stats().sources, 0);
+    });
+}
+
+#[test]
+fn tcp_connect_by_name_refused_names_every_address() {
+    bounded(LIMIT, || {
+        let reactor = Reactor::new().unwrap();
+        let target = format!("localhost:{}", free_port());
+        let r = reactor.clone();
+        let t = target.clone();
+        let d = reactor.spawn(async move {
+            TcpStream::connect(&r, t).await?;
+            Ok::<_, Failure>(())
+        });
+        let f = d.add_timeout(LIMIT, &reactor).wait().unwrap_err();
+        assert_eq!(io_kind(&f), io::ErrorKind::ConnectionRefused, "{f}");
+        let msg = f.to_string();
+        assert!(msg.contains(&target), "{msg}");
+        let port = target.rsplit(':').next().unwrap();
+        assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+        let stats = reactor.stats();
+        assert_eq!((stats.sources, stats.pending_timers), (0, 0));
+    });
+}
+
+#[test]
+fn tcp_connect_lookup_error_names_the_target() {
+    bounded(LIMIT, || {
+        let reactor = Reactor::new().unwrap();
+        let r = reactor.clone();
+        // A port that is not a number fails the lookup at once, without asking DNS.
+        let d = reactor.spawn(async move {
+            TcpStream::connect_timeout(&r, "localhost:notaport", LIMIT).await?;
+            Ok::<_, Failure>(())
+        });
+        let f = d.add_timeout(LIMIT, &reactor).wait().unwrap_err();
+        assert_eq!(io_kind(&f), io::ErrorKind::InvalidInput, "{f}");
+        assert!(
+            f.to_string().contains("cannot resolve localhost:notaport"),
+            "{f}"
+        );
+        let stats = reactor.stats();
+        assert_eq!((stats.sources, stats.pending_timers), (0, 0));
+    });
+}
+
+#[test]
+fn tcp_connect_timeout_against_a_full_backlog() {
+    bounded(LIMIT, || {
+        let (_listener, addr, _fill) = support::net::black_hole();
+        let reactor = Reactor::new().unwrap();
+        let timeout = Duration::from_millis(200);
+        let r = reactor.clone();
+        let started = std::time::Instant::now();
+        let d = reactor.spawn(async move {
+            TcpStream::connect_timeout(&r, addr, timeout).await?;
+            Ok::<_, Failure>(())
+        });
+        let f = d.add_timeout(LIMIT, &reactor).wait().unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(io_kind(&f), io::ErrorKind::TimedOut, "{f}");
+        assert!(took >= timeout, "timed out early, after {took:?}");
+        let msg = f.to_string();
+        assert!(
+            msg.contains(&addr.to_string()) && msg.contains("200ms"),
+            "{msg}"
+        );
+        // The abandoned attempt's socket left the poller.
+        let stats = reactor.stats();
+        assert_eq!((stats.sources, stats.pending_timers), (0, 0));
+    });
+}
+
+#[test]
+fn tcp_connect_timeout_that_connects_leaves_no_timer() {
+    bounded(LIMIT, || {
+        let reactor = Reactor::new().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let r = reactor.clone();
+        let d = reactor.spawn(async move {
+            let s = TcpStream::connect_timeout(&r, ("localhost", port), LIMIT).await?;
+            Ok::<_, Failure>(s.peer_addr()?.port())
+        });
+        assert_eq!(within(d, &reactor), port);
+        let stats = reactor.stats();
+        assert_eq!((stats.sources, stats.pending_timers), (0, 0));
     });
 }
 

@@ -6,14 +6,14 @@ mod support;
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ropewalk_reactor::deferred::Cancelled;
 use ropewalk_reactor::{Address, ConnectionError, Factory, ListenOptions, Reactor};
 use support::bounded;
-use support::net::{run_until, spin, Events, Probe};
+use support::net::{black_hole, run_until, spin, Events, Probe};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const WAIT: Duration = Duration::from_secs(20);
@@ -69,31 +69,6 @@ impl Factory for Counted {
     fn stop_factory(&self) {
         self.stops.set(self.stops.get() + 1);
     }
-}
-
-/// A listener with a backlog of 0 that never accepts, with its queue filled, so the
-/// kernel drops further SYNs and a connect to it neither succeeds nor fails. Returns the
-/// listener and the connections that fill it (keep them alive).
-fn black_hole() -> (TcpListener, SocketAddr, Vec<TcpStream>) {
-    use socket2::{Domain, Socket, Type};
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    sock.listen(0).unwrap();
-    let listener: TcpListener = sock.into();
-    let addr = listener.local_addr().unwrap();
-    let mut fill = Vec::new();
-    // Linux queues backlog + 1 connections; connect until one cannot complete.
-    for _ in 0..16 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
-            Ok(s) => fill.push(s),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return (listener, addr, fill);
-            }
-            Err(e) => panic!("filling the backlog: {e}"),
-        }
-    }
-    panic!("16 connections to a backlog-0 listener completed: no way to time out here");
 }
 
 /// Twisted: §2.9 (`clientConnectionFailed` with `ConnectionRefusedError`) and the

@@ -9,6 +9,15 @@ use ropewalk_reactor::Address;
 use super::Headers;
 
 /// The HTTP version of a request.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_protocols::http::Version;
+///
+/// assert_eq!(Version::Http10.as_str(), "HTTP/1.0");
+/// assert!(Version::Http10 < Version::Http11);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Version {
     /// HTTP/1.0: not persistent unless asked, no chunked encoding.

@@ -2,6 +2,7 @@
 //! runs hooks a test gives it), and a way to run a reactor until something holds.
 
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -245,4 +246,29 @@ pub fn fill(buf: &mut [u8], offset: u64) {
         let x = offset + i as u64;
         *b = (x ^ (x >> 8) ^ (x >> 17)).wrapping_mul(31) as u8;
     }
+}
+
+/// A listener with a backlog of 0 that never accepts, with its queue filled, so the
+/// kernel drops further SYNs and a connect to it neither succeeds nor fails. Returns the
+/// listener and the connections that fill it (keep them alive).
+pub fn black_hole() -> (std::net::TcpListener, SocketAddr, Vec<std::net::TcpStream>) {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.listen(0).unwrap();
+    let listener: std::net::TcpListener = sock.into();
+    let addr = listener.local_addr().unwrap();
+    let mut fill = Vec::new();
+    // Linux queues backlog + 1 connections; connect until one cannot complete.
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => fill.push(s),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return (listener, addr, fill);
+            }
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+    }
+    panic!("16 connections to a backlog-0 listener completed: no way to time out here");
 }

@@ -221,13 +221,28 @@ impl Default for ClientConfig {
 /// ```
 /// # use ropewalk_protocols::http::{Client, HttpServer, Request, Response};
 /// # let reactor = ropewalk_reactor::Reactor::new()?;
-/// # let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("hi").with_header("X-A", "1")));
+/// # let server = HttpServer::new(&reactor, |req: Request| Ok(match req.path() {
+/// #     "/" => Response::text("hi").with_header("X-A", "1"),
+/// #     _ => Response::text("no").with_status(404),
+/// # }));
 /// # let port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
 /// # let url = format!("http://{}/", port.local_addr());
-/// let resp = Client::new(&reactor).get(&url).wait()?;
+/// use ropewalk_protocols::http::Version;
+///
+/// let client = Client::new(&reactor);
+/// let resp = client.get(&url).wait()?;
 /// assert_eq!((resp.status(), resp.reason()), (200, "OK"));
+/// assert!(resp.is_success());
+/// assert_eq!(resp.version(), Version::Http11);
 /// assert_eq!(resp.headers().get("x-a"), Some("1"));
 /// assert_eq!(resp.body(), b"hi");
+/// assert_eq!(resp.text(), "hi");
+/// assert_eq!(resp.into_body(), b"hi".to_vec());
+///
+/// // A 404 is a response, not an error: check is_success.
+/// # let url = format!("http://{}/nowhere", port.local_addr());
+/// let missing = client.get(&url).wait()?;
+/// assert!(!missing.is_success());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
@@ -241,41 +256,73 @@ pub struct ClientResponse {
 
 impl ClientResponse {
     /// The status code.
+    ///
+    /// # Examples
+    ///
+    /// See [`ClientResponse`].
     pub fn status(&self) -> u16 {
         self.status
     }
 
     /// The reason phrase, as sent (may be empty).
+    ///
+    /// # Examples
+    ///
+    /// See [`ClientResponse`].
     pub fn reason(&self) -> &str {
         &self.reason
     }
 
     /// The server's HTTP version.
+    ///
+    /// # Examples
+    ///
+    /// See [`ClientResponse`].
     pub fn version(&self) -> Version {
         self.version
     }
 
     /// The header fields, in the order received.
+    ///
+    /// # Examples
+    ///
+    /// See [`ClientResponse`].
     pub fn headers(&self) -> &Headers {
         &self.headers
     }
 
     /// The body (empty for `HEAD`, `204` and `304`).
+    ///
+    /// # Examples
+    ///
+    /// See [`ClientResponse`].
     pub fn body(&self) -> &[u8] {
         &self.body
     }
 
     /// Takes the body out.
+    ///
+    /// # Examples
+    ///
+    /// See [`ClientResponse`].
     pub fn into_body(self) -> Vec<u8> {
         self.body
     }
 
     /// The body as text (invalid UTF-8 replaced with U+FFFD).
+    ///
+    /// # Examples
+    ///
+    /// See [`ClientResponse`].
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// Whether the status is `2xx`.
+    ///
+    /// # Examples
+    ///
+    /// See [`ClientResponse`].
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }

@@ -152,6 +152,36 @@ enum Pump {
 }
 
 /// One HTTP connection: the [`Protocol`] an [`HttpServer`](super::HttpServer) builds.
+///
+/// It parses requests as bytes come, hands each to the server's handler, and writes the
+/// responses in request order, so pipelined requests are answered in turn; it keeps the
+/// connection open between requests (HTTP/1.1 keep-alive) until the client asks to
+/// close or a timeout of the server's [`ServerConfig`](super::ServerConfig) ends it.
+///
+/// # Examples
+///
+/// Two pipelined requests in one packet, tested without a socket:
+///
+/// ```
+/// use ropewalk_protocols::http::{HttpServer, Request, Response};
+/// use ropewalk_reactor::{testing::StringTransport, ManualClock, Protocol};
+///
+/// let clock = ManualClock::new();
+/// let server = HttpServer::new(&clock, |req: Request| {
+///     Ok(Response::text(format!("you asked for {}", req.path())))
+/// });
+/// let mut conn = server.connection();
+/// let t = StringTransport::connect(&mut conn);
+/// conn.data_received(
+///     b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+/// )
+/// .unwrap();
+/// let out = String::from_utf8(t.value()).unwrap();
+/// let a = out.find("you asked for /a").unwrap();
+/// let b = out.find("you asked for /b").unwrap();
+/// assert!(a < b, "in request order");
+/// assert!(t.is_disconnecting(), "closed after the request that asked for it");
+/// ```
 pub struct HttpConnection {
     state: Rc<RefCell<ConnState>>,
     pumping: Rc<Cell<Pump>>,

@@ -74,6 +74,10 @@ pub use static_files::{content_type, StaticFiles};
 /// ```
 pub trait Handler: 'static {
     /// The response to `request`, now or later.
+    ///
+    /// # Examples
+    ///
+    /// See [`Handler`].
     fn handle(&self, request: Request) -> Deferred<Response>;
 
     /// The response to `request` as an [`Outcome`]: a response or a failure now, or a

@@ -320,6 +320,38 @@ const EARLY_LIMIT: usize = 64 * 1024;
 /// [`ready`](Self::ready) before writing more to keep memory bounded. Writes made before
 /// the server takes the response (it waits behind earlier pipelined responses) are held;
 /// past 64 KiB of them, `ready` waits too.
+///
+/// # Examples
+///
+/// A handler that streams two pieces a second apart, driven by a hand-turned clock:
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_protocols::http::{HttpServer, Request, Response};
+/// use ropewalk_reactor::{testing::StringTransport, Clock, ManualClock, Protocol};
+///
+/// let clock = ManualClock::new();
+/// let timers = clock.clone();
+/// let server = HttpServer::new(&clock, move |_: Request| {
+///     let (resp, body) = Response::streaming(200);
+///     body.write(b"first\n");
+///     timers.call_later(Duration::from_secs(1), move || {
+///         body.write(b"second\n");
+///         body.finish();
+///     });
+///     Ok(resp)
+/// });
+/// let mut conn = server.connection();
+/// let t = StringTransport::connect(&mut conn);
+/// conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+/// let early = String::from_utf8(t.value()).unwrap();
+/// assert!(early.to_ascii_lowercase().contains("transfer-encoding: chunked\r\n"));
+/// assert!(early.ends_with("6\r\nfirst\n\r\n"), "{early:?}");
+///
+/// clock.advance(Duration::from_secs(1));
+/// let all = String::from_utf8(t.value()).unwrap();
+/// assert!(all.ends_with("7\r\nsecond\n\r\n0\r\n\r\n"), "{all:?}");
+/// ```
 #[derive(Clone, Default)]
 pub struct BodyWriter {
     state: Rc<RefCell<StreamState>>,
