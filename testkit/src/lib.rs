@@ -8,6 +8,9 @@
 //! - [`malformed`]: the malformed-request table, every rejection rule of the server with
 //!   the status it must get (the `http_malformed_table` test and the soak's `malformed`
 //!   operation).
+//! - `defer_model` (feature `deferred-model`): the Deferred model and its program
+//!   generator (the `defer_model` test of ropewalk-deferred and the `deferred_program`
+//!   fuzz target).
 //!
 //! The crate is `publish = false`: the protocols crate takes it as a dev-dependency and
 //! `bench/` by path, so it never enters the library's dependency tree.
@@ -29,4 +32,6 @@
 #![forbid(unsafe_code)]
 
 pub mod chaos;
+#[cfg(feature = "deferred-model")]
+pub mod defer_model;
 pub mod malformed;
