@@ -101,51 +101,54 @@ impl LineHandler for Rec {
         Ok(())
     }
     fn line_length_exceeded(&mut self, _: &[u8], ctl: &mut LineControl<'_>) -> Result<(), Failure> {
+        self.too_long(|| ctl.lose_connection())
+    }
+}
+
+impl Rec {
+    /// A message for a receiver with no modes: recorded; `C` closes (through `close`),
+    /// `E` fails.
+    fn simple(&mut self, m: &[u8], close: impl FnOnce()) -> Result<(), Failure> {
+        self.events.push(Event::Msg(m.to_vec()));
+        match cmd(m, false) {
+            Cmd::Close => close(),
+            Cmd::Fail => return Err(Failure::new(Fail)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Over the limit: recorded, and the connection closed (through `close`).
+    fn too_long(&mut self, close: impl FnOnce()) -> Result<(), Failure> {
         self.events.push(Event::TooLong);
-        ctl.lose_connection();
+        close();
         Ok(())
     }
 }
 
 impl LineOnlyHandler for Rec {
     fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) -> Result<(), Failure> {
-        self.events.push(Event::Msg(line.to_vec()));
-        match cmd(line, false) {
-            Cmd::Close => ctl.lose_connection(),
-            Cmd::Fail => return Err(Failure::new(Fail)),
-            _ => {}
-        }
-        Ok(())
+        self.simple(line, || ctl.lose_connection())
     }
     fn line_length_exceeded(
         &mut self,
         _: &[u8],
         ctl: &mut LineOnlyControl<'_>,
     ) -> Result<(), Failure> {
-        self.events.push(Event::TooLong);
-        ctl.lose_connection();
-        Ok(())
+        self.too_long(|| ctl.lose_connection())
     }
 }
 
 impl StringHandler for Rec {
     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) -> Result<(), Failure> {
-        self.events.push(Event::Msg(s.to_vec()));
-        match cmd(s, false) {
-            Cmd::Close => ctl.lose_connection(),
-            Cmd::Fail => return Err(Failure::new(Fail)),
-            _ => {}
-        }
-        Ok(())
+        self.simple(s, || ctl.lose_connection())
     }
     fn length_limit_exceeded(
         &mut self,
         _: usize,
         ctl: &mut StringControl<'_>,
     ) -> Result<(), Failure> {
-        self.events.push(Event::TooLong);
-        ctl.lose_connection();
-        Ok(())
+        self.too_long(|| ctl.lose_connection())
     }
 }
 
