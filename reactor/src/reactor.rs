@@ -606,7 +606,9 @@ impl Reactor {
     /// gave), can catch it, clean up and return a value, and the task's Deferred fires with
     /// what the task returns. Cancelling again cancels what the task awaits then. A task
     /// that awaits something else than a Deferred (a socket, a timer future) is dropped,
-    /// and its Deferred errbacks with [`Cancelled`].
+    /// and its Deferred errbacks with [`Cancelled`]. A cancel that comes after the awaited
+    /// Deferred fired but before the task resumed (it resumes on the next turn) finds
+    /// nothing left to cancel, and the task goes on with that result.
     ///
     /// [`Cancelled`]: ropewalk_deferred::Cancelled
     ///
