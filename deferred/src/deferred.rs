@@ -557,7 +557,6 @@ impl<T: 'static> Deferred<T> {
     /// whole.cancel();
     /// assert!(step_r.is_called()); // `step` was cancelled...
     /// assert_eq!(whole.wait().unwrap(), "stopped cleanly"); // ...and the work ended
-    /// 
     /// ```
     #[track_caller]
     pub fn with_forwarding_canceller(
