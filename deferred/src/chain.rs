@@ -796,7 +796,19 @@ impl Steps {
     }
 }
 
-pub(crate) type Canceller = Box<dyn FnOnce() -> Option<Res>>;
+/// What a canceller did.
+pub(crate) enum Cancelling {
+    /// It gives the result: the Deferred fires with it.
+    Fire(Res),
+    /// It stopped the work: the Deferred fires with `Cancelled`.
+    Cancelled,
+    /// It passed the cancellation on to the work the Deferred waits for, which fires it
+    /// (a task resumes at its `.await` with the awaited Deferred's result): the Deferred
+    /// stays pending, and this canceller answers the next cancel.
+    PassedOn(Canceller),
+}
+
+pub(crate) type Canceller = Box<dyn FnOnce() -> Cancelling>;
 
 pub(crate) struct Chain {
     pub(crate) steps: Steps,
@@ -1145,10 +1157,22 @@ pub(crate) fn cancel(chain: &ChainRef) {
                 drop(c);
                 let outcome = catch_unwind(AssertUnwindSafe(canceller)).unwrap_or_else(|p| {
                     log::error!("canceller panicked: {}", Failure::from_panic(p));
-                    None
+                    Cancelling::Cancelled
                 });
-                chain.borrow_mut().cancelling = false;
-                let outcome = outcome.unwrap_or_else(|| Res::Failure(Failure::new(Cancelled)));
+                let outcome = {
+                    let mut c = chain.borrow_mut();
+                    c.cancelling = false;
+                    match outcome {
+                        Cancelling::Fire(res) => res,
+                        Cancelling::Cancelled => Res::Failure(Failure::new(Cancelled)),
+                        Cancelling::PassedOn(next) => {
+                            if !c.called {
+                                c.canceller = Some(next);
+                            }
+                            return;
+                        }
+                    }
+                };
                 // The canceller's outcome wins; the producer's later fire is AlreadyCalled.
                 let _ = fire(chain, outcome);
             }

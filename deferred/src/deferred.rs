@@ -1,13 +1,17 @@
 //! [`Deferred`], its [`Resolver`], and what callbacks may return ([`Outcome`]).
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::chain::{self, ChainRef, Current, Holder, Res, Step, Value};
+use crate::chain::{
+    self, Canceller, Cancelling, ChainRef, Current, Holder, Res, Step, Value, WeakChainRef,
+};
 use crate::error::{AlreadyCalled, WaitError};
 use crate::Failure;
 
@@ -541,7 +545,66 @@ impl<T: 'static> Deferred<T> {
         let (d, r) = Deferred::pending();
         if let Some(c) = d.chain() {
             c.borrow_mut()
-                .set_canceller(Box::new(move || canceller().map(res_of)));
+                .set_canceller(Box::new(move || match canceller() {
+                    Some(result) => Cancelling::Fire(res_of(result)),
+                    None => Cancelling::Cancelled,
+                }));
+        }
+        (d, r)
+    }
+
+    /// A pending Deferred whose canceller may pass the cancellation on to the work the
+    /// Deferred waits for, instead of ending it: how a task's Deferred is cancelled
+    /// (Twisted's `inlineCallbacks` / `ensureDeferred` canceller).
+    ///
+    /// On each [`cancel`](Self::cancel) while the Deferred has no result, `pass_on` runs.
+    /// It returns `true` if it passed the cancellation on (it cancelled what the work
+    /// awaits, and the work goes on and fires the Deferred itself, with whatever it makes
+    /// of that): the Deferred stays pending, and the next `cancel` calls `pass_on` again.
+    /// `false` means it stopped the work: the Deferred errbacks with
+    /// [`Cancelled`](crate::Cancelled), as with [`with_canceller`](Self::with_canceller).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use ropewalk_deferred::{Cancelled, Deferred, Failure};
+    ///
+    /// // The work waits on `step`; cancelling the whole cancels `step`, and the work
+    /// // turns that into a value of its own.
+    /// let (step, step_r) = Deferred::<u32>::pending();
+    /// let step_handle = step.cancel_handle();
+    /// let (whole, whole_r) = Deferred::<&str>::with_forwarding_canceller(move || {
+    ///     step_handle.cancel();
+    ///     true
+    /// });
+    /// let whole_r = Rc::new(RefCell::new(Some(whole_r)));
+    /// let fire = whole_r.clone();
+    /// let _ = step.add_both(move |r: Result<u32, Failure>| {
+    ///     let said = if r.is_err_and(|f| f.is::<Cancelled>()) { "stopped cleanly" } else { "done" };
+    ///     fire.borrow_mut().take().unwrap().callback(said).unwrap();
+    ///     Ok(())
+    /// });
+    /// whole.cancel();
+    /// assert!(step_r.is_called()); // `step` was cancelled...
+    /// assert_eq!(whole.wait().unwrap(), "stopped cleanly"); // ...and the work ended
+    /// ```
+    #[track_caller]
+    pub fn with_forwarding_canceller(
+        pass_on: impl Fn() -> bool + 'static,
+    ) -> (Deferred<T>, Resolver<T>) {
+        fn forwarding(pass_on: Rc<dyn Fn() -> bool>) -> Canceller {
+            Box::new(move || {
+                if pass_on() {
+                    Cancelling::PassedOn(forwarding(pass_on))
+                } else {
+                    Cancelling::Cancelled
+                }
+            })
+        }
+        let (d, r) = Deferred::pending();
+        if let Some(c) = d.chain() {
+            c.borrow_mut().set_canceller(forwarding(Rc::new(pass_on)));
         }
         (d, r)
     }
@@ -1022,6 +1085,45 @@ impl<T> Deferred<T> {
     }
 }
 
+thread_local! {
+    /// The Deferred that last answered `Pending` to a poll on this thread.
+    static LAST_AWAITED: Cell<Option<WeakChainRef>> = const { Cell::new(None) };
+}
+
+/// For executors: swaps in `handle` as the Deferred that last answered `Pending` to a poll
+/// on this thread, and returns the one there before.
+///
+/// A Deferred polled as a future notes itself here each time it answers `Pending`. An
+/// executor that clears the note before it polls a task, and reads it back after, knows
+/// which Deferred the task now awaits, and can cancel that one when the task is cancelled
+/// (the task then resumes at its `.await` with the Deferred's result: `Cancelled`, or what
+/// its canceller gave). The reactor's tasks do this; a future that awaits several
+/// Deferreds at once is noted by the last one polled. Put the previous note back after
+/// the poll, so that a task polled inside another's poll leaves the outer one's note.
+///
+/// # Examples
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::pin;
+/// use std::task::{Context, Waker};
+/// use ropewalk_deferred::{swap_last_awaited, Cancelled, Deferred};
+///
+/// let (d, _r) = Deferred::<u8>::pending();
+/// let mut fut = pin!(async move { d.await.map_err(|f| f.is::<Cancelled>()) });
+/// let outer = swap_last_awaited(None);
+/// assert!(fut.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+/// let awaited = swap_last_awaited(outer).expect("it awaits d");
+/// awaited.cancel();
+/// let done = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+/// assert_eq!(done, std::task::Poll::Ready(Err(true)));
+/// ```
+pub fn swap_last_awaited(handle: Option<CancelHandle>) -> Option<CancelHandle> {
+    LAST_AWAITED
+        .with(|last| last.replace(handle.map(|h| h.chain)))
+        .map(|chain| CancelHandle { chain })
+}
+
 impl<T: 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
@@ -1064,6 +1166,9 @@ impl<T: 'static> Deferred<T> {
             _ => c.set_waker(cx.waker().clone()),
         }
         drop(c);
+        // The task being polled awaits this Deferred: its executor may cancel it.
+        let weak = shared.downgrade();
+        LAST_AWAITED.with(|last| last.set(Some(weak)));
         this.arm();
         Poll::Pending
     }

@@ -76,7 +76,8 @@ mod timeout;
 mod wait;
 
 pub use crate::deferred::{
-    fail, maybe_deferred, succeed, CancelHandle, Deferred, IntoOutcome, Outcome, Resolver,
+    fail, maybe_deferred, succeed, swap_last_awaited, CancelHandle, Deferred, IntoOutcome, Outcome,
+    Resolver,
 };
 pub use crate::error::{
     AlreadyCalled, Cancelled, FailureGroup, FirstError, InvalidTokens, QueueOverflow,

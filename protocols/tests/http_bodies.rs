@@ -164,6 +164,25 @@ fn expect_100_continue() {
     assert_eq!(c.output(), "HTTP/1.1 100 Continue\r\n\r\n");
 }
 
+/// Found by the http_server fuzz target: a pipelined request that expects `100 Continue`
+/// behind one answered at once, in the same read. The `100` belongs to the second
+/// request, so it goes out after the first response, never ahead of it (it was written
+/// straight to the transport while the first response still waited in the batch).
+#[test]
+fn pipelined_100_continue_follows_the_earlier_response() {
+    let mut c = Conn::new(echo);
+    c.send(
+        "GET /first HTTP/1.1\r\nHost: x\r\n\r\n\
+         POST /second HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    c.send("hello");
+    let rs = c.responses();
+    let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 100, 200]);
+    assert_eq!(rs[0].text(), "GET /first 0:");
+    assert_eq!(rs[2].text(), "POST /second 5:hello");
+}
+
 /// Twisted: Expect100ContinueServerTests.test_HTTP10. HTTP/1.0 gets no 100 (RFC 9110
 /// §10.1.1); neither does a request without a body, nor one whose body is refused.
 #[test]

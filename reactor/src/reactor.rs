@@ -617,8 +617,16 @@ impl Reactor {
     /// Its output is anything a callback may return: `Ok(value)`, `Err(failure)` (`?`
     /// works on any error) or a Deferred. A panic becomes a failure.
     ///
-    /// Cancelling the Deferred drops the future; a Deferred it was awaiting is cancelled
-    /// in turn.
+    /// Cancelling the Deferred cancels the Deferred the task awaits, as in Twisted: the
+    /// task resumes at that `.await` with its result ([`Cancelled`], or what its canceller
+    /// gave), can catch it, clean up and return a value, and the task's Deferred fires with
+    /// what the task returns. Cancelling again cancels what the task awaits then. A task
+    /// that awaits something else than a Deferred (a socket, a timer future) is dropped,
+    /// and its Deferred errbacks with [`Cancelled`]. A cancel that comes after the awaited
+    /// Deferred fired but before the task resumed (it resumes on the next turn) finds
+    /// nothing left to cancel, and the task goes on with that result.
+    ///
+    /// [`Cancelled`]: ropewalk_deferred::Cancelled
     ///
     /// # Examples
     ///
@@ -646,11 +654,8 @@ impl Reactor {
         // The key the task will have: the canceller knows it without a shared cell.
         let key = inner.tasks.next_key();
         let weak = Rc::downgrade(inner);
-        let (d, resolver) = Deferred::<T>::with_canceller(move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.tasks.cancel(key);
-            }
-            None
+        let (d, resolver) = Deferred::<T>::with_forwarding_canceller(move || {
+            weak.upgrade().is_some_and(|inner| inner.tasks.cancel(key))
         });
         inner
             .tasks

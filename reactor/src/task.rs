@@ -6,6 +6,15 @@
 //! cross-thread queue (anything that is [`WakeTask`]); waking it queues the key there
 //! once, and the reactor's turn hands the key back to [`Tasks::wake`], then polls every
 //! woken task once ([`Tasks::run_ready`]).
+//!
+//! Cancelling a task (Twisted's cancel of an `ensureDeferred` / `inlineCallbacks`
+//! Deferred) cancels the Deferred the task awaits, and the task resumes at its `.await`
+//! with that Deferred's result (`Cancelled`, or what its canceller gave): it can catch it,
+//! clean up and return a value, which its own Deferred fires with. A task that awaits no
+//! Deferred (a socket, a timer future) is dropped, and its Deferred errbacks with
+//! `Cancelled`. Which Deferred a task awaits is noted by the Deferred itself when it
+//! answers `Pending` ([`swap_last_awaited`]); a poll only clears the note before and reads
+//! it after, so tasks that are never cancelled pay two thread-local accesses per poll.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -16,7 +25,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::FutureExt;
-use ropewalk_deferred::{Deferred, Failure, IntoOutcome, Resolver};
+use ropewalk_deferred::{
+    swap_last_awaited, CancelHandle, Deferred, Failure, IntoOutcome, Resolver,
+};
 
 use crate::slab::{Key, Slab};
 
@@ -35,6 +46,8 @@ struct TaskSlot<W> {
     waker: Arc<TaskWaker<W>>,
     /// Cancelled while being polled: drop it when the poll returns.
     cancelled: bool,
+    /// The Deferred the task awaits, as of its last poll (`None`: none, or something else).
+    awaited: Option<CancelHandle>,
 }
 
 struct TaskWaker<W> {
@@ -97,25 +110,39 @@ impl<W: WakeTask> Tasks<W> {
             future: Some(future),
             waker,
             cancelled: false,
+            awaited: None,
         });
         debug_assert_eq!(inserted, key);
     }
 
-    /// Drops the task `key` (at once, or when its poll on the stack returns).
-    pub(crate) fn cancel(&self, key: Key) {
-        let dropped = {
+    /// Cancels the task `key`: cancels the Deferred it awaits and returns `true` (the task
+    /// goes on, and fires its own Deferred), or, if it awaits none, drops it (at once, or
+    /// when its poll on the stack returns) and returns `false`.
+    pub(crate) fn cancel(&self, key: Key) -> bool {
+        let (dropped, awaited) = {
             let mut slots = self.slots.borrow_mut();
             match slots.get_mut(key) {
                 Some(slot) if slot.future.is_none() => {
                     slot.cancelled = true;
-                    None
+                    (None, None)
                 }
-                Some(_) => slots.remove(key),
-                None => None,
+                Some(slot) => match slot.awaited.clone() {
+                    Some(awaited) => (None, Some(awaited)),
+                    None => (slots.remove(key), None),
+                },
+                None => (None, None),
             }
         };
-        // Dropped outside the borrow: the future's drop may cancel Deferreds.
+        // Outside the borrow: the future's drop, or the awaited Deferred's canceller and
+        // callbacks, may do anything, cancel other tasks included.
         drop(dropped);
+        match awaited {
+            Some(awaited) => {
+                awaited.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     /// The task `key` was woken: poll it in the next turn.
@@ -154,6 +181,9 @@ impl<W: WakeTask> Tasks<W> {
         // A task's first poll runs inside `spawn`, outside any turn: mark it as one, so
         // that `wait()` or `iterate()` in the task fails instead of re-entering the loop.
         let was_in_turn = in_turn.replace(true);
+        // Which Deferred the task awaits after this poll (a task spawned inside another
+        // task's poll keeps the outer one's note).
+        let outer = swap_last_awaited(None);
         // The wrapper catches the user future's panics; this one guards the wrapper itself.
         let done =
             match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
@@ -164,12 +194,14 @@ impl<W: WakeTask> Tasks<W> {
                     true
                 }
             };
+        let awaited = swap_last_awaited(outer);
         in_turn.set(was_in_turn);
         let finished = {
             let mut slots = self.slots.borrow_mut();
             match slots.get_mut(key) {
                 Some(slot) if !done && !slot.cancelled => {
                     slot.future = Some(future);
+                    slot.awaited = awaited;
                     None
                 }
                 Some(_) => {

@@ -121,7 +121,11 @@ struct CallState {
     status: Cell<Status>,
     time: Cell<Duration>,
     slot: Cell<usize>,
+    /// Which heap entry is the call's (a new one each time it is queued again).
     seq: Cell<u64>,
+    /// When the call was made, among its clock's calls: calls due at the same time run in
+    /// this order, however they were moved since.
+    order: u64,
 }
 
 /// A scheduled call: its state and, until it runs or is cancelled, its function, in one
@@ -166,15 +170,24 @@ struct Pending {
 /// Scheduling is O(1); taking out the next due call is amortized O(bits of the time)
 /// with sequential memory access; cancelling is O(1) (the heap entry goes stale and is
 /// skipped, and the heap is rebuilt when stale entries outnumber live ones).
+///
+/// Order: calls run in time order, and calls due at the same time in the order they were
+/// made (`CallState::order`), also after `reset` or `delay` moved them (as Twisted's
+/// `task.Clock` runs a call moved later onto the time of a younger one). The heap gives
+/// equal times in the order they were queued, which a move changes, so each pass sorts
+/// the calls it takes out by (time, order): a pass's calls are already in time order, so
+/// this costs a scan unless a moved call is among them.
 pub(crate) struct TimerQueue {
     heap: RadixHeap<(u64, usize)>,
     slots: Vec<Option<Pending>>,
     free: Vec<usize>,
     next_seq: u64,
+    next_order: u64,
     live: usize,
     origin: Option<Instant>,
     manual_now: Cell<Duration>,
-    due: Vec<(usize, u64)>,
+    /// A pass's due calls: (time in ns, order, slot, seq); kept for its allocation.
+    due: Vec<(u64, u64, usize, u64)>,
 }
 
 pub(crate) type SharedTimers = Rc<RefCell<TimerQueue>>;
@@ -196,6 +209,7 @@ impl TimerQueue {
             slots: Vec::new(),
             free: Vec::new(),
             next_seq: 0,
+            next_order: 0,
             live: 0,
             origin,
             manual_now: Cell::new(Duration::ZERO),
@@ -296,16 +310,19 @@ pub(crate) fn schedule(
     delay: Duration,
     f: impl FnOnce() + 'static,
 ) -> DelayedCall {
+    let mut q = queue.borrow_mut();
+    let order = q.next_order;
+    q.next_order += 1;
     let call: Rc<dyn Timed> = Rc::new(Call {
         state: CallState {
             status: Cell::new(Status::Active),
             time: Cell::new(Duration::ZERO),
             slot: Cell::new(0),
             seq: Cell::new(0),
+            order,
         },
         f: Cell::new(Some(f)),
     });
-    let mut q = queue.borrow_mut();
     let time = q.now().saturating_add(delay);
     q.insert(time, call.clone());
     DelayedCall {
@@ -317,12 +334,13 @@ pub(crate) fn schedule(
 /// Most timed calls one reactor turn runs.
 const TIMERS_PER_TURN: usize = 4096;
 
-/// Runs the calls due at `now`. Calls made while they run wait for the next pass unless
-/// `same_pass` (the `ManualClock` behaviour, as Twisted's `task.Clock`). Returns how many ran.
+/// Runs the calls due at `now`, in time order and, for equal times, in the order they were
+/// made. Calls made while they run wait for the next pass unless `same_pass` (the
+/// `ManualClock` behaviour, as Twisted's `task.Clock`). Returns how many ran.
 pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
     let mut ran = 0;
     loop {
-        let mut due = {
+        let (mut due, now) = {
             let mut q = queue.borrow_mut();
             let now = nanos(q.now());
             let q = &mut *q;
@@ -331,34 +349,53 @@ pub(crate) fn run_due(queue: &SharedTimers, same_pass: bool) -> usize {
             let live = |&(seq, slot): &(u64, usize)| is_live(slots, slot, seq);
             while let Some((time, _)) = q.heap.peek(live) {
                 // A turn runs a bounded number of timers, so I/O is never starved; the
-                // rest are due at once and run on the next turns.
-                if time > now || (!same_pass && due.len() >= TIMERS_PER_TURN) {
+                // rest are due at once and run on the next turns. The cut falls between
+                // two times, so that equal times keep their order.
+                let full = due.len() >= TIMERS_PER_TURN && due.last().is_some_and(|d| time > d.0);
+                if time > now || (!same_pass && full) {
                     break;
                 }
                 let Some((key, (seq, slot))) = q.heap.pop(live) else {
                     break;
                 };
+                let Some(p) = slots[slot].as_ref() else {
+                    break;
+                };
+                let state = p.call.state();
                 // A call moved later since it was queued (see `move_to`) goes back in at
-                // its time, behind the calls already there.
-                let moved = slots[slot]
-                    .as_ref()
-                    .map_or(key, |p| nanos(p.call.state().time.get()));
+                // its time.
+                let moved = nanos(state.time.get());
                 if moved > key {
                     q.heap.push(moved, (seq, slot));
                 } else {
-                    due.push((slot, seq));
+                    due.push((key, state.order, slot, seq));
                 }
             }
-            due
+            // Equal times in the order the calls were made (a moved call may have been
+            // queued behind younger ones).
+            if !due.is_sorted_by_key(|&(time, order, ..)| (time, order)) {
+                due.sort_unstable_by_key(|&(time, order, ..)| (time, order));
+            }
+            (due, now)
         };
         if due.is_empty() {
             queue.borrow_mut().due = due;
             return ran;
         }
-        for &(slot, seq) in &due {
-            // An earlier call of this pass may have cancelled or moved this one.
-            let Some(p) = queue.borrow_mut().remove(slot, seq) else {
-                continue;
+        for &(_, _, slot, seq) in &due {
+            let p = {
+                let mut q = queue.borrow_mut();
+                // An earlier call of this pass may have cancelled or moved this one.
+                let Some(p) = q.slots[slot].as_ref().filter(|p| p.seq == seq) else {
+                    continue;
+                };
+                let time = nanos(p.call.state().time.get());
+                if time > now {
+                    // Pushed later by an earlier call of this pass: it waits for its time.
+                    q.heap.push(time, (seq, slot));
+                    continue;
+                }
+                q.remove(slot, seq).expect("checked live above")
             };
             p.call.state().status.set(Status::Called);
             ran += 1;
@@ -470,7 +507,8 @@ impl DelayedCall {
         Ok(())
     }
 
-    /// Reschedules the call to `delay` from now, earlier or later than before.
+    /// Reschedules the call to `delay` from now, earlier or later than before. Among calls
+    /// due at the same time it keeps its place by when it was made, not by when it moved.
     ///
     /// # Errors
     ///
@@ -560,8 +598,9 @@ impl fmt::Debug for DelayedCall {
 /// A clock you drive by hand, for tests: Twisted's `task.Clock`.
 ///
 /// Time starts at zero and moves only with [`advance`](Self::advance) or
-/// [`pump`](Self::pump), which run every call that comes due, in time order (FIFO for
-/// equal times). As in Twisted's `Clock`, a zero-delay call made by a call that `advance`
+/// [`pump`](Self::pump), which run every call that comes due, in time order; calls due at
+/// the same time run in the order they were made, also when [`DelayedCall::reset`] or
+/// [`DelayedCall::delay`] moved them there. As in Twisted's `Clock`, a zero-delay call made by a call that `advance`
 /// runs, runs in the same `advance` (the reactor runs it on its next turn).
 ///
 /// `ManualClock` is a cheap handle (`Clone` shares the clock).
@@ -763,4 +802,72 @@ pub fn defer_later<T: 'static, R: IntoOutcome<T> + 'static>(
     );
     cell.set(Some(call));
     d.add_callback(move |()| f())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reactor's pass (`run_due(_, false)`) on a hand-driven queue: the same order
+    //! rules as `ManualClock`'s (tests/time_manual_clock.rs), where real time cannot make
+    //! two deadlines equal on purpose.
+
+    use super::*;
+
+    fn queue() -> SharedTimers {
+        Rc::new(RefCell::new(TimerQueue::new(None)))
+    }
+
+    fn at(queue: &SharedTimers, secs: u64) {
+        queue.borrow().manual_now.set(Duration::from_secs(secs));
+    }
+
+    fn push(
+        queue: &SharedTimers,
+        log: &Rc<RefCell<Vec<&'static str>>>,
+        secs: u64,
+        name: &'static str,
+    ) -> DelayedCall {
+        let log = log.clone();
+        schedule(queue, Duration::from_secs(secs), move || {
+            log.borrow_mut().push(name)
+        })
+    }
+
+    /// Issue #16 on the reactor's timers: `a` moved onto `b`'s time runs first.
+    #[test]
+    fn reactor_pass_runs_a_moved_call_in_creation_order() {
+        let q = queue();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let a = push(&q, &log, 1, "a");
+        push(&q, &log, 2, "b");
+        let c = push(&q, &log, 3, "c");
+        a.reset(Duration::from_secs(2)).unwrap();
+        c.reset(Duration::from_secs(2)).unwrap();
+        at(&q, 2);
+        assert_eq!(run_due(&q, false), 3);
+        assert_eq!(*log.borrow(), ["a", "b", "c"]);
+    }
+
+    /// A call that an earlier call of the same pass pushes later runs at its new time.
+    #[test]
+    fn reactor_pass_skips_a_call_delayed_during_the_pass() {
+        let q = queue();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let slot: Rc<RefCell<Option<DelayedCall>>> = Rc::new(RefCell::new(None));
+        let s = slot.clone();
+        schedule(&q, Duration::from_secs(1), move || {
+            s.borrow()
+                .as_ref()
+                .unwrap()
+                .delay(Duration::from_secs(1))
+                .unwrap();
+        });
+        *slot.borrow_mut() = Some(push(&q, &log, 1, "b"));
+        at(&q, 1);
+        assert_eq!(run_due(&q, false), 1);
+        assert!(log.borrow().is_empty());
+        assert_eq!(q.borrow_mut().next_time(), Some(Duration::from_secs(2)));
+        at(&q, 2);
+        assert_eq!(run_due(&q, false), 1);
+        assert_eq!(*log.borrow(), ["b"]);
+    }
 }

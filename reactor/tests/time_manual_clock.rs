@@ -259,6 +259,88 @@ fn reset_inside_a_call_keeps_calls_ordered() {
     assert_eq!(taken(&log), ["at-3"]);
 }
 
+/// Issue #16: `a` at 1 s, `b` at 2 s, then `a` moved to 2 s: both are due at 2 s, and
+/// `a` was made first, so it runs first (Twisted's `Clock` runs a, b too).
+#[test]
+fn reset_later_onto_an_equal_time_runs_in_creation_order() {
+    let clock = ManualClock::new();
+    let log = log();
+    let a = push(&clock, &log, secs(1), "a");
+    push(&clock, &log, secs(2), "b");
+    a.reset(secs(2)).unwrap();
+    clock.advance(secs(2));
+    assert_eq!(taken(&log), ["a", "b"]);
+}
+
+/// Issue #16, with `delay()`.
+#[test]
+fn delay_onto_an_equal_time_runs_in_creation_order() {
+    let clock = ManualClock::new();
+    let log = log();
+    let a = push(&clock, &log, secs(1), "a");
+    push(&clock, &log, secs(2), "b");
+    a.delay(secs(1)).unwrap();
+    clock.advance(secs(1));
+    assert_eq!(taken(&log), [] as [&str; 0]);
+    clock.advance(secs(1));
+    assert_eq!(taken(&log), ["a", "b"]);
+}
+
+/// Moved sooner onto a time where a younger call waits: still creation order. (Twisted's
+/// `Clock` re-sorts its list stably, so there the moved call would keep its place
+/// behind `b`; its reactor's heap keeps no order among equal times. Ropewalk keeps the
+/// one rule: equal times run in the order the calls were made.)
+#[test]
+fn reset_sooner_onto_an_equal_time_runs_in_creation_order() {
+    let clock = ManualClock::new();
+    let log = log();
+    let a = push(&clock, &log, secs(3), "a");
+    push(&clock, &log, secs(1), "b");
+    a.reset(secs(1)).unwrap();
+    clock.advance(secs(1));
+    assert_eq!(taken(&log), ["a", "b"]);
+}
+
+/// Several calls moved onto one time, later and sooner, in any order of moving: they run
+/// in the order they were made.
+#[test]
+fn many_moves_onto_one_time_run_in_creation_order() {
+    let clock = ManualClock::new();
+    let log = log();
+    let a = push(&clock, &log, secs(4), "a");
+    let b = push(&clock, &log, secs(1), "b");
+    let c = push(&clock, &log, secs(3), "c");
+    push(&clock, &log, secs(2), "d");
+    c.reset(secs(2)).unwrap();
+    b.delay(secs(1)).unwrap();
+    a.reset(secs(2)).unwrap();
+    clock.advance(secs(2));
+    assert_eq!(taken(&log), ["a", "b", "c", "d"]);
+}
+
+/// A call that an earlier call of the same `advance` pushes later does not run in that
+/// pass: it runs at its new time.
+#[test]
+fn a_call_delayed_by_an_earlier_due_call_waits_for_its_new_time() {
+    let clock = ManualClock::new();
+    let log = log();
+    let l = log.clone();
+    let b: Rc<RefCell<Option<DelayedCall>>> = Rc::new(RefCell::new(None));
+    let b2 = b.clone();
+    clock.call_later(secs(1), move || {
+        l.borrow_mut().push("a");
+        b2.borrow().as_ref().unwrap().delay(secs(5)).unwrap();
+    });
+    *b.borrow_mut() = Some(push(&clock, &log, secs(1), "b"));
+    clock.advance(secs(1));
+    assert_eq!(taken(&log), ["a"]);
+    assert!(b.borrow().as_ref().unwrap().active());
+    clock.advance(secs(4));
+    assert_eq!(taken(&log), [] as [&str; 0]);
+    clock.advance(secs(1));
+    assert_eq!(taken(&log), ["b"]);
+}
+
 /// Twisted: test_task.ClockTests.test_getDelayedCalls, test_getDelayedCallsEmpty
 #[test]
 fn delayed_calls_lists_pending_calls_only() {

@@ -11,6 +11,9 @@
 //! - [`pki`]: a CA and certificates made at test time, so that no private key is checked
 //!   in (the TLS tests).
 //! - [`peers`]: outside tools the interop tests need, skipped loudly when missing.
+//! - `defer_model` (feature `deferred-model`): the Deferred model and its program
+//!   generator (the `defer_model` test of ropewalk-deferred and the `deferred_program`
+//!   fuzz target).
 //!
 //! The crate is `publish = false`: the protocols crate takes it as a dev-dependency and
 //! `bench/` by path, so it never enters the library's dependency tree.
@@ -32,6 +35,8 @@
 #![forbid(unsafe_code)]
 
 pub mod chaos;
+#[cfg(feature = "deferred-model")]
+pub mod defer_model;
 pub mod malformed;
 pub mod peers;
 pub mod pki;

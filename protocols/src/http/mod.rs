@@ -53,6 +53,9 @@
 //! connection goes back to the pool.
 
 mod client;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod request;
 mod server;

@@ -28,6 +28,8 @@
 
 mod exchange;
 mod pool;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod probe;
 mod url;
 
 use std::cell::{Cell, RefCell};

@@ -419,27 +419,14 @@ impl ClientProtocol {
                 e.retried = true;
                 None
             } else {
-                Some(
-                    match std::mem::replace(&mut e.reading, ReadingResponse::Done) {
-                        ReadingResponse::Done => return,
-                        ReadingResponse::Body {
-                            response,
-                            body: BodyReader::UntilClose,
-                        } if reason
-                            .downcast_ref::<ropewalk_reactor::ConnectionError>()
-                            .is_some_and(|e| e.is_clean()) =>
-                        {
-                            Ok(response)
-                        }
-                        ReadingResponse::Head if e.buf.is_empty() => {
-                            Err(format!("no response: {reason}"))
-                        }
-                        ReadingResponse::Head => Err(format!("inside the response head: {reason}")),
-                        ReadingResponse::Body { .. } => {
-                            Err(format!("inside the response body: {reason}"))
-                        }
-                    },
-                )
+                let reading = std::mem::replace(&mut e.reading, ReadingResponse::Done);
+                let clean = reason
+                    .downcast_ref::<ropewalk_reactor::ConnectionError>()
+                    .is_some_and(|e| e.is_clean());
+                match outcome_at_close(reading, e.buf.is_empty(), clean, &reason) {
+                    Some(outcome) => Some(outcome),
+                    None => return,
+                }
             }
         };
         match outcome {
@@ -455,4 +442,25 @@ impl ClientProtocol {
             Some(Err(why)) => Exchange::fail(&ex, ClientError::ConnectionClosed(why)),
         }
     }
+}
+
+/// What a response being read when its connection ended comes to: complete if it was
+/// read until the close and the close was `clean`, else an error naming where it broke;
+/// `None` if it was already done.
+pub(super) fn outcome_at_close(
+    reading: ReadingResponse,
+    buf_empty: bool,
+    clean: bool,
+    reason: &dyn std::fmt::Display,
+) -> Option<Result<super::ClientResponse, String>> {
+    Some(match reading {
+        ReadingResponse::Done => return None,
+        ReadingResponse::Body {
+            response,
+            body: BodyReader::UntilClose,
+        } if clean => Ok(response),
+        ReadingResponse::Head if buf_empty => Err(format!("no response: {reason}")),
+        ReadingResponse::Head => Err(format!("inside the response head: {reason}")),
+        ReadingResponse::Body { .. } => Err(format!("inside the response body: {reason}")),
+    })
 }

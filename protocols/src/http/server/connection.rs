@@ -294,8 +294,11 @@ impl HttpConnection {
                 Step::Wait => return,
                 Step::Progress => continue,
                 Step::Continue => {
-                    let st = self.state.borrow();
-                    if let Some(t) = &st.transport {
+                    let mut st = self.state.borrow_mut();
+                    if !st.out.is_empty() {
+                        // Earlier responses wait in the batch: the 100 goes behind them.
+                        st.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    } else if let Some(t) = &st.transport {
                         t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
                     }
                 }

@@ -35,6 +35,9 @@ pub(crate) fn parse_response_head(
     max_head_bytes: usize,
     max_headers: usize,
 ) -> Result<Option<(ResponseHead, usize)>, ResponseHeadError> {
+    // Bytes past the limit are never looked at: a refusal is then the same however the
+    // head arrives (whole, or in pieces that pass the limit before its end).
+    let buf = &buf[..buf.len().min(max_head_bytes.saturating_add(1))];
     let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
     let mut parsed = httparse::Response::new(&mut storage);
     let n = match httparse::ParserConfig::default()
@@ -144,5 +147,25 @@ mod tests {
         assert_eq!(n, buf.len());
         let fields: Vec<(&str, &str)> = head.headers.iter().collect();
         assert_eq!(fields, [("A", "1 2 3"), ("B", "x"), ("C", "c"), ("D", "d")]);
+    }
+
+    /// Found by the http_client_response fuzz target: a head past the byte limit that also
+    /// has too many fields was refused as too large when it came in pieces, but for its
+    /// fields when it came whole. Only the first `max + 1` bytes are looked at, so the
+    /// refusal is the same however the head is cut.
+    #[test]
+    fn a_refusal_does_not_depend_on_how_the_head_is_cut() {
+        let mut buf = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..20 {
+            buf.extend_from_slice(format!("X-Field-{i}: {}\r\n", "v".repeat(60)).as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        let (max, fields) = (1024, 16);
+        let whole = parse_response_head(&buf, max, fields).unwrap_err();
+        let cut = (1..=buf.len())
+            .find_map(|n| parse_response_head(&buf[..n], max, fields).err())
+            .unwrap();
+        assert_eq!(whole, cut);
+        assert_eq!(whole, ResponseHeadError::TooLarge);
     }
 }
