@@ -452,7 +452,10 @@ fn http_get_with_bad_arguments_prints_its_usage() {
         let out = run_script("http_get", args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("usage: http_get [--cacert FILE] URL"), "{args:?}: {err}");
+        assert!(
+            err.contains("usage: http_get [--cacert FILE] URL"),
+            "{args:?}: {err}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
