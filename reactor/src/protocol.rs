@@ -782,12 +782,82 @@ pub trait Factory: 'static {
 
     /// A protocol for a connection from (or to) `peer`; `None` refuses it (the
     /// connection is closed at once).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{for_protocol, Address, Factory};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl ropewalk_reactor::Protocol for Quiet {
+    /// #     fn data_received(&mut self, _: &[u8]) -> Result<(), ropewalk_reactor::deferred::Failure> { Ok(()) }
+    /// # }
+    ///
+    /// let factory = for_protocol(Quiet::default);
+    /// assert!(factory.build_protocol(&Address::Test).is_some());
+    /// ```
     fn build_protocol(&self, peer: &Address) -> Option<Self::Protocol>;
 
     /// Called when a port starts listening (or a connect starts) with this factory.
+    ///
+    /// # Examples
+    ///
+    /// A factory that counts how many ports use it, as Twisted's `doStart`/`doStop` do:
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use ropewalk_reactor::{Address, Factory, ListenOptions, Reactor};
+    /// # struct Quiet;
+    /// # impl ropewalk_reactor::Protocol for Quiet {
+    /// #     fn data_received(&mut self, _: &[u8]) -> Result<(), ropewalk_reactor::deferred::Failure> { Ok(()) }
+    /// # }
+    ///
+    /// #[derive(Default)]
+    /// struct Counted {
+    ///     ports: std::rc::Rc<Cell<u32>>,
+    /// }
+    ///
+    /// impl Factory for Counted {
+    ///     type Protocol = Quiet;
+    ///     fn build_protocol(&self, _: &Address) -> Option<Quiet> {
+    ///         Some(Quiet)
+    ///     }
+    ///     fn start_factory(&self) {
+    ///         self.ports.set(self.ports.get() + 1);
+    ///     }
+    ///     fn stop_factory(&self) {
+    ///         self.ports.set(self.ports.get() - 1);
+    ///     }
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let factory = Counted::default();
+    /// let ports = factory.ports.clone();
+    /// let options = ListenOptions::default();
+    /// let port = reactor.listen_tcp_factory("127.0.0.1:0".parse().unwrap(), factory, &options)?;
+    /// assert_eq!(ports.get(), 1);
+    /// port.stop_listening().wait().unwrap();
+    /// assert_eq!(ports.get(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     fn start_factory(&self) {}
 
-    /// Called when that port stops listening (or the connect ends).
+    /// Called when that port stops listening (or the connect ends). See
+    /// [`start_factory`](Factory::start_factory) for an example of both.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{for_protocol, Factory};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl ropewalk_reactor::Protocol for Quiet {
+    /// #     fn data_received(&mut self, _: &[u8]) -> Result<(), ropewalk_reactor::deferred::Failure> { Ok(()) }
+    /// # }
+    ///
+    /// // A closure or `for_protocol` is a factory whose start and stop do nothing.
+    /// let factory = for_protocol(Quiet::default);
+    /// factory.start_factory();
+    /// factory.stop_factory();
+    /// ```
     fn stop_factory(&self) {}
 }
 

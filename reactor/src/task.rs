@@ -256,6 +256,21 @@ pub fn yield_now() -> YieldNow {
 }
 
 /// The future returned by [`yield_now`].
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::{yield_now, Reactor, YieldNow};
+///
+/// let reactor = Reactor::new()?;
+/// let d = reactor.spawn(async {
+///     let turn: YieldNow = yield_now();
+///     turn.await; // other work on the reactor runs before this task goes on
+///     Ok(())
+/// });
+/// d.wait().unwrap();
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct YieldNow {

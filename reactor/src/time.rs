@@ -38,6 +38,17 @@ use crate::radix::RadixHeap;
 /// ```
 pub trait Clock {
     /// The current time, since the clock's origin.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_reactor::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// clock.advance(Duration::from_millis(1500));
+    /// assert_eq!(clock.now(), Duration::from_millis(1500));
+    /// ```
     fn now(&self) -> Duration;
 
     /// A recent reading of the clock, cheaper than [`now`](Clock::now): a reactor reads
