@@ -3,6 +3,8 @@
 //!
 //! - `connection.rs`: [`HttpConnection`], the per-connection state machine (parsing,
 //!   the pipeline of response slots, timeouts, streamed bodies).
+//! - `drain.rs`: graceful drain ([`HttpServer::drain`]): the registry of live
+//!   connections.
 //! - `flow.rs`: flow control between a connection and its transport.
 //! - `response.rs`: [`Response`] and [`BodyWriter`], what a handler answers, and how a
 //!   response is written on the wire (its head, cached per second; the access log).
@@ -19,6 +21,7 @@
 //! CVE-2024-41671 were out-of-order responses to pipelined requests).
 
 mod connection;
+mod drain;
 mod flow;
 mod response;
 mod site;
@@ -33,7 +36,9 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use ropewalk_deferred::{maybe_deferred, Deferred, Failure, IntoOutcome, Outcome};
-use ropewalk_reactor::{Address, Clock, Factory, ListenOptions, ListeningPort, Reactor};
+use ropewalk_reactor::{
+    Address, Clock, Factory, ListenOptions, ListeningPort, Phase, Reactor, SystemEvent, TriggerId,
+};
 
 use super::wire::date::DateLines;
 use super::wire::head::write_field;
@@ -176,6 +181,8 @@ pub(super) struct ServerShared {
     /// [`HeadCache`]): one per server, not per connection, so an idle connection holds
     /// none.
     head: RefCell<HeadCache>,
+    /// The live connections and ports, for a graceful drain.
+    drain: drain::DrainState,
 }
 
 impl ServerShared {
@@ -269,6 +276,7 @@ impl HttpServer {
                 date: RefCell::new(DateLines::new()),
                 server_line,
                 head: RefCell::new(HeadCache::default()),
+                drain: drain::DrainState::default(),
             }),
         }
     }
@@ -298,7 +306,109 @@ impl HttpServer {
             nodelay: true,
             ..ListenOptions::default()
         };
-        reactor.listen_tcp_with(addr, self.clone(), &options)
+        let port = reactor.listen_tcp_with(addr, self.clone(), &options)?;
+        self.shared.drain.add_port(port.clone());
+        Ok(port)
+    }
+
+    /// Drains the server gracefully: stops listening on the ports [`listen`](Self::listen)
+    /// opened (a new connect is refused) and refuses connections from any other port;
+    /// closes idle keep-alive connections at once; lets each request in flight (or being
+    /// read) finish, answered with `Connection: close`, after which its connection closes.
+    /// The Deferred fires when the last connection has closed; connections still open
+    /// `deadline` after the first call are aborted then. Calling it again returns another
+    /// Deferred for the same drain (the first deadline stands).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let _port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// // No connections: drained at once.
+    /// server.drain(Duration::from_secs(10)).wait()?;
+    /// assert!(server.is_draining());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn drain(&self, deadline: Duration) -> Deferred<()> {
+        let weak = Rc::downgrade(&self.shared);
+        let clock = self.shared.clock.clone();
+        self.shared.drain.start(move || {
+            Some(clock.call_later_boxed(
+                deadline,
+                Box::new(move || {
+                    if let Some(shared) = weak.upgrade() {
+                        shared.drain.abort_all();
+                    }
+                }),
+            ))
+        })
+    }
+
+    /// Drains the server (see [`drain`](Self::drain)) when `reactor` shuts down, before its
+    /// connections are closed: a `Before` shutdown trigger whose Deferred the reactor
+    /// waits for, as Twisted's web server does. With
+    /// [`Reactor::install_signal_handlers`] this is the graceful stop on SIGTERM or
+    /// SIGINT; a second signal stops at once. The reactor's
+    /// [shutdown timeout](Reactor::set_shutdown_timeout) is raised to a second past
+    /// `deadline` if it is shorter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let _port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// server.drain_on_shutdown(&reactor, Duration::from_secs(10));
+    /// let r = reactor.clone();
+    /// reactor.call_soon(move || r.stop().unwrap());
+    /// reactor.run()?; // drains, then returns
+    /// assert!(server.is_draining());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn drain_on_shutdown(&self, reactor: &Reactor, deadline: Duration) -> TriggerId {
+        let wanted = deadline + Duration::from_secs(1);
+        if reactor.shutdown_timeout() < wanted {
+            reactor.set_shutdown_timeout(wanted);
+        }
+        let server = self.clone();
+        reactor.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || {
+            server.drain(deadline)
+        })
+    }
+
+    /// Whether [`drain`](Self::drain) has been called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let server = HttpServer::new(&clock, |_: Request| Ok(Response::new(204)));
+    /// assert!(!server.is_draining());
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.shared.drain.draining()
+    }
+
+    /// How many connections of this server are open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let server = HttpServer::new(&clock, |_: Request| Ok(Response::new(204)));
+    /// assert_eq!(server.live_connections(), 0);
+    /// ```
+    pub fn live_connections(&self) -> usize {
+        self.shared.drain.live()
     }
 
     /// The protocol for one connection (for tests with a `StringTransport`, or custom
@@ -328,6 +438,9 @@ impl Factory for HttpServer {
     type Protocol = HttpConnection;
 
     fn build_protocol(&self, _peer: &Address) -> Option<HttpConnection> {
+        if self.shared.drain.draining() {
+            return None;
+        }
         Some(self.connection())
     }
 }
