@@ -15,7 +15,17 @@
 //! ```
 //!
 //! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
-//! what the reactor does; Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
+//! what the reactor does. Ctrl-C (SIGINT) or SIGTERM drains it: it stops accepting,
+//! closes idle connections, answers the requests in flight with `Connection: close`
+//! (for at most `--drain-timeout` seconds, default 10), then exits 0; a second signal
+//! stops it at once.
+//!
+//! ```sh
+//! cargo run --release --example http_server -- --reactors 2 --accept shared
+//! ```
+//!
+//! runs N reactors, one thread each, on one port: `per-reactor` gives each its own
+//! accept queue (`SO_REUSEPORT`), `shared` has them all accept from one.
 
 use std::time::Duration;
 
@@ -23,7 +33,7 @@ use ropewalk::prelude::*;
 use ropewalk::protocols::http::{
     Client, ClientConfig, HttpServer, Request, Response, ServerConfig, Site, StaticFiles,
 };
-use ropewalk::reactor::{defer_later, Reactor};
+use ropewalk::reactor::{defer_later, AcceptQueue, GroupListener, Reactor, ReactorGroup};
 
 /// Longest delay the `/delay` and `/thread` routes accept.
 const MAX_MS: u64 = 10_000;
@@ -122,7 +132,17 @@ struct Args {
     root: Option<std::path::PathBuf>,
     /// The server's timeouts and limits (`--idle-timeout`, `--request-timeout`).
     config: ServerConfig,
+    /// How long a drain (on SIGTERM or SIGINT) waits for requests in flight.
+    drain: Duration,
+    /// `--reactors N` / `--accept MODE`: a group of N reactors (0: one per CPU).
+    group: Option<(usize, AcceptQueue)>,
 }
+
+const USAGE: &str = "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
+[--request-timeout S] [--drain-timeout S] [--reactors N] [--accept per-reactor|shared]";
+
+/// Default `--drain-timeout`.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Seconds, as given on the command line (`1`, `2.5`): more than zero, at most a day.
 fn seconds(flag: &str, v: Option<String>) -> Result<Duration, String> {
@@ -141,6 +161,8 @@ fn parse_args() -> Result<Args, String> {
         port: 8080,
         root: None,
         config: ServerConfig::default(),
+        drain: DRAIN_TIMEOUT,
+        group: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -154,18 +176,43 @@ fn parse_args() -> Result<Args, String> {
             }
             "--idle-timeout" => parsed.config.idle_timeout = seconds(&arg, args.next())?,
             "--request-timeout" => parsed.config.request_timeout = seconds(&arg, args.next())?,
+            "--drain-timeout" => parsed.drain = seconds(&arg, args.next())?,
+            "--reactors" => {
+                let v = args.next().ok_or("--reactors needs a number")?;
+                let n = match v.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(format!("--reactors: {v:?} is not a number from 1 to 1024")),
+                };
+                let accept = parsed.group.map_or(AcceptQueue::PerReactor, |g| g.1);
+                parsed.group = Some((n, accept));
+            }
+            "--accept" => {
+                let v = args.next().ok_or("--accept needs per-reactor or shared")?;
+                let accept = match v.as_str() {
+                    "per-reactor" => AcceptQueue::PerReactor,
+                    "shared" => AcceptQueue::Shared,
+                    _ => return Err(format!("--accept: {v:?} is not per-reactor or shared")),
+                };
+                let n = parsed.group.map_or(0, |g| g.0);
+                parsed.group = Some((n, accept));
+            }
             "-h" | "--help" => {
                 let d = ServerConfig::default();
                 println!(
-                    "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
-                     [--request-timeout S]\n  \
+                    "{USAGE}\n  \
                      P = 0 picks a free port; DIR is served under /static/;\n  \
                      --idle-timeout: how long an idle keep-alive connection stays open \
                      (default {} s);\n  \
                      --request-timeout: time to receive a request head, and the longest \
-                     pause in a body (default {} s)",
+                     pause in a body (default {} s);\n  \
+                     --drain-timeout: how long SIGTERM waits for requests in flight \
+                     (default {} s);\n  \
+                     --reactors N: N reactors, one thread each (--accept alone: one per CPU);\n  \
+                     --accept: each reactor its own accept queue, or one shared (default \
+                     per-reactor)",
                     d.idle_timeout.as_secs_f64(),
-                    d.request_timeout.as_secs_f64()
+                    d.request_timeout.as_secs_f64(),
+                    DRAIN_TIMEOUT.as_secs_f64()
                 );
                 std::process::exit(0);
             }
@@ -180,7 +227,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("http_server: {e}");
+            eprintln!("http_server: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };
@@ -191,6 +238,9 @@ fn main() {
 }
 
 fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some((threads, accept)) = args.group {
+        return serve_group(args, threads, accept);
+    }
     let reactor = Reactor::new()?;
     let _signals = reactor.install_signal_handlers()?;
     let files = match &args.root {
@@ -204,8 +254,45 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let port = args.port;
     let server = HttpServer::with_config(&reactor, site(&reactor, files), args.config);
     let listening = server.listen(&reactor, ([127, 0, 0, 1], port).into())?;
+    server.drain_on_shutdown(&reactor, args.drain);
     println!("listening on {}", listening.local_addr());
     reactor.run()?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// N reactors on one port, each with its own server; SIGTERM drains every one.
+fn serve_group(
+    args: Args,
+    threads: usize,
+    accept: AcceptQueue,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(dir) = &args.root {
+        // Checked once here, so a bad directory is reported before any thread starts.
+        if !dir.is_dir() {
+            return Err(format!("--root {}: not a directory", dir.display()).into());
+        }
+    }
+    let listener = GroupListener::bind(([127, 0, 0, 1], args.port).into(), accept)?;
+    let addr = listener.local_addr();
+    let (root, config, drain) = (args.root, args.config, args.drain);
+    let group = ReactorGroup::builder()
+        .threads(threads)
+        .name("http")
+        .start(move |reactor, _index| {
+            let files = match &root {
+                Some(dir) => Some(StaticFiles::new(reactor, dir)?.with_prefix("/static/")),
+                None => None,
+            };
+            let server = HttpServer::with_config(reactor, site(reactor, files), config.clone());
+            server.listen_group(reactor, &listener)?;
+            server.drain_on_shutdown(reactor, drain);
+            Ok(())
+        })?;
+    let _signals = group.install_signal_handlers()?;
+    println!("listening on {addr}");
+    log::info!("{} reactors, {accept} accept queue", group.threads());
+    group.join()?;
     log::info!("stopped");
     Ok(())
 }

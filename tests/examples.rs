@@ -535,3 +535,97 @@ fn multicore_echo_echoes_on_every_reactor_in_both_modes() {
     let out = run_script("multicore_echo", &["--mode", "sideways"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Sends two pipelined requests in one write — `/` and a slow `/delay` — and reads the
+/// first response: once it is back, the server has read the slow request too (it parses
+/// every complete request in what it reads). Returns the stream, positioned after the
+/// first response.
+fn start_slow_request(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: test\r\n\r\nGET /delay?ms=400 HTTP/1.1\r\nHost: test\r\n\r\n",
+    )
+    .unwrap();
+    let first = b"Hello, World!\n";
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(first) {
+        let n = s.read(&mut byte).expect("the first response");
+        assert_eq!(n, 1, "closed early: {}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    s
+}
+
+/// SIGTERM mid-request: the server drains (the slow request is answered in full, with
+/// `Connection: close`) and exits 0 — on one reactor and on a group, in both accept modes.
+#[test]
+fn http_server_drains_on_sigterm() {
+    for args in [
+        &["--port", "0"][..],
+        &["--port", "0", "--reactors", "2", "--accept", "per-reactor"],
+        &["--port", "0", "--reactors", "2", "--accept", "shared"],
+    ] {
+        let server = Server::start("http_server", args);
+        let mut s = start_slow_request(server.addr);
+        server.stop(); // SIGTERM; asserts exit status 0 within 5 s
+        let rest = read_until_closed(&mut s).expect("closed after the drain");
+        let text = String::from_utf8_lossy(&rest);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{args:?}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            text.ends_with("\r\n\r\nwaited 400 ms\n"),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+/// A second SIGTERM during the drain stops the server at once, long before the drain's
+/// deadline.
+#[test]
+fn http_server_second_sigterm_stops_at_once() {
+    let server = Server::start("http_server", &["--port", "0", "--drain-timeout", "60"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: test\r\n\r\nGET /delay?ms=10000 HTTP/1.1\r\nHost: test\r\n\r\n",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"Hello, World!\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1);
+        got.push(byte[0]);
+    }
+    let pid = server.child.as_ref().unwrap().id().to_string();
+    // The first starts the drain, which waits for the 10 s request; the second ends it.
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let started = std::time::Instant::now();
+    server.stop(); // a third; asserts exit 0 within 5 s
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let rest = read_until_closed(&mut s).expect("closed");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn http_server_rejects_bad_group_flags() {
+    for args in [
+        &["--reactors", "0"][..],
+        &["--reactors", "many"],
+        &["--reactors"],
+        &["--accept", "sideways"],
+        &["--reactors", "2", "--accept"],
+    ] {
+        let out = run_script("http_server", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("usage: http_server"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: never listened");
+    }
+}

@@ -177,7 +177,7 @@ fn new_connect_refused_while_draining() {
     let refused: Rc<RefCell<Option<std::io::ErrorKind>>> = Rc::default();
     let rf = refused.clone();
     *f.on_slow.borrow_mut() = Some(Box::new(move |reactor, server, resolver| {
-        let _ = server.drain(Duration::from_secs(10));
+        drop(server.drain(Duration::from_secs(10)));
         // A second client, after the drain began; the slow answer after its attempt.
         reactor
             .defer_to_thread(move || Ok(TcpStream::connect(addr).err().map(|e| e.kind())))
@@ -204,7 +204,8 @@ fn deadline_aborts_what_is_left() {
     let f = fixture();
     let keep: Rc<RefCell<Vec<Resolver<Response>>>> = Rc::default();
     let k = keep.clone();
-    let drained: Rc<RefCell<Option<(Deferred<()>, Duration)>>> = Rc::default();
+    type Started = Rc<RefCell<Option<(Deferred<()>, Duration)>>>;
+    let drained: Started = Rc::default();
     let dr = drained.clone();
     *f.on_slow.borrow_mut() = Some(Box::new(move |reactor, server, resolver| {
         k.borrow_mut().push(resolver); // never answered

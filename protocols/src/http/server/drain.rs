@@ -77,7 +77,7 @@ impl DrainState {
             for port in ports {
                 log::info!("draining: no longer listening on {}", port.local_addr());
                 // Closing a listening socket cannot fail in a way worth reporting here.
-                let _ = port.stop_listening();
+                drop(port.stop_listening());
             }
             let conns = self.connections();
             log::info!("draining {} connection(s)", conns.len());

@@ -37,7 +37,8 @@ use std::time::{Duration, SystemTime};
 
 use ropewalk_deferred::{maybe_deferred, Deferred, Failure, IntoOutcome, Outcome};
 use ropewalk_reactor::{
-    Address, Clock, Factory, ListenOptions, ListeningPort, Phase, Reactor, SystemEvent, TriggerId,
+    Address, Clock, Factory, GroupListener, ListenOptions, ListeningPort, Phase, Reactor,
+    SystemEvent, TriggerId,
 };
 
 use super::wire::date::DateLines;
@@ -307,6 +308,69 @@ impl HttpServer {
             ..ListenOptions::default()
         };
         let port = reactor.listen_tcp_with(addr, self.clone(), &options)?;
+        self.shared.drain.add_port(port.clone());
+        Ok(port)
+    }
+
+    /// Serves on this reactor's share of a [`GroupListener`] (call it in a
+    /// [`ReactorGroup`](ropewalk_reactor::ReactorGroup)'s setup, with each reactor's own
+    /// server); [`drain`](Self::drain) stops it.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the socket cannot be bound, duplicated or registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// use ropewalk_reactor::{AcceptQueue, GroupListener, ReactorGroup};
+    ///
+    /// let listener = GroupListener::bind("127.0.0.1:0".parse().unwrap(), AcceptQueue::Shared)?;
+    /// let group = ReactorGroup::start(2, move |reactor, _| {
+    ///     let server = HttpServer::new(reactor, |_: Request| Ok(Response::text("ok")));
+    ///     server.listen_group(reactor, &listener)?;
+    ///     Ok(())
+    /// })?;
+    /// group.stop()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_group(
+        &self,
+        reactor: &Reactor,
+        listener: &GroupListener,
+    ) -> io::Result<ListeningPort> {
+        let port = listener.listen(reactor, self.clone())?;
+        self.shared.drain.add_port(port.clone());
+        Ok(port)
+    }
+
+    /// Serves on a listening socket made elsewhere: inherited from systemd or a parent
+    /// process, or bound by hand. It is made
+    /// non-blocking; [`drain`](Self::drain) stops it.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the socket cannot be registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = server.listen_on(&reactor, listener)?;
+    /// assert!(port.local_addr().inet().unwrap().ip().is_loopback());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_on(
+        &self,
+        reactor: &Reactor,
+        listener: std::net::TcpListener,
+    ) -> io::Result<ListeningPort> {
+        let port = reactor.adopt_tcp_listener(listener, self.clone())?;
         self.shared.drain.add_port(port.clone());
         Ok(port)
     }
