@@ -3,43 +3,80 @@
 //! ```sh
 //! cargo run --release --example echo_server -- --port 7000
 //! cargo run --release --example echo_client -- --port 7000 hello   # TCP
+//! cargo run --release --example echo_server -- --reactors 2 --accept shared
 //! ```
 //!
 //! TCP echo keeps echoing after the client shuts down its sending side, then closes (all
-//! of it comes back, as RFC 862 asks); UDP datagrams come back whole.
+//! of it comes back, as RFC 862 asks); UDP datagrams come back whole. With `--reactors N`
+//! (and `--accept per-reactor|shared`) N reactors, one thread each, serve TCP on one port
+//! (each with its own accept queue, or all from one) and the first also serves UDP.
+//! SIGTERM or Ctrl-C stops it cleanly (exit status 0).
 
 use ropewalk::protocols::{Echo, UdpEcho};
-use ropewalk::reactor::Reactor;
+use ropewalk::reactor::{AcceptQueue, GroupListener, Reactor, ReactorGroup};
 
-fn port_arg() -> Result<u16, String> {
-    let mut port = 7000;
+const USAGE: &str = "usage: echo_server [--port P] [--reactors N] [--accept per-reactor|shared]   \
+     (P = 0 picks a free port)";
+
+struct Args {
+    port: u16,
+    /// `--reactors N` / `--accept MODE`: a group of N reactors (0: one per CPU).
+    group: Option<(usize, AcceptQueue)>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut parsed = Args {
+        port: 7000,
+        group: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" => {
                 let v = args.next().ok_or("--port needs a value")?;
-                port = v.parse().map_err(|_| format!("bad port: {v}"))?;
+                parsed.port = v.parse().map_err(|_| format!("bad port: {v}"))?;
+            }
+            "--reactors" => {
+                let v = args.next().ok_or("--reactors needs a number")?;
+                let n = match v.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(format!("--reactors: {v:?} is not a number from 1 to 1024")),
+                };
+                parsed.group = Some((n, parsed.group.map_or(AcceptQueue::PerReactor, |g| g.1)));
+            }
+            "--accept" => {
+                let v = args.next().ok_or("--accept needs per-reactor or shared")?;
+                let accept = match v.as_str() {
+                    "per-reactor" => AcceptQueue::PerReactor,
+                    "shared" => AcceptQueue::Shared,
+                    _ => return Err(format!("--accept: {v:?} is not per-reactor or shared")),
+                };
+                parsed.group = Some((parsed.group.map_or(0, |g| g.0), accept));
             }
             "-h" | "--help" => {
-                println!("usage: echo_server [--port P]   (P = 0 picks a free port)");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument: {other}")),
         }
     }
-    Ok(port)
+    Ok(parsed)
 }
 
 fn main() {
     env_logger::init();
-    let port = match port_arg() {
-        Ok(p) => p,
+    let args = match parse_args() {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("echo_server: {e}");
+            eprintln!("echo_server: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };
-    if let Err(e) = serve(port) {
+    let result = match args.group {
+        None => serve(args.port),
+        Some((threads, accept)) => serve_group(args.port, threads, accept),
+    };
+    if let Err(e) = result {
         eprintln!("echo_server: {e}");
         std::process::exit(1);
     }
@@ -54,5 +91,30 @@ fn serve(port: u16) -> Result<(), Box<dyn std::error::Error>> {
     let _udp = reactor.listen_udp(addr, UdpEcho::default())?;
     println!("listening on {addr}");
     reactor.run()?;
+    Ok(())
+}
+
+fn serve_group(
+    port: u16,
+    threads: usize,
+    accept: AcceptQueue,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = GroupListener::bind(([127, 0, 0, 1], port).into(), accept)?;
+    let addr = listener.local_addr();
+    let group = ReactorGroup::builder()
+        .threads(threads)
+        .name("echo")
+        .start(move |reactor, index| {
+            listener.listen(reactor, Echo::factory())?;
+            if index == 0 {
+                // UDP on the first reactor; open until the reactor shuts down.
+                reactor.listen_udp(addr, UdpEcho::default())?;
+            }
+            Ok(())
+        })?;
+    let _signals = group.install_signal_handlers()?;
+    println!("listening on {addr}");
+    log::info!("{} reactors, {accept} accept queue", group.threads());
+    group.join()?;
     Ok(())
 }

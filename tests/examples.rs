@@ -629,3 +629,43 @@ fn http_server_rejects_bad_group_flags() {
         assert!(out.stdout.is_empty(), "{args:?}: never listened");
     }
 }
+
+/// `echo_server --reactors 2` in both accept modes: TCP echo on many connections at once
+/// and UDP, then a clean stop on SIGTERM; bad flags exit 2 with the usage.
+#[test]
+fn echo_server_runs_a_group_in_both_accept_modes() {
+    for mode in ["per-reactor", "shared"] {
+        let server = Server::start(
+            "echo_server",
+            &["--port", "0", "--reactors", "2", "--accept", mode],
+        );
+        let mut streams: Vec<TcpStream> = (0..20)
+            .map(|_| {
+                let s = TcpStream::connect(server.addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s
+            })
+            .collect();
+        for (i, s) in streams.iter_mut().enumerate() {
+            s.write_all(format!("echo {i:02}").as_bytes()).unwrap();
+        }
+        for (i, s) in streams.iter_mut().enumerate() {
+            let mut back = [0u8; 7];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, format!("echo {i:02}").as_bytes(), "{mode}");
+        }
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        udp.send_to(b"datagram", server.addr).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"datagram", "{mode}");
+        drop(streams);
+        server.stop();
+    }
+    for args in [&["--reactors", "0"][..], &["--accept", "dispatch"]] {
+        let out = run_script("echo_server", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: echo_server"));
+    }
+}
