@@ -33,7 +33,9 @@ use ropewalk::prelude::*;
 use ropewalk::protocols::http::{
     Client, ClientConfig, HttpServer, Request, Response, ServerConfig, Site, StaticFiles,
 };
-use ropewalk::reactor::{defer_later, AcceptQueue, GroupListener, Reactor, ReactorGroup};
+use ropewalk::reactor::{
+    activation, defer_later, AcceptQueue, GroupListener, Reactor, ReactorGroup,
+};
 
 /// Longest delay the `/delay` and `/thread` routes accept.
 const MAX_MS: u64 = 10_000;
@@ -136,10 +138,13 @@ struct Args {
     drain: Duration,
     /// `--reactors N` / `--accept MODE`: a group of N reactors (0: one per CPU).
     group: Option<(usize, AcceptQueue)>,
+    /// `--listen-fd N`: serve on this inherited listening socket instead of `--port`.
+    listen_fd: Option<i32>,
 }
 
 const USAGE: &str = "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
-[--request-timeout S] [--drain-timeout S] [--reactors N] [--accept per-reactor|shared]";
+[--request-timeout S] [--drain-timeout S] [--reactors N] [--accept per-reactor|shared] \
+[--listen-fd N]";
 
 /// Default `--drain-timeout`.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,6 +168,7 @@ fn parse_args() -> Result<Args, String> {
         config: ServerConfig::default(),
         drain: DRAIN_TIMEOUT,
         group: None,
+        listen_fd: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -177,6 +183,13 @@ fn parse_args() -> Result<Args, String> {
             "--idle-timeout" => parsed.config.idle_timeout = seconds(&arg, args.next())?,
             "--request-timeout" => parsed.config.request_timeout = seconds(&arg, args.next())?,
             "--drain-timeout" => parsed.drain = seconds(&arg, args.next())?,
+            "--listen-fd" => {
+                let v = args.next().ok_or("--listen-fd needs a descriptor number")?;
+                parsed.listen_fd = match v.parse::<i32>() {
+                    Ok(n) if n >= 3 => Some(n),
+                    _ => return Err(format!("--listen-fd: {v:?} is not a descriptor from 3 on")),
+                };
+            }
             "--reactors" => {
                 let v = args.next().ok_or("--reactors needs a number")?;
                 let n = match v.parse::<usize>() {
@@ -209,7 +222,9 @@ fn parse_args() -> Result<Args, String> {
                      (default {} s);\n  \
                      --reactors N: N reactors, one thread each (--accept alone: one per CPU);\n  \
                      --accept: each reactor its own accept queue, or one shared (default \
-                     per-reactor)",
+                     per-reactor);\n  \
+                     --listen-fd N: serve on inherited listening socket N (systemd's \
+                     LISTEN_FDS is used when set)",
                     d.idle_timeout.as_secs_f64(),
                     d.request_timeout.as_secs_f64(),
                     DRAIN_TIMEOUT.as_secs_f64()
@@ -238,8 +253,21 @@ fn main() {
 }
 
 fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // A socket from systemd (LISTEN_FDS) or the operator (--listen-fd), if any.
+    let inherited = match args.listen_fd {
+        Some(fd) => Some(
+            activation::inherited_tcp_listener(fd).map_err(|e| format!("--listen-fd {fd}: {e}"))?,
+        ),
+        None => match activation::listen_fds(true)?.into_iter().next() {
+            Some(fd) => Some(
+                fd.into_tcp_listener()
+                    .map_err(|e| format!("LISTEN_FDS: {e}"))?,
+            ),
+            None => None,
+        },
+    };
     if let Some((threads, accept)) = args.group {
-        return serve_group(args, threads, accept);
+        return serve_group(args, threads, accept, inherited);
     }
     let reactor = Reactor::new()?;
     let _signals = reactor.install_signal_handlers()?;
@@ -253,7 +281,10 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let port = args.port;
     let server = HttpServer::with_config(&reactor, site(&reactor, files), args.config);
-    let listening = server.listen(&reactor, ([127, 0, 0, 1], port).into())?;
+    let listening = match inherited {
+        Some(listener) => server.listen_on(&reactor, listener)?,
+        None => server.listen(&reactor, ([127, 0, 0, 1], port).into())?,
+    };
     server.drain_on_shutdown(&reactor, args.drain);
     println!("listening on {}", listening.local_addr());
     reactor.run()?;
@@ -266,6 +297,7 @@ fn serve_group(
     args: Args,
     threads: usize,
     accept: AcceptQueue,
+    inherited: Option<std::net::TcpListener>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = &args.root {
         // Checked once here, so a bad directory is reported before any thread starts.
@@ -273,7 +305,14 @@ fn serve_group(
             return Err(format!("--root {}: not a directory", dir.display()).into());
         }
     }
-    let listener = GroupListener::bind(([127, 0, 0, 1], args.port).into(), accept)?;
+    let listener = match inherited {
+        // One inherited socket is one accept queue, which every reactor shares.
+        Some(_) if accept == AcceptQueue::PerReactor => {
+            return Err("an inherited socket is one accept queue: use --accept shared".into())
+        }
+        Some(l) => GroupListener::from_listener(l)?,
+        None => GroupListener::bind(([127, 0, 0, 1], args.port).into(), accept)?,
+    };
     let addr = listener.local_addr();
     let (root, config, drain) = (args.root, args.config, args.drain);
     let group = ReactorGroup::builder()

@@ -64,8 +64,14 @@ struct Server {
 
 impl Server {
     fn start(name: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(example(name))
-            .args(args)
+        let mut cmd = Command::new(example(name));
+        cmd.args(args);
+        Server::start_command(cmd)
+    }
+
+    /// As `start`, with a command made by the caller.
+    fn start_command(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -667,5 +673,63 @@ fn echo_server_runs_a_group_in_both_accept_modes() {
         let out = run_script("echo_server", args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage: echo_server"));
+    }
+}
+
+/// A listening socket the test binds, inherited by the child it spawns with `spawn`:
+/// close-on-exec is cleared only around the spawn.
+fn spawn_inheriting(listener: &std::net::TcpListener, spawn: impl FnOnce() -> Server) -> Server {
+    let sock = socket2::SockRef::from(listener);
+    sock.set_cloexec(false).unwrap();
+    let server = spawn();
+    sock.set_cloexec(true).unwrap();
+    server
+}
+
+/// The server serves on a socket it inherits, named by `--listen-fd N` or passed as
+/// systemd does (at descriptor 3, with `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES`),
+/// and drains and exits 0 on SIGTERM.
+#[test]
+fn http_server_serves_on_an_inherited_socket() {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd().to_string();
+
+    let server = spawn_inheriting(&listener, || {
+        Server::start("http_server", &["--listen-fd", &fd])
+    });
+    assert_eq!(server.addr, addr);
+    assert_eq!(
+        http(addr, "GET", "/", b""),
+        (200, b"Hello, World!\n".to_vec())
+    );
+    server.stop();
+
+    // systemd: the socket at descriptor 3, and LISTEN_PID the server's own pid (the
+    // shell's, which `exec` keeps).
+    let server = spawn_inheriting(&listener, || {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("exec 3<&\"$FD\"; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=http exec \"$0\"")
+            .arg(example("http_server"))
+            .env("FD", &fd);
+        Server::start_command(cmd)
+    });
+    assert_eq!(server.addr, addr);
+    assert_eq!(
+        http(addr, "GET", "/", b""),
+        (200, b"Hello, World!\n".to_vec())
+    );
+    server.stop();
+
+    // Not a listening socket, or not open: a clear error, exit status 1.
+    for bad in ["1", "999"] {
+        let out = run_script("http_server", &["--listen-fd", bad]);
+        assert_ne!(out.status.code(), Some(0), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--listen-fd"),
+            "{bad}"
+        );
     }
 }

@@ -629,6 +629,37 @@ impl GroupListener {
         })
     }
 
+    /// A group listener on a socket that is already listening (inherited from systemd or
+    /// a parent, see [`activation`](crate::activation)): one accept queue,
+    /// [`AcceptQueue::Shared`] by every reactor. It is made non-blocking.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the socket's address cannot be read or its mode set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{AcceptQueue, GroupListener};
+    ///
+    /// let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let l = GroupListener::from_listener(std_listener)?;
+    /// assert_eq!(l.queue(), AcceptQueue::Shared);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn from_listener(listener: TcpListener) -> io::Result<GroupListener> {
+        listener.set_nonblocking(true)?;
+        Ok(GroupListener {
+            inner: Arc::new(ListenerInner {
+                addr: listener.local_addr()?,
+                queue: AcceptQueue::Shared,
+                options: ListenOptions::default(),
+                first: Mutex::new(None),
+                shared: Some(listener),
+            }),
+        })
+    }
+
     /// The address every reactor listens on (with the real port when bound to port 0).
     ///
     /// # Examples

@@ -72,6 +72,8 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_code)]
 
+#[cfg(unix)]
+pub mod activation;
 mod connection;
 mod error;
 mod events;
