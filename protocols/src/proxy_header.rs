@@ -6,8 +6,18 @@
 //! most 107 bytes); version 2 a binary block after a 12-byte signature, whose TLVs are
 //! skipped. `UNKNOWN` (v1), `LOCAL` (v2) and v2 families other than TCP over IPv4 or
 //! IPv6 mean "use the connection's own addresses" ([`ProxyHeader::Local`]).
+//!
+//! [`ProxyProtocol`] wraps a listener's factory: it reads the header before the protocol
+//! sees a byte, and the protocol's transport reports the client as its peer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ropewalk_deferred::Failure;
+use ropewalk_reactor::{
+    Address, Clock, DelayedCall, Factory, Producer, Protocol, Transport, TransportRef,
+};
 
 /// The version 2 signature.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -211,6 +221,236 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         _ => return Err(ProxyHeaderError::V2("unknown command")),
     };
     Ok(Parsed::Done(header, total))
+}
+
+/// A [`Factory`] that reads a PROXY header (v1 or v2) on each connection before the
+/// protocol of `inner` sees a byte: the protocol is built for the client's address, and
+/// its transport's [`peer_addr`](ropewalk_reactor::Transport::peer_addr) is the client's
+/// (for an HTTP server, the access log and `Request::peer` show the real client). A
+/// malformed header, or none within `timeout`, closes the connection. Opt-in per
+/// listener: wrap the factory of the listeners behind the balancer only, since anyone
+/// who can connect can claim any address.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ropewalk_protocols::http::{HttpServer, Request, Response};
+/// use ropewalk_protocols::proxy_header::ProxyProtocol;
+///
+/// let reactor = ropewalk_reactor::Reactor::new()?;
+/// let server = HttpServer::new(&reactor, |req: Request| {
+///     Ok(Response::text(format!("you are {}", req.peer())))
+/// });
+/// let factory = ProxyProtocol::new(&reactor, server, Duration::from_secs(5));
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), factory)?;
+/// # drop(port);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct ProxyProtocol<F: Factory> {
+    inner: Rc<F>,
+    clock: Rc<dyn Clock>,
+    timeout: Duration,
+}
+
+impl<F: Factory> ProxyProtocol<F> {
+    /// Wraps `inner`; a connection whose header has not arrived `timeout` after it was
+    /// made is aborted (`clock` runs the timer: the reactor, or a `ManualClock`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_protocols::{proxy_header::ProxyProtocol, Echo};
+    ///
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let _f = ProxyProtocol::new(&clock, Echo::factory(), Duration::from_secs(5));
+    /// ```
+    pub fn new(
+        clock: &(impl Clock + Clone + 'static),
+        inner: F,
+        timeout: Duration,
+    ) -> ProxyProtocol<F> {
+        ProxyProtocol {
+            inner: Rc::new(inner),
+            clock: Rc::new(clock.clone()),
+            timeout,
+        }
+    }
+}
+
+impl<F: Factory> Factory for ProxyProtocol<F> {
+    type Protocol = ProxyConn<F>;
+
+    fn build_protocol(&self, _peer: &Address) -> Option<ProxyConn<F>> {
+        Some(ProxyConn {
+            factory: self.inner.clone(),
+            clock: self.clock.clone(),
+            timeout: self.timeout,
+            transport: None,
+            buf: Vec::new(),
+            timer: None,
+            inner: None,
+        })
+    }
+}
+
+impl<F: Factory> std::fmt::Debug for ProxyProtocol<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyProtocol")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// One connection of a [`ProxyProtocol`]: the header being read, then the inner
+/// protocol.
+pub struct ProxyConn<F: Factory> {
+    factory: Rc<F>,
+    clock: Rc<dyn Clock>,
+    timeout: Duration,
+    transport: Option<TransportRef>,
+    buf: Vec<u8>,
+    timer: Option<DelayedCall>,
+    inner: Option<F::Protocol>,
+}
+
+impl<F: Factory> ProxyConn<F> {
+    fn cancel_timer(&mut self) {
+        if let Some(t) = self.timer.take() {
+            let _ = t.cancel();
+        }
+    }
+}
+
+impl<F: Factory> Protocol for ProxyConn<F> {
+    fn connection_made(&mut self, transport: TransportRef) {
+        let t = transport.clone();
+        self.timer = Some(self.clock.call_later_boxed(
+            self.timeout,
+            Box::new(move || {
+                log::info!("no PROXY header from {} in time: closing", t.peer_addr());
+                t.abort_connection();
+            }),
+        ));
+        self.transport = Some(transport);
+    }
+
+    fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
+        if let Some(inner) = self.inner.as_mut() {
+            return inner.data_received(data);
+        }
+        let Some(transport) = self.transport.clone() else {
+            return Ok(());
+        };
+        self.buf.extend_from_slice(data);
+        let (header, used) = match parse_proxy_header(&self.buf) {
+            Ok(Parsed::Incomplete) => return Ok(()),
+            Ok(Parsed::Done(header, used)) => (header, used),
+            Err(e) => {
+                log::info!("{e} from {}: closing", transport.peer_addr());
+                self.cancel_timer();
+                self.buf = Vec::new();
+                transport.abort_connection();
+                return Ok(());
+            }
+        };
+        self.cancel_timer();
+        let peer = match header {
+            ProxyHeader::Proxied { source, .. } => Address::Inet(source),
+            ProxyHeader::Local => transport.peer_addr(),
+        };
+        let Some(mut inner) = self.factory.build_protocol(&peer) else {
+            transport.lose_connection();
+            return Ok(());
+        };
+        inner.connection_made(Rc::new(Proxied { transport, peer }));
+        let rest = self.buf.split_off(used);
+        self.buf = Vec::new();
+        let inner = self.inner.insert(inner);
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            inner.data_received(&rest)
+        }
+    }
+
+    fn eof_received(&mut self) -> bool {
+        match self.inner.as_mut() {
+            Some(inner) => inner.eof_received(),
+            None => false,
+        }
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        self.cancel_timer();
+        self.transport = None;
+        if let Some(inner) = self.inner.as_mut() {
+            inner.connection_lost(reason);
+        }
+    }
+}
+
+impl<F: Factory> std::fmt::Debug for ProxyConn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConn")
+            .field("header_read", &self.inner.is_some())
+            .finish()
+    }
+}
+
+/// The transport a proxied protocol sees: the connection's, with the client's address.
+struct Proxied {
+    transport: TransportRef,
+    peer: Address,
+}
+
+impl Transport for Proxied {
+    fn write(&self, data: &[u8]) {
+        self.transport.write(data);
+    }
+    fn write_vectored(&self, bufs: &[&[u8]]) {
+        self.transport.write_vectored(bufs);
+    }
+    fn lose_connection(&self) {
+        self.transport.lose_connection();
+    }
+    fn abort_connection(&self) {
+        self.transport.abort_connection();
+    }
+    fn half_close(&self) {
+        self.transport.half_close();
+    }
+    fn peer_addr(&self) -> Address {
+        self.peer.clone()
+    }
+    fn local_addr(&self) -> Address {
+        self.transport.local_addr()
+    }
+    fn set_nodelay(&self, on: bool) -> std::io::Result<()> {
+        self.transport.set_nodelay(on)
+    }
+    fn set_keepalive(&self, idle: Option<Duration>) -> std::io::Result<()> {
+        self.transport.set_keepalive(idle)
+    }
+    fn pause_reading(&self) {
+        self.transport.pause_reading();
+    }
+    fn resume_reading(&self) {
+        self.transport.resume_reading();
+    }
+    fn register_producer(&self, producer: Rc<dyn Producer>, streaming: bool) {
+        self.transport.register_producer(producer, streaming);
+    }
+    fn unregister_producer(&self) {
+        self.transport.unregister_producer();
+    }
+    fn write_buffer_len(&self) -> usize {
+        self.transport.write_buffer_len()
+    }
+    fn is_closing(&self) -> bool {
+        self.transport.is_closing()
+    }
 }
 
 #[cfg(test)]
