@@ -17,7 +17,17 @@
 //! ```
 //!
 //! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
-//! what the reactor does; Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
+//! what the reactor does. Ctrl-C (SIGINT) or SIGTERM drains it: it stops accepting,
+//! closes idle connections, answers the requests in flight with `Connection: close`
+//! (for at most `--drain-timeout` seconds, default 10), then exits 0; a second signal
+//! stops it at once.
+//!
+//! ```sh
+//! cargo run --release --example http_server -- --reactors 2 --accept shared
+//! ```
+//!
+//! runs N reactors, one thread each, on one port: `per-reactor` gives each its own
+//! accept queue (`SO_REUSEPORT`), `shared` has them all accept from one.
 
 use std::time::Duration;
 
@@ -26,7 +36,9 @@ use ropewalk::protocols::http::{
     Client, ClientConfig, HttpServer, Request, Response, ServerConfig, Site, StaticFiles,
 };
 use ropewalk::reactor::tls::TlsServerBuilder;
-use ropewalk::reactor::{defer_later, Reactor};
+use ropewalk::reactor::{
+    activation, defer_later, AcceptQueue, GroupListener, Reactor, ReactorGroup,
+};
 
 /// Longest delay the `/delay` and `/thread` routes accept.
 const MAX_MS: u64 = 10_000;
@@ -127,7 +139,20 @@ struct Args {
     config: ServerConfig,
     /// HTTPS: the certificate chain and private key, PEM (`--tls-cert`, `--tls-key`).
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// How long a drain (on SIGTERM or SIGINT) waits for requests in flight.
+    drain: Duration,
+    /// `--reactors N` / `--accept MODE`: a group of N reactors (0: one per CPU).
+    group: Option<(usize, AcceptQueue)>,
+    /// `--listen-fd N`: serve on this inherited listening socket instead of `--port`.
+    listen_fd: Option<i32>,
 }
+
+const USAGE: &str = "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
+[--request-timeout S] [--drain-timeout S] [--reactors N] [--accept per-reactor|shared] \
+[--listen-fd N] [--tls-cert FILE --tls-key FILE]";
+
+/// Default `--drain-timeout`.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Seconds, as given on the command line (`1`, `2.5`): more than zero, at most a day.
 fn seconds(flag: &str, v: Option<String>) -> Result<Duration, String> {
@@ -140,22 +165,6 @@ fn seconds(flag: &str, v: Option<String>) -> Result<Duration, String> {
     }
 }
 
-fn usage() -> String {
-    let d = ServerConfig::default();
-    format!(
-        "usage: http_server [--port P] [--root DIR] [--idle-timeout S] [--request-timeout S] \
-         [--tls-cert FILE --tls-key FILE]\n  \
-         P = 0 picks a free port (default 8080); DIR is served under /static/;\n  \
-         --tls-cert, --tls-key: serve HTTPS with this certificate chain and private key \
-         (PEM);\n  \
-         --idle-timeout: how long an idle keep-alive connection stays open (default {} s);\n  \
-         --request-timeout: time to receive a request head, and the longest pause in a \
-         body (default {} s)",
-        d.idle_timeout.as_secs_f64(),
-        d.request_timeout.as_secs_f64()
-    )
-}
-
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut parsed = Args {
@@ -163,6 +172,9 @@ fn parse_args() -> Result<Args, String> {
         root: None,
         config: ServerConfig::default(),
         tls: None,
+        drain: DRAIN_TIMEOUT,
+        group: None,
+        listen_fd: None,
     };
     let (mut cert, mut key) = (None, None);
     while let Some(arg) = args.next() {
@@ -179,8 +191,55 @@ fn parse_args() -> Result<Args, String> {
             "--request-timeout" => parsed.config.request_timeout = seconds(&arg, args.next())?,
             "--tls-cert" => cert = Some(args.next().ok_or("--tls-cert needs a PEM file")?),
             "--tls-key" => key = Some(args.next().ok_or("--tls-key needs a PEM file")?),
+            "--drain-timeout" => parsed.drain = seconds(&arg, args.next())?,
+            "--listen-fd" => {
+                let v = args.next().ok_or("--listen-fd needs a descriptor number")?;
+                parsed.listen_fd = match v.parse::<i32>() {
+                    Ok(n) if n >= 3 => Some(n),
+                    _ => return Err(format!("--listen-fd: {v:?} is not a descriptor from 3 on")),
+                };
+            }
+            "--reactors" => {
+                let v = args.next().ok_or("--reactors needs a number")?;
+                let n = match v.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(format!("--reactors: {v:?} is not a number from 1 to 1024")),
+                };
+                let accept = parsed.group.map_or(AcceptQueue::PerReactor, |g| g.1);
+                parsed.group = Some((n, accept));
+            }
+            "--accept" => {
+                let v = args.next().ok_or("--accept needs per-reactor or shared")?;
+                let accept = match v.as_str() {
+                    "per-reactor" => AcceptQueue::PerReactor,
+                    "shared" => AcceptQueue::Shared,
+                    _ => return Err(format!("--accept: {v:?} is not per-reactor or shared")),
+                };
+                let n = parsed.group.map_or(0, |g| g.0);
+                parsed.group = Some((n, accept));
+            }
             "-h" | "--help" => {
-                println!("{}", usage());
+                let d = ServerConfig::default();
+                println!(
+                    "{USAGE}\n  \
+                     P = 0 picks a free port (default 8080); DIR is served under /static/;\n  \
+                     --idle-timeout: how long an idle keep-alive connection stays open \
+                     (default {} s);\n  \
+                     --request-timeout: time to receive a request head, and the longest \
+                     pause in a body (default {} s);\n  \
+                     --drain-timeout: how long SIGTERM waits for requests in flight \
+                     (default {} s);\n  \
+                     --reactors N: N reactors, one thread each (--accept alone: one per CPU);\n  \
+                     --accept: each reactor its own accept queue, or one shared (default \
+                     per-reactor);\n  \
+                     --listen-fd N: serve on inherited listening socket N (systemd's \
+                     LISTEN_FDS is used when set);\n  \
+                     --tls-cert, --tls-key: serve HTTPS with this certificate chain and \
+                     private key (PEM), on one reactor",
+                    d.idle_timeout.as_secs_f64(),
+                    d.request_timeout.as_secs_f64(),
+                    DRAIN_TIMEOUT.as_secs_f64()
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option: {other}")),
@@ -191,6 +250,9 @@ fn parse_args() -> Result<Args, String> {
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".into()),
     };
+    if parsed.tls.is_some() && parsed.group.is_some() {
+        return Err("--tls-cert serves on one reactor: leave out --reactors and --accept".into());
+    }
     Ok(parsed)
 }
 
@@ -199,7 +261,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("http_server: {e}\n{}", usage());
+            eprintln!("http_server: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };
@@ -210,6 +272,22 @@ fn main() {
 }
 
 fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // A socket from systemd (LISTEN_FDS) or the operator (--listen-fd), if any.
+    let inherited = match args.listen_fd {
+        Some(fd) => Some(
+            activation::inherited_tcp_listener(fd).map_err(|e| format!("--listen-fd {fd}: {e}"))?,
+        ),
+        None => match activation::listen_fds(true)?.into_iter().next() {
+            Some(fd) => Some(
+                fd.into_tcp_listener()
+                    .map_err(|e| format!("LISTEN_FDS: {e}"))?,
+            ),
+            None => None,
+        },
+    };
+    if let Some((threads, accept)) = args.group {
+        return serve_group(args, threads, accept, inherited);
+    }
     let reactor = Reactor::new()?;
     let _signals = reactor.install_signal_handlers()?;
     let files = match &args.root {
@@ -222,18 +300,66 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let port = args.port;
     let server = HttpServer::with_config(&reactor, site(&reactor, files), args.config);
-    let addr = ([127, 0, 0, 1], port).into();
-    let listening = match &args.tls {
-        Some((cert, key)) => {
+    let listening = match (inherited, &args.tls) {
+        (Some(_), Some(_)) => {
+            return Err("--tls-cert serves on a port of its own: leave out --listen-fd".into())
+        }
+        (Some(listener), None) => server.listen_on(&reactor, listener)?,
+        (None, Some((cert, key))) => {
             let config = TlsServerBuilder::from_pem_files(cert, key)?
                 .alpn(&[b"http/1.1"])
                 .build()?;
-            server.listen_tls(&reactor, addr, config)?
+            server.listen_tls(&reactor, ([127, 0, 0, 1], port).into(), config)?
         }
-        None => server.listen(&reactor, addr)?,
+        (None, None) => server.listen(&reactor, ([127, 0, 0, 1], port).into())?,
     };
+    server.drain_on_shutdown(&reactor, args.drain);
     println!("listening on {}", listening.local_addr());
     reactor.run()?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// N reactors on one port, each with its own server; SIGTERM drains every one.
+fn serve_group(
+    args: Args,
+    threads: usize,
+    accept: AcceptQueue,
+    inherited: Option<std::net::TcpListener>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(dir) = &args.root {
+        // Checked once here, so a bad directory is reported before any thread starts.
+        if !dir.is_dir() {
+            return Err(format!("--root {}: not a directory", dir.display()).into());
+        }
+    }
+    let listener = match inherited {
+        // One inherited socket is one accept queue, which every reactor shares.
+        Some(_) if accept == AcceptQueue::PerReactor => {
+            return Err("an inherited socket is one accept queue: use --accept shared".into())
+        }
+        Some(l) => GroupListener::from_listener(l)?,
+        None => GroupListener::bind(([127, 0, 0, 1], args.port).into(), accept)?,
+    };
+    let addr = listener.local_addr();
+    let (root, config, drain) = (args.root, args.config, args.drain);
+    let group = ReactorGroup::builder()
+        .threads(threads)
+        .name("http")
+        .start(move |reactor, _index| {
+            let files = match &root {
+                Some(dir) => Some(StaticFiles::new(reactor, dir)?.with_prefix("/static/")),
+                None => None,
+            };
+            let server = HttpServer::with_config(reactor, site(reactor, files), config.clone());
+            server.listen_group(reactor, &listener)?;
+            server.drain_on_shutdown(reactor, drain);
+            Ok(())
+        })?;
+    let _signals = group.install_signal_handlers()?;
+    println!("listening on {addr}");
+    log::info!("{} reactors, {accept} accept queue", group.threads());
+    group.join()?;
     log::info!("stopped");
     Ok(())
 }

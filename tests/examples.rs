@@ -74,8 +74,14 @@ struct Server {
 
 impl Server {
     fn start(name: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(example(name))
-            .args(args)
+        let mut cmd = Command::new(example(name));
+        cmd.args(args);
+        Server::start_command(cmd)
+    }
+
+    /// As `start`, with a command made by the caller.
+    fn start_command(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -963,4 +969,196 @@ fn echo_server_echoes_over_tls() {
     let out = run_script("echo_server", &["--port", "0", "--tls-key", key]);
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends two pipelined requests in one write — `/` and a slow `/delay` — and reads the
+/// first response: once it is back, the server has read the slow request too (it parses
+/// every complete request in what it reads). Returns the stream, positioned after the
+/// first response.
+fn start_slow_request(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: test\r\n\r\nGET /delay?ms=400 HTTP/1.1\r\nHost: test\r\n\r\n",
+    )
+    .unwrap();
+    let first = b"Hello, World!\n";
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(first) {
+        let n = s.read(&mut byte).expect("the first response");
+        assert_eq!(n, 1, "closed early: {}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    s
+}
+
+/// SIGTERM mid-request: the server drains (the slow request is answered in full, with
+/// `Connection: close`) and exits 0 — on one reactor and on a group, in both accept modes.
+#[test]
+fn http_server_drains_on_sigterm() {
+    for args in [
+        &["--port", "0"][..],
+        &["--port", "0", "--reactors", "2", "--accept", "per-reactor"],
+        &["--port", "0", "--reactors", "2", "--accept", "shared"],
+    ] {
+        let server = Server::start("http_server", args);
+        let mut s = start_slow_request(server.addr);
+        server.stop(); // SIGTERM; asserts exit status 0 within 5 s
+        let rest = read_until_closed(&mut s).expect("closed after the drain");
+        let text = String::from_utf8_lossy(&rest);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{args:?}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            text.ends_with("\r\n\r\nwaited 400 ms\n"),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+/// A second SIGTERM during the drain stops the server at once, long before the drain's
+/// deadline.
+#[test]
+fn http_server_second_sigterm_stops_at_once() {
+    let server = Server::start("http_server", &["--port", "0", "--drain-timeout", "60"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: test\r\n\r\nGET /delay?ms=10000 HTTP/1.1\r\nHost: test\r\n\r\n",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"Hello, World!\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1);
+        got.push(byte[0]);
+    }
+    let pid = server.child.as_ref().unwrap().id().to_string();
+    // The first starts the drain, which waits for the 10 s request; the second ends it.
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let started = std::time::Instant::now();
+    server.stop(); // a third; asserts exit 0 within 5 s
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let rest = read_until_closed(&mut s).expect("closed");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn http_server_rejects_bad_group_flags() {
+    for args in [
+        &["--reactors", "0"][..],
+        &["--reactors", "many"],
+        &["--reactors"],
+        &["--accept", "sideways"],
+        &["--reactors", "2", "--accept"],
+    ] {
+        let out = run_script("http_server", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("usage: http_server"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: never listened");
+    }
+}
+
+/// `echo_server --reactors 2` in both accept modes: TCP echo on many connections at once
+/// and UDP, then a clean stop on SIGTERM; bad flags exit 2 with the usage.
+#[test]
+fn echo_server_runs_a_group_in_both_accept_modes() {
+    for mode in ["per-reactor", "shared"] {
+        let server = Server::start(
+            "echo_server",
+            &["--port", "0", "--reactors", "2", "--accept", mode],
+        );
+        let mut streams: Vec<TcpStream> = (0..20)
+            .map(|_| {
+                let s = TcpStream::connect(server.addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s
+            })
+            .collect();
+        for (i, s) in streams.iter_mut().enumerate() {
+            s.write_all(format!("echo {i:02}").as_bytes()).unwrap();
+        }
+        for (i, s) in streams.iter_mut().enumerate() {
+            let mut back = [0u8; 7];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, format!("echo {i:02}").as_bytes(), "{mode}");
+        }
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        udp.send_to(b"datagram", server.addr).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"datagram", "{mode}");
+        drop(streams);
+        server.stop();
+    }
+    for args in [&["--reactors", "0"][..], &["--accept", "dispatch"]] {
+        let out = run_script("echo_server", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: echo_server"));
+    }
+}
+
+/// A listening socket the test binds, inherited by the child it spawns with `spawn`:
+/// close-on-exec is cleared only around the spawn.
+fn spawn_inheriting(listener: &std::net::TcpListener, spawn: impl FnOnce() -> Server) -> Server {
+    let sock = socket2::SockRef::from(listener);
+    sock.set_cloexec(false).unwrap();
+    let server = spawn();
+    sock.set_cloexec(true).unwrap();
+    server
+}
+
+/// The server serves on a socket it inherits, named by `--listen-fd N` or passed as
+/// systemd does (at descriptor 3, with `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES`),
+/// and drains and exits 0 on SIGTERM.
+#[test]
+fn http_server_serves_on_an_inherited_socket() {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd().to_string();
+
+    let server = spawn_inheriting(&listener, || {
+        Server::start("http_server", &["--listen-fd", &fd])
+    });
+    assert_eq!(server.addr, addr);
+    assert_eq!(
+        http(addr, "GET", "/", b""),
+        (200, b"Hello, World!\n".to_vec())
+    );
+    server.stop();
+
+    // systemd: the socket at descriptor 3, and LISTEN_PID the server's own pid (the
+    // shell's, which `exec` keeps).
+    let server = spawn_inheriting(&listener, || {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("exec 3<&\"$FD\"; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=http exec \"$0\"")
+            .arg(example("http_server"))
+            .env("FD", &fd);
+        Server::start_command(cmd)
+    });
+    assert_eq!(server.addr, addr);
+    assert_eq!(
+        http(addr, "GET", "/", b""),
+        (200, b"Hello, World!\n".to_vec())
+    );
+    server.stop();
+
+    // Not a listening socket, or not open: a clear error, exit status 1.
+    for bad in ["1", "999"] {
+        let out = run_script("http_server", &["--listen-fd", bad]);
+        assert_ne!(out.status.code(), Some(0), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--listen-fd"),
+            "{bad}"
+        );
+    }
 }

@@ -103,6 +103,7 @@ pub mod framing;
 pub mod http;
 pub mod line;
 pub mod line_only;
+pub mod proxy_header;
 mod receiver;
 
 pub use crate::echo::{Discard, Echo, UdpEcho};

@@ -638,6 +638,37 @@ impl GroupListener {
         })
     }
 
+    /// A group listener on a socket that is already listening (inherited from systemd or
+    /// a parent, see [`activation`](crate::activation)): one accept queue,
+    /// [`AcceptQueue::Shared`] by every reactor. It is made non-blocking.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the socket's address cannot be read or its mode set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{AcceptQueue, GroupListener};
+    ///
+    /// let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let l = GroupListener::from_listener(std_listener)?;
+    /// assert_eq!(l.queue(), AcceptQueue::Shared);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn from_listener(listener: TcpListener) -> io::Result<GroupListener> {
+        listener.set_nonblocking(true)?;
+        Ok(GroupListener {
+            inner: Arc::new(ListenerInner {
+                addr: listener.local_addr()?,
+                queue: AcceptQueue::Shared,
+                options: ListenOptions::default(),
+                first: Mutex::new(None),
+                shared: Some(listener),
+            }),
+        })
+    }
+
     /// The address every reactor listens on (with the real port when bound to port 0).
     ///
     /// # Examples
@@ -698,6 +729,35 @@ impl GroupListener {
         reactor: &Reactor,
         factory: impl Fn(&Address) -> Option<P> + 'static,
     ) -> io::Result<ListeningPort> {
+        self.listen_factory(reactor, factory)
+    }
+
+    /// As [`listen`](Self::listen), for a [`Factory`](crate::Factory) value (one with start
+    /// and stop hooks, such as the HTTP server) rather than a closure.
+    ///
+    /// # Errors
+    ///
+    /// As [`listen`](Self::listen).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, for_protocol, Protocol};
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// use ropewalk_reactor::{AcceptQueue, GroupListener, Reactor};
+    ///
+    /// let l = GroupListener::bind("127.0.0.1:0".parse().unwrap(), AcceptQueue::Shared)?;
+    /// let reactor = Reactor::new()?;
+    /// let port = l.listen_factory(&reactor, for_protocol(P::default))?;
+    /// assert!(port.local_addr().inet().is_some());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_factory<F: crate::Factory>(
+        &self,
+        reactor: &Reactor,
+        factory: F,
+    ) -> io::Result<ListeningPort> {
         let inner = &*self.inner;
         let sock = match &inner.shared {
             Some(shared) => shared.try_clone()?,
@@ -711,7 +771,7 @@ impl GroupListener {
                 TcpListener::from(sock)
             }
         };
-        reactor.adopt_tcp_listener(sock, factory)
+        reactor.adopt_tcp_listener_factory(sock, factory)
     }
 }
 

@@ -76,6 +76,8 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_code)]
 
+#[cfg(unix)]
+pub mod activation;
 mod client;
 mod connection;
 mod error;

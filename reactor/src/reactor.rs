@@ -775,7 +775,8 @@ impl Reactor {
     }
 
     /// How long shutdown waits for the Deferreds of `Before` shutdown triggers (default
-    /// 30 s); past it, shutdown goes on and a warning is logged.
+    /// 30 s); past it, shutdown goes on and a warning is logged. A [`stop`](Self::stop)
+    /// while shutdown waits for them (a second SIGINT or SIGTERM) ends the wait at once.
     ///
     /// # Examples
     ///
@@ -786,6 +787,24 @@ impl Reactor {
     /// ```
     pub fn set_shutdown_timeout(&self, timeout: Duration) {
         self.inner.triggers.set_timeout(timeout);
+    }
+
+    /// How long shutdown waits for the Deferreds of `Before` shutdown triggers (see
+    /// [`set_shutdown_timeout`](Self::set_shutdown_timeout)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// assert_eq!(reactor.shutdown_timeout(), Duration::from_secs(30));
+    /// reactor.set_shutdown_timeout(Duration::from_secs(5));
+    /// assert_eq!(reactor.shutdown_timeout(), Duration::from_secs(5));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.inner.triggers.timeout()
     }
 
     /// Runs the three phases of `event`, waiting for `Before` triggers' Deferreds, and
@@ -809,6 +828,21 @@ impl Reactor {
     fn wait_for_triggers(&self, event: SystemEvent, pending: &Cell<usize>) {
         let timeout = self.inner.triggers.timeout();
         let deadline = Instant::now() + timeout;
+        let mut stopped = false;
+        self.wait_for_triggers_until(event, pending, timeout, deadline, &mut stopped);
+        if stopped {
+            self.inner.remote.stop.store(true, Ordering::Release);
+        }
+    }
+
+    fn wait_for_triggers_until(
+        &self,
+        event: SystemEvent,
+        pending: &Cell<usize>,
+        timeout: Duration,
+        deadline: Instant,
+        stopped: &mut bool,
+    ) {
         while pending.get() > 0 {
             let now = Instant::now();
             if now >= deadline {
@@ -818,8 +852,18 @@ impl Reactor {
                 );
                 return;
             }
-            // A stop() during the wait must not turn it into a busy loop.
-            self.clear_stop();
+            if self.inner.remote.stop.swap(false, Ordering::AcqRel) {
+                if event == SystemEvent::Shutdown {
+                    // Stopped again while stopping (a second Ctrl-C): stop at once.
+                    log::warn!(
+                        "stopped again: not waiting for {} shutdown trigger(s)",
+                        pending.get()
+                    );
+                    return;
+                }
+                // During startup a stop is for the loop, which sees it after startup.
+                *stopped = true;
+            }
             self.turn(Some(deadline - now));
         }
     }

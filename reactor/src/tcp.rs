@@ -684,6 +684,33 @@ impl Reactor {
         listener: TcpListener,
         factory: impl Fn(&Address) -> Option<P> + 'static,
     ) -> io::Result<ListeningPort> {
+        self.adopt_tcp_listener_factory(listener, factory)
+    }
+
+    /// As [`adopt_tcp_listener`](Self::adopt_tcp_listener), for a [`Factory`] value (one
+    /// with start and stop hooks, such as the HTTP server) rather than a closure.
+    ///
+    /// # Errors
+    ///
+    /// The system error if it cannot be made non-blocking or registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, for_protocol, Protocol, Reactor};
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.adopt_tcp_listener_factory(listener, for_protocol(P::default))?;
+    /// assert!(port.local_addr().inet().is_some());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn adopt_tcp_listener_factory<F: Factory>(
+        &self,
+        listener: TcpListener,
+        factory: F,
+    ) -> io::Result<ListeningPort> {
         listener.set_nonblocking(true)?;
         listen(self, listener, factory, None)
     }

@@ -152,6 +152,60 @@ fn shutdown_gives_up_waiting_after_the_timeout() {
     assert!(!logged("trigger(s) still pending after 30ms").is_empty());
 }
 
+/// Twisted: none (Twisted ignores a second stop): a stop while shutdown waits for a
+/// `Before` trigger (a second Ctrl-C during a graceful drain) ends the wait at once,
+/// long before the shutdown timeout, and the rest of shutdown still runs.
+#[test]
+fn a_second_stop_ends_the_wait_for_shutdown_triggers() {
+    capture_logs();
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        reactor.set_shutdown_timeout(Duration::from_secs(60));
+        let keep: Rc<RefCell<Vec<ropewalk_reactor::deferred::Resolver<()>>>> = Rc::default();
+        let (k, r) = (keep.clone(), reactor.clone());
+        reactor.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || {
+            let (d, resolver) = Deferred::<()>::pending();
+            k.borrow_mut().push(resolver);
+            // The second stop, a turn later, while shutdown waits for `d`.
+            let r2 = r.clone();
+            r.call_later(Duration::from_millis(20), move || r2.stop().unwrap());
+            d
+        });
+        let ran_after = Rc::new(RefCell::new(false));
+        let a = ran_after.clone();
+        reactor.add_system_event_trigger(Phase::After, SystemEvent::Shutdown, move || {
+            *a.borrow_mut() = true;
+            Ok(())
+        });
+        stop_when_running(&reactor);
+        let started = std::time::Instant::now();
+        reactor.run().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(*ran_after.borrow());
+        drop(keep);
+    });
+    assert!(!logged("stopped again: not waiting for 1 shutdown trigger(s)").is_empty());
+}
+
+/// A stop during a `Before` startup trigger's wait is not lost: the loop stops once
+/// startup is over.
+#[test]
+fn a_stop_during_startup_stops_the_loop_after_startup() {
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let r = reactor.clone();
+        reactor.add_system_event_trigger(Phase::Before, SystemEvent::Startup, move || {
+            let (d, resolver) = Deferred::<()>::pending();
+            r.stop().unwrap();
+            r.call_later(Duration::from_millis(10), move || {
+                resolver.callback(()).unwrap();
+            });
+            d
+        });
+        reactor.run().unwrap();
+    });
+}
+
 /// Twisted: ThreePhaseEventTests.test_beforeTriggerException and
 /// test_duringTriggerException: a failing or panicking trigger is logged and the others
 /// still run.

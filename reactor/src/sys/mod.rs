@@ -18,6 +18,9 @@
 //! whether connections are edge-triggered, and acts on [`Ready`].
 #![allow(unsafe_code)]
 
+#[cfg(unix)]
+pub(crate) mod activation;
+
 pub(crate) use ::polling::PollMode;
 
 use crate::slab::Key;

@@ -142,6 +142,8 @@ struct ConnState {
     out: Vec<u8>,
     /// The last slot id given out.
     next_id: u64,
+    /// The id under which the server's drain registry knows this connection.
+    drain_id: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +233,7 @@ impl HttpConnection {
                 stream: None,
                 out: Vec::new(),
                 next_id: 0,
+                drain_id: None,
             })),
             pumping: Rc::new(Cell::new(Pump::Idle)),
         }
@@ -348,6 +351,8 @@ impl HttpConnection {
         let mut slot = {
             let mut st = self.state.borrow_mut();
             let id = st.next_slot_id();
+            // A server that drains answers this request and closes.
+            let keep_alive = keep_alive && !shared.drain.draining();
             if !keep_alive {
                 st.closing = true;
             }
@@ -1070,6 +1075,17 @@ impl Protocol for HttpConnection {
             }),
             true,
         );
+        let shared = self.state.borrow().shared.clone();
+        if shared.drain.draining() {
+            // Accepted before the drain began, made after: not served.
+            transport.lose_connection();
+            return;
+        }
+        let id = shared.drain.register(ConnHandle {
+            state: Rc::downgrade(&self.state),
+            pumping: Rc::downgrade(&self.pumping),
+        });
+        self.state.borrow_mut().drain_id = Some(id);
         self.update_timer();
     }
 
@@ -1097,8 +1113,9 @@ impl Protocol for HttpConnection {
     }
 
     fn connection_lost(&mut self, _reason: Failure) {
-        let (timer, abort_timer, slots, stream) = {
+        let (timer, abort_timer, slots, stream, drain) = {
             let mut st = self.state.borrow_mut();
+            let drain = st.drain_id.take().map(|id| (st.shared.clone(), id));
             st.closed = true;
             st.transport = None;
             // What was being read goes now (and its body's budget with it), not when the
@@ -1112,6 +1129,7 @@ impl Protocol for HttpConnection {
                 st.abort_timer.take(),
                 std::mem::take(&mut st.queue),
                 st.stream.take(),
+                drain,
             )
         };
         for t in [timer, abort_timer].into_iter().flatten() {
@@ -1123,6 +1141,56 @@ impl Protocol for HttpConnection {
         // Nobody will read these responses: stop the work behind them.
         for slot in slots {
             slot.abandon();
+        }
+        if let Some((shared, id)) = drain {
+            shared.drain.forget(id);
+        }
+    }
+}
+
+/// A connection as the server's drain registry holds it: weakly, so that it never keeps
+/// a connection alive.
+pub(super) struct ConnHandle {
+    state: Weak<RefCell<ConnState>>,
+    pumping: Weak<Cell<Pump>>,
+}
+
+impl ConnHandle {
+    pub(super) fn upgrade(&self) -> Option<HttpConnection> {
+        Some(HttpConnection {
+            state: self.state.upgrade()?,
+            pumping: self.pumping.upgrade()?,
+        })
+    }
+}
+
+impl HttpConnection {
+    /// The server drains: close at once if idle; otherwise answer the request in flight
+    /// (or being read) with `Connection: close`, then close.
+    pub(super) fn drain(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.closed || st.closing {
+                return;
+            }
+            let reading = st.request_started
+                || !st.buf.is_empty()
+                || matches!(st.reading, ReadingRequest::Body(_));
+            if reading {
+                // `dispatch` sees the server draining and answers it with a close.
+                return;
+            }
+            st.closing = true;
+        }
+        // Writes what is ready; closes now if nothing is pending.
+        self.pump();
+    }
+
+    /// The drain's deadline passed.
+    pub(super) fn abort(&self) {
+        let transport = self.state.borrow().transport.clone();
+        if let Some(t) = transport {
+            t.abort_connection();
         }
     }
 }

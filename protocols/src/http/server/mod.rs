@@ -3,6 +3,8 @@
 //!
 //! - `connection.rs`: [`HttpConnection`], the per-connection state machine (parsing,
 //!   the pipeline of response slots, timeouts, streamed bodies).
+//! - `drain.rs`: graceful drain ([`HttpServer::drain`]): the registry of live
+//!   connections.
 //! - `flow.rs`: flow control between a connection and its transport.
 //! - `response.rs`: [`Response`] and [`BodyWriter`], what a handler answers, and how a
 //!   response is written on the wire (its head, cached per second; the access log).
@@ -20,6 +22,7 @@
 
 mod budget;
 mod connection;
+mod drain;
 mod flow;
 mod response;
 mod site;
@@ -37,7 +40,8 @@ use std::time::{Duration, SystemTime};
 use ropewalk_deferred::{maybe_deferred, Deferred, Failure, IntoOutcome, Outcome};
 use ropewalk_reactor::tls::{rustls, TlsOptions};
 use ropewalk_reactor::{
-    Address, Clock, Factory, ListenOptions, ListeningPort, LogLimiter, Reactor,
+    Address, Clock, Factory, GroupListener, ListenOptions, ListeningPort, LogLimiter, Phase,
+    Reactor, SystemEvent, TriggerId,
 };
 
 use super::wire::date::DateLines;
@@ -224,6 +228,8 @@ pub(super) struct ServerShared {
     overload_log: LogLimiter,
     /// Request bodies buffered on all connections, against `max_buffered_bodies`.
     bodies: Rc<BodyBudget>,
+    /// The live connections and ports, for a graceful drain.
+    drain: drain::DrainState,
 }
 
 impl ServerShared {
@@ -320,6 +326,7 @@ impl HttpServer {
                 head: RefCell::new(HeadCache::default()),
                 overload_log: LogLimiter::new(Duration::from_secs(1)),
                 bodies,
+                drain: drain::DrainState::default(),
             }),
         }
     }
@@ -349,7 +356,9 @@ impl HttpServer {
             nodelay: true,
             ..ListenOptions::default()
         };
-        reactor.listen_tcp_factory(addr, self.clone(), &options)
+        let port = reactor.listen_tcp_factory(addr, self.clone(), &options)?;
+        self.shared.drain.add_port(port.clone());
+        Ok(port)
     }
 
     /// Listens for HTTPS on `addr` with this server: TLS with `config` (see
@@ -388,7 +397,172 @@ impl HttpServer {
             },
             ..TlsOptions::default()
         };
-        reactor.listen_tls_factory(addr, self.clone(), config, &options)
+        let port = reactor.listen_tls_factory(addr, self.clone(), config, &options)?;
+        self.shared.drain.add_port(port.clone());
+        Ok(port)
+    }
+
+    /// Serves on this reactor's share of a [`GroupListener`] (call it in a
+    /// [`ReactorGroup`](ropewalk_reactor::ReactorGroup)'s setup, with each reactor's own
+    /// server); [`drain`](Self::drain) stops it.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the socket cannot be bound, duplicated or registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// use ropewalk_reactor::{AcceptQueue, GroupListener, ReactorGroup};
+    ///
+    /// let listener = GroupListener::bind("127.0.0.1:0".parse().unwrap(), AcceptQueue::Shared)?;
+    /// let group = ReactorGroup::start(2, move |reactor, _| {
+    ///     let server = HttpServer::new(reactor, |_: Request| Ok(Response::text("ok")));
+    ///     server.listen_group(reactor, &listener)?;
+    ///     Ok(())
+    /// })?;
+    /// group.stop()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_group(
+        &self,
+        reactor: &Reactor,
+        listener: &GroupListener,
+    ) -> io::Result<ListeningPort> {
+        let port = listener.listen_factory(reactor, self.clone())?;
+        self.shared.drain.add_port(port.clone());
+        Ok(port)
+    }
+
+    /// Serves on a listening socket made elsewhere: inherited from systemd or a parent
+    /// process, or bound by hand. It is made
+    /// non-blocking; [`drain`](Self::drain) stops it.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the socket cannot be registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = server.listen_on(&reactor, listener)?;
+    /// assert!(port.local_addr().inet().unwrap().ip().is_loopback());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_on(
+        &self,
+        reactor: &Reactor,
+        listener: std::net::TcpListener,
+    ) -> io::Result<ListeningPort> {
+        let port = reactor.adopt_tcp_listener_factory(listener, self.clone())?;
+        self.shared.drain.add_port(port.clone());
+        Ok(port)
+    }
+
+    /// Drains the server gracefully: stops listening on the ports [`listen`](Self::listen)
+    /// opened (a new connect is refused) and refuses connections from any other port;
+    /// closes idle keep-alive connections at once; lets each request in flight (or being
+    /// read) finish, answered with `Connection: close`, after which its connection closes.
+    /// The Deferred fires when the last connection has closed; connections still open
+    /// `deadline` after the first call are aborted then. Calling it again returns another
+    /// Deferred for the same drain (the first deadline stands).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let _port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// // No connections: drained at once.
+    /// server.drain(Duration::from_secs(10)).wait()?;
+    /// assert!(server.is_draining());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn drain(&self, deadline: Duration) -> Deferred<()> {
+        let weak = Rc::downgrade(&self.shared);
+        let clock = self.shared.clock.clone();
+        self.shared.drain.start(move || {
+            Some(clock.call_later_boxed(
+                deadline,
+                Box::new(move || {
+                    if let Some(shared) = weak.upgrade() {
+                        shared.drain.abort_all();
+                    }
+                }),
+            ))
+        })
+    }
+
+    /// Drains the server (see [`drain`](Self::drain)) when `reactor` shuts down, before its
+    /// connections are closed: a `Before` shutdown trigger whose Deferred the reactor
+    /// waits for, as Twisted's web server does. With
+    /// [`Reactor::install_signal_handlers`] this is the graceful stop on SIGTERM or
+    /// SIGINT; a second signal stops at once. The reactor's
+    /// [shutdown timeout](Reactor::set_shutdown_timeout) is raised to a second past
+    /// `deadline` if it is shorter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let _port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// server.drain_on_shutdown(&reactor, Duration::from_secs(10));
+    /// let r = reactor.clone();
+    /// reactor.call_soon(move || r.stop().unwrap());
+    /// reactor.run()?; // drains, then returns
+    /// assert!(server.is_draining());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn drain_on_shutdown(&self, reactor: &Reactor, deadline: Duration) -> TriggerId {
+        let wanted = deadline + Duration::from_secs(1);
+        if reactor.shutdown_timeout() < wanted {
+            reactor.set_shutdown_timeout(wanted);
+        }
+        let server = self.clone();
+        reactor.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || {
+            server.drain(deadline)
+        })
+    }
+
+    /// Whether [`drain`](Self::drain) has been called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let server = HttpServer::new(&clock, |_: Request| Ok(Response::new(204)));
+    /// assert!(!server.is_draining());
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.shared.drain.draining()
+    }
+
+    /// How many connections of this server are open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let server = HttpServer::new(&clock, |_: Request| Ok(Response::new(204)));
+    /// assert_eq!(server.live_connections(), 0);
+    /// ```
+    pub fn live_connections(&self) -> usize {
+        self.shared.drain.live()
     }
 
     /// The protocol for one connection (for tests with a `StringTransport`, or custom
@@ -418,6 +592,9 @@ impl Factory for HttpServer {
     type Protocol = HttpConnection;
 
     fn build_protocol(&self, _peer: &Address) -> Option<HttpConnection> {
+        if self.shared.drain.draining() {
+            return None;
+        }
         Some(self.connection())
     }
 }

@@ -1,0 +1,118 @@
+//! The PROXY protocol on a listener ([`ProxyProtocol`]), over real loopback TCP: the HTTP
+//! server behind it sees the client the header names; a malformed header or none in
+//! time closes the connection. Clients run on the worker pool with read timeouts.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use ropewalk_protocols::http::{HttpServer, Request, Response};
+use ropewalk_protocols::proxy_header::ProxyProtocol;
+use ropewalk_reactor::deferred::Failure;
+use ropewalk_reactor::{ListenOptions, Reactor};
+
+fn start(reactor: &Reactor, header_timeout: Duration) -> SocketAddr {
+    let server = HttpServer::new(reactor, |req: Request| {
+        Ok(Response::text(format!("peer {}", req.peer())))
+    });
+    let port = reactor
+        .listen_tcp_factory(
+            "127.0.0.1:0".parse().unwrap(),
+            ProxyProtocol::new(reactor, server, header_timeout),
+            &ListenOptions::default(),
+        )
+        .unwrap();
+    port.local_addr().inet().unwrap()
+}
+
+/// Sends `bytes` and reads until the server closes (a reset counts as a close).
+fn exchange(addr: SocketAddr, bytes: Vec<u8>) -> Result<String, Failure> {
+    let mut s = TcpStream::connect(addr).map_err(Failure::new)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(Failure::new)?;
+    s.write_all(&bytes).map_err(Failure::new)?;
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => return Err(Failure::new(e)),
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+#[test]
+fn v1_and_v2_headers_give_the_client_address() {
+    let reactor = Reactor::new().unwrap();
+    let addr = start(&reactor, Duration::from_secs(10));
+    let v1 = [
+        b"PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n".as_slice(),
+        GET,
+    ]
+    .concat();
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    v2.extend_from_slice(
+        &"2001:db8::7"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2.extend_from_slice(
+        &"2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2.extend_from_slice(&[0x30, 0x39, 0x01, 0xbb]);
+    v2.extend_from_slice(GET);
+    let local = [b"PROXY UNKNOWN\r\n".as_slice(), GET].concat();
+    let out = reactor
+        .defer_to_thread(move || {
+            Ok((
+                exchange(addr, v1)?,
+                exchange(addr, v2)?,
+                exchange(addr, local)?,
+            ))
+        })
+        .wait()
+        .unwrap();
+    assert!(out.0.ends_with("peer 192.0.2.1:56324"), "{}", out.0);
+    assert!(out.1.ends_with("peer [2001:db8::7]:12345"), "{}", out.1);
+    // UNKNOWN: the connection's own address.
+    assert!(out.2.contains("peer 127.0.0.1:"), "{}", out.2);
+}
+
+#[test]
+fn malformed_header_closes_without_an_answer() {
+    let reactor = Reactor::new().unwrap();
+    let addr = start(&reactor, Duration::from_secs(10));
+    let out = reactor
+        .defer_to_thread(move || {
+            Ok((
+                exchange(addr, GET.to_vec())?,
+                exchange(
+                    addr,
+                    b"PROXY TCP4 192.0.2.1 nope 1 2\r\nGET / HTTP/1.1\r\n\r\n".to_vec(),
+                )?,
+            ))
+        })
+        .wait()
+        .unwrap();
+    assert_eq!(out.0, "");
+    assert_eq!(out.1, "");
+}
+
+#[test]
+fn no_header_in_time_closes() {
+    let reactor = Reactor::new().unwrap();
+    let addr = start(&reactor, Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let out = reactor
+        .defer_to_thread(move || exchange(addr, b"PROXY TCP4 192.0".to_vec()))
+        .wait()
+        .unwrap();
+    assert_eq!(out, "");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
