@@ -74,8 +74,9 @@ use crate::http::{BodyWriter, Request, Response};
 ///
 /// The request path (after the mount prefix) is percent-decoded and split into segments;
 /// `..`, hidden names (a leading `.`), NUL and `\` are refused before the file system is
-/// touched. Everything that touches the file system runs on the worker pool
-/// (`defer_to_thread`): the path is canonicalized (following symlinks) and must still be
+/// touched. Everything that touches the file system runs on the reactor's I/O pool
+/// ([`Reactor::defer_to_io_thread`]), never queued behind the users' jobs of the worker
+/// pool: the path is canonicalized (following symlinks) and must still be
 /// under the canonical root, then the file is opened and its metadata read from the open
 /// handle. Small files come back read whole in that same job; larger ones are streamed by
 /// a task on the reactor that reads one chunk at a time on the pool and waits for
@@ -92,8 +93,8 @@ pub struct StaticFiles {
 
 impl StaticFiles {
     /// Serves the files under `root`, which must be a directory; the mount prefix is
-    /// `/` until [`with_prefix`](Self::with_prefix). `reactor`'s worker pool does the file
-    /// system work.
+    /// `/` until [`with_prefix`](Self::with_prefix). `reactor`'s I/O pool
+    /// ([`Reactor::defer_to_io_thread`]) does the file system work.
     ///
     /// # Errors
     ///
@@ -235,7 +236,7 @@ impl Handler for StaticFiles {
         // A range is read from its offset, never as part of a whole file.
         let read_whole = !head && range.is_none();
         let threshold = self.stream_threshold;
-        let found = self.reactor.defer_to_thread(move || {
+        let found = self.reactor.defer_to_io_thread(move || {
             Ok(find(
                 &root,
                 &segments,
@@ -380,7 +381,7 @@ fn stream_file(
             // The first read seeks to the range's start (on the pool, like every read).
             let seek_to = (sent == 0 && offset > 0).then_some(offset);
             let (f, buf) = pool
-                .defer_to_thread(move || {
+                .defer_to_io_thread(move || {
                     if let Some(at) = seek_to {
                         f.seek(SeekFrom::Start(at)).map_err(Failure::new)?;
                     }
