@@ -1,17 +1,18 @@
 //! [`StaticFiles`]: serves a directory tree (Twisted's `static.File`).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
-use ropewalk_deferred::{Deferred, Failure};
+use ropewalk_deferred::Deferred;
 use ropewalk_reactor::Reactor;
 
 use super::Handler;
 use crate::http::request::escapes_are_valid;
 use crate::http::wire::date::{http_date, parse_http_date};
-use crate::http::{BodyWriter, Request, Response};
+use crate::http::{Request, Response};
 
 /// Serves the files under a directory: a [`Handler`] to [`mount`](super::Site::mount)
 /// under a prefix.
@@ -29,8 +30,8 @@ use crate::http::{BodyWriter, Request, Response};
 ///   gives 304.
 /// - `Range` on `GET` (RFC 9110 §14), with `Accept-Ranges: bytes` on every file
 ///   response: one range `bytes=a-b`, `bytes=a-` or `bytes=-n` gives **206** with
-///   `Content-Range: bytes a-b/len` and just those bytes (streamed from the offset for a
-///   large file, like a whole one); a range that starts past the end (or `-0`, or any
+///   `Content-Range: bytes a-b/len` and just those bytes (sent from the offset, like a
+///   large file); a range that starts past the end (or `-0`, or any
 ///   range of an empty file) gives **416** with `Content-Range: bytes */len`. Several
 ///   ranges (`bytes=0-1,5-6`) are answered with the whole file as a **200**: this server
 ///   does not write `multipart/byteranges`, and RFC 9110 lets a server ignore `Range`.
@@ -78,17 +79,18 @@ use crate::http::{BodyWriter, Request, Response};
 /// ([`Reactor::defer_to_io_thread`]), never queued behind the users' jobs of the worker
 /// pool: the path is canonicalized (following symlinks) and must still be
 /// under the canonical root, then the file is opened and its metadata read from the open
-/// handle. Small files come back read whole in that same job; larger ones are streamed by
-/// a task on the reactor that reads one chunk at a time on the pool and waits for
-/// [`BodyWriter::ready`] between chunks, so a slow client holds at most a few chunks in
-/// memory. The reactor thread never blocks on the disk.
+/// handle. Small files come back read whole in that same job; larger ones, and ranges,
+/// are handed to the connection as an open file region
+/// ([`BodyWriter::send_file`](crate::http::BodyWriter::send_file)), which the kernel
+/// sends with `sendfile(2)` as the client reads (on the portable poller, or over TLS,
+/// the region is read with `pread` as it is sent). A slow client holds no memory, and the
+/// send timeout sees the file drain as it sees written bytes.
 #[derive(Debug)]
 pub struct StaticFiles {
     reactor: Reactor,
     root: PathBuf,
     prefix: String,
-    chunk_size: usize,
-    stream_threshold: u64,
+    memory_limit: u64,
 }
 
 impl StaticFiles {
@@ -122,8 +124,7 @@ impl StaticFiles {
             reactor: reactor.clone(),
             root,
             prefix: "/".to_string(),
-            chunk_size: 64 * 1024,
-            stream_threshold: 256 * 1024,
+            memory_limit: 16 * 1024,
         })
     }
 
@@ -149,20 +150,22 @@ impl StaticFiles {
         self
     }
 
-    /// Files larger than `bytes` are streamed in chunks of `chunk` bytes; smaller ones are
-    /// read whole. Defaults: 256 KiB and 64 KiB; `chunk` is at least 1.
+    /// Files of at most `bytes` are read whole (in the same I/O-pool job that opens them)
+    /// and sent from memory; larger ones, and every range, are sent from the open file
+    /// with [`Transport::send_file`](ropewalk_reactor::Transport::send_file)
+    /// (`sendfile(2)` on Linux). Default 16 KiB: below it, one `read` costs less than the
+    /// `sendfile` bookkeeping; above it, copying through memory costs more.
     ///
     /// # Examples
     ///
     /// ```
     /// let reactor = ropewalk_reactor::Reactor::new()?;
     /// let _files = ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?
-    ///     .with_streaming(1 << 20, 128 * 1024);
+    ///     .with_memory_limit(64 * 1024);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn with_streaming(mut self, bytes: u64, chunk: usize) -> StaticFiles {
-        self.stream_threshold = bytes;
-        self.chunk_size = chunk.max(1);
+    pub fn with_memory_limit(mut self, bytes: u64) -> StaticFiles {
+        self.memory_limit = bytes;
         self
     }
 
@@ -235,7 +238,7 @@ impl Handler for StaticFiles {
         let root = self.root.clone();
         // A range is read from its offset, never as part of a whole file.
         let read_whole = !head && range.is_none();
-        let threshold = self.stream_threshold;
+        let threshold = self.memory_limit;
         let found = self.reactor.defer_to_io_thread(move || {
             Ok(find(
                 &root,
@@ -245,8 +248,6 @@ impl Handler for StaticFiles {
                 read_whole.then_some(threshold),
             ))
         });
-        let reactor = self.reactor.clone();
-        let chunk = self.chunk_size;
         let location = match request.query() {
             Some(q) => format!("{}/?{q}", request.path()),
             None => format!("{}/", request.path()),
@@ -280,7 +281,8 @@ impl Handler for StaticFiles {
                         let resp = typed(resp)
                             .with_header("Content-Range", format!("bytes {start}-{end}/{len}"))
                             .with_header("Content-Length", (end - start + 1).to_string());
-                        stream_file(&reactor, file, start, end - start + 1, chunk, writer);
+                        writer.send_file(Rc::new(file), start, end - start + 1);
+                        writer.finish();
                         return Ok(resp);
                     }
                     match data {
@@ -289,8 +291,9 @@ impl Handler for StaticFiles {
                             let (resp, writer) = Response::streaming(200);
                             let resp = typed(resp).with_header("Content-Length", len.to_string());
                             if !head {
-                                stream_file(&reactor, file, 0, len, chunk, writer);
+                                writer.send_file(Rc::new(file), 0, len);
                             }
+                            writer.finish();
                             resp
                         }
                     }
@@ -354,70 +357,6 @@ fn parse_range(value: &str) -> Option<ByteRange> {
             (a <= b).then_some(ByteRange::From(a, Some(b)))
         }
     }
-}
-
-/// Sends `len` bytes of `file` from `offset` through `writer`, a chunk at a time, each
-/// read on the pool.
-fn stream_file(
-    reactor: &Reactor,
-    file: File,
-    offset: u64,
-    len: u64,
-    chunk: usize,
-    writer: BodyWriter,
-) {
-    let pool = reactor.clone();
-    let w = writer.clone();
-    let task = reactor.spawn(async move {
-        let mut file = Some(file);
-        let mut sent = 0u64;
-        while sent < len {
-            w.ready().await?;
-            if w.is_aborted() {
-                return Ok(());
-            }
-            let want = (len - sent).min(chunk as u64) as usize;
-            let mut f = file.take().expect("file is put back after each read");
-            // The first read seeks to the range's start (on the pool, like every read).
-            let seek_to = (sent == 0 && offset > 0).then_some(offset);
-            let (f, buf) = pool
-                .defer_to_io_thread(move || {
-                    if let Some(at) = seek_to {
-                        f.seek(SeekFrom::Start(at)).map_err(Failure::new)?;
-                    }
-                    let mut buf = vec![0u8; want];
-                    let mut n = 0;
-                    while n < want {
-                        match f.read(&mut buf[n..]) {
-                            Ok(0) => break,
-                            Ok(k) => n += k,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(Failure::new(e)),
-                        }
-                    }
-                    buf.truncate(n);
-                    Ok((f, buf))
-                })
-                .await?;
-            if buf.is_empty() {
-                return Err(Failure::msg(format!(
-                    "file shrank while being sent ({sent} of {len} bytes)"
-                )));
-            }
-            sent += buf.len() as u64;
-            w.write(&buf);
-            file = Some(f);
-        }
-        w.finish();
-        Ok::<(), Failure>(())
-    });
-    // A failure half-way cannot become an error status any more: drop the connection so
-    // the client sees a short response, never a wrong one.
-    drop(task.add_errback(move |f: Failure| {
-        log::warn!("static file: {f}");
-        writer.abort();
-        Ok(())
-    }));
 }
 
 /// Decodes and checks the path after the prefix: its segments, and whether it ended
