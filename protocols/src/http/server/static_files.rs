@@ -1,13 +1,16 @@
 //! [`StaticFiles`]: serves a directory tree (Twisted's `static.File`).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use ropewalk_deferred::Deferred;
-use ropewalk_reactor::Reactor;
+use ropewalk_reactor::{Clock, Reactor};
 
 use super::Handler;
 use crate::http::request::escapes_are_valid;
@@ -44,7 +47,7 @@ use crate::http::{Request, Response};
 ///
 /// ```
 /// use ropewalk_protocols::http::{Client, HttpServer, Site, StaticFiles};
-/// use ropewalk_reactor::Reactor;
+/// use ropewalk_reactor::{Clock, Reactor};
 ///
 /// let dir = std::env::temp_dir().join(format!("ropewalk-doc-static-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir)?;
@@ -85,12 +88,19 @@ use crate::http::{Request, Response};
 /// sends with `sendfile(2)` as the client reads (on the portable poller, or over TLS,
 /// the region is read with `pread` as it is sent). A slow client holds no memory, and the
 /// send timeout sees the file drain as it sees written bytes.
-#[derive(Debug)]
+///
+/// What a look-up found (the open file, its length and modification time, and a small
+/// file's bytes) is kept in an open-file cache on the reactor thread
+/// ([`with_open_file_cache`](Self::with_open_file_cache)), so a hot file is answered
+/// without a pool job, an `open` or an `fstat` until its entry is `valid` old; `Range`
+/// and `If-Modified-Since` are answered from the entry the same way.
 pub struct StaticFiles {
     reactor: Reactor,
+    clock: Rc<dyn Clock>,
     root: PathBuf,
     prefix: String,
     memory_limit: u64,
+    cache: Rc<RefCell<FileCache>>,
 }
 
 impl StaticFiles {
@@ -125,6 +135,12 @@ impl StaticFiles {
             root,
             prefix: "/".to_string(),
             memory_limit: 16 * 1024,
+            clock: Rc::new(reactor.clone()),
+            cache: Rc::new(RefCell::new(FileCache {
+                entries: HashMap::new(),
+                capacity: 1024,
+                valid: Duration::from_secs(1),
+            })),
         })
     }
 
@@ -169,6 +185,51 @@ impl StaticFiles {
         self
     }
 
+    /// The open-file cache: at most `entries` request paths are kept with their open file,
+    /// its length and modification time, and (at most the memory limit) its bytes, so a
+    /// hot file costs no `open`, `fstat` or pool job per request. Each is trusted for
+    /// `valid` after it was looked up on the file system, then looked up again (nginx's
+    /// `open_file_cache_valid`): a file changed, replaced or deleted is served fresh (or
+    /// 404) at most `valid` later. When full, the least recently used path goes. Errors
+    /// (404, 403) are not cached. Defaults: 1,024 entries, 1 s; 0 entries turns it off.
+    /// An entry for a file larger than the memory limit holds its descriptor open: count
+    /// `entries` against the process's descriptor limit (`ulimit -n`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let _files = ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?
+    ///     .with_open_file_cache(10_000, Duration::from_secs(5));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_open_file_cache(self, entries: usize, valid: Duration) -> StaticFiles {
+        {
+            let mut cache = self.cache.borrow_mut();
+            cache.capacity = entries;
+            cache.valid = valid;
+            cache.entries.clear();
+        }
+        self
+    }
+
+    /// The clock the open-file cache reads (default: the reactor); tests drive it by hand
+    /// with a [`ManualClock`](ropewalk_reactor::ManualClock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let _files = ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?.with_clock(&clock);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_clock(mut self, clock: &(impl Clock + Clone + 'static)) -> StaticFiles {
+        self.clock = Rc::new(clock.clone());
+        self
+    }
+
     /// The canonical root directory.
     ///
     /// # Examples
@@ -197,6 +258,20 @@ impl StaticFiles {
     }
 }
 
+impl fmt::Debug for StaticFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cache = self.cache.borrow();
+        f.debug_struct("StaticFiles")
+            .field("root", &self.root)
+            .field("prefix", &self.prefix)
+            .field("memory_limit", &self.memory_limit)
+            .field("cached", &cache.entries.len())
+            .field("cache_capacity", &cache.capacity)
+            .field("cache_valid", &cache.valid)
+            .finish()
+    }
+}
+
 /// What the pool found for a request.
 enum Found {
     File {
@@ -207,9 +282,76 @@ enum Found {
         /// The whole file, when it was small enough to read in the same job.
         data: Option<Vec<u8>>,
     },
-    NotModified(Option<u64>),
     Redirect,
     Status(u16),
+}
+
+/// An open file as the cache holds it, shared by the responses that send it.
+struct OpenFile {
+    /// The open file, when its bytes are not held (a file held whole holds no descriptor).
+    file: Option<Rc<File>>,
+    len: u64,
+    mtime: Option<u64>,
+    content_type: &'static str,
+    /// The whole file, when it is at most the memory limit.
+    data: Option<Rc<[u8]>>,
+}
+
+/// The open-file cache (nginx's `open_file_cache`): request paths to the open files they
+/// named when last looked up, each trusted for `valid` after that look-up.
+#[derive(Default)]
+struct FileCache {
+    entries: HashMap<(String, bool), CacheEntry>,
+    /// How many entries at most (0: no cache).
+    capacity: usize,
+    valid: Duration,
+}
+
+struct CacheEntry {
+    file: Rc<OpenFile>,
+    /// When it was looked up on the file system (the clock's time).
+    checked: Duration,
+    /// When it last served a request: the least recent goes first when the cache is full.
+    used: Duration,
+}
+
+impl FileCache {
+    /// The open file for `key`, if looked up less than `valid` ago.
+    fn get(&mut self, key: &(String, bool), now: Duration) -> Option<Rc<OpenFile>> {
+        let valid = self.valid;
+        let entry = self.entries.get_mut(key)?;
+        if now.saturating_sub(entry.checked) >= valid {
+            // Stale: the next look-up replaces it (or finds it gone).
+            self.entries.remove(key);
+            return None;
+        }
+        entry.used = now;
+        Some(entry.file.clone())
+    }
+
+    fn insert(&mut self, key: (String, bool), file: Rc<OpenFile>, now: Duration) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.entries.remove(&k);
+            }
+        }
+        self.entries.insert(
+            key,
+            CacheEntry {
+                file,
+                checked: now,
+                used: now,
+            },
+        );
+    }
 }
 
 impl Handler for StaticFiles {
@@ -226,39 +368,39 @@ impl Handler for StaticFiles {
             Ok(s) => s,
             Err(status) => return Deferred::succeed(Response::error(status)),
         };
-        let since = request
-            .headers()
-            .get("if-modified-since")
-            .and_then(parse_http_date);
-        let range = if head {
-            None
-        } else {
-            request.headers().get("range").and_then(parse_range)
+        let ask = Ask {
+            since: request
+                .headers()
+                .get("if-modified-since")
+                .and_then(parse_http_date),
+            range: if head {
+                None
+            } else {
+                request.headers().get("range").and_then(parse_range)
+            },
+            head,
         };
+        let key = (segments.join("/"), trailing_slash);
+        let now = self.clock.now();
+        if let Some(open) = self.cache.borrow_mut().get(&key, now) {
+            return Deferred::succeed(respond(&open, &ask));
+        }
         let root = self.root.clone();
-        // A range is read from its offset, never as part of a whole file.
-        let read_whole = !head && range.is_none();
-        let threshold = self.memory_limit;
-        let found = self.reactor.defer_to_io_thread(move || {
-            Ok(find(
-                &root,
-                &segments,
-                trailing_slash,
-                since,
-                read_whole.then_some(threshold),
-            ))
-        });
+        let limit = self.memory_limit;
+        let found = self
+            .reactor
+            .defer_to_io_thread(move || Ok(find(&root, &segments, trailing_slash, limit)));
         let location = match request.query() {
             Some(q) => format!("{}/?{q}", request.path()),
             None => format!("{}/", request.path()),
         };
+        let cache = self.cache.clone();
         found.add_callback(move |found| {
             Ok(match found {
                 Found::Status(status) => error_response(status),
                 Found::Redirect => Response::text(format!("moved to {location}\n"))
                     .with_status(301)
                     .with_header("Location", location),
-                Found::NotModified(mtime) => with_mtime(Response::new(304), mtime),
                 Found::File {
                     file,
                     len,
@@ -266,41 +408,77 @@ impl Handler for StaticFiles {
                     content_type,
                     data,
                 } => {
-                    let typed = |r: Response| {
-                        with_mtime(r, mtime)
-                            .with_header("Content-Type", content_type)
-                            .with_header("X-Content-Type-Options", "nosniff")
-                            .with_header("Accept-Ranges", "bytes")
-                    };
-                    if let Some(range) = range {
-                        let Some((start, end)) = range.resolve(len) else {
-                            return Ok(Response::error(416)
-                                .with_header("Content-Range", format!("bytes */{len}")));
-                        };
-                        let (resp, writer) = Response::streaming(206);
-                        let resp = typed(resp)
-                            .with_header("Content-Range", format!("bytes {start}-{end}/{len}"))
-                            .with_header("Content-Length", (end - start + 1).to_string());
-                        writer.send_file(Rc::new(file), start, end - start + 1);
-                        writer.finish();
-                        return Ok(resp);
-                    }
-                    match data {
-                        Some(data) => typed(Response::new(200).with_body(data)),
-                        None => {
-                            let (resp, writer) = Response::streaming(200);
-                            let resp = typed(resp).with_header("Content-Length", len.to_string());
-                            if !head {
-                                writer.send_file(Rc::new(file), 0, len);
-                            }
-                            writer.finish();
-                            resp
-                        }
-                    }
+                    let open = Rc::new(OpenFile {
+                        file: data.is_none().then(|| Rc::new(file)),
+                        len,
+                        mtime,
+                        content_type,
+                        data: data.map(Rc::from),
+                    });
+                    cache.borrow_mut().insert(key, open.clone(), now);
+                    respond(&open, &ask)
                 }
             })
         })
     }
+}
+
+/// What a request asks of a file besides its path.
+struct Ask {
+    since: Option<u64>,
+    range: Option<ByteRange>,
+    head: bool,
+}
+
+/// The response for `open`: 304, 416, 206 with a range, or 200; from memory when the file
+/// is held whole, else sent from the file.
+fn respond(open: &OpenFile, ask: &Ask) -> Response {
+    if let (Some(since), Some(mtime)) = (ask.since, open.mtime) {
+        if mtime <= since {
+            return with_mtime(Response::new(304), open.mtime);
+        }
+    }
+    let len = open.len;
+    let typed = |r: Response| {
+        with_mtime(r, open.mtime)
+            .with_header("Content-Type", open.content_type)
+            .with_header("X-Content-Type-Options", "nosniff")
+            .with_header("Accept-Ranges", "bytes")
+    };
+    let (status, start, count) = match ask.range {
+        Some(range) => {
+            let Some((start, end)) = range.resolve(len) else {
+                return Response::error(416).with_header("Content-Range", format!("bytes */{len}"));
+            };
+            (206, start, end - start + 1)
+        }
+        None => (200, 0, len),
+    };
+    let ranged = |r: Response| {
+        if status == 206 {
+            r.with_header(
+                "Content-Range",
+                format!("bytes {start}-{}/{len}", start + count - 1),
+            )
+        } else {
+            r
+        }
+    };
+    let file = match (&open.data, &open.file) {
+        (Some(data), _) => {
+            let body = data[start as usize..(start + count) as usize].to_vec();
+            return ranged(typed(Response::new(status).with_body(body)));
+        }
+        (None, Some(file)) => file,
+        (None, None) => unreachable!("an open file is held whole or open"),
+    };
+    let (resp, writer) = Response::streaming(status);
+    let resp = ranged(typed(resp)).with_header("Content-Length", count.to_string());
+    if !ask.head {
+        writer.send_file(file.clone(), start, count);
+    }
+    writer.finish();
+    resp
 }
 
 fn with_mtime(r: Response, mtime: Option<u64>) -> Response {
@@ -384,13 +562,7 @@ fn split_path(rest: &str) -> Result<(Vec<String>, bool), u16> {
 }
 
 /// On the pool: resolves `segments` under `root`, never outside it.
-fn find(
-    root: &Path,
-    segments: &[String],
-    trailing_slash: bool,
-    since: Option<u64>,
-    read_whole_up_to: Option<u64>,
-) -> Found {
+fn find(root: &Path, segments: &[String], trailing_slash: bool, read_whole_up_to: u64) -> Found {
     let mut candidate = root.to_path_buf();
     candidate.extend(segments);
     let status_of = |e: io::Error| Found::Status(io_error_status(&e, &candidate));
@@ -440,21 +612,19 @@ fn find(
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs());
-    if let (Some(since), Some(mtime)) = (since, mtime) {
-        if mtime <= since {
-            return Found::NotModified(Some(mtime));
-        }
-    }
     let len = meta.len();
-    let data = match read_whole_up_to {
-        Some(limit) if len <= limit => {
-            let mut data = Vec::with_capacity(len as usize);
-            if let Err(e) = (&mut file).take(limit).read_to_end(&mut data) {
-                return status_of(e);
-            }
-            Some(data)
+    let data = if len <= read_whole_up_to {
+        let mut data = Vec::with_capacity(len as usize);
+        if let Err(e) = (&mut file).take(read_whole_up_to).read_to_end(&mut data) {
+            return status_of(e);
         }
-        _ => None,
+        if data.len() as u64 != len {
+            // It changed while being read: its length is what the response says.
+            return Found::Status(503);
+        }
+        Some(data)
+    } else {
+        None
     };
     Found::File {
         file,
