@@ -139,7 +139,9 @@ pub trait Transport {
     /// poller, other systems) a connection reads 64 KiB at a time with `pread` as the socket
     /// drains. The default, for transports without a socket of their own (TLS, test
     /// transports), reads the region at once with `pread` on the calling thread and
-    /// [`write`](Self::write)s it.
+    /// [`write`](Self::write)s it: the whole region then sits in the write queue's memory,
+    /// so a transport that may send large files (TLS) should override it to read as it
+    /// drains.
     ///
     /// The region counts toward [`write_buffer_len`](Self::write_buffer_len) (and so toward
     /// the high-water mark that pauses a producer) as the bytes left to send of it: it is
