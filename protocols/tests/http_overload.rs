@@ -194,7 +194,10 @@ fn static_file_without_descriptors_is_503() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("a.txt"), "hello\n").unwrap();
     let reactor = Reactor::new().unwrap();
-    let files = ropewalk_protocols::http::StaticFiles::new(&reactor, &dir).unwrap();
+    // No open-file cache: each request looks the file up (and opens it) again.
+    let files = ropewalk_protocols::http::StaticFiles::new(&reactor, &dir)
+        .unwrap()
+        .with_open_file_cache(0, std::time::Duration::ZERO);
     let server = HttpServer::new(&reactor, files);
     let ask = |what: &str| {
         let mut c = server.connection();

@@ -442,3 +442,41 @@ fn body_at_the_minimum_rate_is_read_whole() {
     assert_eq!(r.status, 200);
     assert!(r.text().starts_with("POST / 60000:yyy"));
 }
+
+/// A body sent from a file (`BodyWriter::send_file`) counts as queued bytes, as written
+/// ones do: a peer that stops reading it is aborted `send_timeout` after its last
+/// progress. Without a length it is framed as a chunk.
+#[test]
+fn peer_that_stops_reading_a_file_body_is_aborted() {
+    let path = std::env::temp_dir().join(format!("ropewalk-timeouts-file-{}", std::process::id()));
+    std::fs::write(&path, "0123456789").unwrap();
+    let file = Rc::new(std::fs::File::open(&path).unwrap());
+    std::fs::remove_file(&path).unwrap();
+    let mut c = Conn::with_config(
+        move |_: Request| {
+            let (resp, body) = Response::streaming(200);
+            body.write(b"<");
+            body.send_file(file.clone(), 3, 4);
+            body.write(b">");
+            body.finish();
+            Ok(resp)
+        },
+        ServerConfig {
+            send_timeout: Duration::from_secs(10),
+            ..config()
+        },
+    );
+    c.t.set_write_buffer_len(70_000);
+    c.send(get("/"));
+    let out = c.output();
+    assert!(
+        out.ends_with("1\r\n<\r\n4\r\n3456\r\n1\r\n>\r\n0\r\n\r\n"),
+        "chunked, in order: {out:?}"
+    );
+    c.advance(9.0);
+    c.t.set_write_buffer_len(60_000);
+    c.advance(9.0);
+    assert!(!c.closed());
+    c.advance(1.0);
+    assert!(c.t.was_aborted(), "10 s without progress");
+}

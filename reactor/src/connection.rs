@@ -2,6 +2,8 @@
 //! and the ways it closes. It is the [`Transport`] its protocol writes to.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
@@ -15,7 +17,7 @@ use ropewalk_deferred::Failure;
 use crate::protocol::{Address, ConnectionError, Producer, Protocol, Transport, TransportRef};
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
-use crate::sys::{sock_read, sock_send, Interest, PollMode, Ready};
+use crate::sys::{sock_read, sock_send, sock_send_file, Interest, PollMode, Ready};
 
 /// Default high-water mark of a connection's write queue: past it, a streaming producer
 /// registered on the transport is paused.
@@ -38,6 +40,8 @@ pub(crate) trait StreamSocket: AsRawFd + 'static {
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn write_some(&self, buf: &[u8]) -> io::Result<usize>;
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Sends up to `len` bytes of `file` from `offset`; 0 when the file ends first.
+    fn send_file_some(&self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
     fn shutdown_write(&self) -> io::Result<()>;
     fn peer_address(&self) -> Address;
     fn local_address(&self) -> Address;
@@ -62,6 +66,9 @@ impl StreamSocket for TcpStream {
     }
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         (&*self).write_vectored(bufs)
+    }
+    fn send_file_some(&self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+        sock_send_file(self, file, offset, len)
     }
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
@@ -102,6 +109,9 @@ impl StreamSocket for UnixStream {
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         (&*self).write_vectored(bufs)
     }
+    fn send_file_some(&self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+        sock_send_file(self, file, offset, len)
+    }
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
@@ -126,9 +136,13 @@ impl StreamSocket for UnixStream {
 
 /// A connection's write queue and where it is in its life (reading, closing, closed).
 struct ConnState {
-    /// Bytes queued for the socket: `wbuf[wpos..]`.
+    /// Bytes queued for the socket: `wbuf[wpos..]`, then `later`.
     wbuf: Vec<u8>,
     wpos: usize,
+    /// What was queued behind a file region (`send_file`), in order: empty unless one is
+    /// queued. Its bytes, counted in `later_len`.
+    later: VecDeque<Queued>,
+    later_len: usize,
     /// What the poller was last told.
     registered: Interest,
     reading_paused: bool,
@@ -147,9 +161,104 @@ struct ConnState {
     high_water: usize,
 }
 
+/// A part of the write queue behind `wbuf`.
+enum Queued {
+    /// Bytes written after a file region.
+    Bytes(Vec<u8>),
+    /// A file region still to send: `len` bytes from `offset`.
+    File {
+        file: Rc<File>,
+        offset: u64,
+        len: usize,
+    },
+}
+
 impl ConnState {
+    /// Bytes queued, a file region counting as the bytes left to send of it.
     fn queued(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + self.later_len
+    }
+
+    /// Queues `data` after everything queued before it.
+    fn enqueue(&mut self, data: &[u8]) {
+        if self.later.is_empty() {
+            self.wbuf.extend_from_slice(data);
+            return;
+        }
+        self.later_len += data.len();
+        if let Some(Queued::Bytes(b)) = self.later.back_mut() {
+            b.extend_from_slice(data);
+        } else {
+            self.later.push_back(Queued::Bytes(data.to_vec()));
+        }
+    }
+
+    /// Sends as much of the queue as `sock` takes, in order.
+    fn drain<S: StreamSocket>(&mut self, sock: &S) -> io::Result<()> {
+        let mut result = Ok(());
+        loop {
+            if self.wpos < self.wbuf.len() {
+                match sock.write_some(&self.wbuf[self.wpos..]) {
+                    Ok(n) => self.wpos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                continue;
+            }
+            match self.later.front_mut() {
+                None => break,
+                Some(Queued::Bytes(_)) => {
+                    let Some(Queued::Bytes(b)) = self.later.pop_front() else {
+                        unreachable!()
+                    };
+                    self.later_len -= b.len();
+                    self.wbuf = b;
+                    self.wpos = 0;
+                }
+                Some(Queued::File { file, offset, len }) => {
+                    match sock.send_file_some(file, *offset, *len) {
+                        Ok(0) => {
+                            result = Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!("file ended {len} bytes short of the region to send"),
+                            ));
+                            break;
+                        }
+                        Ok(n) => {
+                            *offset += n as u64;
+                            *len -= n;
+                            self.later_len -= n;
+                            if *len == 0 {
+                                self.later.pop_front();
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+            // Give memory back after a burst.
+            if self.wbuf.capacity() > 4 * self.high_water {
+                self.wbuf = Vec::new();
+            }
+        } else if self.wpos > self.wbuf.len() / 2 {
+            let pos = self.wpos;
+            self.wbuf.drain(..pos);
+            self.wpos = 0;
+        }
+        result
     }
 
     fn wanted(&self) -> Interest {
@@ -229,6 +338,8 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             state: RefCell::new(ConnState {
                 wbuf: Vec::new(),
                 wpos: 0,
+                later: VecDeque::new(),
+                later_len: 0,
                 registered: Interest::READ,
                 reading_paused: false,
                 read_eof: false,
@@ -465,31 +576,8 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             let mut st = self.state.borrow_mut();
             let sock = self.sock.borrow();
             let Some(sock) = sock.as_ref() else { return };
-            let mut result = Ok(());
             let before = st.queued();
-            while st.queued() > 0 {
-                match sock.write_some(&st.wbuf[st.wpos..]) {
-                    Ok(n) => st.wpos += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            if st.queued() == 0 {
-                st.wbuf.clear();
-                st.wpos = 0;
-                // Give memory back after a burst.
-                if st.wbuf.capacity() > 4 * st.high_water {
-                    st.wbuf = Vec::new();
-                }
-            } else if st.wpos > st.wbuf.len() / 2 {
-                let pos = st.wpos;
-                st.wbuf.drain(..pos);
-                st.wpos = 0;
-            }
+            let result = st.drain(sock);
             (result, st.queued() < before)
         };
         if let (Err(e), _) = result {
@@ -629,6 +717,8 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             st.closed = true;
             st.wbuf = Vec::new();
             st.wpos = 0;
+            st.later = VecDeque::new();
+            st.later_len = 0;
             st.producer.take()
         };
         if let Some(key) = self.key.take() {
@@ -751,7 +841,7 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
                         skip -= b.len();
                         continue;
                     }
-                    st.wbuf.extend_from_slice(&b[skip..]);
+                    st.enqueue(&b[skip..]);
                     skip = 0;
                 }
             }
@@ -767,6 +857,72 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
             }
             // All of it went out, and the poller was told what the state wants: nothing
             // for `update_interest` to do (most writes).
+            let settled = st.queued() == 0
+                && !st.pull_pending
+                && st.wanted() == st.registered
+                && !self.parked.get();
+            (
+                result,
+                if pause { st.producer.clone() } else { None },
+                settled,
+            )
+        };
+        if let Err(e) = result {
+            self.close(Failure::new(ConnectionError::Lost(e)), false);
+            return;
+        }
+        if let Some((p, _)) = grew {
+            p.pause_producing();
+        } else if settled {
+            return;
+        }
+        self.update_interest();
+    }
+
+    fn send_file(&self, file: Rc<File>, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let (result, grew, settled) = {
+            let mut st = self.state.borrow_mut();
+            if st.closed || st.disconnecting || st.write_shut || st.half_closing {
+                return;
+            }
+            // A region past what memory can count is queued in parts.
+            let mut left = len;
+            let mut at = offset;
+            while left > 0 {
+                let part = left.min(isize::MAX as u64 / 2) as usize;
+                st.later.push_back(Queued::File {
+                    file: file.clone(),
+                    offset: at,
+                    len: part,
+                });
+                st.later_len = st.later_len.saturating_add(part);
+                left -= part as u64;
+                at += part as u64;
+            }
+            // Straight to the socket when nothing was queued before it, as `write` does;
+            // behind a queue, the loop sends it in turn.
+            let result = if st.wpos == st.wbuf.len() && st.later.len() == 1 {
+                let sock = self.sock.borrow();
+                match sock.as_ref() {
+                    Some(sock) => st.drain(sock),
+                    None => Ok(()),
+                }
+            } else {
+                Ok(())
+            };
+            if st.queued() == 0 && matches!(st.producer, Some((_, false))) {
+                st.pull_pending = true;
+            }
+            let pause = result.is_ok()
+                && !st.producer_paused
+                && st.queued() > st.high_water
+                && matches!(st.producer, Some((_, true)));
+            if pause {
+                st.producer_paused = true;
+            }
             let settled = st.queued() == 0
                 && !st.pull_pending
                 && st.wanted() == st.registered

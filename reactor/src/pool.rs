@@ -69,6 +69,25 @@ pub struct PoolConfig {
     pub keep_alive: Duration,
 }
 
+impl PoolConfig {
+    /// The default of the reactor's I/O pool ([`Reactor::defer_to_io_thread`](crate::Reactor::defer_to_io_thread)):
+    /// 4 threads, enough to keep a disk or two busy without crowding the cores the
+    /// reactors run on; the rest as [`PoolConfig::default`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = ropewalk_reactor::PoolConfig::io_default();
+    /// assert_eq!(config.max_threads, 4);
+    /// ```
+    pub fn io_default() -> PoolConfig {
+        PoolConfig {
+            max_threads: 4,
+            ..PoolConfig::default()
+        }
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
@@ -105,6 +124,8 @@ struct PoolQueue {
 const SPIN: Duration = Duration::from_micros(50);
 
 struct PoolShared {
+    /// Its threads' names: `{name}-{n}`.
+    name: &'static str,
     state: Mutex<PoolQueue>,
     /// The queue's length, kept under the lock, for the spinning thread to read without it.
     queued: AtomicUsize,
@@ -144,11 +165,13 @@ pub struct PoolStats {
 }
 
 impl Pool {
-    pub(crate) fn new(mut config: PoolConfig) -> Pool {
+    /// A pool whose threads are named `{name}-{n}`.
+    pub(crate) fn new(name: &'static str, mut config: PoolConfig) -> Pool {
         config.max_threads = config.max_threads.max(1);
         config.max_queue = config.max_queue.max(1);
         Pool {
             shared: Arc::new(PoolShared {
+                name,
                 state: Mutex::new(PoolQueue {
                     queue: VecDeque::new(),
                     threads: 0,
@@ -189,7 +212,7 @@ impl Pool {
             drop(st);
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("ropewalk-worker-{n}"))
+                .name(format!("{}-{n}", self.shared.name))
                 .spawn(move || worker(shared));
             if let Err(e) = spawned {
                 log::error!("cannot start a worker thread: {e}");

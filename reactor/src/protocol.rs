@@ -3,6 +3,7 @@
 //! `ITransport`, `IPushProducer`/`IPullProducer`).
 
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -191,6 +192,72 @@ pub trait Transport {
     fn write_vectored(&self, bufs: &[&[u8]]) {
         for b in bufs {
             self.write(b);
+        }
+    }
+
+    /// Sends `len` bytes of `file` from `offset`, in order with the writes around it (what
+    /// was written before goes first, what is written after goes after). On a TCP or Unix
+    /// connection on Linux the kernel copies it from the page cache with `sendfile(2)`, as
+    /// the socket drains, with no pass through this process; elsewhere (the portable
+    /// poller, other systems) a connection reads 64 KiB at a time with `pread` as the socket
+    /// drains. The default, for transports without a socket of their own (TLS, test
+    /// transports), reads the region at once with `pread` on the calling thread and
+    /// [`write`](Self::write)s it: the whole region then sits in the write queue's memory,
+    /// so a transport that may send large files (TLS) should override it to read as it
+    /// drains.
+    ///
+    /// The region counts toward [`write_buffer_len`](Self::write_buffer_len) (and so toward
+    /// the high-water mark that pauses a producer) as the bytes left to send of it: it is
+    /// what the peer still has to read, so a producer's `write_progress` and a send timeout
+    /// see a file exactly as they see written bytes, and a producer writes no more until
+    /// the peer took it. It costs no memory: the file is read by the kernel as it is sent.
+    ///
+    /// A file that ends before `offset + len` (truncated meanwhile), or that cannot be
+    /// read, loses the connection with [`ConnectionError::Lost`]: the peer sees a short
+    /// response, never a wrong one. `lose_connection` sends the region first. The file is
+    /// kept open (`Rc`) until it is sent, so one open file can serve many connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let path = std::env::temp_dir().join(format!("ropewalk-doc-sendfile-{}", std::process::id()));
+    /// std::fs::write(&path, "0123456789")?;
+    /// let file = Rc::new(std::fs::File::open(&path)?);
+    /// let t = StringTransport::new();
+    /// t.write(b"[");
+    /// t.send_file(file, 2, 5);
+    /// t.write(b"]");
+    /// assert_eq!(t.value(), b"[23456]");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn send_file(&self, file: Rc<File>, offset: u64, len: u64) {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len.min(64 * 1024) as usize];
+        let mut sent = 0u64;
+        while sent < len {
+            let want = (len - sent).min(buf.len() as u64) as usize;
+            match file.read_at(&mut buf[..want], offset + sent) {
+                Ok(0) => {
+                    log::warn!("send_file: the file ended {} bytes short", len - sent);
+                    self.abort_connection();
+                    return;
+                }
+                Ok(n) => {
+                    self.write(&buf[..n]);
+                    sent += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("send_file: cannot read the file: {e}");
+                    self.abort_connection();
+                    return;
+                }
+            }
         }
     }
 

@@ -123,6 +123,9 @@ pub(crate) struct ReactorCore {
     jobs: Jobs,
     pool: RefCell<Option<Pool>>,
     pool_config: RefCell<PoolConfig>,
+    /// The pool of `defer_to_io_thread`: file-system work, never behind users' jobs.
+    io_pool: RefCell<Option<Pool>>,
+    io_pool_config: RefCell<PoolConfig>,
     spare: RefCell<VecDeque<RemoteOp>>,
     running: Cell<bool>,
     /// A turn, or a task's poll, is on the stack: `wait()` and `iterate()` must not re-enter.
@@ -260,6 +263,8 @@ impl Reactor {
             jobs: Jobs::new(),
             pool: RefCell::new(None),
             pool_config: RefCell::new(PoolConfig::default()),
+            io_pool: RefCell::new(None),
+            io_pool_config: RefCell::new(PoolConfig::io_default()),
             spare: RefCell::new(VecDeque::new()),
             running: Cell::new(false),
             in_turn: Cell::new(false),
@@ -550,8 +555,61 @@ impl Reactor {
         self.inner
             .pool
             .borrow_mut()
-            .get_or_insert_with(|| Pool::new(self.inner.pool_config.borrow().clone()))
+            .get_or_insert_with(|| {
+                Pool::new("ropewalk-worker", self.inner.pool_config.borrow().clone())
+            })
             .clone()
+    }
+
+    fn io_pool(&self) -> Pool {
+        self.inner
+            .io_pool
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                Pool::new("ropewalk-io", self.inner.io_pool_config.borrow().clone())
+            })
+            .clone()
+    }
+
+    /// Sets how the I/O pool of [`defer_to_io_thread`](Self::defer_to_io_thread) behaves
+    /// (default [`PoolConfig::io_default`]: 4 threads); takes effect when that pool first
+    /// starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::{PoolConfig, Reactor};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// reactor.configure_io_pool(PoolConfig { max_threads: 2, ..PoolConfig::io_default() });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn configure_io_pool(&self, config: PoolConfig) {
+        if self.inner.io_pool.borrow().is_some() {
+            log::warn!("configure_io_pool() after the pool started: applies to no running thread");
+        }
+        *self.inner.io_pool_config.borrow_mut() = config;
+    }
+
+    /// A snapshot of the I/O pool (all zero before its first job).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// assert_eq!(reactor.io_pool_stats().threads, 0);
+    /// reactor.defer_to_io_thread(|| Ok(())).wait().unwrap();
+    /// assert_eq!(reactor.io_pool_stats().spawned, 1);
+    /// assert_eq!(reactor.pool_stats().spawned, 0, "the worker pool was not used");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn io_pool_stats(&self) -> PoolStats {
+        self.inner
+            .io_pool
+            .borrow()
+            .as_ref()
+            .map(Pool::stats)
+            .unwrap_or_default()
     }
 
     /// Runs `f` on the worker pool, fire and forget (Twisted's `callInThread`).
@@ -592,6 +650,36 @@ impl Reactor {
         &self,
         f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
     ) -> Deferred<T> {
+        self.defer_on(self.pool(), f)
+    }
+
+    /// As [`defer_to_thread`](Self::defer_to_thread), on the reactor's **I/O pool**: a
+    /// second, small pool (see [`configure_io_pool`](Self::configure_io_pool)) for
+    /// file-system work that may block for a while (`open`, `stat`, a disk read), so that
+    /// it never waits in the queue behind users' blocking jobs, nor they behind it. Keep
+    /// it for short I/O: a job that blocks for long holds one of its few threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let dir = std::env::temp_dir();
+    /// let d = reactor.defer_to_io_thread(move || Ok(std::fs::metadata(dir)?.is_dir()));
+    /// assert!(d.wait().unwrap());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn defer_to_io_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+    ) -> Deferred<T> {
+        self.defer_on(self.io_pool(), f)
+    }
+
+    fn defer_on<T: Send + 'static>(
+        &self,
+        pool: Pool,
+        f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+    ) -> Deferred<T> {
         let jobs = &self.inner.jobs;
         // The key the job will have: the canceller knows it without a shared cell.
         let key = jobs.next_key();
@@ -603,7 +691,7 @@ impl Reactor {
             None
         });
         let job = jobs.insert(key, f, resolver, &self.inner.remote);
-        if let Err(e) = self.pool().submit(job) {
+        if let Err(e) = pool.submit(job) {
             jobs.refused::<T>(key, e);
         }
         d
@@ -1044,6 +1132,9 @@ impl Drop for ReactorCore {
         };
         drop(orphans);
         if let Some(pool) = self.pool.get_mut().take() {
+            pool.shutdown();
+        }
+        if let Some(pool) = self.io_pool.get_mut().take() {
             pool.shutdown();
         }
         // Stop being this thread's wait driver and current reactor, unless another reactor

@@ -254,3 +254,18 @@ where
 {
     rustix::net::send(sock, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
 }
+
+/// Sends up to `len` bytes of `file` from `offset` to a stream socket with `sendfile(2)`:
+/// the kernel copies from the page cache to the socket, with no pass through user space.
+/// Returns the bytes sent; 0 when `file` ends before `offset`.
+pub(crate) fn sock_send_file<S: AsFd>(
+    sock: &S,
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    // Linux sends at most 0x7ffff000 bytes a call.
+    let len = len.min(0x7fff_f000);
+    let mut off = offset;
+    rustix::fs::sendfile(sock, file, Some(&mut off), len).map_err(io::Error::from)
+}

@@ -3,7 +3,9 @@
 //!
 //! - [`Poller`]: `add` / `modify` / `delete` a descriptor with an [`Interest`] and a
 //!   [`PollMode`], `wait` for events into a [`Ready`] list, `notify` from any thread.
-//! - [`sock_read`] / [`sock_send`]: one read or send on a connected stream socket.
+//! - [`sock_read`] / [`sock_send`]: one read or send on a connected stream socket;
+//!   [`sock_send_file`]: one send of a file region (`sendfile(2)` on Linux, `pread` and a
+//!   write elsewhere).
 //!
 //! Two implementations, chosen at compile time:
 //!
@@ -36,12 +38,12 @@ mod portable;
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-poller")
 ))]
-pub(crate) use epoll::{sock_read, sock_send, Events, Poller};
+pub(crate) use epoll::{sock_read, sock_send, sock_send_file, Events, Poller};
 #[cfg(not(all(
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-poller")
 )))]
-pub(crate) use portable::{sock_read, sock_send, Events, Poller};
+pub(crate) use portable::{sock_read, sock_send, sock_send_file, Events, Poller};
 
 /// What a source wants to hear about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -157,3 +157,39 @@ where
     let mut sock = sock;
     sock.write(buf)
 }
+
+/// Sends up to `len` bytes of `file` from `offset` to a stream socket where `sendfile(2)`
+/// is not used: one `pread` of at most 64 KiB into a stack buffer, then one write. Bytes
+/// read and not taken by the socket are read again by the next call. Returns the bytes
+/// sent; 0 when `file` ends before `offset`.
+#[cfg_attr(
+    all(
+        any(target_os = "linux", target_os = "android"),
+        not(feature = "portable-poller")
+    ),
+    allow(dead_code)
+)]
+pub(crate) fn sock_send_file<S: AsFd>(
+    sock: &S,
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize>
+where
+    for<'a> &'a S: Write,
+{
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 64 * 1024];
+    let want = len.min(buf.len());
+    let n = loop {
+        match file.read_at(&mut buf[..want], offset) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    if n == 0 {
+        return Ok(0);
+    }
+    sock_send(sock, &buf[..n])
+}

@@ -1021,6 +1021,18 @@ impl BodySink for StreamSink {
         self.check_sending();
     }
 
+    fn file(&self, file: Rc<std::fs::File>, offset: u64, len: u64) {
+        if self.chunked {
+            let (line, start) = chunk_size_line(len as usize);
+            self.transport.write(&line[start..]);
+            self.transport.send_file(file, offset, len);
+            self.transport.write(b"\r\n");
+        } else {
+            self.transport.send_file(file, offset, len);
+        }
+        self.check_sending();
+    }
+
     fn abort(&self) {
         self.transport.abort_connection();
     }

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
+use std::fs::File;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -293,15 +294,23 @@ impl fmt::Debug for Response {
 /// Where a streamed body goes once the server starts sending it.
 pub(crate) trait BodySink {
     fn data(&self, data: &[u8]);
+    /// `len` bytes of `file` from `offset`, as the next piece of the body.
+    fn file(&self, file: Rc<File>, offset: u64, len: u64);
     fn end(&self);
     /// The body cannot be completed: drop the connection.
     fn abort(&self);
 }
 
+/// A piece of a body written before the server took the response.
+enum Early {
+    Bytes(Vec<u8>),
+    File(Rc<File>, u64, u64),
+}
+
 #[derive(Default)]
 struct StreamState {
     /// Written before the server took the response.
-    early: Vec<Vec<u8>>,
+    early: Vec<Early>,
     finished: bool,
     aborted: bool,
     paused: bool,
@@ -383,12 +392,53 @@ impl BodyWriter {
             match &st.sink {
                 Some(s) => s.clone(),
                 None => {
-                    st.early.push(data.to_vec());
+                    st.early.push(Early::Bytes(data.to_vec()));
                     return;
                 }
             }
         };
         sink.data(data);
+    }
+
+    /// Sends `len` bytes of `file` from `offset` as the next piece of the body, with
+    /// [`Transport::send_file`](ropewalk_reactor::Transport::send_file): on a plain TCP
+    /// connection on Linux the kernel copies it (`sendfile(2)`) as the client reads, and
+    /// it costs no memory here. It counts toward the connection's write queue as what is
+    /// left of it, so [`is_paused`](Self::is_paused) and the server's send timeout see it
+    /// as written bytes. A file that turns out shorter than the region drops the
+    /// connection: the client sees a short response, never a wrong one. Ignored after
+    /// `finish` or once the client is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// let path = std::env::temp_dir().join(format!("ropewalk-doc-body-file-{}", std::process::id()));
+    /// std::fs::write(&path, "hello, file")?;
+    /// let (_r, w) = ropewalk_protocols::http::Response::streaming(200);
+    /// w.send_file(Rc::new(std::fs::File::open(&path)?), 7, 4); // "file"
+    /// w.finish();
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn send_file(&self, file: Rc<File>, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let sink = {
+            let mut st = self.state.borrow_mut();
+            if st.finished || st.aborted {
+                return;
+            }
+            match &st.sink {
+                Some(s) => s.clone(),
+                None => {
+                    st.early.push(Early::File(file, offset, len));
+                    return;
+                }
+            }
+        };
+        sink.file(file, offset, len);
     }
 
     /// Ends the body.
@@ -490,7 +540,14 @@ impl BodyWriter {
         let mut st = self.state.borrow_mut();
         // Before the server takes the response, writes are held in memory: past a
         // bound, wait for it to take them.
-        let held: usize = st.early.iter().map(Vec::len).sum();
+        let held: usize = st
+            .early
+            .iter()
+            .map(|e| match e {
+                Early::Bytes(b) => b.len(),
+                Early::File(..) => 0,
+            })
+            .sum();
         let waiting_for_server = st.sink.is_none() && !st.finished && held >= EARLY_LIMIT;
         if (!st.paused && !waiting_for_server) || st.aborted {
             return Deferred::succeed(());
@@ -513,8 +570,11 @@ impl BodyWriter {
             sink.abort();
             return;
         }
-        for chunk in early {
-            sink.data(&chunk);
+        for piece in early {
+            match piece {
+                Early::Bytes(b) => sink.data(&b),
+                Early::File(file, offset, len) => sink.file(file, offset, len),
+            }
         }
         if finished {
             sink.end();

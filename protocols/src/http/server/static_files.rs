@@ -1,17 +1,21 @@
 //! [`StaticFiles`]: serves a directory tree (Twisted's `static.File`).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
-use ropewalk_deferred::{Deferred, Failure};
-use ropewalk_reactor::Reactor;
+use ropewalk_deferred::Deferred;
+use ropewalk_reactor::{Clock, Reactor};
 
 use super::Handler;
 use crate::http::request::escapes_are_valid;
 use crate::http::wire::date::{http_date, parse_http_date};
-use crate::http::{BodyWriter, Request, Response};
+use crate::http::{Request, Response};
 
 /// Serves the files under a directory: a [`Handler`] to [`mount`](super::Site::mount)
 /// under a prefix.
@@ -29,8 +33,8 @@ use crate::http::{BodyWriter, Request, Response};
 ///   gives 304.
 /// - `Range` on `GET` (RFC 9110 §14), with `Accept-Ranges: bytes` on every file
 ///   response: one range `bytes=a-b`, `bytes=a-` or `bytes=-n` gives **206** with
-///   `Content-Range: bytes a-b/len` and just those bytes (streamed from the offset for a
-///   large file, like a whole one); a range that starts past the end (or `-0`, or any
+///   `Content-Range: bytes a-b/len` and just those bytes (sent from the offset, like a
+///   large file); a range that starts past the end (or `-0`, or any
 ///   range of an empty file) gives **416** with `Content-Range: bytes */len`. Several
 ///   ranges (`bytes=0-1,5-6`) are answered with the whole file as a **200**: this server
 ///   does not write `multipart/byteranges`, and RFC 9110 lets a server ignore `Range`.
@@ -43,7 +47,7 @@ use crate::http::{BodyWriter, Request, Response};
 ///
 /// ```
 /// use ropewalk_protocols::http::{Client, HttpServer, Site, StaticFiles};
-/// use ropewalk_reactor::Reactor;
+/// use ropewalk_reactor::{Clock, Reactor};
 ///
 /// let dir = std::env::temp_dir().join(format!("ropewalk-doc-static-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir)?;
@@ -74,26 +78,35 @@ use crate::http::{BodyWriter, Request, Response};
 ///
 /// The request path (after the mount prefix) is percent-decoded and split into segments;
 /// `..`, hidden names (a leading `.`), NUL and `\` are refused before the file system is
-/// touched. Everything that touches the file system runs on the worker pool
-/// (`defer_to_thread`): the path is canonicalized (following symlinks) and must still be
+/// touched. Everything that touches the file system runs on the reactor's I/O pool
+/// ([`Reactor::defer_to_io_thread`]), never queued behind the users' jobs of the worker
+/// pool: the path is canonicalized (following symlinks) and must still be
 /// under the canonical root, then the file is opened and its metadata read from the open
-/// handle. Small files come back read whole in that same job; larger ones are streamed by
-/// a task on the reactor that reads one chunk at a time on the pool and waits for
-/// [`BodyWriter::ready`] between chunks, so a slow client holds at most a few chunks in
-/// memory. The reactor thread never blocks on the disk.
-#[derive(Debug)]
+/// handle. Small files come back read whole in that same job; larger ones, and ranges,
+/// are handed to the connection as an open file region
+/// ([`BodyWriter::send_file`](crate::http::BodyWriter::send_file)), which the kernel
+/// sends with `sendfile(2)` as the client reads (on the portable poller, or over TLS,
+/// the region is read with `pread` as it is sent). A slow client holds no memory, and the
+/// send timeout sees the file drain as it sees written bytes.
+///
+/// What a look-up found (the open file, its length and modification time, and a small
+/// file's bytes) is kept in an open-file cache on the reactor thread
+/// ([`with_open_file_cache`](Self::with_open_file_cache)), so a hot file is answered
+/// without a pool job, an `open` or an `fstat` until its entry is `valid` old; `Range`
+/// and `If-Modified-Since` are answered from the entry the same way.
 pub struct StaticFiles {
     reactor: Reactor,
+    clock: Rc<dyn Clock>,
     root: PathBuf,
     prefix: String,
-    chunk_size: usize,
-    stream_threshold: u64,
+    memory_limit: u64,
+    cache: Rc<RefCell<FileCache>>,
 }
 
 impl StaticFiles {
     /// Serves the files under `root`, which must be a directory; the mount prefix is
-    /// `/` until [`with_prefix`](Self::with_prefix). `reactor`'s worker pool does the file
-    /// system work.
+    /// `/` until [`with_prefix`](Self::with_prefix). `reactor`'s I/O pool
+    /// ([`Reactor::defer_to_io_thread`]) does the file system work.
     ///
     /// # Errors
     ///
@@ -121,8 +134,13 @@ impl StaticFiles {
             reactor: reactor.clone(),
             root,
             prefix: "/".to_string(),
-            chunk_size: 64 * 1024,
-            stream_threshold: 256 * 1024,
+            memory_limit: 16 * 1024,
+            clock: Rc::new(reactor.clone()),
+            cache: Rc::new(RefCell::new(FileCache {
+                entries: HashMap::new(),
+                capacity: 1024,
+                valid: Duration::from_secs(1),
+            })),
         })
     }
 
@@ -148,20 +166,67 @@ impl StaticFiles {
         self
     }
 
-    /// Files larger than `bytes` are streamed in chunks of `chunk` bytes; smaller ones are
-    /// read whole. Defaults: 256 KiB and 64 KiB; `chunk` is at least 1.
+    /// Files of at most `bytes` are read whole (in the same I/O-pool job that opens them)
+    /// and sent from memory; larger ones, and every range, are sent from the open file
+    /// with [`Transport::send_file`](ropewalk_reactor::Transport::send_file)
+    /// (`sendfile(2)` on Linux). Default 16 KiB: below it, one `read` costs less than the
+    /// `sendfile` bookkeeping; above it, copying through memory costs more.
     ///
     /// # Examples
     ///
     /// ```
     /// let reactor = ropewalk_reactor::Reactor::new()?;
     /// let _files = ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?
-    ///     .with_streaming(1 << 20, 128 * 1024);
+    ///     .with_memory_limit(64 * 1024);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn with_streaming(mut self, bytes: u64, chunk: usize) -> StaticFiles {
-        self.stream_threshold = bytes;
-        self.chunk_size = chunk.max(1);
+    pub fn with_memory_limit(mut self, bytes: u64) -> StaticFiles {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// The open-file cache: at most `entries` request paths are kept with their open file,
+    /// its length and modification time, and (at most the memory limit) its bytes, so a
+    /// hot file costs no `open`, `fstat` or pool job per request. Each is trusted for
+    /// `valid` after it was looked up on the file system, then looked up again (nginx's
+    /// `open_file_cache_valid`): a file changed, replaced or deleted is served fresh (or
+    /// 404) at most `valid` later. When full, the least recently used path goes. Errors
+    /// (404, 403) are not cached. Defaults: 1,024 entries, 1 s; 0 entries turns it off.
+    /// An entry for a file larger than the memory limit holds its descriptor open: count
+    /// `entries` against the process's descriptor limit (`ulimit -n`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let _files = ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?
+    ///     .with_open_file_cache(10_000, Duration::from_secs(5));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_open_file_cache(self, entries: usize, valid: Duration) -> StaticFiles {
+        {
+            let mut cache = self.cache.borrow_mut();
+            cache.capacity = entries;
+            cache.valid = valid;
+            cache.entries.clear();
+        }
+        self
+    }
+
+    /// The clock the open-file cache reads (default: the reactor); tests drive it by hand
+    /// with a [`ManualClock`](ropewalk_reactor::ManualClock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let clock = ropewalk_reactor::ManualClock::new();
+    /// let _files = ropewalk_protocols::http::StaticFiles::new(&reactor, ".")?.with_clock(&clock);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_clock(mut self, clock: &(impl Clock + Clone + 'static)) -> StaticFiles {
+        self.clock = Rc::new(clock.clone());
         self
     }
 
@@ -193,6 +258,20 @@ impl StaticFiles {
     }
 }
 
+impl fmt::Debug for StaticFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cache = self.cache.borrow();
+        f.debug_struct("StaticFiles")
+            .field("root", &self.root)
+            .field("prefix", &self.prefix)
+            .field("memory_limit", &self.memory_limit)
+            .field("cached", &cache.entries.len())
+            .field("cache_capacity", &cache.capacity)
+            .field("cache_valid", &cache.valid)
+            .finish()
+    }
+}
+
 /// What the pool found for a request.
 enum Found {
     File {
@@ -203,9 +282,76 @@ enum Found {
         /// The whole file, when it was small enough to read in the same job.
         data: Option<Vec<u8>>,
     },
-    NotModified(Option<u64>),
     Redirect,
     Status(u16),
+}
+
+/// An open file as the cache holds it, shared by the responses that send it.
+struct OpenFile {
+    /// The open file, when its bytes are not held (a file held whole holds no descriptor).
+    file: Option<Rc<File>>,
+    len: u64,
+    mtime: Option<u64>,
+    content_type: &'static str,
+    /// The whole file, when it is at most the memory limit.
+    data: Option<Rc<[u8]>>,
+}
+
+/// The open-file cache (nginx's `open_file_cache`): request paths to the open files they
+/// named when last looked up, each trusted for `valid` after that look-up.
+#[derive(Default)]
+struct FileCache {
+    entries: HashMap<(String, bool), CacheEntry>,
+    /// How many entries at most (0: no cache).
+    capacity: usize,
+    valid: Duration,
+}
+
+struct CacheEntry {
+    file: Rc<OpenFile>,
+    /// When it was looked up on the file system (the clock's time).
+    checked: Duration,
+    /// When it last served a request: the least recent goes first when the cache is full.
+    used: Duration,
+}
+
+impl FileCache {
+    /// The open file for `key`, if looked up less than `valid` ago.
+    fn get(&mut self, key: &(String, bool), now: Duration) -> Option<Rc<OpenFile>> {
+        let valid = self.valid;
+        let entry = self.entries.get_mut(key)?;
+        if now.saturating_sub(entry.checked) >= valid {
+            // Stale: the next look-up replaces it (or finds it gone).
+            self.entries.remove(key);
+            return None;
+        }
+        entry.used = now;
+        Some(entry.file.clone())
+    }
+
+    fn insert(&mut self, key: (String, bool), file: Rc<OpenFile>, now: Duration) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.entries.remove(&k);
+            }
+        }
+        self.entries.insert(
+            key,
+            CacheEntry {
+                file,
+                checked: now,
+                used: now,
+            },
+        );
+    }
 }
 
 impl Handler for StaticFiles {
@@ -222,41 +368,39 @@ impl Handler for StaticFiles {
             Ok(s) => s,
             Err(status) => return Deferred::succeed(Response::error(status)),
         };
-        let since = request
-            .headers()
-            .get("if-modified-since")
-            .and_then(parse_http_date);
-        let range = if head {
-            None
-        } else {
-            request.headers().get("range").and_then(parse_range)
+        let ask = Ask {
+            since: request
+                .headers()
+                .get("if-modified-since")
+                .and_then(parse_http_date),
+            range: if head {
+                None
+            } else {
+                request.headers().get("range").and_then(parse_range)
+            },
+            head,
         };
+        let key = (segments.join("/"), trailing_slash);
+        let now = self.clock.now();
+        if let Some(open) = self.cache.borrow_mut().get(&key, now) {
+            return Deferred::succeed(respond(&open, &ask));
+        }
         let root = self.root.clone();
-        // A range is read from its offset, never as part of a whole file.
-        let read_whole = !head && range.is_none();
-        let threshold = self.stream_threshold;
-        let found = self.reactor.defer_to_thread(move || {
-            Ok(find(
-                &root,
-                &segments,
-                trailing_slash,
-                since,
-                read_whole.then_some(threshold),
-            ))
-        });
-        let reactor = self.reactor.clone();
-        let chunk = self.chunk_size;
+        let limit = self.memory_limit;
+        let found = self
+            .reactor
+            .defer_to_io_thread(move || Ok(find(&root, &segments, trailing_slash, limit)));
         let location = match request.query() {
             Some(q) => format!("{}/?{q}", request.path()),
             None => format!("{}/", request.path()),
         };
+        let cache = self.cache.clone();
         found.add_callback(move |found| {
             Ok(match found {
                 Found::Status(status) => error_response(status),
                 Found::Redirect => Response::text(format!("moved to {location}\n"))
                     .with_status(301)
                     .with_header("Location", location),
-                Found::NotModified(mtime) => with_mtime(Response::new(304), mtime),
                 Found::File {
                     file,
                     len,
@@ -264,39 +408,77 @@ impl Handler for StaticFiles {
                     content_type,
                     data,
                 } => {
-                    let typed = |r: Response| {
-                        with_mtime(r, mtime)
-                            .with_header("Content-Type", content_type)
-                            .with_header("X-Content-Type-Options", "nosniff")
-                            .with_header("Accept-Ranges", "bytes")
-                    };
-                    if let Some(range) = range {
-                        let Some((start, end)) = range.resolve(len) else {
-                            return Ok(Response::error(416)
-                                .with_header("Content-Range", format!("bytes */{len}")));
-                        };
-                        let (resp, writer) = Response::streaming(206);
-                        let resp = typed(resp)
-                            .with_header("Content-Range", format!("bytes {start}-{end}/{len}"))
-                            .with_header("Content-Length", (end - start + 1).to_string());
-                        stream_file(&reactor, file, start, end - start + 1, chunk, writer);
-                        return Ok(resp);
-                    }
-                    match data {
-                        Some(data) => typed(Response::new(200).with_body(data)),
-                        None => {
-                            let (resp, writer) = Response::streaming(200);
-                            let resp = typed(resp).with_header("Content-Length", len.to_string());
-                            if !head {
-                                stream_file(&reactor, file, 0, len, chunk, writer);
-                            }
-                            resp
-                        }
-                    }
+                    let open = Rc::new(OpenFile {
+                        file: data.is_none().then(|| Rc::new(file)),
+                        len,
+                        mtime,
+                        content_type,
+                        data: data.map(Rc::from),
+                    });
+                    cache.borrow_mut().insert(key, open.clone(), now);
+                    respond(&open, &ask)
                 }
             })
         })
     }
+}
+
+/// What a request asks of a file besides its path.
+struct Ask {
+    since: Option<u64>,
+    range: Option<ByteRange>,
+    head: bool,
+}
+
+/// The response for `open`: 304, 416, 206 with a range, or 200; from memory when the file
+/// is held whole, else sent from the file.
+fn respond(open: &OpenFile, ask: &Ask) -> Response {
+    if let (Some(since), Some(mtime)) = (ask.since, open.mtime) {
+        if mtime <= since {
+            return with_mtime(Response::new(304), open.mtime);
+        }
+    }
+    let len = open.len;
+    let typed = |r: Response| {
+        with_mtime(r, open.mtime)
+            .with_header("Content-Type", open.content_type)
+            .with_header("X-Content-Type-Options", "nosniff")
+            .with_header("Accept-Ranges", "bytes")
+    };
+    let (status, start, count) = match ask.range {
+        Some(range) => {
+            let Some((start, end)) = range.resolve(len) else {
+                return Response::error(416).with_header("Content-Range", format!("bytes */{len}"));
+            };
+            (206, start, end - start + 1)
+        }
+        None => (200, 0, len),
+    };
+    let ranged = |r: Response| {
+        if status == 206 {
+            r.with_header(
+                "Content-Range",
+                format!("bytes {start}-{}/{len}", start + count - 1),
+            )
+        } else {
+            r
+        }
+    };
+    let file = match (&open.data, &open.file) {
+        (Some(data), _) => {
+            let body = data[start as usize..(start + count) as usize].to_vec();
+            return ranged(typed(Response::new(status).with_body(body)));
+        }
+        (None, Some(file)) => file,
+        (None, None) => unreachable!("an open file is held whole or open"),
+    };
+    let (resp, writer) = Response::streaming(status);
+    let resp = ranged(typed(resp)).with_header("Content-Length", count.to_string());
+    if !ask.head {
+        writer.send_file(file.clone(), start, count);
+    }
+    writer.finish();
+    resp
 }
 
 fn with_mtime(r: Response, mtime: Option<u64>) -> Response {
@@ -355,70 +537,6 @@ fn parse_range(value: &str) -> Option<ByteRange> {
     }
 }
 
-/// Sends `len` bytes of `file` from `offset` through `writer`, a chunk at a time, each
-/// read on the pool.
-fn stream_file(
-    reactor: &Reactor,
-    file: File,
-    offset: u64,
-    len: u64,
-    chunk: usize,
-    writer: BodyWriter,
-) {
-    let pool = reactor.clone();
-    let w = writer.clone();
-    let task = reactor.spawn(async move {
-        let mut file = Some(file);
-        let mut sent = 0u64;
-        while sent < len {
-            w.ready().await?;
-            if w.is_aborted() {
-                return Ok(());
-            }
-            let want = (len - sent).min(chunk as u64) as usize;
-            let mut f = file.take().expect("file is put back after each read");
-            // The first read seeks to the range's start (on the pool, like every read).
-            let seek_to = (sent == 0 && offset > 0).then_some(offset);
-            let (f, buf) = pool
-                .defer_to_thread(move || {
-                    if let Some(at) = seek_to {
-                        f.seek(SeekFrom::Start(at)).map_err(Failure::new)?;
-                    }
-                    let mut buf = vec![0u8; want];
-                    let mut n = 0;
-                    while n < want {
-                        match f.read(&mut buf[n..]) {
-                            Ok(0) => break,
-                            Ok(k) => n += k,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(Failure::new(e)),
-                        }
-                    }
-                    buf.truncate(n);
-                    Ok((f, buf))
-                })
-                .await?;
-            if buf.is_empty() {
-                return Err(Failure::msg(format!(
-                    "file shrank while being sent ({sent} of {len} bytes)"
-                )));
-            }
-            sent += buf.len() as u64;
-            w.write(&buf);
-            file = Some(f);
-        }
-        w.finish();
-        Ok::<(), Failure>(())
-    });
-    // A failure half-way cannot become an error status any more: drop the connection so
-    // the client sees a short response, never a wrong one.
-    drop(task.add_errback(move |f: Failure| {
-        log::warn!("static file: {f}");
-        writer.abort();
-        Ok(())
-    }));
-}
-
 /// Decodes and checks the path after the prefix: its segments, and whether it ended
 /// with `/`. `Err(status)` for what is refused: 400 for a malformed escape (`%zz`,
 /// `%+b`), 403 for `..`, 404 for what cannot name a file here.
@@ -444,13 +562,7 @@ fn split_path(rest: &str) -> Result<(Vec<String>, bool), u16> {
 }
 
 /// On the pool: resolves `segments` under `root`, never outside it.
-fn find(
-    root: &Path,
-    segments: &[String],
-    trailing_slash: bool,
-    since: Option<u64>,
-    read_whole_up_to: Option<u64>,
-) -> Found {
+fn find(root: &Path, segments: &[String], trailing_slash: bool, read_whole_up_to: u64) -> Found {
     let mut candidate = root.to_path_buf();
     candidate.extend(segments);
     let status_of = |e: io::Error| Found::Status(io_error_status(&e, &candidate));
@@ -500,21 +612,19 @@ fn find(
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs());
-    if let (Some(since), Some(mtime)) = (since, mtime) {
-        if mtime <= since {
-            return Found::NotModified(Some(mtime));
-        }
-    }
     let len = meta.len();
-    let data = match read_whole_up_to {
-        Some(limit) if len <= limit => {
-            let mut data = Vec::with_capacity(len as usize);
-            if let Err(e) = (&mut file).take(limit).read_to_end(&mut data) {
-                return status_of(e);
-            }
-            Some(data)
+    let data = if len <= read_whole_up_to {
+        let mut data = Vec::with_capacity(len as usize);
+        if let Err(e) = (&mut file).take(read_whole_up_to).read_to_end(&mut data) {
+            return status_of(e);
         }
-        _ => None,
+        if data.len() as u64 != len {
+            // It changed while being read: its length is what the response says.
+            return Found::Status(503);
+        }
+        Some(data)
+    } else {
+        None
     };
     Found::File {
         file,
