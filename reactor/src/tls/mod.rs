@@ -59,6 +59,7 @@
 //! rustls nor the connection below may stay borrowed while the protocol runs.
 
 mod config;
+mod info;
 mod session;
 mod starttls;
 
@@ -78,6 +79,7 @@ use crate::reactor::{Reactor, ReactorCore};
 use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 
 pub use self::config::{TlsClientBuilder, TlsServerBuilder};
+pub use self::info::TlsInfo;
 use self::session::{TlsProtocol, TlsSession};
 pub use self::starttls::{StartTlsFactory, StartTlsProtocol};
 pub use crate::tls_error::{TlsConfigError, TlsError};
