@@ -62,6 +62,7 @@ mod config;
 mod info;
 mod session;
 mod starttls;
+mod stream;
 
 use std::io;
 use std::net::SocketAddr;
@@ -82,6 +83,7 @@ pub use self::config::{TlsClientBuilder, TlsServerBuilder};
 pub use self::info::TlsInfo;
 use self::session::{TlsProtocol, TlsSession};
 pub use self::starttls::{StartTlsFactory, StartTlsProtocol};
+pub use self::stream::TlsStream;
 pub use crate::tls_error::{TlsConfigError, TlsError};
 pub use crate::tls_start::{StartTls, DEFAULT_HANDSHAKE_TIMEOUT};
 /// The rustls this module is built on, for its configuration types.
