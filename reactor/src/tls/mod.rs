@@ -1,5 +1,5 @@
 //! TLS on rustls, as a transport: [`Reactor::listen_tls`] and [`Reactor::connect_tls`] run
-//! any [`Protocol`](crate::Protocol) over TLS, unchanged (Twisted's `listenSSL` / `connectSSL`).
+//! any [`Protocol`] over TLS, unchanged (Twisted's `listenSSL` / `connectSSL`).
 //!
 //! A protocol's `connection_made` is called once the handshake has finished, and its
 //! transport then behaves as a TCP one: `write` encrypts into the connection's queue, whose
