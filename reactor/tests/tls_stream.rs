@@ -173,3 +173,102 @@ fn tls_info_on_both_ends() {
     assert_eq!(on_client.peer_certificates.len(), 1);
     assert!(on_server.peer_certificates.is_empty());
 }
+
+/// A server requiring client certificates from `client_ca`, serving one connection: it
+/// sends back the number of certificates the client presented; the accept's outcome.
+fn mtls_server(
+    reactor: &Reactor,
+    client_ca: &TestCa,
+) -> (
+    std::net::SocketAddr,
+    TestCa,
+    std::rc::Rc<std::cell::RefCell<Option<Result<usize, std::io::ErrorKind>>>>,
+) {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let server = TlsServerBuilder::from_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())
+        .unwrap()
+        .require_client_certificates(client_ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind(reactor, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let outcome = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let o = outcome.clone();
+    reactor.spawn(async move {
+        let (tcp, _) = listener.accept().await?;
+        match TlsStream::accept(tcp, server).await {
+            Ok(mut tls) => {
+                let n = tls.tls_info().peer_certificates.len();
+                *o.borrow_mut() = Some(Ok(n));
+                tls.write_all(n.to_string().as_bytes()).await?;
+                tls.close().await?;
+            }
+            Err(e) => *o.borrow_mut() = Some(Err(e.kind())),
+        }
+        Ok::<_, Failure>(())
+    });
+    (addr, ca, outcome)
+}
+
+/// The client's view of an mTLS exchange: what it read, or the error kind.
+fn mtls_client(
+    reactor: &Reactor,
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<String, std::io::ErrorKind> {
+    let r = reactor.clone();
+    let d = reactor.spawn(async move {
+        let got = async {
+            let mut tls = TlsStream::connect(&r, addr, "localhost", config).await?;
+            let mut s = String::new();
+            tls.read_to_string(&mut s).await?;
+            Ok::<_, std::io::Error>(s)
+        }
+        .await;
+        Ok::<_, Failure>(got.map_err(|e| e.kind()))
+    });
+    d.wait().unwrap()
+}
+
+/// mTLS: a client presenting a certificate from the required CA is let in, and the
+/// server sees its chain; without one, or with another CA's, the server's handshake
+/// fails and the client reads nothing.
+#[test]
+fn client_certificates_required_from_a_ca() {
+    let clients = TestCa::new();
+    let me = clients.leaf(&["client.example"]);
+    for (who, identity) in [
+        ("from the CA", Some(me.clone())),
+        ("none", None),
+        (
+            "another CA's",
+            Some(TestCa::new().leaf(&["client.example"])),
+        ),
+    ] {
+        let reactor = Reactor::new().unwrap();
+        let (addr, server_ca, outcome) = mtls_server(&reactor, &clients);
+        let mut b = TlsClientBuilder::new()
+            .without_default_roots()
+            .add_root_pem(server_ca.pem().as_bytes())
+            .unwrap();
+        if let Some(leaf) = &identity {
+            b = b
+                .client_certificate(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())
+                .unwrap();
+        }
+        let got = mtls_client(&reactor, addr, b.build().unwrap());
+        support::net::run_until(&reactor, std::time::Duration::from_secs(20), who, || {
+            outcome.borrow().is_some()
+        });
+        let server = outcome.borrow_mut().take().unwrap();
+        if who == "from the CA" {
+            assert_eq!(server, Ok(1), "{who}");
+            assert_eq!(got, Ok("1".to_string()), "{who}");
+        } else {
+            assert_eq!(server, Err(std::io::ErrorKind::InvalidData), "{who}");
+            assert!(got.is_err(), "{who}: the client read {got:?}");
+        }
+    }
+}
