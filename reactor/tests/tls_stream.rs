@@ -174,16 +174,12 @@ fn tls_info_on_both_ends() {
     assert!(on_server.peer_certificates.is_empty());
 }
 
+/// What the server's accept gave: the number of client certificates, or the error kind.
+type Outcome = std::rc::Rc<std::cell::RefCell<Option<Result<usize, std::io::ErrorKind>>>>;
+
 /// A server requiring client certificates from `client_ca`, serving one connection: it
-/// sends back the number of certificates the client presented; the accept's outcome.
-fn mtls_server(
-    reactor: &Reactor,
-    client_ca: &TestCa,
-) -> (
-    std::net::SocketAddr,
-    TestCa,
-    std::rc::Rc<std::cell::RefCell<Option<Result<usize, std::io::ErrorKind>>>>,
-) {
+/// sends back the number of certificates the client presented; its CA and the outcome.
+fn mtls_server(reactor: &Reactor, client_ca: &TestCa) -> (std::net::SocketAddr, TestCa, Outcome) {
     let ca = TestCa::new();
     let leaf = ca.leaf(&["localhost"]);
     let server = TlsServerBuilder::from_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())
