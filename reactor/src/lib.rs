@@ -100,6 +100,7 @@ pub mod testing;
 mod time;
 pub mod tls;
 mod tls_error;
+mod tls_info;
 mod tls_start;
 mod udp;
 

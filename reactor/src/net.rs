@@ -58,8 +58,8 @@ use futures::io::{AsyncRead, AsyncWrite};
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
 use crate::sys::{Interest, PollMode, Ready};
-/// TLS over a [`TcpStream`], for tasks (also at [`crate::tls::TlsStream`]).
-pub use crate::tls::TlsStream;
+mod tls_stream;
+pub use self::tls_stream::TlsStream;
 
 #[derive(Clone, Copy)]
 enum Dir {

@@ -226,7 +226,7 @@ pub trait Transport {
     ///
     /// assert_eq!(StringTransport::new().tls_info(), None);
     /// ```
-    fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+    fn tls_info(&self) -> Option<crate::tls_info::TlsInfo> {
         None
     }
 }

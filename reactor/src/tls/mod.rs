@@ -59,10 +59,8 @@
 //! rustls nor the connection below may stay borrowed while the protocol runs.
 
 mod config;
-mod info;
 mod session;
 mod starttls;
-mod stream;
 
 use std::io;
 use std::net::SocketAddr;
@@ -80,11 +78,11 @@ use crate::reactor::{Reactor, ReactorCore};
 use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 
 pub use self::config::{TlsClientBuilder, TlsServerBuilder};
-pub use self::info::TlsInfo;
 use self::session::{TlsProtocol, TlsSession};
 pub use self::starttls::{StartTlsFactory, StartTlsProtocol};
-pub use self::stream::TlsStream;
+pub use crate::net::TlsStream;
 pub use crate::tls_error::{TlsConfigError, TlsError};
+pub use crate::tls_info::TlsInfo;
 pub use crate::tls_start::{StartTls, DEFAULT_HANDSHAKE_TIMEOUT};
 /// The rustls this module is built on, for its configuration types.
 pub use rustls;

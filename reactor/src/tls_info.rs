@@ -1,4 +1,6 @@
-//! What a TLS handshake negotiated, for the protocol running over it.
+//! What a TLS handshake negotiated, for the protocol running over it (re-exported as
+//! `tls::TlsInfo`; here, outside `tls`, so that `protocol` can name it without an import
+//! circle).
 
 use rustls::pki_types::CertificateDer;
 use rustls::{CipherSuite, ProtocolVersion};

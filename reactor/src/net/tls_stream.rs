@@ -13,10 +13,10 @@ use futures::io::{AsyncRead, AsyncWrite};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
-use super::TlsInfo;
-use crate::net::TcpStream;
+use super::TcpStream;
 use crate::reactor::Reactor;
 use crate::tls_error::TlsError;
+use crate::tls_info::TlsInfo;
 
 /// A TLS connection for a spawned task (`Reactor::spawn`): [`connect`](Self::connect)
 /// as a client, or [`accept`](Self::accept) a [`TcpStream`] from a
