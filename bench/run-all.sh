@@ -15,7 +15,8 @@ usage: run-all.sh [--quick] [--only LIST] [--no-latest] [--no-install]
 
   --quick        fewer rounds and shorter runs (the drivers' own flags), no soak: a few
                  minutes; its ratios are rougher than a full run's
-  --only LIST    comma-separated, from: deferred,lines,reactor,echo,http,multicore,soak
+  --only LIST    comma-separated, from: deferred,lines,reactor,echo,http,https,multicore,
+                 soak
                  (default: all; soak only in full mode unless named here)
   --no-latest    do not copy the charts to results/latest/ (which the READMEs embed)
   --no-install   do not install missing peers (wrk, perf, Twisted); skip what needs them
@@ -52,7 +53,7 @@ if [ -z "${ROPEWALK_BENCH_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
 fi
 
 PYTHON="${PYTHON:-python3}"
-all="deferred lines reactor echo http multicore soak"
+all="deferred lines reactor echo http https multicore soak"
 selected() {
     if [ -n "$only" ]; then
         case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac
@@ -144,6 +145,12 @@ command_of() {
             else
                 echo "target/release/http$tw --repeat 3 --duration 4"
             fi ;;
+        https)
+            if [ "$q" = 1 ]; then
+                echo "target/release/https --duration 2 --warmup 1 --idle 500"
+            else
+                echo "target/release/https --repeat 3 --duration 4"
+            fi ;;
         multicore)
             if [ "$q" = 1 ]; then
                 echo "target/release/multicore --duration-ms 500 --warmup-ms 100 --herd 200"
@@ -172,6 +179,7 @@ title_of() {
         reactor) echo "reactor (ropewalk vs tokio)" ;;
         echo) echo "echo (ropewalk vs tokio and Twisted)" ;;
         http) echo "HTTP (ropewalk vs hyper, the kernel floor, and Twisted)" ;;
+        https) echo "HTTPS (ropewalk vs hyper over tokio-rustls)" ;;
         multicore) echo "multicore (ropewalk's designs vs tokio multi-thread)" ;;
         soak) echo "soak (an example server under a hostile mix of clients)" ;;
     esac

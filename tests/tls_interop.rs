@@ -512,3 +512,68 @@ fn curl_fetches_from_our_https_server() {
     let out = curl(&["-sS", "--cacert", &ca_file, &wrong], b"");
     assert_eq!(out.status.code(), Some(60), "certificate not for 127.0.0.1");
 }
+
+// ---------------------------------------------------------------------------------------
+// Twisted's Agent against our HTTPS server.
+
+fn have_twisted_tls() -> bool {
+    require(
+        "Twisted with TLS (python3 -c 'import twisted.web.client, OpenSSL, service_identity')",
+        &[
+            "python3",
+            "-c",
+            "import twisted.web.client, OpenSSL, service_identity",
+        ],
+        "python3 -m pip install 'twisted[tls]'",
+    )
+}
+
+/// `tests/interop/twisted_https_agent.py` against `server`, trusting `ca_file`; its
+/// lines.
+fn twisted_agent(server: &ServerThread, ca_file: &str) -> Vec<String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop/twisted_https_agent.py")
+        .to_string_lossy()
+        .into_owned();
+    let port = server.addr.port().to_string();
+    let out = run("python3", &[&script, &port, ca_file], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.lines().map(str::to_string).collect()
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Twisted's `Agent` (browser-like policy: chain and host name checked) fetches, posts
+/// and is told 404 through a persistent pool by our HTTPS server; trusting
+/// another CA, it refuses the connection.
+#[test]
+fn twisted_agent_over_https_against_our_server() {
+    if !have_twisted_tls() {
+        return;
+    }
+    let dir = TempDir::new("twisted-agent");
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let server = https_server(&leaf.cert_pem, &leaf.key_pem);
+
+    let lines = twisted_agent(&server, &dir.write("ca.pem", &ca.pem()));
+    let hello = hex(b"Hello, TLS!\n");
+    let body: Vec<u8> = (0..256 * 256).map(|i| (i % 256) as u8).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0], format!("get1 200 {hello}"));
+    assert_eq!(lines[1], format!("get2 200 {hello}"));
+    assert_eq!(lines[2], format!("post 200 {}", hex(&body)));
+    assert!(lines[3].starts_with("missing 404 "), "{}", lines[3]);
+
+    let other = TestCa::new();
+    let lines = twisted_agent(&server, &dir.write("other.pem", &other.pem()));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("refused "), "{}", lines[0]);
+}

@@ -102,6 +102,7 @@ pub mod testing;
 mod time;
 pub mod tls;
 mod tls_error;
+mod tls_info;
 mod tls_start;
 mod udp;
 

@@ -70,11 +70,15 @@ use ropewalk_deferred::Deferred;
 
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
 
-mod lines;
 use crate::slab::Key;
 use crate::sys::{Interest, PollMode, Ready};
 use crate::tcp::Target;
-pub use lines::{LineReader, WriteLineExt, DEFAULT_MAX_LINE_LENGTH};
+
+mod lines;
+mod tls_stream;
+
+pub use self::lines::{LineReader, WriteLineExt, DEFAULT_MAX_LINE_LENGTH};
+pub use self::tls_stream::TlsStream;
 
 #[derive(Clone, Copy)]
 enum Dir {

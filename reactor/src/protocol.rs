@@ -474,6 +474,23 @@ pub trait Transport {
         let _ = tls;
         ropewalk_deferred::Deferred::fail(crate::tls_error::TlsError::StartTlsUnsupported)
     }
+
+    /// What TLS negotiated on this connection (ALPN protocol, peer certificates, version,
+    /// cipher suite, SNI): `None` on plain TCP, and before a TLS handshake has finished
+    /// (a protocol over TLS sees it from `connection_made` on; over STARTTLS, once
+    /// [`start_tls`](Self::start_tls)'s Deferred has fired).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// assert_eq!(StringTransport::new().tls_info(), None);
+    /// ```
+    fn tls_info(&self) -> Option<crate::tls_info::TlsInfo> {
+        None
+    }
 }
 
 /// A protocol's handle on its transport: shared (`Rc`), so a protocol can keep it and hand

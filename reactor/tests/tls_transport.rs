@@ -763,3 +763,87 @@ fn socket_close_without_close_notify_is_lost() {
     run_until(&reactor, WAIT, "peer done", || peer.is_finished());
     peer.join().unwrap();
 }
+
+/// Both ends read what the handshake negotiated: the ALPN protocol, the version and
+/// suite; the client the server's chain, the server the SNI name and no client chain.
+/// Plain TCP negotiates nothing.
+#[test]
+fn tls_info_tells_what_the_handshake_negotiated() {
+    use ropewalk_reactor::tls::rustls::pki_types::pem::PemObject;
+    use ropewalk_reactor::tls::rustls::pki_types::CertificateDer;
+
+    let reactor = Reactor::new().unwrap();
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let server = TlsServerBuilder::from_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())
+        .unwrap()
+        .alpn(&[b"h2", b"http/1.1"])
+        .build()
+        .unwrap();
+    let client_config = TlsClientBuilder::new()
+        .without_default_roots()
+        .add_root_pem(ca.pem().as_bytes())
+        .unwrap()
+        .alpn(&[b"http/1.1"])
+        .build()
+        .unwrap();
+    let opts = TlsOptions::default();
+    // What the server's protocol sees in connection_made, where it decides what to speak.
+    let seen = Rc::new(RefCell::new(None));
+    let s = seen.clone();
+    let (addr, conns) = serve(&reactor, server, &opts, move |ev| {
+        let s = s.clone();
+        Probe::new(ev).on_made(move |t| *s.borrow_mut() = Some(t.tls_info()))
+    });
+    let client = connect(
+        &reactor,
+        addr,
+        "localhost",
+        client_config,
+        &opts,
+        Probe::new,
+    )
+    .unwrap();
+    run_until(&reactor, WAIT, "server made", || conns.borrow().len() == 1);
+    run_until(&reactor, WAIT, "server made", || seen.borrow().is_some());
+
+    let on_server = seen
+        .borrow()
+        .clone()
+        .unwrap()
+        .expect("TLS info in connection_made");
+    let on_client = client
+        .transport()
+        .tls_info()
+        .expect("TLS info on the client");
+    assert_eq!(on_server.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(on_client.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(on_server.server_name.as_deref(), Some("localhost"));
+    assert_eq!(on_client.server_name, None);
+    assert_eq!(on_server.protocol_version, rustls::ProtocolVersion::TLSv1_3);
+    assert_eq!(on_client.protocol_version, on_server.protocol_version);
+    assert_eq!(on_client.cipher_suite, on_server.cipher_suite);
+    let leaf_der = CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap();
+    assert_eq!(on_client.peer_certificates, vec![leaf_der]);
+    assert!(
+        on_server.peer_certificates.is_empty(),
+        "no client certificate was asked for"
+    );
+    assert_eq!(
+        conns.borrow()[0].transport().tls_info(),
+        Some(on_server),
+        "the same later"
+    );
+
+    // Plain TCP: none.
+    let plain = Events::new();
+    let p = plain.clone();
+    let port = reactor
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_: &Address| {
+            Some(Probe::new(&p))
+        })
+        .unwrap();
+    let _tcp = TcpStream::connect(port.local_addr().inet().unwrap()).unwrap();
+    run_until(&reactor, WAIT, "plain made", || plain.made.get() == 1);
+    assert_eq!(plain.transport().tls_info(), None);
+}

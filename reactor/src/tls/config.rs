@@ -17,6 +17,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 use crate::tls_error::TlsConfigError;
@@ -93,6 +94,8 @@ pub struct TlsClientBuilder {
     roots: RootCertStore,
     alpn: Vec<Vec<u8>>,
     verify: bool,
+    /// The certificate chain and key presented to servers that ask for one.
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 }
 
 impl fmt::Debug for TlsClientBuilder {
@@ -101,6 +104,7 @@ impl fmt::Debug for TlsClientBuilder {
             .field("roots", &self.roots.len())
             .field("alpn", &self.alpn)
             .field("verify", &self.verify)
+            .field("identity", &self.identity.as_ref().map(|(c, _)| c.len()))
             .finish()
     }
 }
@@ -127,6 +131,7 @@ impl TlsClientBuilder {
             roots,
             alpn: Vec::new(),
             verify: true,
+            identity: None,
         }
     }
 
@@ -187,6 +192,28 @@ impl TlsClientBuilder {
         Ok(self)
     }
 
+    /// Presents this certificate chain (leaf first, PEM) and private key (PEM) to a
+    /// server that asks for a client certificate (mutual TLS).
+    ///
+    /// # Errors
+    ///
+    /// [`TlsConfigError`] if either holds nothing usable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::tls::{TlsClientBuilder, TlsConfigError};
+    /// let e = TlsClientBuilder::new().client_certificate(b"", b"").unwrap_err();
+    /// assert!(matches!(e, TlsConfigError::NoCertificate(_)));
+    /// ```
+    pub fn client_certificate(mut self, cert: &[u8], key: &[u8]) -> Result<Self, TlsConfigError> {
+        self.identity = Some((
+            certs_from_pem(cert, "client certificate")?,
+            key_from_pem(key, "client private key")?,
+        ));
+        Ok(self)
+    }
+
     /// Offers these ALPN protocols, in order of preference (`b"h2"`, `b"http/1.1"`...).
     ///
     /// # Examples
@@ -236,20 +263,23 @@ impl TlsClientBuilder {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(VERSIONS)
             .map_err(TlsConfigError::Rustls)?;
-        let mut config = if self.verify {
+        let builder = if self.verify {
             if self.roots.is_empty() {
                 return Err(TlsConfigError::Rustls(rustls::Error::General(
                     "no trusted root certificate".into(),
                 )));
             }
-            builder
-                .with_root_certificates(self.roots)
-                .with_no_client_auth()
+            builder.with_root_certificates(self.roots)
         } else {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-                .with_no_client_auth()
+        };
+        let mut config = match self.identity {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(TlsConfigError::Rustls)?,
+            None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = self.alpn;
         Ok(Arc::new(config))
@@ -307,7 +337,8 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 }
 
 /// Builds the configuration of a TLS server from its certificate chain and private key
-/// (PEM): TLS 1.2+1.3, no client certificates, a session cache for resumption.
+/// (PEM): TLS 1.2+1.3, no client certificates unless
+/// [required](TlsServerBuilder::require_client_certificates), a session cache for resumption.
 ///
 /// # Examples
 ///
@@ -323,6 +354,8 @@ pub struct TlsServerBuilder {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     alpn: Vec<Vec<u8>>,
+    /// The CAs a client certificate must come from, when one is required.
+    client_roots: Option<RootCertStore>,
 }
 
 impl fmt::Debug for TlsServerBuilder {
@@ -331,6 +364,7 @@ impl fmt::Debug for TlsServerBuilder {
         f.debug_struct("TlsServerBuilder")
             .field("chain", &self.chain.len())
             .field("alpn", &self.alpn)
+            .field("client_roots", &self.client_roots.as_ref().map(|r| r.len()))
             .finish_non_exhaustive()
     }
 }
@@ -364,6 +398,7 @@ impl TlsServerBuilder {
             chain,
             key,
             alpn: Vec::new(),
+            client_roots: None,
         })
     }
 
@@ -385,6 +420,7 @@ impl TlsServerBuilder {
             chain: certs_from_pem(cert, "certificate")?,
             key: key_from_pem(key, "private key")?,
             alpn: Vec::new(),
+            client_roots: None,
         })
     }
 
@@ -403,6 +439,36 @@ impl TlsServerBuilder {
         self
     }
 
+    /// Requires every client to present a certificate issued by a CA in `ca_pem` (PEM;
+    /// mutual TLS): a client without one, or with another CA's, is refused during the
+    /// handshake, and its protocol is never made. The client's chain is then in
+    /// [`TlsInfo::peer_certificates`](super::TlsInfo).
+    ///
+    /// # Errors
+    ///
+    /// [`TlsConfigError`] if `ca_pem` holds no certificate or a bad one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use ropewalk_reactor::tls::TlsServerBuilder;
+    /// let config = TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?
+    ///     .require_client_certificates(&std::fs::read("clients-ca.pem").unwrap())?
+    ///     .build()?;
+    /// # Ok::<(), ropewalk_reactor::tls::TlsConfigError>(())
+    /// ```
+    pub fn require_client_certificates(mut self, ca_pem: &[u8]) -> Result<Self, TlsConfigError> {
+        let mut roots = self
+            .client_roots
+            .take()
+            .unwrap_or_else(RootCertStore::empty);
+        for cert in certs_from_pem(ca_pem, "client CA certificate")? {
+            roots.add(cert).map_err(TlsConfigError::Rustls)?;
+        }
+        self.client_roots = Some(roots);
+        Ok(self)
+    }
+
     /// The configuration, to share among connections.
     ///
     /// # Errors
@@ -418,10 +484,22 @@ impl TlsServerBuilder {
     /// # Ok::<(), ropewalk_reactor::tls::TlsConfigError>(())
     /// ```
     pub fn build(self) -> Result<Arc<ServerConfig>, TlsConfigError> {
-        let mut config = ServerConfig::builder_with_provider(provider())
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
-            .map_err(TlsConfigError::Rustls)?
-            .with_no_client_auth()
+            .map_err(TlsConfigError::Rustls)?;
+        let builder = match self.client_roots {
+            Some(roots) => {
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                        .build()
+                        .map_err(|e| {
+                            TlsConfigError::Rustls(rustls::Error::General(e.to_string()))
+                        })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
             .with_single_cert(self.chain, self.key)
             .map_err(TlsConfigError::Rustls)?;
         config.alpn_protocols = self.alpn;

@@ -1,5 +1,5 @@
 //! TLS on rustls, as a transport: [`Reactor::listen_tls`] and [`Reactor::connect_tls`] run
-//! any [`Protocol`](crate::Protocol) over TLS, unchanged (Twisted's `listenSSL` / `connectSSL`).
+//! any [`Protocol`] over TLS, unchanged (Twisted's `listenSSL` / `connectSSL`).
 //!
 //! A protocol's `connection_made` is called once the handshake has finished, and its
 //! transport then behaves as a TCP one: `write` encrypts into the connection's queue, whose
@@ -80,7 +80,9 @@ use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 pub use self::config::{TlsClientBuilder, TlsServerBuilder};
 use self::session::{TlsProtocol, TlsSession};
 pub use self::starttls::{StartTlsFactory, StartTlsProtocol};
+pub use crate::net::TlsStream;
 pub use crate::tls_error::{TlsConfigError, TlsError};
+pub use crate::tls_info::TlsInfo;
 pub use crate::tls_start::{StartTls, DEFAULT_HANDSHAKE_TIMEOUT};
 /// The rustls this module is built on, for its configuration types.
 pub use rustls;

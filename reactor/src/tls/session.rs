@@ -520,6 +520,10 @@ impl<P: Protocol> Transport for TlsSession<P> {
         }
     }
 
+    fn tls_info(&self) -> Option<super::TlsInfo> {
+        super::TlsInfo::of(&self.tls.borrow())
+    }
+
     fn peer_addr(&self) -> Address {
         self.peer.borrow().clone()
     }

@@ -127,6 +127,10 @@ impl<P: Protocol> Transport for StartTlsLink<P> {
         self.to().is_none_or(|t| t.is_closing())
     }
 
+    fn tls_info(&self) -> Option<super::TlsInfo> {
+        self.session().and_then(|s| s.tls_info())
+    }
+
     fn start_tls(&self, tls: StartTls) -> Deferred<()> {
         if self.session.borrow().is_some() {
             return Deferred::fail(TlsError::AlreadyStarted);
