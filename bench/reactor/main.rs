@@ -27,7 +27,7 @@ use ropewalk_bench::cli;
 use ropewalk_bench::harness;
 use ropewalk_bench::report::{self, Table};
 use ropewalk_reactor::deferred::Failure;
-use ropewalk_reactor::{Clock, PoolConfig, Reactor};
+use ropewalk_reactor::{PoolConfig, Reactor};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
