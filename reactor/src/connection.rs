@@ -301,6 +301,15 @@ pub(crate) struct Known {
     pub(crate) nodelay: Option<bool>,
 }
 
+/// What a write left to do once the connection's state is no longer borrowed.
+struct Enqueued {
+    result: io::Result<()>,
+    /// The push producer to pause: the queue passed the high-water mark.
+    pause: Option<(Rc<dyn Producer>, bool)>,
+    /// Nothing left for the poller.
+    settled: bool,
+}
+
 impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     /// Registers `sock` and calls `connection_made`. The protocol may close the connection
     /// at once; the returned handle is still the protocol.
@@ -587,6 +596,50 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         self.after_write(result.1);
     }
 
+    /// After a write or a file region went to the socket or the queue (`result`: what the
+    /// socket said): ask a pull producer for more once writable, pause a push producer
+    /// past the high-water mark, and say whether anything is left for the poller.
+    #[inline(always)]
+    fn enqueued(&self, st: &mut ConnState, result: io::Result<()>) -> Enqueued {
+        if st.queued() == 0 && matches!(st.producer, Some((_, false))) {
+            st.pull_pending = true;
+        }
+        let pause = result.is_ok()
+            && !st.producer_paused
+            && st.queued() > st.high_water
+            && matches!(st.producer, Some((_, true)));
+        if pause {
+            st.producer_paused = true;
+        }
+        // All of it went out, and the poller was told what the state wants: nothing for
+        // `update_interest` to do (most writes).
+        let settled = st.queued() == 0
+            && !st.pull_pending
+            && st.wanted() == st.registered
+            && !self.parked.get();
+        Enqueued {
+            result,
+            pause: if pause { st.producer.clone() } else { None },
+            settled,
+        }
+    }
+
+    /// The rest of [`enqueued`](Self::enqueued), once the state is no longer borrowed:
+    /// close on a socket error, pause the producer, or tell the poller.
+    #[inline(always)]
+    fn finish_enqueue(&self, outcome: Enqueued) {
+        if let Err(e) = outcome.result {
+            self.close(Failure::new(ConnectionError::Lost(e)), false);
+            return;
+        }
+        if let Some((p, _)) = outcome.pause {
+            p.pause_producing();
+        } else if outcome.settled {
+            return;
+        }
+        self.update_interest();
+    }
+
     /// After the queue shrank (`progressed`: the socket took some of it) or grew: finish a
     /// pending close, tell and move the producer, and tell the poller.
     fn after_write(&self, progressed: bool) {
@@ -791,7 +844,7 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
         if total == 0 {
             return;
         }
-        let (result, grew, settled) = {
+        let outcome = {
             let mut st = self.state.borrow_mut();
             if st.closed || st.disconnecting || st.write_shut || st.half_closing {
                 return;
@@ -845,45 +898,16 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
                     skip = 0;
                 }
             }
-            if st.queued() == 0 && matches!(st.producer, Some((_, false))) {
-                st.pull_pending = true;
-            }
-            let pause = result.is_ok()
-                && !st.producer_paused
-                && st.queued() > st.high_water
-                && matches!(st.producer, Some((_, true)));
-            if pause {
-                st.producer_paused = true;
-            }
-            // All of it went out, and the poller was told what the state wants: nothing
-            // for `update_interest` to do (most writes).
-            let settled = st.queued() == 0
-                && !st.pull_pending
-                && st.wanted() == st.registered
-                && !self.parked.get();
-            (
-                result,
-                if pause { st.producer.clone() } else { None },
-                settled,
-            )
+            self.enqueued(&mut st, result)
         };
-        if let Err(e) = result {
-            self.close(Failure::new(ConnectionError::Lost(e)), false);
-            return;
-        }
-        if let Some((p, _)) = grew {
-            p.pause_producing();
-        } else if settled {
-            return;
-        }
-        self.update_interest();
+        self.finish_enqueue(outcome);
     }
 
     fn send_file(&self, file: Rc<File>, offset: u64, len: u64) {
         if len == 0 {
             return;
         }
-        let (result, grew, settled) = {
+        let outcome = {
             let mut st = self.state.borrow_mut();
             if st.closed || st.disconnecting || st.write_shut || st.half_closing {
                 return;
@@ -913,36 +937,9 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
             } else {
                 Ok(())
             };
-            if st.queued() == 0 && matches!(st.producer, Some((_, false))) {
-                st.pull_pending = true;
-            }
-            let pause = result.is_ok()
-                && !st.producer_paused
-                && st.queued() > st.high_water
-                && matches!(st.producer, Some((_, true)));
-            if pause {
-                st.producer_paused = true;
-            }
-            let settled = st.queued() == 0
-                && !st.pull_pending
-                && st.wanted() == st.registered
-                && !self.parked.get();
-            (
-                result,
-                if pause { st.producer.clone() } else { None },
-                settled,
-            )
+            self.enqueued(&mut st, result)
         };
-        if let Err(e) = result {
-            self.close(Failure::new(ConnectionError::Lost(e)), false);
-            return;
-        }
-        if let Some((p, _)) = grew {
-            p.pause_producing();
-        } else if settled {
-            return;
-        }
-        self.update_interest();
+        self.finish_enqueue(outcome);
     }
 
     fn lose_connection(&self) {
