@@ -34,6 +34,7 @@ impl ResponseReader {
                 reused: false,
                 key: "fuzz:80".into(),
                 target: ropewalk_reactor::Target::Name("fuzz:80".into()),
+                tls_name: None,
                 config: Rc::new(config),
                 conn: None,
                 resolver: None,
