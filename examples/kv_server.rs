@@ -1,6 +1,7 @@
 //! A key-value line server: `SET k v` answers `OK`; `GET k` answers the value (or
 //! `NOT FOUND`) 10 ms later, from a Deferred fired by a timer. With its socket-free test
-//! on a `StringTransport` and a `ManualClock` (`cargo test --example kv_server`).
+//! on a `StringTransport` and a `ManualClock` (`cargo test --example kv_server`; `cargo test`
+//! runs it as part of `tests/examples.rs`).
 //!
 //! ```sh
 //! cargo run --example kv_server -- --port 7200

@@ -9,6 +9,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// `kv_server`'s own socket-free test (`StringTransport` + `ManualClock`), compiled here
+/// with the example's code so that `cargo test --workspace` runs it. (Marking the example
+/// `test = true` instead would build it only as a test harness, and the binary the tests
+/// below start would be missing on a fresh clone.) `cargo test --example kv_server` runs
+/// it too.
+#[path = "../examples/kv_server.rs"]
+#[allow(dead_code)]
+mod kv_server_example;
+
 /// Where cargo put the example binaries (next to this test's `deps/` folder).
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
