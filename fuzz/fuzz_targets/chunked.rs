@@ -39,7 +39,8 @@ fn tchar(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
-/// `chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )`, by hand.
+/// `chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )`, by hand: blanks
+/// only where the grammar has BWS, never at the end of the line.
 fn ext_ok(mut s: &[u8]) -> bool {
     fn ws(s: &[u8]) -> &[u8] {
         let n = s.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
@@ -54,8 +55,11 @@ fn ext_ok(mut s: &[u8]) -> bool {
         while i < s.len() {
             match s[i] {
                 b'"' => return Some(&s[i + 1..]),
-                // quoted-pair: any byte after the backslash (as the decoder does).
-                b'\\' => i += 2,
+                // quoted-pair: HTAB, SP, VCHAR or obs-text after the backslash.
+                b'\\' => match s.get(i + 1) {
+                    Some(&c) if c == b'\t' || (c >= 0x20 && c != 0x7f) => i += 2,
+                    _ => return None,
+                },
                 b'\t' => i += 1,
                 c if c >= 0x20 && c != 0x7f => i += 1,
                 _ => return None,
@@ -64,9 +68,13 @@ fn ext_ok(mut s: &[u8]) -> bool {
         None
     }
     loop {
+        // BWS only before a `;`: blanks that end the line are refused.
+        if s.is_empty() {
+            return true;
+        }
         s = ws(s);
         let Some((&b';', rest)) = s.split_first() else {
-            return s.is_empty();
+            return false;
         };
         let Some(rest) = token(ws(rest)) else {
             return false;
