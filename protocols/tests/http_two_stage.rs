@@ -405,3 +405,29 @@ fn same_handler_same_response_in_both_modes() {
     assert_eq!(outs[0], outs[1]);
     assert_eq!(outs[0].2, "hello /x");
 }
+
+/// A client that leaves while its request is on the pool: the job finishes, its response
+/// is dropped, and the pool's one thread serves the next request.
+#[test]
+fn client_gone_while_on_the_pool() {
+    let reactor = Reactor::new().unwrap();
+    reactor.configure_pool(PoolConfig {
+        max_threads: 1,
+        ..PoolConfig::default()
+    });
+    let gate = Arc::new(Gate::default());
+    let (started_tx, started_rx) = mpsc::channel();
+    let server = HttpServer::two_stage(&reactor, gated(&gate, started_tx), ServerConfig::default());
+    let mut gone = server.connection();
+    let gone_t = StringTransport::connect(&mut gone);
+    gone.data_received(get("/").as_bytes()).unwrap();
+    run_until_recv(&reactor, "the handler to start", &started_rx);
+    gone.connection_lost(Failure::msg("client left"));
+    gate.open();
+    let mut next = server.connection();
+    let t = StringTransport::connect(&mut next);
+    next.data_received(get("/").as_bytes()).unwrap();
+    run_until(&reactor, "the next response", || !t.value().is_empty());
+    assert_eq!(responses(&t.value())[0].text(), "blocked");
+    assert!(gone_t.value().is_empty());
+}
