@@ -30,16 +30,26 @@
 //! accept queue (`SO_REUSEPORT`), `shared` has them all accept from one, `dispatcher`
 //! (`dispatcher:round-robin`, the same, or `dispatcher:least-loaded`) has one reactor
 //! accept and hand each connection to a reactor's own queue.
+//!
+//! ```sh
+//! cargo run --release --example http_server -- --two-stage --pool-threads 4
+//! ```
+//!
+//! runs a two-stage server: the reactor does the I/O, and the handlers of `/`, `/echo`
+//! and `/thread` run on the worker pool (the same closures, in a `StageTwo`); `/thread`
+//! then does its blocking work right in the handler. `/delay`, `/fetch` and the static
+//! files use the reactor, so they stay on it.
 
 use std::time::Duration;
 
 use ropewalk::prelude::*;
 use ropewalk::protocols::http::{
-    Client, ClientConfig, HttpServer, Request, Response, ServerConfig, Site, StaticFiles,
+    Client, ClientConfig, Handler, HttpServer, Request, Response, ServerConfig, Site, StageTwo,
+    StaticFiles,
 };
 use ropewalk::reactor::tls::TlsServerBuilder;
 use ropewalk::reactor::{
-    activation, defer_later, AcceptQueue, GroupListener, Reactor, ReactorGroup,
+    activation, defer_later, AcceptQueue, GroupListener, PoolConfig, Reactor, ReactorGroup,
 };
 
 /// Longest delay the `/delay` and `/thread` routes accept.
@@ -58,10 +68,37 @@ fn millis(req: &Request) -> Result<Duration, Response> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Blocking work (a sleep stands for it); gives the name of the thread it ran on.
+fn blocking_work(work: Duration) -> String {
+    std::thread::sleep(work);
+    format!("{:?}", std::thread::current().name().unwrap_or("worker"))
+}
+
+/// What `/thread` answers once its work is done.
+fn worked(work: Duration, thread: String) -> Response {
+    Response::text(format!("worked {} ms on {thread}\n", work.as_millis()))
+}
+
 /// How long `/fetch` waits for the page it fetches.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn site(reactor: &Reactor, root: Option<StaticFiles>) -> Site {
+/// Routes `GET`/`POST` `path` to `handler`: on the worker pool when `stage_two` is the
+/// reactor (`--two-stage`), on the reactor otherwise. The handler is the same either way.
+fn route(
+    site: Site,
+    stage_two: Option<&Reactor>,
+    method: &str,
+    path: &str,
+    handler: impl Handler + Send + Sync,
+) -> Site {
+    match stage_two {
+        Some(reactor) => site.route(method, path, StageTwo::new(reactor, handler)),
+        None => site.route(method, path, handler),
+    }
+}
+
+fn site(reactor: &Reactor, root: Option<StaticFiles>, two_stage: bool) -> Site {
+    let stage_two = two_stage.then_some(reactor);
     let delay_reactor = reactor.clone();
     let thread_reactor = reactor.clone();
     let client = Client::with_config(
@@ -71,11 +108,35 @@ fn site(reactor: &Reactor, root: Option<StaticFiles>) -> Site {
             ..ClientConfig::default()
         },
     );
-    let site = Site::new()
-        // Inline closure, answered at once.
-        .get("/", |_req: Request| Ok(Response::text("Hello, World!\n")))
-        // The request body, echoed back.
-        .post("/echo", |req: Request| Ok(Response::bytes(req.into_body())))
+    // Inline closure, answered at once.
+    let site = route(Site::new(), stage_two, "GET", "/", |_req: Request| {
+        Ok(Response::text("Hello, World!\n"))
+    });
+    // The request body, echoed back.
+    let site = route(site, stage_two, "POST", "/echo", |req: Request| {
+        Ok(Response::bytes(req.into_body()))
+    });
+    let site = if two_stage {
+        // On the pool already: the handler blocks where it is.
+        route(site, stage_two, "GET", "/thread", |req: Request| {
+            Ok(match millis(&req) {
+                Ok(work) => worked(work, blocking_work(work)),
+                Err(resp) => resp,
+            })
+        })
+    } else {
+        // Blocking work sent to the worker pool, chained into the response.
+        site.get("/thread", move |req: Request| {
+            let work = match millis(&req) {
+                Ok(d) => d,
+                Err(resp) => return Deferred::succeed(resp),
+            };
+            thread_reactor
+                .defer_to_thread(move || Ok(blocking_work(work)))
+                .add_callback(move |thread| Ok(worked(work, thread)))
+        })
+    };
+    let site = site
         // A Deferred fired later by a timer: the response waits for it.
         .get("/delay", move |req: Request| {
             let wait = match millis(&req) {
@@ -85,27 +146,6 @@ fn site(reactor: &Reactor, root: Option<StaticFiles>) -> Site {
             defer_later(&delay_reactor, wait, move || {
                 Ok(Response::text(format!("waited {} ms\n", wait.as_millis())))
             })
-        })
-        // Blocking work on the worker pool, chained into the response.
-        .get("/thread", move |req: Request| {
-            let work = match millis(&req) {
-                Ok(d) => d,
-                Err(resp) => return Deferred::succeed(resp),
-            };
-            thread_reactor
-                .defer_to_thread(move || {
-                    std::thread::sleep(work); // stands for blocking work
-                    Ok(format!(
-                        "{:?}",
-                        std::thread::current().name().unwrap_or("worker")
-                    ))
-                })
-                .add_callback(move |thread| {
-                    Ok(Response::text(format!(
-                        "worked {} ms on {thread}\n",
-                        work.as_millis()
-                    )))
-                })
         })
         // An outgoing request with our client, chained into the response.
         .get("/fetch", move |req: Request| {
@@ -147,12 +187,16 @@ struct Args {
     group: Option<(usize, AcceptQueue)>,
     /// `--listen-fd N`: serve on this inherited listening socket instead of `--port`.
     listen_fd: Option<i32>,
+    /// `--two-stage`: handlers on the worker pool, I/O on the reactor.
+    two_stage: bool,
+    /// `--pool-threads N`: the worker pool's size (per reactor).
+    pool_threads: Option<usize>,
 }
 
 const USAGE: &str = "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
 [--request-timeout S] [--drain-timeout S] [--reactors N] \
 [--accept per-reactor|shared|dispatcher[:round-robin|:least-loaded]] \
-[--listen-fd N] [--tls-cert FILE --tls-key FILE]";
+[--listen-fd N] [--two-stage] [--pool-threads N] [--tls-cert FILE --tls-key FILE]";
 
 /// Default `--drain-timeout`.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -178,6 +222,8 @@ fn parse_args() -> Result<Args, String> {
         drain: DRAIN_TIMEOUT,
         group: None,
         listen_fd: None,
+        two_stage: false,
+        pool_threads: None,
     };
     let (mut cert, mut key) = (None, None);
     while let Some(arg) = args.next() {
@@ -200,6 +246,18 @@ fn parse_args() -> Result<Args, String> {
                 parsed.listen_fd = match v.parse::<i32>() {
                     Ok(n) if n >= 3 => Some(n),
                     _ => return Err(format!("--listen-fd: {v:?} is not a descriptor from 3 on")),
+                };
+            }
+            "--two-stage" => parsed.two_stage = true,
+            "--pool-threads" => {
+                let v = args.next().ok_or("--pool-threads needs a number")?;
+                parsed.pool_threads = match v.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => Some(n),
+                    _ => {
+                        return Err(format!(
+                            "--pool-threads: {v:?} is not a number from 1 to 1024"
+                        ))
+                    }
                 };
             }
             "--reactors" => {
@@ -238,6 +296,9 @@ fn parse_args() -> Result<Args, String> {
                      least loaded (default per-reactor);\n  \
                      --listen-fd N: serve on inherited listening socket N (systemd's \
                      LISTEN_FDS is used when set);\n  \
+                     --two-stage: run the handlers of /, /echo and /thread on the worker \
+                     pool, the I/O on the reactor;\n  \
+                     --pool-threads N: the worker pool's threads, per reactor (default 10);\n  \
                      --tls-cert, --tls-key: serve HTTPS with this certificate chain and \
                      private key (PEM), on one reactor",
                     d.idle_timeout.as_secs_f64(),
@@ -293,6 +354,7 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return serve_group(args, threads, accept, inherited);
     }
     let reactor = Reactor::new()?;
+    configure_pool(&reactor, args.pool_threads);
     let _signals = reactor.install_signal_handlers()?;
     let files = match &args.root {
         Some(dir) => Some(
@@ -303,7 +365,8 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let port = args.port;
-    let server = HttpServer::with_config(&reactor, site(&reactor, files), args.config);
+    let site = site(&reactor, files, args.two_stage);
+    let server = HttpServer::with_config(&reactor, site, args.config);
     let listening = match (inherited, &args.tls) {
         (Some(_), Some(_)) => {
             return Err("--tls-cert serves on a port of its own: leave out --listen-fd".into())
@@ -322,6 +385,16 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     reactor.run()?;
     log::info!("stopped");
     Ok(())
+}
+
+/// `--pool-threads N`: the worker pool's size, before its first job.
+fn configure_pool(reactor: &Reactor, threads: Option<usize>) {
+    if let Some(max_threads) = threads {
+        reactor.configure_pool(PoolConfig {
+            max_threads,
+            ..PoolConfig::default()
+        });
+    }
 }
 
 /// N reactors on one port, each with its own server; SIGTERM drains every one.
@@ -347,15 +420,18 @@ fn serve_group(
     };
     let addr = listener.local_addr();
     let (root, config, drain) = (args.root, args.config, args.drain);
+    let (two_stage, pool_threads) = (args.two_stage, args.pool_threads);
     let group = ReactorGroup::builder()
         .threads(threads)
         .name("http")
         .start(move |reactor, _index| {
+            configure_pool(reactor, pool_threads);
             let files = match &root {
                 Some(dir) => Some(StaticFiles::new(reactor, dir)?.with_prefix("/static/")),
                 None => None,
             };
-            let server = HttpServer::with_config(reactor, site(reactor, files), config.clone());
+            let site = site(reactor, files, two_stage);
+            let server = HttpServer::with_config(reactor, site, config.clone());
             server.listen_group(reactor, &listener)?;
             server.drain_on_shutdown(reactor, drain);
             Ok(())

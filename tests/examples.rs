@@ -200,6 +200,46 @@ fn http_server_routes() {
     server.stop();
 }
 
+/// `http_server --two-stage`: `/`, `/echo` and `/thread` answer from the worker pool
+/// (`/thread` names a worker thread), `/delay` still from the reactor; on one reactor and
+/// on a group of two. Bad `--pool-threads` values exit 2 with the usage.
+#[test]
+fn http_server_two_stage_routes() {
+    for args in [
+        &["--port", "0", "--two-stage", "--pool-threads", "2"][..],
+        &["--port", "0", "--two-stage", "--reactors", "2"],
+    ] {
+        let server = Server::start("http_server", args);
+        let addr = server.addr;
+        assert_eq!(
+            http(addr, "GET", "/", b""),
+            (200, b"Hello, World!\n".to_vec()),
+            "{args:?}"
+        );
+        assert_eq!(
+            http(addr, "POST", "/echo", b"rope"),
+            (200, b"rope".to_vec())
+        );
+        let (status, body) = http(addr, "GET", "/thread?ms=5", b"");
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200);
+        assert!(
+            body.starts_with("worked 5 ms on \"ropewalk-worker"),
+            "{body}"
+        );
+        assert_eq!(http(addr, "GET", "/thread?ms=x", b"").0, 400);
+        let (status, body) = http(addr, "GET", "/delay?ms=10", b"");
+        assert_eq!((status, body.as_slice()), (200, &b"waited 10 ms\n"[..]));
+        assert_eq!(http(addr, "DELETE", "/", b"").0, 405);
+        server.stop();
+    }
+    for args in [&["--pool-threads", "0"][..], &["--pool-threads"]] {
+        let out = run_script("http_server", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: http_server"));
+    }
+}
+
 /// Reads from `s` until the peer closes, with `s`'s read timeout as the bound: what was
 /// read, or `None` if the bound passed first.
 fn read_until_closed(s: &mut TcpStream) -> Option<Vec<u8>> {

@@ -30,8 +30,8 @@
 //! - `server/`: `mod.rs` ([`HttpServer`], [`ServerConfig`], [`Handler`]),
 //!   `connection.rs` ([`HttpConnection`], the per-connection state machine), `flow.rs`
 //!   (flow control with the transport), `response.rs` ([`Response`], [`BodyWriter`],
-//!   and writing a response on the wire), `site.rs` ([`Site`]) and `static_files.rs`
-//!   ([`StaticFiles`]).
+//!   and writing a response on the wire), `site.rs` ([`Site`]), `stage_two.rs`
+//!   ([`StageTwo`], handlers on the worker pool) and `static_files.rs` ([`StaticFiles`]).
 //! - `client/`: `mod.rs` ([`Client`], [`ClientConfig`], [`ClientResponse`],
 //!   [`ClientError`]), `url.rs` (URLs and redirect targets), `exchange.rs` (one request
 //!   and its response) and `pool.rs` (the connection pool and its connections).
@@ -66,6 +66,6 @@ pub use headers::Headers;
 pub use request::{Request, Version};
 pub use server::{
     content_type, BodyWriter, Handler, HttpConnection, HttpServer, Response, ServerConfig, Site,
-    StaticFiles, ACCESS_LOG_TARGET,
+    StageTwo, StaticFiles, ACCESS_LOG_TARGET,
 };
 pub use wire::head::reason;

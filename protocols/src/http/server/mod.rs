@@ -9,6 +9,8 @@
 //! - `response.rs`: [`Response`] and [`BodyWriter`], what a handler answers, and how a
 //!   response is written on the wire (its head, cached per second; the access log).
 //! - `site.rs`: [`Site`], routing by path and method.
+//! - `stage_two.rs`: [`StageTwo`], a handler run on the worker pool (the two-stage
+//!   server, [`HttpServer::two_stage`]).
 //! - `static_files.rs`: [`StaticFiles`], a directory served.
 //!
 //! # Implementation
@@ -19,6 +21,11 @@
 //! one buffer and written with one `write`. While `max_pipelined` requests wait for their
 //! responses, reading pauses, so read-ahead stays bounded (Twisted's CVE-2023-46137 and
 //! CVE-2024-41671 were out-of-order responses to pipelined requests).
+//!
+//! A two-stage server ([`HttpServer::two_stage`], or [`StageTwo`] on some routes) changes
+//! only where the handler runs: the request, owned, goes to a worker thread, and the
+//! response comes back as the Deferred the slot waits for, so the order, the pipelining
+//! bound and the drain work as for any handler that answers later.
 
 mod budget;
 mod connection;
@@ -26,6 +33,7 @@ mod drain;
 mod flow;
 mod response;
 mod site;
+mod stage_two;
 mod static_files;
 
 use std::cell::RefCell;
@@ -54,6 +62,7 @@ use response::HeadCache;
 pub use connection::HttpConnection;
 pub use response::{BodyWriter, Response, ACCESS_LOG_TARGET};
 pub use site::Site;
+pub use stage_two::StageTwo;
 pub use static_files::{content_type, StaticFiles};
 
 /// Answers requests: anything `Fn(Request) -> R` where `R` is `Result<Response, Failure>`,
@@ -329,6 +338,45 @@ impl HttpServer {
                 drain: drain::DrainState::default(),
             }),
         }
+    }
+
+    /// A two-stage server with `config`: the reactor does the I/O (stage one: reading,
+    /// parsing, writing responses in request order), and `handler` runs on the
+    /// reactor's worker pool (stage two), one job per request; it is the same handler a
+    /// one-stage server takes, as long as it is `Send + Sync`. A shorthand for
+    /// [`with_config`](Self::with_config) with [`StageTwo::new`]`(reactor, handler)`,
+    /// which says what runs where, what a full pool answers (503) and what cannot leave
+    /// a worker thread (a streamed body). To keep some routes on the reactor (static
+    /// files, handlers that use the reactor), put `StageTwo` in a [`Site`] instead.
+    ///
+    /// The pool is the reactor's, sized with [`Reactor::configure_pool`] (10 threads by
+    /// default). Pipelined requests on one connection run side by side on it, up to
+    /// [`ServerConfig::max_pipelined`]; their responses still leave in request order.
+    /// A [`drain`](Self::drain) waits for the requests on the pool as for any other.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response, ServerConfig};
+    /// use ropewalk_reactor::{PoolConfig, Reactor};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// reactor.configure_pool(PoolConfig { max_threads: 4, ..PoolConfig::default() });
+    /// let handler = |_: Request| {
+    ///     let n: u64 = (1..=20).product(); // work that would hold up the reactor
+    ///     Ok(Response::text(n.to_string()))
+    /// };
+    /// let server = HttpServer::two_stage(&reactor, handler, ServerConfig::default());
+    /// let port = server.listen(&reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// println!("listening on {}", port.local_addr());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn two_stage(
+        reactor: &Reactor,
+        handler: impl Handler + Send + Sync,
+        config: ServerConfig,
+    ) -> HttpServer {
+        HttpServer::with_config(reactor, StageTwo::new(reactor, handler), config)
     }
 
     /// Listens on `addr` with this server.

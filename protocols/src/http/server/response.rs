@@ -275,6 +275,22 @@ impl Response {
     }
 }
 
+impl Response {
+    /// A response of these parts (a whole body that came from another thread).
+    pub(super) fn from_parts(status: u16, headers: Headers, body: Body) -> Response {
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The response's parts, to send its head and a whole body to another thread.
+    pub(super) fn into_parts(self) -> (u16, Headers, Body) {
+        (self.status, self.headers, self.body)
+    }
+}
+
 impl fmt::Debug for Response {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Response")
