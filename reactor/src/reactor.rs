@@ -128,6 +128,9 @@ pub(crate) struct ReactorCore {
     io_pool_config: RefCell<PoolConfig>,
     spare: RefCell<VecDeque<RemoteOp>>,
     running: Cell<bool>,
+    /// A second stop came in the same turn as the first (two signals read at once): the
+    /// shutdown that the first begins must not wait for its triggers.
+    stopped_twice: Cell<bool>,
     /// A turn, or a task's poll, is on the stack: `wait()` and `iterate()` must not re-enter.
     pub(crate) in_turn: Cell<bool>,
     turns: Cell<u64>,
@@ -267,6 +270,7 @@ impl Reactor {
             io_pool_config: RefCell::new(PoolConfig::io_default()),
             spare: RefCell::new(VecDeque::new()),
             running: Cell::new(false),
+            stopped_twice: Cell::new(false),
             in_turn: Cell::new(false),
             turns: Cell::new(0),
             loop_time: Cell::new(None),
@@ -348,6 +352,10 @@ impl Reactor {
         }
         log::debug!("reactor stopping");
         self.clear_stop();
+        if self.inner.stopped_twice.take() {
+            // The second stop, kept for the shutdown's wait, which it ends at once.
+            self.inner.remote.stop.store(true, Ordering::Release);
+        }
         self.fire_system_event(SystemEvent::Shutdown);
         self.leave();
         Ok(())
@@ -368,6 +376,7 @@ impl Reactor {
 
     fn leave(&self) {
         self.inner.running.set(false);
+        self.inner.stopped_twice.set(false);
         self.inner.remote.stop.store(false, Ordering::Release);
     }
 
@@ -428,6 +437,17 @@ impl Reactor {
         }
         self.inner.remote.stop.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Stops for `signals` signals read in this turn. Two stops before the loop sees the
+    /// first (two signals read at once, or a signal after a `stop()` in the same turn)
+    /// stop the loop, and the shutdown the first begins does not wait for its triggers,
+    /// as if the second had come during it.
+    pub(crate) fn stop_for_signals(&self, signals: usize) {
+        let pending = self.inner.remote.stop.load(Ordering::Acquire);
+        if signals > 0 && self.stop().is_ok() && (pending || signals > 1) {
+            self.inner.stopped_twice.set(true);
+        }
     }
 
     /// Whether [`run`](Self::run) (or a `wait()`) is running the loop.

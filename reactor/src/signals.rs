@@ -77,11 +77,13 @@ struct SignalReader {
 impl IoHandler for SignalReader {
     fn ready(self: Rc<Self>, reactor: &Reactor, _ready: Ready) {
         let mut buf = [0u8; 64];
-        let mut received = false;
+        // Each byte is one signal: two read at once (a second Ctrl-C before this turn)
+        // are a stop and a stop during the stopping, not one.
+        let mut received = 0usize;
         loop {
             match (&self.sock).read(&mut buf) {
                 Ok(0) => break,
-                Ok(_) => received = true,
+                Ok(n) => received += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -90,9 +92,9 @@ impl IoHandler for SignalReader {
                 }
             }
         }
-        if received {
+        if received > 0 {
             log::info!("{} received: stopping the reactor", self.name);
-            let _ = reactor.stop();
+            reactor.stop_for_signals(received);
         }
     }
 }

@@ -404,3 +404,27 @@ fn signal_handlers_do_not_keep_a_hopeless_wait_alive() {
         drop(reactor);
     });
 }
+
+/// Two signals that arrive before the reactor's next turn are two stops, not one: the
+/// first begins the shutdown and the second ends its wait for triggers at once (as a
+/// second Ctrl-C during the shutdown does), not after the shutdown timeout.
+#[test]
+fn two_signals_read_in_one_turn_stop_at_once() {
+    let _turn = signals_to_myself();
+    bounded(Duration::from_secs(10), || {
+        let reactor = Reactor::new().unwrap();
+        let guard = reactor.install_signal_handlers().unwrap();
+        reactor.set_shutdown_timeout(Duration::from_secs(60));
+        // A shutdown trigger that never fires: only a second stop ends the wait for it.
+        let (never, _keep) = Deferred::<()>::pending();
+        reactor.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || never);
+        signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
+        signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
+        reactor.run().unwrap();
+        assert!(
+            reactor.now() < Duration::from_secs(5),
+            "the second signal ended the shutdown's wait"
+        );
+        drop(guard);
+    });
+}
