@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use ropewalk_deferred::Failure;
 use ropewalk_reactor::{
-    Address, Clock, DelayedCall, Factory, Producer, Protocol, Transport, TransportRef,
+    Address, Clock, DelayedCall, Factory, ListeningPort, Producer, Protocol, Transport,
+    TransportRef,
 };
 
 /// The version 2 signature.
@@ -293,6 +294,18 @@ impl<F: Factory> Factory for ProxyProtocol<F> {
             timer: None,
             inner: None,
         })
+    }
+
+    fn start_factory(&self) {
+        self.inner.start_factory();
+    }
+
+    fn stop_factory(&self) {
+        self.inner.stop_factory();
+    }
+
+    fn port_listening(&self, port: &ListeningPort) {
+        self.inner.port_listening(port);
     }
 }
 

@@ -34,10 +34,10 @@ use std::thread::JoinHandle;
 use ropewalk_deferred::{Failure, Panicked};
 
 use crate::error::{GroupError, ReactorError};
-use crate::protocol::{Address, Protocol};
+use crate::protocol::{Address, ListeningPort, Protocol};
 use crate::reactor::{Reactor, ReactorHandle};
 use crate::signals::{stop_on_signals, SignalGuard};
-use crate::tcp::{bind_tcp, ListenOptions, ListeningPort};
+use crate::tcp::{bind_tcp, ListenOptions};
 
 /// N reactors, each on its own thread: the multi-core form of a ropewalk program (the
 /// article's "N reactors", as seastar, glommio and monoio run one loop per core).
