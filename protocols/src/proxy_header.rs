@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use ropewalk_deferred::Failure;
+use ropewalk_deferred::{Deferred, Failure};
+use ropewalk_reactor::tls::{StartTls, TlsInfo};
 use ropewalk_reactor::{
     Address, Clock, DelayedCall, Factory, ListeningPort, Producer, Protocol, Transport,
     TransportRef,
@@ -426,6 +427,11 @@ impl Transport for Proxied {
     fn write_vectored(&self, bufs: &[&[u8]]) {
         self.transport.write_vectored(bufs);
     }
+    fn send_file(&self, file: Rc<std::fs::File>, offset: u64, len: u64) {
+        // The connection's own: `sendfile(2)` as the socket drains, not the default's
+        // read of the whole region into memory.
+        self.transport.send_file(file, offset, len);
+    }
     fn lose_connection(&self) {
         self.transport.lose_connection();
     }
@@ -464,6 +470,12 @@ impl Transport for Proxied {
     }
     fn is_closing(&self) -> bool {
         self.transport.is_closing()
+    }
+    fn start_tls(&self, tls: StartTls) -> Deferred<()> {
+        self.transport.start_tls(tls)
+    }
+    fn tls_info(&self) -> Option<TlsInfo> {
+        self.transport.tls_info()
     }
 }
 
