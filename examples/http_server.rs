@@ -7,6 +7,7 @@
 //! curl -s localhost:8080/                   # Hello, World!
 //! curl -s -d 'rope' localhost:8080/echo     # the body, echoed
 //! curl -s 'localhost:8080/delay?ms=250'     # a Deferred fired by call_later
+//! curl -s localhost:8080/whoami             # the client's address and the server's pid
 //! curl -s 'localhost:8080/thread?ms=100'    # work on the worker pool
 //! curl -s 'localhost:8080/fetch?url=http://127.0.0.1:8080/'  # our HTTP client, chained in
 //! cargo run --example http_server -- --root ./docs  # and files under /static/
@@ -28,16 +29,31 @@
 //!
 //! runs N reactors, one thread each, on one port: `per-reactor` gives each its own
 //! accept queue (`SO_REUSEPORT`), `shared` has them all accept from one.
+//!
+//! ```sh
+//! cargo run --release --example http_server -- --port 8080 --reuse-port --proxy-protocol &
+//! cargo run --release --example http_server -- --port 8080 --reuse-port --proxy-protocol &
+//! ```
+//!
+//! runs two processes on one port (`SO_REUSEPORT`: the kernel spreads connections
+//! between them), each reading the PROXY protocol header (v1 or v2) that HAProxy's
+//! `send-proxy`/`send-proxy-v2` puts first on each connection, so that the access log and
+//! `/whoami` show the real client. A connection that does not start with a valid header
+//! within `--request-timeout` is closed unanswered. `docs/deployment.md` shows HAProxy's
+//! side and systemd's.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use ropewalk::prelude::*;
 use ropewalk::protocols::http::{
     Client, ClientConfig, HttpServer, Request, Response, ServerConfig, Site, StaticFiles,
 };
-use ropewalk::reactor::tls::TlsServerBuilder;
+use ropewalk::protocols::proxy_header::ProxyProtocol;
+use ropewalk::reactor::tls::{TlsOptions, TlsServerBuilder};
 use ropewalk::reactor::{
-    activation, defer_later, AcceptQueue, GroupListener, Reactor, ReactorGroup,
+    activation, defer_later, AcceptQueue, GroupListener, ListenOptions, ListeningPort, Reactor,
+    ReactorGroup,
 };
 
 /// Longest delay the `/delay` and `/thread` routes accept.
@@ -62,6 +78,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 fn site(reactor: &Reactor, root: Option<StaticFiles>) -> Site {
     let delay_reactor = reactor.clone();
     let thread_reactor = reactor.clone();
+    let whoami_reactor = reactor.clone();
     let client = Client::with_config(
         reactor,
         ClientConfig {
@@ -74,6 +91,19 @@ fn site(reactor: &Reactor, root: Option<StaticFiles>) -> Site {
         .get("/", |_req: Request| Ok(Response::text("Hello, World!\n")))
         // The request body, echoed back.
         .post("/echo", |req: Request| Ok(Response::bytes(req.into_body())))
+        // Who asked (behind a balancer with --proxy-protocol: the real client), and which
+        // process answered; `?ms=N` answers N ms later, as /delay does.
+        .get("/whoami", move |req: Request| {
+            let wait = match millis(&req) {
+                Ok(d) => d,
+                Err(resp) => return Deferred::succeed(resp),
+            };
+            let text = format!("client {}\npid {}\n", req.peer(), std::process::id());
+            if wait.is_zero() {
+                return Deferred::succeed(Response::text(text));
+            }
+            defer_later(&whoami_reactor, wait, move || Ok(Response::text(text)))
+        })
         // A Deferred fired later by a timer: the response waits for it.
         .get("/delay", move |req: Request| {
             let wait = match millis(&req) {
@@ -145,11 +175,15 @@ struct Args {
     group: Option<(usize, AcceptQueue)>,
     /// `--listen-fd N`: serve on this inherited listening socket instead of `--port`.
     listen_fd: Option<i32>,
+    /// `--proxy-protocol`: each connection starts with a PROXY header (v1 or v2).
+    proxy: bool,
+    /// `--reuse-port`: bind with `SO_REUSEPORT`, so other processes can serve the port.
+    reuse_port: bool,
 }
 
 const USAGE: &str = "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
 [--request-timeout S] [--drain-timeout S] [--reactors N] [--accept per-reactor|shared] \
-[--listen-fd N] [--tls-cert FILE --tls-key FILE]";
+[--listen-fd N] [--reuse-port] [--proxy-protocol] [--tls-cert FILE --tls-key FILE]";
 
 /// Default `--drain-timeout`.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -175,6 +209,8 @@ fn parse_args() -> Result<Args, String> {
         drain: DRAIN_TIMEOUT,
         group: None,
         listen_fd: None,
+        proxy: false,
+        reuse_port: false,
     };
     let (mut cert, mut key) = (None, None);
     while let Some(arg) = args.next() {
@@ -192,6 +228,8 @@ fn parse_args() -> Result<Args, String> {
             "--tls-cert" => cert = Some(args.next().ok_or("--tls-cert needs a PEM file")?),
             "--tls-key" => key = Some(args.next().ok_or("--tls-key needs a PEM file")?),
             "--drain-timeout" => parsed.drain = seconds(&arg, args.next())?,
+            "--proxy-protocol" => parsed.proxy = true,
+            "--reuse-port" => parsed.reuse_port = true,
             "--listen-fd" => {
                 let v = args.next().ok_or("--listen-fd needs a descriptor number")?;
                 parsed.listen_fd = match v.parse::<i32>() {
@@ -234,6 +272,11 @@ fn parse_args() -> Result<Args, String> {
                      per-reactor);\n  \
                      --listen-fd N: serve on inherited listening socket N (systemd's \
                      LISTEN_FDS is used when set);\n  \
+                     --reuse-port: bind --port with SO_REUSEPORT, so that several \
+                     processes serve it;\n  \
+                     --proxy-protocol: every connection starts with a PROXY header, v1 or \
+                     v2 (from HAProxy's send-proxy), which names the client; without one \
+                     within --request-timeout it is closed;\n  \
                      --tls-cert, --tls-key: serve HTTPS with this certificate chain and \
                      private key (PEM), on one reactor",
                     d.idle_timeout.as_secs_f64(),
@@ -252,6 +295,12 @@ fn parse_args() -> Result<Args, String> {
     };
     if parsed.tls.is_some() && parsed.group.is_some() {
         return Err("--tls-cert serves on one reactor: leave out --reactors and --accept".into());
+    }
+    if parsed.tls.is_some() && parsed.proxy {
+        return Err("--proxy-protocol serves plain HTTP: leave out --tls-cert".into());
+    }
+    if parsed.listen_fd.is_some() && parsed.reuse_port {
+        return Err("--reuse-port binds --port: leave out --listen-fd".into());
     }
     Ok(parsed)
 }
@@ -298,20 +347,26 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => None,
     };
-    let port = args.port;
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let options = listen_options(args.reuse_port);
+    let proxy = args.proxy.then_some(args.config.request_timeout);
     let server = HttpServer::with_config(&reactor, site(&reactor, files), args.config);
     let listening = match (inherited, &args.tls) {
         (Some(_), Some(_)) => {
             return Err("--tls-cert serves on a port of its own: leave out --listen-fd".into())
         }
-        (Some(listener), None) => server.listen_on(&reactor, listener)?,
+        (Some(listener), None) => listen(&reactor, &server, proxy, Port::Inherited(listener))?,
         (None, Some((cert, key))) => {
             let config = TlsServerBuilder::from_pem_files(cert, key)?
                 .alpn(&[b"http/1.1"])
                 .build()?;
-            server.listen_tls(&reactor, ([127, 0, 0, 1], port).into(), config)?
+            let options = TlsOptions {
+                listen: options,
+                ..TlsOptions::default()
+            };
+            reactor.listen_tls_factory(addr, server.clone(), config, &options)?
         }
-        (None, None) => server.listen(&reactor, ([127, 0, 0, 1], port).into())?,
+        (None, None) => listen(&reactor, &server, proxy, Port::Bind(addr, options))?,
     };
     server.drain_on_shutdown(&reactor, args.drain);
     println!("listening on {}", listening.local_addr());
@@ -339,9 +394,13 @@ fn serve_group(
             return Err("an inherited socket is one accept queue: use --accept shared".into())
         }
         Some(l) => GroupListener::from_listener(l)?,
-        None => GroupListener::bind(([127, 0, 0, 1], args.port).into(), accept)?,
+        None => {
+            let options = listen_options(args.reuse_port);
+            GroupListener::bind_with(([127, 0, 0, 1], args.port).into(), accept, &options)?
+        }
     };
     let addr = listener.local_addr();
+    let proxy = args.proxy.then_some(args.config.request_timeout);
     let (root, config, drain) = (args.root, args.config, args.drain);
     let group = ReactorGroup::builder()
         .threads(threads)
@@ -352,7 +411,7 @@ fn serve_group(
                 None => None,
             };
             let server = HttpServer::with_config(reactor, site(reactor, files), config.clone());
-            server.listen_group(reactor, &listener)?;
+            listen(reactor, &server, proxy, Port::Group(&listener))?;
             server.drain_on_shutdown(reactor, drain);
             Ok(())
         })?;
@@ -362,4 +421,46 @@ fn serve_group(
     group.join()?;
     log::info!("stopped");
     Ok(())
+}
+
+/// `TCP_NODELAY` inherited by every connection (as `HttpServer::listen` sets it), and
+/// `SO_REUSEPORT` when asked.
+fn listen_options(reuse_port: bool) -> ListenOptions {
+    ListenOptions {
+        nodelay: true,
+        reuse_port,
+        ..ListenOptions::default()
+    }
+}
+
+/// Where a server listens.
+enum Port<'a> {
+    Bind(SocketAddr, ListenOptions),
+    Inherited(std::net::TcpListener),
+    Group(&'a GroupListener),
+}
+
+/// Listens with `server` on `port`; with `proxy`, behind the PROXY protocol, whose header
+/// must arrive within that time. Either way `server.drain` stops the port.
+fn listen(
+    reactor: &Reactor,
+    server: &HttpServer,
+    proxy: Option<Duration>,
+    port: Port<'_>,
+) -> std::io::Result<ListeningPort> {
+    fn open<F: Factory>(reactor: &Reactor, port: Port<'_>, f: F) -> std::io::Result<ListeningPort> {
+        match port {
+            Port::Bind(addr, options) => reactor.listen_tcp_factory(addr, f, &options),
+            Port::Inherited(listener) => reactor.adopt_tcp_listener_factory(listener, f),
+            Port::Group(group) => group.listen_factory(reactor, f),
+        }
+    }
+    match proxy {
+        Some(timeout) => open(
+            reactor,
+            port,
+            ProxyProtocol::new(reactor, server.clone(), timeout),
+        ),
+        None => open(reactor, port, server.clone()),
+    }
 }
