@@ -150,3 +150,42 @@ fn drain_stops_a_port_wrapped_in_proxy_protocol() {
         .unwrap();
     assert_eq!(refused, Some(ErrorKind::ConnectionRefused));
 }
+
+/// The wrapped factory's `start_factory` and `stop_factory` run when the port starts and
+/// stops listening, as they would unwrapped.
+#[test]
+fn proxy_protocol_passes_on_start_and_stop_factory() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use ropewalk_protocols::Echo;
+    use ropewalk_reactor::{Address, Factory};
+
+    struct Counted(Rc<Cell<i32>>);
+    impl Factory for Counted {
+        type Protocol = Echo;
+        fn build_protocol(&self, peer: &Address) -> Option<Echo> {
+            Echo::factory()(peer)
+        }
+        fn start_factory(&self) {
+            self.0.set(self.0.get() + 1);
+        }
+        fn stop_factory(&self) {
+            self.0.set(self.0.get() - 1);
+        }
+    }
+
+    let reactor = Reactor::new().unwrap();
+    let ports = Rc::new(Cell::new(0));
+    let wrapped = ProxyProtocol::new(&reactor, Counted(ports.clone()), Duration::from_secs(10));
+    let port = reactor
+        .listen_tcp_factory(
+            "127.0.0.1:0".parse().unwrap(),
+            wrapped,
+            &ListenOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(ports.get(), 1);
+    port.stop_listening().wait().unwrap();
+    assert_eq!(ports.get(), 0);
+}
