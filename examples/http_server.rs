@@ -7,6 +7,7 @@
 //! curl -s localhost:8080/                   # Hello, World!
 //! curl -s -d 'rope' localhost:8080/echo     # the body, echoed
 //! curl -s 'localhost:8080/delay?ms=250'     # a Deferred fired by call_later
+//! curl -s localhost:8080/whoami             # the client's address and the server's pid
 //! curl -s 'localhost:8080/thread?ms=100'    # work on the worker pool
 //! curl -s 'localhost:8080/fetch?url=http://127.0.0.1:8080/'  # our HTTP client, chained in
 //! cargo run --example http_server -- --root ./docs  # and files under /static/
@@ -39,7 +40,20 @@
 //! and `/thread` run on the worker pool (the same closures, in a `StageTwo`); `/thread`
 //! then does its blocking work right in the handler. `/delay`, `/fetch` and the static
 //! files use the reactor, so they stay on it.
+//!
+//! ```sh
+//! cargo run --release --example http_server -- --port 8080 --reuse-port --proxy-protocol &
+//! cargo run --release --example http_server -- --port 8080 --reuse-port --proxy-protocol &
+//! ```
+//!
+//! runs two processes on one port (`SO_REUSEPORT`: the kernel spreads connections
+//! between them), each reading the PROXY protocol header (v1 or v2) that HAProxy's
+//! `send-proxy`/`send-proxy-v2` puts first on each connection, so that the access log and
+//! `/whoami` show the real client. A connection that does not start with a valid header
+//! within `--request-timeout` is closed unanswered. `docs/deployment.md` shows HAProxy's
+//! side and systemd's.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use ropewalk::prelude::*;
@@ -47,9 +61,11 @@ use ropewalk::protocols::http::{
     Client, ClientConfig, Handler, HttpServer, Request, Response, ServerConfig, Site, StageTwo,
     StaticFiles,
 };
-use ropewalk::reactor::tls::TlsServerBuilder;
+use ropewalk::protocols::proxy_header::ProxyProtocol;
+use ropewalk::reactor::tls::{TlsOptions, TlsServerBuilder};
 use ropewalk::reactor::{
-    activation, defer_later, AcceptQueue, GroupListener, PoolConfig, Reactor, ReactorGroup,
+    activation, defer_later, AcceptQueue, GroupListener, ListenOptions, ListeningPort, PoolConfig,
+    Reactor, ReactorGroup,
 };
 
 /// Longest delay the `/delay` and `/thread` routes accept.
@@ -101,6 +117,7 @@ fn site(reactor: &Reactor, root: Option<StaticFiles>, two_stage: bool) -> Site {
     let stage_two = two_stage.then_some(reactor);
     let delay_reactor = reactor.clone();
     let thread_reactor = reactor.clone();
+    let whoami_reactor = reactor.clone();
     let client = Client::with_config(
         reactor,
         ClientConfig {
@@ -137,6 +154,19 @@ fn site(reactor: &Reactor, root: Option<StaticFiles>, two_stage: bool) -> Site {
         })
     };
     let site = site
+        // Who asked (behind a balancer with --proxy-protocol: the real client), and which
+        // process answered; `?ms=N` answers N ms later, as /delay does.
+        .get("/whoami", move |req: Request| {
+            let wait = match millis(&req) {
+                Ok(d) => d,
+                Err(resp) => return Deferred::succeed(resp),
+            };
+            let text = format!("client {}\npid {}\n", req.peer(), std::process::id());
+            if wait.is_zero() {
+                return Deferred::succeed(Response::text(text));
+            }
+            defer_later(&whoami_reactor, wait, move || Ok(Response::text(text)))
+        })
         // A Deferred fired later by a timer: the response waits for it.
         .get("/delay", move |req: Request| {
             let wait = match millis(&req) {
@@ -191,12 +221,17 @@ struct Args {
     two_stage: bool,
     /// `--pool-threads N`: the worker pool's size (per reactor).
     pool_threads: Option<usize>,
+    /// `--proxy-protocol`: each connection starts with a PROXY header (v1 or v2).
+    proxy: bool,
+    /// `--reuse-port`: bind with `SO_REUSEPORT`, so other processes can serve the port.
+    reuse_port: bool,
 }
 
 const USAGE: &str = "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
 [--request-timeout S] [--drain-timeout S] [--reactors N] \
 [--accept per-reactor|shared|dispatcher[:round-robin|:least-loaded]] \
-[--listen-fd N] [--two-stage] [--pool-threads N] [--tls-cert FILE --tls-key FILE]";
+[--listen-fd N] [--reuse-port] [--proxy-protocol] [--two-stage] [--pool-threads N] \
+[--tls-cert FILE --tls-key FILE]";
 
 /// Default `--drain-timeout`.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -224,6 +259,8 @@ fn parse_args() -> Result<Args, String> {
         listen_fd: None,
         two_stage: false,
         pool_threads: None,
+        proxy: false,
+        reuse_port: false,
     };
     let (mut cert, mut key) = (None, None);
     while let Some(arg) = args.next() {
@@ -241,6 +278,8 @@ fn parse_args() -> Result<Args, String> {
             "--tls-cert" => cert = Some(args.next().ok_or("--tls-cert needs a PEM file")?),
             "--tls-key" => key = Some(args.next().ok_or("--tls-key needs a PEM file")?),
             "--drain-timeout" => parsed.drain = seconds(&arg, args.next())?,
+            "--proxy-protocol" => parsed.proxy = true,
+            "--reuse-port" => parsed.reuse_port = true,
             "--listen-fd" => {
                 let v = args.next().ok_or("--listen-fd needs a descriptor number")?;
                 parsed.listen_fd = match v.parse::<i32>() {
@@ -299,6 +338,11 @@ fn parse_args() -> Result<Args, String> {
                      --two-stage: run the handlers of /, /echo and /thread on the worker \
                      pool, the I/O on the reactor;\n  \
                      --pool-threads N: the worker pool's threads, per reactor (default 10);\n  \
+                     --reuse-port: bind --port with SO_REUSEPORT, so that several \
+                     processes serve it;\n  \
+                     --proxy-protocol: every connection starts with a PROXY header, v1 or \
+                     v2 (from HAProxy's send-proxy), which names the client; without one \
+                     within --request-timeout it is closed;\n  \
                      --tls-cert, --tls-key: serve HTTPS with this certificate chain and \
                      private key (PEM), on one reactor",
                     d.idle_timeout.as_secs_f64(),
@@ -317,6 +361,12 @@ fn parse_args() -> Result<Args, String> {
     };
     if parsed.tls.is_some() && parsed.group.is_some() {
         return Err("--tls-cert serves on one reactor: leave out --reactors and --accept".into());
+    }
+    if parsed.tls.is_some() && parsed.proxy {
+        return Err("--proxy-protocol serves plain HTTP: leave out --tls-cert".into());
+    }
+    if parsed.listen_fd.is_some() && parsed.reuse_port {
+        return Err("--reuse-port binds --port: leave out --listen-fd".into());
     }
     Ok(parsed)
 }
@@ -364,21 +414,27 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => None,
     };
-    let port = args.port;
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let options = listen_options(args.reuse_port);
+    let proxy = args.proxy.then_some(args.config.request_timeout);
     let site = site(&reactor, files, args.two_stage);
     let server = HttpServer::with_config(&reactor, site, args.config);
     let listening = match (inherited, &args.tls) {
         (Some(_), Some(_)) => {
             return Err("--tls-cert serves on a port of its own: leave out --listen-fd".into())
         }
-        (Some(listener), None) => server.listen_on(&reactor, listener)?,
+        (Some(listener), None) => listen(&reactor, &server, proxy, Port::Inherited(listener))?,
         (None, Some((cert, key))) => {
             let config = TlsServerBuilder::from_pem_files(cert, key)?
                 .alpn(&[b"http/1.1"])
                 .build()?;
-            server.listen_tls(&reactor, ([127, 0, 0, 1], port).into(), config)?
+            let options = TlsOptions {
+                listen: options,
+                ..TlsOptions::default()
+            };
+            reactor.listen_tls_factory(addr, server.clone(), config, &options)?
         }
-        (None, None) => server.listen(&reactor, ([127, 0, 0, 1], port).into())?,
+        (None, None) => listen(&reactor, &server, proxy, Port::Bind(addr, options))?,
     };
     server.drain_on_shutdown(&reactor, args.drain);
     println!("listening on {}", listening.local_addr());
@@ -416,9 +472,13 @@ fn serve_group(
             return Err("an inherited socket is one accept queue: use --accept shared".into())
         }
         Some(l) => GroupListener::from_listener(l)?,
-        None => GroupListener::bind(([127, 0, 0, 1], args.port).into(), accept)?,
+        None => {
+            let options = listen_options(args.reuse_port);
+            GroupListener::bind_with(([127, 0, 0, 1], args.port).into(), accept, &options)?
+        }
     };
     let addr = listener.local_addr();
+    let proxy = args.proxy.then_some(args.config.request_timeout);
     let (root, config, drain) = (args.root, args.config, args.drain);
     let (two_stage, pool_threads) = (args.two_stage, args.pool_threads);
     let group = ReactorGroup::builder()
@@ -432,7 +492,7 @@ fn serve_group(
             };
             let site = site(reactor, files, two_stage);
             let server = HttpServer::with_config(reactor, site, config.clone());
-            server.listen_group(reactor, &listener)?;
+            listen(reactor, &server, proxy, Port::Group(&listener))?;
             server.drain_on_shutdown(reactor, drain);
             Ok(())
         })?;
@@ -442,4 +502,46 @@ fn serve_group(
     group.join()?;
     log::info!("stopped");
     Ok(())
+}
+
+/// `TCP_NODELAY` inherited by every connection (as `HttpServer::listen` sets it), and
+/// `SO_REUSEPORT` when asked.
+fn listen_options(reuse_port: bool) -> ListenOptions {
+    ListenOptions {
+        nodelay: true,
+        reuse_port,
+        ..ListenOptions::default()
+    }
+}
+
+/// Where a server listens.
+enum Port<'a> {
+    Bind(SocketAddr, ListenOptions),
+    Inherited(std::net::TcpListener),
+    Group(&'a GroupListener),
+}
+
+/// Listens with `server` on `port`; with `proxy`, behind the PROXY protocol, whose header
+/// must arrive within that time. Either way `server.drain` stops the port.
+fn listen(
+    reactor: &Reactor,
+    server: &HttpServer,
+    proxy: Option<Duration>,
+    port: Port<'_>,
+) -> std::io::Result<ListeningPort> {
+    fn open<F: Factory>(reactor: &Reactor, port: Port<'_>, f: F) -> std::io::Result<ListeningPort> {
+        match port {
+            Port::Bind(addr, options) => reactor.listen_tcp_factory(addr, f, &options),
+            Port::Inherited(listener) => reactor.adopt_tcp_listener_factory(listener, f),
+            Port::Group(group) => group.listen_factory(reactor, f),
+        }
+    }
+    match proxy {
+        Some(timeout) => open(
+            reactor,
+            port,
+            ProxyProtocol::new(reactor, server.clone(), timeout),
+        ),
+        None => open(reactor, port, server.clone()),
+    }
 }

@@ -1231,3 +1231,109 @@ fn http_server_serves_on_an_inherited_socket() {
         );
     }
 }
+
+/// Sends `bytes` and reads until the server closes: what came back.
+fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(bytes).unwrap();
+    let got = read_until_closed(&mut s).expect("closed in time");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `--proxy-protocol`: `/whoami` shows the client a PROXY header names (v1 or v2), and a
+/// connection without a valid header is closed unanswered — on one reactor, on a group,
+/// and on an inherited socket.
+#[test]
+fn http_server_reads_the_proxy_protocol() {
+    use std::os::fd::AsRawFd;
+    const GET: &[u8] = b"GET /whoami HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    let v1 = [
+        b"PROXY TCP4 192.0.2.1 127.0.0.1 56324 80\r\n".as_slice(),
+        GET,
+    ]
+    .concat();
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[198, 51, 100, 7, 127, 0, 0, 1, 0x30, 0x39, 0, 80]);
+    v2.extend_from_slice(GET);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fd = listener.as_raw_fd().to_string();
+    let servers = [
+        Server::start("http_server", &["--port", "0", "--proxy-protocol"]),
+        Server::start(
+            "http_server",
+            &[
+                "--port",
+                "0",
+                "--proxy-protocol",
+                "--reactors",
+                "2",
+                "--accept",
+                "shared",
+            ],
+        ),
+        spawn_inheriting(&listener, || {
+            Server::start("http_server", &["--listen-fd", &fd, "--proxy-protocol"])
+        }),
+    ];
+    for server in servers {
+        let pid = server.child.as_ref().unwrap().id();
+        let text = send_and_read(server.addr, &v1);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(
+            text.ends_with(&format!("\r\n\r\nclient 192.0.2.1:56324\npid {pid}\n")),
+            "{text}"
+        );
+        let text = send_and_read(server.addr, &v2);
+        assert!(
+            text.ends_with(&format!("\r\n\r\nclient 198.51.100.7:12345\npid {pid}\n")),
+            "{text}"
+        );
+        // No header, or a malformed one: closed without a byte of HTTP.
+        assert_eq!(send_and_read(server.addr, GET), "");
+        assert_eq!(send_and_read(server.addr, b"PROXY TCP4 nope\r\n"), "");
+        server.stop(); // drains the wrapped port and exits 0
+    }
+}
+
+/// `--reuse-port`: two processes serve one port, on one reactor or a group; each exits 0
+/// on SIGTERM while the other goes on serving. Bad combinations are refused.
+#[test]
+fn http_server_reuse_port_lets_two_processes_share_a_port() {
+    for group in [&[][..], &["--reactors", "2", "--accept", "shared"]] {
+        let first = Server::start(
+            "http_server",
+            &[&["--port", "0", "--reuse-port"][..], group].concat(),
+        );
+        let port = first.addr.port().to_string();
+        let second = Server::start(
+            "http_server",
+            &[&["--port", &port, "--reuse-port"][..], group].concat(),
+        );
+        assert_eq!(first.addr, second.addr);
+        assert_eq!(http(first.addr, "GET", "/", b"").0, 200);
+        first.stop();
+        // The port is the second's alone now.
+        for _ in 0..10 {
+            assert_eq!(
+                http(second.addr, "GET", "/", b""),
+                (200, b"Hello, World!\n".to_vec())
+            );
+        }
+        second.stop();
+    }
+    for args in [
+        &["--reuse-port", "--listen-fd", "3"][..],
+        &[
+            "--proxy-protocol",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ],
+    ] {
+        let out = run_script("http_server", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: http_server"));
+    }
+}

@@ -14,9 +14,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use ropewalk_deferred::Failure;
+use ropewalk_deferred::{Deferred, Failure};
+use ropewalk_reactor::tls::{StartTls, TlsInfo};
 use ropewalk_reactor::{
-    Address, Clock, DelayedCall, Factory, Producer, Protocol, Transport, TransportRef,
+    Address, Clock, DelayedCall, Factory, ListeningPort, Producer, Protocol, Transport,
+    TransportRef,
 };
 
 /// The version 2 signature.
@@ -294,6 +296,18 @@ impl<F: Factory> Factory for ProxyProtocol<F> {
             inner: None,
         })
     }
+
+    fn start_factory(&self) {
+        self.inner.start_factory();
+    }
+
+    fn stop_factory(&self) {
+        self.inner.stop_factory();
+    }
+
+    fn port_listening(&self, port: &ListeningPort) {
+        self.inner.port_listening(port);
+    }
 }
 
 impl<F: Factory> std::fmt::Debug for ProxyProtocol<F> {
@@ -413,6 +427,11 @@ impl Transport for Proxied {
     fn write_vectored(&self, bufs: &[&[u8]]) {
         self.transport.write_vectored(bufs);
     }
+    fn send_file(&self, file: Rc<std::fs::File>, offset: u64, len: u64) {
+        // The connection's own: `sendfile(2)` as the socket drains, not the default's
+        // read of the whole region into memory.
+        self.transport.send_file(file, offset, len);
+    }
     fn lose_connection(&self) {
         self.transport.lose_connection();
     }
@@ -451,6 +470,12 @@ impl Transport for Proxied {
     }
     fn is_closing(&self) -> bool {
         self.transport.is_closing()
+    }
+    fn start_tls(&self, tls: StartTls) -> Deferred<()> {
+        self.transport.start_tls(tls)
+    }
+    fn tls_info(&self) -> Option<TlsInfo> {
+        self.transport.tls_info()
     }
 }
 

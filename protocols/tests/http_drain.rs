@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::parse_responses;
 use ropewalk_protocols::http::{HttpServer, Request, Response, Site};
 use ropewalk_reactor::deferred::{Deferred, Failure, Resolver};
-use ropewalk_reactor::{Clock, Reactor};
+use ropewalk_reactor::{AcceptQueue, Clock, GroupListener, Reactor, ReactorGroup};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -281,4 +281,54 @@ fn stop_drains_and_a_second_stop_is_immediate() {
     let out = client.wait().unwrap();
     assert!(out.is_empty());
     drop(keep);
+}
+
+thread_local! {
+    /// The server of the group's reactor on this thread.
+    static GROUP_SERVER: RefCell<Option<HttpServer>> = const { RefCell::new(None) };
+}
+
+/// Draining every server of a group stops every reactor's share of the group listener (a
+/// new connect is refused), in each accept mode this build knows: the modes are parsed
+/// from their names, so one a build adds is covered as soon as it parses.
+#[test]
+fn drain_stops_every_share_of_a_group_listener() {
+    let modes: Vec<AcceptQueue> = [
+        "per-reactor",
+        "shared",
+        "dispatcher:round-robin",
+        "dispatcher:least-loaded",
+    ]
+    .iter()
+    .filter_map(|m| m.parse().ok())
+    .collect();
+    assert!(modes.len() >= 2, "{modes:?}");
+    for queue in modes {
+        let listener = GroupListener::bind("127.0.0.1:0".parse().unwrap(), queue).unwrap();
+        let addr = listener.local_addr();
+        let group = ReactorGroup::start(2, move |reactor, _| {
+            let server = HttpServer::new(reactor, |_: Request| Ok(Response::text("ok")));
+            server.listen_group(reactor, &listener)?;
+            GROUP_SERVER.with(|s| *s.borrow_mut() = Some(server));
+            Ok(())
+        })
+        .unwrap();
+        let mut s = connect(addr).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut before = Vec::new();
+        s.read_to_end(&mut before).unwrap();
+        assert!(before.ends_with(b"ok"), "{queue}");
+        for handle in group.handles() {
+            handle
+                .blocking_call(|| {
+                    let server = GROUP_SERVER.with(|s| s.borrow().clone());
+                    server.expect("set up").drain(Duration::from_secs(10))
+                })
+                .unwrap();
+        }
+        let refused = TcpStream::connect(addr).map(drop).map_err(|e| e.kind());
+        assert_eq!(refused, Err(ErrorKind::ConnectionRefused), "{queue}");
+        group.stop().unwrap();
+    }
 }

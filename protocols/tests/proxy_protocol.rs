@@ -116,3 +116,76 @@ fn no_header_in_time_closes() {
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A drain stops a port whose factory is the server wrapped in [`ProxyProtocol`]: a new
+/// connect is refused, as on a port the server opened itself.
+#[test]
+fn drain_stops_a_port_wrapped_in_proxy_protocol() {
+    let reactor = Reactor::new().unwrap();
+    let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    let port = reactor
+        .listen_tcp_factory(
+            "127.0.0.1:0".parse().unwrap(),
+            ProxyProtocol::new(&reactor, server.clone(), Duration::from_secs(10)),
+            &ListenOptions::default(),
+        )
+        .unwrap();
+    let addr = port.local_addr().inet().unwrap();
+    // Served before the drain.
+    let v1 = [
+        b"PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n".as_slice(),
+        GET,
+    ]
+    .concat();
+    let out = reactor
+        .defer_to_thread(move || exchange(addr, v1))
+        .wait()
+        .unwrap();
+    assert!(out.ends_with("ok"), "{out}");
+    // No connection is open: the drain ends at once, with the port closed.
+    server.drain(Duration::from_secs(10)).wait().unwrap();
+    let refused = reactor
+        .defer_to_thread(move || Ok(TcpStream::connect(addr).err().map(|e| e.kind())))
+        .wait()
+        .unwrap();
+    assert_eq!(refused, Some(ErrorKind::ConnectionRefused));
+}
+
+/// The wrapped factory's `start_factory` and `stop_factory` run when the port starts and
+/// stops listening, as they would unwrapped.
+#[test]
+fn proxy_protocol_passes_on_start_and_stop_factory() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use ropewalk_protocols::Echo;
+    use ropewalk_reactor::{Address, Factory};
+
+    struct Counted(Rc<Cell<i32>>);
+    impl Factory for Counted {
+        type Protocol = Echo;
+        fn build_protocol(&self, peer: &Address) -> Option<Echo> {
+            Echo::factory()(peer)
+        }
+        fn start_factory(&self) {
+            self.0.set(self.0.get() + 1);
+        }
+        fn stop_factory(&self) {
+            self.0.set(self.0.get() - 1);
+        }
+    }
+
+    let reactor = Reactor::new().unwrap();
+    let ports = Rc::new(Cell::new(0));
+    let wrapped = ProxyProtocol::new(&reactor, Counted(ports.clone()), Duration::from_secs(10));
+    let port = reactor
+        .listen_tcp_factory(
+            "127.0.0.1:0".parse().unwrap(),
+            wrapped,
+            &ListenOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(ports.get(), 1);
+    port.stop_listening().wait().unwrap();
+    assert_eq!(ports.get(), 0);
+}

@@ -43,11 +43,11 @@ use ropewalk_deferred::Failure;
 
 use crate::connection::{Conn, Known, StreamSocket};
 use crate::log_limit::LogLimiter;
-use crate::protocol::{Address, Factory, Protocol, TransportRef};
+use crate::protocol::{Address, Factory, ListeningPort, Port, Protocol, TransportRef};
 use crate::reactor::{IoHandler, Reactor, ReactorCore, ReactorHandle};
 use crate::slab::Key;
 use crate::sys::{Interest, PollMode, Ready};
-use crate::tcp::{is_out_of_resources, is_transient, Acceptor, ListeningPort, Port};
+use crate::tcp::{is_out_of_resources, is_transient, Acceptor};
 use crate::time::Clock;
 
 /// Most connections accepted in one readiness event.
@@ -675,5 +675,7 @@ pub(crate) fn listen<F: Factory>(
     drop(st);
     share.factory.start_factory();
     log::debug!("listening on {} (dispatcher)", share.local);
-    Ok(ListeningPort::from_port(share))
+    let port = ListeningPort::from_port(share.clone());
+    share.factory.port_listening(&port);
+    Ok(port)
 }

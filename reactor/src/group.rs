@@ -35,10 +35,10 @@ use ropewalk_deferred::{Failure, Panicked};
 
 use crate::dispatch::{self, Dispatch, DispatchShared};
 use crate::error::{GroupError, ReactorError};
-use crate::protocol::{Address, Protocol};
+use crate::protocol::{Address, ListeningPort, Protocol};
 use crate::reactor::{Reactor, ReactorHandle};
 use crate::signals::{stop_on_signals, SignalGuard};
-use crate::tcp::{bind_tcp, ListenOptions, ListeningPort};
+use crate::tcp::{bind_tcp, ListenOptions};
 
 /// N reactors, each on its own thread: the multi-core form of a ropewalk program (the
 /// article's "N reactors", as seastar, glommio and monoio run one loop per core).
@@ -160,7 +160,8 @@ impl ReactorGroupBuilder {
     ///
     /// The setup is where a thread builds what is `!Send`: its factories, protocols,
     /// listeners (see [`GroupListener::listen`]), timers. It is shared by all threads, so it
-    /// is `Fn + Send + Sync`.
+    /// is `Fn + Send + Sync`. It is dropped once every thread has run it (before `start`
+    /// returns): what it captured lives only as long as the setup needs it.
     ///
     /// # Errors
     ///
@@ -201,7 +202,7 @@ impl ReactorGroupBuilder {
             if let Some(bytes) = self.stack_size {
                 builder = builder.stack_size(bytes);
             }
-            match builder.spawn(move || reactor_thread(index, &*setup, tx)) {
+            match builder.spawn(move || reactor_thread(index, setup, tx)) {
                 Ok(t) => threads.push(Some(t)),
                 Err(error) => {
                     errors.push(GroupError::Spawn { index, error });
@@ -240,12 +241,18 @@ impl ReactorGroupBuilder {
     }
 }
 
-/// The body of a reactor thread.
-fn reactor_thread(
+/// The body of a reactor thread. Its share of `setup` is dropped once setup has run, so
+/// that what the closure captured (a [`GroupListener`]'s own socket, above all) is not
+/// held for the group's life: once every thread has set up, the closure is gone, and a
+/// port each reactor stops is closed for good.
+fn reactor_thread<S>(
     index: usize,
-    setup: &(dyn Fn(&Reactor, usize) -> Result<(), Failure> + Send + Sync),
+    setup: Arc<S>,
     tx: mpsc::Sender<(usize, Result<ReactorHandle, GroupError>)>,
-) -> Result<(), ReactorError> {
+) -> Result<(), ReactorError>
+where
+    S: Fn(&Reactor, usize) -> Result<(), Failure> + Send + Sync + 'static,
+{
     let reactor = match Reactor::new() {
         Ok(r) => r,
         Err(error) => {
@@ -255,6 +262,7 @@ fn reactor_thread(
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| setup(&reactor, index)))
         .unwrap_or_else(|p| Err(Failure::from_panic(p)));
+    drop(setup);
     match outcome {
         Ok(()) => {
             let _ = tx.send((index, Ok(reactor.handle())));

@@ -122,13 +122,13 @@ pub use crate::log_limit::LogLimiter;
 pub use crate::looping::{LoopError, LoopingCall};
 pub use crate::pool::{PoolConfig, PoolStats};
 pub use crate::protocol::{
-    for_protocol, Address, ConnectionError, Factory, Producer, Protocol, Transport,
+    for_protocol, Address, ConnectionError, Factory, ListeningPort, Producer, Protocol, Transport,
     TransportProducer, TransportRef,
 };
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
 pub use crate::signals::SignalGuard;
 pub use crate::task::{yield_now, YieldNow};
-pub use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
+pub use crate::tcp::{Connected, ListenOptions, Target};
 pub use crate::time::{defer_later, Clock, DelayedCall, ManualClock};
 pub use crate::udp::{DatagramProtocol, DatagramTransport, DatagramTransportRef, UdpPort};
 pub use ropewalk_deferred as deferred;

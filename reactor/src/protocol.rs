@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ropewalk_deferred::Failure;
+use ropewalk_deferred::{Deferred, Failure};
 
 /// Where a connection or socket is: an internet address, a Unix socket path, or a test
 /// transport.
@@ -943,6 +943,56 @@ pub trait Factory: 'static {
     /// factory.stop_factory();
     /// ```
     fn stop_factory(&self) {}
+
+    /// Called when a port has started listening with this factory (after
+    /// [`start_factory`](Factory::start_factory)), with a handle on the port: a factory
+    /// that closes its own ports later keeps it (the HTTP server's graceful drain stops
+    /// listening this way, on whatever function opened the port). A factory that wraps
+    /// another passes the call on, as it does `start_factory` and `stop_factory`. The
+    /// default does nothing. A factory that keeps the handle holds the port (and the
+    /// port holds the factory) until the port stops listening.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use ropewalk_reactor::{Address, Factory, ListenOptions, ListeningPort, Reactor};
+    /// # struct Quiet;
+    /// # impl ropewalk_reactor::Protocol for Quiet {
+    /// #     fn data_received(&mut self, _: &[u8]) -> Result<(), ropewalk_reactor::deferred::Failure> { Ok(()) }
+    /// # }
+    ///
+    /// /// Knows its ports, to close them all at once.
+    /// #[derive(Default)]
+    /// struct Closable {
+    ///     ports: std::rc::Rc<RefCell<Vec<ListeningPort>>>,
+    /// }
+    ///
+    /// impl Factory for Closable {
+    ///     type Protocol = Quiet;
+    ///     fn build_protocol(&self, _: &Address) -> Option<Quiet> {
+    ///         Some(Quiet)
+    ///     }
+    ///     fn port_listening(&self, port: &ListeningPort) {
+    ///         self.ports.borrow_mut().push(port.clone());
+    ///     }
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let factory = Closable::default();
+    /// let ports = factory.ports.clone();
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// reactor.adopt_tcp_listener_factory(listener, factory)?;
+    /// for port in ports.borrow_mut().drain(..) {
+    ///     port.stop_listening().wait().unwrap();
+    /// }
+    /// assert!(std::net::TcpStream::connect(addr).is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn port_listening(&self, port: &ListeningPort) {
+        let _ = port;
+    }
 }
 
 impl<P: Protocol, F: Fn(&Address) -> Option<P> + 'static> Factory for F {
@@ -980,4 +1030,93 @@ pub fn for_protocol<P: Protocol>(
     make: impl Fn() -> P + 'static,
 ) -> impl Fn(&Address) -> Option<P> + 'static {
     move |_: &Address| Some(make())
+}
+
+/// What a [`ListeningPort`] handle reaches: a listener of the reactor's (`tcp.rs`).
+pub(crate) trait Port {
+    fn local(&self) -> Address;
+    fn stop(&self);
+}
+
+/// A listening port (Twisted's `IListeningPort`). It listens until
+/// [`stop_listening`](Self::stop_listening); dropping the handle does not stop it.
+/// Clones are handles on the same port.
+///
+/// # Examples
+///
+/// ```
+/// use ropewalk_reactor::deferred::Failure;
+/// use ropewalk_reactor::{Address, Protocol, Reactor};
+///
+/// struct Quiet;
+/// impl Protocol for Quiet {
+///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
+/// }
+///
+/// let reactor = Reactor::new()?;
+/// // Port 0: the system picks a free port; the ListeningPort says which.
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(Quiet))?;
+/// let addr = port.local_addr().inet().unwrap();
+/// assert!(std::net::TcpStream::connect(addr).is_ok());
+///
+/// port.stop_listening().wait().unwrap();
+/// let refused = std::net::TcpStream::connect(addr).unwrap_err();
+/// assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ListeningPort {
+    port: Rc<dyn Port>,
+}
+
+impl ListeningPort {
+    /// A handle on `port` (a listener of the reactor's).
+    pub(crate) fn from_port(port: Rc<dyn Port>) -> ListeningPort {
+        ListeningPort { port }
+    }
+
+    /// The address it listens on (with the real port when asked for port 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(P))?;
+    /// assert_ne!(port.local_addr().inet().unwrap().port(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn local_addr(&self) -> Address {
+        self.port.local()
+    }
+
+    /// Stops listening: the socket is closed now (connections already accepted go on),
+    /// and the returned Deferred has fired.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(P))?;
+    /// port.stop_listening().wait().unwrap();
+    /// assert_eq!(reactor.stats().sources, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stop_listening(&self) -> Deferred<()> {
+        self.port.stop();
+        Deferred::succeed(())
+    }
+}
+
+impl fmt::Debug for ListeningPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListeningPort")
+            .field("local_addr", &self.port.local())
+            .finish()
+    }
 }

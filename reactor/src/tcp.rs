@@ -15,7 +15,7 @@ use ropewalk_deferred::{Deferred, Failure, Resolver};
 
 use crate::connection::{Conn, Known, StreamSocket};
 use crate::log_limit::LogLimiter;
-use crate::protocol::{Address, ConnectionError, Factory, Protocol};
+use crate::protocol::{Address, ConnectionError, Factory, ListeningPort, Port, Protocol};
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
 use crate::sys::{Interest, PollMode, Ready};
@@ -356,11 +356,6 @@ impl<A: Acceptor, F: Factory> IoHandler for Listener<A, F> {
     }
 }
 
-pub(crate) trait Port {
-    fn local(&self) -> Address;
-    fn stop(&self);
-}
-
 impl<A: Acceptor, F: Factory> Port for Listener<A, F> {
     fn local(&self) -> Address {
         self.local.clone()
@@ -377,88 +372,6 @@ impl<A: Acceptor, F: Factory> Port for Listener<A, F> {
             }
             self.factory.stop_factory();
         }
-    }
-}
-
-/// A listening port (Twisted's `IListeningPort`). It listens until
-/// [`stop_listening`](Self::stop_listening); dropping the handle does not stop it.
-/// Clones are handles on the same port.
-///
-/// # Examples
-///
-/// ```
-/// use ropewalk_reactor::deferred::Failure;
-/// use ropewalk_reactor::{Address, Protocol, Reactor};
-///
-/// struct Quiet;
-/// impl Protocol for Quiet {
-///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
-/// }
-///
-/// let reactor = Reactor::new()?;
-/// // Port 0: the system picks a free port; the ListeningPort says which.
-/// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(Quiet))?;
-/// let addr = port.local_addr().inet().unwrap();
-/// assert!(std::net::TcpStream::connect(addr).is_ok());
-///
-/// port.stop_listening().wait().unwrap();
-/// let refused = std::net::TcpStream::connect(addr).unwrap_err();
-/// assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-/// # Ok::<(), std::io::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct ListeningPort {
-    port: Rc<dyn Port>,
-}
-
-impl ListeningPort {
-    pub(crate) fn from_port(port: Rc<dyn Port>) -> ListeningPort {
-        ListeningPort { port }
-    }
-
-    /// The address it listens on (with the real port when asked for port 0).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
-    /// let reactor = Reactor::new()?;
-    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(P))?;
-    /// assert_ne!(port.local_addr().inet().unwrap().port(), 0);
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn local_addr(&self) -> Address {
-        self.port.local()
-    }
-
-    /// Stops listening: the socket is closed now (connections already accepted go on),
-    /// and the returned Deferred has fired.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
-    /// let reactor = Reactor::new()?;
-    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_: &Address| Some(P))?;
-    /// port.stop_listening().wait().unwrap();
-    /// assert_eq!(reactor.stats().sources, 0);
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn stop_listening(&self) -> Deferred<()> {
-        self.port.stop();
-        Deferred::succeed(())
-    }
-}
-
-impl fmt::Debug for ListeningPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ListeningPort")
-            .field("local_addr", &self.port.local())
-            .finish()
     }
 }
 
@@ -514,7 +427,9 @@ fn listen<A: Acceptor, F: Factory>(
     listener.key.set(Some(key));
     listener.factory.start_factory();
     log::debug!("listening on {}", listener.local);
-    Ok(ListeningPort { port: listener })
+    let port = ListeningPort::from_port(listener.clone());
+    listener.factory.port_listening(&port);
+    Ok(port)
 }
 
 /// A TCP socket bound to `addr` with `options` (`SO_REUSEADDR` always, `SO_REUSEPORT` if

@@ -73,9 +73,9 @@ use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 
 use ropewalk_deferred::Deferred;
 
-use crate::protocol::{Address, Factory, Protocol};
+use crate::protocol::{Address, Factory, ListeningPort, Protocol};
 use crate::reactor::{Reactor, ReactorCore};
-use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
+use crate::tcp::{Connected, ListenOptions, Target};
 
 pub use self::config::{TlsClientBuilder, TlsServerBuilder};
 use self::session::{TlsProtocol, TlsSession};
@@ -159,6 +159,10 @@ impl<F: Factory> Factory for ServerFactory<F> {
 
     fn stop_factory(&self) {
         self.inner.stop_factory();
+    }
+
+    fn port_listening(&self, port: &ListeningPort) {
+        self.inner.port_listening(port);
     }
 }
 

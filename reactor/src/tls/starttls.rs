@@ -298,4 +298,8 @@ impl<F: Factory> Factory for StartTlsFactory<F> {
     fn stop_factory(&self) {
         self.inner.stop_factory();
     }
+
+    fn port_listening(&self, port: &crate::protocol::ListeningPort) {
+        self.inner.port_listening(port);
+    }
 }

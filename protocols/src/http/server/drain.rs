@@ -1,8 +1,9 @@
 //! Graceful drain: the server's registry of live connections and what
 //! [`HttpServer::drain`](super::HttpServer::drain) does with it.
 //!
-//! Draining stops the server's listening ports (a new connect is refused), makes its
-//! factory refuse connections accepted elsewhere, and asks every live connection to
+//! Draining stops the server's listening ports (every port whose factory is the server,
+//! or wraps it, reports itself through `Factory::port_listening`: a new connect is
+//! refused), makes its factory refuse connections accepted before, and asks every live connection to
 //! finish: an idle keep-alive connection closes at once; one with a request in flight
 //! answers it with `Connection: close`, then closes. When the last connection has gone
 //! the drain's Deferreds fire; at the deadline the connections still open are aborted.
@@ -20,7 +21,7 @@ use super::connection::{ConnHandle, HttpConnection};
 #[derive(Default)]
 pub(super) struct DrainState {
     draining: Cell<bool>,
-    /// The ports [`HttpServer::listen`](super::HttpServer::listen) opened.
+    /// The ports that serve this server (see `Factory::port_listening`).
     ports: RefCell<Vec<ListeningPort>>,
     /// Live connections by id (registered when made, removed when lost).
     conns: RefCell<HashMap<u64, ConnHandle>>,
@@ -40,8 +41,13 @@ impl DrainState {
         self.conns.borrow().len()
     }
 
+    /// A port that serves this server; one that opens while draining stops at once.
     pub(super) fn add_port(&self, port: ListeningPort) {
-        self.ports.borrow_mut().push(port);
+        if self.draining.get() {
+            drop(port.stop_listening());
+        } else {
+            self.ports.borrow_mut().push(port);
+        }
     }
 
     /// Registers a live connection; returns its id.

@@ -404,9 +404,7 @@ impl HttpServer {
             nodelay: true,
             ..ListenOptions::default()
         };
-        let port = reactor.listen_tcp_factory(addr, self.clone(), &options)?;
-        self.shared.drain.add_port(port.clone());
-        Ok(port)
+        reactor.listen_tcp_factory(addr, self.clone(), &options)
     }
 
     /// Listens for HTTPS on `addr` with this server: TLS with `config` (see
@@ -445,9 +443,7 @@ impl HttpServer {
             },
             ..TlsOptions::default()
         };
-        let port = reactor.listen_tls_factory(addr, self.clone(), config, &options)?;
-        self.shared.drain.add_port(port.clone());
-        Ok(port)
+        reactor.listen_tls_factory(addr, self.clone(), config, &options)
     }
 
     /// Serves on this reactor's share of a [`GroupListener`] (call it in a
@@ -478,9 +474,7 @@ impl HttpServer {
         reactor: &Reactor,
         listener: &GroupListener,
     ) -> io::Result<ListeningPort> {
-        let port = listener.listen_factory(reactor, self.clone())?;
-        self.shared.drain.add_port(port.clone());
-        Ok(port)
+        listener.listen_factory(reactor, self.clone())
     }
 
     /// Serves on a listening socket made elsewhere: inherited from systemd or a parent
@@ -508,13 +502,13 @@ impl HttpServer {
         reactor: &Reactor,
         listener: std::net::TcpListener,
     ) -> io::Result<ListeningPort> {
-        let port = reactor.adopt_tcp_listener_factory(listener, self.clone())?;
-        self.shared.drain.add_port(port.clone());
-        Ok(port)
+        reactor.adopt_tcp_listener_factory(listener, self.clone())
     }
 
-    /// Drains the server gracefully: stops listening on the ports [`listen`](Self::listen)
-    /// opened (a new connect is refused) and refuses connections from any other port;
+    /// Drains the server gracefully: stops listening on every port that serves it (a new
+    /// connect is refused: the ports its `listen*` methods opened, and any other port
+    /// opened with this server as its factory, wrapped or not) and refuses connections
+    /// accepted before that but not yet made;
     /// closes idle keep-alive connections at once; lets each request in flight (or being
     /// read) finish, answered with `Connection: close`, after which its connection closes.
     /// The Deferred fires when the last connection has closed; connections still open
@@ -644,6 +638,14 @@ impl Factory for HttpServer {
             return None;
         }
         Some(self.connection())
+    }
+
+    /// Every port that listens with this server, whichever function opened it (and
+    /// through a wrapping factory such as
+    /// [`ProxyProtocol`](crate::proxy_header::ProxyProtocol)), is one
+    /// [`drain`](Self::drain) stops.
+    fn port_listening(&self, port: &ListeningPort) {
+        self.shared.drain.add_port(port.clone());
     }
 }
 
