@@ -1,7 +1,8 @@
 #!/bin/sh
 # The multicore benchmark: builds the bench binaries, then runs the driver (one reactor,
-# N reactors with an accept queue each or one shared, reactor + worker pool, thread per
-# connection, and tokio's multi-thread runtime under the same echo load; see README.md).
+# N reactors with an accept queue each, one shared, or a queue each fed by a dispatcher,
+# reactor + worker pool, thread per connection, and tokio's multi-thread runtime under
+# the same echo load; see README.md).
 #   ./run-multicore.sh                          # everything, about a minute
 #   ./run-multicore.sh --scenarios 64 --work-us 0 --herd 0
 #   ./run-multicore.sh --help

@@ -8,7 +8,8 @@
 //!
 //! Servers (`multicore_server --impl NAME`, see its docs): `one` reactor; `own` (N
 //! reactors, an accept queue each, `SO_REUSEPORT`); `shared` (N reactors, one accept
-//! queue); `two-stage` (one reactor, the job on an N-thread worker pool); `threads`
+//! queue); `dispatch-rr` and `dispatch-ll` (N reactors, each with its own queue fed by
+//! one of them, round-robin or to the least loaded); `two-stage` (one reactor, the job on an N-thread worker pool); `threads`
 //! (thread per connection, blocking `std::net`); `tokio-mt` (tokio's multi-thread runtime,
 //! N workers): the peer.
 //!
@@ -17,7 +18,8 @@
 //! (`echo/load.rs`, 64-byte ping-pong) connects, warms up, then counts round trips for
 //! `--duration-ms`; the server's CPU time (utime + stime, `/proc/PID/stat`) is read at
 //! the start and the end of that window. Then, unless `--herd 0`, the accept table:
-//! `--herd` connections opened one at a time against `one`, `own` and `shared`, with the
+//! `--herd` connections opened one at a time against `one`, `own`, `shared` and
+//! `dispatch-rr`, with the
 //! server's `accept4` and `epoll_wait` calls counted by `perf stat` (the thundering herd
 //! of a shared queue shows as failed accepts).
 //!
@@ -34,12 +36,22 @@ use ropewalk_bench::report::{self, Table};
 use ropewalk_bench::syscalls;
 use ropewalk_bench::work;
 
-const ALL: &[&str] = &["one", "own", "shared", "two-stage", "threads", "tokio-mt"];
+const ALL: &[&str] = &[
+    "one",
+    "own",
+    "shared",
+    "dispatch-rr",
+    "dispatch-ll",
+    "two-stage",
+    "threads",
+    "tokio-mt",
+];
 
 const USAGE: &str = "\
 usage: multicore [options]
 
-  --servers LIST      comma-separated, from: one,own,shared,two-stage,threads,tokio-mt
+  --servers LIST      comma-separated, from: one,own,shared,dispatch-rr,dispatch-ll,
+                      two-stage,threads,tokio-mt
                       (default: all)
   --threads N         reactors / pool threads / tokio workers (default 2)
   --scenarios LIST    connection counts (default 64,256)
@@ -282,7 +294,7 @@ fn main() -> ExitCode {
                 "context switches/conn",
                 "server CPU µs/conn",
             ]);
-            for name in ["one", "own", "shared"] {
+            for name in ["one", "own", "shared", "dispatch-rr"] {
                 eprintln!(
                     "multicore: accept burst of {} connections, {name}",
                     args.herd

@@ -10,6 +10,8 @@
 //! | `one` | one reactor, one thread (the job runs inline) |
 //! | `own` | N reactors, each its own accept queue (`SO_REUSEPORT`): `ReactorGroup` + `GroupListener` |
 //! | `shared` | N reactors sharing one accept queue (one socket, registered by each) |
+//! | `dispatch-rr` | N reactors, each with its own queue fed by one of them, the dispatcher, round-robin |
+//! | `dispatch-ll` | the same, the dispatcher sending each connection to the least-loaded reactor |
 //! | `two-stage` | one reactor for I/O; each message's job runs on its worker pool (`defer_to_thread`, N threads), the answer is written back on the reactor |
 //! | `threads` | thread per connection: blocking `std::net`, read, job, `write_all` |
 //! | `tokio-mt` | tokio's multi-thread runtime with N workers: a task per connection |
@@ -30,13 +32,15 @@ use ropewalk_bench::work::cpu_job;
 
 use ropewalk_reactor::deferred::Failure;
 use ropewalk_reactor::{
-    AcceptQueue, Address, GroupListener, PoolConfig, Protocol, Reactor, ReactorGroup, TransportRef,
+    AcceptQueue, Address, Dispatch, GroupListener, PoolConfig, Protocol, Reactor, ReactorGroup,
+    TransportRef,
 };
 
 const USAGE: &str = "\
 usage: multicore_server [--impl NAME] [--threads N] [--work-rounds R] [--port P] [--host IP]
 
-  --impl NAME        one (default), own, shared, two-stage, threads, tokio-mt
+  --impl NAME        one (default), own, shared, dispatch-rr, dispatch-ll, two-stage,
+                     threads, tokio-mt
   --threads N        reactors / pool threads / tokio workers (default 2)
   --work-rounds R    rounds of the CPU job per message (default 0: plain echo)
   --port P           port to listen on; 0 (default) picks a free one
@@ -115,6 +119,14 @@ fn run_own(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 
 fn run_shared(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     run_group(addr, AcceptQueue::Shared)
+}
+
+fn run_dispatch_rr(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    run_group(addr, AcceptQueue::Dispatcher(Dispatch::RoundRobin))
+}
+
+fn run_dispatch_ll(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    run_group(addr, AcceptQueue::Dispatcher(Dispatch::LeastLoaded))
 }
 
 /// Two-stage: the reactor reads; the job runs on the worker pool; the reactor writes the
@@ -256,6 +268,8 @@ fn main() -> ExitCode {
             ("one", run_one),
             ("own", run_own),
             ("shared", run_shared),
+            ("dispatch-rr", run_dispatch_rr),
+            ("dispatch-ll", run_dispatch_ll),
             ("two-stage", run_two_stage),
             ("threads", run_threads),
             ("tokio-mt", run_tokio_mt),

@@ -161,15 +161,14 @@ impl Worker {
     /// Appends `batch` to the queue and wakes the worker's reactor unless a wake-up is
     /// pending; gives the batch back if the worker has left the rotation.
     fn deliver(&self, mut batch: Vec<Accepted>) -> Result<(), Vec<Accepted>> {
-        let n = batch.len();
         {
             let mut q = self.lock();
             if !q.open {
                 return Err(batch);
             }
+            self.queued.fetch_add(batch.len(), Ordering::AcqRel);
             q.conns.append(&mut batch);
         }
-        self.queued.fetch_add(n, Ordering::AcqRel);
         if !self.woken.swap(true, Ordering::AcqRel) {
             match (&self.wake).write(&[1]) {
                 // Full: a wake-up is there to read.
@@ -203,6 +202,8 @@ struct DispatchState {
 /// The dispatcher mode's part of a `GroupListener`.
 pub(crate) struct DispatchShared {
     policy: Dispatch,
+    /// Whether every accepted connection has `TCP_NODELAY` on, when known.
+    nodelay: Option<bool>,
     state: Mutex<DispatchState>,
 }
 
@@ -211,6 +212,7 @@ impl DispatchShared {
     pub(crate) fn new(sock: TcpListener, policy: Dispatch) -> DispatchShared {
         DispatchShared {
             policy,
+            nodelay: sock.accepted_nodelay(),
             state: Mutex::new(DispatchState {
                 sock: Some(sock),
                 workers: Vec::new(),
@@ -300,9 +302,9 @@ impl DispatchShared {
         let conns = {
             let mut q = worker.lock();
             q.open = false;
+            worker.queued.fetch_sub(q.conns.len(), Ordering::AcqRel);
             std::mem::take(&mut q.conns)
         };
-        worker.queued.fetch_sub(conns.len(), Ordering::AcqRel);
         worker.live.fetch_sub(conns.len(), Ordering::AcqRel);
         let end = {
             let mut st = self.lock();
@@ -310,19 +312,33 @@ impl DispatchShared {
             if st.workers.is_empty() && !st.ended {
                 st.ended = true;
                 st.sock = None;
-                st.accept.take()
+                st.accept.as_ref().map(|at| at.handle.clone())
             } else {
                 None
             }
         };
-        if let Some(at) = end {
+        if let Some(handle) = end {
             log::debug!("dispatcher: no reactor left in the rotation; accepting ends");
             // The accept loop is closed on its own reactor (its key is that reactor's).
-            at.handle.call_with_reactor(move |r| {
-                r.deregister(at.key);
-            });
+            let this = self.clone();
+            handle.call_with_reactor(move |r| this.close_accept(r));
         }
         conns
+    }
+
+    /// Ends accepting: takes the accept loop off `reactor` (its own), once, whether the
+    /// rotation emptied or the reactor shuts down.
+    fn close_accept(&self, reactor: &Reactor) {
+        let at = {
+            let mut st = self.lock();
+            st.ended = true;
+            st.sock = None;
+            st.accept.take()
+        };
+        if let Some(at) = at {
+            // Dropped with its registration: the socket closes.
+            reactor.deregister(at.key);
+        }
     }
 }
 
@@ -417,8 +433,9 @@ impl<F: Factory> Share<F> {
         }
     }
 
-    /// Leaves the rotation (once): the connections still queued go to other workers.
-    fn leave(&self) {
+    /// Leaves the rotation (once): the connections still queued go to other workers. The
+    /// factory is stopped when the port stops or the reactor shuts down, not on a drop.
+    fn leave(&self, stop_factory: bool) {
         let was_in = {
             let q = self.worker.lock();
             q.open
@@ -433,7 +450,9 @@ impl<F: Factory> Share<F> {
         }
         let conns = self.shared.leave(&self.worker);
         self.shared.redeliver(conns);
-        self.factory.stop_factory();
+        if stop_factory {
+            self.factory.stop_factory();
+        }
     }
 }
 
@@ -450,15 +469,20 @@ impl<F: Factory> IoHandler for Share<F> {
         }
         // Cleared before the queue is taken: a batch queued after this wakes it again.
         self.worker.woken.store(false, Ordering::Release);
-        let conns = std::mem::take(&mut self.worker.lock().conns);
-        self.worker.queued.fetch_sub(conns.len(), Ordering::AcqRel);
+        let conns = {
+            let mut q = self.worker.lock();
+            self.worker
+                .queued
+                .fetch_sub(q.conns.len(), Ordering::AcqRel);
+            std::mem::take(&mut q.conns)
+        };
         for conn in conns {
             self.serve(reactor, conn);
         }
     }
 
     fn shutdown(self: Rc<Self>) {
-        self.leave();
+        self.leave(true);
     }
 }
 
@@ -468,13 +492,13 @@ impl<F: Factory> Port for Share<F> {
     }
 
     fn stop(&self) {
-        self.leave();
+        self.leave(true);
     }
 }
 
 impl<F: Factory> Drop for Share<F> {
     fn drop(&mut self) {
-        self.leave();
+        self.leave(false);
     }
 }
 
@@ -581,13 +605,8 @@ impl<F: Factory> IoHandler for AcceptLoop<F> {
     }
 
     fn shutdown(self: Rc<Self>) {
-        let at = {
-            let mut st = self.shared.lock();
-            st.ended = true;
-            st.accept.take()
-        };
-        if let (Some(at), Some(inner)) = (at, self.reactor.upgrade()) {
-            Reactor { inner }.deregister(at.key);
+        if let Some(inner) = self.reactor.upgrade() {
+            self.shared.close_accept(&Reactor { inner });
         }
         self.close();
     }
@@ -627,10 +646,6 @@ pub(crate) fn listen<F: Factory>(
     }
     let sock = st.sock.take();
     let local_addr = Address::Inet(local);
-    let nodelay = match &sock {
-        Some(s) => s.accepted_nodelay(),
-        None => None,
-    };
     let share = Rc::new(Share {
         reactor: Rc::downgrade(&reactor.inner),
         shared: shared.clone(),
@@ -639,7 +654,7 @@ pub(crate) fn listen<F: Factory>(
         key: Cell::new(None),
         factory,
         accepted_local: TcpListener::accepted_local(&local_addr),
-        accepted_nodelay: nodelay,
+        accepted_nodelay: shared.nodelay,
         local: local_addr,
     });
     let key = reactor.register(&share.wake, Interest::READ, PollMode::Level, share.clone())?;
