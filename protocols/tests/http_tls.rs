@@ -1,12 +1,13 @@
 //! HTTPS through ropewalk's own client and server: the `HttpServer` over `listen_tls`, the
 //! `Client` fetching `https://` URLs through its pool (kept alive, apart from plain `http`
 //! to the same port), refusing an untrusted certificate and a wrong name, and following a
-//! redirect from `https` to `http` as a change of origin.
+//! redirect from `https` to `http` as a change of origin; static files (whole and by range)
+//! over HTTPS.
 
 use std::sync::Arc;
 
 use ropewalk_protocols::http::{
-    Client, ClientConfig, ClientError, Headers, HttpServer, Request, Response,
+    Client, ClientConfig, ClientError, Headers, HttpServer, Request, Response, Site, StaticFiles,
 };
 use ropewalk_reactor::tls::{rustls, TlsClientBuilder, TlsServerBuilder};
 use ropewalk_reactor::Reactor;
@@ -149,4 +150,67 @@ fn redirect_from_https_to_http_is_another_origin() {
         .wait()
         .unwrap();
     assert_eq!(resp.text(), "http -", "credentials do not follow to http");
+}
+
+/// A server configuration for `localhost`, signed by `ca`.
+fn server_config(ca: &TestCa) -> Arc<rustls::ServerConfig> {
+    let leaf = ca.leaf(&["localhost"]);
+    TlsServerBuilder::from_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())
+        .unwrap()
+        .alpn(&[b"http/1.1"])
+        .build()
+        .unwrap()
+}
+
+/// A static file over HTTPS (`send_file`, which TLS reads and encrypts as the connection
+/// drains): whole, then a range of it as 206, byte-exact.
+#[test]
+fn static_file_and_a_range_over_https() {
+    let reactor = Reactor::new().unwrap();
+    let ca = TestCa::new();
+    let dir = std::env::temp_dir().join(format!("ropewalk-https-static-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 7u32)
+        .map(|i| (i.wrapping_mul(31) % 251) as u8)
+        .collect();
+    std::fs::write(dir.join("big.bin"), &data).unwrap();
+    let files = StaticFiles::new(&reactor, &dir)
+        .unwrap()
+        .with_prefix("/static/");
+    let server = HttpServer::new(&reactor, Site::new().mount("/static/", files));
+    let port = server
+        .listen_tls(&reactor, "127.0.0.1:0".parse().unwrap(), server_config(&ca))
+        .unwrap()
+        .local_addr()
+        .inet()
+        .unwrap()
+        .port();
+    let client = client(&reactor, &ca);
+    let url = format!("https://localhost:{port}/static/big.bin");
+
+    let full = client.get(&url).wait().unwrap();
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.body().len(), data.len());
+    assert!(full.body() == &data[..], "the file arrived altered");
+
+    let mut headers = Headers::new();
+    headers.append("Range", "bytes=1000000-2999999");
+    let part = client
+        .request("GET", &url, headers, Vec::new())
+        .wait()
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    let want = format!("bytes 1000000-2999999/{}", data.len());
+    assert_eq!(part.headers().get("content-range"), Some(want.as_str()));
+    assert!(
+        part.body() == &data[1_000_000..3_000_000],
+        "the range arrived altered"
+    );
+    assert_eq!(
+        client.pool_stats().open,
+        1,
+        "both on one kept-alive connection"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

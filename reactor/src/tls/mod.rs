@@ -6,7 +6,9 @@
 //! high/low water marks pause and resume a registered producer (counting the ciphertext
 //! queued); `lose_connection` sends `close_notify` after everything queued, then closes;
 //! `abort_connection` closes at once; `half_close` sends `close_notify` and shuts down the
-//! sending side. The peer's `close_notify` is its EOF (`eof_received`, then a clean
+//! sending side. `send_file` reads the file region a chunk (just under 64 KiB) at a time
+//! with `pread`, and only as the connection drains: a file of any size costs about two
+//! chunks of memory, and counts toward the water marks as the bytes left to send of it. The peer's `close_notify` is its EOF (`eof_received`, then a clean
 //! `connection_lost`); a peer that closes its socket without one may be a truncation, and
 //! ends the connection with [`ConnectionError::Lost`](crate::ConnectionError::Lost) (`UnexpectedEof`).
 //!
@@ -59,6 +61,7 @@
 //! rustls nor the connection below may stay borrowed while the protocol runs.
 
 mod config;
+mod outbox;
 mod session;
 mod starttls;
 
