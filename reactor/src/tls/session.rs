@@ -643,11 +643,13 @@ impl<P: Protocol> TlsSession<P> {
             out.producer = None;
             out.relay = None;
         }
-        let (handshaken, failure) = {
+        let (handshaken, failure, closed_after_peer) = {
             let mut st = self.st.borrow_mut();
             st.ended = true;
             st.pending_in = Vec::new();
-            (st.handshaken, st.failure.take())
+            // The peer's close_notify came, and the protocol closed on it.
+            let closed_after_peer = st.eof_delivered && !st.keep_open;
+            (st.handshaken, st.failure.take(), closed_after_peer)
         };
         let inner = self.inner.borrow_mut().take();
         let started = self.started.borrow_mut().take();
@@ -661,7 +663,16 @@ impl<P: Protocol> TlsSession<P> {
             return;
         }
         if handshaken {
-            let reason = failure.unwrap_or(reason);
+            let reason = match failure {
+                Some(f) => f,
+                // Our close_notify in answer to the peer's found its socket closed
+                // (a Unix socket says so at once; TCP would have taken it): as on TCP,
+                // a clean end.
+                None if closed_after_peer && is_broken_pipe(&reason) => {
+                    Failure::new(ConnectionError::Done)
+                }
+                None => reason,
+            };
             if let Some(inner) = inner {
                 inner.borrow_mut().connection_lost(reason);
             }
@@ -732,6 +743,14 @@ impl<P: Protocol> RelayTarget for TlsSession<P> {
         self.report_progress();
         self.resume_if_drained();
     }
+}
+
+/// A write that found the peer's socket closed.
+fn is_broken_pipe(reason: &Failure) -> bool {
+    matches!(
+        reason.downcast_ref::<ConnectionError>(),
+        Some(ConnectionError::Lost(e)) if e.kind() == io::ErrorKind::BrokenPipe
+    )
 }
 
 /// How many plaintext bytes the reader holds, without taking them.
