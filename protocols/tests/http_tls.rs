@@ -2,7 +2,7 @@
 //! `Client` fetching `https://` URLs through its pool (kept alive, apart from plain `http`
 //! to the same port), refusing an untrusted certificate and a wrong name, and following a
 //! redirect from `https` to `http` as a change of origin; static files (whole and by range)
-//! over HTTPS.
+//! over HTTPS; HTTPS from a group of reactors and on a socket made elsewhere.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use ropewalk_protocols::http::{
     Client, ClientConfig, ClientError, Headers, HttpServer, Request, Response, Site, StaticFiles,
 };
 use ropewalk_reactor::tls::{rustls, TlsClientBuilder, TlsServerBuilder};
-use ropewalk_reactor::Reactor;
+use ropewalk_reactor::{AcceptQueue, GroupListener, Reactor, ReactorGroup};
 use ropewalk_testkit::pki::TestCa;
 
 fn trusting(ca: &TestCa) -> Arc<rustls::ClientConfig> {
@@ -213,4 +213,58 @@ fn static_file_and_a_range_over_https() {
         "both on one kept-alive connection"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `listen_group_tls`: two reactors, each with its own server and accept queue, answer
+/// HTTPS with one configuration; both serve (40 connections all on one of two queues has
+/// a probability of 2^-39).
+#[test]
+fn https_from_a_group_of_two_reactors() {
+    let ca = TestCa::new();
+    let config = server_config(&ca);
+    let listener =
+        GroupListener::bind("127.0.0.1:0".parse().unwrap(), AcceptQueue::PerReactor).unwrap();
+    let port = listener.local_addr().port();
+    let group = ReactorGroup::start(2, move |reactor, index| {
+        let server = HttpServer::new(reactor, move |_: Request| {
+            Ok(Response::text(format!("reactor {index}")))
+        });
+        server.listen_group_tls(reactor, &listener, config.clone())?;
+        Ok(())
+    })
+    .unwrap();
+    let reactor = Reactor::new().unwrap();
+    let url = format!("https://localhost:{port}/");
+    let mut seen = [0usize; 2];
+    for _ in 0..40 {
+        // A client each: a connection each (a pool would keep one alive).
+        let resp = client(&reactor, &ca).get(&url).wait().unwrap();
+        assert_eq!(resp.status(), 200);
+        match resp.text().as_str() {
+            "reactor 0" => seen[0] += 1,
+            "reactor 1" => seen[1] += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
+    group.stop().unwrap();
+}
+
+/// `listen_on_tls`: HTTPS on a listening socket bound elsewhere (as one inherited from
+/// systemd would be).
+#[test]
+fn https_on_a_socket_made_elsewhere() {
+    let reactor = Reactor::new().unwrap();
+    let ca = TestCa::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("adopted")));
+    server
+        .listen_on_tls(&reactor, listener, server_config(&ca))
+        .unwrap();
+    let resp = client(&reactor, &ca)
+        .get(&format!("https://localhost:{port}/"))
+        .wait()
+        .unwrap();
+    assert_eq!(resp.text(), "adopted");
 }
