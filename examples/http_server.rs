@@ -27,15 +27,18 @@
 //! ```
 //!
 //! runs N reactors, one thread each, on one port: `per-reactor` gives each its own
-//! accept queue (`SO_REUSEPORT`), `shared` has them all accept from one.
+//! accept queue (`SO_REUSEPORT`), `shared` has them all accept from one. `--tls-cert` and
+//! `--tls-key` serve HTTPS in every form: one reactor, a group, an inherited socket
+//! (`--listen-fd N` or systemd's `LISTEN_FDS`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ropewalk::prelude::*;
 use ropewalk::protocols::http::{
     Client, ClientConfig, HttpServer, Request, Response, ServerConfig, Site, StaticFiles,
 };
-use ropewalk::reactor::tls::TlsServerBuilder;
+use ropewalk::reactor::tls::{rustls, TlsServerBuilder};
 use ropewalk::reactor::{
     activation, defer_later, AcceptQueue, GroupListener, Reactor, ReactorGroup,
 };
@@ -235,7 +238,7 @@ fn parse_args() -> Result<Args, String> {
                      --listen-fd N: serve on inherited listening socket N (systemd's \
                      LISTEN_FDS is used when set);\n  \
                      --tls-cert, --tls-key: serve HTTPS with this certificate chain and \
-                     private key (PEM), on one reactor",
+                     private key (PEM)",
                     d.idle_timeout.as_secs_f64(),
                     d.request_timeout.as_secs_f64(),
                     DRAIN_TIMEOUT.as_secs_f64()
@@ -250,9 +253,6 @@ fn parse_args() -> Result<Args, String> {
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".into()),
     };
-    if parsed.tls.is_some() && parsed.group.is_some() {
-        return Err("--tls-cert serves on one reactor: leave out --reactors and --accept".into());
-    }
     Ok(parsed)
 }
 
@@ -271,6 +271,20 @@ fn main() {
     }
 }
 
+/// The HTTPS configuration from `--tls-cert` and `--tls-key`, if given (read before any
+/// thread starts, so a bad file is reported at once).
+fn tls_config(
+    tls: &Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<Option<Arc<rustls::ServerConfig>>, Box<dyn std::error::Error>> {
+    let Some((cert, key)) = tls else {
+        return Ok(None);
+    };
+    let config = TlsServerBuilder::from_pem_files(cert, key)?
+        .alpn(&[b"http/1.1"])
+        .build()?;
+    Ok(Some(config))
+}
+
 fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // A socket from systemd (LISTEN_FDS) or the operator (--listen-fd), if any.
     let inherited = match args.listen_fd {
@@ -285,8 +299,9 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             None => None,
         },
     };
+    let tls = tls_config(&args.tls)?;
     if let Some((threads, accept)) = args.group {
-        return serve_group(args, threads, accept, inherited);
+        return serve_group(args, threads, accept, inherited, tls);
     }
     let reactor = Reactor::new()?;
     let _signals = reactor.install_signal_handlers()?;
@@ -300,18 +315,12 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let port = args.port;
     let server = HttpServer::with_config(&reactor, site(&reactor, files), args.config);
-    let listening = match (inherited, &args.tls) {
-        (Some(_), Some(_)) => {
-            return Err("--tls-cert serves on a port of its own: leave out --listen-fd".into())
-        }
+    let addr = ([127, 0, 0, 1], port).into();
+    let listening = match (inherited, tls) {
+        (Some(listener), Some(config)) => server.listen_on_tls(&reactor, listener, config)?,
         (Some(listener), None) => server.listen_on(&reactor, listener)?,
-        (None, Some((cert, key))) => {
-            let config = TlsServerBuilder::from_pem_files(cert, key)?
-                .alpn(&[b"http/1.1"])
-                .build()?;
-            server.listen_tls(&reactor, ([127, 0, 0, 1], port).into(), config)?
-        }
-        (None, None) => server.listen(&reactor, ([127, 0, 0, 1], port).into())?,
+        (None, Some(config)) => server.listen_tls(&reactor, addr, config)?,
+        (None, None) => server.listen(&reactor, addr)?,
     };
     server.drain_on_shutdown(&reactor, args.drain);
     println!("listening on {}", listening.local_addr());
@@ -326,6 +335,7 @@ fn serve_group(
     threads: usize,
     accept: AcceptQueue,
     inherited: Option<std::net::TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = &args.root {
         // Checked once here, so a bad directory is reported before any thread starts.
@@ -352,7 +362,10 @@ fn serve_group(
                 None => None,
             };
             let server = HttpServer::with_config(reactor, site(reactor, files), config.clone());
-            server.listen_group(reactor, &listener)?;
+            match &tls {
+                Some(tls) => server.listen_group_tls(reactor, &listener, tls.clone())?,
+                None => server.listen_group(reactor, &listener)?,
+            };
             server.drain_on_shutdown(reactor, drain);
             Ok(())
         })?;
