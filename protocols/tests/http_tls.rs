@@ -268,3 +268,82 @@ fn https_on_a_socket_made_elsewhere() {
         .unwrap();
     assert_eq!(resp.text(), "adopted");
 }
+
+/// `Request::tls_info`: a handler sees what its connection's TLS negotiated (version, SNI,
+/// ALPN, the client's certificate, resumption); a second client with the same
+/// configuration resumes the session; plain HTTP has none.
+#[test]
+fn a_handler_sees_its_connections_tls() {
+    let reactor = Reactor::new().unwrap();
+    let ca = TestCa::new();
+    let clients_ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let config = TlsServerBuilder::from_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())
+        .unwrap()
+        .alpn(&[b"http/1.1"])
+        .require_client_certificates(clients_ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let handler = |req: Request| {
+        let text = match req.tls_info() {
+            None => "plain".to_string(),
+            Some(tls) => format!(
+                "{:?} sni={} alpn={} client-certs={} resumed={}",
+                tls.protocol_version,
+                tls.server_name.as_deref().unwrap_or("-"),
+                String::from_utf8_lossy(tls.alpn.as_deref().unwrap_or(b"-")),
+                tls.peer_certificates.len(),
+                tls.resumed
+            ),
+        };
+        Ok(Response::text(text))
+    };
+    let server = HttpServer::new(&reactor, handler);
+    let secure = server
+        .listen_tls(&reactor, "127.0.0.1:0".parse().unwrap(), config)
+        .unwrap()
+        .local_addr()
+        .inet()
+        .unwrap()
+        .port();
+    let plain = server
+        .listen(&reactor, "127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .local_addr()
+        .inet()
+        .unwrap()
+        .port();
+    let me = clients_ca.leaf(&["client.example"]);
+    let tls = TlsClientBuilder::new()
+        .without_default_roots()
+        .add_root_pem(ca.pem().as_bytes())
+        .unwrap()
+        .alpn(&[b"http/1.1"])
+        .client_certificate(me.cert_pem.as_bytes(), me.key_pem.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let fetch = |url: &str| {
+        // A client each: a connection each, sharing the configuration's session store.
+        let config = ClientConfig {
+            tls: Some(tls.clone()),
+            ..ClientConfig::default()
+        };
+        Client::with_config(&reactor, config)
+            .get(url)
+            .wait()
+            .unwrap()
+            .text()
+    };
+    let url = format!("https://localhost:{secure}/");
+    assert_eq!(
+        fetch(&url),
+        "TLSv1_3 sni=localhost alpn=http/1.1 client-certs=1 resumed=false"
+    );
+    assert_eq!(
+        fetch(&url),
+        "TLSv1_3 sni=localhost alpn=http/1.1 client-certs=1 resumed=true"
+    );
+    assert_eq!(fetch(&format!("http://localhost:{plain}/")), "plain");
+}
