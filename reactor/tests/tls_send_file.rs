@@ -470,3 +470,115 @@ fn a_file_after_start_tls_goes_out_encrypted_with_bounded_memory() {
         "the server held {peak} bytes at once for a {len}-byte file"
     );
 }
+
+/// A pull producer that sends a file `step` bytes at a time, one region per
+/// `resume_producing`, then closes.
+struct PullFile {
+    t: TransportRef,
+    file: Rc<File>,
+    next: Cell<u64>,
+    len: u64,
+    step: u64,
+    resumes: Cell<usize>,
+}
+
+impl Producer for PullFile {
+    fn pause_producing(&self) {}
+    fn resume_producing(&self) {
+        self.resumes.set(self.resumes.get() + 1);
+        let at = self.next.get();
+        if at == self.len {
+            self.t.unregister_producer();
+            self.t.lose_connection();
+            return;
+        }
+        let n = self.step.min(self.len - at);
+        self.next.set(at + n);
+        self.t.send_file(self.file.clone(), at, n);
+    }
+    fn stop_producing(&self) {}
+}
+
+/// Registers a [`PullFile`] on its connection.
+struct PullSender {
+    file: Rc<File>,
+    len: u64,
+    producer: Rc<RefCell<Option<Rc<PullFile>>>>,
+    lost: Rc<RefCell<Option<Resolver<String>>>>,
+}
+
+impl Protocol for PullSender {
+    fn connection_made(&mut self, t: TransportRef) {
+        let p = Rc::new(PullFile {
+            t: t.clone(),
+            file: self.file.clone(),
+            next: Cell::new(0),
+            len: self.len,
+            step: 1024 * 1024,
+            resumes: Cell::new(0),
+        });
+        *self.producer.borrow_mut() = Some(p.clone());
+        t.register_producer(p, false);
+    }
+
+    fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> {
+        Ok(())
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        let why = match reason.downcast_ref::<ConnectionError>() {
+            Some(ConnectionError::Done) => "done".to_string(),
+            _ => format!("{reason}"),
+        };
+        if let Some(r) = self.lost.borrow_mut().take() {
+            let _ = r.callback(why);
+        }
+    }
+}
+
+/// A pull producer is asked for more only once what it gave (a file region) has gone
+/// below and the connection's queue is empty: the whole file arrives in order, a region
+/// per `resume_producing`, with the server's memory bounded.
+#[test]
+fn a_pull_producer_of_file_regions_is_asked_as_each_one_drains() {
+    let file = TempFile::new("pull", 6 * 1024 * 1024 + 9);
+    let len = file.1.len() as u64;
+    let reactor = Reactor::new().unwrap();
+    let (ca, server) = pki();
+    let config = client(&ca);
+    let (lost_d, lost) = Deferred::<String>::pending();
+    let lost = Rc::new(RefCell::new(Some(lost)));
+    let producer = Rc::new(RefCell::new(None));
+    let opened = Rc::new(File::open(&file.0).unwrap());
+    let p = producer.clone();
+    let port = reactor
+        .listen_tls(
+            "127.0.0.1:0".parse().unwrap(),
+            move |_: &Address| {
+                Some(PullSender {
+                    file: opened.clone(),
+                    len,
+                    producer: p.clone(),
+                    lost: lost.clone(),
+                })
+            },
+            server,
+        )
+        .unwrap();
+    let addr = port.local_addr().inet().unwrap();
+    reactor.iterate(Duration::ZERO);
+    let before = reset_peak();
+    let got = reactor
+        .defer_to_thread(move || read_all(addr, config, 16 * 1024))
+        .wait()
+        .unwrap();
+    let why = lost_d.wait().unwrap();
+    let peak = peak() - before;
+    assert_eq!(why, "done");
+    assert!(got.clean);
+    assert!(got.data == file.1, "the file arrived altered");
+    let resumes = producer.borrow().as_ref().unwrap().resumes.get();
+    // Seven regions, and the call that found nothing left.
+    assert_eq!(resumes, 8);
+    assert!(peak < 1024 * 1024, "the server held {peak} bytes at once");
+}
