@@ -1,5 +1,9 @@
 //! TLS on rustls, as a transport: [`Reactor::listen_tls`] and [`Reactor::connect_tls`] run
-//! any [`Protocol`] over TLS, unchanged (Twisted's `listenSSL` / `connectSSL`).
+//! any [`Protocol`] over TLS, unchanged (Twisted's `listenSSL` / `connectSSL`). The same
+//! goes over Unix-domain sockets ([`Reactor::listen_tls_unix`],
+//! [`Reactor::connect_tls_unix`]), on a listening socket made elsewhere
+//! ([`Reactor::adopt_tls_listener_factory`]), and on every reactor of a group
+//! ([`GroupListener::listen_tls`](crate::GroupListener::listen_tls)).
 //!
 //! A protocol's `connection_made` is called once the handshake has finished, and its
 //! transport then behaves as a TCP one: `write` encrypts into the connection's queue, whose
@@ -7,10 +11,16 @@
 //! queued); `lose_connection` sends `close_notify` after everything queued, then closes;
 //! `abort_connection` closes at once; `half_close` sends `close_notify` and shuts down the
 //! sending side. `send_file` reads the file region a chunk (just under 64 KiB) at a time
-//! with `pread`, and only as the connection drains: a file of any size costs about two
-//! chunks of memory, and counts toward the water marks as the bytes left to send of it. The peer's `close_notify` is its EOF (`eof_received`, then a clean
-//! `connection_lost`); a peer that closes its socket without one may be a truncation, and
-//! ends the connection with [`ConnectionError::Lost`](crate::ConnectionError::Lost) (`UnexpectedEof`).
+//! with `pread` on the reactor's thread, and only as the connection drains: a file of any
+//! size costs about two chunks of memory, counts toward the water marks as the bytes left
+//! to send of it, and a read from a cold disk blocks the loop for one chunk's read. The
+//! peer's `close_notify` is its EOF (`eof_received`, then a clean `connection_lost`); a
+//! peer that closes its socket without one may be a truncation, and ends the connection
+//! with [`ConnectionError::Lost`](crate::ConnectionError::Lost) (`UnexpectedEof`).
+//!
+//! Sessions resume by default with the builders' configurations (see [`TlsInfo::resumed`]):
+//! every connection made with one client configuration, to a server whose configuration
+//! (shared by all its reactors) remembers the session.
 //!
 //! A handshake that fails errbacks the connect Deferred with a [`TlsError`] that says why
 //! (unknown issuer, name mismatch, expired, no common protocol, timeout, peer closed, not
