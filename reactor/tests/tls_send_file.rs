@@ -131,7 +131,6 @@ enum Step {
 struct Seen {
     /// `write_buffer_len` right after the steps.
     queued_after: Cell<usize>,
-    /// The largest `write_buffer_len` seen from a producer's call.
     pauses: Cell<usize>,
     resumes: Cell<usize>,
     /// `write_progress` counts, in order.

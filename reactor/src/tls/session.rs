@@ -967,7 +967,8 @@ impl<P: Protocol> Transport for TlsSession<P> {
     }
 
     fn write_buffer_len(&self) -> usize {
-        // rustls holds nothing between writes: every record goes below at once.
+        // Ciphertext below and the outbox's plaintext; rustls holds nothing between
+        // writes (every record goes below at once).
         self.queued_total()
     }
 
