@@ -14,9 +14,9 @@
 //! (and `--accept per-reactor|shared|dispatcher[:round-robin|:least-loaded]`) N reactors,
 //! one thread each, serve TCP on one port (each with its own accept queue, all from one,
 //! or each from its own queue fed by one accepting reactor) and the first also serves
-//! UDP. With
-//! `--tls-cert` and `--tls-key` (PEM) the echo runs over TLS on one reactor, and there is
-//! no UDP (it would be in clear); the client's `close_notify` is its half-close.
+//! UDP. With `--tls-cert` and `--tls-key` (PEM) the echo runs over TLS (on one reactor or
+//! a group), and there is no UDP (it would be in clear); the client's `close_notify` is
+//! its half-close.
 //!
 //! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
 //! what the reactor does; Ctrl-C (SIGINT) or SIGTERM stops it cleanly (exit status 0).
@@ -85,9 +85,6 @@ fn parse_args() -> Result<Args, String> {
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".into()),
     };
-    if parsed.tls.is_some() && parsed.group.is_some() {
-        return Err("--tls-cert serves on one reactor: leave out --reactors and --accept".into());
-    }
     Ok(parsed)
 }
 
@@ -101,7 +98,7 @@ fn main() {
         }
     };
     let result = match (args.group, &args.tls) {
-        (Some((threads, accept)), _) => serve_group(args.port, threads, accept),
+        (Some((threads, accept)), tls) => serve_group(args.port, threads, accept, tls),
         (None, Some((cert, key))) => serve_tls(args.port, cert, key),
         (None, None) => serve(args.port),
     };
@@ -137,13 +134,24 @@ fn serve_group(
     port: u16,
     threads: usize,
     accept: AcceptQueue,
+    tls: &Option<(String, String)>,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // Read once, before any thread starts: a bad file is reported at once.
+    let tls = match tls {
+        Some((cert, key)) => Some(TlsServerBuilder::from_pem_files(cert, key)?.build()?),
+        None => None,
+    };
     let listener = GroupListener::bind(([127, 0, 0, 1], port).into(), accept)?;
     let addr = listener.local_addr();
     let group = ReactorGroup::builder()
         .threads(threads)
         .name("echo")
         .start(move |reactor, index| {
+            if let Some(config) = &tls {
+                // TLS only: no UDP in clear beside it.
+                listener.listen_tls(reactor, Echo::factory(), config.clone())?;
+                return Ok(());
+            }
             listener.listen(reactor, Echo::factory())?;
             if index == 0 {
                 // UDP on the first reactor; open until the reactor shuts down.

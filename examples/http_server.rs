@@ -30,7 +30,9 @@
 //! runs N reactors, one thread each, on one port: `per-reactor` gives each its own
 //! accept queue (`SO_REUSEPORT`), `shared` has them all accept from one, `dispatcher`
 //! (`dispatcher:round-robin`, the same, or `dispatcher:least-loaded`) has one reactor
-//! accept and hand each connection to a reactor's own queue.
+//! accept and hand each connection to a reactor's own queue. `--tls-cert` and `--tls-key`
+//! serve HTTPS in every form: one reactor, a group, an inherited socket (`--listen-fd N`
+//! or systemd's `LISTEN_FDS`).
 //!
 //! ```sh
 //! cargo run --release --example http_server -- --two-stage --pool-threads 4
@@ -54,6 +56,7 @@
 //! side and systemd's.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ropewalk::prelude::*;
@@ -62,7 +65,7 @@ use ropewalk::protocols::http::{
     StaticFiles,
 };
 use ropewalk::protocols::proxy_header::ProxyProtocol;
-use ropewalk::reactor::tls::{TlsOptions, TlsServerBuilder};
+use ropewalk::reactor::tls::{rustls, TlsOptions, TlsServerBuilder};
 use ropewalk::reactor::{
     activation, defer_later, AcceptQueue, GroupListener, ListenOptions, ListeningPort, PoolConfig,
     Reactor, ReactorGroup,
@@ -344,7 +347,7 @@ fn parse_args() -> Result<Args, String> {
                      v2 (from HAProxy's send-proxy), which names the client; without one \
                      within --request-timeout it is closed;\n  \
                      --tls-cert, --tls-key: serve HTTPS with this certificate chain and \
-                     private key (PEM), on one reactor",
+                     private key (PEM)",
                     d.idle_timeout.as_secs_f64(),
                     d.request_timeout.as_secs_f64(),
                     DRAIN_TIMEOUT.as_secs_f64()
@@ -359,9 +362,6 @@ fn parse_args() -> Result<Args, String> {
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".into()),
     };
-    if parsed.tls.is_some() && parsed.group.is_some() {
-        return Err("--tls-cert serves on one reactor: leave out --reactors and --accept".into());
-    }
     if parsed.tls.is_some() && parsed.proxy {
         return Err("--proxy-protocol serves plain HTTP: leave out --tls-cert".into());
     }
@@ -386,6 +386,20 @@ fn main() {
     }
 }
 
+/// The HTTPS configuration from `--tls-cert` and `--tls-key`, if given (read before any
+/// thread starts, so a bad file is reported at once).
+fn tls_config(
+    tls: &Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<Option<Arc<rustls::ServerConfig>>, Box<dyn std::error::Error>> {
+    let Some((cert, key)) = tls else {
+        return Ok(None);
+    };
+    let config = TlsServerBuilder::from_pem_files(cert, key)?
+        .alpn(&[b"http/1.1"])
+        .build()?;
+    Ok(Some(config))
+}
+
 fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // A socket from systemd (LISTEN_FDS) or the operator (--listen-fd), if any.
     let inherited = match args.listen_fd {
@@ -400,8 +414,9 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             None => None,
         },
     };
+    let tls = tls_config(&args.tls)?;
     if let Some((threads, accept)) = args.group {
-        return serve_group(args, threads, accept, inherited);
+        return serve_group(args, threads, accept, inherited, tls);
     }
     let reactor = Reactor::new()?;
     configure_pool(&reactor, args.pool_threads);
@@ -419,23 +434,11 @@ fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let proxy = args.proxy.then_some(args.config.request_timeout);
     let site = site(&reactor, files, args.two_stage);
     let server = HttpServer::with_config(&reactor, site, args.config);
-    let listening = match (inherited, &args.tls) {
-        (Some(_), Some(_)) => {
-            return Err("--tls-cert serves on a port of its own: leave out --listen-fd".into())
-        }
-        (Some(listener), None) => listen(&reactor, &server, proxy, Port::Inherited(listener))?,
-        (None, Some((cert, key))) => {
-            let config = TlsServerBuilder::from_pem_files(cert, key)?
-                .alpn(&[b"http/1.1"])
-                .build()?;
-            let options = TlsOptions {
-                listen: options,
-                ..TlsOptions::default()
-            };
-            reactor.listen_tls_factory(addr, server.clone(), config, &options)?
-        }
-        (None, None) => listen(&reactor, &server, proxy, Port::Bind(addr, options))?,
+    let port = match inherited {
+        Some(listener) => Port::Inherited(listener),
+        None => Port::Bind(addr, options),
     };
+    let listening = listen(&reactor, &server, proxy, tls, port)?;
     server.drain_on_shutdown(&reactor, args.drain);
     println!("listening on {}", listening.local_addr());
     reactor.run()?;
@@ -459,6 +462,7 @@ fn serve_group(
     threads: usize,
     accept: AcceptQueue,
     inherited: Option<std::net::TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = &args.root {
         // Checked once here, so a bad directory is reported before any thread starts.
@@ -492,7 +496,7 @@ fn serve_group(
             };
             let site = site(reactor, files, two_stage);
             let server = HttpServer::with_config(reactor, site, config.clone());
-            listen(reactor, &server, proxy, Port::Group(&listener))?;
+            listen(reactor, &server, proxy, tls.clone(), Port::Group(&listener))?;
             server.drain_on_shutdown(reactor, drain);
             Ok(())
         })?;
@@ -521,12 +525,14 @@ enum Port<'a> {
     Group(&'a GroupListener),
 }
 
-/// Listens with `server` on `port`; with `proxy`, behind the PROXY protocol, whose header
-/// must arrive within that time. Either way `server.drain` stops the port.
+/// Listens with `server` on `port`: over TLS with `tls`, or with `proxy`, behind the
+/// PROXY protocol, whose header must arrive within that time. Either way `server.drain`
+/// stops the port.
 fn listen(
     reactor: &Reactor,
     server: &HttpServer,
     proxy: Option<Duration>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     port: Port<'_>,
 ) -> std::io::Result<ListeningPort> {
     fn open<F: Factory>(reactor: &Reactor, port: Port<'_>, f: F) -> std::io::Result<ListeningPort> {
@@ -535,6 +541,22 @@ fn listen(
             Port::Inherited(listener) => reactor.adopt_tcp_listener_factory(listener, f),
             Port::Group(group) => group.listen_factory(reactor, f),
         }
+    }
+    if let Some(config) = tls {
+        let server = server.clone();
+        return match port {
+            Port::Bind(addr, listen) => {
+                let options = TlsOptions {
+                    listen,
+                    ..TlsOptions::default()
+                };
+                reactor.listen_tls_factory(addr, server, config, &options)
+            }
+            Port::Inherited(l) => {
+                reactor.adopt_tls_listener_factory(l, server, config, &TlsOptions::default())
+            }
+            Port::Group(g) => g.listen_tls_factory(reactor, server, config, &TlsOptions::default()),
+        };
     }
     match proxy {
         Some(timeout) => open(

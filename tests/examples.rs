@@ -953,6 +953,123 @@ fn http_server_serves_https_with_tls_cert_and_key() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Blocking TLS to `addr` as `localhost`, trusting `ca`: writes `send` and reads to the
+/// end (the server's close_notify).
+fn tls_exchange(addr: SocketAddr, ca: &ropewalk_testkit::pki::TestCa, send: &[u8]) -> Vec<u8> {
+    use ropewalk::reactor::tls::rustls;
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(trusting(ca), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(send).unwrap();
+    let mut got = Vec::new();
+    match tls.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) => panic!("after {} bytes: {e}", got.len()),
+    }
+    got
+}
+
+/// `GET /` over HTTPS with `Connection: close`: the response's text.
+fn https_get(addr: SocketAddr, ca: &ropewalk_testkit::pki::TestCa) -> String {
+    let got = tls_exchange(
+        addr,
+        ca,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `http_server --tls-cert --tls-key` serves HTTPS from a group of reactors (both accept
+/// modes) and on an inherited socket (`--listen-fd`), and drains and exits 0 on SIGTERM.
+#[test]
+fn http_server_serves_https_from_a_group_and_an_inherited_socket() {
+    use std::os::fd::AsRawFd;
+    let (dir, ca, cert, key) = tls_files("https-group");
+    let (cert, key) = (cert.as_str(), key.as_str());
+    for mode in ["per-reactor", "shared"] {
+        let server = Server::start(
+            "http_server",
+            &[
+                "--port",
+                "0",
+                "--reactors",
+                "2",
+                "--accept",
+                mode,
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+            ],
+        );
+        for _ in 0..4 {
+            let text = https_get(server.addr, &ca);
+            assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{mode}: {text}");
+            assert!(text.ends_with("Hello, World!\n"), "{mode}: {text}");
+        }
+        server.stop();
+    }
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd().to_string();
+    for group in [&[][..], &["--reactors", "2", "--accept", "shared"]] {
+        let server = spawn_inheriting(&listener, || {
+            let mut args = vec!["--listen-fd", &fd, "--tls-cert", cert, "--tls-key", key];
+            args.extend_from_slice(group);
+            Server::start("http_server", &args)
+        });
+        assert_eq!(server.addr, addr);
+        let text = https_get(addr, &ca);
+        assert!(text.ends_with("Hello, World!\n"), "{group:?}: {text}");
+        server.stop();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `echo_server --reactors 2 --tls-cert --tls-key` echoes over TLS from both accept modes.
+#[test]
+fn echo_server_echoes_over_tls_from_a_group() {
+    let (dir, ca, cert, key) = tls_files("tls-echo-group");
+    for mode in ["per-reactor", "shared"] {
+        let server = Server::start(
+            "echo_server",
+            &[
+                "--port",
+                "0",
+                "--reactors",
+                "2",
+                "--accept",
+                mode,
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+            ],
+        );
+        for i in 0..4 {
+            let sock = TcpStream::connect(server.addr).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let name = ropewalk::reactor::tls::rustls::pki_types::ServerName::try_from("localhost")
+                .unwrap();
+            let conn =
+                ropewalk::reactor::tls::rustls::ClientConnection::new(trusting(&ca), name).unwrap();
+            let mut tls = ropewalk::reactor::tls::rustls::StreamOwned::new(conn, sock);
+            let msg = format!("ping {i} over {mode}");
+            tls.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0u8; msg.len()];
+            tls.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+        server.stop();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `echo_server --tls-cert FILE --tls-key FILE` echoes over TLS, past the client's
 /// half-close (its close_notify), then closes cleanly.
 #[test]

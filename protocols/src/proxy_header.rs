@@ -428,8 +428,7 @@ impl Transport for Proxied {
         self.transport.write_vectored(bufs);
     }
     fn send_file(&self, file: Rc<std::fs::File>, offset: u64, len: u64) {
-        // The connection's own: `sendfile(2)` as the socket drains, not the default's
-        // read of the whole region into memory.
+        // The connection's own: `sendfile(2)`, or TLS's chunks, as it drains.
         self.transport.send_file(file, offset, len);
     }
     fn lose_connection(&self) {
@@ -482,6 +481,117 @@ impl Transport for Proxied {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records which of its methods a wrapper passed on; the rest go to a
+    /// `StringTransport`.
+    struct Spy {
+        inner: Rc<ropewalk_reactor::testing::StringTransport>,
+        files: std::cell::Cell<usize>,
+        starts: std::cell::Cell<usize>,
+    }
+
+    impl Transport for Spy {
+        fn write(&self, data: &[u8]) {
+            self.inner.write(data);
+        }
+        fn send_file(&self, _file: Rc<std::fs::File>, _offset: u64, _len: u64) {
+            self.files.set(self.files.get() + 1);
+        }
+        fn start_tls(&self, _tls: StartTls) -> Deferred<()> {
+            self.starts.set(self.starts.get() + 1);
+            Deferred::succeed(())
+        }
+        fn lose_connection(&self) {
+            self.inner.lose_connection();
+        }
+        fn abort_connection(&self) {
+            self.inner.abort_connection();
+        }
+        fn half_close(&self) {
+            self.inner.half_close();
+        }
+        fn peer_addr(&self) -> Address {
+            self.inner.peer_addr()
+        }
+        fn local_addr(&self) -> Address {
+            self.inner.local_addr()
+        }
+        fn set_nodelay(&self, on: bool) -> std::io::Result<()> {
+            self.inner.set_nodelay(on)
+        }
+        fn set_keepalive(&self, idle: Option<Duration>) -> std::io::Result<()> {
+            self.inner.set_keepalive(idle)
+        }
+        fn pause_reading(&self) {
+            self.inner.pause_reading();
+        }
+        fn resume_reading(&self) {
+            self.inner.resume_reading();
+        }
+        fn register_producer(&self, producer: Rc<dyn Producer>, streaming: bool) {
+            self.inner.register_producer(producer, streaming);
+        }
+        fn unregister_producer(&self) {
+            self.inner.unregister_producer();
+        }
+        fn write_buffer_len(&self) -> usize {
+            self.inner.write_buffer_len()
+        }
+        fn is_closing(&self) -> bool {
+            self.inner.is_closing()
+        }
+    }
+
+    /// Keeps the transport it is given.
+    struct Keep(Rc<std::cell::RefCell<Option<TransportRef>>>);
+
+    impl Protocol for Keep {
+        fn connection_made(&mut self, t: TransportRef) {
+            *self.0.borrow_mut() = Some(t);
+        }
+        fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> {
+            Ok(())
+        }
+    }
+
+    /// The proxied protocol's `send_file` and `start_tls` reach the connection's own
+    /// (its `send_file` sends as the socket drains; the default read the whole region
+    /// into memory at once, and `start_tls` was refused).
+    #[test]
+    fn the_proxied_transport_passes_send_file_and_start_tls_on() {
+        let clock = ropewalk_reactor::ManualClock::new();
+        let kept = Rc::new(std::cell::RefCell::new(None));
+        let k = kept.clone();
+        let factory = ProxyProtocol::new(
+            &clock,
+            move |_: &Address| Some(Keep(k.clone())),
+            Duration::from_secs(5),
+        );
+        let mut conn = factory.build_protocol(&Address::Test).unwrap();
+        let spy = Rc::new(Spy {
+            inner: ropewalk_reactor::testing::StringTransport::new(),
+            files: std::cell::Cell::new(0),
+            starts: std::cell::Cell::new(0),
+        });
+        conn.connection_made(spy.clone());
+        conn.data_received(b"PROXY UNKNOWN\r\n").unwrap();
+        let t = kept.borrow().clone().expect("the inner protocol was made");
+        let path = std::env::temp_dir().join(format!("ropewalk-proxied-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = Rc::new(std::fs::File::open(&path).unwrap());
+        let _ = std::fs::remove_file(&path);
+        t.send_file(file, 2, 5);
+        assert_eq!(spy.files.get(), 1, "send_file passed on");
+        assert!(spy.inner.value().is_empty(), "not read and written instead");
+        let config = ropewalk_reactor::tls::TlsClientBuilder::new()
+            .build()
+            .unwrap();
+        t.start_tls(StartTls::client(config, "example.com"))
+            .wait()
+            .unwrap();
+        assert_eq!(spy.starts.get(), 1, "start_tls passed on");
+        assert_eq!(t.tls_info(), None);
+    }
 
     fn v2(cmd: u8, family: u8, body: &[u8]) -> Vec<u8> {
         let mut out = V2_SIGNATURE.to_vec();

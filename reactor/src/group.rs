@@ -39,6 +39,7 @@ use crate::protocol::{Address, ListeningPort, Protocol};
 use crate::reactor::{Reactor, ReactorHandle};
 use crate::signals::{stop_on_signals, SignalGuard};
 use crate::tcp::{bind_tcp, ListenOptions};
+use crate::tls::{rustls, TlsOptions};
 
 /// N reactors, each on its own thread: the multi-core form of a ropewalk program (the
 /// article's "N reactors", as seastar, glommio and monoio run one loop per core).
@@ -836,6 +837,75 @@ impl GroupListener {
             }
         };
         reactor.adopt_tcp_listener_factory(sock, factory)
+    }
+
+    /// As [`listen`](Self::listen), over TLS with `config` (see [the `tls`
+    /// module](crate::tls)): each reactor makes the handshakes of the connections it
+    /// accepts. `config` is shared by every reactor (clone the `Arc` into the setup), and
+    /// so is its session cache: a client resumes its session whichever reactor it lands on.
+    ///
+    /// # Errors
+    ///
+    /// As [`listen`](Self::listen).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// use ropewalk_reactor::tls::TlsServerBuilder;
+    /// use ropewalk_reactor::{AcceptQueue, GroupListener, ReactorGroup};
+    ///
+    /// let config = TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?.build()?;
+    /// let listener = GroupListener::bind("127.0.0.1:8443".parse()?, AcceptQueue::PerReactor)?;
+    /// let group = ReactorGroup::start(2, move |reactor, _| {
+    ///     listener.listen_tls(reactor, |_: &Address| Some(P), config.clone())?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_tls<P: Protocol>(
+        &self,
+        reactor: &Reactor,
+        factory: impl Fn(&Address) -> Option<P> + 'static,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<ListeningPort> {
+        self.listen_tls_factory(reactor, factory, config, &TlsOptions::default())
+    }
+
+    /// As [`listen_tls`](Self::listen_tls), for a [`Factory`](crate::Factory) value (one
+    /// with start and stop hooks, such as the HTTP server) and with options (the handshake
+    /// timeout; [`TlsOptions::listen`] does not apply: the group listener's options do).
+    ///
+    /// # Errors
+    ///
+    /// As [`listen`](Self::listen).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use ropewalk_reactor::{deferred::Failure, for_protocol, Protocol};
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// use ropewalk_reactor::tls::{TlsOptions, TlsServerBuilder};
+    /// use ropewalk_reactor::{AcceptQueue, GroupListener, Reactor};
+    ///
+    /// let config = TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?.build()?;
+    /// let l = GroupListener::bind("127.0.0.1:0".parse()?, AcceptQueue::Shared)?;
+    /// let reactor = Reactor::new()?;
+    /// let port = l.listen_tls_factory(&reactor, for_protocol(P::default), config, &TlsOptions::default())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_tls_factory<F: crate::Factory>(
+        &self,
+        reactor: &Reactor,
+        factory: F,
+        config: Arc<rustls::ServerConfig>,
+        options: &TlsOptions,
+    ) -> io::Result<ListeningPort> {
+        let factory = reactor.tls_server_factory(factory, config, options);
+        self.listen_factory(reactor, factory)
     }
 }
 

@@ -200,11 +200,13 @@ pub trait Transport {
     /// connection on Linux the kernel copies it from the page cache with `sendfile(2)`, as
     /// the socket drains, with no pass through this process; elsewhere (the portable
     /// poller, other systems) a connection reads 64 KiB at a time with `pread` as the socket
-    /// drains. The default, for transports without a socket of their own (TLS, test
-    /// transports), reads the region at once with `pread` on the calling thread and
+    /// drains. A TLS connection reads and encrypts it a chunk (just under 64 KiB) at a time
+    /// with `pread` as the connection drains (see [the `tls` module](crate::tls)). The
+    /// default, for transports without a socket of their own (test transports, wrappers),
+    /// reads the region at once with `pread` on the calling thread and
     /// [`write`](Self::write)s it: the whole region then sits in the write queue's memory,
-    /// so a transport that may send large files (TLS) should override it to read as it
-    /// drains.
+    /// so a transport that may send large files should override it (a wrapper passes it
+    /// on to the transport it wraps).
     ///
     /// The region counts toward [`write_buffer_len`](Self::write_buffer_len) (and so toward
     /// the high-water mark that pauses a producer) as the bytes left to send of it: it is

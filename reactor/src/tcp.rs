@@ -658,6 +658,34 @@ impl Reactor {
         path: impl AsRef<Path>,
         factory: impl Fn(&Address) -> Option<P> + 'static,
     ) -> io::Result<ListeningPort> {
+        self.listen_unix_factory(path, factory)
+    }
+
+    /// As [`listen_unix`](Self::listen_unix), for a [`Factory`] value (one with start and
+    /// stop hooks, such as the HTTP server) rather than a closure.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the path cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, for_protocol, Protocol, Reactor};
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let path = std::env::temp_dir().join(format!("ropewalk-doc3-{}.sock", std::process::id()));
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_unix_factory(&path, for_protocol(P::default))?;
+    /// assert!(path.exists());
+    /// port.stop_listening();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_unix_factory<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+    ) -> io::Result<ListeningPort> {
         let path = path.as_ref();
         let sock = UnixListener::bind(path)?;
         sock.set_nonblocking(true)?;
@@ -770,6 +798,30 @@ impl Reactor {
         path: impl AsRef<Path>,
         factory: impl Fn(&Address) -> Option<P> + 'static,
     ) -> Deferred<Connected<P>> {
+        self.connect_unix_factory(path, factory)
+    }
+
+    /// As [`connect_unix`](Self::connect_unix), with any [`Factory`]: its
+    /// [`start_factory`](Factory::start_factory) and [`stop_factory`](Factory::stop_factory)
+    /// run around the attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, for_protocol, ConnectionError, Protocol, Reactor};
+    /// # #[derive(Debug, Default)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// let reactor = Reactor::new()?;
+    /// let nowhere = std::env::temp_dir().join("ropewalk-doc-no-such.sock");
+    /// let d = reactor.connect_unix_factory(&nowhere, for_protocol(P::default));
+    /// assert!(matches!(d.wait().unwrap_err().downcast_ref(), Some(ConnectionError::Refused(_))));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect_unix_factory<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+    ) -> Deferred<Connected<F::Protocol>> {
         let path = path.as_ref();
         let result = UnixStream::connect(path)
             .and_then(|s| s.set_nonblocking(true).map(|()| s))

@@ -6,8 +6,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::{CipherSuite, ProtocolVersion};
 
 /// What a finished TLS handshake negotiated, as [`Transport::tls_info`](crate::Transport::tls_info)
-/// gives it: the ALPN protocol, the peer's certificates, the version and cipher suite, and
-/// (on a server) the name the client asked for. Twisted's `negotiatedProtocol` and
+/// gives it: the ALPN protocol, the peer's certificates, the version and cipher suite,
+/// (on a server) the name the client asked for, and whether the session was resumed. Twisted's `negotiatedProtocol` and
 /// `getPeerCertificate`.
 ///
 /// # Examples
@@ -35,6 +35,12 @@ pub struct TlsInfo {
     /// On a server, the name the client asked for by SNI, if it sent one; `None` on a
     /// client.
     pub server_name: Option<String>,
+    /// The handshake resumed an earlier session (an abbreviated handshake: no certificate
+    /// sent or verified again, no new key exchange on TLS 1.2) rather than making a full
+    /// one. The builders' configurations resume by default: a server keeps 256 sessions in
+    /// memory, and a client 256 servers' tickets, for every connection made with the same
+    /// configuration.
+    pub resumed: bool,
 }
 
 impl TlsInfo {
@@ -56,6 +62,7 @@ impl TlsInfo {
             protocol_version: conn.protocol_version()?,
             cipher_suite: conn.negotiated_cipher_suite()?.suite(),
             server_name,
+            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         })
     }
 }

@@ -1,6 +1,8 @@
 //! Multi-core: `ReactorGroup` (N reactors on N threads, setup, stop, errors) and
 //! `GroupListener` (one address, an accept queue per reactor or one shared), over real
-//! loopback sockets.
+//! loopback sockets; and TLS on a group listener.
+
+mod support;
 
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ropewalk_reactor::deferred::Failure;
+use ropewalk_reactor::tls::rustls;
 use ropewalk_reactor::{
     AcceptQueue, Address, GroupError, GroupListener, Protocol, ReactorGroup, ReactorHandle,
     TransportRef,
@@ -343,4 +346,70 @@ fn dropping_a_group_stops_it() {
     .unwrap();
     drop(group);
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
+}
+
+/// TLS on a group listener, in both accept modes: every connection is answered through
+/// its handshake, by more than one reactor with their own queues; the reactors share the
+/// configuration's session cache, so every connection after the first resumes its
+/// session, whichever reactor it lands on.
+#[test]
+fn tls_on_a_group_listener_in_both_modes() {
+    let (ca, server) = support::tls::pki();
+    let client = support::tls::client(&ca);
+    for queue in [AcceptQueue::PerReactor, AcceptQueue::Shared] {
+        let listener = GroupListener::bind("127.0.0.1:0".parse().unwrap(), queue).unwrap();
+        let addr = listener.local_addr();
+        let config = server.clone();
+        let group = ReactorGroup::start(2, move |reactor, index| {
+            let index = index as u8;
+            listener.listen_tls(
+                reactor,
+                move |_: &Address| {
+                    Some(WhoAmI {
+                        index,
+                        transport: None,
+                    })
+                },
+                config.clone(),
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let mut served = [0usize; 2];
+        let mut resumed = 0;
+        let conns = 40;
+        for _ in 0..conns {
+            let sock = TcpStream::connect(addr).unwrap();
+            sock.set_read_timeout(Some(LIMIT)).unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let conn = rustls::ClientConnection::new(client.clone(), name).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, sock);
+            tls.write_all(b"?").unwrap();
+            let mut who = [0u8; 1];
+            tls.read_exact(&mut who).expect("answered in time");
+            served[who[0] as usize] += 1;
+            if tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                resumed += 1;
+            }
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+        assert_eq!(served.iter().sum::<usize>(), conns, "{queue}");
+        assert_eq!(
+            accepted(group.handles()).iter().sum::<usize>(),
+            conns,
+            "{queue}"
+        );
+        if queue == AcceptQueue::PerReactor {
+            assert!(served.iter().all(|&c| c > 0), "{queue}: {served:?}");
+        }
+        // The first connection of the second mode resumes too: same client, same config.
+        let want = if queue == AcceptQueue::PerReactor {
+            conns - 1
+        } else {
+            conns
+        };
+        assert_eq!(resumed, want, "{queue}: resumed sessions");
+        group.stop().unwrap();
+    }
 }

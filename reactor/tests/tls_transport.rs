@@ -847,3 +847,63 @@ fn tls_info_tells_what_the_handshake_negotiated() {
     run_until(&reactor, WAIT, "plain made", || plain.made.get() == 1);
     assert_eq!(plain.transport().tls_info(), None);
 }
+
+/// A client configuration for TLS 1.2 only, trusting `ca`, with rustls's default
+/// resumption (what a peer that cannot speak TLS 1.3 would do).
+fn tls12_client(ca: &TestCa) -> Arc<rustls::ClientConfig> {
+    use ropewalk_reactor::tls::rustls::pki_types::pem::PemObject;
+    use ropewalk_reactor::tls::rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    Arc::new(
+        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Session resumption is on by default: a second connection made with the same client
+/// configuration resumes its session (a TLS 1.3 ticket, a TLS 1.2 session ID, both from
+/// the server builder's session cache), and both ends' `TlsInfo` say so; the first
+/// connection of a configuration makes a full handshake.
+#[test]
+fn a_second_connection_resumes_the_session() {
+    let reactor = Reactor::new().unwrap();
+    let (ca, server) = pki();
+    let opts = TlsOptions::default();
+    let (addr, conns) = serve(&reactor, server, &opts, |ev| Probe::new(ev).echo());
+    for (version, config) in [
+        (rustls::ProtocolVersion::TLSv1_3, client(&ca)),
+        (rustls::ProtocolVersion::TLSv1_2, tls12_client(&ca)),
+    ] {
+        let mut resumed = Vec::new();
+        for _ in 0..3 {
+            let c = connect(
+                &reactor,
+                addr,
+                "localhost",
+                config.clone(),
+                &opts,
+                Probe::new,
+            )
+            .unwrap();
+            // A TLS 1.3 ticket comes after the handshake: once the echo is back, it is in.
+            c.transport().write(b"x");
+            run_until(&reactor, WAIT, "echo", || c.received() == 1);
+            let on_client = c.transport().tls_info().unwrap();
+            let srv = conns.borrow().last().unwrap().clone();
+            let on_server = srv.transport().tls_info().unwrap();
+            assert_eq!(on_client.protocol_version, version);
+            assert_eq!(on_client.resumed, on_server.resumed, "{version:?}");
+            assert!(
+                on_server.peer_certificates.is_empty() && !on_client.peer_certificates.is_empty(),
+                "{version:?}: the client knows the server's certificate, resumed or not"
+            );
+            resumed.push(on_client.resumed);
+            c.transport().lose_connection();
+        }
+        assert_eq!(resumed, [false, true, true], "{version:?}");
+    }
+}

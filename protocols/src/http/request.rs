@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
+use ropewalk_reactor::tls::TlsInfo;
 use ropewalk_reactor::Address;
 
 use super::Headers;
@@ -70,6 +72,8 @@ pub struct Request {
     headers: Headers,
     body: Vec<u8>,
     peer: Address,
+    /// What the connection's TLS negotiated: shared by its requests.
+    tls: Option<Arc<TlsInfo>>,
 }
 
 impl Request {
@@ -126,7 +130,14 @@ impl Request {
             headers,
             body,
             peer,
+            tls: None,
         }
+    }
+
+    /// Sets what the connection's TLS negotiated.
+    #[inline]
+    pub(crate) fn set_tls_info(&mut self, tls: Option<Arc<TlsInfo>>) {
+        self.tls = tls;
     }
 
     /// The method, as sent (methods are case-sensitive).
@@ -273,6 +284,37 @@ impl Request {
     pub fn peer(&self) -> &Address {
         &self.peer
     }
+
+    /// What TLS negotiated on the connection the request came on (protocol version,
+    /// cipher suite, the name the client asked for by SNI, the ALPN protocol, the client's
+    /// certificates, whether the session was resumed): `None` over plain TCP. Twisted's
+    /// `request.isSecure()` is `tls_info().is_some()`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use ropewalk_protocols::http::{Request, Response};
+    ///
+    /// let handler = |req: Request| {
+    ///     let who = match req.tls_info() {
+    ///         Some(tls) => format!("{:?} via {:?}", tls.server_name, tls.protocol_version),
+    ///         None => "plain http".to_string(),
+    ///     };
+    ///     Ok::<_, ropewalk_deferred::Failure>(Response::text(who))
+    /// };
+    /// # let _ = handler;
+    /// ```
+    ///
+    /// A request made by hand has none:
+    ///
+    /// ```
+    /// # use ropewalk_protocols::http::{Headers, Request, Version};
+    /// let r = Request::new("GET", "/", Version::Http11, Headers::new(), vec![]);
+    /// assert!(r.tls_info().is_none());
+    /// ```
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls.as_deref()
+    }
 }
 
 impl fmt::Debug for Request {
@@ -286,6 +328,7 @@ impl fmt::Debug for Request {
             .field("headers", &self.headers)
             .field("body", &self.body)
             .field("peer", &self.peer)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }

@@ -1,14 +1,26 @@
 //! TLS on rustls, as a transport: [`Reactor::listen_tls`] and [`Reactor::connect_tls`] run
-//! any [`Protocol`] over TLS, unchanged (Twisted's `listenSSL` / `connectSSL`).
+//! any [`Protocol`] over TLS, unchanged (Twisted's `listenSSL` / `connectSSL`). The same
+//! goes over Unix-domain sockets ([`Reactor::listen_tls_unix`],
+//! [`Reactor::connect_tls_unix`]), on a listening socket made elsewhere
+//! ([`Reactor::adopt_tls_listener_factory`]), and on every reactor of a group
+//! ([`GroupListener::listen_tls`](crate::GroupListener::listen_tls)).
 //!
 //! A protocol's `connection_made` is called once the handshake has finished, and its
 //! transport then behaves as a TCP one: `write` encrypts into the connection's queue, whose
 //! high/low water marks pause and resume a registered producer (counting the ciphertext
 //! queued); `lose_connection` sends `close_notify` after everything queued, then closes;
 //! `abort_connection` closes at once; `half_close` sends `close_notify` and shuts down the
-//! sending side. The peer's `close_notify` is its EOF (`eof_received`, then a clean
-//! `connection_lost`); a peer that closes its socket without one may be a truncation, and
-//! ends the connection with [`ConnectionError::Lost`](crate::ConnectionError::Lost) (`UnexpectedEof`).
+//! sending side. `send_file` reads the file region a chunk (just under 64 KiB) at a time
+//! with `pread` on the reactor's thread, and only as the connection drains: a file of any
+//! size costs about two chunks of memory, counts toward the water marks as the bytes left
+//! to send of it, and a read from a cold disk blocks the loop for one chunk's read. The
+//! peer's `close_notify` is its EOF (`eof_received`, then a clean `connection_lost`); a
+//! peer that closes its socket without one may be a truncation, and ends the connection
+//! with [`ConnectionError::Lost`](crate::ConnectionError::Lost) (`UnexpectedEof`).
+//!
+//! Sessions resume by default with the builders' configurations (see [`TlsInfo::resumed`]):
+//! every connection made with one client configuration, to a server whose configuration
+//! (shared by all its reactors) remembers the session.
 //!
 //! A handshake that fails errbacks the connect Deferred with a [`TlsError`] that says why
 //! (unknown issuer, name mismatch, expired, no common protocol, timeout, peer closed, not
@@ -59,11 +71,13 @@
 //! rustls nor the connection below may stay borrowed while the protocol runs.
 
 mod config;
+mod outbox;
 mod session;
 mod starttls;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -281,13 +295,183 @@ impl Reactor {
         config: Arc<ServerConfig>,
         options: &TlsOptions,
     ) -> io::Result<ListeningPort> {
-        let factory = ServerFactory {
+        let factory = self.tls_server_factory(factory, config, options);
+        self.listen_tcp_factory(addr, factory, &options.listen)
+    }
+
+    /// TLS with `config` around each protocol of `factory`.
+    pub(crate) fn tls_server_factory<F: Factory>(
+        &self,
+        factory: F,
+        config: Arc<ServerConfig>,
+        options: &TlsOptions,
+    ) -> impl Factory<Protocol = TlsProtocol<F::Protocol>> {
+        ServerFactory {
             inner: factory,
             config,
             reactor: Rc::downgrade(&self.inner),
             handshake_timeout: options.handshake_timeout,
-        };
-        self.listen_tcp_factory(addr, factory, &options.listen)
+        }
+    }
+
+    /// As [`listen_tls_factory`](Self::listen_tls_factory), on a TCP listening socket made
+    /// elsewhere (inherited from systemd or a parent, see [`activation`](crate::activation),
+    /// or bound by hand), as [`adopt_tcp_listener`](Self::adopt_tcp_listener) does for
+    /// TCP. It is made non-blocking; [`TlsOptions::listen`] does not apply.
+    ///
+    /// # Errors
+    ///
+    /// The system error if it cannot be made non-blocking or registered.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use ropewalk_reactor::{deferred::Failure, for_protocol, Protocol, Reactor};
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// use ropewalk_reactor::tls::{TlsOptions, TlsServerBuilder};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let config = TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?.build()?;
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = reactor.adopt_tls_listener_factory(listener, for_protocol(P::default), config, &TlsOptions::default())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn adopt_tls_listener_factory<F: Factory>(
+        &self,
+        listener: std::net::TcpListener,
+        factory: F,
+        config: Arc<ServerConfig>,
+        options: &TlsOptions,
+    ) -> io::Result<ListeningPort> {
+        let factory = self.tls_server_factory(factory, config, options);
+        self.adopt_tcp_listener_factory(listener, factory)
+    }
+
+    /// Listens for TLS connections on a Unix-domain stream socket at `path` (which must
+    /// not exist), as [`listen_unix`](Self::listen_unix) does in clear, and runs a protocol
+    /// from `factory` on each, with `config`.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the path cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use ropewalk_reactor::{deferred::Failure, Address, Protocol, Reactor};
+    /// # #[derive(Debug)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// use ropewalk_reactor::tls::TlsServerBuilder;
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let config = TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?.build()?;
+    /// let port = reactor.listen_tls_unix("/run/app/tls.sock", |_: &Address| Some(P), config)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_tls_unix<P: Protocol>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: impl Fn(&Address) -> Option<P> + 'static,
+        config: Arc<ServerConfig>,
+    ) -> io::Result<ListeningPort> {
+        self.listen_tls_unix_factory(path, factory, config, &TlsOptions::default())
+    }
+
+    /// As [`listen_tls_unix`](Self::listen_tls_unix), for a [`Factory`] value and with
+    /// options (the handshake timeout; [`TlsOptions::listen`] does not apply).
+    ///
+    /// # Errors
+    ///
+    /// The system error if the path cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use ropewalk_reactor::{deferred::Failure, for_protocol, Protocol, Reactor};
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// use ropewalk_reactor::tls::{TlsOptions, TlsServerBuilder};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let config = TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?.build()?;
+    /// let port = reactor.listen_tls_unix_factory("/run/app/tls.sock", for_protocol(P::default), config, &TlsOptions::default())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_tls_unix_factory<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+        config: Arc<ServerConfig>,
+        options: &TlsOptions,
+    ) -> io::Result<ListeningPort> {
+        let factory = self.tls_server_factory(factory, config, options);
+        self.listen_unix_factory(path, factory)
+    }
+
+    /// Connects to the Unix-domain socket at `path`, makes a TLS handshake with the server
+    /// named `server_name` (its certificate must be valid for that name), and runs a
+    /// protocol from `factory`, as [`connect_tls`](Self::connect_tls) does over TCP.
+    ///
+    /// Errors are the [`ConnectionError`](crate::ConnectionError)s of
+    /// [`connect_unix`](Self::connect_unix), or a [`TlsError`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, Address, ConnectionError, Protocol, Reactor};
+    /// # #[derive(Debug)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// use ropewalk_reactor::tls::TlsClientBuilder;
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let config = TlsClientBuilder::new().build()?;
+    /// let nowhere = std::env::temp_dir().join("ropewalk-doc-no-tls.sock");
+    /// let d = reactor.connect_tls_unix(&nowhere, "localhost", |_: &Address| Some(P), config);
+    /// assert!(matches!(d.wait().unwrap_err().downcast_ref(), Some(ConnectionError::Refused(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_tls_unix<P: Protocol>(
+        &self,
+        path: impl AsRef<Path>,
+        server_name: &str,
+        factory: impl Fn(&Address) -> Option<P> + 'static,
+        config: Arc<ClientConfig>,
+    ) -> Deferred<Connected<P>> {
+        self.connect_tls_unix_factory(path, server_name, factory, config, &TlsOptions::default())
+    }
+
+    /// As [`connect_tls_unix`](Self::connect_tls_unix), for a [`Factory`] value and with
+    /// options (the handshake timeout; the connect of a Unix socket does not wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use ropewalk_reactor::{deferred::Failure, for_protocol, Protocol, Reactor};
+    /// # #[derive(Debug, Default)] struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) } }
+    /// use ropewalk_reactor::tls::{TlsClientBuilder, TlsError, TlsOptions};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let config = TlsClientBuilder::new().build()?;
+    /// let d = reactor.connect_tls_unix_factory("/nowhere.sock", "not a name!", for_protocol(P::default), config, &TlsOptions::default());
+    /// assert!(matches!(d.wait().unwrap_err().downcast_ref(), Some(TlsError::InvalidServerName(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_tls_unix_factory<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        server_name: &str,
+        factory: F,
+        config: Arc<ClientConfig>,
+        options: &TlsOptions,
+    ) -> Deferred<Connected<F::Protocol>> {
+        match self.tls_client(server_name, factory, config, options) {
+            Ok((factory, handshake)) => self
+                .connect_unix_factory(path, factory)
+                .add_callback(move |_tls| handshake),
+            Err(d) => d,
+        }
     }
 
     /// Connects to `target` over TCP, makes a TLS handshake with the server named
@@ -383,12 +567,35 @@ impl Reactor {
         config: Arc<ClientConfig>,
         options: &TlsOptions,
     ) -> Deferred<Connected<F::Protocol>> {
+        match self.tls_client(server_name, factory, config, options) {
+            Ok((factory, handshake)) => self
+                .connect_tcp_factory(target, factory, options.connect_timeout)
+                .add_callback(move |_tls| handshake),
+            Err(d) => d,
+        }
+    }
+
+    /// The factory of a TLS client's one connection, and the Deferred its handshake fires;
+    /// or the failed Deferred of a bad name or configuration.
+    #[allow(clippy::type_complexity)]
+    fn tls_client<F: Factory>(
+        &self,
+        server_name: &str,
+        factory: F,
+        config: Arc<ClientConfig>,
+        options: &TlsOptions,
+    ) -> Result<
+        (ClientFactory<F>, Deferred<Connected<F::Protocol>>),
+        Deferred<Connected<F::Protocol>>,
+    > {
         let Ok(name) = ServerName::try_from(server_name.to_string()) else {
-            return Deferred::fail(TlsError::InvalidServerName(server_name.to_string()));
+            return Err(Deferred::fail(TlsError::InvalidServerName(
+                server_name.to_string(),
+            )));
         };
         let tls = match ClientConnection::new(config, name) {
             Ok(c) => c,
-            Err(e) => return Deferred::fail(TlsError::from(e)),
+            Err(e) => return Err(Deferred::fail(TlsError::from(e))),
         };
         let session = TlsSession::<F::Protocol>::new(self, tls, options.handshake_timeout);
         let weak = Rc::downgrade(&session);
@@ -403,7 +610,6 @@ impl Reactor {
             inner: factory,
             session: std::cell::RefCell::new(Some(session)),
         };
-        self.connect_tcp_factory(target, factory, options.connect_timeout)
-            .add_callback(move |_tls| handshake)
+        Ok((factory, handshake))
     }
 }

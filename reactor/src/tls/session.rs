@@ -10,14 +10,20 @@
 //! No borrow of the session is held while it calls the user's protocol or the connection
 //! below: either may call back into the session (a write from `data_received`, a producer's
 //! `stop_producing` from inside a write).
+//!
+//! File regions (`send_file`) wait in the session's outbox and are read and encrypted a
+//! chunk at a time as the connection below drains (`outbox.rs`).
 
 use std::cell::{Cell, RefCell};
+use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use ropewalk_deferred::{Failure, Resolver};
 
+use super::outbox::{read_chunk, Outbox, Piece, RelayTarget, CHUNKS_PER_TURN, FILE_CHUNK};
+use crate::connection::DEFAULT_HIGH_WATER;
 use crate::protocol::{Address, ConnectionError, Producer, Protocol, Transport, TransportRef};
 use crate::reactor::{Reactor, ReactorCore};
 use crate::tcp::Connected;
@@ -75,6 +81,8 @@ pub(crate) struct TlsSession<P: Protocol> {
     handshake_timeout: Duration,
     peer: RefCell<Address>,
     local: RefCell<Address>,
+    /// File regions and the writes behind them, not yet encrypted; the producers.
+    out: RefCell<Outbox>,
 }
 
 impl<P: Protocol> TlsSession<P> {
@@ -99,6 +107,7 @@ impl<P: Protocol> TlsSession<P> {
             handshake_timeout,
             peer: RefCell::new(Address::Test),
             local: RefCell::new(Address::Test),
+            out: RefCell::new(Outbox::default()),
         })
     }
 
@@ -278,6 +287,8 @@ impl<P: Protocol> TlsSession<P> {
 
     fn handshake_done(&self) {
         self.st.borrow_mut().handshaken = true;
+        // Files given to `send_file` during a `start_tls` handshake.
+        self.pump();
         if let Some(timer) = self.timer.borrow_mut().take() {
             let _ = timer.cancel();
         }
@@ -356,6 +367,229 @@ impl<P: Protocol> TlsSession<P> {
         }
     }
 
+    // Files and producers, through the outbox (`outbox.rs`):
+
+    /// Bytes queued as the user sees them: ciphertext below, and the plaintext of the
+    /// outbox (file regions count as what is left of them).
+    fn queued_total(&self) -> usize {
+        let below = self.lower().map_or(0, |l| l.write_buffer_len());
+        let here = usize::try_from(self.out.borrow().len).unwrap_or(usize::MAX);
+        below.saturating_add(here)
+    }
+
+    /// Makes the relay the producer of the connection below, streaming or pull as the
+    /// user's producer is.
+    fn register_relay(&self) {
+        let Some(lower) = self.lower() else { return };
+        let (relay, streaming) = {
+            let mut out = self.out.borrow_mut();
+            let to: Weak<dyn RelayTarget> = self.this.clone();
+            let relay = out.relay(to);
+            out.relayed = true;
+            (relay, out.streaming())
+        };
+        lower.register_producer(relay, streaming);
+    }
+
+    /// Encrypts `plain` and writes it below.
+    fn encrypt(&self, plain: &[u8]) {
+        {
+            let mut tls = self.tls.borrow_mut();
+            // No buffer limit (see `new`): rustls takes it all.
+            let _ = tls.writer().write_all(plain);
+        }
+        self.flush_tls();
+    }
+
+    /// Encrypts what the outbox holds, reading files a chunk at a time, while the
+    /// connection below holds less than a chunk; whether anything was sent.
+    fn pump(&self) -> bool {
+        {
+            let mut out = self.out.borrow_mut();
+            if out.pumping || out.is_empty() {
+                return false;
+            }
+            out.pumping = true;
+        }
+        let mut sent = false;
+        let mut failed = None;
+        let mut chunks = 0;
+        loop {
+            {
+                let st = self.st.borrow();
+                if st.ended || !st.handshaken {
+                    break;
+                }
+            }
+            let Some(lower) = self.lower() else { break };
+            if lower.write_buffer_len() >= FILE_CHUNK {
+                break;
+            }
+            if chunks == CHUNKS_PER_TURN {
+                // The socket still takes more: go on next turn, after the others.
+                self.pump_later();
+                break;
+            }
+            let piece = self.out.borrow_mut().next_piece();
+            match piece {
+                None => break,
+                Some(Piece::Bytes(b)) => {
+                    self.encrypt(&b);
+                    sent = true;
+                }
+                Some(Piece::Read {
+                    file,
+                    offset,
+                    len,
+                    left,
+                }) => {
+                    let read = read_chunk(&file, offset, len, |plain| {
+                        self.out.borrow_mut().advance_file(plain.len());
+                        self.encrypt(plain);
+                    });
+                    match read {
+                        Ok(0) => {
+                            failed = Some(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!("file ended {left} bytes short of the region to send"),
+                            ));
+                            break;
+                        }
+                        Ok(_) => {
+                            sent = true;
+                            chunks += 1;
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.out.borrow_mut().pumping = false;
+        if let Some(e) = failed {
+            self.file_failed(e);
+        } else if self.out.borrow().is_empty() {
+            self.outbox_drained();
+        }
+        sent
+    }
+
+    /// Pumps again on a later turn of the loop.
+    fn pump_later(&self) {
+        {
+            let mut out = self.out.borrow_mut();
+            if out.pump_queued {
+                return;
+            }
+            out.pump_queued = true;
+        }
+        let Some(reactor) = self.reactor() else {
+            return;
+        };
+        let weak = self.this.clone();
+        reactor.call_soon(move || {
+            if let Some(s) = weak.upgrade() {
+                s.out.borrow_mut().pump_queued = false;
+                if s.pump() {
+                    s.report_progress();
+                }
+                s.resume_if_drained();
+            }
+        });
+    }
+
+    /// A file region could not be read whole: the peer gets what was sent before it, and
+    /// no `close_notify` (so it sees a truncation, never a wrong response); the
+    /// connection is lost with the error.
+    fn file_failed(&self, error: io::Error) {
+        log::debug!("send_file to {} failed: {error}", self.peer.borrow());
+        {
+            let mut st = self.st.borrow_mut();
+            if st.failure.is_none() {
+                st.failure = Some(Failure::new(ConnectionError::Lost(error)));
+            }
+            st.closing = true;
+            st.write_shut = true;
+        }
+        self.out.borrow_mut().clear();
+        if let Some(lower) = self.lower() {
+            lower.lose_connection();
+        }
+    }
+
+    /// The outbox is empty: do what `lose_connection` or `half_close` left for then, and
+    /// free the producer slot below unless the user has a producer.
+    fn outbox_drained(&self) {
+        let (after, unregister) = {
+            let mut out = self.out.borrow_mut();
+            let after = std::mem::take(&mut out.after);
+            let unregister = out.producer.is_none() && out.relayed;
+            if unregister {
+                out.relayed = false;
+            }
+            (after, unregister)
+        };
+        if after.notify {
+            self.tls.borrow_mut().send_close_notify();
+            self.flush_tls();
+        }
+        let Some(lower) = self.lower() else { return };
+        if unregister {
+            lower.unregister_producer();
+        }
+        if after.lose {
+            lower.lose_connection();
+        } else if after.half_close {
+            lower.half_close();
+        }
+    }
+
+    /// The user's push producer, unless it is paused already.
+    fn running_push_producer(&self) -> Option<Rc<dyn Producer>> {
+        let out = self.out.borrow();
+        match &out.producer {
+            Some((p, true)) if !out.producer_paused => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    /// Pauses the user's push producer once the queue is past the high-water mark.
+    fn pause_if_full(&self) {
+        let Some(p) = self.running_push_producer() else {
+            return;
+        };
+        if self.queued_total() > DEFAULT_HIGH_WATER {
+            self.out.borrow_mut().producer_paused = true;
+            p.pause_producing();
+        }
+    }
+
+    /// Resumes the user's push producer paused here once the queue is below the
+    /// low-water mark.
+    fn resume_if_drained(&self) {
+        let p = {
+            let out = self.out.borrow();
+            match &out.producer {
+                Some((p, true)) if out.producer_paused => p.clone(),
+                _ => return,
+            }
+        };
+        if self.queued_total() <= DEFAULT_HIGH_WATER / 4 {
+            self.out.borrow_mut().producer_paused = false;
+            p.resume_producing();
+        }
+    }
+
+    /// Tells the user's producer how much is queued (the peer took some).
+    fn report_progress(&self) {
+        let p = self.out.borrow().producer.as_ref().map(|(p, _)| p.clone());
+        if let Some(p) = p {
+            p.write_progress(self.queued_total());
+        }
+    }
+
     // The connection below, through `TlsProtocol`:
 
     pub(crate) fn lower_made(&self, lower: TransportRef) {
@@ -403,11 +637,19 @@ impl<P: Protocol> TlsSession<P> {
             let _ = timer.cancel();
         }
         self.lower.borrow_mut().take();
-        let (handshaken, failure) = {
+        {
+            let mut out = self.out.borrow_mut();
+            out.clear();
+            out.producer = None;
+            out.relay = None;
+        }
+        let (handshaken, failure, closed_after_peer) = {
             let mut st = self.st.borrow_mut();
             st.ended = true;
             st.pending_in = Vec::new();
-            (st.handshaken, st.failure.take())
+            // The peer's close_notify came, and the protocol closed on it.
+            let closed_after_peer = st.eof_delivered && !st.keep_open;
+            (st.handshaken, st.failure.take(), closed_after_peer)
         };
         let inner = self.inner.borrow_mut().take();
         let started = self.started.borrow_mut().take();
@@ -421,7 +663,16 @@ impl<P: Protocol> TlsSession<P> {
             return;
         }
         if handshaken {
-            let reason = failure.unwrap_or(reason);
+            let reason = match failure {
+                Some(f) => f,
+                // Our close_notify in answer to the peer's found its socket closed
+                // (a Unix socket says so at once; TCP would have taken it): as on TCP,
+                // a clean end.
+                None if closed_after_peer && is_broken_pipe(&reason) => {
+                    Failure::new(ConnectionError::Done)
+                }
+                None => reason,
+            };
             if let Some(inner) = inner {
                 inner.borrow_mut().connection_lost(reason);
             }
@@ -442,6 +693,64 @@ impl<P: Protocol> TlsSession<P> {
             None => log::debug!("TLS handshake with {} failed: {reason}", self.peer.borrow()),
         }
     }
+}
+
+impl<P: Protocol> RelayTarget for TlsSession<P> {
+    fn below_paused(&self) {
+        if let Some(p) = self.running_push_producer() {
+            self.out.borrow_mut().producer_paused = true;
+            p.pause_producing();
+        }
+    }
+
+    fn below_resumed(&self) {
+        let (files, pull) = {
+            let out = self.out.borrow();
+            let pull = match &out.producer {
+                Some((p, false)) => Some(p.clone()),
+                _ => None,
+            };
+            (!out.is_empty(), pull)
+        };
+        if files {
+            if self.pump() {
+                self.report_progress();
+            }
+        } else if let Some(p) = pull {
+            // The queue below is empty and nothing waits here: the user's pull producer
+            // may write more.
+            p.resume_producing();
+            return;
+        }
+        self.resume_if_drained();
+    }
+
+    fn below_stopped(&self) {
+        let producer = {
+            let mut out = self.out.borrow_mut();
+            out.clear();
+            out.relayed = false;
+            out.producer_paused = false;
+            out.producer.take()
+        };
+        if let Some((p, _)) = producer {
+            p.stop_producing();
+        }
+    }
+
+    fn below_progress(&self, _queued: usize) {
+        self.pump();
+        self.report_progress();
+        self.resume_if_drained();
+    }
+}
+
+/// A write that found the peer's socket closed.
+fn is_broken_pipe(reason: &Failure) -> bool {
+    matches!(
+        reason.downcast_ref::<ConnectionError>(),
+        Some(ConnectionError::Lost(e)) if e.kind() == io::ErrorKind::BrokenPipe
+    )
 }
 
 /// How many plaintext bytes the reader holds, without taking them.
@@ -467,6 +776,12 @@ impl<P: Protocol> Transport for TlsSession<P> {
                 return;
             }
         }
+        if !self.out.borrow().is_empty() {
+            // Behind a file region: in turn.
+            self.out.borrow_mut().push_bytes(bufs);
+            self.pause_if_full();
+            return;
+        }
         {
             let mut tls = self.tls.borrow_mut();
             let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
@@ -490,6 +805,15 @@ impl<P: Protocol> Transport for TlsSession<P> {
             st.closing = true;
             !std::mem::replace(&mut st.write_shut, true)
         };
+        {
+            let mut out = self.out.borrow_mut();
+            if !out.is_empty() {
+                // After the files: `close_notify`, then the close.
+                out.after.notify |= send_close;
+                out.after.lose = true;
+                return;
+            }
+        }
         if send_close {
             // After everything written before it, in the same queue.
             self.tls.borrow_mut().send_close_notify();
@@ -502,6 +826,7 @@ impl<P: Protocol> Transport for TlsSession<P> {
 
     fn abort_connection(&self) {
         self.st.borrow_mut().closing = true;
+        self.out.borrow_mut().clear();
         self.abort();
     }
 
@@ -512,6 +837,14 @@ impl<P: Protocol> Transport for TlsSession<P> {
                 return;
             }
             st.write_shut = true;
+        }
+        {
+            let mut out = self.out.borrow_mut();
+            if !out.is_empty() {
+                out.after.notify = true;
+                out.after.half_close = true;
+                return;
+            }
         }
         self.tls.borrow_mut().send_close_notify();
         self.flush_tls();
@@ -576,22 +909,67 @@ impl<P: Protocol> Transport for TlsSession<P> {
         }
     }
 
-    fn register_producer(&self, producer: Rc<dyn Producer>, streaming: bool) {
-        match self.lower() {
-            Some(lower) => lower.register_producer(producer, streaming),
-            None => producer.stop_producing(),
+    fn send_file(&self, file: Rc<File>, offset: u64, len: u64) {
+        if len == 0 {
+            return;
         }
+        let handshaken = {
+            let st = self.st.borrow();
+            if st.closing || st.write_shut || st.ended {
+                return;
+            }
+            st.handshaken
+        };
+        let first = {
+            let mut out = self.out.borrow_mut();
+            let first = out.is_empty();
+            out.push_file(file, offset, len);
+            first
+        };
+        if !self.out.borrow().relayed {
+            self.register_relay();
+        }
+        // Straight on when nothing was waiting, as TCP's `send_file` does.
+        if first && handshaken {
+            self.pump();
+        }
+        self.pause_if_full();
+    }
+
+    fn register_producer(&self, producer: Rc<dyn Producer>, streaming: bool) {
+        if self.lower().is_none() {
+            producer.stop_producing();
+            return;
+        }
+        {
+            let mut out = self.out.borrow_mut();
+            out.producer = Some((producer, streaming));
+            out.producer_paused = false;
+        }
+        self.register_relay();
     }
 
     fn unregister_producer(&self) {
-        if let Some(lower) = self.lower() {
+        let files = {
+            let mut out = self.out.borrow_mut();
+            out.producer = None;
+            out.producer_paused = false;
+            let files = !out.is_empty();
+            out.relayed = files;
+            files
+        };
+        if files {
+            // The relay stays, to hear the connection below drain.
+            self.register_relay();
+        } else if let Some(lower) = self.lower() {
             lower.unregister_producer();
         }
     }
 
     fn write_buffer_len(&self) -> usize {
-        // rustls holds nothing between writes: every record goes below at once.
-        self.lower().map_or(0, |l| l.write_buffer_len())
+        // Ciphertext below and the outbox's plaintext; rustls holds nothing between
+        // writes (every record goes below at once).
+        self.queued_total()
     }
 
     fn is_closing(&self) -> bool {

@@ -60,6 +60,12 @@ impl<P: Protocol> Transport for StartTlsLink<P> {
         }
     }
 
+    fn send_file(&self, file: Rc<std::fs::File>, offset: u64, len: u64) {
+        if let Some(t) = self.to() {
+            t.send_file(file, offset, len);
+        }
+    }
+
     fn lose_connection(&self) {
         if let Some(t) = self.to() {
             t.lose_connection();

@@ -9,9 +9,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ropewalk_deferred::{CancelHandle, Deferred, Failure, Outcome};
+use ropewalk_reactor::tls::TlsInfo;
 use ropewalk_reactor::{Address, Clock, DelayedCall, Protocol, ReactorError, TransportRef};
 
 use super::budget::Reservation;
@@ -117,6 +119,8 @@ struct ConnState {
     transport: Option<TransportRef>,
     /// The transport's peer, read once.
     peer: Address,
+    /// What TLS negotiated, read once (`None` on plain TCP).
+    tls: Option<Arc<TlsInfo>>,
     buf: Vec<u8>,
     reading: ReadingRequest,
     queue: VecDeque<Slot>,
@@ -218,6 +222,7 @@ impl HttpConnection {
                 shared,
                 transport: None,
                 peer: Address::Test,
+                tls: None,
                 buf: Vec::new(),
                 reading: ReadingRequest::Head,
                 queue: VecDeque::new(),
@@ -329,11 +334,19 @@ impl HttpConnection {
                     // Made where it is passed: no copy of the whole request on the way.
                     // An internet address is copied, not cloned through a match on both
                     // kinds of `SocketAddr`.
-                    let peer = match &self.state.borrow().peer {
-                        Address::Inet(addr) => Address::Inet(*addr),
-                        other => other.clone(),
+                    let (peer, tls) = {
+                        let st = self.state.borrow();
+                        let peer = match &st.peer {
+                            Address::Inet(addr) => Address::Inet(*addr),
+                            other => other.clone(),
+                        };
+                        (peer, st.tls.clone())
                     };
-                    let request = Request::from_parts(method, target, version, headers, body, peer);
+                    let mut request =
+                        Request::from_parts(method, target, version, headers, body, peer);
+                    if tls.is_some() {
+                        request.set_tls_info(tls);
+                    }
                     self.dispatch(request, keep_alive, reserved, &shared, &mut date);
                 }
             }
@@ -1067,6 +1080,7 @@ impl Protocol for HttpConnection {
         let _ = transport.set_nodelay(true);
         let mut st = self.state.borrow_mut();
         st.peer = transport.peer_addr();
+        st.tls = transport.tls_info().map(Arc::new);
         st.transport = Some(transport.clone());
         let flow = st.flow.clone();
         drop(st);

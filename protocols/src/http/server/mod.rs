@@ -477,6 +477,82 @@ impl HttpServer {
         listener.listen_factory(reactor, self.clone())
     }
 
+    /// Serves HTTPS on this reactor's share of a [`GroupListener`], as
+    /// [`listen_group`](Self::listen_group) serves HTTP: TLS with `config` (one
+    /// configuration for the whole group, its `Arc` cloned into each reactor's setup), then
+    /// HTTP/1.1. [`drain`](Self::drain) stops it.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the socket cannot be bound, duplicated or registered.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// use ropewalk_reactor::tls::TlsServerBuilder;
+    /// use ropewalk_reactor::{AcceptQueue, GroupListener, ReactorGroup};
+    ///
+    /// let config = TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?
+    ///     .alpn(&[b"http/1.1"])
+    ///     .build()?;
+    /// let listener = GroupListener::bind("127.0.0.1:8443".parse()?, AcceptQueue::Shared)?;
+    /// let group = ReactorGroup::start(2, move |reactor, _| {
+    ///     let server = HttpServer::new(reactor, |_: Request| Ok(Response::text("ok")));
+    ///     server.listen_group_tls(reactor, &listener, config.clone())?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_group_tls(
+        &self,
+        reactor: &Reactor,
+        listener: &GroupListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<ListeningPort> {
+        let port =
+            listener.listen_tls_factory(reactor, self.clone(), config, &TlsOptions::default())?;
+        self.shared.drain.add_port(port.clone());
+        Ok(port)
+    }
+
+    /// Serves HTTPS on a listening socket made elsewhere (inherited from systemd or a
+    /// parent process, or bound by hand), as [`listen_on`](Self::listen_on) serves HTTP.
+    /// It is made non-blocking; [`drain`](Self::drain) stops it.
+    ///
+    /// # Errors
+    ///
+    /// The system error if the socket cannot be registered.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use ropewalk_protocols::http::{HttpServer, Request, Response};
+    /// use ropewalk_reactor::tls::TlsServerBuilder;
+    ///
+    /// let reactor = ropewalk_reactor::Reactor::new()?;
+    /// let config = TlsServerBuilder::from_pem_files("cert.pem", "key.pem")?.build()?;
+    /// let server = HttpServer::new(&reactor, |_: Request| Ok(Response::text("ok")));
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = server.listen_on_tls(&reactor, listener, config)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_on_tls(
+        &self,
+        reactor: &Reactor,
+        listener: std::net::TcpListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<ListeningPort> {
+        let port = reactor.adopt_tls_listener_factory(
+            listener,
+            self.clone(),
+            config,
+            &TlsOptions::default(),
+        )?;
+        self.shared.drain.add_port(port.clone());
+        Ok(port)
+    }
+
     /// Serves on a listening socket made elsewhere: inherited from systemd or a parent
     /// process, or bound by hand. It is made
     /// non-blocking; [`drain`](Self::drain) stops it.
