@@ -4,14 +4,17 @@
 //! cargo run --release --example echo_server -- --port 7000
 //! cargo run --release --example echo_client -- --port 7000 hello   # TCP
 //! cargo run --release --example echo_server -- --reactors 2 --accept shared
+//! cargo run --release --example echo_server -- --reactors 2 --accept dispatcher:least-loaded
 //! cargo run --release --example echo_server -- --port 7443 --tls-cert cert.pem --tls-key key.pem
 //! openssl s_client -connect 127.0.0.1:7443 -CAfile ca.pem -quiet  # TLS
 //! ```
 //!
 //! TCP echo keeps echoing after the client shuts down its sending side, then closes (all
 //! of it comes back, as RFC 862 asks); UDP datagrams come back whole. With `--reactors N`
-//! (and `--accept per-reactor|shared`) N reactors, one thread each, serve TCP on one port
-//! (each with its own accept queue, or all from one) and the first also serves UDP. With
+//! (and `--accept per-reactor|shared|dispatcher[:round-robin|:least-loaded]`) N reactors,
+//! one thread each, serve TCP on one port (each with its own accept queue, all from one,
+//! or each from its own queue fed by one accepting reactor) and the first also serves
+//! UDP. With
 //! `--tls-cert` and `--tls-key` (PEM) the echo runs over TLS on one reactor, and there is
 //! no UDP (it would be in clear); the client's `close_notify` is its half-close.
 //!
@@ -22,7 +25,8 @@ use ropewalk::protocols::{Echo, UdpEcho};
 use ropewalk::reactor::tls::TlsServerBuilder;
 use ropewalk::reactor::{AcceptQueue, GroupListener, Reactor, ReactorGroup};
 
-const USAGE: &str = "usage: echo_server [--port P] [--reactors N] [--accept per-reactor|shared] \
+const USAGE: &str = "usage: echo_server [--port P] [--reactors N] \
+                     [--accept per-reactor|shared|dispatcher[:round-robin|:least-loaded]] \
                      [--tls-cert FILE --tls-key FILE]\n  \
                      P = 0 picks a free port (default 7000); with a certificate chain and \
                      private key (PEM), echo over TLS";
@@ -59,12 +63,12 @@ fn parse_args() -> Result<Args, String> {
                 parsed.group = Some((n, parsed.group.map_or(AcceptQueue::PerReactor, |g| g.1)));
             }
             "--accept" => {
-                let v = args.next().ok_or("--accept needs per-reactor or shared")?;
-                let accept = match v.as_str() {
-                    "per-reactor" => AcceptQueue::PerReactor,
-                    "shared" => AcceptQueue::Shared,
-                    _ => return Err(format!("--accept: {v:?} is not per-reactor or shared")),
-                };
+                let v = args
+                    .next()
+                    .ok_or("--accept needs per-reactor, shared or dispatcher")?;
+                let accept = v
+                    .parse::<AcceptQueue>()
+                    .map_err(|e| format!("--accept: {e}"))?;
                 parsed.group = Some((parsed.group.map_or(0, |g| g.0), accept));
             }
             "--tls-cert" => cert = Some(args.next().ok_or("--tls-cert needs a PEM file")?),

@@ -27,7 +27,9 @@
 //! ```
 //!
 //! runs N reactors, one thread each, on one port: `per-reactor` gives each its own
-//! accept queue (`SO_REUSEPORT`), `shared` has them all accept from one.
+//! accept queue (`SO_REUSEPORT`), `shared` has them all accept from one, `dispatcher`
+//! (`dispatcher:round-robin`, the same, or `dispatcher:least-loaded`) has one reactor
+//! accept and hand each connection to a reactor's own queue.
 
 use std::time::Duration;
 
@@ -148,7 +150,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: http_server [--port P] [--root DIR] [--idle-timeout S] \
-[--request-timeout S] [--drain-timeout S] [--reactors N] [--accept per-reactor|shared] \
+[--request-timeout S] [--drain-timeout S] [--reactors N] \
+[--accept per-reactor|shared|dispatcher[:round-robin|:least-loaded]] \
 [--listen-fd N] [--tls-cert FILE --tls-key FILE]";
 
 /// Default `--drain-timeout`.
@@ -209,12 +212,12 @@ fn parse_args() -> Result<Args, String> {
                 parsed.group = Some((n, accept));
             }
             "--accept" => {
-                let v = args.next().ok_or("--accept needs per-reactor or shared")?;
-                let accept = match v.as_str() {
-                    "per-reactor" => AcceptQueue::PerReactor,
-                    "shared" => AcceptQueue::Shared,
-                    _ => return Err(format!("--accept: {v:?} is not per-reactor or shared")),
-                };
+                let v = args
+                    .next()
+                    .ok_or("--accept needs per-reactor, shared or dispatcher")?;
+                let accept = v
+                    .parse::<AcceptQueue>()
+                    .map_err(|e| format!("--accept: {e}"))?;
                 let n = parsed.group.map_or(0, |g| g.0);
                 parsed.group = Some((n, accept));
             }
@@ -230,8 +233,9 @@ fn parse_args() -> Result<Args, String> {
                      --drain-timeout: how long SIGTERM waits for requests in flight \
                      (default {} s);\n  \
                      --reactors N: N reactors, one thread each (--accept alone: one per CPU);\n  \
-                     --accept: each reactor its own accept queue, or one shared (default \
-                     per-reactor);\n  \
+                     --accept: each reactor its own accept queue, one shared, or one \
+                     reactor dispatching to each reactor's queue, round-robin or to the \
+                     least loaded (default per-reactor);\n  \
                      --listen-fd N: serve on inherited listening socket N (systemd's \
                      LISTEN_FDS is used when set);\n  \
                      --tls-cert, --tls-key: serve HTTPS with this certificate chain and \
@@ -335,7 +339,7 @@ fn serve_group(
     }
     let listener = match inherited {
         // One inherited socket is one accept queue, which every reactor shares.
-        Some(_) if accept == AcceptQueue::PerReactor => {
+        Some(_) if accept != AcceptQueue::Shared => {
             return Err("an inherited socket is one accept queue: use --accept shared".into())
         }
         Some(l) => GroupListener::from_listener(l)?,

@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --release --example multicore_echo -- --port 7000 --threads 4 --mode own
 //! cargo run --release --example multicore_echo -- --port 7000 --threads 4 --mode shared
+//! cargo run --release --example multicore_echo -- --port 7000 --threads 4 --mode dispatcher
 //! cargo run --release --example echo_client -- --port 7000 hello
 //! ```
 //!
@@ -10,6 +11,9 @@
 //!   the kernel spreads the connections over them.
 //! - `--mode shared`: one listening socket, registered by every reactor; all accept from
 //!   its one queue (each connection wakes every idle reactor; one wins).
+//! - `--mode dispatcher` (or `dispatcher:least-loaded`): one reactor accepts and hands
+//!   each connection to a reactor's own queue, in turn (or to the one with the fewest
+//!   live connections).
 //!
 //! Each thread builds its own factory and counts its own connections (an `Rc<Cell>`: no
 //! lock, nothing shared). On SIGINT/SIGTERM every reactor stops, says on stderr how many
@@ -23,12 +27,16 @@ use ropewalk::protocols::Echo;
 use ropewalk::reactor::{AcceptQueue, Address, GroupListener, Phase, ReactorGroup, SystemEvent};
 
 const USAGE: &str = "\
-usage: multicore_echo [--port P] [--threads N] [--mode own|shared]
+usage: multicore_echo [--port P] [--threads N]
+                      [--mode own|shared|dispatcher[:round-robin|:least-loaded]]
 
   --port P      port on 127.0.0.1 (default 7000; 0 picks a free one)
   --threads N   reactors, one thread each (default: one per CPU)
   --mode M      own: an accept queue per reactor (SO_REUSEPORT, the default);
-                shared: one accept queue for all";
+                shared: one accept queue for all;
+                dispatcher: one reactor accepts and hands each connection to a
+                reactor's own queue, round-robin (the default policy) or
+                least-loaded";
 
 struct Args {
     port: u16,

@@ -704,8 +704,8 @@ fn echo_server_echoes_tcp_after_half_close_and_udp_whole() {
 }
 
 #[test]
-fn multicore_echo_echoes_on_every_reactor_in_both_modes() {
-    for mode in ["own", "shared"] {
+fn multicore_echo_echoes_on_every_reactor_in_every_mode() {
+    for mode in ["own", "shared", "dispatcher", "dispatcher:least-loaded"] {
         let server = Server::start(
             "multicore_echo",
             &["--port", "0", "--threads", "2", "--mode", mode],
@@ -1003,13 +1003,22 @@ fn start_slow_request(addr: SocketAddr) -> TcpStream {
 }
 
 /// SIGTERM mid-request: the server drains (the slow request is answered in full, with
-/// `Connection: close`) and exits 0 — on one reactor and on a group, in both accept modes.
+/// `Connection: close`) and exits 0 — on one reactor and on a group, in every accept mode.
 #[test]
 fn http_server_drains_on_sigterm() {
     for args in [
         &["--port", "0"][..],
         &["--port", "0", "--reactors", "2", "--accept", "per-reactor"],
         &["--port", "0", "--reactors", "2", "--accept", "shared"],
+        &["--port", "0", "--reactors", "2", "--accept", "dispatcher"],
+        &[
+            "--port",
+            "0",
+            "--reactors",
+            "2",
+            "--accept",
+            "dispatcher:least-loaded",
+        ],
     ] {
         let server = Server::start("http_server", args);
         let mut s = start_slow_request(server.addr);
@@ -1064,6 +1073,7 @@ fn http_server_rejects_bad_group_flags() {
         &["--reactors", "many"],
         &["--reactors"],
         &["--accept", "sideways"],
+        &["--accept", "dispatcher:fastest"],
         &["--reactors", "2", "--accept"],
     ] {
         let out = run_script("http_server", args);
@@ -1074,11 +1084,17 @@ fn http_server_rejects_bad_group_flags() {
     }
 }
 
-/// `echo_server --reactors 2` in both accept modes: TCP echo on many connections at once
+/// `echo_server --reactors 2` in every accept mode: TCP echo on many connections at once
 /// and UDP, then a clean stop on SIGTERM; bad flags exit 2 with the usage.
 #[test]
-fn echo_server_runs_a_group_in_both_accept_modes() {
-    for mode in ["per-reactor", "shared"] {
+fn echo_server_runs_a_group_in_every_accept_mode() {
+    for mode in [
+        "per-reactor",
+        "shared",
+        "dispatcher",
+        "dispatcher:round-robin",
+        "dispatcher:least-loaded",
+    ] {
         let server = Server::start(
             "echo_server",
             &["--port", "0", "--reactors", "2", "--accept", mode],
@@ -1107,7 +1123,11 @@ fn echo_server_runs_a_group_in_both_accept_modes() {
         drop(streams);
         server.stop();
     }
-    for args in [&["--reactors", "0"][..], &["--accept", "dispatch"]] {
+    for args in [
+        &["--reactors", "0"][..],
+        &["--accept", "dispatch"],
+        &["--accept", "dispatcher:random"],
+    ] {
         let out = run_script("echo_server", args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage: echo_server"));

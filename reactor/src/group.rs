@@ -1,6 +1,6 @@
 //! Multi-core: several reactors, one per thread ([`ReactorGroup`]), and one TCP address
-//! that all of them listen on ([`GroupListener`]), each with its own accept queue or all
-//! sharing one ([`AcceptQueue`]).
+//! that all of them listen on ([`GroupListener`]), each with its own accept queue, all
+//! sharing one, or fed by a dispatcher ([`AcceptQueue`]).
 //!
 //! A reactor and everything attached to it stay on the thread that made it; a group only
 //! starts the threads, runs a setup closure on each (where the thread builds its own
@@ -33,6 +33,7 @@ use std::thread::JoinHandle;
 
 use ropewalk_deferred::{Failure, Panicked};
 
+use crate::dispatch::{self, Dispatch, DispatchShared};
 use crate::error::{GroupError, ReactorError};
 use crate::protocol::{Address, Protocol};
 use crate::reactor::{Reactor, ReactorHandle};
@@ -442,16 +443,25 @@ impl fmt::Debug for ReactorGroup {
 
 /// How the reactors of a group share one TCP address (see [`GroupListener`]).
 ///
-/// Parsed from `"own"` / `"per-reactor"` and `"shared"`.
+/// Parsed from `"own"` / `"per-reactor"`, `"shared"`, and `"dispatcher"` (round-robin),
+/// `"dispatcher:round-robin"` or `"dispatcher:least-loaded"`; displayed as `"own"`,
+/// `"shared"` and `"dispatcher:POLICY"`.
 ///
 /// # Examples
 ///
 /// ```
-/// use ropewalk_reactor::AcceptQueue;
+/// use ropewalk_reactor::{AcceptQueue, Dispatch};
 ///
 /// assert_eq!("own".parse::<AcceptQueue>(), Ok(AcceptQueue::PerReactor));
 /// assert_eq!("shared".parse::<AcceptQueue>(), Ok(AcceptQueue::Shared));
 /// assert_eq!(AcceptQueue::Shared.to_string(), "shared");
+/// assert_eq!(
+///     "dispatcher".parse::<AcceptQueue>(),
+///     Ok(AcceptQueue::Dispatcher(Dispatch::RoundRobin))
+/// );
+/// let least = AcceptQueue::Dispatcher(Dispatch::LeastLoaded);
+/// assert_eq!(least.to_string(), "dispatcher:least-loaded");
+/// assert_eq!(least.to_string().parse::<AcceptQueue>(), Ok(least));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AcceptQueue {
@@ -470,6 +480,22 @@ pub enum AcceptQueue {
     /// reactor gets a connection is not balanced: the first to wake accepts up to 128 at
     /// once.
     Shared,
+    /// One listening socket, accepted from by one reactor of the group, the dispatcher
+    /// (the first to call [`GroupListener::listen`]), which hands each connection to a
+    /// reactor's own queue by the [`Dispatch`] policy: round-robin or least-loaded. The
+    /// chosen reactor is woken once per batch of connections, and builds the protocol
+    /// with its own factory; a connection for the dispatcher itself starts at once.
+    ///
+    /// The dispatcher is one of the serving reactors rather than a thread of its own (as
+    /// Netty's boss group is): accepting is a small share of the work, and a dedicated
+    /// thread would take a core from serving on a small machine. The price: while the
+    /// dispatcher runs a long callback, nothing is accepted, and when its reactor stops,
+    /// accepting ends (the socket closes; the other reactors keep their connections).
+    /// A reactor whose port stops listening leaves the rotation; the connections waiting
+    /// in its queue go to the others. A reactor's queue holds at most 1024 connections:
+    /// a full one is passed over, and when all are full, accepting pauses and
+    /// connections wait in the kernel's backlog.
+    Dispatcher(Dispatch),
 }
 
 impl fmt::Display for AcceptQueue {
@@ -477,6 +503,7 @@ impl fmt::Display for AcceptQueue {
         f.write_str(match self {
             AcceptQueue::PerReactor => "own",
             AcceptQueue::Shared => "shared",
+            AcceptQueue::Dispatcher(policy) => return write!(f, "dispatcher:{policy}"),
         })
     }
 }
@@ -489,10 +516,17 @@ impl fmt::Display for AcceptQueue {
 /// use ropewalk_reactor::AcceptQueue;
 ///
 /// let err = "sideways".parse::<AcceptQueue>().unwrap_err();
-/// assert_eq!(err.to_string(), "unknown accept queue \"sideways\" (own or shared)");
+/// assert_eq!(
+///     err.to_string(),
+///     "unknown accept queue \"sideways\" (own, per-reactor, shared, dispatcher, \
+///      dispatcher:round-robin or dispatcher:least-loaded)"
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown accept queue {0:?} (own or shared)")]
+#[error(
+    "unknown accept queue {0:?} (own, per-reactor, shared, dispatcher, \
+     dispatcher:round-robin or dispatcher:least-loaded)"
+)]
 pub struct ParseAcceptQueueError(String);
 
 impl FromStr for AcceptQueue {
@@ -502,13 +536,18 @@ impl FromStr for AcceptQueue {
         match s {
             "own" | "per-reactor" | "reuse-port" => Ok(AcceptQueue::PerReactor),
             "shared" => Ok(AcceptQueue::Shared),
-            other => Err(ParseAcceptQueueError(other.to_string())),
+            "dispatcher" => Ok(AcceptQueue::Dispatcher(Dispatch::RoundRobin)),
+            other => other
+                .strip_prefix("dispatcher:")
+                .and_then(|p| p.parse().ok())
+                .map(AcceptQueue::Dispatcher)
+                .ok_or_else(|| ParseAcceptQueueError(other.to_string())),
         }
     }
 }
 
 /// One TCP address that every reactor of a group listens on, each with its own accept
-/// queue or all sharing one ([`AcceptQueue`]).
+/// queue, all sharing one, or fed by a dispatcher ([`AcceptQueue`]).
 ///
 /// Bind it once (before starting the group, so that port 0 is resolved and a bind error
 /// is reported at once), move clones of it into the setup closure (it is `Clone + Send +
@@ -519,6 +558,10 @@ impl FromStr for AcceptQueue {
 /// - [`AcceptQueue::Shared`]: `bind` binds and listens on one socket; each `listen`
 ///   registers a duplicate of its descriptor. The socket closes when the `GroupListener`
 ///   and every port made from it are gone.
+/// - [`AcceptQueue::Dispatcher`]: `bind` binds and listens on one socket; the first
+///   `listen` accepts from it and dispatches, each `listen` joins the rotation. The
+///   socket closes when the dispatcher's reactor stops or the last reactor leaves the
+///   rotation.
 ///
 /// # Examples
 ///
@@ -564,6 +607,8 @@ struct ListenerInner {
     first: Mutex<Option<socket2::Socket>>,
     /// `Shared`: the one listening socket.
     shared: Option<TcpListener>,
+    /// `Dispatcher`: the socket and the rotation.
+    dispatcher: Option<Arc<DispatchShared>>,
 }
 
 impl GroupListener {
@@ -619,12 +664,18 @@ impl GroupListener {
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::other("not an internet socket"))?;
-        let (first, shared) = match queue {
-            AcceptQueue::PerReactor => (Some(sock), None),
+        let (first, shared, dispatcher) = match queue {
+            AcceptQueue::PerReactor => (Some(sock), None, None),
             AcceptQueue::Shared => {
                 sock.listen(options.backlog)?;
                 sock.set_nonblocking(true)?;
-                (None, Some(TcpListener::from(sock)))
+                (None, Some(TcpListener::from(sock)), None)
+            }
+            AcceptQueue::Dispatcher(policy) => {
+                sock.listen(options.backlog)?;
+                sock.set_nonblocking(true)?;
+                let d = DispatchShared::new(TcpListener::from(sock), policy);
+                (None, None, Some(Arc::new(d)))
             }
         };
         Ok(GroupListener {
@@ -634,6 +685,7 @@ impl GroupListener {
                 options,
                 first: Mutex::new(first),
                 shared,
+                dispatcher,
             }),
         })
     }
@@ -665,6 +717,7 @@ impl GroupListener {
                 options: ListenOptions::default(),
                 first: Mutex::new(None),
                 shared: Some(listener),
+                dispatcher: None,
             }),
         })
     }
@@ -759,6 +812,9 @@ impl GroupListener {
         factory: F,
     ) -> io::Result<ListeningPort> {
         let inner = &*self.inner;
+        if let Some(d) = &inner.dispatcher {
+            return dispatch::listen(d, reactor, inner.addr, factory);
+        }
         let sock = match &inner.shared {
             Some(shared) => shared.try_clone()?,
             None => {

@@ -14,7 +14,9 @@
 //! - UDP: [`Reactor::listen_udp`] runs a [`DatagramProtocol`] on a [`UdpPort`].
 //! - Multi-core: [`ReactorGroup`] runs N reactors on N threads (each built by a setup
 //!   closure on its own thread); [`GroupListener`] makes them all listen on one address,
-//!   each with its own accept queue (`SO_REUSEPORT`) or sharing one ([`AcceptQueue`]).
+//!   each with its own accept queue (`SO_REUSEPORT`), sharing one, or each with its own
+//!   queue fed by a dispatcher, round-robin or least-loaded ([`AcceptQueue`],
+//!   [`Dispatch`]).
 //! - Clients with a result: [`Reactor::connect_for`] runs a protocol that puts its answer
 //!   in a [`Finish`], and returns a Deferred of that answer.
 //! - [`tls`]: TLS on rustls as a transport: [`Reactor::listen_tls`], [`Reactor::connect_tls`],
@@ -80,6 +82,7 @@
 pub mod activation;
 mod client;
 mod connection;
+mod dispatch;
 mod error;
 mod events;
 mod group;
@@ -108,6 +111,7 @@ mod udp;
 
 pub use crate::client::{Finish, NoResult};
 pub use crate::connection::DEFAULT_HIGH_WATER;
+pub use crate::dispatch::{Dispatch, ParseDispatchError};
 pub use crate::error::{GroupError, ReactorError, TimerError};
 pub use crate::events::{Emitter, ListenerId};
 pub use crate::group::{

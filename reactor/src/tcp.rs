@@ -150,7 +150,7 @@ impl fmt::Display for Target {
 }
 
 /// A listening socket.
-trait Acceptor: AsRawFd + 'static {
+pub(crate) trait Acceptor: AsRawFd + 'static {
     type Stream: StreamSocket;
     /// A connection, non-blocking, and its peer's address.
     fn accept_stream(&self) -> io::Result<(Self::Stream, Address)>;
@@ -253,7 +253,7 @@ struct Listener<A: Acceptor, F: Factory> {
     unlink: Option<PathBuf>,
 }
 
-fn is_transient(e: &io::Error) -> bool {
+pub(crate) fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionAborted
@@ -263,7 +263,7 @@ fn is_transient(e: &io::Error) -> bool {
     ) || matches!(e.raw_os_error(), Some(71)) // EPROTO
 }
 
-fn is_out_of_resources(e: &io::Error) -> bool {
+pub(crate) fn is_out_of_resources(e: &io::Error) -> bool {
     // EMFILE, ENFILE, ENOBUFS, ENOMEM
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
@@ -356,7 +356,7 @@ impl<A: Acceptor, F: Factory> IoHandler for Listener<A, F> {
     }
 }
 
-trait Port {
+pub(crate) trait Port {
     fn local(&self) -> Address;
     fn stop(&self);
 }
@@ -412,6 +412,10 @@ pub struct ListeningPort {
 }
 
 impl ListeningPort {
+    pub(crate) fn from_port(port: Rc<dyn Port>) -> ListeningPort {
+        ListeningPort { port }
+    }
+
     /// The address it listens on (with the real port when asked for port 0).
     ///
     /// # Examples
