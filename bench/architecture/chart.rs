@@ -3,9 +3,10 @@
 
 use std::fmt::Write;
 
-/// Okabe-Ito, then grey: told apart with every common colour-vision deficiency.
-pub const COLOURS: [&str; 8] = [
+/// Okabe-Ito, then grey and wine: told apart with every common colour-vision deficiency.
+pub const COLOURS: [&str; 9] = [
     "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#999999",
+    "#882255",
 ];
 
 /// One line of a panel.

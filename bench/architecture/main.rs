@@ -50,34 +50,29 @@ const DESIGNS: &[&str] = &[
     "own",
     "shared",
     "dispatcher",
+    "dispatcher-ll",
     "two-stage",
     "threads",
     "pool",
     "tokio-mt",
 ];
 
-/// Designs listed but not built yet, with the reason.
-const NOT_YET: &[(&str, &str)] = &[(
-    "dispatcher",
-    "not yet: AcceptQueue's dispatcher mode is being built on branch `dispatcher`",
-)];
-
 const USAGE: &str = "\
 usage: architecture [options]
 
-  --designs LIST      from one,own,shared,dispatcher,two-stage,threads,pool,tokio-mt
-                      (default: all; dispatcher is skipped until it exists)
+  --designs LIST      from one,own,shared,dispatcher,dispatcher-ll,two-stage,threads,
+                      pool,tokio-mt (default: all)
   --threads N         reactors / pool threads / tokio workers (default 2)
   --workloads LIST    NAME=DIST pairs (default exp=exp:50,tail=bimodal:25:2500:0.01,
                       sleep=sleep:1000; DIST as architecture_load --dist)
   --conns LIST        connection counts (default 64,1000)
   --loads LIST        fractions of the measured capacity (default 0.5,0.7,0.9)
-  --duration-ms MS    measured window per case (default 2000)
-  --warmup-ms MS      load before the window (default 500)
+  --duration-ms MS    measured window per case (default 1500)
+  --warmup-ms MS      load before the window (default 400)
   --drain-ms MS       longest wait for the window's replies (default 1500)
   --capacity-from D   the design whose closed-loop throughput sets the rates
                       (default tokio-mt)
-  --sim-jobs N        jobs per simulated point (default 500000)
+  --sim-jobs N        jobs per simulated point (default 300000)
   --sim-only          the simulation alone (overhead --overhead-us, default 5)
   --overhead-us US    the server's cost per request for --sim-only
   --svg PATH          also write the chart there
@@ -135,11 +130,11 @@ fn parse_args() -> Result<Args, String> {
         ],
         conns: vec![64, 1000],
         loads: vec![0.5, 0.7, 0.9],
-        duration: Duration::from_millis(2000),
-        warmup: Duration::from_millis(500),
+        duration: Duration::from_millis(1500),
+        warmup: Duration::from_millis(400),
         drain: Duration::from_millis(1500),
         capacity_from: "tokio-mt".into(),
-        sim_jobs: 500_000,
+        sim_jobs: 300_000,
         sim_only: false,
         overhead_us: 5.0,
         svg: None,
@@ -352,13 +347,17 @@ fn design_policy(
     match design {
         "one" => (Policy::Shared, 1),
         // Every connection stays on the reactor that took it: each reactor is its own queue.
-        "own" | "shared" | "dispatcher" if split.len() == 1 => (Policy::Shared, 1),
-        "own" | "shared" | "dispatcher" if split.len() > 1 => (Policy::Split(split), c),
+        "own" | "shared" | "dispatcher" | "dispatcher-ll" if split.len() == 1 => {
+            (Policy::Shared, 1)
+        }
+        "own" | "shared" | "dispatcher" | "dispatcher-ll" if split.len() > 1 => {
+            (Policy::Split(split), c)
+        }
         "own" => (Policy::ConnHash { conns }, c),
-        "shared" | "dispatcher" => (Policy::RoundRobin, c),
+        "shared" | "dispatcher" | "dispatcher-ll" => (Policy::RoundRobin, c),
         // A thread per connection: while jobs sleep they need no core, so each connection
         // is its own server; spinning, the threads share the c cores.
-        "threads" if matches!(dist, Dist::Sleep(_)) => (Policy::ConnHash { conns }, conns),
+        "threads" if matches!(dist, Dist::Sleep(_)) => (Policy::Random, conns),
         "threads" => (Policy::ProcessorSharing, c),
         _ => (Policy::Shared, c),
     }
@@ -437,18 +436,7 @@ fn experiment(
 ) -> Result<(), String> {
     let c = args.threads;
     let rpu = calibrate();
-    let designs: Vec<&str> = args
-        .designs
-        .iter()
-        .map(String::as_str)
-        .filter(|d| match NOT_YET.iter().find(|(n, _)| n == d) {
-            Some((n, why)) => {
-                notes.push(format!("{n}: {why}"));
-                false
-            }
-            None => true,
-        })
-        .collect();
+    let designs: Vec<&str> = args.designs.iter().map(String::as_str).collect();
     let short = (
         args.warmup.min(Duration::from_millis(300)),
         args.duration.min(Duration::from_millis(1000)),

@@ -11,6 +11,7 @@
 //! | `one` | one reactor | inline, on the reactor |
 //! | `own` | N reactors, each its own accept queue (`AcceptQueue::PerReactor`, `SO_REUSEPORT`) | inline, on the reactor that accepted the connection |
 //! | `shared` | N reactors on one accept queue (`AcceptQueue::Shared`) | inline, on the reactor that accepted the connection |
+//! | `dispatcher`, `dispatcher-ll` | N reactors, one of which accepts and hands each connection to a reactor's queue (`AcceptQueue::Dispatcher`, round-robin or least-loaded) | inline, on the reactor the connection was handed to |
 //! | `two-stage` | one reactor for the I/O, an N-thread worker pool (`defer_to_thread`) for the jobs | on the pool, one job per connection at a time (replies in order) |
 //! | `threads` | a thread per connection, blocking `std::net` | on the connection's thread |
 //! | `pool` | a fixed pool of N blocking threads on one `epoll` set (`EPOLLONESHOT`): a free thread takes the next readable connection, reads one request, runs it, answers, re-arms the connection | on whichever thread took the request |
@@ -35,13 +36,15 @@ use ropewalk_bench::procs;
 
 use ropewalk_reactor::deferred::Failure;
 use ropewalk_reactor::{
-    AcceptQueue, Address, GroupListener, PoolConfig, Protocol, Reactor, ReactorGroup, TransportRef,
+    AcceptQueue, Address, Dispatch, GroupListener, PoolConfig, Protocol, Reactor, ReactorGroup,
+    TransportRef,
 };
 
 const USAGE: &str = "\
 usage: architecture_server [--impl NAME] [--threads N] [--rounds-per-us R] [--port P] [--host IP]
 
-  --impl NAME          one (default), own, shared, two-stage, threads, pool, tokio-mt
+  --impl NAME          one (default), own, shared, dispatcher, dispatcher-ll, two-stage,
+                       threads, pool, tokio-mt
   --threads N          reactors / pool threads / tokio workers (default 2)
   --rounds-per-us R    cpu_job rounds per µs of a spin job (default: timed at start)
   --port P             port to listen on; 0 (default) picks a free one
@@ -161,6 +164,14 @@ fn run_own(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 
 fn run_shared(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     run_group(addr, AcceptQueue::Shared)
+}
+
+fn run_dispatcher(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    run_group(addr, AcceptQueue::Dispatcher(Dispatch::RoundRobin))
+}
+
+fn run_dispatcher_ll(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    run_group(addr, AcceptQueue::Dispatcher(Dispatch::LeastLoaded))
 }
 
 /// Two-stage: the reactor reads and writes; each job runs on the worker pool. One job per
@@ -372,6 +383,8 @@ fn main() -> ExitCode {
             ("one", run_one as procs::ServeFn),
             ("own", run_own),
             ("shared", run_shared),
+            ("dispatcher", run_dispatcher),
+            ("dispatcher-ll", run_dispatcher_ll),
             ("two-stage", run_two_stage),
             ("threads", run_threads),
             ("pool", run_pool),
