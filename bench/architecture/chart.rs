@@ -25,6 +25,8 @@ pub struct Panel {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
+    /// The y values are µs (ticks read 1µs, 1ms, 1s); otherwise plain numbers (1×, 10×).
+    pub y_is_time: bool,
     pub series: Vec<Series>,
 }
 
@@ -105,7 +107,9 @@ pub fn svg(title: &str, subtitle: &str, panels: &[Panel], cols: usize) -> String
         let mut e = lmin;
         while e <= lmax + 1e-9 {
             let y = fy(10f64.powf(e));
-            let label = if e >= 6.0 {
+            let label = if !p.y_is_time {
+                format!("{}×", 10f64.powf(e))
+            } else if e >= 6.0 {
                 format!("{}s", 10f64.powf(e - 6.0))
             } else if e >= 3.0 {
                 format!("{}ms", 10f64.powf(e - 3.0))

@@ -637,12 +637,18 @@ fn experiment(
                         jobs: args.sim_jobs,
                         seed: 1,
                     };
-                    let raw = simulate(&model).p99 + path_us;
+                    // An overloaded model has no steady state: its figure would only say
+                    // how long the simulation ran.
+                    let raw = if model.load() < 1.0 {
+                        simulate(&model).p99 + path_us
+                    } else {
+                        f64::INFINITY
+                    };
                     // Scaled so the model's capacity at N is the measured one (the load
                     // generator and the machine's other tenants take part of the cores).
                     let cap_model = c as f64 / (dist.mean() + overhead);
                     model.scale = (cap_model * 1e6 / capacity[w]).max(1.0);
-                    let scaled = if model.load() < 1.0 || d == &"one" {
+                    let scaled = if model.load() < 1.0 {
                         simulate(&model).p99 + path_us
                     } else {
                         f64::INFINITY
@@ -700,6 +706,7 @@ fn experiment(
                 title: format!("{w}, {conns} conns, N = {c}: measured vs model"),
                 x_label: "offered load (fraction of measured capacity)".into(),
                 y_label: "p99 response".into(),
+                y_is_time: true,
                 series,
             });
         }
@@ -816,6 +823,7 @@ fn simulation(args: &Args, overhead: &BTreeMap<String, f64>, panels: &mut Vec<Pa
                 title: format!("simulated: {w}, c = {c}"),
                 x_label: "utilisation ρ".into(),
                 y_label: "p99 ÷ mean service time".into(),
+                y_is_time: false,
                 series,
             });
         }
