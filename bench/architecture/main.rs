@@ -639,7 +639,14 @@ fn experiment(
                     };
                     // An overloaded model has no steady state: its figure would only say
                     // how long the simulation ran.
-                    let raw = if model.load() < 1.0 {
+                    // The busiest server's utilisation (a measured split can overload one).
+                    let busiest = |m: &Model| match &m.policy {
+                        Policy::Split(p) => {
+                            m.load() * m.servers as f64 * p.iter().copied().fold(0.0, f64::max)
+                        }
+                        _ => m.load(),
+                    };
+                    let raw = if busiest(&model) < 1.0 {
                         simulate(&model).p99 + path_us
                     } else {
                         f64::INFINITY
@@ -648,7 +655,7 @@ fn experiment(
                     // generator and the machine's other tenants take part of the cores).
                     let cap_model = c as f64 / (dist.mean() + overhead);
                     model.scale = (cap_model * 1e6 / capacity[w]).max(1.0);
-                    let scaled = if model.load() < 1.0 {
+                    let scaled = if busiest(&model) < 1.0 {
                         simulate(&model).p99 + path_us
                     } else {
                         f64::INFINITY
