@@ -1,7 +1,7 @@
 //! Shared pieces of ropewalk's side-by-side benchmarks.
 //!
 //! Each benchmark is a folder of `bench/` (`echo/`, `http/`, `multicore/`, `deferred/`,
-//! `lines/`, `reactor/`, `soak/`) whose `main.rs` is its driver, next to the servers and
+//! `lines/`, `reactor/`, `soak/`, `architecture/`) whose `main.rs` is its driver, next to the servers and
 //! load generators it runs; the driver measures ropewalk with [`harness`], counts
 //! its heap allocations with [`alloc`], runs the peer's version of the same scenarios as a
 //! subprocess through [`peer`] (which prints JSON lines), and prints one table with
@@ -11,9 +11,11 @@
 pub mod alloc;
 pub mod cli;
 pub mod harness;
+pub mod jobs;
 pub mod load;
 pub mod peer;
 pub mod procs;
 pub mod report;
+pub mod sim;
 pub mod syscalls;
 pub mod work;
