@@ -54,8 +54,8 @@
 //! transport above (`session.rs`), as Twisted's `TLSMemoryBIOProtocol` does: the socket's
 //! connection (`connection.rs`) runs a `TlsProtocol` and does not know it carries TLS, so
 //! the plain TCP path has no branch for it, and TLS works over every stream the reactor
-//! connects (TCP, Unix sockets). Plaintext is copied once out of rustls into a buffer on
-//! the stack, and ciphertext once out of rustls into a per-thread buffer, because neither
+//! connects (TCP, Unix sockets). Plaintext is copied once out of rustls, and ciphertext
+//! once out of rustls, each into a per-thread buffer kept between calls, because neither
 //! rustls nor the connection below may stay borrowed while the protocol runs.
 
 mod config;

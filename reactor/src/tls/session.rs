@@ -31,6 +31,8 @@ const PLAINTEXT_CHUNK: usize = 16 * 1024;
 thread_local! {
     /// Ciphertext on its way from rustls to the connection below; kept between writes.
     static OUTGOING: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// Plaintext on its way from rustls to the protocol; kept between reads.
+    static INCOMING: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// Where a session is in its life.
@@ -228,12 +230,22 @@ impl<P: Protocol> TlsSession<P> {
 
     /// Hands the plaintext rustls holds to the protocol, until it pauses.
     fn deliver(&self) -> Result<(), Failure> {
-        let mut buf = [0u8; PLAINTEXT_CHUNK];
+        // Kept between calls: not 16 KiB of zeroes on the stack per record.
+        let mut buf = INCOMING.take();
+        if buf.len() < PLAINTEXT_CHUNK {
+            buf.resize(PLAINTEXT_CHUNK, 0);
+        }
+        let result = self.deliver_through(&mut buf);
+        INCOMING.set(buf);
+        result
+    }
+
+    fn deliver_through(&self, buf: &mut [u8]) -> Result<(), Failure> {
         loop {
             if self.st.borrow().reading_paused {
                 return Ok(());
             }
-            let n = match self.tls.borrow_mut().reader().read(&mut buf) {
+            let n = match self.tls.borrow_mut().reader().read(buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 // WouldBlock: nothing more yet. An unclean EOF is seen at the socket's EOF.
