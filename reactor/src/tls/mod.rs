@@ -6,7 +6,9 @@
 //! high/low water marks pause and resume a registered producer (counting the ciphertext
 //! queued); `lose_connection` sends `close_notify` after everything queued, then closes;
 //! `abort_connection` closes at once; `half_close` sends `close_notify` and shuts down the
-//! sending side. The peer's `close_notify` is its EOF (`eof_received`, then a clean
+//! sending side. Writes made inside `data_received` (up to 16 KiB of them) go below
+//! together when it returns, with what rustls sends itself (session tickets), so that an
+//! answer and the `close_notify` after it leave in one `send` and one TCP segment. The peer's `close_notify` is its EOF (`eof_received`, then a clean
 //! `connection_lost`); a peer that closes its socket without one may be a truncation, and
 //! ends the connection with [`ConnectionError::Lost`](crate::ConnectionError::Lost) (`UnexpectedEof`).
 //!
