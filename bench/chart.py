@@ -32,6 +32,7 @@ BENCHMARKS = {
     "reactor": ("reactor: ropewalk vs tokio (current_thread)", "time per op"),
     "echo": ("echo: ropewalk vs its peers", "per round trip"),
     "http": ("HTTP: ropewalk vs its peers", "per request"),
+    "https": ("HTTPS: ropewalk vs hyper + tokio-rustls", "per request"),
     "multicore": ("multicore: ropewalk's designs vs tokio multi-thread", "round trips/s"),
 }
 PEERS = {"twisted": "Twisted", "tokio": "tokio", "hyper": "hyper"}
@@ -143,14 +144,14 @@ def metric_of(headers, j):
 
 
 LABELS = {
-    "throughput": {"echo": "round trips/s", "http": "req/s"},
-    "cpu": {"echo": "CPU/round trip", "http": "CPU/request"},
-    "memory": {"echo": "memory/idle conn", "http": "memory/idle conn"},
+    "throughput": {"echo": "round trips/s", "http": "req/s", "https": "req/s"},
+    "cpu": {"echo": "CPU/round trip", "http": "CPU/request", "https": "CPU/request"},
+    "memory": {"echo": "memory/idle conn", "http": "memory/idle conn", "https": "memory/idle conn"},
 }
 
 
 def server_ratios(bench, text):
-    """echo, http: ropewalk's row against each peer's, per scenario and metric."""
+    """echo, http, https: ropewalk's row against each peer's, per scenario and metric."""
     rows_by = {}
     order = []
     for headers, rows in tables(text):
@@ -170,6 +171,8 @@ def server_ratios(bench, text):
             scen = low.index("connections")
         elif "idle connections" in low:
             scen = low.index("idle connections")
+        elif "idle tls connections" in low:
+            scen = low.index("idle tls connections")
         last = ""
         for row in rows:
             if len(row) < len(headers):

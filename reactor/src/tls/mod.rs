@@ -10,13 +10,16 @@
 //! high/low water marks pause and resume a registered producer (counting the ciphertext
 //! queued); `lose_connection` sends `close_notify` after everything queued, then closes;
 //! `abort_connection` closes at once; `half_close` sends `close_notify` and shuts down the
-//! sending side. `send_file` reads the file region a chunk (just under 64 KiB) at a time
-//! with `pread` on the reactor's thread, and only as the connection drains: a file of any
-//! size costs about two chunks of memory, counts toward the water marks as the bytes left
-//! to send of it, and a read from a cold disk blocks the loop for one chunk's read. The
-//! peer's `close_notify` is its EOF (`eof_received`, then a clean `connection_lost`); a
-//! peer that closes its socket without one may be a truncation, and ends the connection
-//! with [`ConnectionError::Lost`](crate::ConnectionError::Lost) (`UnexpectedEof`).
+//! sending side. Writes made inside `data_received` (up to 16 KiB of them) go below
+//! together when it returns, with what rustls sends itself (session tickets), so that an
+//! answer and the `close_notify` after it leave in one `send` and one TCP segment.
+//! `send_file` reads the file region a chunk (just under 64 KiB) at a time with `pread`
+//! on the reactor's thread, and only as the connection drains: a file of any size costs
+//! about two chunks of memory, counts toward the water marks as the bytes left to send of
+//! it, and a read from a cold disk blocks the loop for one chunk's read. The peer's
+//! `close_notify` is its EOF (`eof_received`, then a clean `connection_lost`); a peer
+//! that closes its socket without one may be a truncation, and ends the connection with
+//! [`ConnectionError::Lost`](crate::ConnectionError::Lost) (`UnexpectedEof`).
 //!
 //! Sessions resume by default with the builders' configurations (see [`TlsInfo::resumed`]):
 //! every connection made with one client configuration, to a server whose configuration
@@ -66,8 +69,8 @@
 //! transport above (`session.rs`), as Twisted's `TLSMemoryBIOProtocol` does: the socket's
 //! connection (`connection.rs`) runs a `TlsProtocol` and does not know it carries TLS, so
 //! the plain TCP path has no branch for it, and TLS works over every stream the reactor
-//! connects (TCP, Unix sockets). Plaintext is copied once out of rustls into a buffer on
-//! the stack, and ciphertext once out of rustls into a per-thread buffer, because neither
+//! connects (TCP, Unix sockets). Plaintext is copied once out of rustls, and ciphertext
+//! once out of rustls, each into a per-thread buffer kept between calls, because neither
 //! rustls nor the connection below may stay borrowed while the protocol runs.
 
 mod config;

@@ -34,9 +34,18 @@ use crate::tls_error::TlsError;
 /// The most plaintext handed to `data_received` at once: one TLS record's worth.
 const PLAINTEXT_CHUNK: usize = 16 * 1024;
 
+/// The most plaintext a protocol's writes leave in rustls, unwritten, while its
+/// `data_received` runs: past it they go below at once, so the water marks see them.
+const CORK_LIMIT: usize = 16 * 1024;
+
+/// Buffers written at once without a `Vec` of slices.
+const INLINE_SLICES: usize = 8;
+
 thread_local! {
     /// Ciphertext on its way from rustls to the connection below; kept between writes.
     static OUTGOING: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// Plaintext on its way from rustls to the protocol; kept between reads.
+    static INCOMING: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// Where a session is in its life.
@@ -79,6 +88,10 @@ pub(crate) struct TlsSession<P: Protocol> {
     started: RefCell<Option<Resolver<()>>>,
     timer: RefCell<Option<DelayedCall>>,
     handshake_timeout: Duration,
+    /// Inside `receive`: writes stay in rustls until it returns (see `CORK_LIMIT`).
+    corked: Cell<bool>,
+    /// Plaintext written into rustls since the last flush.
+    unflushed: Cell<usize>,
     peer: RefCell<Address>,
     local: RefCell<Address>,
     /// File regions and the writes behind them, not yet encrypted; the producers.
@@ -105,6 +118,8 @@ impl<P: Protocol> TlsSession<P> {
             started: RefCell::new(None),
             timer: RefCell::new(None),
             handshake_timeout,
+            corked: Cell::new(false),
+            unflushed: Cell::new(0),
             peer: RefCell::new(Address::Test),
             local: RefCell::new(Address::Test),
             out: RefCell::new(Outbox::default()),
@@ -144,6 +159,7 @@ impl<P: Protocol> TlsSession<P> {
     /// Writes what rustls has to send (handshake messages, records, alerts) to the
     /// connection below.
     fn flush_tls(&self) {
+        self.unflushed.set(0);
         let mut out = OUTGOING.take();
         {
             let mut tls = self.tls.borrow_mut();
@@ -167,7 +183,18 @@ impl<P: Protocol> TlsSession<P> {
     }
 
     /// Handles ciphertext from the peer (after what was set aside while paused).
+    ///
+    /// What rustls and the protocol write meanwhile (handshake messages, session tickets,
+    /// answers, a `close_notify`) goes below in one write at the end, not one per record.
     pub(crate) fn receive(&self, input: &[u8]) -> Result<(), Failure> {
+        let was_corked = self.corked.replace(true);
+        let result = self.receive_corked(input);
+        self.corked.set(was_corked);
+        self.flush_tls();
+        result
+    }
+
+    fn receive_corked(&self, input: &[u8]) -> Result<(), Failure> {
         let owned;
         let input = {
             let mut st = self.st.borrow_mut();
@@ -204,11 +231,11 @@ impl<P: Protocol> TlsSession<P> {
                     Err(e) => Err(TlsError::Protocol(rustls::Error::General(e.to_string()))),
                 }
             };
-            // Handshake messages, or the alert that says what went wrong.
-            self.flush_tls();
             let (peer_closed, handshaking) = match result {
                 Ok(r) => r,
                 Err(e) => {
+                    // The alert that says what went wrong, before the close.
+                    self.flush_tls();
                     self.fail(e);
                     return Ok(());
                 }
@@ -237,12 +264,22 @@ impl<P: Protocol> TlsSession<P> {
 
     /// Hands the plaintext rustls holds to the protocol, until it pauses.
     fn deliver(&self) -> Result<(), Failure> {
-        let mut buf = [0u8; PLAINTEXT_CHUNK];
+        // Kept between calls: not 16 KiB of zeroes on the stack per record.
+        let mut buf = INCOMING.take();
+        if buf.len() < PLAINTEXT_CHUNK {
+            buf.resize(PLAINTEXT_CHUNK, 0);
+        }
+        let result = self.deliver_through(&mut buf);
+        INCOMING.set(buf);
+        result
+    }
+
+    fn deliver_through(&self, buf: &mut [u8]) -> Result<(), Failure> {
         loop {
             if self.st.borrow().reading_paused {
                 return Ok(());
             }
-            let n = match self.tls.borrow_mut().reader().read(&mut buf) {
+            let n = match self.tls.borrow_mut().reader().read(buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 // WouldBlock: nothing more yet. An unclean EOF is seen at the socket's EOF.
@@ -782,10 +819,24 @@ impl<P: Protocol> Transport for TlsSession<P> {
             self.pause_if_full();
             return;
         }
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return;
+        }
         {
             let mut tls = self.tls.borrow_mut();
-            let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
-            let mut slices = &mut slices[..];
+            // A few buffers (a response's head and body): slices on the stack.
+            let mut inline = [IoSlice::new(&[]); INLINE_SLICES];
+            let mut heap = Vec::new();
+            let mut slices: &mut [IoSlice<'_>] = if bufs.len() <= INLINE_SLICES {
+                for (slot, b) in inline.iter_mut().zip(bufs) {
+                    *slot = IoSlice::new(b);
+                }
+                &mut inline[..bufs.len()]
+            } else {
+                heap.extend(bufs.iter().map(|b| IoSlice::new(b)));
+                &mut heap[..]
+            };
             while !slices.is_empty() {
                 match tls.writer().write_vectored(slices) {
                     Ok(0) | Err(_) => break,
@@ -793,7 +844,11 @@ impl<P: Protocol> Transport for TlsSession<P> {
                 }
             }
         }
-        self.flush_tls();
+        let unflushed = self.unflushed.get() + total;
+        self.unflushed.set(unflushed);
+        if !self.corked.get() || unflushed >= CORK_LIMIT {
+            self.flush_tls();
+        }
     }
 
     fn lose_connection(&self) {
@@ -967,8 +1022,9 @@ impl<P: Protocol> Transport for TlsSession<P> {
     }
 
     fn write_buffer_len(&self) -> usize {
-        // Ciphertext below and the outbox's plaintext; rustls holds nothing between
-        // writes (every record goes below at once).
+        // Ciphertext below and the outbox's plaintext. What rustls holds during a
+        // `data_received` (under `CORK_LIMIT`) goes below when it returns: like bytes in
+        // flight, it is not counted.
         self.queued_total()
     }
 
