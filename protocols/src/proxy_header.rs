@@ -452,6 +452,15 @@ impl Transport for Proxied {
     fn is_closing(&self) -> bool {
         self.transport.is_closing()
     }
+    fn send_file(&self, file: Rc<std::fs::File>, offset: u64, len: u64) {
+        self.transport.send_file(file, offset, len);
+    }
+    fn splice_to(&self, to: &TransportRef) -> std::io::Result<()> {
+        self.transport.splice_to(to)
+    }
+    fn splice_sink(&self) -> Option<ropewalk_reactor::SpliceSink> {
+        self.transport.splice_sink()
+    }
 }
 
 #[cfg(test)]

@@ -95,6 +95,7 @@ mod radix;
 mod reactor;
 mod signals;
 mod slab;
+mod splice;
 mod sys;
 mod task;
 mod tcp;
@@ -123,6 +124,8 @@ pub use crate::protocol::{
 };
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
 pub use crate::signals::SignalGuard;
+#[doc(hidden)]
+pub use crate::splice::SpliceSink;
 pub use crate::task::{yield_now, YieldNow};
 pub use crate::tcp::{Connected, ListenOptions, ListeningPort, Target};
 pub use crate::time::{defer_later, Clock, DelayedCall, ManualClock};

@@ -193,3 +193,29 @@ where
     }
     sock_send(sock, &buf[..n])
 }
+
+/// Where `splice(2)` is not used there is no pipe: [`Pipe::new`] fails and a splice
+/// copies through user space instead.
+pub(crate) enum Pipe {}
+
+impl Pipe {
+    /// Always fails: `Unsupported`.
+    pub(crate) fn new(_size: usize) -> io::Result<Pipe> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "splice is not used on this platform",
+        ))
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        match *self {}
+    }
+
+    pub(crate) fn fill_from<S: AsFd>(&self, _sock: &S, _len: usize) -> io::Result<usize> {
+        match *self {}
+    }
+
+    pub(crate) fn drain_to<S: AsFd>(&self, _sock: &S, _len: usize) -> io::Result<usize> {
+        match *self {}
+    }
+}
