@@ -20,7 +20,9 @@ use crate::protocol::{
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
 use crate::splice::{self, Link, PipeSink, SpliceSink, SpliceSource};
-use crate::sys::{sock_read, sock_send, sock_send_file, Interest, Pipe, PollMode, Ready};
+use crate::sys::{
+    sock_read, sock_send, sock_send_file, sock_send_more, Interest, Pipe, PollMode, Ready,
+};
 
 /// Default high-water mark of a connection's write queue: past it, a streaming producer
 /// registered on the transport is paused.
@@ -42,6 +44,10 @@ const READS_PER_EVENT: usize = 4;
 pub(crate) trait StreamSocket: AsFd + AsRawFd + 'static {
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn write_some(&self, buf: &[u8]) -> io::Result<usize>;
+    /// As `write_some`, with more to follow at once (`MSG_MORE` where it exists).
+    fn write_some_more(&self, buf: &[u8]) -> io::Result<usize> {
+        self.write_some(buf)
+    }
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     /// Sends up to `len` bytes of `file` from `offset`; 0 when the file ends first.
     fn send_file_some(&self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
@@ -66,6 +72,9 @@ impl StreamSocket for TcpStream {
     }
     fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
         sock_send(self, buf)
+    }
+    fn write_some_more(&self, buf: &[u8]) -> io::Result<usize> {
+        sock_send_more(self, buf)
     }
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         (&*self).write_vectored(bufs)
@@ -709,6 +718,75 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         }
     }
 
+    /// Writes `bufs` straight to the socket when nothing is queued (with `MSG_MORE`
+    /// when `more`), and queues what it does not take.
+    fn send_bufs(&self, bufs: &[&[u8]], more: bool) {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+
+        if total == 0 {
+            return;
+        }
+        let outcome = {
+            let mut st = self.state.borrow_mut();
+            if st.closed || st.disconnecting || st.write_shut || st.half_closing {
+                return;
+            }
+            let mut written = 0;
+            let mut result = Ok(());
+            if st.queued() == 0 {
+                // Straight to the socket: most writes end here, with no queue at all.
+                let sock = self.sock.borrow();
+                if let Some(sock) = sock.as_ref() {
+                    let r = if more && bufs.len() == 1 {
+                        sock.write_some_more(bufs[0])
+                    } else if bufs.len() == 1 {
+                        sock.write_some(bufs[0])
+                    } else if bufs.len() <= INLINE_SLICES {
+                        // A few buffers (a chunk header, data, CRLF): slices on the stack.
+                        let mut slices = [IoSlice::new(&[]); INLINE_SLICES];
+                        for (slot, b) in slices.iter_mut().zip(bufs) {
+                            *slot = IoSlice::new(b);
+                        }
+                        sock.write_vectored_some(&slices[..bufs.len()])
+                    } else {
+                        let slices: Vec<IoSlice<'_>> =
+                            bufs.iter().map(|b| IoSlice::new(b)).collect();
+                        sock.write_vectored_some(&slices)
+                    };
+                    match r {
+                        Ok(n) => written = n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => result = Err(e),
+                    }
+                }
+            }
+            // Sent whole, nothing queued, nothing to tell a producer or the poller (most
+            // writes): done.
+            if written == total
+                && !st.pull_pending
+                && !matches!(st.producer, Some((_, false)))
+                && st.wanted() == st.registered
+                && !self.parked.get()
+            {
+                return;
+            }
+            if result.is_ok() && written < total {
+                let mut skip = written;
+                for b in bufs {
+                    if skip >= b.len() {
+                        skip -= b.len();
+                        continue;
+                    }
+                    st.enqueue(&b[skip..]);
+                    skip = 0;
+                }
+            }
+            self.enqueued(&mut st, result)
+        };
+        self.finish_enqueue(outcome);
+    }
+
     /// Sends as much of the queue as the socket takes.
     fn flush(&self) {
         let result = {
@@ -973,68 +1051,12 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
         self.write_vectored(&[data]);
     }
 
+    fn write_more(&self, data: &[u8]) {
+        self.send_bufs(&[data], true);
+    }
+
     fn write_vectored(&self, bufs: &[&[u8]]) {
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if total == 0 {
-            return;
-        }
-        let outcome = {
-            let mut st = self.state.borrow_mut();
-            if st.closed || st.disconnecting || st.write_shut || st.half_closing {
-                return;
-            }
-            let mut written = 0;
-            let mut result = Ok(());
-            if st.queued() == 0 {
-                // Straight to the socket: most writes end here, with no queue at all.
-                let sock = self.sock.borrow();
-                if let Some(sock) = sock.as_ref() {
-                    let r = if bufs.len() == 1 {
-                        sock.write_some(bufs[0])
-                    } else if bufs.len() <= INLINE_SLICES {
-                        // A few buffers (a chunk header, data, CRLF): slices on the stack.
-                        let mut slices = [IoSlice::new(&[]); INLINE_SLICES];
-                        for (slot, b) in slices.iter_mut().zip(bufs) {
-                            *slot = IoSlice::new(b);
-                        }
-                        sock.write_vectored_some(&slices[..bufs.len()])
-                    } else {
-                        let slices: Vec<IoSlice<'_>> =
-                            bufs.iter().map(|b| IoSlice::new(b)).collect();
-                        sock.write_vectored_some(&slices)
-                    };
-                    match r {
-                        Ok(n) => written = n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => result = Err(e),
-                    }
-                }
-            }
-            // Sent whole, nothing queued, nothing to tell a producer or the poller (most
-            // writes): done.
-            if written == total
-                && !st.pull_pending
-                && !matches!(st.producer, Some((_, false)))
-                && st.wanted() == st.registered
-                && !self.parked.get()
-            {
-                return;
-            }
-            if result.is_ok() && written < total {
-                let mut skip = written;
-                for b in bufs {
-                    if skip >= b.len() {
-                        skip -= b.len();
-                        continue;
-                    }
-                    st.enqueue(&b[skip..]);
-                    skip = 0;
-                }
-            }
-            self.enqueued(&mut st, result)
-        };
-        self.finish_enqueue(outcome);
+        self.send_bufs(bufs, false);
     }
 
     fn send_file(&self, file: Rc<File>, offset: u64, len: u64) {

@@ -195,6 +195,28 @@ pub trait Transport {
         }
     }
 
+    /// Sends `data` as [`write`](Self::write) does, as the start of a message whose rest
+    /// is sent at once after it (an HTTP head before its [`send_file`](Self::send_file)
+    /// body): a TCP connection on Linux sends it with `MSG_MORE`, so the kernel holds it
+    /// and sends it in one packet with what follows, not in a small packet of its own
+    /// (nginx's `tcp_nopush`). The next write or `send_file` must follow in the same
+    /// turn: until it does, the bytes may wait. Other transports write.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.write_more(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+    /// t.write(b"hello"); // the rest, at once
+    /// assert!(t.value().ends_with(b"\r\n\r\nhello"));
+    /// ```
+    fn write_more(&self, data: &[u8]) {
+        self.write(data);
+    }
+
     /// Sends `len` bytes of `file` from `offset`, in order with the writes around it (what
     /// was written before goes first, what is written after goes after). On a TCP or Unix
     /// connection on Linux the kernel copies it from the page cache with `sendfile(2)`, as

@@ -255,6 +255,20 @@ where
     rustix::net::send(sock, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
 }
 
+/// As [`sock_send`], with `MSG_MORE`: the kernel holds a partial packet for what the
+/// next send adds (a `sendfile` after an HTTP head).
+pub(crate) fn sock_send_more<S: AsFd>(sock: &S, buf: &[u8]) -> io::Result<usize>
+where
+    for<'a> &'a S: Write,
+{
+    rustix::net::send(
+        sock,
+        buf,
+        rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::MORE,
+    )
+    .map_err(io::Error::from)
+}
+
 /// Sends up to `len` bytes of `file` from `offset` to a stream socket with `sendfile(2)`:
 /// the kernel copies from the page cache to the socket, with no pass through user space.
 /// Returns the bytes sent; 0 when `file` ends before `offset`.

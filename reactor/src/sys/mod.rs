@@ -39,12 +39,16 @@ mod portable;
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-poller")
 ))]
-pub(crate) use epoll::{sock_read, sock_send, sock_send_file, Events, Pipe, Poller};
+pub(crate) use epoll::{
+    sock_read, sock_send, sock_send_file, sock_send_more, Events, Pipe, Poller,
+};
 #[cfg(not(all(
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-poller")
 )))]
-pub(crate) use portable::{sock_read, sock_send, sock_send_file, Events, Pipe, Poller};
+pub(crate) use portable::{
+    sock_read, sock_send, sock_send_file, sock_send_more, Events, Pipe, Poller,
+};
 
 /// What a source wants to hear about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

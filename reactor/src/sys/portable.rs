@@ -158,6 +158,14 @@ where
     sock.write(buf)
 }
 
+/// One write that more follows at once: std's write (no `MSG_MORE` here).
+pub(crate) fn sock_send_more<S: AsFd>(sock: &S, buf: &[u8]) -> io::Result<usize>
+where
+    for<'a> &'a S: Write,
+{
+    sock_send(sock, buf)
+}
+
 /// Sends up to `len` bytes of `file` from `offset` to a stream socket where `sendfile(2)`
 /// is not used: one `pread` of at most 64 KiB into a stack buffer, then one write. Bytes
 /// read and not taken by the socket are read again by the next call. Returns the bytes
