@@ -204,26 +204,32 @@ where
 
 /// Where `splice(2)` is not used there is no pipe: [`Pipe::new`] fails and a splice
 /// copies through user space instead.
-pub(crate) enum Pipe {}
+pub(crate) struct Pipe {
+    _none: (),
+}
+
+fn no_splice() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "splice is not used on this platform",
+    )
+}
 
 impl Pipe {
     /// Always fails: `Unsupported`.
     pub(crate) fn new(_size: usize) -> io::Result<Pipe> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "splice is not used on this platform",
-        ))
+        Err(no_splice())
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        match *self {}
+        0
     }
 
     pub(crate) fn fill_from<S: AsFd>(&self, _sock: &S, _len: usize) -> io::Result<usize> {
-        match *self {}
+        Err(no_splice())
     }
 
     pub(crate) fn drain_to<S: AsFd>(&self, _sock: &S, _len: usize) -> io::Result<usize> {
-        match *self {}
+        Err(no_splice())
     }
 }
