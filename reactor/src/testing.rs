@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use crate::protocol::{Address, Producer, Protocol, Transport, TransportRef};
 
-/// Makes the splices set up on this thread from now on
-/// ([`Transport::splice_to`](crate::Transport::splice_to)) copy through user space, as
-/// they do where `splice(2)` is not available, so that a test can check that path on
-/// Linux too. Off again with `false`; splices already set up keep their path.
+/// Makes the splices set up on this thread from now on ([`Transport::splice_to`]) copy
+/// through user space, as they do where `splice(2)` is not available, so that a test can
+/// check that path on Linux too. Off again with `false`; splices already set up keep their path.
 ///
 /// # Examples
 ///
