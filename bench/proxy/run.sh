@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Bulk TCP relaying (issue #19): ropewalk's `tcp_proxy` (splice(2) between the two
 # sockets) against socat and HAProxy (`mode tcp`, `option splice-request` and
-# `splice-response`, one thread), with
-# a direct connection as the floor every proxy adds its cost to. The load is iperf3 (one
-# stream, client to server, then server to client with -R), through each proxy in turn,
-# round after round, so that the machine's load falls on all of them alike.
+# `splice-response`, one thread), with a direct connection as the ceiling (what the
+# loopback carries: the cost every proxy adds to). The load is iperf3 (one stream, client
+# to server, then server to client with -R), through each target in turn, round after
+# round, so that the machine's load falls on all of them alike.
 #
 # Reported per run: throughput (GB/s, iperf3's receiver) and the proxy's CPU per GiB moved
 # (utime+stime of the proxy and its reaped children, from /proc/PID/stat, over the run).
