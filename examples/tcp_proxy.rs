@@ -6,111 +6,83 @@
 //! curl -s localhost:9000/     # answered by whatever listens on 8080
 //! ```
 //!
-//! Each side's transport is the other side's consumer: when one side's write queue
-//! fills (its peer reads slowly), reading from the other side pauses until it drains,
-//! so a slow reader never grows the proxy's memory.
+//! Each accepted connection and its outgoing one are spliced to each other
+//! ([`Transport::splice_to`]): on Linux the bytes go from socket to socket through a
+//! pipe with `splice(2)`, never through user space. When one side's peer reads slowly,
+//! reading from the other side stops once the pipe is full, so a slow reader never grows
+//! the proxy's memory; an EOF on one side shuts down the other's sending side, and when
+//! one side closes the other does too.
 //!
 //! It prints `listening on IP:PORT` once it accepts connections; `RUST_LOG=debug` shows
 //! what the reactor does (each relayed connection, and why one could not reach the
 //! target); Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
 
 use ropewalk::prelude::*;
-use ropewalk::reactor::{Address, Protocol, Reactor, Target, TransportProducer, TransportRef};
+use ropewalk::reactor::{Address, Protocol, Reactor, Target, TransportRef};
 
-/// One side of a relayed connection: what it reads goes to `peer`.
-#[derive(Default)]
-struct Side {
-    me: Option<TransportRef>,
-    peer: Rc<RefCell<Option<TransportRef>>>,
-}
+/// The outgoing side: reads nothing until it is spliced to the incoming one.
+struct Outgoing(Option<TransportRef>);
 
-impl Protocol for Side {
+impl Protocol for Outgoing {
     fn connection_made(&mut self, transport: TransportRef) {
-        self.me = Some(transport);
+        transport.pause_reading();
+        self.0 = Some(transport);
     }
 
-    fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
-        if let Some(peer) = self.peer.borrow().as_ref() {
-            peer.write(data);
-        }
+    fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> {
+        // Spliced: the bytes go straight to the other side.
         Ok(())
     }
-
-    fn eof_received(&mut self) -> bool {
-        // Pass the half-close on, and keep our side open for the answer.
-        if let Some(peer) = self.peer.borrow().as_ref() {
-            peer.half_close();
-        }
-        true
-    }
-
-    fn connection_lost(&mut self, _reason: Failure) {
-        if let Some(peer) = self.peer.borrow_mut().take() {
-            peer.lose_connection();
-        }
-    }
 }
 
-/// Links two transports: each writes to the other and throttles the other's reading.
-fn splice(a: &TransportRef, b: &TransportRef) {
-    a.register_producer(Rc::new(TransportProducer(b.clone())), true);
-    b.register_producer(Rc::new(TransportProducer(a.clone())), true);
+/// Splices two transports to each other, then lets both read.
+fn splice(a: &TransportRef, b: &TransportRef) -> std::io::Result<()> {
+    a.splice_to(b)?;
+    b.splice_to(a)?;
+    a.resume_reading();
+    b.resume_reading();
+    Ok(())
 }
 
 /// The accepted side: connects out, reading nothing until the other end is up.
 struct Incoming {
     reactor: Reactor,
     to: Target,
-    side: Side,
 }
 
 impl Protocol for Incoming {
     fn connection_made(&mut self, transport: TransportRef) {
         transport.pause_reading();
-        self.side.connection_made(transport.clone());
-        let client_peer = self.side.peer.clone();
-        let outgoing_peer = Rc::new(RefCell::new(Some(transport.clone())));
-        let out_peer = outgoing_peer.clone();
-        let factory = move |_: &Address| {
-            Some(Side {
-                me: None,
-                peer: out_peer.clone(),
-            })
-        };
         let incoming = transport.clone();
         self.reactor
-            .connect_tcp(self.to.clone(), factory, Duration::from_secs(10))
+            .connect_tcp(
+                self.to.clone(),
+                |_: &Address| Some(Outgoing(None)),
+                Duration::from_secs(10),
+            )
             .add_callbacks(
                 move |outgoing| {
-                    let out = outgoing.borrow().me.clone().expect("connected");
-                    *client_peer.borrow_mut() = Some(out.clone());
-                    splice(&incoming, &out);
-                    incoming.resume_reading();
+                    let out = outgoing.borrow().0.clone().expect("connected");
+                    if let Err(e) = splice(&incoming, &out) {
+                        log::warn!("cannot relay: {e}");
+                        incoming.lose_connection();
+                        out.lose_connection();
+                    }
                     Ok(())
                 },
                 move |failure: Failure| {
                     log::warn!("cannot reach the target: {failure}");
-                    outgoing_peer.borrow_mut().take();
                     transport.lose_connection();
                     Ok(())
                 },
             );
     }
 
-    fn data_received(&mut self, data: &[u8]) -> Result<(), Failure> {
-        self.side.data_received(data)
-    }
-
-    fn eof_received(&mut self) -> bool {
-        self.side.eof_received()
-    }
-
-    fn connection_lost(&mut self, reason: Failure) {
-        self.side.connection_lost(reason);
+    fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> {
+        // Spliced: the bytes go straight to the other side.
+        Ok(())
     }
 }
 
@@ -180,7 +152,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(Incoming {
             reactor: r.clone(),
             to: to.clone(),
-            side: Side::default(),
         })
     };
     let port = reactor.listen_tcp(([127, 0, 0, 1], args.port).into(), factory)?;

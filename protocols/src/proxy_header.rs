@@ -476,6 +476,15 @@ impl Transport for Proxied {
     fn tls_info(&self) -> Option<TlsInfo> {
         self.transport.tls_info()
     }
+    fn write_more(&self, data: &[u8]) {
+        self.transport.write_more(data);
+    }
+    fn splice_to(&self, to: &TransportRef) -> std::io::Result<()> {
+        self.transport.splice_to(to)
+    }
+    fn splice_sink(&self) -> Option<ropewalk_reactor::SpliceSink> {
+        self.transport.splice_sink()
+    }
 }
 
 #[cfg(test)]

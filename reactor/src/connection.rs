@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
@@ -14,10 +14,15 @@ use std::time::Duration;
 
 use ropewalk_deferred::Failure;
 
-use crate::protocol::{Address, ConnectionError, Producer, Protocol, Transport, TransportRef};
+use crate::protocol::{
+    Address, ConnectionError, Producer, Protocol, Transport, TransportProducer, TransportRef,
+};
 use crate::reactor::{IoHandler, Reactor, ReactorCore};
 use crate::slab::Key;
-use crate::sys::{sock_read, sock_send, sock_send_file, Interest, PollMode, Ready};
+use crate::splice::{self, Link, PipeSink, SpliceSink, SpliceSource};
+use crate::sys::{
+    sock_read, sock_send, sock_send_file, sock_send_more, Interest, Pipe, PollMode, Ready,
+};
 
 /// Default high-water mark of a connection's write queue: past it, a streaming producer
 /// registered on the transport is paused.
@@ -36,9 +41,13 @@ const INLINE_SLICES: usize = 8;
 const READS_PER_EVENT: usize = 4;
 
 /// A connected stream socket.
-pub(crate) trait StreamSocket: AsRawFd + 'static {
+pub(crate) trait StreamSocket: AsFd + AsRawFd + 'static {
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn write_some(&self, buf: &[u8]) -> io::Result<usize>;
+    /// As `write_some`, with more to follow at once (`MSG_MORE` where it exists).
+    fn write_some_more(&self, buf: &[u8]) -> io::Result<usize> {
+        self.write_some(buf)
+    }
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     /// Sends up to `len` bytes of `file` from `offset`; 0 when the file ends first.
     fn send_file_some(&self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
@@ -63,6 +72,9 @@ impl StreamSocket for TcpStream {
     }
     fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
         sock_send(self, buf)
+    }
+    fn write_some_more(&self, buf: &[u8]) -> io::Result<usize> {
+        sock_send_more(self, buf)
     }
     fn write_vectored_some(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         (&*self).write_vectored(bufs)
@@ -171,6 +183,8 @@ enum Queued {
         offset: u64,
         len: usize,
     },
+    /// The next `len` bytes of a splice's pipe.
+    Pipe { link: Rc<Link>, len: usize },
 }
 
 impl ConnState {
@@ -244,6 +258,27 @@ impl ConnState {
                         }
                     }
                 }
+                Some(Queued::Pipe { link, len }) => match link.pipe.drain_to(sock, *len) {
+                    Ok(0) => {
+                        result = Err(io::Error::other("splice pipe ended early"));
+                        break;
+                    }
+                    Ok(n) => {
+                        *len -= n;
+                        self.later_len -= n;
+                        let link = link.clone();
+                        if *len == 0 {
+                            self.later.pop_front();
+                        }
+                        link.drained(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                },
             }
         }
         if self.wpos == self.wbuf.len() {
@@ -291,6 +326,15 @@ pub(crate) struct Conn<S: StreamSocket, P: Protocol> {
     /// Edge-triggered: a look asked of the next turn (`ready_again`) and not yet had, as
     /// `(readable, writable)`, so that it is asked once.
     again: Cell<(bool, bool)>,
+    /// Where what it reads goes instead of its protocol (`splice_to`).
+    relay: RefCell<Option<Relay>>,
+}
+
+/// A connection's reads relayed to another transport (`splice_to`).
+struct Relay {
+    to: TransportRef,
+    /// The pipe and the destination's side of it; `None`: copied with `write`.
+    pipe: Option<(Rc<Link>, SpliceSink)>,
 }
 
 /// What is known of a connection's socket without asking the kernel.
@@ -338,6 +382,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
             parked: Cell::new(false),
             edge,
             again: Cell::new((false, false)),
+            relay: RefCell::new(None),
             reactor: Rc::downgrade(&reactor.inner),
             peer: known.peer,
             local: known.local,
@@ -504,6 +549,17 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
     /// read on to its end of stream rather than stopping at the first short read (an
     /// edge-triggered poller will not report that end again).
     fn on_readable(&self, reactor: &Reactor, read_closed: bool) {
+        let piped = match self.relay.borrow().as_ref() {
+            Some(Relay {
+                pipe: Some((link, sink)),
+                ..
+            }) => Some((link.clone(), sink.clone())),
+            _ => None,
+        };
+        if let Some((link, sink)) = piped {
+            self.splice_readable(&link, &sink, read_closed);
+            return;
+        }
         let mut buf = reactor.take_read_buffer();
         // Every read was full: bytes may still wait, and an edge-triggered poller will not
         // say so again.
@@ -529,7 +585,7 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
                     break;
                 }
                 Ok(n) => {
-                    self.with_protocol(|p| p.data_received(&buf[..n]));
+                    self.deliver(&buf[..n]);
                     // A short read drained the socket: no need to read again for EAGAIN
                     // (bytes that come after it are a new edge).
                     if n < buf.len() && !read_closed {
@@ -555,13 +611,96 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         }
     }
 
+    /// Hands bytes read to the protocol, or to the transport they are relayed to.
+    fn deliver(&self, data: &[u8]) {
+        let to = self.relay.borrow().as_ref().map(|r| r.to.clone());
+        match to {
+            Some(to) => to.write(data),
+            None => self.with_protocol(|p| p.data_received(data)),
+        }
+    }
+
+    /// Moves what the socket holds into the relay's pipe, and has the destination send it.
+    fn splice_readable(&self, link: &Rc<Link>, sink: &SpliceSink, read_closed: bool) {
+        // Every splice was full: bytes may still wait (see `on_readable`).
+        let mut budget_spent = true;
+        for _ in 0..READS_PER_EVENT {
+            {
+                let st = self.state.borrow();
+                if st.closed || st.reading_paused || st.read_eof || st.disconnecting {
+                    budget_spent = false;
+                    break;
+                }
+            }
+            let room = link.room();
+            if room == 0 {
+                link.wait_for_room();
+                budget_spent = false;
+                break;
+            }
+            let n = {
+                let sock = self.sock.borrow();
+                let Some(sock) = sock.as_ref() else { break };
+                link.pipe.fill_from(sock, room)
+            };
+            match n {
+                Ok(0) => {
+                    budget_spent = false;
+                    self.on_eof();
+                    break;
+                }
+                Ok(n) => {
+                    link.filled(n);
+                    sink.0.queue_spliced(link, n);
+                    if n < room && !read_closed {
+                        // Short: the socket was drained, or the pipe ran out of slots (one
+                        // per packet fragment). With bytes still in the pipe, the
+                        // destination wakes this side when it takes some; an empty pipe
+                        // has every slot free, so one more splice tells which.
+                        if link.in_pipe() > 0 {
+                            link.wait_for_room();
+                            budget_spent = false;
+                            break;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Nothing to read, or no slot left in the pipe: in doubt, look again
+                    // once the destination has taken some.
+                    if link.in_pipe() > 0 {
+                        link.wait_for_room();
+                    }
+                    budget_spent = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    budget_spent = false;
+                    self.close(Failure::new(ConnectionError::Lost(e)), false);
+                    break;
+                }
+            }
+        }
+        if budget_spent && self.edge {
+            self.look_again(true, false);
+        }
+    }
+
     fn on_eof(&self) {
         self.state.borrow_mut().read_eof = true;
         let mut keep_open = false;
-        self.with_protocol(|p| {
-            keep_open = p.eof_received();
-            Ok(())
-        });
+        let relayed_to = self.relay.borrow().as_ref().map(|r| r.to.clone());
+        match relayed_to {
+            // Pass the end on, behind the bytes before it; the other direction goes on.
+            Some(to) => {
+                to.half_close();
+                keep_open = true;
+            }
+            None => self.with_protocol(|p| {
+                keep_open = p.eof_received();
+                Ok(())
+            }),
+        }
         let (closed, write_shut) = {
             let st = self.state.borrow();
             (st.closed, st.write_shut)
@@ -577,6 +716,75 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         } else {
             self.lose_connection();
         }
+    }
+
+    /// Writes `bufs` straight to the socket when nothing is queued (with `MSG_MORE`
+    /// when `more`), and queues what it does not take.
+    fn send_bufs(&self, bufs: &[&[u8]], more: bool) {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+
+        if total == 0 {
+            return;
+        }
+        let outcome = {
+            let mut st = self.state.borrow_mut();
+            if st.closed || st.disconnecting || st.write_shut || st.half_closing {
+                return;
+            }
+            let mut written = 0;
+            let mut result = Ok(());
+            if st.queued() == 0 {
+                // Straight to the socket: most writes end here, with no queue at all.
+                let sock = self.sock.borrow();
+                if let Some(sock) = sock.as_ref() {
+                    let r = if more && bufs.len() == 1 {
+                        sock.write_some_more(bufs[0])
+                    } else if bufs.len() == 1 {
+                        sock.write_some(bufs[0])
+                    } else if bufs.len() <= INLINE_SLICES {
+                        // A few buffers (a chunk header, data, CRLF): slices on the stack.
+                        let mut slices = [IoSlice::new(&[]); INLINE_SLICES];
+                        for (slot, b) in slices.iter_mut().zip(bufs) {
+                            *slot = IoSlice::new(b);
+                        }
+                        sock.write_vectored_some(&slices[..bufs.len()])
+                    } else {
+                        let slices: Vec<IoSlice<'_>> =
+                            bufs.iter().map(|b| IoSlice::new(b)).collect();
+                        sock.write_vectored_some(&slices)
+                    };
+                    match r {
+                        Ok(n) => written = n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => result = Err(e),
+                    }
+                }
+            }
+            // Sent whole, nothing queued, nothing to tell a producer or the poller (most
+            // writes): done.
+            if written == total
+                && !st.pull_pending
+                && !matches!(st.producer, Some((_, false)))
+                && st.wanted() == st.registered
+                && !self.parked.get()
+            {
+                return;
+            }
+            if result.is_ok() && written < total {
+                let mut skip = written;
+                for b in bufs {
+                    if skip >= b.len() {
+                        skip -= b.len();
+                        continue;
+                    }
+                    st.enqueue(&b[skip..]);
+                    skip = 0;
+                }
+            }
+            self.enqueued(&mut st, result)
+        };
+        self.finish_enqueue(outcome);
     }
 
     /// Sends as much of the queue as the socket takes.
@@ -788,6 +996,10 @@ impl<S: StreamSocket, P: Protocol> Conn<S, P> {
         if let Some((p, _)) = producer {
             p.stop_producing();
         }
+        let relay = self.relay.borrow_mut().take();
+        if let Some(relay) = relay {
+            relay.to.lose_connection();
+        }
         let protocol = self.protocol.borrow_mut().take();
         let Some(protocol) = protocol else { return };
         log::debug!("connection with {} closed: {reason}", self.peer);
@@ -839,68 +1051,12 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
         self.write_vectored(&[data]);
     }
 
+    fn write_more(&self, data: &[u8]) {
+        self.send_bufs(&[data], true);
+    }
+
     fn write_vectored(&self, bufs: &[&[u8]]) {
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if total == 0 {
-            return;
-        }
-        let outcome = {
-            let mut st = self.state.borrow_mut();
-            if st.closed || st.disconnecting || st.write_shut || st.half_closing {
-                return;
-            }
-            let mut written = 0;
-            let mut result = Ok(());
-            if st.queued() == 0 {
-                // Straight to the socket: most writes end here, with no queue at all.
-                let sock = self.sock.borrow();
-                if let Some(sock) = sock.as_ref() {
-                    let r = if bufs.len() == 1 {
-                        sock.write_some(bufs[0])
-                    } else if bufs.len() <= INLINE_SLICES {
-                        // A few buffers (a chunk header, data, CRLF): slices on the stack.
-                        let mut slices = [IoSlice::new(&[]); INLINE_SLICES];
-                        for (slot, b) in slices.iter_mut().zip(bufs) {
-                            *slot = IoSlice::new(b);
-                        }
-                        sock.write_vectored_some(&slices[..bufs.len()])
-                    } else {
-                        let slices: Vec<IoSlice<'_>> =
-                            bufs.iter().map(|b| IoSlice::new(b)).collect();
-                        sock.write_vectored_some(&slices)
-                    };
-                    match r {
-                        Ok(n) => written = n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => result = Err(e),
-                    }
-                }
-            }
-            // Sent whole, nothing queued, nothing to tell a producer or the poller (most
-            // writes): done.
-            if written == total
-                && !st.pull_pending
-                && !matches!(st.producer, Some((_, false)))
-                && st.wanted() == st.registered
-                && !self.parked.get()
-            {
-                return;
-            }
-            if result.is_ok() && written < total {
-                let mut skip = written;
-                for b in bufs {
-                    if skip >= b.len() {
-                        skip -= b.len();
-                        continue;
-                    }
-                    st.enqueue(&b[skip..]);
-                    skip = 0;
-                }
-            }
-            self.enqueued(&mut st, result)
-        };
-        self.finish_enqueue(outcome);
+        self.send_bufs(bufs, false);
     }
 
     fn send_file(&self, file: Rc<File>, offset: u64, len: u64) {
@@ -1048,6 +1204,100 @@ impl<S: StreamSocket, P: Protocol> Transport for Conn<S, P> {
     fn is_closing(&self) -> bool {
         let st = self.state.borrow();
         st.closed || st.disconnecting
+    }
+
+    fn splice_to(&self, to: &TransportRef) -> io::Result<()> {
+        if std::ptr::addr_eq(Rc::as_ptr(to), self as *const Self) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a connection cannot be spliced to itself",
+            ));
+        }
+        if self.state.borrow().closed {
+            return Ok(());
+        }
+        if self.relay.borrow().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the connection is already spliced",
+            ));
+        }
+        let Some(this) = self.this.upgrade() else {
+            return Ok(());
+        };
+        // The pipe path reads until a splice is refused, which only an edge-triggered
+        // poller reports again; elsewhere, copy.
+        let sink = if self.edge && !splice::copy_forced() {
+            to.splice_sink()
+        } else {
+            None
+        };
+        let pipe = sink.and_then(|sink| match Pipe::new(splice::PIPE_SIZE) {
+            Ok(pipe) => {
+                let source: Weak<dyn SpliceSource> = self.this.clone();
+                Some((Rc::new(Link::new(pipe, source)), sink))
+            }
+            Err(e) => {
+                log::debug!("no pipe for a splice, copying instead: {e}");
+                None
+            }
+        });
+        *self.relay.borrow_mut() = Some(Relay {
+            to: to.clone(),
+            pipe,
+        });
+        to.register_producer(Rc::new(TransportProducer(this)), true);
+        // Bytes may be waiting already: the poller will not report them again.
+        if self.edge {
+            self.look_again(true, false);
+        }
+        Ok(())
+    }
+
+    fn splice_sink(&self) -> Option<SpliceSink> {
+        let this: Rc<dyn PipeSink> = self.this.upgrade()?;
+        Some(SpliceSink(this))
+    }
+}
+
+impl<S: StreamSocket, P: Protocol> SpliceSource for Conn<S, P> {
+    fn pipe_room(&self) {
+        if self.edge {
+            self.look_again(true, false);
+        }
+    }
+}
+
+impl<S: StreamSocket, P: Protocol> PipeSink for Conn<S, P> {
+    fn queue_spliced(&self, link: &Rc<Link>, n: usize) {
+        let outcome = {
+            let mut st = self.state.borrow_mut();
+            if st.closed || st.disconnecting || st.write_shut || st.half_closing {
+                // Nobody will send them: the source is being closed with this side.
+                return;
+            }
+            let first = st.queued() == 0;
+            match st.later.back_mut() {
+                Some(Queued::Pipe { link: l, len }) if Rc::ptr_eq(l, link) => *len += n,
+                _ => st.later.push_back(Queued::Pipe {
+                    link: link.clone(),
+                    len: n,
+                }),
+            }
+            st.later_len += n;
+            // Straight to the socket when nothing was queued before them, as `write` does.
+            let result = if first {
+                let sock = self.sock.borrow();
+                match sock.as_ref() {
+                    Some(sock) => st.drain(sock),
+                    None => Ok(()),
+                }
+            } else {
+                Ok(())
+            };
+            self.enqueued(&mut st, result)
+        };
+        self.finish_enqueue(outcome);
     }
 }
 

@@ -98,6 +98,7 @@ mod radix;
 mod reactor;
 mod signals;
 mod slab;
+mod splice;
 mod sys;
 mod task;
 mod tcp;
@@ -127,6 +128,8 @@ pub use crate::protocol::{
 };
 pub use crate::reactor::{Reactor, ReactorHandle, ReactorStats};
 pub use crate::signals::SignalGuard;
+#[doc(hidden)]
+pub use crate::splice::SpliceSink;
 pub use crate::task::{yield_now, YieldNow};
 pub use crate::tcp::{Connected, ListenOptions, Target};
 pub use crate::time::{defer_later, Clock, DelayedCall, ManualClock};

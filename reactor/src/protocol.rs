@@ -195,6 +195,28 @@ pub trait Transport {
         }
     }
 
+    /// Sends `data` as [`write`](Self::write) does, as the start of a message whose rest
+    /// is sent at once after it (an HTTP head before its [`send_file`](Self::send_file)
+    /// body): a TCP connection on Linux sends it with `MSG_MORE`, so the kernel holds it
+    /// and sends it in one packet with what follows, not in a small packet of its own
+    /// (nginx's `tcp_nopush`). The next write or `send_file` must follow in the same
+    /// turn: until it does, the bytes may wait. Other transports write.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::Transport;
+    ///
+    /// let t = StringTransport::new();
+    /// t.write_more(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+    /// t.write(b"hello"); // the rest, at once
+    /// assert!(t.value().ends_with(b"\r\n\r\nhello"));
+    /// ```
+    fn write_more(&self, data: &[u8]) {
+        self.write(data);
+    }
+
     /// Sends `len` bytes of `file` from `offset`, in order with the writes around it (what
     /// was written before goes first, what is written after goes after). On a TCP or Unix
     /// connection on Linux the kernel copies it from the page cache with `sendfile(2)`, as
@@ -448,6 +470,94 @@ pub trait Transport {
     ///
     /// See [`lose_connection`](Self::lose_connection).
     fn is_closing(&self) -> bool;
+
+    /// Relays everything this connection reads from now on to `to`, behind what `to` has
+    /// queued, without passing it through this connection's protocol: its
+    /// `data_received` and `eof_received` are no longer called (`connection_lost` still
+    /// is). A port forwarder splices each side to the other.
+    ///
+    /// - **Zero copy.** Between two TCP or Unix connections of the reactor on Linux, the
+    ///   bytes go through a pipe with `splice(2)`, never through user space. Elsewhere,
+    ///   and when `to` is another kind of transport (TLS, a test stub), they are read into
+    ///   the reactor's buffer and written to `to`.
+    /// - **Back-pressure.** While `to`'s socket takes nothing, this connection stops
+    ///   reading once the pipe (64 KiB) is full, or, when copying, once `to`'s write queue
+    ///   passes its high-water mark: a slow reader never grows memory. `to`'s producer
+    ///   slot holds this connection (replacing what was registered there).
+    /// - **End of stream.** The peer's EOF here shuts down `to`'s sending side
+    ///   ([`half_close`](Self::half_close)) once the bytes before it are sent; this
+    ///   connection stays open for what `to`'s direction sends back, and closes when
+    ///   both directions are shut.
+    /// - **Closing.** When either connection closes, for whatever reason, the other one
+    ///   is closed with [`lose_connection`](Self::lose_connection) (what it has queued
+    ///   goes out first). Each one's `connection_lost` carries its own reason.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` from a transport that cannot relay its reads (the default: TLS
+    /// sessions, test stubs); `InvalidInput` for a splice to itself; `AlreadyExists`
+    /// when this connection is already spliced. A closed connection returns `Ok` and
+    /// does nothing, as every method does.
+    ///
+    /// # Examples
+    ///
+    /// Relay what a client sends to another transport (here a test stub, which is copied
+    /// to; two connections would use `splice(2)`):
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use ropewalk_reactor::deferred::Failure;
+    /// use ropewalk_reactor::testing::StringTransport;
+    /// use ropewalk_reactor::{Address, Protocol, Reactor, Transport, TransportRef};
+    ///
+    /// struct Relay(TransportRef);
+    /// impl Protocol for Relay {
+    ///     fn connection_made(&mut self, transport: TransportRef) {
+    ///         transport.splice_to(&self.0).expect("a TCP connection can relay");
+    ///     }
+    ///     fn data_received(&mut self, _: &[u8]) -> Result<(), Failure> {
+    ///         unreachable!("a spliced connection's bytes skip its protocol")
+    ///     }
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let sink = StringTransport::new();
+    /// let to: TransportRef = sink.clone();
+    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), move |_: &Address| {
+    ///     Some(Relay(to.clone()))
+    /// })?;
+    /// let addr = port.local_addr().inet().unwrap();
+    /// let client = std::thread::spawn(move || {
+    ///     let mut s = std::net::TcpStream::connect(addr).unwrap();
+    ///     s.write_all(b"hello, relay").unwrap();
+    ///     s.shutdown(std::net::Shutdown::Write).unwrap();
+    ///     s // kept open: only our sending side is shut
+    /// });
+    /// let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    /// while !sink.is_half_closed() && std::time::Instant::now() < deadline {
+    ///     reactor.iterate(std::time::Duration::from_millis(10));
+    /// }
+    /// assert_eq!(sink.value(), b"hello, relay");
+    /// assert!(sink.is_half_closed()); // the client's EOF, passed on
+    /// drop(client.join().unwrap());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn splice_to(&self, to: &TransportRef) -> io::Result<()> {
+        let _ = to;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transport cannot relay its reads",
+        ))
+    }
+
+    /// What [`splice_to`](Self::splice_to) needs to `splice(2)` into this transport's
+    /// socket: `None` (copy into it with `write`) unless it is a plain stream connection
+    /// of the reactor. A wrapper that passes its bytes through unchanged returns its
+    /// inner transport's.
+    #[doc(hidden)]
+    fn splice_sink(&self) -> Option<crate::splice::SpliceSink> {
+        None
+    }
 
     /// Switches this connection to TLS (Twisted's `startTLS`; SMTP's and IMAP's
     /// STARTTLS): what was written before goes out first, in clear; then the handshake;

@@ -10,6 +10,21 @@ use std::time::Duration;
 
 use crate::protocol::{Address, Producer, Protocol, Transport, TransportRef};
 
+/// Makes the splices set up on this thread from now on ([`Transport::splice_to`]) copy
+/// through user space, as they do where `splice(2)` is not available, so that a test can
+/// check that path on Linux too. Off again with `false`; splices already set up keep their path.
+///
+/// # Examples
+///
+/// ```
+/// ropewalk_reactor::testing::force_splice_copy(true);
+/// // ... set up and check a splice that copies ...
+/// ropewalk_reactor::testing::force_splice_copy(false);
+/// ```
+pub fn force_splice_copy(on: bool) {
+    crate::splice::force_copy(on);
+}
+
 /// A transport that records what is written and what the protocol asked for.
 ///
 /// # Examples

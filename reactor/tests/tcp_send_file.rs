@@ -44,6 +44,8 @@ impl Drop for TempFile {
 #[derive(Clone)]
 enum Step {
     Write(Vec<u8>),
+    /// `write_more`: a head the file region after it joins in one packet.
+    WriteMore(Vec<u8>),
     File(u64, u64),
 }
 
@@ -85,6 +87,7 @@ impl Protocol for Sender {
         for step in &self.steps {
             match step {
                 Step::Write(b) => t.write(b),
+                Step::WriteMore(b) => t.write_more(b),
                 Step::File(offset, len) => t.send_file(self.file.clone(), *offset, *len),
             }
         }
@@ -193,7 +196,7 @@ fn a_large_file_arrives_byte_exact_with_a_slow_reader() {
 fn regions_and_writes_keep_their_order() {
     let file = TempFile::new("order", 2 * 1024 * 1024);
     let steps = vec![
-        Step::Write(b"a".to_vec()),
+        Step::WriteMore(b"a".to_vec()),
         Step::File(10, 100),
         Step::Write(b"b".to_vec()),
         Step::File(0, 5),

@@ -20,7 +20,7 @@
 //! through `polling` as on the portable path.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use polling::PollMode;
@@ -255,6 +255,20 @@ where
     rustix::net::send(sock, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
 }
 
+/// As [`sock_send`], with `MSG_MORE`: the kernel holds a partial packet for what the
+/// next send adds (a `sendfile` after an HTTP head).
+pub(crate) fn sock_send_more<S: AsFd>(sock: &S, buf: &[u8]) -> io::Result<usize>
+where
+    for<'a> &'a S: Write,
+{
+    rustix::net::send(
+        sock,
+        buf,
+        rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::MORE,
+    )
+    .map_err(io::Error::from)
+}
+
 /// Sends up to `len` bytes of `file` from `offset` to a stream socket with `sendfile(2)`:
 /// the kernel copies from the page cache to the socket, with no pass through user space.
 /// Returns the bytes sent; 0 when `file` ends before `offset`.
@@ -269,3 +283,57 @@ pub(crate) fn sock_send_file<S: AsFd>(
     let mut off = offset;
     rustix::fs::sendfile(sock, file, Some(&mut off), len).map_err(io::Error::from)
 }
+
+/// A pipe that carries spliced bytes from one socket to another (`splice(2)`): the kernel
+/// moves page references from the source socket into it and from it into the
+/// destination, with no copy through user space.
+pub(crate) struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Bytes it holds at most.
+    cap: usize,
+}
+
+impl Pipe {
+    /// A non-blocking pipe of about `size` bytes (the kernel rounds it to pages, and keeps
+    /// its default, 64 KiB, when a larger one is refused).
+    pub(crate) fn new(size: usize) -> io::Result<Pipe> {
+        let (read, write) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )?;
+        const DEFAULT: usize = 64 * 1024;
+        let cap = if size == DEFAULT {
+            DEFAULT
+        } else {
+            // Past `/proc/sys/fs/pipe-max-size` an unprivileged process is refused: the
+            // pipe keeps its size then.
+            let _ = rustix::pipe::fcntl_setpipe_size(&write, size);
+            rustix::pipe::fcntl_getpipe_size(&write)?
+        };
+        Ok(Pipe { read, write, cap })
+    }
+
+    /// Bytes it holds at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Moves up to `len` bytes from `sock` into the pipe; 0 at the socket's end of stream.
+    /// `WouldBlock` when the socket has nothing to read, or the pipe has no room.
+    pub(crate) fn fill_from<S: AsFd>(&self, sock: &S, len: usize) -> io::Result<usize> {
+        rustix::pipe::splice(sock, None, &self.write, None, len, SPLICE_FLAGS)
+            .map_err(io::Error::from)
+    }
+
+    /// Moves up to `len` bytes from the pipe to `sock`. `WouldBlock` when the socket's
+    /// buffer is full.
+    pub(crate) fn drain_to<S: AsFd>(&self, sock: &S, len: usize) -> io::Result<usize> {
+        rustix::pipe::splice(&self.read, None, sock, None, len, SPLICE_FLAGS)
+            .map_err(io::Error::from)
+    }
+}
+
+/// Non-blocking on the pipe (the sockets are non-blocking already); move pages rather
+/// than copy them where the kernel can.
+const SPLICE_FLAGS: rustix::pipe::SpliceFlags =
+    rustix::pipe::SpliceFlags::NONBLOCK.union(rustix::pipe::SpliceFlags::MOVE);

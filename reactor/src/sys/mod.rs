@@ -5,7 +5,8 @@
 //!   [`PollMode`], `wait` for events into a [`Ready`] list, `notify` from any thread.
 //! - [`sock_read`] / [`sock_send`]: one read or send on a connected stream socket;
 //!   [`sock_send_file`]: one send of a file region (`sendfile(2)` on Linux, `pread` and a
-//!   write elsewhere).
+//!   write elsewhere); [`Pipe`]: `splice(2)` from a socket into a pipe and from the pipe
+//!   into another socket (Linux; elsewhere a pipe cannot be made, and a splice copies).
 //!
 //! Two implementations, chosen at compile time:
 //!
@@ -38,12 +39,16 @@ mod portable;
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-poller")
 ))]
-pub(crate) use epoll::{sock_read, sock_send, sock_send_file, Events, Poller};
+pub(crate) use epoll::{
+    sock_read, sock_send, sock_send_file, sock_send_more, Events, Pipe, Poller,
+};
 #[cfg(not(all(
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-poller")
 )))]
-pub(crate) use portable::{sock_read, sock_send, sock_send_file, Events, Poller};
+pub(crate) use portable::{
+    sock_read, sock_send, sock_send_file, sock_send_more, Events, Pipe, Poller,
+};
 
 /// What a source wants to hear about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

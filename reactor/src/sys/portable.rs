@@ -158,6 +158,14 @@ where
     sock.write(buf)
 }
 
+/// One write that more follows at once: std's write (no `MSG_MORE` here).
+pub(crate) fn sock_send_more<S: AsFd>(sock: &S, buf: &[u8]) -> io::Result<usize>
+where
+    for<'a> &'a S: Write,
+{
+    sock_send(sock, buf)
+}
+
 /// Sends up to `len` bytes of `file` from `offset` to a stream socket where `sendfile(2)`
 /// is not used: one `pread` of at most 64 KiB into a stack buffer, then one write. Bytes
 /// read and not taken by the socket are read again by the next call. Returns the bytes
@@ -192,4 +200,36 @@ where
         return Ok(0);
     }
     sock_send(sock, &buf[..n])
+}
+
+/// Where `splice(2)` is not used there is no pipe: [`Pipe::new`] fails and a splice
+/// copies through user space instead.
+pub(crate) struct Pipe {
+    _none: (),
+}
+
+fn no_splice() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "splice is not used on this platform",
+    )
+}
+
+impl Pipe {
+    /// Always fails: `Unsupported`.
+    pub(crate) fn new(_size: usize) -> io::Result<Pipe> {
+        Err(no_splice())
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        0
+    }
+
+    pub(crate) fn fill_from<S: AsFd>(&self, _sock: &S, _len: usize) -> io::Result<usize> {
+        Err(no_splice())
+    }
+
+    pub(crate) fn drain_to<S: AsFd>(&self, _sock: &S, _len: usize) -> io::Result<usize> {
+        Err(no_splice())
+    }
 }

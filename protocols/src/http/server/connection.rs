@@ -483,7 +483,12 @@ impl HttpConnection {
         };
         if !st.out.is_empty() {
             if let Some(t) = &st.transport {
-                t.write(&st.out);
+                // A head before a file: one packet with the file's first bytes (the
+                // file is sent below, in this same call).
+                match &started_stream {
+                    Some((writer, false)) if writer.starts_with_file() => t.write_more(&st.out),
+                    _ => t.write(&st.out),
+                }
                 // `pump` sets the timer after this.
                 st.flow.check_sending(t, || st.shared.clock.loop_time());
             }

@@ -573,6 +573,12 @@ impl BodyWriter {
         d
     }
 
+    /// Whether the body starts with a file region written before the server took the
+    /// response (its head can then go out in one packet with it).
+    pub(crate) fn starts_with_file(&self) -> bool {
+        matches!(self.state.borrow().early.first(), Some(Early::File(..)))
+    }
+
     /// The server starts sending: flush what was written early.
     pub(crate) fn attach(&self, sink: Rc<dyn BodySink>) {
         let (early, finished, aborted) = {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ropewalk_deferred::Deferred;
+use ropewalk_deferred::{Deferred, Failure, Resolver};
 use ropewalk_reactor::{Clock, Reactor};
 
 use super::Handler;
@@ -140,6 +140,7 @@ impl StaticFiles {
                 entries: HashMap::new(),
                 capacity: 1024,
                 valid: Duration::from_secs(1),
+                looking_up: HashMap::new(),
             })),
         })
     }
@@ -286,6 +287,14 @@ enum Found {
     Status(u16),
 }
 
+/// What a look-up found, as the requests that waited for it share it.
+#[derive(Clone)]
+enum Looked {
+    File(Rc<OpenFile>),
+    Redirect,
+    Status(u16),
+}
+
 /// An open file as the cache holds it, shared by the responses that send it.
 struct OpenFile {
     /// The open file, when its bytes are not held (a file held whole holds no descriptor).
@@ -305,6 +314,9 @@ struct FileCache {
     /// How many entries at most (0: no cache).
     capacity: usize,
     valid: Duration,
+    /// Paths being looked up on the I/O pool, with the requests for them that came
+    /// meanwhile: they wait for that look-up rather than run one each.
+    looking_up: HashMap<(String, bool), Vec<Resolver<Looked>>>,
 }
 
 struct CacheEntry {
@@ -385,29 +397,56 @@ impl Handler for StaticFiles {
         if let Some(open) = self.cache.borrow_mut().get(&key, now) {
             return Deferred::succeed(respond(&open, &ask));
         }
+        let location = match request.query() {
+            Some(q) => format!("{}/?{q}", request.path()),
+            None => format!("{}/", request.path()),
+        };
+        let answer = move |looked: Looked| match looked {
+            Looked::Status(status) => error_response(status),
+            Looked::Redirect => Response::text(format!("moved to {location}\n"))
+                .with_status(301)
+                .with_header("Location", location),
+            Looked::File(open) => respond(&open, &ask),
+        };
+        {
+            let mut cache = self.cache.borrow_mut();
+            if let Some(waiting) = cache.looking_up.get_mut(&key) {
+                // Another request looks this path up already (a hot file's entry just
+                // went stale under load): share its answer.
+                let (d, r) = Deferred::<Looked>::pending();
+                waiting.push(r);
+                return d.add_callback(move |looked| Ok::<_, Failure>(answer(looked)));
+            }
+            cache.looking_up.insert(key.clone(), Vec::new());
+        }
         let root = self.root.clone();
         let limit = self.memory_limit;
         let found = self
             .reactor
             .defer_to_io_thread(move || Ok(find(&root, &segments, trailing_slash, limit)));
-        let location = match request.query() {
-            Some(q) => format!("{}/?{q}", request.path()),
-            None => format!("{}/", request.path()),
-        };
         let cache = self.cache.clone();
-        found.add_callback(move |found| {
-            Ok(match found {
-                Found::Status(status) => error_response(status),
-                Found::Redirect => Response::text(format!("moved to {location}\n"))
-                    .with_status(301)
-                    .with_header("Location", location),
-                Found::File {
+        found.add_both(move |found| {
+            let waiting = cache
+                .borrow_mut()
+                .looking_up
+                .remove(&key)
+                .unwrap_or_default();
+            let looked = match found {
+                Err(failure) => {
+                    for r in waiting {
+                        let _ = r.errback(failure.clone());
+                    }
+                    return Err(failure);
+                }
+                Ok(Found::Status(status)) => Looked::Status(status),
+                Ok(Found::Redirect) => Looked::Redirect,
+                Ok(Found::File {
                     file,
                     len,
                     mtime,
                     content_type,
                     data,
-                } => {
+                }) => {
                     let open = Rc::new(OpenFile {
                         file: data.is_none().then(|| Rc::new(file)),
                         len,
@@ -416,9 +455,13 @@ impl Handler for StaticFiles {
                         data: data.map(Rc::from),
                     });
                     cache.borrow_mut().insert(key, open.clone(), now);
-                    respond(&open, &ask)
+                    Looked::File(open)
                 }
-            })
+            };
+            for r in waiting {
+                let _ = r.callback(looked.clone());
+            }
+            Ok(answer(looked))
         })
     }
 }
