@@ -49,7 +49,7 @@ done
 # One timed run at a time on this machine: the same lock the other run-*.sh use.
 if [ -z "${ROPEWALK_BENCH_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
     export ROPEWALK_BENCH_LOCKED=1
-    exec flock /tmp/bench.lock "$0" "${args[@]}"
+    exec flock /tmp/bench.lock "$(pwd)/$(basename "$0")" "${args[@]}"
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -32,7 +32,7 @@ done
 # One timed run at a time on this machine: the lock the other run-*.sh take.
 if [ -z "${ROPEWALK_BENCH_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
     export ROPEWALK_BENCH_LOCKED=1
-    exec flock /tmp/bench.lock "$0" "${args[@]}"
+    exec flock /tmp/bench.lock "$(pwd)/$(basename "$0")" "${args[@]}"
 fi
 
 cargo build --release --bin architecture --bin architecture_server --bin architecture_load
