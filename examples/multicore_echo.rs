@@ -10,7 +10,8 @@
 //! - `--mode own`: each reactor listens on its own `SO_REUSEPORT` socket on the port, and
 //!   the kernel spreads the connections over them.
 //! - `--mode shared`: one listening socket, registered by every reactor; all accept from
-//!   its one queue (each connection wakes every idle reactor; one wins).
+//!   its one queue (on Linux, `EPOLLEXCLUSIVE` wakes one idle reactor per connection;
+//!   elsewhere every idle reactor wakes and one wins).
 //! - `--mode dispatcher` (or `dispatcher:least-loaded`): one reactor accepts and hands
 //!   each connection to a reactor's own queue, in turn (or to the one with the fewest
 //!   live connections).
