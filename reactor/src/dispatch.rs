@@ -195,8 +195,22 @@ struct DispatchState {
     /// The round-robin cursor.
     next: usize,
     accept: Option<AcceptAt>,
+    /// A second descriptor of the listening socket, so that the thread that empties the
+    /// rotation can stop the socket listening at once (`shutdown`: new connects are
+    /// refused), before the accepting reactor gets round to closing it.
+    stopper: Option<TcpListener>,
     /// Accepting has ended (the rotation emptied, or the accepting reactor stopped).
     ended: bool,
+}
+
+impl DispatchState {
+    /// Stops the socket listening now, from whichever thread, and lets go of the second
+    /// descriptor.
+    fn stop_listening_now(&mut self) {
+        if let Some(stopper) = self.stopper.take() {
+            let _ = socket2::SockRef::from(&stopper).shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 /// The dispatcher mode's part of a `GroupListener`.
@@ -214,6 +228,7 @@ impl DispatchShared {
             policy,
             nodelay: sock.accepted_nodelay(),
             state: Mutex::new(DispatchState {
+                stopper: sock.try_clone().ok(),
                 sock: Some(sock),
                 workers: Vec::new(),
                 next: 0,
@@ -312,6 +327,7 @@ impl DispatchShared {
             if st.workers.is_empty() && !st.ended {
                 st.ended = true;
                 st.sock = None;
+                st.stop_listening_now();
                 st.accept.as_ref().map(|at| at.handle.clone())
             } else {
                 None
@@ -333,6 +349,7 @@ impl DispatchShared {
             let mut st = self.lock();
             st.ended = true;
             st.sock = None;
+            st.stop_listening_now();
             st.accept.take()
         };
         if let Some(at) = at {
@@ -533,6 +550,9 @@ impl<F: Factory> AcceptLoop<F> {
                         self.pause(reactor, &format!("{e}"));
                         break;
                     }
+                    // Stopped from another thread (`stop_listening_now`): the close is
+                    // on its way to this reactor.
+                    Err(_) if self.shared.lock().ended => return,
                     Err(e) => {
                         log::error!("accept failed: {e}");
                         break;
