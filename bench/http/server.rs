@@ -10,7 +10,7 @@
 //!
 //! - `ropewalk`: one [`Reactor`] on the main thread and an [`HttpServer`] serving a
 //!   [`Site`] with one route, `get("/", |_| Ok(Response::static_text("Hello, World!")))` (the
-//!   body is not copied, as hyper's `Bytes::from_static` below), with the
+//!   body is not copied, as hyper's `Bytes::from_static` in `ropewalk_bench::hello`), with the
 //!   default [`ServerConfig`](ropewalk_protocols::http::ServerConfig) (so it also sends
 //!   `Date` and `Server: ropewalk`). SIGINT/SIGTERM stop the reactor.
 //! - `hyper`: hyper 1.x's canonical server (hyper's `examples/hello.rs`: an accept loop,
@@ -32,10 +32,10 @@
 //! All bind 127.0.0.1 (or `--host`), print exactly one line `listening on IP:PORT` once
 //! they accept connections, and serve until killed.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use ropewalk_bench::hello::{hyper_hello, HELLO};
 use ropewalk_bench::procs;
 
 use ropewalk_protocols::http::{HttpServer, Request, Response, Site};
@@ -51,9 +51,6 @@ usage: http_server [--impl ropewalk|hyper|floor] [--port P] [--host IP]
 Answers GET / with `Hello, World!` (text/plain). Prints `listening on IP:PORT` once
 ready, then serves until killed.";
 
-/// The body every server sends.
-const HELLO: &str = "Hello, World!";
-
 fn run_ropewalk(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     let reactor = Reactor::new()?;
     let _signals = reactor.install_signal_handlers()?;
@@ -66,37 +63,10 @@ fn run_ropewalk(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn run_hyper(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    use bytes::Bytes;
-    use http_body_util::Full;
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
-    use hyper::{Method, StatusCode};
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
-
-    async fn hello(
-        req: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
-        let found = req.method() == Method::GET && req.uri().path() == "/";
-        let mut resp = if found {
-            hyper::Response::new(Full::new(Bytes::from_static(HELLO.as_bytes())))
-        } else {
-            let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"Not Found")));
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            r
-        };
-        resp.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        // ropewalk sends `Server: ropewalk`; the same number of bytes here, so that both
-        // responses are 148 bytes on the wire.
-        resp.headers_mut().insert(
-            hyper::header::SERVER,
-            hyper::header::HeaderValue::from_static("hyper-rs"),
-        );
-        Ok(resp)
-    }
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -112,7 +82,7 @@ fn run_hyper(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
             let io = TokioIo::new(stream);
             tokio::spawn(async move {
                 let _ = http1::Builder::new()
-                    .serve_connection(io, service_fn(hello))
+                    .serve_connection(io, service_fn(hyper_hello))
                     .await;
             });
         }

@@ -23,12 +23,12 @@
 //! Both print exactly one line `listening on IP:PORT` once they accept connections.
 
 use std::cell::RefCell;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use ropewalk_bench::hello::{hyper_hello, HELLO};
 use ropewalk_bench::procs;
 use ropewalk_protocols::http::{HttpServer, Request, Response, Site};
 use ropewalk_reactor::tls::{rustls::ServerConfig, TlsServerBuilder};
@@ -44,9 +44,6 @@ usage: https_server [--impl ropewalk|hyper] --cert PEM --key PEM [--port P] [--h
   --host IP     address to bind (default 127.0.0.1)
 Answers GET / with `Hello, World!` (text/plain) over TLS. Prints `listening on IP:PORT`
 once ready, then serves until killed.";
-
-/// The body every server sends.
-const HELLO: &str = "Hello, World!";
 
 thread_local! {
     /// `--cert` and `--key`, set by `main` before the server runs (on this thread).
@@ -75,36 +72,11 @@ fn run_ropewalk(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn run_hyper(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    use bytes::Bytes;
-    use http_body_util::Full;
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
-    use hyper::{Method, StatusCode};
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
     use tokio_rustls::TlsAcceptor;
-
-    async fn hello(
-        req: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
-        let found = req.method() == Method::GET && req.uri().path() == "/";
-        let mut resp = if found {
-            hyper::Response::new(Full::new(Bytes::from_static(HELLO.as_bytes())))
-        } else {
-            let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"Not Found")));
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            r
-        };
-        resp.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        resp.headers_mut().insert(
-            hyper::header::SERVER,
-            hyper::header::HeaderValue::from_static("hyper-rs"),
-        );
-        Ok(resp)
-    }
 
     let acceptor = TlsAcceptor::from(config()?);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -123,7 +95,7 @@ fn run_hyper(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
                     return;
                 };
                 let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service_fn(hello))
+                    .serve_connection(TokioIo::new(tls), service_fn(hyper_hello))
                     .await;
             });
         }

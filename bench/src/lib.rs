@@ -11,6 +11,7 @@
 pub mod alloc;
 pub mod cli;
 pub mod harness;
+pub mod hello;
 pub mod jobs;
 pub mod load;
 pub mod peer;
